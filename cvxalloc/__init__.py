@@ -1,0 +1,65 @@
+"""cvxalloc: certified thinking-token budgets for an LLM server (M/G/1 FIFO).
+
+Maximize ``U(t) = sum_i p_i w_i A_i(t_i) - gamma W(t)`` over per-type budgets
+``lo <= t <= hi`` with ``W`` the Pollaczek-Khinchine mean system time, and prove
+how close the answer is to optimal.
+
+Main entry points
+-----------------
+load_scenario      read a scenario (.toml or .json)
+example_scenario   the built-in example (five task types, published data)
+Scenario           the scenario model (also :meth:`Scenario.from_arrays`)
+solve              one entry point for every solver (``method=``)
+Result             the result object of every solver
+certify            Frank-Wolfe certificate of any allocation
+evaluate           utility, accuracy, W, utilization of any allocation
+baselines          best uniform, minimum and maximum budgets
+
+Examples
+--------
+>>> import cvxalloc
+>>> sc = cvxalloc.example_scenario()
+>>> res = cvxalloc.solve(sc, method="conic")
+>>> res.certificate.gap <= 1e-6 * abs(res.objective)
+True
+"""
+
+from __future__ import annotations
+
+from .baselines import baselines
+from .certificate import Certificate, certify
+from .errors import (
+    CvxallocError,
+    MissingDependencyError,
+    ScenarioError,
+    SolverError,
+    UnstableError,
+)
+from .io import example_scenario, load_allocation, load_scenario
+from .objective import Evaluation, evaluate
+from .result import Result
+from .scenario import Scenario
+from .solve import METHODS, available_methods, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Certificate",
+    "CvxallocError",
+    "Evaluation",
+    "METHODS",
+    "MissingDependencyError",
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "SolverError",
+    "UnstableError",
+    "available_methods",
+    "baselines",
+    "certify",
+    "evaluate",
+    "example_scenario",
+    "load_allocation",
+    "load_scenario",
+    "solve",
+]

@@ -1,0 +1,395 @@
+"""Accuracy-versus-tokens families: the single source of truth for each curve.
+
+Each family is one small class holding its parameters as numpy arrays (one
+entry per task type that uses it). It defines, in one place, the value
+``A(t)``, the first and second derivatives, the inverse of the (strictly
+decreasing) first derivative and the CVXPY expression used by the conic
+reference, so the conic model and the custom solvers cannot drift apart.
+
+Families (``t`` in tokens, all increasing and strictly concave):
+
+* ``exponential``: ``A(t) = c - (c - f) exp(-t / tau)``
+* ``power``:       ``A(t) = c - (c - f) (1 + t / tau) ** (-eta)``
+* ``logarithmic``: ``A(t) = f + g log(1 + t / tau)``
+
+:class:`AccuracyCurves` combines the families of a whole scenario and
+evaluates them vectorized over all N types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cvxpy as cp
+import numpy as np
+
+from .errors import ScenarioError
+
+__all__ = [
+    "AccuracyFamily",
+    "Exponential",
+    "Power",
+    "Logarithmic",
+    "AccuracyCurves",
+    "FAMILIES",
+]
+
+ArrayLike = np.ndarray | float | Sequence[float]
+
+
+def _arr(x: ArrayLike) -> np.ndarray:
+    return np.atleast_1d(np.asarray(x, dtype=float))
+
+
+def _c(x: np.ndarray) -> float | np.ndarray:
+    """A parameter array as CVXPY wants it: a scalar when it is broadcast."""
+    return float(x.flat[0]) if x.size == 1 else x
+
+
+class AccuracyFamily:
+    """Base class of an accuracy family with vectorized parameters.
+
+    Subclasses set :attr:`name`, :attr:`params` (schema key -> attribute) and
+    implement the numeric methods. All methods broadcast over the parameter
+    arrays, so ``t`` has the length of the block (or is a scalar).
+    """
+
+    name: ClassVar[str]
+    #: scenario-file key -> attribute name, in the order of the schema.
+    params: ClassVar[dict[str, str]]
+    #: keys that may be omitted, with their defaults.
+    defaults: ClassVar[dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return int(np.broadcast(*[getattr(self, a) for a in self.params.values()]).size)
+
+    # --- numeric form -----------------------------------------------------
+    def value(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Accuracy ``A(t)``."""
+        raise NotImplementedError
+
+    def d1(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """First derivative ``A'(t) > 0``."""
+        raise NotImplementedError
+
+    def d2(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Second derivative ``A''(t) < 0``."""
+        raise NotImplementedError
+
+    def inv_d1(self, y: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Inverse of the first derivative: the ``t`` with ``A'(t) = y``.
+
+        Defined for ``y > 0`` (it may be negative when ``y > A'(0)``); returns
+        ``+inf`` where ``y <= 0``.
+        """
+        raise NotImplementedError
+
+    # --- conic form -------------------------------------------------------
+    def cvxpy(self, t: cp.Expression) -> cp.Expression:  # pragma: no cover - abstract
+        """Concave CVXPY expression of ``A(t)`` for an affine expression ``t``."""
+        raise NotImplementedError
+
+    # --- bookkeeping ------------------------------------------------------
+    def take(self, idx: np.ndarray) -> AccuracyFamily:
+        """The same family restricted to entries ``idx`` of its parameter arrays."""
+        n = len(self)
+        kw = {a: np.broadcast_to(getattr(self, a), (n,))[idx] for a in self.params.values()}
+        return type(self)(**kw)
+
+    def param_dict(self, j: int) -> dict[str, float | str]:
+        """Scenario-file parameters of entry ``j`` (``model`` plus the family keys)."""
+        n = len(self)
+        out: dict[str, float | str] = {"model": self.name}
+        for key, attr in self.params.items():
+            out[key] = float(np.broadcast_to(getattr(self, attr), (n,))[j])
+        return out
+
+    @classmethod
+    def check(cls, where: str, values: Mapping[str, float]) -> None:
+        """Raise :class:`ScenarioError` if one type's parameters are invalid."""
+        for key, val in values.items():
+            if not np.isfinite(val):
+                raise ScenarioError(f"{where}: accuracy.{key} must be a finite number (got {val})")
+        if values["scale"] <= 0:
+            raise ScenarioError(
+                f"{where}: accuracy.scale must be > 0 tokens (got {values['scale']})"
+            )
+
+
+@dataclass(eq=False)
+class Exponential(AccuracyFamily):
+    """``A(t) = c - (c - f) exp(-t / tau)`` with ``f < c <= 1``, ``tau > 0``."""
+
+    floor: np.ndarray
+    ceiling: np.ndarray
+    scale: np.ndarray
+
+    name: ClassVar[str] = "exponential"
+    params: ClassVar[dict[str, str]] = {"floor": "floor", "ceiling": "ceiling", "scale": "scale"}
+
+    def __post_init__(self) -> None:
+        self.floor, self.ceiling, self.scale = map(_arr, (self.floor, self.ceiling, self.scale))
+
+    def value(self, t):
+        return self.ceiling - (self.ceiling - self.floor) * np.exp(-t / self.scale)
+
+    def d1(self, t):
+        return (self.ceiling - self.floor) / self.scale * np.exp(-t / self.scale)
+
+    def d2(self, t):
+        return -(self.ceiling - self.floor) / self.scale**2 * np.exp(-t / self.scale)
+
+    def inv_d1(self, y):
+        y = np.asarray(y, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -self.scale * np.log(y * self.scale / (self.ceiling - self.floor))
+        return np.where(y > 0, t, np.inf)
+
+    def cvxpy(self, t):
+        return _c(self.ceiling) - cp.multiply(
+            _c(self.ceiling - self.floor), cp.exp(-t / _c(self.scale))
+        )
+
+    @classmethod
+    def check(cls, where, values):
+        super().check(where, values)
+        f, c = values["floor"], values["ceiling"]
+        if not c <= 1:
+            raise ScenarioError(f"{where}: accuracy.ceiling must be <= 1 (got {c})")
+        if not f < c:
+            raise ScenarioError(
+                f"{where}: accuracy.ceiling must be > floor (got ceiling {c} <= floor {f})"
+            )
+        if f < 0:
+            raise ScenarioError(f"{where}: accuracy.floor must be >= 0 (got {f})")
+
+
+@dataclass(eq=False)
+class Power(AccuracyFamily):
+    """``A(t) = c - (c - f) (1 + t / tau) ** (-eta)`` with ``f < c <= 1``, ``eta > 0``."""
+
+    floor: np.ndarray
+    ceiling: np.ndarray
+    scale: np.ndarray
+    exponent: np.ndarray
+
+    name: ClassVar[str] = "power"
+    params: ClassVar[dict[str, str]] = {
+        "floor": "floor",
+        "ceiling": "ceiling",
+        "scale": "scale",
+        "exponent": "exponent",
+    }
+    defaults: ClassVar[dict[str, float]] = {"exponent": 1.0}
+
+    def __post_init__(self) -> None:
+        self.floor, self.ceiling, self.scale, self.exponent = map(
+            _arr, (self.floor, self.ceiling, self.scale, self.exponent)
+        )
+
+    def value(self, t):
+        return self.ceiling - (self.ceiling - self.floor) * (1 + t / self.scale) ** (-self.exponent)
+
+    def d1(self, t):
+        e = self.exponent
+        return (self.ceiling - self.floor) * e / self.scale * (1 + t / self.scale) ** (-e - 1)
+
+    def d2(self, t):
+        e = self.exponent
+        return (
+            -(self.ceiling - self.floor) * e * (e + 1) / self.scale**2
+            * (1 + t / self.scale) ** (-e - 2)
+        )
+
+    def inv_d1(self, y):
+        y = np.asarray(y, dtype=float)
+        e = self.exponent
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            base = y * self.scale / ((self.ceiling - self.floor) * e)
+            t = self.scale * (base ** (-1.0 / (e + 1)) - 1)
+        return np.where(y > 0, t, np.inf)
+
+    def cvxpy(self, t):
+        n = t.size
+        base = 1 + t / _c(self.scale)
+        expo = np.broadcast_to(self.exponent, (n,))
+        uniq, inverse = np.unique(expo, return_inverse=True)
+        # approx=False: an exact power cone, not a rational approximation of eta.
+        if len(uniq) == 1:
+            pw = cp.power(base, -float(uniq[0]), approx=False)
+        else:
+            pieces, order = [], []
+            for k, e in enumerate(uniq):
+                sel = np.flatnonzero(inverse == k)
+                pieces.append(cp.power(base[sel], -float(e), approx=False))
+                order.append(sel)
+            perm = np.concatenate(order)
+            stacked = cp.hstack(pieces)
+            back = np.empty(n, dtype=np.intp)
+            back[perm] = np.arange(n)
+            pw = stacked[back]
+        return _c(self.ceiling) - cp.multiply(_c(self.ceiling - self.floor), pw)
+
+    @classmethod
+    def check(cls, where, values):
+        Exponential.check(where, {k: values[k] for k in ("floor", "ceiling", "scale")})
+        for key, val in values.items():
+            if not np.isfinite(val):
+                raise ScenarioError(f"{where}: accuracy.{key} must be a finite number (got {val})")
+        if values["exponent"] <= 0:
+            raise ScenarioError(
+                f"{where}: accuracy.exponent must be > 0 (got {values['exponent']})"
+            )
+
+
+@dataclass(eq=False)
+class Logarithmic(AccuracyFamily):
+    """``A(t) = f + g log(1 + t / tau)`` with ``g > 0``, ``tau > 0``."""
+
+    floor: np.ndarray
+    gain: np.ndarray
+    scale: np.ndarray
+
+    name: ClassVar[str] = "logarithmic"
+    params: ClassVar[dict[str, str]] = {"floor": "floor", "gain": "gain", "scale": "scale"}
+
+    def __post_init__(self) -> None:
+        self.floor, self.gain, self.scale = map(_arr, (self.floor, self.gain, self.scale))
+
+    def value(self, t):
+        return self.floor + self.gain * np.log1p(t / self.scale)
+
+    def d1(self, t):
+        return self.gain / (self.scale + t)
+
+    def d2(self, t):
+        return -self.gain / (self.scale + t) ** 2
+
+    def inv_d1(self, y):
+        y = np.asarray(y, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = self.gain / y - self.scale
+        return np.where(y > 0, t, np.inf)
+
+    def cvxpy(self, t):
+        return _c(self.floor) + cp.multiply(_c(self.gain), cp.log(1 + t / _c(self.scale)))
+
+    @classmethod
+    def check(cls, where, values):
+        super().check(where, values)
+        if values["gain"] <= 0:
+            raise ScenarioError(f"{where}: accuracy.gain must be > 0 (got {values['gain']})")
+        if values["floor"] < 0:
+            raise ScenarioError(f"{where}: accuracy.floor must be >= 0 (got {values['floor']})")
+
+
+FAMILIES: dict[str, type[AccuracyFamily]] = {
+    cls.name: cls for cls in (Exponential, Power, Logarithmic)
+}
+
+
+class AccuracyCurves:
+    """The accuracy curves of all N types: blocks of families with their indices.
+
+    Parameters
+    ----------
+    blocks : sequence of (AccuracyFamily, index array)
+        Each family instance covers the types at the given indices; together
+        the indices partition ``range(n)``.
+    n : int
+        Number of task types.
+    """
+
+    def __init__(self, blocks: Sequence[tuple[AccuracyFamily, np.ndarray]], n: int) -> None:
+        self.n = int(n)
+        self.blocks: list[tuple[AccuracyFamily, np.ndarray | slice]] = []
+        seen = np.zeros(self.n, dtype=int)
+        for fam, idx in blocks:
+            idx = np.asarray(idx, dtype=np.intp)
+            if len(idx) == 0:
+                continue
+            if len(fam) not in (1, len(idx)):
+                raise ValueError("family parameter length does not match its indices")
+            seen[idx] += 1
+            full = len(idx) == self.n and np.array_equal(idx, np.arange(self.n))
+            self.blocks.append((fam, slice(None) if full else idx))
+        if not np.all(seen == 1):
+            raise ValueError("accuracy blocks must cover every type exactly once")
+
+    @classmethod
+    def single(cls, family: AccuracyFamily, n: int) -> AccuracyCurves:
+        """All ``n`` types use one family instance (parameters broadcast)."""
+        return cls([(family, np.arange(n))], n)
+
+    def _apply(self, method: str, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        out = np.empty(self.n)
+        for fam, idx in self.blocks:
+            out[idx] = getattr(fam, method)(x[idx] if x.ndim else x)
+        return out
+
+    def value(self, t: np.ndarray) -> np.ndarray:
+        """Accuracy of every type at ``t``."""
+        return self._apply("value", t)
+
+    def d1(self, t: np.ndarray) -> np.ndarray:
+        """First derivatives at ``t``."""
+        return self._apply("d1", t)
+
+    def d2(self, t: np.ndarray) -> np.ndarray:
+        """Second derivatives at ``t``."""
+        return self._apply("d2", t)
+
+    def inv_d1(self, y: np.ndarray) -> np.ndarray:
+        """Per type, the ``t`` with ``A_i'(t) = y_i`` (``+inf`` where ``y_i <= 0``)."""
+        return self._apply("inv_d1", y)
+
+    def weighted_cvxpy(self, t: cp.Expression, weights: np.ndarray) -> cp.Expression:
+        """CVXPY expression of ``sum_i weights_i A_i(t_i)`` (concave for weights >= 0)."""
+        terms = []
+        for fam, idx in self.blocks:
+            if isinstance(idx, slice):
+                terms.append(weights @ fam.cvxpy(t))
+            else:
+                terms.append(weights[idx] @ fam.cvxpy(t[idx]))
+        return cp.sum(cp.hstack(terms)) if len(terms) > 1 else terms[0]
+
+    def family_of(self, i: int) -> tuple[AccuracyFamily, int]:
+        """The family covering type ``i`` and ``i``'s position inside it."""
+        for fam, idx in self.blocks:
+            if isinstance(idx, slice):
+                return fam, (i if len(fam) > 1 else 0)
+            pos = np.flatnonzero(idx == i)
+            if pos.size:
+                return fam, (int(pos[0]) if len(fam) > 1 else 0)
+        raise IndexError(i)
+
+    def param_dict(self, i: int) -> dict[str, float | str]:
+        """Scenario-file accuracy table of type ``i``."""
+        fam, j = self.family_of(i)
+        return fam.param_dict(j)
+
+    def take(self, idx: np.ndarray) -> AccuracyCurves:
+        """Curves of the types ``idx`` (in that order)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        where = np.full(self.n, -1, dtype=np.intp)
+        where[idx] = np.arange(len(idx))
+        blocks = []
+        for fam, bidx in self.blocks:
+            members = np.arange(self.n)[bidx]
+            keep = where[members] >= 0
+            if not keep.any():
+                continue
+            sub = fam if len(fam) == 1 else fam.take(np.flatnonzero(keep))
+            blocks.append((sub, where[members[keep]]))
+        return AccuracyCurves(blocks, len(idx))
+
+    @property
+    def family_names(self) -> list[str]:
+        """Family name of each type."""
+        names = np.empty(self.n, dtype=object)
+        for fam, idx in self.blocks:
+            names[idx] = fam.name
+        return list(names)

@@ -1,0 +1,69 @@
+"""The ``cvxalloc`` command line.
+
+Each subcommand lives in its own module of this package with two functions,
+``add_parser(subparsers)`` and ``run(args) -> int``; :data:`SUBCOMMANDS` lists
+them in the order ``--help`` shows. Every :class:`~cvxalloc.errors.CvxallocError`
+becomes one line on stderr and exit code 2, with no traceback and no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ..errors import CvxallocError
+
+__all__ = ["main", "SUBCOMMANDS"]
+
+#: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
+SUBCOMMANDS = ["solve", "certify"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (all subcommands)."""
+    parser = _Parser(
+        prog="cvxalloc",
+        description=(
+            "Certified allocation of LLM thinking-token budgets on a FIFO M/G/1 server: "
+            "maximize weighted accuracy minus a price on mean system time."
+        ),
+        epilog="Run 'cvxalloc COMMAND --help' for each command. Docs: docs/cli.md.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"cvxalloc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cvxalloc`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"{__name__}.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except CvxallocError as exc:
+        print(f"cvxalloc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("cvxalloc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``cvxalloc solve``: the optimal per-type budgets, certified."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..baselines import baselines
+from ..report import solve_report
+from ..solve import DEFAULT_METHOD, available_methods, solve
+from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
+
+#: Above this many types the baselines (uniform budget search) are skipped.
+BASELINE_MAX_TYPES = 10_000
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="find the optimal per-type token budgets, with a certificate",
+        description=(
+            "Solve a scenario: maximize weighted accuracy minus latency_weight x mean system "
+            "time. Prints a per-type table (tokens, accuracy, service time), W, utilization, "
+            "the utility against the best uniform, minimum and maximum budgets, and the "
+            "certified (Frank-Wolfe) gap. Without SCENARIO, solves the built-in example."
+        ),
+    )
+    add_scenario_argument(p, optional=True)
+    p.add_argument(
+        "--method", default=None, choices=available_methods(),
+        help=f"solver (default: {DEFAULT_METHOD})",
+    )
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (keys in docs/cli.md)")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write the output to FILE instead of stdout (written only on success)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="solver option, repeatable (e.g. --option polish_rtol=1e-12)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the uniform/minimum/maximum comparison")
+
+
+def run(args: argparse.Namespace) -> int:
+    sc = scenario_from_args(args)
+    result = solve(sc, method=args.method, **parse_options(args.option))
+    base = None
+    if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
+        base = baselines(sc)
+    if args.json:
+        out = result.to_dict()
+        if base is not None:
+            out["baselines"] = {
+                name: None if b is None else {
+                    "objective": b.objective,
+                    "accuracy": b.accuracy,
+                    "mean_system_time": b.mean_system_time,
+                    "utilization": b.utilization,
+                    "tokens": dict(zip(sc.names, map(float, b.tokens))),
+                }
+                for name, b in base.items()
+            }
+        emit(dumps(out), args.output)
+    else:
+        emit(solve_report(result, base), args.output)
+    return 0

@@ -1,0 +1,123 @@
+"""The utility ``U(t) = sum_i p_i w_i A_i(t_i) - gamma W(t)`` and its derivatives.
+
+Vectorized over N types (numpy arrays, N up to millions). :func:`evaluate`
+gives every figure of an allocation at once; :func:`utility`,
+:func:`gradient` and :func:`hessian_parts` are the pieces solvers use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .queue import Latency
+
+__all__ = ["Evaluation", "evaluate", "utility", "gradient", "hessian_parts", "Objective"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every figure of one allocation.
+
+    Attributes
+    ----------
+    tokens : ndarray
+        The allocation.
+    objective : float
+        ``U(t)`` (``-inf`` if unstable and ``gamma > 0``).
+    accuracy : float
+        ``sum_i p_i w_i A_i(t_i)`` (weighted accuracy).
+    type_accuracy : ndarray
+        ``A_i(t_i)``.
+    service_time : ndarray
+        ``s_i(t_i)`` in seconds.
+    mean_system_time : float
+        ``W(t)`` in seconds (``inf`` if unstable).
+    utilization : float
+        ``rho``.
+    m1, m2 : float
+        Service-time moments.
+    """
+
+    tokens: np.ndarray
+    objective: float
+    accuracy: float
+    type_accuracy: np.ndarray
+    service_time: np.ndarray
+    mean_system_time: float
+    utilization: float
+    m1: float
+    m2: float
+
+    @property
+    def stable(self) -> bool:
+        """Whether ``rho < 1``."""
+        return self.utilization < 1
+
+
+class Objective:
+    """``U`` of one scenario, with its terms built once (reuse inside solver loops)."""
+
+    def __init__(self, scenario) -> None:
+        self.scenario = scenario
+        self.latency = Latency(scenario)
+        self.pw = scenario.probability * scenario.weight
+        self.gamma = scenario.latency_weight
+
+    def value(self, t: np.ndarray) -> float:
+        """``U(t)``; ``-inf`` where the queue is unstable."""
+        mo = self.latency.moments(t)
+        if mo.rho >= 1:
+            return -np.inf
+        acc = float(self.pw @ self.scenario.accuracy.value(t))
+        return acc - self.gamma * self.latency.value(t)
+
+    def gradient(self, t: np.ndarray) -> np.ndarray:
+        """``dU/dt_i = p_i (w_i A_i'(t_i) - gamma b_i D_i(t))``."""
+        return self.pw * self.scenario.accuracy.d1(t) - self.gamma * self.latency.gradient(t)
+
+    def hessian_parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``-Hess U = diag(d) + V M V^T`` with ``d > 0``.
+
+        ``d_i = -p_i w_i A_i''(t_i) + gamma lam (1+k_i) p_i b_i^2 / (1-rho)`` and
+        ``M = gamma * M_W`` (see :meth:`Latency.hessian_parts`).
+        """
+        dW, V, MW = self.latency.hessian_parts(t)
+        d = -self.pw * self.scenario.accuracy.d2(t) + self.gamma * dW
+        return d, V, self.gamma * MW
+
+    def evaluate(self, t: np.ndarray) -> Evaluation:
+        """All figures of allocation ``t``."""
+        sc = self.scenario
+        t = np.asarray(t, dtype=float)
+        a = sc.accuracy.value(t)
+        acc = float(self.pw @ a)
+        mo = self.latency.moments(t)
+        W = self.latency.value(t)
+        U = acc - self.gamma * W if mo.rho < 1 else -np.inf
+        return Evaluation(
+            tokens=t, objective=U, accuracy=acc, type_accuracy=a,
+            service_time=sc.service_time(t), mean_system_time=W,
+            utilization=mo.rho, m1=mo.m1, m2=mo.m2,
+        )
+
+
+def evaluate(scenario, tokens: np.ndarray) -> Evaluation:
+    """Evaluate an allocation: utility, accuracy, W, utilization, per-type figures."""
+    return Objective(scenario).evaluate(np.asarray(tokens, dtype=float))
+
+
+def utility(scenario, tokens: np.ndarray) -> float:
+    """``U(t)`` of an allocation."""
+    return Objective(scenario).value(np.asarray(tokens, dtype=float))
+
+
+def gradient(scenario, tokens: np.ndarray) -> np.ndarray:
+    """``grad U(t)``."""
+    return Objective(scenario).gradient(np.asarray(tokens, dtype=float))
+
+
+def hessian_parts(scenario, tokens: np.ndarray):
+    """``-Hess U(t) = diag(d) + V M V^T``; see :meth:`Objective.hessian_parts`."""
+    return Objective(scenario).hessian_parts(np.asarray(tokens, dtype=float))

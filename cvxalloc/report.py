@@ -1,0 +1,64 @@
+"""Plain-text reports of results (what ``cvxalloc solve`` prints)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["result_table", "solve_report"]
+
+
+def _fmt_tokens(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def result_table(result, max_rows: int = 50) -> str:
+    """Per-type tokens, accuracy and service time, then the headline figures."""
+    ev = result.evaluation
+    names = result.names or [str(i) for i in range(len(result.tokens))]
+    width = max(8, *(len(n) for n in names[:max_rows]))
+    lines = [f"{'task':<{width}}  {'tokens':>12}  {'accuracy':>8}  {'service s':>9}"]
+    lines.append("-" * len(lines[0]))
+    for i, name in enumerate(names[:max_rows]):
+        lines.append(
+            f"{name:<{width}}  {_fmt_tokens(result.tokens[i]):>12}  "
+            f"{ev.type_accuracy[i]:>8.4f}  {ev.service_time[i]:>9.2f}"
+        )
+    if len(names) > max_rows:
+        lines.append(f"... {len(names) - max_rows} more task types (use --json for all)")
+    lines.append("")
+    lines.append(f"mean system time W   {ev.mean_system_time:.4f} s")
+    lines.append(f"utilization rho      {ev.utilization:.4f}")
+    lines.append(f"weighted accuracy    {ev.accuracy:.6f}")
+    lines.append(f"utility U            {ev.objective:.10g}")
+    cert = result.certificate
+    lines.append(
+        f"certified gap        {cert.gap:.3e}  (U* <= {cert.upper_bound:.10g}; "
+        f"{cert.relative_gap:.1e} of |U|)"
+    )
+    return "\n".join(lines)
+
+
+def solve_report(result, baselines: dict | None = None) -> str:
+    """The full human-readable output of ``cvxalloc solve``."""
+    head = f"cvxalloc: method {result.method}, status {result.status}"
+    if result.solver_stats.get("solver"):
+        head += f" ({result.solver_stats['solver']})"
+    out = [head, "", result_table(result)]
+    if baselines:
+        out.append("")
+        out.append("against baselines (same evaluation):")
+        U = result.objective
+        for name, base in baselines.items():
+            if base is None:
+                out.append(f"  {name:<8} unstable (utilization >= 1)")
+                continue
+            diff = U - base.objective
+            rel = 100 * diff / abs(base.objective) if base.objective else np.inf
+            extra = ""
+            if name == "uniform":
+                extra = f" at {base.diagnostics['budget']:,.1f} tokens"
+            out.append(
+                f"  {name:<8} U = {base.objective:.6f}{extra}; optimum gains "
+                f"{diff:+.6f} ({rel:+.2f}%)"
+            )
+    return "\n".join(out)

@@ -1,0 +1,186 @@
+"""One result object for every solver (the shape of scipy's ``OptimizeResult``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import status as st
+from .certificate import Certificate, certify
+from .objective import Evaluation, Objective
+
+__all__ = ["Result"]
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`cvxalloc.solve` (any method).
+
+    Attributes
+    ----------
+    status : str
+        One of :mod:`cvxalloc.status` (``"optimal"``, ``"optimal_inaccurate"``,
+        ``"iteration_limit"``, ...), exactly as the solver reported it.
+    method : str
+        The method that produced ``tokens`` (a fallback is named here too).
+    tokens : ndarray
+        Tokens per type, in the scenario's task order.
+    evaluation : Evaluation
+        Every figure of ``tokens`` (utility, accuracy, W, utilization, ...).
+    certificate : Certificate
+        Solver-independent proof: ``certificate.gap >= U* - objective``.
+    raw_certificate : Certificate or None
+        The certificate of the solver's own point before polishing, if polished.
+    iterations : int
+        Iterations of the method (0 where it has none).
+    solver_stats : dict
+        Times and solver-specific counters.
+    diagnostics : dict
+        Method-specific guarantees (bounds, steps, rates, ...).
+    history : dict of list
+        Per-iteration ``gap`` and ``objective`` where the method records them.
+    message : str
+        Human-readable explanation of the status.
+    """
+
+    status: str
+    method: str
+    tokens: np.ndarray
+    evaluation: Evaluation
+    certificate: Certificate
+    scenario: Any = field(repr=False, default=None)
+    raw_certificate: Certificate | None = None
+    iterations: int = 0
+    solver_stats: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    message: str = ""
+
+    @classmethod
+    def from_tokens(
+        cls,
+        scenario,
+        tokens: np.ndarray,
+        *,
+        method: str,
+        status: str,
+        objective: Objective | None = None,
+        **kw: Any,
+    ) -> Result:
+        """Evaluate and certify ``tokens`` and wrap them in a result."""
+        obj = objective or Objective(scenario)
+        t = np.asarray(tokens, dtype=float)
+        return cls(
+            status=status,
+            method=method,
+            tokens=t,
+            evaluation=obj.evaluate(t),
+            certificate=certify(scenario, t, obj),
+            scenario=scenario,
+            **kw,
+        )
+
+    # --- figures --------------------------------------------------------------
+    @property
+    def success(self) -> bool:
+        """Whether the solver reported ``optimal``."""
+        return self.status == st.OPTIMAL
+
+    @property
+    def objective(self) -> float:
+        """Utility ``U`` at :attr:`tokens`."""
+        return self.evaluation.objective
+
+    @property
+    def accuracy(self) -> float:
+        """Weighted accuracy ``sum_i p_i w_i A_i``."""
+        return self.evaluation.accuracy
+
+    @property
+    def mean_system_time(self) -> float:
+        """Mean system time ``W`` in seconds."""
+        return self.evaluation.mean_system_time
+
+    @property
+    def utilization(self) -> float:
+        """Server utilization ``rho``."""
+        return self.evaluation.utilization
+
+    @property
+    def names(self) -> list[str]:
+        """Task names in order."""
+        return list(self.scenario.names) if self.scenario is not None else []
+
+    # --- output -----------------------------------------------------------------
+    def to_dict(self, per_type: bool = True) -> dict[str, Any]:
+        """JSON-ready dict with the stable keys of the interface contract.
+
+        ``status``, ``method``, ``tokens`` (name -> tokens), ``objective``,
+        ``accuracy``, ``mean_system_time``, ``utilization`` and ``certificate``
+        (``gap``, ``upper_bound``, ...), plus extras.
+        """
+        ev = self.evaluation
+        names = self.names or [str(i) for i in range(len(self.tokens))]
+        out: dict[str, Any] = {
+            "status": self.status,
+            "method": self.method,
+            "tokens": {n: float(x) for n, x in zip(names, self.tokens)},
+            "objective": _num(ev.objective),
+            "accuracy": ev.accuracy,
+            "mean_system_time": _num(ev.mean_system_time),
+            "utilization": ev.utilization,
+            "certificate": _clean(self.certificate.to_dict()),
+        }
+        if self.raw_certificate is not None:
+            out["raw_certificate"] = _clean(self.raw_certificate.to_dict())
+        if per_type:
+            out["per_type"] = {
+                n: {
+                    "tokens": float(t),
+                    "accuracy": float(a),
+                    "service_time": float(s),
+                }
+                for n, t, a, s in zip(names, self.tokens, ev.type_accuracy, ev.service_time)
+            }
+        out["iterations"] = self.iterations
+        out["message"] = self.message
+        if self.solver_stats:
+            out["solver_stats"] = _clean(self.solver_stats)
+        if self.diagnostics:
+            out["diagnostics"] = _clean(self.diagnostics)
+        return out
+
+    def summary(self) -> str:
+        """A readable table of per-type tokens, accuracy and service time."""
+        from .report import result_table
+
+        return result_table(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Result(status={self.status!r}, method={self.method!r}, n={len(self.tokens)}, "
+            f"objective={self.objective:.10g}, gap={self.certificate.gap:.3g})"
+        )
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _clean(obj: Any) -> Any:
+    """Make numpy scalars/arrays and non-finite floats JSON-safe."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v) for v in obj.tolist()]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

@@ -1,0 +1,416 @@
+"""The scenario: queue, task types, service model and accuracy curves.
+
+A :class:`Scenario` holds one numpy array per per-type quantity (so N can be
+millions) and validates itself on construction: every error names the field
+and the fix, e.g. ``task "math": probability must be > 0 (got -0.1)``.
+
+Build one from a file with :func:`cvxalloc.load_scenario`, from the nested
+dict of the file format with :meth:`Scenario.from_dict`, or from arrays with
+:meth:`Scenario.from_arrays`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .accuracy import AccuracyCurves, AccuracyFamily
+from .errors import ScenarioError, UnstableError
+
+__all__ = ["Scenario", "PROBABILITY_TOL"]
+
+#: Probabilities must sum to 1 within this tolerance (no silent renormalization).
+PROBABILITY_TOL = 1e-9
+
+_ARRAY_FIELDS = (
+    "probability",
+    "weight",
+    "min_tokens",
+    "max_tokens",
+    "base",
+    "per_token",
+    "scv",
+    "variance",
+)
+
+
+@dataclass(eq=False)
+class Scenario:
+    """A workload profile: everything the optimization problem depends on.
+
+    Attributes
+    ----------
+    names : list of str
+        Task-type names, unique.
+    probability : ndarray
+        ``p_i > 0``, the share of arrivals of type i; sums to 1.
+    weight : ndarray
+        ``w_i > 0``, value of a correct answer of type i.
+    min_tokens, max_tokens : ndarray
+        Token bounds ``lo_i <= t_i <= hi_i`` (``0 <= lo_i <= hi_i``).
+    base : ndarray
+        ``a_i >= 0`` seconds of service independent of thinking tokens.
+    per_token : ndarray
+        ``b_i > 0`` seconds per thinking token.
+    scv : ndarray
+        ``k_i >= 0``, squared coefficient of variation of the service time.
+    variance : ndarray
+        ``v_i >= 0`` extra service-time variance, in seconds squared.
+    accuracy : AccuracyCurves
+        The accuracy curve of every type.
+    arrival_rate : float
+        ``lam >= 0`` queries per second (Poisson).
+    latency_weight : float
+        ``gamma >= 0`` utility lost per second of mean system time.
+    levels : list of (ndarray or None)
+        Allowed integer budgets per type (``None``: not restricted to a menu).
+    step : ndarray
+        Grid step per type for integer budgets (1 = whole tokens); ignored
+        where ``levels`` is given.
+    """
+
+    names: list[str]
+    probability: np.ndarray
+    weight: np.ndarray
+    min_tokens: np.ndarray
+    max_tokens: np.ndarray
+    base: np.ndarray
+    per_token: np.ndarray
+    scv: np.ndarray
+    variance: np.ndarray
+    accuracy: AccuracyCurves
+    arrival_rate: float
+    latency_weight: float
+    levels: list[np.ndarray | None] = field(default_factory=list)
+    step: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        for name in _ARRAY_FIELDS:
+            val = np.asarray(getattr(self, name), dtype=float)
+            if val.ndim > 1:
+                raise ScenarioError(f"{name} must be one-dimensional (got shape {val.shape})")
+            val = np.array(np.broadcast_to(val, (n,)), dtype=float) if val.size in (1, n) else val
+            if val.shape != (n,):
+                raise ScenarioError(
+                    f"{name} must have one entry per task ({n}), got {val.size}"
+                )
+            val.setflags(write=False)
+            object.__setattr__(self, name, val)
+        if not self.levels:
+            self.levels = [None] * n
+        if len(self.levels) != n:
+            raise ScenarioError(
+                f"levels must have one entry per task ({n}), got {len(self.levels)}"
+            )
+        step = np.ones(n) if self.step is None else np.asarray(self.step, dtype=float)
+        self.step = np.array(np.broadcast_to(step, (n,)), dtype=float)
+        self.arrival_rate = float(self.arrival_rate)
+        self.latency_weight = float(self.latency_weight)
+        self._validate()
+
+    # ------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of task types."""
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return (
+            f"Scenario(n={self.n}, arrival_rate={self.arrival_rate:g}, "
+            f"latency_weight={self.latency_weight:g})"
+        )
+
+    @property
+    def lo(self) -> np.ndarray:
+        """Alias of :attr:`min_tokens`."""
+        return self.min_tokens
+
+    @property
+    def hi(self) -> np.ndarray:
+        """Alias of :attr:`max_tokens`."""
+        return self.max_tokens
+
+    def service_time(self, tokens: np.ndarray) -> np.ndarray:
+        """Mean service time ``s_i = a_i + b_i t_i`` of each type, in seconds."""
+        return self.base + self.per_token * np.asarray(tokens, dtype=float)
+
+    def utilization(self, tokens: np.ndarray) -> float:
+        """``rho = lam * sum_i p_i s_i(t_i)``."""
+        return self.arrival_rate * float(self.probability @ self.service_time(tokens))
+
+    def max_stable_arrival_rate(self, tokens: np.ndarray) -> float:
+        """The supremum of arrival rates that keep ``tokens`` stable: ``1 / m1``."""
+        return 1.0 / float(self.probability @ self.service_time(tokens))
+
+    def with_(self, **changes: Any) -> Scenario:
+        """A copy with some fields replaced (validated again)."""
+        kw = {
+            name: getattr(self, name)
+            for name in ("names", *_ARRAY_FIELDS, "accuracy", "arrival_rate",
+                         "latency_weight", "levels", "step")
+        }
+        kw.update(changes)
+        return Scenario(**kw)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> Scenario:
+        """The types ``idx`` only, probabilities renormalized to sum to 1."""
+        idx = np.asarray(idx, dtype=np.intp)
+        p = self.probability[idx]
+        return Scenario(
+            names=[self.names[i] for i in idx],
+            probability=p / p.sum(),
+            **{f: getattr(self, f)[idx] for f in _ARRAY_FIELDS if f != "probability"},
+            accuracy=self.accuracy.take(idx),
+            arrival_rate=self.arrival_rate,
+            latency_weight=self.latency_weight,
+            levels=[self.levels[i] for i in idx],
+            step=self.step[idx],
+        )
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        probability: Any,
+        max_tokens: Any,
+        per_token: Any,
+        accuracy: AccuracyCurves | AccuracyFamily,
+        arrival_rate: float,
+        latency_weight: float,
+        weight: Any = 1.0,
+        min_tokens: Any = 0.0,
+        base: Any = 0.0,
+        scv: Any = 0.0,
+        variance: Any = 0.0,
+        names: Sequence[str] | None = None,
+        levels: Sequence[Any] | None = None,
+        step: Any = None,
+    ) -> Scenario:
+        """Build a scenario from arrays (scalars broadcast to every type).
+
+        Parameters
+        ----------
+        probability : array_like
+            Type mix ``p``; must sum to 1 within ``1e-9``.
+        max_tokens, per_token : array_like
+            Upper token bounds and seconds per token.
+        accuracy : AccuracyCurves or AccuracyFamily
+            A family instance with per-type (or broadcast) parameters, or a
+            full :class:`~cvxalloc.accuracy.AccuracyCurves`.
+        arrival_rate, latency_weight : float
+            ``lam`` and ``gamma``.
+        weight, min_tokens, base, scv, variance : array_like, optional
+            Defaults 1, 0, 0, 0, 0.
+        names : sequence of str, optional
+            Defaults to ``type0``, ``type1``, ...
+        levels, step : optional
+            Integer grids (see the scenario file format).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cvxalloc import Scenario
+        >>> from cvxalloc.accuracy import Exponential
+        >>> sc = Scenario.from_arrays(
+        ...     probability=[0.5, 0.5], max_tokens=4096, per_token=0.01, base=0.5,
+        ...     accuracy=Exponential(floor=0.3, ceiling=[0.8, 0.9], scale=1000),
+        ...     arrival_rate=0.05, latency_weight=0.01)
+        >>> sc.n
+        2
+        """
+        p = np.atleast_1d(np.asarray(probability, dtype=float))
+        n = p.size
+        if names is None:
+            names = [f"type{i}" for i in range(n)]
+        if isinstance(accuracy, AccuracyFamily):
+            if len(accuracy) not in (1, n):
+                raise ScenarioError(
+                    f"accuracy parameters must have one entry per task ({n}) or one in all"
+                )
+            accuracy = AccuracyCurves.single(accuracy, n)
+        elif not isinstance(accuracy, AccuracyCurves):
+            raise ScenarioError("accuracy must be an AccuracyFamily or AccuracyCurves")
+        if accuracy.n != n:
+            raise ScenarioError(f"accuracy covers {accuracy.n} tasks, probability has {n}")
+        lv = list(levels) if levels is not None else [None] * n
+        lv = [None if x is None else np.asarray(x, dtype=float) for x in lv]
+        return cls(
+            names=list(names), probability=p, weight=weight, min_tokens=min_tokens,
+            max_tokens=max_tokens, base=base, per_token=per_token, scv=scv,
+            variance=variance, accuracy=accuracy, arrival_rate=arrival_rate,
+            latency_weight=latency_weight, levels=lv, step=step,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        """Build a scenario from the nested structure of the scenario file.
+
+        See ``docs/scenario.md``; the JSON form is ``{"queue": {...}, "task": [...]}``.
+        """
+        from .io import scenario_from_dict
+
+        return scenario_from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario in the file structure (round-trips through :meth:`from_dict`)."""
+        tasks = []
+        for i, name in enumerate(self.names):
+            task: dict[str, Any] = {
+                "name": name,
+                "probability": float(self.probability[i]),
+                "weight": float(self.weight[i]),
+                "min_tokens": float(self.min_tokens[i]),
+                "max_tokens": float(self.max_tokens[i]),
+            }
+            if self.levels[i] is not None:
+                task["levels"] = [float(x) for x in self.levels[i]]
+            elif self.step[i] != 1:
+                task["step"] = float(self.step[i])
+            task["service"] = {
+                "base": float(self.base[i]),
+                "per_token": float(self.per_token[i]),
+                "scv": float(self.scv[i]),
+                "variance": float(self.variance[i]),
+            }
+            task["accuracy"] = self.accuracy.param_dict(i)
+            tasks.append(task)
+        return {
+            "queue": {
+                "arrival_rate": self.arrival_rate,
+                "latency_weight": self.latency_weight,
+            },
+            "task": tasks,
+        }
+
+    # ------------------------------------------------------------------
+    def _task(self, i: int) -> str:
+        return f'task "{self.names[i]}"'
+
+    def _first_bad(self, bad: np.ndarray) -> int | None:
+        hits = np.flatnonzero(bad)
+        return int(hits[0]) if hits.size else None
+
+    def _validate(self) -> None:
+        n = self.n
+        if n == 0:
+            raise ScenarioError("the scenario has no tasks: add at least one [[task]] table")
+        seen: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            if not isinstance(name, str) or not name:
+                raise ScenarioError(f"task {i + 1}: name must be a non-empty string")
+            if name in seen:
+                raise ScenarioError(
+                    f'task "{name}": duplicate name (tasks {seen[name] + 1} and {i + 1}); '
+                    "give every task a unique name"
+                )
+            seen[name] = i
+        for label, val, ok in (
+            ("arrival_rate", self.arrival_rate, lambda x: x >= 0),
+            ("latency_weight", self.latency_weight, lambda x: x >= 0),
+        ):
+            if not math.isfinite(val):
+                raise ScenarioError(f"queue: {label} must be a finite number (got {val})")
+            if not ok(val):
+                raise ScenarioError(f"queue: {label} must be >= 0 (got {val})")
+        rules = (
+            ("probability", lambda x: x > 0, "must be > 0"),
+            ("weight", lambda x: x > 0, "must be > 0"),
+            ("min_tokens", lambda x: x >= 0, "must be >= 0"),
+            ("max_tokens", lambda x: x >= 0, "must be >= 0"),
+            ("base", lambda x: x >= 0, "must be >= 0 seconds"),
+            ("per_token", lambda x: x > 0, "must be > 0 seconds per token"),
+            ("scv", lambda x: x >= 0, "must be >= 0"),
+            ("variance", lambda x: x >= 0, "must be >= 0 seconds squared"),
+        )
+        where_of = {
+            "base": "service.base", "per_token": "service.per_token",
+            "scv": "service.scv", "variance": "service.variance",
+        }
+        for fname, ok, text in rules:
+            arr = getattr(self, fname)
+            label = where_of.get(fname, fname)
+            i = self._first_bad(~np.isfinite(arr))
+            if i is not None:
+                raise ScenarioError(
+                    f"{self._task(i)}: {label} must be a finite number (got {arr[i]})"
+                )
+            i = self._first_bad(~ok(arr))
+            if i is not None:
+                raise ScenarioError(f"{self._task(i)}: {label} {text} (got {arr[i]:g})")
+        i = self._first_bad(self.min_tokens > self.max_tokens)
+        if i is not None:
+            raise ScenarioError(
+                f"{self._task(i)}: min_tokens must be <= max_tokens "
+                f"(got {self.min_tokens[i]:g} > {self.max_tokens[i]:g})"
+            )
+        total = float(np.sum(self.probability))
+        if abs(total - 1.0) > PROBABILITY_TOL:
+            raise ScenarioError(
+                f"task probabilities must sum to 1 (got {total:.12g}); "
+                "rescale them, cvxalloc does not renormalize"
+            )
+        self._validate_accuracy()
+        self._validate_grids()
+        self._validate_stability()
+
+    def _validate_accuracy(self) -> None:
+        hi_acc = self.accuracy.value(self.max_tokens)
+        lo_acc = self.accuracy.value(self.min_tokens)
+        i = self._first_bad(~np.isfinite(hi_acc) | ~np.isfinite(lo_acc))
+        if i is not None:
+            raise ScenarioError(f"{self._task(i)}: accuracy is not finite on the token bounds")
+        i = self._first_bad(hi_acc > 1 + 1e-12)
+        if i is not None:
+            raise ScenarioError(
+                f"{self._task(i)}: accuracy reaches {hi_acc[i]:.4g} > 1 at max_tokens; "
+                "lower accuracy.gain or max_tokens"
+            )
+
+    def _validate_grids(self) -> None:
+        for i in range(self.n):
+            lv = self.levels[i]
+            if lv is not None:
+                if lv.ndim != 1 or lv.size == 0:
+                    raise ScenarioError(f"{self._task(i)}: levels must be a non-empty list")
+                if not np.all(np.isfinite(lv)):
+                    raise ScenarioError(f"{self._task(i)}: levels must be finite numbers")
+                if np.any(np.diff(lv) <= 0):
+                    raise ScenarioError(
+                        f"{self._task(i)}: levels must be strictly increasing, without "
+                        f"duplicates (got {lv.tolist()})"
+                    )
+                if lv[0] < self.min_tokens[i] or lv[-1] > self.max_tokens[i]:
+                    raise ScenarioError(
+                        f"{self._task(i)}: levels must lie within [min_tokens, max_tokens] = "
+                        f"[{self.min_tokens[i]:g}, {self.max_tokens[i]:g}] (got {lv.tolist()})"
+                    )
+        i = self._first_bad(~np.isfinite(self.step) | (self.step <= 0))
+        if i is not None:
+            raise ScenarioError(f"{self._task(i)}: step must be > 0 (got {self.step[i]:g})")
+
+    def _validate_stability(self) -> None:
+        lam = self.arrival_rate
+        m1_lo = float(self.probability @ self.service_time(self.min_tokens))
+        if lam * m1_lo >= 1:
+            raise UnstableError(
+                f"queue: unstable even at the minimum budgets (utilization {lam * m1_lo:.4g} "
+                f">= 1); lower arrival_rate below {1 / m1_lo:.6g} queries/s or the "
+                "minimum budgets"
+            )
+        m1_hi = float(self.probability @ self.service_time(self.max_tokens))
+        if self.latency_weight == 0 and lam * m1_hi >= 1:
+            raise UnstableError(
+                "queue: latency_weight is 0 and the maximum budgets are unstable, so utility "
+                "grows up to saturation and no optimum exists; set latency_weight > 0 or "
+                f"lower max_tokens (or arrival_rate below {1 / m1_hi:.6g} queries/s)"
+            )
+

@@ -1,0 +1,76 @@
+"""One entry point for every solver: :func:`solve` with a method registry."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from .result import Result
+
+__all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods"]
+
+#: method name -> "module:function" (imported on first use). Each function takes
+#: the scenario and keyword options and returns a :class:`~cvxalloc.result.Result`.
+METHODS: dict[str, str] = {
+    "conic": "cvxalloc.solvers.conic:solve_conic",
+}
+
+#: The method used when ``method`` is None.
+DEFAULT_METHOD = "conic"
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``solve(..., method=...)``."""
+    return list(METHODS)
+
+
+def _resolve(method: str):
+    module, func = METHODS[method].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def solve(scenario, method: str | None = None, **options: Any) -> Result:
+    """Find the allocation that maximizes ``U``, with a certificate.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        From :func:`cvxalloc.load_scenario`, :meth:`Scenario.from_arrays`, ...
+    method : str, optional
+        One of :data:`METHODS` (default :data:`DEFAULT_METHOD`). ``"conic"`` is
+        the certified reference (CVXPY + Clarabel, polished).
+    **options
+        Method-specific options (see each solver's docstring); an unknown
+        option raises ``ValueError`` naming the accepted ones.
+
+    Returns
+    -------
+    Result
+        ``status``, ``tokens``, ``objective``, ``certificate``, ...
+
+    Examples
+    --------
+    >>> import cvxalloc
+    >>> res = cvxalloc.solve(cvxalloc.example_scenario(), method="conic")
+    >>> res.status, res.certificate.relative_gap < 1e-6
+    ('optimal', True)
+    """
+    name = DEFAULT_METHOD if method is None else method
+    if name not in METHODS:
+        raise ValueError(
+            f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"
+        )
+    func = _resolve(name)
+    params = inspect.signature(func).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not accepts_any:
+        allowed = [k for k, p in params.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        bad = [k for k in options if k not in allowed]
+        if bad:
+            raise ValueError(
+                f"method {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
+                f"it accepts: {', '.join(allowed) or 'none'}"
+            )
+    return func(scenario, **options)
