@@ -1,0 +1,265 @@
+"""Regression-test your own solver against the certified reference.
+
+Two tools, the same ones cvxalloc's own test-suite uses:
+
+* :func:`scenarios`: a hypothesis strategy drawing valid scenarios across regimes
+  (light and heavy load, near saturation, maximum budgets unstable, bounds
+  active, N = 1, identical types, every accuracy family, scv and variance on
+  and off).
+* :func:`assert_near_optimal`: solves the conic reference, certifies it, and
+  fails with a readable message (objective shortfall, worst types) if an
+  allocation is infeasible or further from the optimum than ``rtol``.
+
+Examples
+--------
+>>> from hypothesis import given, settings
+>>> from cvxalloc.testing import scenarios, assert_near_optimal
+>>> @settings(max_examples=5, deadline=None)
+... @given(scenarios(max_n=5))
+... def test_mine(sc):
+...     assert_near_optimal(sc, my_solver(sc), rtol=1e-6)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .accuracy import FAMILIES, AccuracyCurves, Exponential, Logarithmic, Power
+from .certificate import certify, relative_scale
+from .objective import Objective
+from .scenario import Scenario
+
+__all__ = ["scenarios", "random_scenario", "assert_near_optimal", "LOADS"]
+
+#: Load regimes: utilization at the maximum budgets drawn from these ranges.
+LOADS: dict[str, tuple[float, float]] = {
+    "light": (0.02, 0.5),
+    "heavy": (0.7, 0.97),
+    "saturated": (0.97, 0.9999),
+    "overloaded": (1.2, 30.0),
+}
+
+
+def random_scenario(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    load: str = "heavy",
+    families: Sequence[str] = tuple(FAMILIES),
+    identical: bool = False,
+    scv: bool = True,
+    variance: bool = True,
+    lower_bounds: bool = True,
+    latency_weight: float | None = None,
+) -> Scenario:
+    """One random valid scenario (the generator behind :func:`scenarios`).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    n : int
+        Number of task types.
+    load : {"light", "heavy", "saturated", "overloaded"}
+        Utilization at the maximum budgets (overloaded: the maximum budgets
+        are unstable, the minimum ones are not).
+    families : sequence of str
+        Accuracy families to draw from.
+    identical : bool
+        All types equal (probabilities too).
+    scv, variance : bool
+        Draw non-zero service-time spreads.
+    lower_bounds : bool
+        Draw non-zero minimum budgets for some types.
+    latency_weight : float, optional
+        Fix ``gamma`` (default: log-uniform in [1e-5, 1e-1]).
+    """
+    m = 1 if identical else n
+    fam_names = rng.choice(list(families), size=m)
+    hi = np.exp(rng.uniform(np.log(256), np.log(32768), m))
+    lo = np.where(rng.random(m) < 0.3, rng.uniform(0, 0.4, m) * hi, 0.0) if lower_bounds \
+        else np.zeros(m)
+    a = rng.uniform(0, 3, m)
+    b = np.exp(rng.uniform(np.log(1e-3), np.log(5e-2), m))
+    k = rng.uniform(0, 2, m) if scv else np.zeros(m)
+    v = np.where(rng.random(m) < 0.5, rng.uniform(0, 100, m), 0.0) if variance else np.zeros(m)
+    w = rng.uniform(0.5, 3, m)
+    floor = rng.uniform(0, 0.5, m)
+    ceiling = floor + rng.uniform(0.05, 1, m) * (1 - floor)
+    scale = np.exp(rng.uniform(np.log(50), np.log(20000), m))
+    expo = rng.uniform(0.2, 2.0, m)
+    gain = rng.uniform(0.05, 1, m) * (1 - floor) / np.log1p(hi / scale)
+
+    def rep(x):
+        return np.repeat(x, n) if identical else x
+
+    hi, lo, a, b, k, v, w = map(rep, (hi, lo, a, b, k, v, w))
+    floor, ceiling, scale, expo, gain = map(rep, (floor, ceiling, scale, expo, gain))
+    fam_names = np.repeat(fam_names, n) if identical else fam_names
+    p = np.full(n, 1.0 / n) if identical else rng.dirichlet(np.full(n, 0.7))
+    p = np.maximum(p, 1e-6)
+    p = p / p.sum()
+
+    blocks = []
+    for name in dict.fromkeys(fam_names):
+        idx = np.flatnonzero(fam_names == name)
+        if name == "exponential":
+            fam = Exponential(floor=floor[idx], ceiling=ceiling[idx], scale=scale[idx])
+        elif name == "power":
+            fam = Power(floor=floor[idx], ceiling=ceiling[idx], scale=scale[idx],
+                        exponent=expo[idx])
+        else:
+            fam = Logarithmic(floor=floor[idx], gain=gain[idx], scale=scale[idx])
+        blocks.append((fam, idx))
+    curves = AccuracyCurves(blocks, n)
+
+    m1_hi = float(p @ (a + b * hi))
+    m1_lo = float(p @ (a + b * lo))
+    rho_lo_room = m1_lo / m1_hi
+    lo_r, hi_r = LOADS[load]
+    target = rng.uniform(lo_r, hi_r)
+    lam = target / m1_hi
+    if lam * m1_lo >= 0.95:  # keep the minimum budgets clearly stable
+        lam = rng.uniform(0.3, 0.95) / m1_lo
+    del rho_lo_room
+    gamma = (
+        float(np.exp(rng.uniform(np.log(1e-5), np.log(1e-1))))
+        if latency_weight is None else latency_weight
+    )
+    if gamma == 0 and lam * m1_hi >= 1:
+        gamma = 1e-3
+    return Scenario.from_arrays(
+        probability=p, weight=w, min_tokens=lo, max_tokens=hi, base=a, per_token=b,
+        scv=k, variance=v, accuracy=curves, arrival_rate=lam, latency_weight=gamma,
+    )
+
+
+def scenarios(
+    min_n: int = 1,
+    max_n: int = 8,
+    loads: Sequence[str] = tuple(LOADS),
+    families: Sequence[str] = tuple(FAMILIES),
+    spreads: bool | None = None,
+):
+    """Hypothesis strategy of valid scenarios across regimes.
+
+    Parameters
+    ----------
+    min_n, max_n : int
+        Range of the number of task types.
+    loads : sequence of str
+        Regimes from :data:`LOADS` to draw.
+    families : sequence of str
+        Accuracy families to draw (each type draws one).
+    spreads : bool, optional
+        Force scv and variance on (True) or off (False); default: drawn.
+
+    Notes
+    -----
+    Regime flags are drawn by hypothesis (so failures shrink to a regime);
+    the numbers within a regime come from a numpy generator seeded by a drawn
+    integer, which keeps large N fast.
+    """
+    from hypothesis import strategies as st
+
+    @st.composite
+    def _draw(draw):
+        n = draw(st.integers(min_n, max_n))
+        load = draw(st.sampled_from(list(loads)))
+        fams = draw(st.lists(st.sampled_from(list(families)), min_size=1, unique=True))
+        identical = draw(st.booleans()) if n > 1 and draw(st.integers(0, 5)) == 0 else False
+        scv = draw(st.booleans()) if spreads is None else spreads
+        variance = draw(st.booleans()) if spreads is None else spreads
+        lower = draw(st.booleans())
+        gamma_zero = load in ("light", "heavy") and draw(st.integers(0, 9)) == 0
+        seed = draw(st.integers(0, 2**32 - 1))
+        return random_scenario(
+            np.random.default_rng(seed), n, load=load, families=fams, identical=identical,
+            scv=scv, variance=variance, lower_bounds=lower,
+            latency_weight=0.0 if gamma_zero else None,
+        )
+
+    return _draw()
+
+
+def assert_near_optimal(
+    scenario: Scenario,
+    tokens: np.ndarray,
+    rtol: float = 1e-7,
+    reference=None,
+    worst: int = 5,
+):
+    """Fail unless ``tokens`` is feasible and within ``rtol`` of the certified optimum.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    tokens : array_like
+        The allocation under test, in task order.
+    rtol : float
+        Allowed shortfall relative to ``|U*|``: passes when
+        ``U(tokens) >= U_ref - rtol * |U_ref|`` where ``U_ref`` is the
+        polished conic optimum (itself certified within ~1e-10).
+    reference : Result, optional
+        A reference result to reuse (default: solve ``method="conic"``).
+    worst : int
+        How many worst types to list in the failure message.
+
+    Returns
+    -------
+    Result
+        The reference result.
+
+    Raises
+    ------
+    AssertionError
+        With the objective shortfall and the types furthest from the reference.
+    """
+    from .solve import solve
+
+    t = np.asarray(tokens, dtype=float)
+    if t.shape != (scenario.n,):
+        raise AssertionError(f"tokens has shape {t.shape}, expected ({scenario.n},)")
+    lo, hi = scenario.min_tokens, scenario.max_tokens
+    if not np.all(np.isfinite(t)):
+        raise AssertionError("tokens contains NaN or inf")
+    out = np.flatnonzero((t < lo - 1e-9 * (1 + hi)) | (t > hi + 1e-9 * (1 + hi)))
+    if out.size:
+        i = out[0]
+        raise AssertionError(
+            f'task "{scenario.names[i]}": tokens {t[i]:g} outside bounds '
+            f"[{lo[i]:g}, {hi[i]:g}] ({out.size} types out of bounds)"
+        )
+    t = np.clip(t, lo, hi)
+    rho = scenario.utilization(t)
+    if rho >= 1:
+        raise AssertionError(f"allocation is unstable: utilization {rho:.6g} >= 1")
+    ref = reference if reference is not None else solve(scenario, method="conic")
+    obj = Objective(scenario)
+    U = obj.value(t)
+    U_ref = ref.objective
+    cert = certify(scenario, t, obj)
+    if cert.upper_bound < U_ref - 1e-12 * relative_scale(U_ref):
+        raise AssertionError(
+            f"certificate inconsistency: Frank-Wolfe bound {cert.upper_bound!r} of the tested "
+            f"allocation is below the reference objective {U_ref!r}"
+        )
+    shortfall = U_ref - U
+    allowed = rtol * relative_scale(U_ref)
+    if shortfall > allowed:
+        width = np.maximum(hi - lo, 1e-300)
+        dist = np.abs(t - ref.tokens) / width
+        order = np.argsort(-dist)[:worst]
+        rows = "\n".join(
+            f'  task "{scenario.names[i]}": tokens {t[i]:.6g} vs reference '
+            f"{ref.tokens[i]:.6g} ({dist[i]:.2%} of its box)"
+            for i in order
+        )
+        raise AssertionError(
+            f"allocation is {shortfall:.3e} below the reference optimum "
+            f"({shortfall / relative_scale(U_ref):.3e} of |U*|, allowed {rtol:g}); "
+            f"U = {U!r}, U_ref = {U_ref!r}, its own certified gap {cert.gap:.3e}.\n"
+            f"Types furthest from the reference:\n{rows}"
+        )
+    return ref
