@@ -51,6 +51,8 @@ __all__ = [
     "simulate",
     "service_distribution",
     "sample_service",
+    "lindley_waits",
+    "batch_means_interval",
     "DEFAULT_QUERIES",
     "DEFAULT_CHUNK",
 ]
@@ -138,6 +140,69 @@ def sample_service(
     return out
 
 
+def lindley_waits(
+    gaps: np.ndarray, service: np.ndarray, prev_wait: float = 0.0, prev_service: float = 0.0
+) -> np.ndarray:
+    """Waiting times of consecutive FIFO queries, without a loop per query.
+
+    Solves ``W_n = max(0, W_{n-1} + S_{n-1} - A_n)`` as
+    ``W_n = C_n - min(-w0, min_{j <= n} C_j)`` with ``C`` the running sum of
+    ``S_{n-1} - A_n``.
+
+    Parameters
+    ----------
+    gaps : ndarray
+        Inter-arrival times ``A_n`` (the first one measured from the previous
+        query, or from time 0).
+    service : ndarray
+        Service times ``S_n`` of the same queries.
+    prev_wait, prev_service : float, optional
+        Wait and service of the query before ``gaps[0]`` (0 and 0: an empty
+        system).
+
+    Returns
+    -------
+    ndarray
+        ``W_n`` for every query.
+    """
+    m = gaps.size
+    c = np.empty(m)
+    if m == 0:
+        return c
+    c[0] = prev_service - gaps[0]
+    np.subtract(service[:-1], gaps[1:], out=c[1:])
+    np.cumsum(c, out=c)
+    low = np.minimum.accumulate(c)
+    np.minimum(low, -prev_wait, out=low)
+    return np.subtract(c, low, out=c)
+
+
+def batch_means_interval(
+    values: np.ndarray, batches: int = 30, confidence: float = 0.99
+) -> tuple[float, tuple[float, float]]:
+    """Mean of a correlated sequence and its batch-means interval.
+
+    ``values`` (after any warm-up) is cut into ``batches`` equal consecutive
+    batches (the remainder at the end is dropped); the interval is Student-t
+    on the batch means. Used on this module's output and on other
+    simulators' records alike.
+
+    Returns
+    -------
+    mean : float
+    (low, high) : tuple of float
+    """
+    values = np.asarray(values, dtype=float)
+    size = values.size // batches
+    if batches < 2 or size < 1:
+        raise ScenarioError(
+            f"need at least {batches} values for {batches} batches (got {values.size})"
+        )
+    means = values[: size * batches].reshape(batches, size).mean(axis=1)
+    mean = float(means.mean())
+    return mean, _interval(mean, means, confidence)
+
+
 # --------------------------------------------------------------------------
 # result
 @dataclass
@@ -212,12 +277,12 @@ class SimulationResult:
     def model_within_ci(self) -> bool:
         """Whether the Pollaczek-Khinchine ``W`` lies inside the simulated interval."""
         low, high = self.mean_system_time_ci
-        return low <= self.mean_system_time_model <= high
+        return bool(low <= self.mean_system_time_model <= high)
 
     def accuracy_within_ci(self) -> bool:
         """Whether the model's weighted accuracy lies inside the realized interval."""
         low, high = self.accuracy_ci
-        return low <= self.accuracy_model <= high
+        return bool(low <= self.accuracy_model <= high)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``tokens`` as task name -> tokens)."""
@@ -438,16 +503,9 @@ def simulate(
             serv = sample_service(rng, types, mean, shape, scale, det)
             correct = rng.random(m) < acc[types]
 
-            # Lindley: W_n = C_n - min(-w0, min_{j<=n} C_j), C = cumsum(S_{n-1} - A_n)
-            c = np.empty(m)
-            c[0] = prev_s - gaps[0]
-            np.subtract(serv[:-1], gaps[1:], out=c[1:])
-            np.cumsum(c, out=c)
-            low = np.minimum.accumulate(c)
-            np.minimum(low, -prev_w, out=low)
-            wait = np.subtract(c, low, out=c)
+            wait = lindley_waits(gaps, serv, prev_w, prev_s)
             prev_w, prev_s = float(wait[-1]), float(serv[-1])
-            system = np.add(wait, serv, out=low)
+            system = wait + serv
 
             busy += float(serv.sum())
             span += float(gaps.sum())
