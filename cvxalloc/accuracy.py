@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import cvxpy as cp
 import numpy as np
+from scipy.special import wrightomega
 
 from .errors import ScenarioError
 
@@ -83,6 +84,20 @@ class AccuracyFamily:
 
         Defined for ``y > 0`` (it may be negative when ``y > A'(0)``); returns
         ``+inf`` where ``y <= 0``.
+        """
+        raise NotImplementedError
+
+    def solve_marginal(
+        self, alpha: np.ndarray, beta: np.ndarray, t0: np.ndarray | None = None
+    ) -> np.ndarray:  # pragma: no cover - abstract
+        """The ``t`` with ``A'(t) = alpha + beta t`` (``alpha > 0``, ``beta >= 0``).
+
+        The per-type optimality condition of the aggregate solver: the
+        marginal accuracy equals a marginal cost that grows linearly in ``t``.
+        ``A'`` is strictly decreasing and the right side non-decreasing, so
+        the root is unique (it may be negative; callers clip it to the box).
+        Vectorized over the block; ``t0`` is an optional starting guess for
+        the families solved iteratively.
         """
         raise NotImplementedError
 
@@ -146,6 +161,30 @@ class Exponential(AccuracyFamily):
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -self.scale * np.log(y * self.scale / (self.ceiling - self.floor))
         return np.where(y > 0, t, np.inf)
+
+    def solve_marginal(self, alpha, beta, t0=None):
+        """Closed form through the Wright omega function.
+
+        With ``C = c - f``, ``L = log(C / (beta tau^2))`` and
+        ``x = L + alpha / (beta tau)``, the root is ``t = tau (L - log w)`` where
+        ``w = omega(x)`` solves ``w + log w = x``. For ``x <= 1`` the same root
+        is computed as ``tau (w - alpha / (beta tau))`` (no underflow of ``w``);
+        where ``beta = 0`` or ``x`` overflows, ``t = tau log(C / (alpha tau))``
+        (the limit, exact to rounding there).
+        """
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        tau, C = self.scale, self.ceiling - self.floor
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            L = np.log(C / (beta * tau * tau))
+            q = alpha / (beta * tau)
+            x = L + q
+            flat = ~np.isfinite(x) | (beta <= 0)
+            xs = np.where(flat, 0.0, x)
+            w = wrightomega(xs)
+            big = xs > 1.0
+            t = tau * np.where(big, L - np.log(np.where(big, w, 1.0)), w - q)
+            t_flat = tau * np.log(C / (alpha * tau))
+        return np.where(flat, t_flat, t)
 
     def cvxpy(self, t):
         return _c(self.ceiling) - cp.multiply(
@@ -211,6 +250,57 @@ class Power(AccuracyFamily):
             t = self.scale * (base ** (-1.0 / (e + 1)) - 1)
         return np.where(y > 0, t, np.inf)
 
+    def solve_marginal(self, alpha, beta, t0=None):
+        """Safeguarded vectorized Newton in ``u = log(1 + t / tau)``.
+
+        With ``K = (c - f) eta / tau`` the equation is
+        ``G(u) = (eta + 1) u + log(alpha + beta tau (e^u - 1)) - log K = 0``,
+        increasing in ``u``. The root lies between 0 and
+        ``u_a = log(K / alpha) / (eta + 1)`` (the root for ``beta = 0``), which
+        brackets every Newton step; steps leaving the bracket bisect it.
+        """
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        tau, e1 = self.scale, self.exponent + 1.0
+        K = (self.ceiling - self.floor) * self.exponent / tau
+        shape = np.broadcast_shapes(alpha.shape, beta.shape, tau.shape, e1.shape)
+        alpha, beta = np.broadcast_to(alpha, shape), np.broadcast_to(beta, shape)
+        bt, e1 = np.broadcast_to(beta * tau, shape), np.broadcast_to(e1, shape)
+        logk = np.broadcast_to(np.log(K), shape)
+        tau_b = np.broadcast_to(tau, shape)
+        ua = (logk - np.log(alpha)) / e1
+        lo_u, hi_u = np.minimum(ua, 0.0), np.maximum(ua, 0.0)
+        if t0 is None:
+            u = np.where(ua > 0, 0.0, ua)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                u = np.log1p(np.maximum(np.broadcast_to(t0, shape) / tau_b, -1 + 1e-300))
+            u = np.clip(np.nan_to_num(u, nan=0.0), lo_u, hi_u)
+        u, lo_u, hi_u = u.copy(), lo_u.copy(), hi_u.copy()
+        act = np.flatnonzero(hi_u > lo_u)
+        for _ in range(200):
+            if act.size == 0:
+                break
+            ua_, al, b_, e_, lk = u[act], alpha[act], bt[act], e1[act], logk[act]
+            eu = np.exp(ua_)
+            rhs = al + b_ * (eu - 1.0)
+            ok = rhs > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = np.where(ok, e_ * ua_ + np.log(np.where(ok, rhs, 1.0)) - lk, -np.inf)
+                dg = e_ + b_ * eu / rhs
+            lo_a, hi_a = lo_u[act], hi_u[act]
+            lo_a = np.where(g <= 0, ua_, lo_a)
+            hi_a = np.where(g >= 0, ua_, hi_a)
+            with np.errstate(invalid="ignore"):
+                new = ua_ - g / dg
+            bad = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
+            new = np.where(bad, 0.5 * (lo_a + hi_a), new)
+            step = np.abs(new - ua_)
+            u[act], lo_u[act], hi_u[act] = new, lo_a, hi_a
+            done = (g == 0) | (step <= 4e-16 * np.maximum(1.0, np.abs(new))) \
+                | (hi_a - lo_a <= 4e-16 * np.maximum(1.0, np.abs(new)))
+            act = act[~done]
+        return tau_b * np.expm1(u)
+
     def cvxpy(self, t):
         n = t.size
         base = 1 + t / _c(self.scale)
@@ -272,6 +362,20 @@ class Logarithmic(AccuracyFamily):
         with np.errstate(divide="ignore", invalid="ignore"):
             t = self.gain / y - self.scale
         return np.where(y > 0, t, np.inf)
+
+    def solve_marginal(self, alpha, beta, t0=None):
+        """Closed form: with ``z = tau + t``, ``beta z^2 + (alpha - beta tau) z - g = 0``.
+
+        The positive root is taken in the cancellation-free form for the sign
+        of ``alpha - beta tau``.
+        """
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        tau, g = self.scale, self.gain
+        c = alpha - beta * tau
+        root = np.sqrt(c * c + 4.0 * beta * g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(c >= 0, 2.0 * g / (c + root), (root - c) / (2.0 * beta))
+        return z - tau
 
     def cvxpy(self, t):
         return _c(self.floor) + cp.multiply(_c(self.gain), cp.log(1 + t / _c(self.scale)))
@@ -345,6 +449,22 @@ class AccuracyCurves:
     def inv_d1(self, y: np.ndarray) -> np.ndarray:
         """Per type, the ``t`` with ``A_i'(t) = y_i`` (``+inf`` where ``y_i <= 0``)."""
         return self._apply("inv_d1", y)
+
+    def solve_marginal(
+        self, alpha: np.ndarray, beta: np.ndarray, t0: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per type, the ``t`` with ``A_i'(t) = alpha_i + beta_i t``.
+
+        See :meth:`AccuracyFamily.solve_marginal`; ``alpha > 0``, ``beta >= 0``
+        (arrays of length ``n``), ``t0`` an optional starting guess.
+        """
+        alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (self.n,))
+        beta = np.broadcast_to(np.asarray(beta, dtype=float), (self.n,))
+        out = np.empty(self.n)
+        for fam, idx in self.blocks:
+            guess = None if t0 is None else np.asarray(t0, dtype=float)[idx]
+            out[idx] = fam.solve_marginal(alpha[idx], beta[idx], guess)
+        return out
 
     def weighted_cvxpy(self, t: cp.Expression, weights: np.ndarray) -> cp.Expression:
         """CVXPY expression of ``sum_i weights_i A_i(t_i)`` (concave for weights >= 0)."""
