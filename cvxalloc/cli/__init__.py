@@ -18,7 +18,7 @@ from ..errors import CvxallocError
 __all__ = ["main", "SUBCOMMANDS"]
 
 #: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
-SUBCOMMANDS = ["solve", "certify"]
+SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,384 @@
+"""Figures: the accuracy-latency frontier, the allocation, and the validation plots.
+
+Every function returns a :class:`matplotlib.figure.Figure` (Agg backend, no
+display needed) and takes plain numbers or cvxalloc objects; :func:`save`
+writes one to a PNG atomically. The command line (``cvxalloc plot``) and the
+scripts in ``validation/`` use these.
+
+Examples
+--------
+>>> import cvxalloc
+>>> from cvxalloc.plots import scenario_figure
+>>> fig = scenario_figure(cvxalloc.example_scenario(), points=5)
+>>> len(fig.axes)
+2
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .errors import ScenarioError  # noqa: E402
+
+__all__ = [
+    "save",
+    "default_latency_weights",
+    "frontier_sweep",
+    "frontier_axes",
+    "allocation_axes",
+    "scenario_figure",
+    "load_figure",
+    "convergence_figure",
+    "rounding_figure",
+    "pk_figure",
+]
+
+#: Colours used consistently: optimal, uniform, minimum, maximum, model.
+COLORS = {
+    "optimal": "#1f77b4",
+    "uniform": "#ff7f0e",
+    "minimum": "#2ca02c",
+    "maximum": "#d62728",
+    "model": "#444444",
+}
+
+
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Write ``fig`` to ``path`` (PNG) atomically, then close it.
+
+    Raises
+    ------
+    ScenarioError
+        If the directory of ``path`` does not exist.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ScenarioError(f"--output {str(path)!r}: directory {str(parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------
+# frontier
+def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) -> np.ndarray:
+    """A geometric grid of latency weights around the scenario's own.
+
+    ``gamma * 10^[-decades, decades]`` (``points`` values); where the
+    scenario's weight is 0, the grid is centred on the weight at which one
+    second of mean system time costs as much as the accuracy spread between
+    the minimum and maximum budgets divided by the mean system time at the
+    minimum budgets.
+    """
+    gamma = scenario.latency_weight
+    if gamma <= 0:
+        from .objective import evaluate
+
+        pw = scenario.probability * scenario.weight
+        span = float(pw @ (scenario.accuracy.value(scenario.max_tokens)
+                           - scenario.accuracy.value(scenario.min_tokens)))
+        w_lo = evaluate(scenario, scenario.min_tokens).mean_system_time
+        gamma = max(span, 1e-6) / max(w_lo, 1e-9)
+    return gamma * np.logspace(-decades, decades, points)
+
+
+def frontier_sweep(scenario, weights: np.ndarray | None = None, method: str | None = None):
+    """Sweep the latency weight: :func:`cvxalloc.sweep.sweep_latency_weight` with uniform."""
+    if weights is None:
+        weights = default_latency_weights(scenario)
+    weights = np.asarray(weights, dtype=float)
+    try:
+        from .sweep import sweep_latency_weight
+    except ImportError:  # cvxalloc.sweep not in this tree yet: the same sweep, point by point
+        return _local_sweep(scenario, weights, method)
+    return sweep_latency_weight(scenario, weights, method=method, uniform=True)
+
+
+def _local_sweep(scenario, weights: np.ndarray, method: str | None):
+    from types import SimpleNamespace
+
+    from .baselines import uniform_budget
+    from .solve import solve
+
+    rows = []
+    for g in weights:
+        sc = scenario.with_(latency_weight=float(g))
+        r, u = solve(sc, method=method), uniform_budget(sc)
+        rows.append((r.objective, r.accuracy, r.mean_system_time, r.utilization, r.tokens,
+                     u.objective, u.accuracy, u.mean_system_time))
+    cols = list(zip(*rows))
+    return SimpleNamespace(
+        latency_weight=weights, objective=np.array(cols[0]), accuracy=np.array(cols[1]),
+        mean_system_time=np.array(cols[2]), utilization=np.array(cols[3]),
+        tokens=np.array(cols[4]).T, uniform_objective=np.array(cols[5]),
+        uniform_accuracy=np.array(cols[6]), uniform_mean_system_time=np.array(cols[7]),
+    )
+
+
+def frontier_axes(ax, sweep, current: tuple[float, float] | None = None,
+                  title: str = "Accuracy-latency frontier") -> None:
+    """Draw weighted accuracy against mean system time: optimal and best uniform.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    sweep : object
+        With arrays ``mean_system_time``, ``accuracy``, ``latency_weight`` and,
+        when present, ``uniform_mean_system_time``, ``uniform_accuracy``.
+    current : (W, accuracy), optional
+        The scenario's own optimum, marked with a star.
+    """
+    w = np.asarray(sweep.mean_system_time, dtype=float)
+    a = np.asarray(sweep.accuracy, dtype=float)
+    order = np.argsort(w)
+    ax.plot(w[order], a[order], "o-", color=COLORS["optimal"], ms=3.5,
+            label="optimal per-type budgets")
+    uw = getattr(sweep, "uniform_mean_system_time", None)
+    ua = getattr(sweep, "uniform_accuracy", None)
+    if uw is not None and ua is not None:
+        uw, ua = np.asarray(uw, dtype=float), np.asarray(ua, dtype=float)
+        ok = np.isfinite(uw) & np.isfinite(ua)
+        o = np.argsort(uw[ok])
+        ax.plot(uw[ok][o], ua[ok][o], "s--", color=COLORS["uniform"], ms=3,
+                label="best uniform budget")
+    if current is not None:
+        ax.plot([current[0]], [current[1]], "*", color="black", ms=13, zorder=5,
+                label="this scenario's optimum")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean system time W (s, log scale)")
+    ax.set_ylabel("weighted accuracy  sum p_i w_i A_i")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def allocation_axes(ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None,
+                    max_types: int = 40) -> None:
+    """Bars of the tokens per type, with each type's bounds as a grey range.
+
+    Shows the ``max_types`` most frequent types when there are more.
+    """
+    t = np.asarray(tokens, dtype=float)
+    idx = np.arange(scenario.n)
+    if scenario.n > max_types:
+        idx = np.sort(np.argsort(-scenario.probability)[:max_types])
+    x = np.arange(idx.size)
+    ax.bar(x, scenario.max_tokens[idx] - scenario.min_tokens[idx],
+           bottom=scenario.min_tokens[idx], color="#dddddd", width=0.8,
+           label="[min_tokens, max_tokens]")
+    width = 0.38 if uniform is not None else 0.6
+    shift = width / 2 if uniform is not None else 0.0
+    ax.bar(x - shift, t[idx], width=width, color=COLORS["optimal"], label="optimal")
+    if uniform is not None:
+        ax.bar(x + shift, np.asarray(uniform, dtype=float)[idx], width=width,
+               color=COLORS["uniform"], label="best uniform")
+    labels = [f"{scenario.names[i]}\np={scenario.probability[i]:.2g}" for i in idx]
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8, rotation=0 if idx.size <= 8 else 90)
+    ax.set_ylabel("thinking tokens")
+    title = "Per-type allocation"
+    if idx.size < scenario.n:
+        title += f" ({idx.size} most frequent of {scenario.n} types)"
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
+                    method: str | None = None) -> Figure:
+    """The user's view of a scenario: frontier (left) and allocation (right).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    result : Result, optional
+        The optimum (solved with ``method`` when omitted).
+    sweep : object, optional
+        A latency-weight sweep (computed with ``points`` weights when omitted).
+    """
+    from .baselines import uniform_budget
+    from .solve import solve
+
+    if result is None:
+        result = solve(scenario, method=method)
+    if sweep is None:
+        sweep = frontier_sweep(scenario, default_latency_weights(scenario, points),
+                               method=method)
+    uni = uniform_budget(scenario) if scenario.n <= 10_000 else None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.8))
+    frontier_axes(ax1, sweep, current=(result.mean_system_time, result.accuracy),
+                  title=f"Frontier: latency weight {float(np.min(sweep.latency_weight)):.2g}"
+                        f" to {float(np.max(sweep.latency_weight)):.2g}")
+    allocation_axes(ax2, scenario, result.tokens, None if uni is None else uni.tokens)
+    fig.suptitle(
+        f"U = {result.objective:.5g}, accuracy {result.accuracy:.4f}, "
+        f"W = {result.mean_system_time:.3g} s, utilization {result.utilization:.3f}"
+        + ("" if uni is None else f"  (best uniform: U = {uni.objective:.5g})"),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------
+# validation figures
+def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
+                saturation: float | None = None,
+                ylabel: str = "utility U", title: str = "") -> Figure:
+    """Utility (and its loss) of each policy against the arrival rate.
+
+    Parameters
+    ----------
+    rates : ndarray
+        Arrival rates.
+    rows : mapping
+        Policy name (``optimal``, ``uniform``, ``minimum``, ``maximum``) ->
+        utility at each rate (``nan`` where unstable).
+    saturation : float, optional
+        The rate at which even the minimum budgets saturate (vertical line).
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
+    opt = np.asarray(rows["optimal"], dtype=float)
+    for name, vals in rows.items():
+        vals = np.asarray(vals, dtype=float)
+        style = "o-" if name == "optimal" else "s--"
+        ax1.plot(rates, vals, style, ms=3, color=COLORS.get(name), label=name)
+        if name != "optimal":
+            ax2.plot(rates, opt - vals, style, ms=3, color=COLORS.get(name),
+                     label=f"optimal - {name}")
+    for ax in (ax1, ax2):
+        if saturation is not None:
+            ax.axvline(saturation, color="black", lw=0.8, ls=":")
+        ax.set_xlabel("arrival rate (queries/s)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    ax1.set_ylabel(ylabel)
+    ax1.set_title(title or "Utility against load")
+    ax2.set_ylabel("utility lost against the optimum")
+    ax2.set_yscale("log")
+    ax2.set_title("Loss of each fixed policy (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def convergence_figure(curves: Mapping[str, Sequence[float]],
+                       bounds: Mapping[str, Sequence[float]] | None = None,
+                       title: str = "Convergence (certified gap)") -> Figure:
+    """Certified gap against iteration on a log scale, with predicted bounds.
+
+    Parameters
+    ----------
+    curves : mapping
+        Label -> certified gap per iteration.
+    bounds : mapping, optional
+        Label -> a predicted bound per iteration (drawn dashed).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, (label, gap) in enumerate(curves.items()):
+        g = np.asarray(gap, dtype=float)
+        g = np.where(g > 0, g, np.nan)
+        ax.semilogy(np.arange(g.size), g, "-", color=colors[j % len(colors)], label=label)
+    for j, (label, bound) in enumerate((bounds or {}).items()):
+        b = np.asarray(bound, dtype=float)
+        ax.semilogy(np.arange(b.size), b, "--", color=colors[(j + len(curves)) % len(colors)],
+                    label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("certified gap  U* - U(t) <= gap")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def rounding_figure(labels: Sequence[str], loss: Sequence[float],
+                    gap: Sequence[float] | None = None, scale: Sequence[float] | None = None,
+                    title: str = "Loss of integer budgets") -> Figure:
+    """Utility lost by integer budgets (and their certified gap) per case, log scale.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        One per case (e.g. the grid step).
+    loss : sequence of float
+        ``U(t_cont) - U(t_int)`` per case.
+    gap : sequence of float, optional
+        The certified gap of the integer allocation per case.
+    scale : sequence of float, optional
+        ``|U|`` per case; when given the right axis shows the loss relative to it.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    x = np.arange(len(labels))
+    loss = np.asarray(loss, dtype=float)
+    ax.bar(x - 0.2, np.maximum(loss, 1e-18), width=0.4, color=COLORS["optimal"],
+           label="U(continuous) - U(integer)")
+    if gap is not None:
+        ax.bar(x + 0.2, np.maximum(np.asarray(gap, dtype=float), 1e-18), width=0.4,
+               color=COLORS["uniform"], label="certified gap of the integer allocation")
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("utility")
+    ax.set_title(title)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pk_figure(utilization: np.ndarray, model: np.ndarray, simulated: np.ndarray,
+              low: np.ndarray, high: np.ndarray, label: str = "",
+              extra: Mapping[str, Any] | None = None) -> Figure:
+    """Pollaczek-Khinchine against simulation across utilizations.
+
+    Left: both mean system times (simulation with its interval). Right: the
+    relative difference (simulation / model - 1) with the interval.
+    """
+    u = np.asarray(utilization, dtype=float)
+    model, sim = np.asarray(model, dtype=float), np.asarray(simulated, dtype=float)
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
+    ax1.semilogy(u, model, "-", color=COLORS["model"], label="Pollaczek-Khinchine W")
+    ax1.errorbar(u, sim, yerr=[sim - low, high - sim], fmt="o", ms=4,
+                 color=COLORS["optimal"], capsize=3, label="simulated, 99% CI")
+    if extra:
+        for name, (xs, ys) in extra.items():
+            ax1.plot(xs, ys, "x", ms=7, color=COLORS["uniform"], label=name)
+    ax1.set_xlabel("utilization rho")
+    ax1.set_ylabel("mean system time (s, log scale)")
+    ax1.set_title("Mean system time: model and simulation" + (f" ({label})" if label else ""))
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.legend(fontsize=8)
+    ax2.axhline(0, color=COLORS["model"], lw=1)
+    rel = sim / model - 1
+    ax2.errorbar(u, 100 * rel, yerr=[100 * (sim - low) / model, 100 * (high - sim) / model],
+                 fmt="o", ms=4, color=COLORS["optimal"], capsize=3)
+    ax2.set_xlabel("utilization rho")
+    ax2.set_ylabel("simulated / PK - 1  (%)")
+    ax2.set_title("Relative difference with 99% interval")
+    ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
