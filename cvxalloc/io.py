@@ -59,10 +59,11 @@ _TASK_KEYS = {
     "step": None,
     "service": None,
     "accuracy": None,
+    "min_accuracy": None,
 }
 _SERVICE_KEYS = {"base": 0.0, "per_token": None, "scv": 0.0, "variance": 0.0}
 #: Top-level tables a scenario may hold besides queue and task.
-_EXTRA_TOP_LEVEL: set[str] = set()
+_EXTRA_TOP_LEVEL: set[str] = {"constraints"}
 
 EXAMPLE_PATH = "data/example.toml"
 
@@ -139,6 +140,7 @@ def example_scenario():
 
 def scenario_from_dict(data: Mapping[str, Any]):
     """Validate the nested file structure and build a :class:`Scenario`."""
+    from .constraints import constraints_from_file
     from .scenario import Scenario
 
     data = _table("scenario", data)
@@ -253,6 +255,7 @@ def scenario_from_dict(data: Mapping[str, Any]):
         latency_weight=gamma,
         levels=levels,
         step=np.array(cols["step"]),
+        constraints=constraints_from_file(data, tasks),
     )
 
 

@@ -87,6 +87,8 @@ class Scenario:
     latency_weight: float
     levels: list[np.ndarray | None] = field(default_factory=list)
     step: np.ndarray | None = None
+    #: Operator constraints (:class:`cvxalloc.constraints.Constraints`) or None.
+    constraints: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -112,6 +114,8 @@ class Scenario:
         self.arrival_rate = float(self.arrival_rate)
         self.latency_weight = float(self.latency_weight)
         self._validate()
+        if self.constraints is not None:
+            self.constraints.check(self)
 
     # ------------------------------------------------------------------
     @property
@@ -155,7 +159,7 @@ class Scenario:
         kw = {
             name: getattr(self, name)
             for name in ("names", *_ARRAY_FIELDS, "accuracy", "arrival_rate",
-                         "latency_weight", "levels", "step")
+                         "latency_weight", "levels", "step", "constraints")
         }
         kw.update(changes)
         return Scenario(**kw)
@@ -173,6 +177,7 @@ class Scenario:
             latency_weight=self.latency_weight,
             levels=[self.levels[i] for i in idx],
             step=self.step[idx],
+            constraints=None if self.constraints is None else self.constraints.take(idx),
         )
 
     # ------------------------------------------------------------------
@@ -283,13 +288,14 @@ class Scenario:
             }
             task["accuracy"] = self.accuracy.param_dict(i)
             tasks.append(task)
-        return {
+        out = {
             "queue": {
                 "arrival_rate": self.arrival_rate,
                 "latency_weight": self.latency_weight,
             },
             "task": tasks,
         }
+        return out if self.constraints is None else self.constraints.write_dict(out)
 
     # ------------------------------------------------------------------
     def _task(self, i: int) -> str:

@@ -22,6 +22,12 @@ METHODS: dict[str, str] = {
 #: The method used when ``method`` is None.
 DEFAULT_METHOD = "conic"
 
+#: method -> operator constraints it honours (see :mod:`cvxalloc.constraints`).
+#: A method not listed refuses any constrained scenario instead of ignoring it.
+CONSTRAINT_SUPPORT: dict[str, tuple[str, ...]] = {
+    "conic": ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy"),
+}
+
 
 def available_methods() -> list[str]:
     """Names accepted by ``solve(..., method=...)``."""
@@ -76,4 +82,14 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
                 f"method {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
                 f"it accepts: {', '.join(allowed) or 'none'}"
             )
+    kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
+    missing = [k for k in kinds if k not in CONSTRAINT_SUPPORT.get(name, ())]
+    if missing:
+        from .constraints import ConstraintError
+
+        able = [m for m in METHODS if set(kinds) <= set(CONSTRAINT_SUPPORT.get(m, ()))]
+        raise ConstraintError(
+            f"method {name!r} does not support the constraint(s) {', '.join(missing)}; "
+            f"use method {' or '.join(map(repr, able)) or '(none)'}, or remove the constraint"
+        )
     return func(scenario, **options)

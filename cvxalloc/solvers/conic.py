@@ -88,6 +88,11 @@ class ConicProblem:
             objective = acc - (sc.latency_weight * self.time_unit) * w_scaled
         else:
             objective = acc
+        from ..constraints import conic_constraints
+
+        #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
+        self.operator_constraints = conic_constraints(sc, self.tokens, self.x, self.time_unit)
+        constraints += [con for _, con, _ in self.operator_constraints]
         # Each p_i w_i is about 1/N: scale the objective so per-type terms are of
         # order one (unscaled, Clarabel stalls at N = 10^4).
         self.objective_scale = float(n / np.sum(sc.probability * sc.weight))
@@ -142,6 +147,11 @@ def solve_conic(
     """
     sc = scenario
     t0 = time.perf_counter()
+    constrained = sc.constraints is not None and not sc.constraints.empty
+    if constrained:
+        from .. import constraints as cons_mod
+
+        cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
     cprob = ConicProblem(sc)
     t_build = time.perf_counter() - t0
     used = solver
@@ -173,6 +183,11 @@ def solve_conic(
     raw_status = cprob.problem.status
     status = _STATUS_MAP.get(raw_status, st.SOLVER_ERROR)
     x = cprob.token_values()
+    if constrained and status == st.INFEASIBLE:
+        raise cons_mod.InfeasibleError(
+            f"constraints conflict: {used} reports the problem {raw_status} "
+            f"({', '.join(sc.constraints.kinds)}); relax one of them"
+        )
     if x is None:
         raise SolverError(
             f"conic solver {used} returned status {raw_status!r} without an allocation"
@@ -200,7 +215,14 @@ def solve_conic(
              "duality_gap": abs(gap)}
         )
     obj = Objective(sc)
-    if polish_steps > 0:
+    diagnostics: dict[str, Any] = {}
+    if constrained:
+        tokens, solver_stats["polish_steps"], note = cons_mod.finish(
+            sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps)
+        solver_stats["polish"] = note
+        diagnostics["constraints"] = cons_mod.constraint_report(
+            sc, tokens, cprob.operator_constraints, cprob.objective_scale)
+    elif polish_steps > 0:
         tokens, info = polish(sc, raw_tokens, rtol=polish_rtol, max_steps=polish_steps,
                               objective=obj)
         solver_stats["polish_steps"] = info.steps
@@ -211,6 +233,7 @@ def solve_conic(
         sc, tokens, method="conic", status=status, objective=obj,
         raw_certificate=raw.certificate if polish_steps > 0 else None,
         iterations=int(stats.num_iters or 0), solver_stats=solver_stats,
+        diagnostics=diagnostics,
         message=f"{used} status {raw_status}; Frank-Wolfe certified",
     )
     res.certificate.details.update(details)
