@@ -1,0 +1,38 @@
+"""``cvxalloc sensitivity``: how the optimal budgets move with traffic and mix."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_scenario_argument, dumps, emit, scenario_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sensitivity",
+        help="derivatives of the optimal budgets and utility w.r.t. arrival rate and mix",
+        description=(
+            "Solve the scenario, then differentiate the optimum (implicit function theorem "
+            "on the active set): how the optimal budgets, utility, mean system time and "
+            "utilization move when the arrival rate grows or the mix shifts toward one "
+            "task. Without SCENARIO, uses the built-in example. Details: docs/sensitivity.md."
+        ),
+    )
+    add_scenario_argument(p, optional=True)
+    p.add_argument("--change", type=float, default=0.10, metavar="FRACTION",
+                   help="relative traffic change shown in the report (default 0.10 = +10%%)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write the output to FILE instead of stdout (written only on success)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sensitivity import sensitivity
+
+    sc = scenario_from_args(args)
+    sens = sensitivity(sc)
+    if args.json:
+        emit(dumps(sens.to_dict()), args.output)
+    else:
+        emit(sens.report(change=args.change), args.output)
+    return 0
