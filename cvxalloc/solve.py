@@ -14,6 +14,8 @@ __all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods"]
 #: the scenario and keyword options and returns a :class:`~cvxalloc.result.Result`.
 METHODS: dict[str, str] = {
     "conic": "cvxalloc.solvers.conic:solve_conic",
+    "fixed-point": "cvxalloc.solvers.fixed_point:solve_fixed_point",
+    "gradient": "cvxalloc.solvers.gradient:solve_gradient",
     "mixed-integer": "cvxalloc.solvers.mixed_integer:solve_mixed_integer",
     "rounding": "cvxalloc.integer:solve_rounding",
     "aggregate": "cvxalloc.solvers.aggregate:solve_aggregate",
