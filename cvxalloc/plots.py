@@ -20,7 +20,6 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -246,7 +245,9 @@ def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
 # validation figures
 def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
                 saturation: float | None = None,
-                ylabel: str = "utility U", title: str = "") -> Figure:
+                ylabel: str = "utility U", title: str = "",
+                tokens: Mapping[str, Sequence[float]] | None = None,
+                logx: bool = False) -> Figure:
     """Utility (and its loss) of each policy against the arrival rate.
 
     Parameters
@@ -258,20 +259,34 @@ def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
         utility at each rate (``nan`` where unstable).
     saturation : float, optional
         The rate at which even the minimum budgets saturate (vertical line).
+    tokens : mapping, optional
+        Task name -> optimal tokens at each rate (a third panel).
+    logx : bool, optional
+        Log-scale arrival-rate axis.
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
+    ncols = 3 if tokens else 2
+    fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols, 4.6))
+    ax1, ax2 = axes[0], axes[1]
     opt = np.asarray(rows["optimal"], dtype=float)
     for name, vals in rows.items():
         vals = np.asarray(vals, dtype=float)
         style = "o-" if name == "optimal" else "s--"
         ax1.plot(rates, vals, style, ms=3, color=COLORS.get(name), label=name)
         if name != "optimal":
-            ax2.plot(rates, opt - vals, style, ms=3, color=COLORS.get(name),
-                     label=f"optimal - {name}")
-    for ax in (ax1, ax2):
+            loss = opt - vals
+            ax2.plot(rates, np.where(loss > 0, loss, np.nan), style, ms=3,
+                     color=COLORS.get(name), label=f"optimal - {name}")
+    if tokens:
+        for name, vals in tokens.items():
+            axes[2].plot(rates, vals, "-", label=name)
+        axes[2].set_ylabel("optimal thinking tokens")
+        axes[2].set_title("Optimal allocation per type")
+    for ax in axes:
         if saturation is not None:
             ax.axvline(saturation, color="black", lw=0.8, ls=":")
-        ax.set_xlabel("arrival rate (queries/s)")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel("arrival rate (queries/s" + (", log scale)" if logx else ")"))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     ax1.set_ylabel(ylabel)
@@ -349,36 +364,45 @@ def rounding_figure(labels: Sequence[str], loss: Sequence[float],
     return fig
 
 
-def pk_figure(utilization: np.ndarray, model: np.ndarray, simulated: np.ndarray,
-              low: np.ndarray, high: np.ndarray, label: str = "",
-              extra: Mapping[str, Any] | None = None) -> Figure:
+def pk_figure(series: Mapping[str, Mapping[str, Sequence[float]]],
+              confidence: float = 0.99) -> Figure:
     """Pollaczek-Khinchine against simulation across utilizations.
 
-    Left: both mean system times (simulation with its interval). Right: the
-    relative difference (simulation / model - 1) with the interval.
+    Parameters
+    ----------
+    series : mapping
+        Label -> mapping with arrays ``utilization``, ``model`` (PK ``W``),
+        ``simulated`` (mean system time) and its interval ``low``, ``high``.
+
+    Left: both mean system times (model as a line, simulation with its
+    interval). Right: the relative difference ``simulated / model - 1`` with
+    the interval.
     """
-    u = np.asarray(utilization, dtype=float)
-    model, sim = np.asarray(model, dtype=float), np.asarray(simulated, dtype=float)
-    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
-    ax1.semilogy(u, model, "-", color=COLORS["model"], label="Pollaczek-Khinchine W")
-    ax1.errorbar(u, sim, yerr=[sim - low, high - sim], fmt="o", ms=4,
-                 color=COLORS["optimal"], capsize=3, label="simulated, 99% CI")
-    if extra:
-        for name, (xs, ys) in extra.items():
-            ax1.plot(xs, ys, "x", ms=7, color=COLORS["uniform"], label=name)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    level = f"{100 * confidence:g}%"
+    for j, (label, d) in enumerate(series.items()):
+        col = colors[j % len(colors)]
+        u = np.asarray(d["utilization"], dtype=float)
+        model = np.asarray(d["model"], dtype=float)
+        sim = np.asarray(d["simulated"], dtype=float)
+        low, high = np.asarray(d["low"], dtype=float), np.asarray(d["high"], dtype=float)
+        ax1.semilogy(u, model, "-", color=col, lw=1, label=f"{label}: PK")
+        ax1.errorbar(u, sim, yerr=[sim - low, high - sim], fmt="o", ms=3.5, color=col,
+                     capsize=3, label=f"{label}: simulated ({level} CI)")
+        ax2.errorbar(u + 0.004 * j, 100 * (sim / model - 1),
+                     yerr=[100 * (sim - low) / model, 100 * (high - sim) / model],
+                     fmt="o", ms=3.5, color=col, capsize=3, label=label)
     ax1.set_xlabel("utilization rho")
     ax1.set_ylabel("mean system time (s, log scale)")
-    ax1.set_title("Mean system time: model and simulation" + (f" ({label})" if label else ""))
+    ax1.set_title("Mean system time: Pollaczek-Khinchine and simulation")
     ax1.grid(True, which="both", alpha=0.3)
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=7)
     ax2.axhline(0, color=COLORS["model"], lw=1)
-    rel = sim / model - 1
-    ax2.errorbar(u, 100 * rel, yerr=[100 * (sim - low) / model, 100 * (high - sim) / model],
-                 fmt="o", ms=4, color=COLORS["optimal"], capsize=3)
     ax2.set_xlabel("utilization rho")
     ax2.set_ylabel("simulated / PK - 1  (%)")
-    ax2.set_title("Relative difference with 99% interval")
+    ax2.set_title(f"Relative difference with {level} interval")
     ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -78,7 +78,9 @@ def test_validation_figures_render(tmp_path):
     f2 = plots.convergence_figure({"gap": 0.5 ** np.arange(20)}, {"bound": 0.6 ** np.arange(20)})
     f3 = plots.rounding_figure(["1", "16"], [1e-9, 1e-6], gap=[2e-9, 3e-6])
     u = np.array([0.3, 0.6, 0.9])
-    f4 = plots.pk_figure(u, 1 / (1 - u), 1 / (1 - u) * 1.01, 1 / (1 - u) * 0.98, 1 / (1 - u) * 1.04)
+    w = 1 / (1 - u)
+    f4 = plots.pk_figure({"a": {"utilization": u, "model": w, "simulated": 1.01 * w,
+                                "low": 0.98 * w, "high": 1.04 * w}})
     for i, fig in enumerate((f1, f2, f3, f4)):
         assert _is_png(plots.save(fig, tmp_path / f"v{i}.png"))
 
