@@ -8,7 +8,11 @@ Two tools, the same ones cvxalloc's own test-suite uses:
   and off).
 * :func:`assert_near_optimal`: solves the conic reference, certifies it, and
   fails with a readable message (objective shortfall, worst types) if an
-  allocation is infeasible or further from the optimum than ``rtol``.
+  allocation is infeasible or further from the optimum than ``rtol``; with
+  ``tokens_rtol`` it also compares the tokens, type by type, wherever the
+  objective is not flat (:func:`flat_types`).
+
+See docs/testing.md for a complete example.
 
 Examples
 --------
@@ -31,7 +35,7 @@ from .certificate import certify, relative_scale
 from .objective import Objective
 from .scenario import Scenario
 
-__all__ = ["scenarios", "random_scenario", "assert_near_optimal", "LOADS"]
+__all__ = ["scenarios", "random_scenario", "assert_near_optimal", "flat_types", "LOADS"]
 
 #: Load regimes: utilization at the maximum budgets drawn from these ranges.
 LOADS: dict[str, tuple[float, float]] = {
@@ -183,12 +187,60 @@ def scenarios(
     return _draw()
 
 
+def flat_types(
+    scenario: Scenario,
+    tokens: np.ndarray,
+    reference: np.ndarray,
+    gap: float,
+    reference_gap: float,
+    tokens_rtol: float = 1e-3,
+) -> np.ndarray:
+    """Types whose tokens the certificates cannot pin down to ``tokens_rtol`` of the box.
+
+    ``W`` is convex, so ``-Hess U >= diag(p_i w_i |A_i''(t_i)|)`` on the stable
+    region, and ``|A''|`` decreases in ``t``. Along the segment from the optimum
+    ``t*`` to a feasible ``t`` (stable, by convexity of the stable region),
+    ``U* - U(t) >= 1/2 sum_i mu_i (t_i - t*_i)^2`` with
+    ``mu_i = p_i w_i |A_i''(max(t_i, t*_i))|``, and ``U* - U(t)`` is at most the
+    certified gap of ``t``. Hence ``|t_i - t*_i| <= sqrt(2 gap / mu_i)``, and two
+    certified allocations may differ in type i by up to
+    ``sqrt(2 gap / mu_i) + sqrt(2 reference_gap / mu_i)`` (``mu_i`` evaluated at
+    the larger of the two tokens). Type i is *flat* when that allowance exceeds
+    ``tokens_rtol`` of its box width: there the objective cannot tell the two
+    allocations apart and their tokens are not compared.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    tokens, reference : ndarray
+        The allocation under test and the reference allocation.
+    gap, reference_gap : float
+        Their certified (Frank-Wolfe) gaps.
+    tokens_rtol : float
+        Allowed token difference as a fraction of each box width.
+
+    Returns
+    -------
+    ndarray of bool
+        True where type i is flat.
+    """
+    t = np.asarray(tokens, dtype=float)
+    r = np.asarray(reference, dtype=float)
+    width = scenario.max_tokens - scenario.min_tokens
+    mu = scenario.probability * scenario.weight * np.abs(scenario.accuracy.d2(np.maximum(t, r)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        allowance = np.sqrt(2 * max(gap, 0.0) / mu) + np.sqrt(2 * max(reference_gap, 0.0) / mu)
+    allowance = np.where(mu > 0, allowance, np.inf)
+    return (allowance > tokens_rtol * width) | (width == 0)
+
+
 def assert_near_optimal(
     scenario: Scenario,
     tokens: np.ndarray,
     rtol: float = 1e-7,
     reference=None,
     worst: int = 5,
+    tokens_rtol: float | None = None,
 ):
     """Fail unless ``tokens`` is feasible and within ``rtol`` of the certified optimum.
 
@@ -205,6 +257,9 @@ def assert_near_optimal(
         A reference result to reuse (default: solve ``method="conic"``).
     worst : int
         How many worst types to list in the failure message.
+    tokens_rtol : float, optional
+        Also require ``|t_i - t_ref_i| <= tokens_rtol * (hi_i - lo_i)`` for
+        every type where the objective is not flat (see :func:`flat_types`).
 
     Returns
     -------
@@ -245,6 +300,11 @@ def assert_near_optimal(
             f"certificate inconsistency: Frank-Wolfe bound {cert.upper_bound!r} of the tested "
             f"allocation is below the reference objective {U_ref!r}"
         )
+    if U > ref.certificate.upper_bound + 1e-12 * relative_scale(U_ref):
+        raise AssertionError(
+            f"certificate inconsistency: the tested allocation's utility {U!r} exceeds the "
+            f"reference's proven upper bound {ref.certificate.upper_bound!r}"
+        )
     shortfall = U_ref - U
     allowed = rtol * relative_scale(U_ref)
     if shortfall > allowed:
@@ -262,4 +322,20 @@ def assert_near_optimal(
             f"U = {U!r}, U_ref = {U_ref!r}, its own certified gap {cert.gap:.3e}.\n"
             f"Types furthest from the reference:\n{rows}"
         )
+    if tokens_rtol is not None:
+        width = hi - lo
+        flat = flat_types(scenario, t, ref.tokens, cert.gap, ref.certificate.gap, tokens_rtol)
+        dist = np.where(flat, 0.0, np.abs(t - ref.tokens) / np.where(width > 0, width, 1.0))
+        bad = np.flatnonzero(dist > tokens_rtol)
+        if bad.size:
+            order = bad[np.argsort(-dist[bad])][:worst]
+            rows = "\n".join(
+                f'  task "{scenario.names[i]}": tokens {t[i]:.6g} vs reference '
+                f"{ref.tokens[i]:.6g} ({dist[i]:.2%} of its box)"
+                for i in order
+            )
+            raise AssertionError(
+                f"{bad.size} type(s) more than {tokens_rtol:g} of their box from the reference "
+                f"where the objective is not flat (objective shortfall {shortfall:.3e}):\n{rows}"
+            )
     return ref
