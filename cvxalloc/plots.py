@@ -300,7 +300,8 @@ def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
 
 def convergence_figure(curves: Mapping[str, Sequence[float]],
                        bounds: Mapping[str, Sequence[float]] | None = None,
-                       title: str = "Convergence (certified gap)") -> Figure:
+                       title: str = "Convergence (certified gap)", ax=None,
+                       logx: bool = False) -> Figure:
     """Certified gap against iteration on a log scale, with predicted bounds.
 
     Parameters
@@ -308,23 +309,35 @@ def convergence_figure(curves: Mapping[str, Sequence[float]],
     curves : mapping
         Label -> certified gap per iteration.
     bounds : mapping, optional
-        Label -> a predicted bound per iteration (drawn dashed).
+        Label -> a predicted bound per iteration, drawn dashed in the colour
+        of the curve with the same position (the j-th bound goes with the
+        j-th curve).
+    ax : matplotlib Axes, optional
+        Draw into this axes (one panel of a larger figure).
+    logx : bool, optional
+        Log-scale iteration axis (for runs of very different lengths).
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    else:
+        fig = ax.figure
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, (label, gap) in enumerate(curves.items()):
         g = np.asarray(gap, dtype=float)
         g = np.where(g > 0, g, np.nan)
-        ax.semilogy(np.arange(g.size), g, "-", color=colors[j % len(colors)], label=label)
+        ax.semilogy(np.arange(g.size) + (1 if logx else 0), g, "-" if g.size > 2 else "o",
+                    color=colors[j % len(colors)], label=label)
     for j, (label, bound) in enumerate((bounds or {}).items()):
         b = np.asarray(bound, dtype=float)
-        ax.semilogy(np.arange(b.size), b, "--", color=colors[(j + len(curves)) % len(colors)],
-                    label=label)
-    ax.set_xlabel("iteration")
+        ax.semilogy(np.arange(b.size) + (1 if logx else 0), b, "--",
+                    color=colors[j % len(colors)], lw=1, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel("iteration" + (" + 1 (log scale)" if logx else ""))
     ax.set_ylabel("certified gap  U* - U(t) <= gap")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
