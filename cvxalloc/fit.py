@@ -388,7 +388,7 @@ class _Param:
         vals = dict(self.fixed)
         for c, x in zip(self.coords, u):
             if c in ("scale", "exponent", "gain"):
-                vals[c] = math.exp(min(x, 700.0))
+                vals[c] = math.exp(min(max(x, -300.0), 300.0))
             elif c != "ratio":
                 vals[c] = float(x)
         if "ratio" in self.coords:
@@ -468,18 +468,19 @@ def _weights(y_fit: np.ndarray, trials: np.ndarray | None) -> np.ndarray:
     return trials / (a * (1 - a))
 
 
-def _solve(name: str, t, y, trials, fixed,
-           start: dict[str, float] | None = None) -> tuple[dict[str, float], np.ndarray]:
+def _solve(name: str, t, y, trials, fixed, start: dict[str, float] | None = None,
+           weights: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
     """Least-squares fit (with binomial reweighting); returns params and weights.
 
     The first pass starts from the best grid points (or from ``start`` only);
-    the reweighting passes start from the previous pass's fit.
+    the reweighting passes start from the previous pass's fit. Given
+    ``weights``, one pass with those fixed weights.
     """
     par = _Param(name, fixed)
     lo, hi = par.bounds()
-    w = _weights(y, trials)
+    w = _weights(y, trials) if weights is None else weights
     best: tuple[float, dict[str, float]] | None = None
-    for _ in range(3 if trials is not None else 1):
+    for _ in range(3 if trials is not None and weights is None else 1):
         sw = np.sqrt(w)
 
         def resid(u, sw=sw):
@@ -631,8 +632,9 @@ def fit_family(
             keep = np.arange(n) != j
             if len(np.unique(t[keep])) < k:
                 continue
-            pj, _ = _solve(family, t[keep], y[keep],
-                           None if n_tr is None else n_tr[keep], fixed, start=params)
+            # one pass from the full fit, with its binomial weights held fixed
+            pj, _ = _solve(family, t[keep], y[keep], None if n_tr is None else n_tr[keep],
+                           fixed, start=params, weights=w[keep])
             errs.append(float(_model(family, pj, t[j:j + 1])[0] - y[j]))
         if errs:
             loo_rmse = math.sqrt(float(np.mean(np.square(errs))))
@@ -999,6 +1001,8 @@ def build_scenario(
         accuracy=AccuracyCurves(blocks, n), arrival_rate=float(lam), latency_weight=float(gamma),
         levels=[None] * n if template is None else list(template.levels),
         step=np.ones(n) if template is None else template.step,
+        **({} if getattr(template, "constraints", None) is None
+           else {"constraints": template.constraints}),
     )
 
 
@@ -1032,6 +1036,10 @@ def scenario_toml(scenario, header: Sequence[str] = ()) -> str:
         out.append("")
     out.append("[queue]")
     out += [f"{k} = {_toml_value(v)}" for k, v in d["queue"].items()]
+    for table, values in d.items():  # e.g. [constraints]
+        if table not in ("queue", "task") and isinstance(values, Mapping):
+            out += ["", f"[{table}]"]
+            out += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     for task in d["task"]:
         out += ["", "[[task]]"]
         out += [f"{k} = {_toml_value(v)}" for k, v in task.items() if not isinstance(v, dict)]
@@ -1124,6 +1132,31 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _precheck(tasks: list[str], sfits: Mapping[str, ServiceFit],
+              args: Mapping[str, Any]) -> None:
+    """Fail fast (before the fits) on scenario arguments that cannot work."""
+    if args.get("template") is not None:
+        return
+    for key, flag in (("arrival_rate", "--arrival-rate"), ("latency_weight",
+                                                            "--latency-weight")):
+        if args.get(key) is None:
+            raise MeasurementError(f"{key} is required (give {flag} or --template)")
+    prob = args.get("probability")
+    if prob is not None:
+        for t in tasks:
+            if t not in prob:
+                raise MeasurementError(f'probability missing for task "{t}" '
+                                       "(give --probability TASK=P for every task)")
+    per_token = args.get("per_token")
+    for t in tasks:
+        if t not in sfits and POOLED not in sfits and _per_task("per_token", per_token, t) \
+                is None:
+            raise MeasurementError(
+                f'task "{t}": no service time: give a service CSV with rows for it '
+                "(or pooled rows), --per-token, or --template"
+            )
+
+
 def calibrate(
     accuracy_csv: str | Path,
     service_csv: str | Path | None = None,
@@ -1160,6 +1193,9 @@ def calibrate(
     """
     data = read_accuracy_csv(accuracy_csv)
     service = read_service_csv(service_csv) if service_csv is not None else {}
+    sfits = {key: fit_service(s.tokens, s.seconds, line=key) for key, s in service.items()}
+    if build:
+        _precheck(list(data), sfits, scenario_args)
     tasks: dict[str, TaskFit] = {}
     for name, d in data.items():
         if isinstance(families, Mapping):
@@ -1168,7 +1204,6 @@ def calibrate(
             fams = families
         fx = {} if fixed is None else (fixed.get(name) or fixed.get(POOLED) or {})
         tasks[name] = fit_task(d, fams, fixed=fx, criterion=criterion, task=name)
-    sfits = {key: fit_service(s.tokens, s.seconds, line=key) for key, s in service.items()}
     notes: list[str] = []
     cal = Calibration(tasks, sfits, None, notes)
     if build:
