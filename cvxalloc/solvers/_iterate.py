@@ -165,6 +165,11 @@ def loop_message(name: str, loop: Loop, tol: float, max_iter: int) -> str:
 
 
 # ------------------------------------------------------------- utilization cap
+#: Relative margin (of ``1 - rho_bar``) added to the computed cap against rounding
+#: in the bound: the Lagrangian bound is tight when ``t* = hi`` and a rounded root
+#: may fall 1e-14 below ``rho*``. It changes curvature bounds by ~3e-7 relative.
+CAP_MARGIN = 1e-7
+
 def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) -> float:
     """A utilization ``rho_bar < 1`` that the optimum provably satisfies.
 
@@ -250,7 +255,8 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
             else:
                 b_ = m
         rho_bar = min(rho_bar, b_)
-    return float(rho_bar)
+    # margin for the rounding of F (its root may sit exactly at rho*, e.g. t* = hi)
+    return float(min(rho_bar + CAP_MARGIN * (1 - rho_bar), 1.0))
 
 
 # ------------------------------------------------------------- the map and boxes
@@ -424,6 +430,13 @@ def project(
     f0, f1 = f(m0), f(m1)
     mu = m1 if f0 == f1 else m0 + (m1 - m0) * f0 / (f0 - f1)
     x = np.clip(y - mu * r, lower, upper)
-    if float(a @ x) > cap:  # rounding: move to the breakpoint end, which is feasible
-        x = np.clip(y - m1 * r, lower, upper)
+    if float(a @ x) > cap:  # rounding: bisect towards m1, where the point is feasible
+        m_in, m_out = m1, mu
+        for _ in range(60):
+            m = 0.5 * (m_in + m_out)
+            if f(m) <= 0:
+                m_in = m
+            else:
+                m_out = m
+        x = np.clip(y - m_in * r, lower, upper)
     return x

@@ -1,0 +1,240 @@
+"""Projected gradient (paper and diagonally scaled) against the conic reference, and its bounds."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+from conftest import small_scenario
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cvxalloc
+from cvxalloc import status
+from cvxalloc.accuracy import Exponential, Logarithmic, Power
+from cvxalloc.certificate import relative_scale
+from cvxalloc.objective import Objective
+from cvxalloc.solvers._iterate import optimum_box, project, utilization_cap
+from cvxalloc.solvers.gradient import curvature_bound, solve_gradient
+from cvxalloc.testing import assert_near_optimal, random_scenario, scenarios
+
+TOL = 1e-9
+
+
+def check_honest(sc, res, tol=TOL):
+    lo, hi = sc.min_tokens, sc.max_tokens
+    assert np.all(res.tokens >= lo) and np.all(res.tokens <= hi)
+    assert res.utilization < 1
+    assert res.history["gap"][-1] == pytest.approx(res.certificate.gap, rel=1e-12, abs=1e-300)
+    assert len(res.history["objective"]) == res.iterations + 1
+    within = res.certificate.gap <= tol * relative_scale(res.objective)
+    if res.status == status.OPTIMAL:
+        assert within
+    else:
+        assert res.status in (status.ITERATION_LIMIT, status.OPTIMAL_INACCURATE) and not within
+        assert "gap" in res.message
+
+
+def check_ascent(res):
+    """With step 1/L the objective never decreases (beyond rounding of U)."""
+    U = np.array(res.history["objective"])
+    slack = 8 * np.finfo(float).eps * np.maximum(np.abs(U[:-1]), 1e-12)
+    assert np.all(np.diff(U) >= -slack)
+
+
+def _points_in_set(sc, obj, lower, upper, rho_cap, rng, n):
+    lam = sc.arrival_rate
+    a = sc.probability * sc.per_token
+    cap = rho_cap / lam - float(sc.probability @ sc.base) if lam > 0 and rho_cap < 1 else None
+    for _ in range(n):
+        y = lower + rng.random(sc.n) ** rng.choice([0.2, 1, 5]) * (upper - lower)
+        yield project(y, lower, upper, a if cap is not None else None, cap)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(max_n=5), st.integers(0, 2**32 - 1))
+def test_curvature_bound_bounds_the_hessian(sc, seed):
+    """lambda_max of -Hess U (plain and Jacobi-scaled) at points of S never exceeds the bound."""
+    obj = Objective(sc)
+    lo, hi = sc.min_tokens, sc.max_tokens
+    rho_bar = utilization_cap(obj)
+    rho_cap = rho_bar if rho_bar < sc.utilization(hi) else 1.0
+    box = optimum_box(obj, rho_cap, 20)
+    r = np.random.default_rng(seed)
+    for lower, upper in ((lo, hi), (box.lower, box.upper)):
+        q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
+        L = curvature_bound(obj, lower, upper, rho_cap)["L"]
+        Lq = curvature_bound(obj, lower, upper, rho_cap, q)["L"]
+        for t in _points_in_set(sc, obj, lower, upper, rho_cap, r, 8):
+            d, V, M = obj.hessian_parts(t)
+            H = np.diag(d) + V @ M @ V.T
+            assert np.linalg.eigvalsh(H)[-1] <= L * (1 + 1e-9)
+            Hq = H / np.sqrt(np.outer(q, q))
+            assert np.linalg.eigvalsh(Hq)[-1] <= Lq * (1 + 1e-9)
+            assert np.all(np.diag(H) <= q * (1 + 1e-9))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(max_n=6))
+def test_scaled_regression_against_conic(sc):
+    res = cvxalloc.solve(sc, method="gradient", variant="scaled")
+    check_honest(sc, res)
+    check_ascent(res)
+    ref = cvxalloc.solve(sc, method="conic")
+    assert res.certificate.upper_bound >= ref.objective - 1e-12 * relative_scale(ref.objective)
+    assert ref.certificate.upper_bound >= res.objective - 1e-12 * relative_scale(ref.objective)
+    assert res.diagnostics["set_utilization"] < 1
+    if res.status == status.OPTIMAL:
+        assert_near_optimal(sc, res.tokens, rtol=1e-7, reference=ref, tokens_rtol=1e-3)
+
+
+def _box_regime(draw_seed: int, n: int, family: str, gamma_zero: bool):
+    """Instances where the paper's method provably finishes: few types, narrow curvature range."""
+    r = np.random.default_rng(draw_seed)
+    tau = r.uniform(200, 3000, n)
+    hi = tau * r.uniform(0.5, 2.0, n)
+    p = r.dirichlet(np.full(n, 20.0))
+    fam = {
+        "exponential": Exponential(floor=0.2, ceiling=r.uniform(0.5, 0.9, n), scale=tau),
+        "power": Power(floor=0.2, ceiling=r.uniform(0.5, 0.9, n), scale=tau,
+                       exponent=r.uniform(0.5, 2, n)),
+        "logarithmic": Logarithmic(floor=0.2, gain=r.uniform(0.05, 0.3, n), scale=tau),
+    }[family]
+    b = r.uniform(0.005, 0.02, n)
+    a = r.uniform(0.2, 2, n)
+    lam = r.uniform(0.05, 0.4) / float(p @ (a + b * hi))
+    return cvxalloc.Scenario.from_arrays(
+        probability=p, max_tokens=hi, per_token=b, base=a, accuracy=fam, arrival_rate=lam,
+        latency_weight=0.0 if gamma_zero else r.uniform(1e-4, 1e-2),
+        scv=r.uniform(0, 1, n),
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3),
+       st.sampled_from(["exponential", "power", "logarithmic"]), st.booleans())
+def test_paper_variant_finishes_within_its_iteration_bound(seed, n, family, gamma_zero):
+    sc = _box_regime(seed, n, family, gamma_zero)
+    res = solve_gradient(sc, max_iter=20_000)
+    check_honest(sc, res)
+    check_ascent(res)
+    bound = res.diagnostics.get("iteration_bound")
+    if bound is not None and bound <= 20_000:
+        assert res.status == status.OPTIMAL
+        assert res.iterations <= bound
+    if res.status == status.OPTIMAL:
+        assert_near_optimal(sc, res.tokens, rtol=1e-7, tokens_rtol=1e-3)
+
+
+def test_paper_variant_has_a_finite_bound_on_the_box():
+    sc = _box_regime(3, 2, "exponential", True)
+    res = solve_gradient(sc, max_iter=20_000)
+    assert res.diagnostics["set"] == "box"
+    assert 1 <= res.diagnostics["iteration_bound"] <= 20_000
+    assert res.status == status.OPTIMAL
+
+
+def test_paper_variant_on_tiny_probabilities_says_it_stopped():
+    """Gradients scale with p_i: the paper's step leaves rare types behind, and says so."""
+    sc = small_scenario(n=3, load=0.5, gamma=0.01, seed=1)
+    p = np.array([1 - 2e-4, 1e-4, 1e-4])
+    sc = sc.with_(probability=p)
+    res = solve_gradient(sc, max_iter=2000)
+    assert res.status == status.ITERATION_LIMIT
+    assert res.iterations == 2000
+    assert "iteration limit" in res.message and "gap" in res.message
+    assert res.certificate.gap > TOL * abs(res.objective)
+    check_honest(sc, res)
+    # the diagonally scaled variant does not suffer from it
+    scaled = solve_gradient(sc, max_iter=2000, variant="scaled")
+    assert scaled.status == status.OPTIMAL
+    assert_near_optimal(sc, scaled.tokens, rtol=1e-7, tokens_rtol=1e-3)
+
+
+def test_overloaded_box_uses_the_cap_and_stays_stable(rng):
+    sc = random_scenario(rng, 4, load="overloaded")
+    for variant in ("paper", "scaled"):
+        res = solve_gradient(sc, variant=variant, max_iter=500)
+        d = res.diagnostics
+        assert "rho_bar" in d["set"] and d["rho_bar"] < 1
+        assert d["set_utilization"] == d["rho_bar"]
+        assert all(sc.utilization(res.tokens) <= d["rho_bar"] * (1 + 1e-12) for _ in [0])
+        check_honest(sc, res)
+        check_ascent(res)
+
+
+@pytest.mark.parametrize("variant", ["paper", "scaled"])
+def test_gamma_zero_and_no_arrivals(variant):
+    sc = small_scenario(n=3, load=0.5, gamma=0.0)
+    res = solve_gradient(sc, variant=variant)
+    check_honest(sc, res)
+    check_ascent(res)
+    if variant == "scaled":  # the optimum box is [hi - 1e-7 width, hi]: found at once
+        assert res.status == status.OPTIMAL
+        np.testing.assert_allclose(res.tokens, sc.max_tokens, rtol=1e-6)
+    else:  # A'' spans exp((hi - lo)/tau) over the box: slow, but it must say so
+        bound = res.diagnostics["iteration_bound"]
+        assert res.status == status.OPTIMAL or bound > 10_000
+    sc0 = small_scenario(n=3, load=0.5, gamma=0.01).with_(arrival_rate=0.0)
+    res = solve_gradient(sc0, variant=variant, max_iter=20_000)
+    check_honest(sc0, res)
+    if res.status == status.OPTIMAL:
+        assert_near_optimal(sc0, res.tokens, rtol=1e-7, tokens_rtol=1e-3)
+
+
+def test_example_scaled(example, example_optimum):
+    res = solve_gradient(example, variant="scaled")
+    assert res.status == status.OPTIMAL
+    assert res.diagnostics["step"] == pytest.approx(1 / res.diagnostics["curvature_bound"])
+    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum,
+                        tokens_rtol=1e-3)
+
+
+def test_warm_start(example, example_optimum):
+    res = solve_gradient(example, variant="scaled", x0=example_optimum.tokens, tol=1e-8)
+    assert res.iterations <= 2 and res.status == status.OPTIMAL
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.booleans())
+def test_projection_is_exact(seed, n, metric):
+    r = np.random.default_rng(seed)
+    lower = r.uniform(0, 1, n)
+    upper = lower + r.uniform(0, 2, n)
+    a = r.uniform(0.1, 2, n)
+    cap = float(a @ lower) + r.uniform(0, 1) * float(a @ (upper - lower))
+    q = r.uniform(0.1, 10, n) if metric else None
+    y = r.normal(0, 3, n)
+    x = project(y, lower, upper, a, cap, q)
+    qq = np.ones(n) if q is None else q
+    v = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(qq, cp.square(v - y)))),
+                      [v >= lower, v <= upper, a @ v <= cap])
+    prob.solve(solver="CLARABEL")
+    assert np.all(x >= lower) and np.all(x <= upper) and a @ x <= cap * (1 + 1e-12) + 1e-12
+    f = float(qq @ (x - y) ** 2)
+    assert f <= prob.value + 1e-6 * (1 + abs(prob.value))
+    np.testing.assert_allclose(x, v.value, atol=1e-5 * (1 + np.max(np.abs(y))))
+
+
+def test_bad_options():
+    sc = small_scenario()
+    with pytest.raises(ValueError, match="variant"):
+        solve_gradient(sc, variant="adam")
+    with pytest.raises(ValueError, match="step_fraction"):
+        solve_gradient(sc, step_fraction=2.0)
+    with pytest.raises(ValueError, match="tol"):
+        solve_gradient(sc, tol=-1)
+
+
+def test_cli_method_gradient(tmp_path):
+    import json
+
+    from cvxalloc.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["solve", "--method", "gradient", "--option", 'variant="scaled"', "--json",
+                 "--no-baselines", "-o", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["method"] == "gradient" and d["status"] == "optimal"
+    assert d["diagnostics"]["curvature_bound"] > 0 and d["diagnostics"]["step"] > 0
