@@ -287,17 +287,17 @@ class Power(AccuracyFamily):
             with np.errstate(divide="ignore", invalid="ignore"):
                 g = np.where(ok, e_ * ua_ + np.log(np.where(ok, rhs, 1.0)) - lk, -np.inf)
                 dg = e_ + b_ * eu / rhs
-            lo_a, hi_a = lo_u[act], hi_u[act]
-            lo_a = np.where(g <= 0, ua_, lo_a)
-            hi_a = np.where(g >= 0, ua_, hi_a)
-            with np.errstate(invalid="ignore"):
                 new = ua_ - g / dg
-            bad = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
+            lo_a = np.where(g <= 0, ua_, lo_u[act])
+            hi_a = np.where(g >= 0, ua_, hi_u[act])
+            bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
             new = np.where(bad, 0.5 * (lo_a + hi_a), new)
-            step = np.abs(new - ua_)
+            scale = np.maximum(1.0, np.abs(new))
+            # A Newton step of relative size <= 1e-9 leaves an error of order its
+            # square (quadratic convergence): below rounding.
+            done = (g == 0) | (~bad & (np.abs(new - ua_) <= 1e-9 * scale)) \
+                | (hi_a - lo_a <= 4e-16 * scale)
             u[act], lo_u[act], hi_u[act] = new, lo_a, hi_a
-            done = (g == 0) | (step <= 4e-16 * np.maximum(1.0, np.abs(new))) \
-                | (hi_a - lo_a <= 4e-16 * np.maximum(1.0, np.abs(new)))
             act = act[~done]
         return tau_b * np.expm1(u)
 
@@ -451,19 +451,51 @@ class AccuracyCurves:
         return self._apply("inv_d1", y)
 
     def solve_marginal(
-        self, alpha: np.ndarray, beta: np.ndarray, t0: np.ndarray | None = None
+        self,
+        alpha: np.ndarray,
+        beta: np.ndarray,
+        t0: np.ndarray | None = None,
+        lo: np.ndarray | None = None,
+        hi: np.ndarray | None = None,
+        d1_bounds: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Per type, the ``t`` with ``A_i'(t) = alpha_i + beta_i t``.
 
         See :meth:`AccuracyFamily.solve_marginal`; ``alpha > 0``, ``beta >= 0``
-        (arrays of length ``n``), ``t0`` an optional starting guess.
+        (arrays of length ``n``), ``t0`` an optional starting guess. With
+        ``lo`` and ``hi`` the root is returned clipped to ``[lo, hi]``, and
+        types whose root lies outside are decided by the signs at the bounds
+        without solving; ``d1_bounds = (d1(lo), d1(hi))`` may be passed to reuse
+        them across calls.
         """
         alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (self.n,))
         beta = np.broadcast_to(np.asarray(beta, dtype=float), (self.n,))
+        if (lo is None) != (hi is None):
+            raise ValueError("give both lo and hi, or neither")
         out = np.empty(self.n)
         for fam, idx in self.blocks:
+            al, be = alpha[idx], beta[idx]
             guess = None if t0 is None else np.asarray(t0, dtype=float)[idx]
-            out[idx] = fam.solve_marginal(alpha[idx], beta[idx], guess)
+            if lo is None:
+                out[idx] = fam.solve_marginal(al, be, guess)
+                continue
+            lo_b, hi_b = np.asarray(lo, dtype=float)[idx], np.asarray(hi, dtype=float)[idx]
+            # A' - (alpha + beta t) is decreasing: its signs at the bounds tell
+            # which types are clipped, and only the others need the root.
+            if d1_bounds is None:
+                d_lo, d_hi = fam.d1(lo_b), fam.d1(hi_b)
+            else:
+                d_lo, d_hi = d1_bounds[0][idx], d1_bounds[1][idx]
+            at_lo = d_lo <= al + be * lo_b
+            at_hi = ~at_lo & (d_hi >= al + be * hi_b)
+            res = np.where(at_lo, lo_b, hi_b)
+            inner = np.flatnonzero(~(at_lo | at_hi))
+            if inner.size:
+                sub = fam if len(fam) == 1 else fam.take(inner)
+                g_in = None if guess is None else guess[inner]
+                res[inner] = np.clip(sub.solve_marginal(al[inner], be[inner], g_in),
+                                     lo_b[inner], hi_b[inner])
+            out[idx] = res
         return out
 
     def weighted_cvxpy(self, t: cp.Expression, weights: np.ndarray) -> cp.Expression:

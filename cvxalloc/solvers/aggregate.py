@@ -82,6 +82,8 @@ class _Reduced:
         self.m1_lo, self.m2_lo = self.moments(lo)
         self.m1_hi, self.m2_hi = self.moments(hi)
         self.evaluations = 0
+        self._u_bracket: tuple[float, float] | None = None
+        self.d1_bounds = (curves.d1(lo), curves.d1(hi))
 
     @classmethod
     def of(cls, sc, idx: np.ndarray | None = None, weights: np.ndarray | None = None):
@@ -107,26 +109,32 @@ class _Reduced:
         self.evaluations += 1
         alpha = self.gb_w * (1.0 + Y + X * self.k1 * self.a)
         beta = self.gb_w * self.b * (X * self.k1)
-        t = self.curves.solve_marginal(alpha, beta, t0)
-        return np.clip(t, self.lo, self.hi)
+        return self.curves.solve_marginal(alpha, beta, t0, self.lo, self.hi, self.d1_bounds)
 
     def u_bracket(self) -> tuple[float, float]:
         """``[u_min, u_max]`` holding the optimal slack ``1 - rho*``.
 
-        ``u_max = 1 - lam m1(lo)``; ``u_min`` is the larger of ``1 - lam m1(hi)`` and
-        the cap of the model: ``W(t*) <= Wbar = (Acc_max - U(lo)) / gamma`` gives
+        ``u_max = 1 - lam m1(lo)``; ``u_min`` is ``1 - lam m1(hi)`` where that is
+        positive, else the cap of the model: ``W(t*) <= Wbar = (Acc_max - U(lo)) / gamma`` gives
         ``rho* <= sqrt(c^2 + 2c) - c`` with ``c = lam Wbar``, i.e.
         ``1 - rho* >= 1 / (1 + c + sqrt(c^2 + 2c))``.
         """
+        if self._u_bracket is not None:
+            return self._u_bracket
         lam, pw = self.lam, self.p * self.w
         u_max = 1.0 - lam * self.m1_lo
+        if lam * self.m1_hi < 1:
+            # the whole box is stable: 1 - lam m1(hi) bounds the slack already
+            self._u_bracket = (1.0 - lam * self.m1_hi, u_max)
+            return self._u_bracket
         acc_max = float(pw @ self.curves.value(self.hi))
         acc_lo = float(pw @ self.curves.value(self.lo))
         w_lo = self.m1_lo + lam * self.m2_lo / (2.0 * u_max)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
         c = lam * wbar
         u_cap = 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
-        return max(u_cap, 1.0 - lam * self.m1_hi), u_max
+        self._u_bracket = (u_cap, u_max)
+        return self._u_bracket
 
     def point(self, u: float, m2: float, t0: np.ndarray | None = None) -> _Point:
         X = self.lam / u
@@ -377,15 +385,16 @@ def solve_aggregate(
                      "sample_iterations": sample_iters})
     obj = Objective(sc)
     t_reduce = time.perf_counter() - t_start
-    cert = _certify(obj, tokens, lo, hi)
+    ev = obj.evaluate(tokens)
+    cert = _certify(obj, ev, lo, hi)
     raw_cert = None
     polished = 0
     if not cert.within(tol) and polish_steps > 0 and np.isfinite(cert.gap):
         raw_cert = cert
         tokens, info = polish(sc, tokens, rtol=tol, max_steps=polish_steps, objective=obj)
         polished = info.steps
-        cert = _certify(obj, tokens, lo, hi)
-    ev = obj.evaluate(tokens)
+        ev = obj.evaluate(tokens)
+        cert = _certify(obj, ev, lo, hi)
     if not np.isfinite(cert.gap):
         raise SolverError("aggregate: the allocation found is unstable or outside the box; "
                           "use method='conic'")
@@ -406,10 +415,10 @@ def solve_aggregate(
     )
 
 
-def _certify(obj: Objective, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Certificate:
-    """Frank-Wolfe certificate (as :func:`cvxalloc.certificate.certify`, reusing ``obj``)."""
-    U = obj.value(t)
-    if not np.isfinite(U):
+def _certify(obj: Objective, ev, lo: np.ndarray, hi: np.ndarray) -> Certificate:
+    """Frank-Wolfe certificate of an evaluated allocation (as :func:`certificate.certify`)."""
+    t, U = ev.tokens, ev.objective
+    if not np.isfinite(U) or np.any(t < lo) or np.any(t > hi):
         return Certificate(objective=U, gap=np.inf, upper_bound=np.inf)
     gap = frank_wolfe_gap(obj.gradient(t), t, lo, hi)
     return Certificate(objective=U, gap=gap, upper_bound=U + gap)
