@@ -191,31 +191,36 @@ def flat_types(
     scenario: Scenario,
     tokens: np.ndarray,
     reference: np.ndarray,
-    gap: float,
+    loss: float,
     reference_gap: float,
     tokens_rtol: float = 1e-3,
 ) -> np.ndarray:
-    """Types whose tokens the certificates cannot pin down to ``tokens_rtol`` of the box.
+    """Types whose tokens the objective cannot pin down to ``tokens_rtol`` of the box.
 
     ``W`` is convex, so ``-Hess U >= diag(p_i w_i |A_i''(t_i)|)`` on the stable
     region, and ``|A''|`` decreases in ``t``. Along the segment from the optimum
-    ``t*`` to a feasible ``t`` (stable, by convexity of the stable region),
+    ``t*`` to a feasible ``t`` (stable, by convexity of the stable region), and
+    since ``grad U(t*) . (t - t*) <= 0``,
     ``U* - U(t) >= 1/2 sum_i mu_i (t_i - t*_i)^2`` with
-    ``mu_i = p_i w_i |A_i''(max(t_i, t*_i))|``, and ``U* - U(t)`` is at most the
-    certified gap of ``t``. Hence ``|t_i - t*_i| <= sqrt(2 gap / mu_i)``, and two
-    certified allocations may differ in type i by up to
-    ``sqrt(2 gap / mu_i) + sqrt(2 reference_gap / mu_i)`` (``mu_i`` evaluated at
-    the larger of the two tokens). Type i is *flat* when that allowance exceeds
-    ``tokens_rtol`` of its box width: there the objective cannot tell the two
-    allocations apart and their tokens are not compared.
+    ``mu_i = p_i w_i |A_i''(max(t_i, t*_i))|``. So an allocation with
+    ``U* - U(t) <= loss`` has ``|t_i - t*_i| <= sqrt(2 loss / mu_i)``, and the
+    reference (certified gap ``reference_gap``) is within
+    ``sqrt(2 reference_gap / mu_i)`` of ``t*``. Type i is *flat* when the sum of
+    the two exceeds ``tokens_rtol`` of its box width (``mu_i`` evaluated at the
+    larger of the two tokens): there the objective cannot tell the allocations
+    apart at that level, and their tokens are not compared. Elsewhere a token
+    difference above ``tokens_rtol`` contradicts the model (a wrong gradient,
+    curvature or certificate), which is what the comparison catches.
 
     Parameters
     ----------
     scenario : Scenario
     tokens, reference : ndarray
         The allocation under test and the reference allocation.
-    gap, reference_gap : float
-        Their certified (Frank-Wolfe) gaps.
+    loss : float
+        A proven bound on ``U* - U(tokens)`` (e.g. ``U_ref + reference_gap - U``).
+    reference_gap : float
+        The reference's certified (Frank-Wolfe) gap.
     tokens_rtol : float
         Allowed token difference as a fraction of each box width.
 
@@ -229,7 +234,7 @@ def flat_types(
     width = scenario.max_tokens - scenario.min_tokens
     mu = scenario.probability * scenario.weight * np.abs(scenario.accuracy.d2(np.maximum(t, r)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        allowance = np.sqrt(2 * max(gap, 0.0) / mu) + np.sqrt(2 * max(reference_gap, 0.0) / mu)
+        allowance = np.sqrt(2 * max(loss, 0.0) / mu) + np.sqrt(2 * max(reference_gap, 0.0) / mu)
     allowance = np.where(mu > 0, allowance, np.inf)
     return (allowance > tokens_rtol * width) | (width == 0)
 
@@ -324,7 +329,8 @@ def assert_near_optimal(
         )
     if tokens_rtol is not None:
         width = hi - lo
-        flat = flat_types(scenario, t, ref.tokens, cert.gap, ref.certificate.gap, tokens_rtol)
+        loss = U_ref + ref.certificate.gap - U  # proven bound on U* - U(t)
+        flat = flat_types(scenario, t, ref.tokens, loss, ref.certificate.gap, tokens_rtol)
         dist = np.where(flat, 0.0, np.abs(t - ref.tokens) / np.where(width > 0, width, 1.0))
         bad = np.flatnonzero(dist > tokens_rtol)
         if bad.size:
