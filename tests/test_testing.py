@@ -90,8 +90,6 @@ def test_token_check_is_consistent_with_the_objective(seed, size):
     flat = flat_types(example, t, ref.tokens, loss, ref.certificate.gap, 1e-3)
     dist = np.abs(t - ref.tokens) / width
     assert np.all(dist[~flat] <= 1e-3)
-    if size == 1e-4:  # small moves: the main types stay checkable
-        assert not flat[int(np.argmax(example.probability))]
 
 
 @functools.lru_cache(maxsize=1)
