@@ -33,17 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from .certificate import relative_scale
+from .certificate import certify, relative_scale
 from .errors import CvxallocError
 from .objective import Objective
-from .polish import newton_direction
+from .polish import newton_direction, polish
 
-__all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES"]
+__all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES", "OPTIMALITY_RTOL"]
 
 #: Above this many types the full mix matrix (N directions, O(N^2)) is not computed.
 MIX_MATRIX_MAX_TYPES = 2000
 #: A type is at a bound when within this fraction of its box width.
 _BOUND_RTOL = 1e-7
+#: The allocation differentiated must be certified within this relative gap.
+OPTIMALITY_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,9 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
         A scenario without extra constraints (box bounds only).
     result : Result or array_like, optional
         The optimum (a :class:`~cvxalloc.result.Result` or token array);
-        default: solved here with the conic reference. The derivatives are as
+        default: solved here with the conic reference. It is polished (a few
+        Newton steps) and must be certified within :data:`OPTIMALITY_RTOL`,
+        else :class:`~cvxalloc.errors.CvxallocError`. The derivatives are as
         accurate as this optimum.
     mix : bool, optional
         Compute the derivative toward every type (N directions, O(N^2));
@@ -368,6 +372,21 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
     obj = Objective(sc)
     lo, hi = sc.min_tokens, sc.max_tokens
     width = hi - lo
+    rho = sc.utilization(np.clip(t, lo, hi))
+    if not rho < 1:
+        raise CvxallocError(
+            f"sensitivity: the allocation is not an optimum: it is unstable (utilization "
+            f"{rho:.4g} >= 1); pass the result of cvxalloc.solve(scenario) or omit it"
+        )
+    # sharpen the active set (a few O(N) Newton steps; no-op on a polished optimum)
+    t, _ = polish(sc, t, rtol=1e-12, objective=obj)
+    cert = certify(sc, t, objective=obj)
+    if not (np.isfinite(cert.gap) and cert.within(OPTIMALITY_RTOL)):
+        raise CvxallocError(
+            f"sensitivity: the allocation is not an optimum (certified relative gap "
+            f"{cert.relative_gap:.2g} > {OPTIMALITY_RTOL:g}); the derivatives hold only at "
+            "the optimum: pass the result of cvxalloc.solve(scenario) or omit it"
+        )
     g = obj.gradient(t)
     tol = _BOUND_RTOL * np.maximum(width, 1.0)
     at_lo = t - lo <= tol

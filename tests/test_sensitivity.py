@@ -156,6 +156,28 @@ def test_bad_direction_and_missing_mix(example, example_optimum):
         _ = s.d_tokens_d_mix
 
 
+def test_allocation_is_polished_and_certified(example, example_optimum):
+    """A rough start is polished to the certified optimum before differentiating; an
+    allocation that cannot be (here: unstable) is refused."""
+    s = sensitivity(example, example.min_tokens, mix=False)
+    ref = sensitivity(example, example_optimum, mix=False)
+    assert np.allclose(s.tokens, ref.tokens, rtol=1e-6, atol=1e-6)
+    assert s.d_objective_d_arrival_rate == pytest.approx(ref.d_objective_d_arrival_rate,
+                                                         rel=1e-6)
+    assert example.utilization(example.max_tokens) >= 1
+    with pytest.raises(CvxallocError, match="not an optimum"):
+        sensitivity(example, example.max_tokens)
+
+
+def test_refuses_constraints(example, example_optimum):
+    from cvxalloc.constraints import Constraints
+
+    cons = Constraints(max_mean_tokens=float(example.probability @ example_optimum.tokens))
+    sc = example.with_(constraints=cons)
+    with pytest.raises(CvxallocError, match="constraints"):
+        sensitivity(sc, example_optimum)
+
+
 def test_cli_text_and_json(capsys):
     assert main(["sensitivity"]) == 0
     text = capsys.readouterr().out
