@@ -326,3 +326,14 @@ def test_diagnostics_and_json(example):
     out = res.to_dict()
     assert out["method"] == "aggregate" and out["status"] == "optimal"
     assert out["certificate"]["gap"] <= TOL * abs(out["objective"])
+
+
+@pytest.mark.parametrize("load", ["saturated", "overloaded"])
+def test_optimum_on_the_edge_of_the_slack_bracket(load):
+    # N = 1 and small N with the optimum at max_tokens or near saturation: the
+    # Newton step points out of the bracket at its edge (an early bug raised here).
+    rng = np.random.default_rng(22)
+    for _ in range(12):
+        sc = random_scenario(rng, int(rng.integers(1, 4)), load=load,
+                             latency_weight=float(np.exp(rng.uniform(-18, -4))))
+        check_against_conic(sc, solve_agg(sc))

@@ -188,7 +188,8 @@ class _Reduced:
                 return pt, it, False
             if not (np.isfinite(du) and np.isfinite(dm)):
                 return pt, it, False
-            step = 1.0
+            step, trial = 1.0, None
+            un, mn = pt.u, pt.m2
             for _ in range(40):
                 un = min(max(pt.u + step * du, u_lo), u_hi)
                 mn = min(max(pt.m2 + step * dm, m_lo), m_hi)
