@@ -320,3 +320,18 @@ def test_read_accuracy_csv_groups_tasks_in_order():
     assert list(data) == ["chat", "code", "math", "olympiad", "science"]
     assert data["code"].trials is None and data["math"].trials is not None
     assert data["olympiad"].tokens.tolist() == [1381, 1841, 2799, 3742, 11768]
+
+
+def test_published_code_rows_reproduce_the_example_curve(tmp_path, example, capsys):
+    """The built-in example's code curve was fitted to the same LiveCodeBench rows with the
+    power exponent held at 0.5 (cvxalloc/data/example.toml); the fit gives it back."""
+    rows = [line for line in ACC_CSV.read_text().splitlines()
+            if line.startswith(("task,", "code,"))]
+    csv_path = write(tmp_path, "\n".join(rows) + "\n")
+    assert main(["fit", str(csv_path), "--family", "power", "--fix", "code:exponent=0.5",
+                 "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)["tasks"]["code"]["fits"]["power"]
+    want = example.accuracy.param_dict(example.names.index("code"))
+    for key in ("floor", "ceiling", "scale"):
+        assert fit["params"][key] == pytest.approx(want[key], rel=2e-3), key
+    assert fit["params"]["exponent"] == 0.5 and fit["n_params"] == 3
