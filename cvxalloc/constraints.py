@@ -65,6 +65,8 @@ __all__ = [
     "MeanSystemTime",
     "MeanTokens",
     "Utilization",
+    "constraints_of",
+    "slacks_of",
     "required_tokens",
     "effective_lower",
     "check_feasible",
@@ -103,8 +105,8 @@ class Term:
     what: ClassVar[str]
     linear: ClassVar[bool] = True
 
-    def __init__(self, limit: float) -> None:
-        self.limit = float(limit)
+    def __init__(self, limit: float | cp.Parameter) -> None:
+        self.limit = limit if isinstance(limit, cp.Parameter) else float(limit)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(limit={self.limit:g})"
@@ -378,7 +380,8 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
 # min_accuracy as a token bound
 
 
-def _constraints(scenario) -> Constraints | None:
+def constraints_of(scenario) -> Constraints | None:
+    """The scenario's constraints, or None when it has none (or an empty set)."""
     cons = getattr(scenario, "constraints", None)
     return None if cons is None or cons.empty else cons
 
@@ -393,7 +396,7 @@ def required_tokens(scenario) -> np.ndarray:
     """
     sc = scenario
     lo, hi = sc.min_tokens, sc.max_tokens
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     out = np.array(lo, dtype=float)
     if cons is None or cons.min_accuracy is None:
         return out
@@ -445,7 +448,7 @@ def check_feasible(scenario) -> np.ndarray:
         ``lo'``.
     """
     sc = scenario
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     if cons is None:
         return np.array(sc.min_tokens, dtype=float)
     tau = required_tokens(sc)
@@ -486,7 +489,8 @@ def check_feasible(scenario) -> np.ndarray:
     return lo2
 
 
-def _all_slacks(scenario, terms: Sequence[Term], t: np.ndarray) -> np.ndarray:
+def slacks_of(scenario, terms: Sequence[Term], t: np.ndarray) -> np.ndarray:
+    """The slack of each term at ``t`` (>= 0 where satisfied)."""
     return np.array([term.slack(scenario, t) for term in terms])
 
 
@@ -501,20 +505,20 @@ def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = No
     feasible once :func:`check_feasible` passed).
     """
     sc = scenario
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     lo2 = effective_lower(sc) if lower is None else lower
     t = np.clip(np.asarray(tokens, dtype=float), lo2, sc.max_tokens)
     if cons is None:
         return t
     terms = cons.terms()
-    if not terms or np.all(_all_slacks(sc, terms, t) >= 0):
+    if not terms or np.all(slacks_of(sc, terms, t) >= 0):
         return t
     left, right = 0.0, 1.0
     for _ in range(100):
         mid = 0.5 * (left + right)
         if mid in (left, right):
             break
-        if np.all(_all_slacks(sc, terms, lo2 + mid * (t - lo2)) >= 0):
+        if np.all(slacks_of(sc, terms, lo2 + mid * (t - lo2)) >= 0):
             left = mid
         else:
             right = mid
@@ -605,7 +609,7 @@ def certify_constrained(scenario, tokens: np.ndarray, objective=None,
 
     sc = scenario
     obj = objective or Objective(sc)
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     t = np.asarray(tokens, dtype=float)
     terms = cons.terms() if cons is not None else []
     kind = ("lagrangian-frank-wolfe" if any(not tm.linear for tm in terms)
@@ -618,7 +622,7 @@ def certify_constrained(scenario, tokens: np.ndarray, objective=None,
         details["infeasible"] = "outside [lo', hi] (min_tokens, min_accuracy, max_tokens)"
         return Certificate(objective=U, gap=np.inf, upper_bound=np.inf, kind=kind,
                            details=details)
-    slacks = _all_slacks(sc, terms, t)
+    slacks = slacks_of(sc, terms, t)
     if np.any(slacks < 0):
         details["infeasible"] = ", ".join(
             f"{tm.kind} violated by {-s:.3g}" for tm, s in zip(terms, slacks) if s < 0)
@@ -662,20 +666,25 @@ def certify_constrained(scenario, tokens: np.ndarray, objective=None,
 # conic integration
 
 
-def conic_constraints(scenario, tokens: cp.Expression, x: cp.Variable, time_unit: float
-                      ) -> list[tuple[Any, cp.Constraint, float]]:
+def conic_constraints(scenario, tokens: cp.Expression, x: cp.Variable, time_unit: float,
+                      slo: cp.Parameter | None = None) -> list[tuple[Any, cp.Constraint, float]]:
     """The CVXPY constraints of the scenario, as ``(term, constraint, unit)``.
+
+    ``slo``, a CVXPY Parameter, stands for ``max_mean_system_time`` when given
+    (a sweep over the SLO compiles once); the scenario must then set one.
 
     ``term`` is a :class:`Term` or the string ``"min_accuracy"`` (whose
     constraint bounds the normalized variable ``x``; ``unit`` is unused).
     """
     sc = scenario
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     if cons is None:
         return []
     out: list[tuple[Any, cp.Constraint, float]] = []
     token_unit = max(float(sc.probability @ sc.max_tokens), 1.0)
     for term in cons.terms():
+        if slo is not None and isinstance(term, MeanSystemTime):
+            term = MeanSystemTime(slo)
         con, unit = term.cvxpy(sc, tokens, time_unit, token_unit)
         if con is not None:
             out.append((term, con, unit))
@@ -720,7 +729,7 @@ def constraint_report(scenario, tokens: np.ndarray, compiled=(), objective_scale
         min_accuracy entries are named ``min_accuracy[task]``.
     """
     sc = scenario
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     if cons is None:
         return {}
     t = np.asarray(tokens, dtype=float)
@@ -787,7 +796,7 @@ def finish(scenario, tokens: np.ndarray, objective=None, *, polish_rtol: float =
 
     sc = scenario
     obj = objective or Objective(sc)
-    cons = _constraints(sc)
+    cons = constraints_of(sc)
     lo2 = effective_lower(sc)
     t = restore_feasible(sc, tokens, lo2)
     if polish_steps <= 0:
@@ -798,7 +807,7 @@ def finish(scenario, tokens: np.ndarray, objective=None, *, polish_rtol: float =
     terms = cons.terms() if cons is not None else []
     if not terms:
         return tp, info.steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
-    if (info.steps > 0 and np.all(_all_slacks(sc, terms, tp) >= 0)
+    if (info.steps > 0 and np.all(slacks_of(sc, terms, tp) >= 0)
             and obj.value(tp) >= obj.value(t)):
         return tp, info.steps, "box polish kept: no constraint active at the polished point"
     tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
@@ -833,7 +842,7 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
             break
         g = obj.gradient(t)
         grads = np.array([tm.gradient(sc, t) for tm in terms])
-        slacks = _all_slacks(sc, terms, t)
+        slacks = slacks_of(sc, terms, t)
         d, V, M = obj.hessian_parts(t)
         if slo:
             dW, _, MW = lat.hessian_parts(t)

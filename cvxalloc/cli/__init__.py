@@ -18,7 +18,7 @@ from ..errors import CvxallocError
 __all__ = ["main", "SUBCOMMANDS"]
 
 #: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
-SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity"]
+SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

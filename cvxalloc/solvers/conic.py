@@ -68,7 +68,10 @@ class ConicProblem:
         Seconds per unit of time inside the problem.
     """
 
-    def __init__(self, scenario) -> None:
+    def __init__(self, scenario, latency_weight: cp.Parameter | None = None,
+                 slo: cp.Parameter | None = None) -> None:
+        # latency_weight, slo: optional CVXPY Parameters standing for gamma and
+        # max_mean_system_time, so a sweep compiles once (DPP) and re-solves.
         sc = scenario
         n = sc.n
         lo, hi = sc.min_tokens, sc.max_tokens
@@ -83,15 +86,17 @@ class ConicProblem:
         if sc.arrival_rate > 0:
             m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
             constraints.append(sc.arrival_rate * m1 <= 1)
-        if sc.latency_weight > 0:
+        if sc.latency_weight > 0 or latency_weight is not None:
             w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit)
-            objective = acc - (sc.latency_weight * self.time_unit) * w_scaled
+            gamma = sc.latency_weight if latency_weight is None else latency_weight
+            objective = acc - (gamma * self.time_unit) * w_scaled
         else:
             objective = acc
         from ..constraints import conic_constraints
 
         #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
-        self.operator_constraints = conic_constraints(sc, self.tokens, self.x, self.time_unit)
+        self.operator_constraints = conic_constraints(sc, self.tokens, self.x, self.time_unit,
+                                                      slo=slo)
         constraints += [con for _, con, _ in self.operator_constraints]
         # Each p_i w_i is about 1/N: scale the objective so per-type terms are of
         # order one (unscaled, Clarabel stalls at N = 10^4).
@@ -113,6 +118,7 @@ def build_problem(scenario) -> ConicProblem:
 def solve_conic(
     scenario,
     *,
+    problem: ConicProblem | None = None,
     solver: str = "CLARABEL",
     fallback: str | None = "SCS",
     polish_rtol: float = 1e-10,
@@ -125,6 +131,9 @@ def solve_conic(
     Parameters
     ----------
     scenario : Scenario
+    problem : ConicProblem, optional
+        A problem built with Parameters whose values the caller has set to
+        match ``scenario`` (:mod:`cvxalloc.sweep`): re-solved without compiling.
     solver : str
         CVXPY solver name (default Clarabel).
     fallback : str or None
@@ -152,7 +161,7 @@ def solve_conic(
         from .. import constraints as cons_mod
 
         cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
-    cprob = ConicProblem(sc)
+    cprob = ConicProblem(sc) if problem is None else problem
     t_build = time.perf_counter() - t0
     used = solver
     errors: list[str] = []

@@ -1,0 +1,153 @@
+"""``cvxalloc sweep``: the frontier over the latency weight or the latency SLO."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..errors import ScenarioError
+from ..solve import DEFAULT_METHOD, available_methods
+from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="trace the accuracy-latency frontier over the latency weight or an SLO",
+        description=(
+            "Solve the scenario at each latency weight (--latency-weight A:B:N) or each "
+            "mean-latency SLO in seconds (--slo A:B:N, the max_mean_system_time constraint), "
+            "N points from A to B (geometric with --log). Prints one row per point: utility, "
+            "weighted accuracy, mean system time, utilization, certified gap and the best "
+            "uniform budget under the same constraints. Points whose constraints conflict "
+            "are reported as infeasible."
+        ),
+    )
+    add_scenario_argument(p)
+    grid = p.add_mutually_exclusive_group(required=True)
+    grid.add_argument("--latency-weight", metavar="A:B:N",
+                      help="latency weights from A to B, N points")
+    grid.add_argument("--slo", metavar="A:B:N",
+                      help="max_mean_system_time values (seconds) from A to B, N points")
+    p.add_argument("--log", action="store_true", help="geometric spacing (A, B > 0)")
+    p.add_argument("--method", default=None, choices=available_methods(),
+                   help=f"solver (default: {DEFAULT_METHOD}, compiled once with Parameters)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="solver option, repeatable")
+    p.add_argument("--no-uniform", action="store_true",
+                   help="skip the best uniform budget at each point")
+    p.add_argument("--csv", metavar="FILE", help="write the points as CSV to FILE")
+    p.add_argument("--json", action="store_true", help="print the points as one JSON object")
+    p.add_argument("--plot", metavar="PNG", help="draw accuracy against mean system time")
+
+
+def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
+    """``"A:B:N"`` -> N points from A to B (geometric if ``log``)."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ScenarioError(f"{flag} {text!r}: expected A:B:N (e.g. 0.0001:0.01:20)")
+    try:
+        a, b = float(parts[0]), float(parts[1])
+        n = int(parts[2])
+    except ValueError:
+        raise ScenarioError(
+            f"{flag} {text!r}: A and B must be numbers and N a whole number") from None
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ScenarioError(f"{flag} {text!r}: A and B must be finite")
+    if n < 1:
+        raise ScenarioError(f"{flag} {text!r}: N must be >= 1 (got {n})")
+    if log:
+        if a <= 0 or b <= 0:
+            raise ScenarioError(f"{flag} {text!r}: --log needs A > 0 and B > 0")
+        return np.geomspace(a, b, n)
+    return np.linspace(a, b, n)
+
+
+def _table(sw) -> str:
+    label = "SLO s" if sw.parameter == "slo" else "latency_wt"
+    head = (f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
+            f"{'rho':>6} {'gap':>8}")
+    uniform = sw.uniform_objective is not None
+    if uniform:
+        head += f" {'uniform U':>10} {'gain %':>7}"
+    lines = [f"cvxalloc sweep: method {sw.method}, {len(sw)} points", "", head,
+             "-" * len(head)]
+    for k in range(len(sw)):
+        row = f"{sw.values[k]:>11.4g}  {sw.status[k]:<18}"
+        if np.isfinite(sw.objective[k]):
+            row += (f" {sw.objective[k]:>10.6f} {sw.accuracy[k]:>9.5f} "
+                    f"{sw.mean_system_time[k]:>9.3f} {sw.utilization[k]:>6.3f} "
+                    f"{sw.gap[k]:>8.1e}")
+            if uniform and np.isfinite(sw.uniform_objective[k]):
+                gain = 100 * (sw.objective[k] - sw.uniform_objective[k]) / abs(
+                    sw.uniform_objective[k])
+                row += f" {sw.uniform_objective[k]:>10.6f} {gain:>7.2f}"
+        lines.append(row.rstrip())
+    bad = [(sw.values[k], m) for k, m in enumerate(sw.messages) if m]
+    if bad:
+        lines.append("")
+        v, m = bad[0]
+        lines.append(f"{len(bad)} point(s) without a solution; first ({v:.4g}): {m}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sweep import sweep_latency_weight, sweep_slo
+
+    if args.latency_weight is not None:
+        values = parse_grid(args.latency_weight, "--latency-weight", args.log)
+        if np.any(values < 0):
+            raise ScenarioError("--latency-weight: values must be >= 0")
+    else:
+        values = parse_grid(args.slo, "--slo", args.log)
+        if np.any(values <= 0):
+            raise ScenarioError("--slo: values must be > 0 seconds")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise ScenarioError(f"--plot {args.plot!r}: give a .png file name")
+    sc = scenario_from_args(args)
+    options = parse_options(args.option)
+    fn = sweep_latency_weight if args.latency_weight is not None else sweep_slo
+    sw = fn(sc, values, method=args.method, uniform=not args.no_uniform, **options)
+    if not sw.solved.any():
+        raise ScenarioError(f"no point of the sweep has a solution; first: {sw.messages[0]}")
+    if args.csv is not None:
+        emit(sw.to_csv(), args.csv)
+    if args.plot is not None:
+        _plot(sw, args.plot)
+    if args.json:
+        emit(dumps(sw.to_dict()), None)
+    else:
+        emit(_table(sw), None)
+    for path in (args.csv, args.plot):
+        if path is not None:
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _plot(sw, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plots import frontier_axes, save
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    what = ("SLO on mean system time" if sw.parameter == "slo" else "latency weight")
+    ok = sw.solved
+    frontier_axes(ax, _Solved(sw, ok),
+                  title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to "
+                        f"{sw.values[ok].max():.3g}")
+    save(fig, path)
+
+
+class _Solved:
+    """The solved points of a sweep (what the frontier figure reads)."""
+
+    def __init__(self, sw, mask: np.ndarray) -> None:
+        for key in ("mean_system_time", "accuracy", "latency_weight",
+                    "uniform_mean_system_time", "uniform_accuracy"):
+            val = getattr(sw, key)
+            setattr(self, key, None if val is None else np.asarray(val)[mask])

@@ -1,0 +1,375 @@
+"""The accuracy-latency frontier: sweeps over the latency weight or the SLO.
+
+:func:`sweep_latency_weight` solves the scenario for each latency weight
+``gamma``; :func:`sweep_slo` for each mean-latency SLO
+(``max_mean_system_time``). Each point is a full solve with its certificate;
+alongside it the best uniform budget that satisfies the same constraints
+(:func:`best_uniform`), so a plot shows what the per-type allocation buys.
+
+With the conic reference (the default) the problem is compiled once with
+CVXPY Parameters for ``gamma`` or the SLO (DPP) and re-solved at each point;
+other methods are simply called point by point.
+
+Examples
+--------
+>>> import numpy as np, cvxalloc
+>>> from cvxalloc.sweep import sweep_latency_weight
+>>> sw = sweep_latency_weight(cvxalloc.example_scenario(), np.logspace(-4, -2, 3))
+>>> list(sw.status)
+['optimal', 'optimal', 'optimal']
+>>> bool(np.all(np.diff(sw.mean_system_time) < 0))
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import status as st
+from .baselines import uniform_budget
+from .constraints import Constraints, constraints_of, slacks_of
+from .errors import CvxallocError
+from .objective import Objective
+from .result import Result
+
+__all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo", "best_uniform"]
+
+#: Status of a point with no feasible allocation, or a scenario that cannot be solved.
+INFEASIBLE = st.INFEASIBLE
+INVALID = "invalid"
+
+
+@dataclass
+class SweepResult:
+    """The optimum (and the best uniform budget) at each point of a sweep.
+
+    Attributes
+    ----------
+    parameter : str
+        ``"latency_weight"`` or ``"slo"``.
+    latency_weight : ndarray, shape (k,)
+        ``gamma`` at each point (constant in an SLO sweep).
+    slo : ndarray or None, shape (k,)
+        ``max_mean_system_time`` at each point (SLO sweeps only).
+    objective, accuracy, mean_system_time, utilization : ndarray, shape (k,)
+        Figures of the optimum (``NaN`` where the point has no solution).
+    gap : ndarray, shape (k,)
+        Certified gap of each optimum.
+    status : ndarray of str, shape (k,)
+        The solver's status, ``"infeasible"`` where the constraints conflict,
+        ``"invalid"`` where the scenario itself is invalid (message in
+        :attr:`messages`).
+    tokens : ndarray, shape (k, N)
+        The allocations.
+    uniform_objective, uniform_accuracy, uniform_mean_system_time : ndarray or None
+        The best uniform budget at each point (``uniform=True``).
+    uniform_budget : ndarray or None
+        That budget, in tokens.
+    names : list of str
+        Task names (columns of :attr:`tokens`).
+    method : str
+        The method used.
+    messages : list of str
+        Why a point failed (empty string where it did not).
+    """
+
+    parameter: str
+    latency_weight: np.ndarray
+    objective: np.ndarray
+    accuracy: np.ndarray
+    mean_system_time: np.ndarray
+    utilization: np.ndarray
+    gap: np.ndarray
+    status: np.ndarray
+    tokens: np.ndarray
+    names: list[str]
+    method: str
+    slo: np.ndarray | None = None
+    uniform_objective: np.ndarray | None = None
+    uniform_accuracy: np.ndarray | None = None
+    uniform_mean_system_time: np.ndarray | None = None
+    uniform_budget: np.ndarray | None = None
+    messages: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.objective)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The swept parameter (``latency_weight`` or ``slo``)."""
+        return self.slo if self.parameter == "slo" else self.latency_weight
+
+    @property
+    def solved(self) -> np.ndarray:
+        """Mask of the points that carry an allocation."""
+        return np.isin(self.status, st.SOLUTION_PRESENT)
+
+    # --- output -------------------------------------------------------------
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-point columns in output order (tokens as ``tokens[<task>]``)."""
+        cols: dict[str, Any] = {}
+        if self.parameter == "slo":
+            cols["slo"] = self.slo
+        cols["latency_weight"] = self.latency_weight
+        cols.update(status=self.status, objective=self.objective, accuracy=self.accuracy,
+                    mean_system_time=self.mean_system_time, utilization=self.utilization,
+                    gap=self.gap)
+        if self.uniform_objective is not None:
+            cols.update(uniform_budget=self.uniform_budget,
+                        uniform_objective=self.uniform_objective,
+                        uniform_accuracy=self.uniform_accuracy,
+                        uniform_mean_system_time=self.uniform_mean_system_time)
+        for j, name in enumerate(self.names):
+            cols[f"tokens[{name}]"] = self.tokens[:, j]
+        return cols
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """One row per point; empty cells where a point has no value. Returns the text."""
+        cols = self.columns()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(list(cols))
+        for k in range(len(self)):
+            row = []
+            for v in cols.values():
+                x = v[k]
+                if isinstance(x, str):
+                    row.append(x)
+                else:
+                    row.append("" if not np.isfinite(x) else repr(float(x)))
+            writer.writerow(row)
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the arrays as lists (``null`` for missing values)."""
+
+        def clean(a: Any) -> Any:
+            if a is None:
+                return None
+            arr = np.asarray(a)
+            if arr.dtype.kind in "US O":
+                return [str(x) for x in arr.tolist()]
+            return [[_num(x) for x in row] if np.ndim(row) else _num(row)
+                    for row in arr.tolist()]
+
+        out: dict[str, Any] = {"parameter": self.parameter, "method": self.method,
+                               "names": list(self.names)}
+        for key in ("latency_weight", "slo", "objective", "accuracy", "mean_system_time",
+                    "utilization", "gap", "status", "tokens", "uniform_budget",
+                    "uniform_objective", "uniform_accuracy", "uniform_mean_system_time"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = clean(val)
+        out["messages"] = list(self.messages)
+        return out
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of :meth:`to_dict` (written to ``path`` if given)."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+# ---------------------------------------------------------------------------
+# the best uniform budget under constraints
+
+
+def best_uniform(scenario, objective: Objective | None = None) -> Result:
+    """The best single budget ``T`` for every type that meets the scenario's constraints.
+
+    ``T`` is clipped into each type's ``[lo'_i, hi_i]`` (``lo'`` raised by
+    min_accuracy). Every scalar constraint is increasing in ``T``, so the
+    feasible budgets are ``T <= T_max`` (found by bisection); capping each
+    ``hi_i`` at ``max(lo'_i, T_max)`` leaves ``clip(T)`` unchanged for
+    ``T <= T_max``, so :func:`cvxalloc.baselines.uniform_budget` on the capped
+    box is exactly the constrained best uniform budget.
+
+    Raises
+    ------
+    InfeasibleError
+        If no allocation meets the constraints.
+    """
+    from .constraints import check_feasible
+
+    sc = scenario
+    cons = constraints_of(sc)
+    if cons is None:
+        return uniform_budget(sc, objective)
+    lo2 = check_feasible(sc)
+    hi = np.array(sc.max_tokens, dtype=float)
+    terms = cons.terms()
+
+    def ok(T: float) -> bool:
+        return bool(np.all(slacks_of(sc, terms, np.clip(T, lo2, hi)) >= 0))
+
+    left, right = float(np.min(lo2)), float(np.max(hi))
+    if terms and not ok(right):
+        for _ in range(200):
+            mid = 0.5 * (left + right)
+            if mid in (left, right):
+                break
+            left, right = (mid, right) if ok(mid) else (left, mid)
+        hi = np.maximum(lo2, np.minimum(hi, left))
+    box = sc.with_(min_tokens=lo2, max_tokens=hi, levels=[None] * sc.n, constraints=None)
+    res = uniform_budget(box)
+    return Result.from_tokens(sc, res.tokens, method="uniform", status=res.status,
+                              objective=objective, message=res.message,
+                              diagnostics=res.diagnostics)
+
+
+# ---------------------------------------------------------------------------
+# sweeps
+
+
+def _grid(values: Any, name: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(values, dtype=float))
+    if arr.ndim != 1 or arr.size == 0:
+        raise CvxallocError(f"{name}: give at least one value")
+    if not np.all(np.isfinite(arr)):
+        raise CvxallocError(f"{name}: values must be finite numbers")
+    return arr
+
+
+def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: bool,
+         options: dict[str, Any]) -> SweepResult:
+    import time
+
+    import cvxpy as cp
+
+    from .solve import DEFAULT_METHOD, solve
+
+    sc = scenario
+    name = DEFAULT_METHOD if method is None else method
+    k, n = values.size, sc.n
+    nan = np.full(k, np.nan)
+    out = {key: nan.copy() for key in ("objective", "accuracy", "mean_system_time",
+                                       "utilization", "gap")}
+    uni = {key: nan.copy() for key in ("objective", "accuracy", "mean_system_time", "budget")}
+    tokens = np.full((k, n), np.nan)
+    status = np.empty(k, dtype=object)
+    messages = [""] * k
+    gammas = np.full(k, sc.latency_weight) if param == "slo" else values.copy()
+
+    # The conic reference: compile once with a Parameter for the swept value (DPP).
+    cprob = gpar = spar = None
+    if name == "conic" and "problem" not in options:
+        from .solvers.conic import ConicProblem
+
+        try:
+            if param == "latency_weight":
+                gpar = cp.Parameter(nonneg=True, value=float(max(values[0], 0.0)))
+                cprob = ConicProblem(sc, latency_weight=gpar)
+            else:
+                spar = cp.Parameter(pos=True, value=float(max(values[0], 1e-12)))
+                cprob = ConicProblem(_point(sc, param, max(values[0], 1e-12)), slo=spar)
+        except CvxallocError:
+            cprob = None
+    t0 = time.perf_counter()
+    for j, v in enumerate(values):
+        try:
+            sc_j = _point(sc, param, v)
+            opts = dict(options)
+            if cprob is not None:
+                (gpar if gpar is not None else spar).value = float(v)
+                opts["problem"] = cprob
+            res = solve(sc_j, method=name, **opts)
+        except CvxallocError as exc:
+            from .constraints import InfeasibleError
+
+            status[j] = INFEASIBLE if isinstance(exc, InfeasibleError) else INVALID
+            messages[j] = str(exc)
+            continue
+        status[j] = res.status
+        tokens[j] = res.tokens
+        out["objective"][j], out["accuracy"][j] = res.objective, res.accuracy
+        out["mean_system_time"][j], out["utilization"][j] = (res.mean_system_time,
+                                                            res.utilization)
+        out["gap"][j] = res.certificate.gap
+        if uniform:
+            u = best_uniform(sc_j)
+            uni["objective"][j], uni["accuracy"][j] = u.objective, u.accuracy
+            uni["mean_system_time"][j] = u.mean_system_time
+            uni["budget"][j] = u.diagnostics.get("budget", np.nan)
+    elapsed = time.perf_counter() - t0
+    return SweepResult(
+        parameter=param, latency_weight=gammas,
+        slo=values.copy() if param == "slo" else None,
+        status=status.astype(str), tokens=tokens, names=list(sc.names), method=name,
+        uniform_objective=uni["objective"] if uniform else None,
+        uniform_accuracy=uni["accuracy"] if uniform else None,
+        uniform_mean_system_time=uni["mean_system_time"] if uniform else None,
+        uniform_budget=uni["budget"] if uniform else None,
+        messages=messages, timing={"total": elapsed, "per_point": elapsed / k},
+        **out,
+    )
+
+
+def _point(sc, param: str, value: float):
+    if param == "latency_weight":
+        return sc.with_(latency_weight=float(value))
+    cons = constraints_of(sc) or Constraints()
+    return sc.with_(constraints=cons.with_(max_mean_system_time=float(value)))
+
+
+def sweep_latency_weight(scenario, weights: Any, method: str | None = None,
+                         uniform: bool = True, **options: Any) -> SweepResult:
+    """Solve for each latency weight ``gamma`` in ``weights``: the frontier.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Its own ``latency_weight`` is replaced at each point; its constraints
+        are kept.
+    weights : array_like
+        The latency weights (>= 0), in any order.
+    method : str, optional
+        Any method of :func:`cvxalloc.solve` (default the conic reference,
+        compiled once with a CVXPY Parameter for ``gamma``).
+    uniform : bool
+        Also compute the best uniform budget at each point.
+    **options
+        Passed to the method.
+
+    Returns
+    -------
+    SweepResult
+        Points that fail carry status ``"infeasible"`` or ``"invalid"`` and
+        ``NaN`` figures (e.g. ``gamma = 0`` where the maximum budgets are
+        unstable); the sweep itself does not raise for them.
+    """
+    w = _grid(weights, "latency weights")
+    if np.any(w < 0):
+        raise CvxallocError(f"latency weights must be >= 0 (got {w.min():g})")
+    return _run(scenario, "latency_weight", w, method, uniform, options)
+
+
+def sweep_slo(scenario, slos: Any, method: str | None = None, uniform: bool = True,
+              **options: Any) -> SweepResult:
+    """Solve for each mean-latency SLO (``max_mean_system_time``, seconds) in ``slos``.
+
+    The scenario's ``latency_weight`` and its other constraints are kept; an
+    SLO below the mean system time at the minimum budgets gives a point with
+    status ``"infeasible"`` (the message in ``messages``). See
+    :func:`sweep_latency_weight` for the parameters.
+    """
+    s = _grid(slos, "SLO values")
+    if np.any(s <= 0):
+        raise CvxallocError(f"SLO values must be > 0 seconds (got {s.min():g})")
+    return _run(scenario, "slo", s, method, uniform, options)
