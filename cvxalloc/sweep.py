@@ -15,7 +15,7 @@ Examples
 >>> import numpy as np, cvxalloc
 >>> from cvxalloc.sweep import sweep_latency_weight
 >>> sw = sweep_latency_weight(cvxalloc.example_scenario(), np.logspace(-4, -2, 3))
->>> list(sw.status)
+>>> sw.status.tolist()
 ['optimal', 'optimal', 'optimal']
 >>> bool(np.all(np.diff(sw.mean_system_time) < 0))
 True
