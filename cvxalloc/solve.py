@@ -22,7 +22,7 @@ METHODS: dict[str, str] = {
 }
 
 #: The method used when ``method`` is None.
-DEFAULT_METHOD = "conic"
+DEFAULT_METHOD = "aggregate"
 
 #: method -> operator constraints it honours (see :mod:`cvxalloc.constraints`).
 #: A method not listed refuses any constrained scenario instead of ignoring it.
