@@ -342,37 +342,37 @@ def convergence_figure(curves: Mapping[str, Sequence[float]],
     return fig
 
 
-def rounding_figure(labels: Sequence[str], loss: Sequence[float],
-                    gap: Sequence[float] | None = None, scale: Sequence[float] | None = None,
-                    title: str = "Loss of integer budgets") -> Figure:
-    """Utility lost by integer budgets (and their certified gap) per case, log scale.
+def rounding_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]],
+                    title: str = "Loss of integer budgets",
+                    ylabel: str = "utility below the continuous optimum") -> Figure:
+    """Grouped bars per case (e.g. per grid step), log scale; ``nan`` bars are left out.
 
     Parameters
     ----------
     labels : sequence of str
-        One per case (e.g. the grid step).
-    loss : sequence of float
-        ``U(t_cont) - U(t_int)`` per case.
-    gap : sequence of float, optional
-        The certified gap of the integer allocation per case.
-    scale : sequence of float, optional
-        ``|U|`` per case; when given the right axis shows the loss relative to it.
+        One per case.
+    series : mapping
+        Bar label -> one value per case (e.g. loss of nearest rounding, of
+        rounding with local search, of the exact integer optimum, and the
+        certified gap).
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.1 * len(labels) + 3), 4.6))
     x = np.arange(len(labels))
-    loss = np.asarray(loss, dtype=float)
-    ax.bar(x - 0.2, np.maximum(loss, 1e-18), width=0.4, color=COLORS["optimal"],
-           label="U(continuous) - U(integer)")
-    if gap is not None:
-        ax.bar(x + 0.2, np.maximum(np.asarray(gap, dtype=float), 1e-18), width=0.4,
-               color=COLORS["uniform"], label="certified gap of the integer allocation")
+    k = max(len(series), 1)
+    width = 0.8 / k
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, (name, vals) in enumerate(series.items()):
+        v = np.asarray(vals, dtype=float)
+        ok = np.isfinite(v) & (v > 0)
+        ax.bar(x[ok] - 0.4 + width * (j + 0.5), v[ok], width=width, color=colors[j % 10],
+               label=name)
     ax.set_yscale("log")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel("utility")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 

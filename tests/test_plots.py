@@ -76,7 +76,8 @@ def test_validation_figures_render(tmp_path):
     f1 = plots.load_figure(rates, {"optimal": rates + 1, "uniform": rates + 0.5,
                                    "minimum": rates, "maximum": [np.nan] * 5}, saturation=1.1)
     f2 = plots.convergence_figure({"gap": 0.5 ** np.arange(20)}, {"bound": 0.6 ** np.arange(20)})
-    f3 = plots.rounding_figure(["1", "16"], [1e-9, 1e-6], gap=[2e-9, 3e-6])
+    f3 = plots.rounding_figure(["1", "16"], {"loss": [1e-9, 1e-6], "gap": [2e-9, np.nan]})
+    assert len(f3.axes[0].patches) == 3
     u = np.array([0.3, 0.6, 0.9])
     w = 1 / (1 - u)
     f4 = plots.pk_figure({"a": {"utilization": u, "model": w, "simulated": 1.01 * w,
