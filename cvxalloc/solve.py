@@ -8,7 +8,8 @@ from typing import Any
 
 from .result import Result
 
-__all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods"]
+__all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods", "choose_method",
+           "CONSTRAINT_SUPPORT"]
 
 #: method name -> "module:function" (imported on first use). Each function takes
 #: the scenario and keyword options and returns a :class:`~cvxalloc.result.Result`.
@@ -36,6 +37,18 @@ def available_methods() -> list[str]:
     return list(METHODS)
 
 
+def choose_method(scenario, method: str | None = None) -> str:
+    """The method :func:`solve` uses: ``method``, else :data:`DEFAULT_METHOD`, unless the
+    scenario has constraints the default cannot honour: then the first method that can."""
+    if method is not None:
+        return method
+    kinds = set(getattr(getattr(scenario, "constraints", None), "kinds", None) or [])
+    if kinds <= set(CONSTRAINT_SUPPORT.get(DEFAULT_METHOD, ())):
+        return DEFAULT_METHOD
+    return next((m for m in METHODS if kinds <= set(CONSTRAINT_SUPPORT.get(m, ()))),
+                DEFAULT_METHOD)
+
+
 def _resolve(method: str):
     module, func = METHODS[method].split(":")
     return getattr(importlib.import_module(module), func)
@@ -49,8 +62,10 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     scenario : Scenario
         From :func:`cvxalloc.load_scenario`, :meth:`Scenario.from_arrays`, ...
     method : str, optional
-        One of :data:`METHODS` (default :data:`DEFAULT_METHOD`). ``"conic"`` is
-        the certified reference (CVXPY + Clarabel, polished).
+        One of :data:`METHODS` (default :data:`DEFAULT_METHOD`; for a scenario
+        with constraints it does not support, the first method that does, see
+        :func:`choose_method`). ``"conic"`` is the certified reference (CVXPY +
+        Clarabel, polished).
     **options
         Method-specific options (see each solver's docstring); an unknown
         option raises ``ValueError`` naming the accepted ones.
@@ -67,7 +82,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     >>> res.status, res.certificate.relative_gap < 1e-6
     ('optimal', True)
     """
-    name = DEFAULT_METHOD if method is None else method
+    name = choose_method(scenario, method)
     if name not in METHODS:
         raise ValueError(
             f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"

@@ -6,9 +6,11 @@
 alongside it the best uniform budget that satisfies the same constraints
 (:func:`best_uniform`), so a plot shows what the per-type allocation buys.
 
-With the conic reference (the default) the problem is compiled once with
-CVXPY Parameters for ``gamma`` or the SLO (DPP) and re-solved at each point;
-other methods are simply called point by point.
+The method is chosen as :func:`cvxalloc.solve` chooses it (its default, or the
+conic reference where constraints require it, e.g. every SLO sweep). With the
+conic reference the problem is compiled once with CVXPY Parameters for
+``gamma`` or the SLO (DPP) and re-solved at each point; other methods are
+called point by point.
 
 Examples
 --------
@@ -253,10 +255,10 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
 
     import cvxpy as cp
 
-    from .solve import DEFAULT_METHOD, solve
+    from .solve import choose_method, solve
 
     sc = scenario
-    name = DEFAULT_METHOD if method is None else method
+    name = choose_method(_point(sc, param, values[0]) if param == "slo" else sc, method)
     k, n = values.size, sc.n
     nan = np.full(k, np.nan)
     out = {key: nan.copy() for key in ("objective", "accuracy", "mean_system_time",
@@ -340,8 +342,8 @@ def sweep_latency_weight(scenario, weights: Any, method: str | None = None,
     weights : array_like
         The latency weights (>= 0), in any order.
     method : str, optional
-        Any method of :func:`cvxalloc.solve` (default the conic reference,
-        compiled once with a CVXPY Parameter for ``gamma``).
+        Any method of :func:`cvxalloc.solve` (default: as ``solve`` chooses;
+        the conic reference is compiled once with a Parameter for ``gamma``).
     uniform : bool
         Also compute the best uniform budget at each point.
     **options

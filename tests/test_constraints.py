@@ -286,6 +286,8 @@ def test_methods_without_support_refuse(base):
     sc = sc0.with_(constraints=Constraints(max_mean_tokens=1000.0))
     others = [m for m in cvxalloc.available_methods() if m != "conic"]
     assert others
+    # Without a method, solve() picks one that honours the constraints.
+    assert cvxalloc.solve(sc).method == "conic"
     for m in others:
         with pytest.raises(ConstraintError, match=r"max_mean_tokens.*'conic'"):
             cvxalloc.solve(sc, method=m)

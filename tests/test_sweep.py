@@ -27,7 +27,7 @@ def example():
 
 @pytest.fixture(scope="module")
 def gamma_sweep(example):
-    return sweep_latency_weight(example, WEIGHTS)
+    return sweep_latency_weight(example, WEIGHTS, method="conic")
 
 
 def _agree(U1, gap1, U2, gap2):
@@ -38,6 +38,7 @@ def _agree(U1, gap1, U2, gap2):
 def test_latency_weight_points_match_independent_solves(example, gamma_sweep):
     sw = gamma_sweep
     assert sw.parameter == "latency_weight" and np.array_equal(sw.latency_weight, WEIGHTS)
+    assert sw.method == "conic"
     assert sw.tokens.shape == (WEIGHTS.size, example.n)
     assert list(sw.status) == ["optimal"] * WEIGHTS.size
     for k, w in enumerate(WEIGHTS):
@@ -67,7 +68,8 @@ def test_frontier_is_monotone_and_beats_uniform(example, gamma_sweep):
 
 
 def test_parameterized_and_rebuilt_conic_agree(example, gamma_sweep):
-    rebuilt = sweep_latency_weight(example, WEIGHTS, uniform=False, problem=None)
+    rebuilt = sweep_latency_weight(example, WEIGHTS, method="conic", uniform=False,
+                                   problem=None)
     assert rebuilt.uniform_objective is None
     for k in range(WEIGHTS.size):
         assert _agree(gamma_sweep.objective[k], gamma_sweep.gap[k],
@@ -102,6 +104,7 @@ def slo_sweep(example):
 def test_slo_sweep(example, slo_sweep):
     slos, W_free, sw = slo_sweep
     assert sw.parameter == "slo" and np.array_equal(sw.slo, slos)
+    assert sw.method == "conic"  # chosen for the SLO whatever the default method
     assert np.all(sw.latency_weight == example.latency_weight)
     assert sw.status[0] == "infeasible" and "max_mean_system_time" in sw.messages[0]
     assert np.isnan(sw.objective[0]) and np.isnan(sw.uniform_objective[0])

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="max_mean_system_time values (seconds) from A to B, N points")
     p.add_argument("--log", action="store_true", help="geometric spacing (A, B > 0)")
     p.add_argument("--method", default=None, choices=available_methods(),
-                   help=f"solver (default: {DEFAULT_METHOD}, compiled once with Parameters)")
+                   help=f"solver (default: {DEFAULT_METHOD}; conic where constraints need it)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="solver option, repeatable")
     p.add_argument("--no-uniform", action="store_true",
