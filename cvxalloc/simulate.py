@@ -52,6 +52,7 @@ __all__ = [
     "service_distribution",
     "sample_service",
     "lindley_waits",
+    "TypeSampler",
     "batch_means_interval",
     "DEFAULT_QUERIES",
     "DEFAULT_CHUNK",
@@ -201,6 +202,53 @@ def batch_means_interval(
     means = values[: size * batches].reshape(batches, size).mean(axis=1)
     mean = float(means.mean())
     return mean, _interval(mean, means, confidence)
+
+
+class TypeSampler:
+    """Draws task types with probabilities ``p`` (Walker's alias method).
+
+    One uniform per query: its integer part picks a column, its fraction
+    decides between the column and its alias (O(1) per draw). For few types
+    (at most :attr:`SEARCH_MAX`, where it is faster) and above
+    :attr:`ALIAS_MAX` types (where building the table in Python is slow) types
+    come from a binary search on the cumulative probabilities instead.
+    """
+
+    #: Up to this many types, a binary search is faster than the alias table.
+    SEARCH_MAX = 16
+    #: Largest number of types for which the alias table is built.
+    ALIAS_MAX = 1 << 16
+
+    def __init__(self, probability: np.ndarray) -> None:
+        p = np.asarray(probability, dtype=float)
+        self.n = p.size
+        if self.n <= self.SEARCH_MAX or self.n > self.ALIAS_MAX:
+            self.cdf = np.cumsum(p) / p.sum()
+            self.prob = self.alias = None
+            return
+        q = p * (self.n / p.sum())
+        prob = np.ones(self.n)
+        alias = np.arange(self.n)
+        small = [i for i in range(self.n) if q[i] < 1.0]
+        large = [i for i in range(self.n) if q[i] >= 1.0]
+        while small and large:
+            j, k = small.pop(), large.pop()
+            prob[j], alias[j] = q[j], k
+            q[k] -= 1.0 - q[j]
+            (small if q[k] < 1.0 else large).append(k)
+        self.prob, self.alias = prob, alias  # leftovers keep prob 1 (rounding)
+
+    def __call__(self, rng: np.random.Generator, m: int) -> np.ndarray:
+        """``m`` types (int array)."""
+        u = rng.random(m)
+        if self.prob is None:
+            types = np.searchsorted(self.cdf, u, side="right")
+            return np.minimum(types, self.n - 1, out=types)
+        u *= self.n
+        col = u.astype(np.intp)
+        np.minimum(col, self.n - 1, out=col)
+        u -= col
+        return np.where(u < self.prob[col], col, self.alias[col])
 
 
 # --------------------------------------------------------------------------
@@ -469,10 +517,8 @@ def simulate(
     mean = sc.service_time(t)
     shape, scale, det = service_distribution(mean, sc.scv, sc.variance)
     acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
-    cdf = np.cumsum(sc.probability)
-    cdf /= cdf[-1]
+    draw_types = TypeSampler(sc.probability)
     weight = sc.weight
-    n_types = sc.n
 
     size = (queries - warmup) // batches
     bm = _Batches(warmup, size, batches)
@@ -498,8 +544,7 @@ def simulate(
             m = min(chunk_size, queries - start)
             gaps = rng.standard_exponential(m)
             gaps /= lam
-            types = np.searchsorted(cdf, rng.random(m), side="right")
-            np.minimum(types, n_types - 1, out=types)
+            types = draw_types(rng, m)
             serv = sample_service(rng, types, mean, shape, scale, det)
             correct = rng.random(m) < acc[types]
 

@@ -12,6 +12,7 @@ from scipy import special
 import cvxalloc
 from cvxalloc.errors import ScenarioError, UnstableError
 from cvxalloc.simulate import (
+    TypeSampler,
     batch_means_interval,
     lindley_waits,
     sample_service,
@@ -230,3 +231,23 @@ def test_batch_means_interval_covers_iid_mean(rng):
     assert lo < 2.0 < hi and lo < mean < hi
     with pytest.raises(ScenarioError):
         batch_means_interval(x[:10], batches=25)
+
+
+@pytest.mark.parametrize("n", [1, 5, 300])
+def test_type_frequencies_match_probabilities(rng, n):
+    """Both samplers (binary search for few types, alias table for many) draw p."""
+    p = rng.dirichlet(np.ones(n))
+    draw = TypeSampler(p)
+    assert (draw.prob is None) == (n <= TypeSampler.SEARCH_MAX)
+    m = 2_000_000
+    x = draw(rng, m)
+    assert x.min() >= 0 and x.max() < n
+    freq = np.bincount(x, minlength=n) / m
+    se = np.sqrt(p * (1 - p) / m) + 1e-300
+    # every type within 5 standard errors; chi-square within its 99.99% quantile
+    assert np.all(np.abs(freq - p) <= 5 * se + (p == 1))
+    if n > 1:
+        from scipy import stats
+
+        chi2 = float(np.sum((freq - p) ** 2 * m / p))
+        assert chi2 < stats.chi2.ppf(0.9999, n - 1)
