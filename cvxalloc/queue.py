@@ -151,4 +151,7 @@ class Latency:
         y = 1 - (self.lam * time_unit) * m1
         if self.lam == 0:
             return m1
-        return m1 + (self.lam * time_unit / 2) * cp.quad_over_lin(q, y)
+        # ||q||^2 / y through a scalar r >= ||q||: a plain second-order cone plus a
+        # 3-dimensional rotated one (Clarabel stalls on the (N+2)-dimensional rotated
+        # cone of quad_over_lin(q, y) from N ~ 2000: measured InsufficientProgress).
+        return m1 + (self.lam * time_unit / 2) * cp.quad_over_lin(cp.norm(q), y)
