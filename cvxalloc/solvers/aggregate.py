@@ -151,15 +151,15 @@ class _Reduced:
         ``dt/dX = (1+k) s dt/dY``; types at a bound do not move.
         """
         t, X, Y, u = pt.tokens, pt.X, pt.Y, pt.u
-        free = (t > self.lo) & (t < self.hi)
-        s = self.a + self.b * t
+        fi = np.flatnonzero((t > self.lo) & (t < self.hi))
+        b, k1 = self.b[fi], self.k1[fi]
+        ks = k1 * (self.a[fi] + b * t[fi])
         with np.errstate(divide="ignore", invalid="ignore"):
-            psi = self.gamma * self.b / (
-                self.gamma * X * self.k1 * self.b**2 - self.w * self.curves.d2(t))
-        psi = np.where(free & np.isfinite(psi), psi, 0.0)
-        c1 = self.p * self.b * psi
-        c2 = 2.0 * c1 * self.k1 * s
-        ks = self.k1 * s
+            psi = self.gamma * b / (
+                self.gamma * X * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
+        psi[~np.isfinite(psi)] = 0.0
+        c1 = self.p[fi] * b * psi
+        c2 = 2.0 * c1 * ks
         A1, B1 = float(c1 @ ks), float(c1.sum())
         A2, B2 = float(c2 @ ks), float(c2.sum())
         # dt/du = psi (X k1 s + 2Y) / u ; dt/dm2 = -psi X^2 / 2
@@ -290,7 +290,7 @@ def solve_aggregate(
     max_iter: int = 50,
     warm_start: Any = None,
     polish_steps: int = 50,
-    sample_size: int = 1024,
+    sample_size: int = 16384,
     xtol: float = 1e-14,
 ) -> Result:
     """Solve by the two-scalar reduction; O(N) time and memory per iteration.
