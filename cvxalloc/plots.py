@@ -104,36 +104,17 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
 
 
 def frontier_sweep(scenario, weights: np.ndarray | None = None, method: str | None = None):
-    """Sweep the latency weight: :func:`cvxalloc.sweep.sweep_latency_weight` with uniform."""
+    """Sweep the latency weight with the best uniform budget beside each point.
+
+    :func:`cvxalloc.sweep.sweep_latency_weight` with ``uniform=True`` over
+    ``weights`` (default :func:`default_latency_weights`).
+    """
+    from .sweep import sweep_latency_weight
+
     if weights is None:
         weights = default_latency_weights(scenario)
-    weights = np.asarray(weights, dtype=float)
-    try:
-        from .sweep import sweep_latency_weight
-    except ImportError:  # cvxalloc.sweep not in this tree yet: the same sweep, point by point
-        return _local_sweep(scenario, weights, method)
-    return sweep_latency_weight(scenario, weights, method=method, uniform=True)
-
-
-def _local_sweep(scenario, weights: np.ndarray, method: str | None):
-    from types import SimpleNamespace
-
-    from .baselines import uniform_budget
-    from .solve import solve
-
-    rows = []
-    for g in weights:
-        sc = scenario.with_(latency_weight=float(g))
-        r, u = solve(sc, method=method), uniform_budget(sc)
-        rows.append((r.objective, r.accuracy, r.mean_system_time, r.utilization, r.tokens,
-                     u.objective, u.accuracy, u.mean_system_time))
-    cols = list(zip(*rows))
-    return SimpleNamespace(
-        latency_weight=weights, objective=np.array(cols[0]), accuracy=np.array(cols[1]),
-        mean_system_time=np.array(cols[2]), utilization=np.array(cols[3]),
-        tokens=np.array(cols[4]).T, uniform_objective=np.array(cols[5]),
-        uniform_accuracy=np.array(cols[6]), uniform_mean_system_time=np.array(cols[7]),
-    )
+    return sweep_latency_weight(scenario, np.asarray(weights, dtype=float), method=method,
+                                uniform=True)
 
 
 def frontier_axes(ax, sweep, current: tuple[float, float] | None = None,

@@ -45,6 +45,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     name = "validation_frontier.png"
     save(fig, out_dir / name)
 
+    weights = np.asarray(sweep.latency_weight, dtype=float)  # the sweep's own order
     w_opt, a_opt = np.asarray(sweep.mean_system_time), np.asarray(sweep.accuracy)
     w_uni, a_uni = np.asarray(sweep.uniform_mean_system_time), np.asarray(sweep.uniform_accuracy)
     # the optimal frontier at the uniform budget's latency (log-W interpolation)
