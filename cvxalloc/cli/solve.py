@@ -37,11 +37,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="solver option, repeatable (e.g. --option polish_rtol=1e-12)")
     p.add_argument("--no-baselines", action="store_true",
                    help="skip the uniform/minimum/maximum comparison")
+    p.add_argument("--integer", action="store_true",
+                   help="round the continuous optimum to the allowed budgets (levels/step, "
+                        "default whole tokens) with a local search; certified against the "
+                        "continuous bound (exact optimum: --method mixed-integer)")
 
 
 def run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
     result = solve(sc, method=args.method, **parse_options(args.option))
+    if args.integer and result.method not in ("rounding", "mixed-integer"):
+        from ..integer import round_allocation
+
+        result = round_allocation(sc, continuous=result)
     base = None
     if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
         base = baselines(sc)
