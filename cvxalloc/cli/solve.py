@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..baselines import baselines
+from ..errors import CvxallocError
 from ..report import solve_report
 from ..solve import DEFAULT_METHOD, available_methods, solve
 from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
@@ -45,7 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
-    result = solve(sc, method=args.method, **parse_options(args.option))
+    try:
+        result = solve(sc, method=args.method, **parse_options(args.option))
+    except ValueError as exc:  # an unknown --option is a usage error, not a crash
+        if isinstance(exc, CvxallocError) or "does not take option" not in str(exc):
+            raise
+        raise CvxallocError(f"--option: {exc}") from None
     if args.integer and result.method not in ("rounding", "mixed-integer"):
         from ..integer import round_allocation
 
