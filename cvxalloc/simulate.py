@@ -211,9 +211,13 @@ class TypeSampler:
     decides between the column and its alias (O(1) per draw). For few types
     (at most :attr:`SEARCH_MAX`, where it is faster) and above
     :attr:`ALIAS_MAX` types (where building the table in Python is slow) types
-    come from a binary search on the cumulative probabilities instead.
+    come from the cumulative probabilities instead: the number of them at or
+    below the uniform, counted by one comparison per type up to
+    :attr:`SCAN_MAX` types, by binary search above.
     """
 
+    #: Up to this many types, count ``u >= cdf_k`` type by type (fastest).
+    SCAN_MAX = 8
     #: Up to this many types, a binary search is faster than the alias table.
     SEARCH_MAX = 16
     #: Largest number of types for which the alias table is built.
@@ -241,6 +245,11 @@ class TypeSampler:
     def __call__(self, rng: np.random.Generator, m: int) -> np.ndarray:
         """``m`` types (int array)."""
         u = rng.random(m)
+        if self.n <= self.SCAN_MAX:
+            small = np.zeros(m, dtype=np.int8)
+            for c in self.cdf[:-1]:
+                small += u >= c
+            return small.astype(np.intp)
         if self.prob is None:
             types = np.searchsorted(self.cdf, u, side="right")
             return np.minimum(types, self.n - 1, out=types)

@@ -233,7 +233,7 @@ def test_batch_means_interval_covers_iid_mean(rng):
         batch_means_interval(x[:10], batches=25)
 
 
-@pytest.mark.parametrize("n", [1, 5, 300])
+@pytest.mark.parametrize("n", [1, 5, 12, 300])
 def test_type_frequencies_match_probabilities(rng, n):
     """Both samplers (binary search for few types, alias table for many) draw p."""
     p = rng.dirichlet(np.ones(n))
