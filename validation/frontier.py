@@ -82,7 +82,8 @@ Right: the example's optimal tokens per type within its bounds, beside the best 
   {w_same_acc[k0]:.1f} s instead of {w_uni[k0]:.1f} s ({speedup[k0]:.2f}x shorter).
 * Over the sweep the accuracy gain at equal latency ranges from
   {np.nanmin(acc_gain):.4f} to {np.nanmax(acc_gain):.4f}, and the optimum's utility is never
-  below the uniform budget's (smallest margin {u_gain.min():.2e}, largest {u_gain.max():.4f}).
+  below the uniform budget's beyond solver precision (smallest margin {u_gain.min():.2e},
+  largest {u_gain.max():.4f}).
 * Simulated frontier points ({nq / 1e6:g} million queries each) agree with the model:
 
 {table(["latency weight", "PK W (s)", "simulated W, 99% CI", "model accuracy",
