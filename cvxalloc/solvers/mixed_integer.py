@@ -122,10 +122,14 @@ class MixedIntegerModel:
         Objective unit relative to ``|U(t0)|``.
     full_chords : int
         Grids with at most this many levels get every chord at once.
+    chord_spread : bool
+        Finer grids start with chords at distances 4, 8, 16, ... levels from
+        ``k0`` and at both ends, besides the four around ``k0`` (False: only
+        those four).
     """
 
     def __init__(self, scenario, grids: Grids, k0: np.ndarray, *, resolution: float,
-                 full_chords: int) -> None:
+                 full_chords: int, chord_spread: bool = True) -> None:
         sc = scenario
         self.sc, self.g = sc, grids
         self.k0 = np.asarray(k0, dtype=np.int64)
@@ -148,9 +152,8 @@ class MixedIntegerModel:
                 k = int(self.k0[i])
                 near = {k - 2, k - 1, k, k + 1}
                 spread = {k + s * (2**e) for s in (-1, 1) for e in range(2, 40)
-                          if 2**e < nch}
-                self.chords.append({c for c in near | spread | {0, nch - 1}
-                                    if 0 <= c < nch})
+                          if 2**e < nch} | {0, nch - 1} if chord_spread else set()
+                self.chords.append({c for c in near | spread if 0 <= c < nch})
 
     def _levels_near(self, i: int, ks: np.ndarray) -> np.ndarray:
         """Levels of type ``i`` at indices ``ks`` and ``ks + 1``, as one array indexed by k."""
@@ -352,6 +355,7 @@ def solve_mixed_integer(
     feastol: float = 1e-9,
     resolution: float = 1e-6,
     full_chords: int = 64,
+    chord_spread: bool = True,
     max_rounds: int = 30,
     scip_params: dict[str, Any] | None = None,
     verbose: bool = False,
@@ -377,6 +381,9 @@ def solve_mixed_integer(
     full_chords : int
         Grids with at most this many levels get all chords up front; finer
         ones get chords lazily (cutting planes).
+    chord_spread : bool
+        Start fine grids with chords spread geometrically around the rounded
+        point (False: only the four around it, so more cutting-plane rounds).
     max_rounds : int
         Cutting-plane rounds (SCIP solves) at most.
     scip_params : dict, optional
@@ -413,7 +420,8 @@ def solve_mixed_integer(
     g = Grids(sc)
     obj = Objective(sc)
     k_round = g.nearest(rounded.tokens)
-    model = MixedIntegerModel(sc, g, k_round, resolution=resolution, full_chords=full_chords)
+    model = MixedIntegerModel(sc, g, k_round, resolution=resolution, full_chords=full_chords,
+                              chord_spread=chord_spread)
     params: dict[str, Any] = {
         "limits/time": float(time_limit),
         "limits/gap": 0.0,
