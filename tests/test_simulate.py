@@ -251,3 +251,13 @@ def test_type_frequencies_match_probabilities(rng, n):
 
         chi2 = float(np.sum((freq - p) ** 2 * m / p))
         assert chi2 < stats.chi2.ppf(0.9999, n - 1)
+
+
+def test_progress_bar_only_when_asked(capsys):
+    sc, t = CASES["example-rho0.5-min"]
+    a = simulate(sc, t, queries=300_000, seed=2, chunk_size=100_000, progress=True)
+    err = capsys.readouterr().err
+    assert "simulate" in err and "query" in err
+    b = simulate(sc, t, queries=300_000, seed=2, chunk_size=100_000)  # stderr not a terminal
+    assert capsys.readouterr().err == ""
+    assert a.mean_system_time == b.mean_system_time
