@@ -198,15 +198,16 @@ def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
     sweep : object, optional
         A latency-weight sweep (computed with ``points`` weights when omitted).
     """
-    from .baselines import uniform_budget
     from .solve import solve
+    from .sweep import best_uniform
 
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:
         sweep = frontier_sweep(scenario, default_latency_weights(scenario, points),
                                method=method)
-    uni = uniform_budget(scenario) if scenario.n <= 10_000 else None
+    # the best uniform budget that meets the scenario's constraints, if it has any
+    uni = best_uniform(scenario) if scenario.n <= 10_000 else None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.8))
     frontier_axes(ax1, sweep, current=(result.mean_system_time, result.accuracy),
                   title=f"Frontier: latency weight {float(np.min(sweep.latency_weight)):.2g}"
