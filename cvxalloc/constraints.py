@@ -848,10 +848,17 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
             dW, _, MW = lat.hessian_parts(t)
             d, M = d + mu[slo[0]] * dW, M + mu[slo[0]] * MW
         gl = g - mu @ grads
-        eps = 1e-9 * width
-        free = ~(((t - lo2 <= eps) & (gl <= 0)) | ((hi - t <= eps) & (gl >= 0))) & (width > 0)
+        # Bertsekas' epsilon-active set: near a bound with the Lagrangian gradient
+        # pointing out, a variable is fixed and moved onto the bound.
+        eps = 1e-6 * width
+        at_lo = (t - lo2 <= eps) & (gl <= 0)
+        at_hi = (hi - t <= eps) & (gl >= 0) & ~at_lo
+        free = ~(at_lo | at_hi) & (width > 0)
         if not free.any():
             break
+        snap = np.zeros_like(t)
+        snap[at_lo] = lo2[at_lo] - t[at_lo]
+        snap[at_hi] = hi[at_hi] - t[at_hi]
         limits = np.array([tm.limit for tm in terms])
         active = [j for j in range(len(terms))
                   if mu[j] > 0 or slacks[j] <= 1e-6 * max(abs(limits[j]), 1e-12)]
@@ -860,7 +867,7 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
         nu = np.zeros(len(terms))
         while active:
             S = np.array([[grads[j] @ KC[k] for k in active] for j in active])
-            rhs = np.array([grads[j] @ Kg - slacks[j] for j in active])
+            rhs = np.array([grads[j] @ Kg - slacks[j] + grads[j] @ snap for j in active])
             try:
                 sol = np.linalg.solve(S, rhs)
             except np.linalg.LinAlgError:
@@ -869,11 +876,24 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
                 nu[active] = sol
                 break
             active.pop(int(np.argmin(sol)))
-        step = Kg - sum((nu[j] * KC[j] for j in active), np.zeros_like(Kg))
+        step = snap + Kg - sum((nu[j] * KC[j] for j in active), np.zeros_like(Kg))
         accepted = False
         alpha = 1.0
         for _ in range(30):
-            cand = restore_feasible(sc, t + alpha * step, lo2)
+            cand = np.clip(t + alpha * step, lo2, hi)
+            for j in slo:
+                # Second-order correction: W is convex, so a step that keeps it
+                # constant to first order overshoots; move back along K^{-1} grad W.
+                dj = KC.get(j)
+                for _ in range(3):
+                    viol = -terms[j].slack(sc, cand)
+                    if dj is None or not viol > 0:
+                        break
+                    curv = float(terms[j].gradient(sc, cand) @ dj)
+                    if not curv > 0:
+                        break
+                    cand = np.clip(cand - (viol / curv) * dj, lo2, hi)
+            cand = restore_feasible(sc, cand, lo2)
             cc = certify_constrained(sc, cand, obj, multipliers=nu)
             if cc.gap < gap:
                 t, gap, accepted = cand, cc.gap, True
