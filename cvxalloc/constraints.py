@@ -801,10 +801,15 @@ def finish(scenario, tokens: np.ndarray, objective=None, *, polish_rtol: float =
     t = restore_feasible(sc, tokens, lo2)
     if polish_steps <= 0:
         return t, 0, "restored feasibility; polish disabled"
-    box = sc.with_(min_tokens=lo2, levels=[None] * sc.n, constraints=None)
+    terms = cons.terms() if cons is not None else []
+    try:
+        box = sc.with_(min_tokens=lo2, levels=[None] * sc.n, constraints=None)
+    except ScenarioError:
+        # gamma = 0 with an unstable box: only the constraints bound the problem.
+        tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
+        return tc, steps, "active-set Newton on the KKT system (box alone is unbounded)"
     box_obj = Objective(box)
     tp, info = polish(box, t, rtol=polish_rtol, max_steps=polish_steps, objective=box_obj)
-    terms = cons.terms() if cons is not None else []
     if not terms:
         return tp, info.steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
     if (info.steps > 0 and np.all(slacks_of(sc, terms, tp) >= 0)

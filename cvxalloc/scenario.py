@@ -413,10 +413,15 @@ class Scenario:
                 "minimum budgets"
             )
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
-        if self.latency_weight == 0 and lam * m1_hi >= 1:
+        cons = self.constraints
+        # An SLO or a utilization cap below 1 keeps the optimum away from saturation.
+        bounded = cons is not None and (cons.max_mean_system_time is not None
+                                        or (cons.max_utilization or 1.0) < 1)
+        if self.latency_weight == 0 and lam * m1_hi >= 1 and not bounded:
             raise UnstableError(
                 "queue: latency_weight is 0 and the maximum budgets are unstable, so utility "
                 "grows up to saturation and no optimum exists; set latency_weight > 0 or "
-                f"lower max_tokens (or arrival_rate below {1 / m1_hi:.6g} queries/s)"
+                f"lower max_tokens (or arrival_rate below {1 / m1_hi:.6g} queries/s), or add "
+                "a max_mean_system_time or max_utilization < 1 constraint"
             )
 

@@ -408,3 +408,20 @@ def test_random_scenarios_match_independent_cvxpy(seed):
     assert res.certificate.upper_bound >= U_ind - 1e-9 * abs(U_ind)
     assert res.certificate.within(1e-7), (res.certificate, res.solver_stats["polish"])
     assert all(v["slack"] >= 0 for v in res.diagnostics["constraints"].values())
+
+
+@pytest.mark.parametrize("cons", [Constraints(max_mean_system_time=30.0),
+                                  Constraints(max_utilization=0.6, max_mean_tokens=1500.0)])
+def test_zero_latency_weight_bounded_by_constraints(base, cons):
+    """gamma = 0 with unstable maximum budgets: an SLO or a cap < 1 makes it well posed."""
+    sc0, _ = base
+    assert sc0.utilization(sc0.max_tokens) >= 1
+    with pytest.raises(cvxalloc.UnstableError, match="max_mean_system_time or max_utilization"):
+        sc0.with_(latency_weight=0.0)
+    sc = sc0.with_(latency_weight=0.0, constraints=cons)
+    res = cvxalloc.solve(sc)
+    U_ind, _ = independent_optimum(sc, cons)
+    assert res.objective == pytest.approx(U_ind, rel=1e-7)
+    assert res.certificate.upper_bound >= U_ind - 1e-9 * abs(U_ind)
+    assert res.certificate.within(1e-8)
+    assert all(v["slack"] >= 0 for v in res.diagnostics["constraints"].values())
