@@ -27,8 +27,9 @@ def main() -> None:
              ("random N=200", random_scenario(np.random.default_rng(1), 200), 10)]
     for label, sc, k in cases:
         ws = sc.latency_weight * np.logspace(-1, 1, k)
-        dpp, a = _time(k, sweep_latency_weight, sc, ws, uniform=False)
-        reb, _ = _time(k, sweep_latency_weight, sc, ws, uniform=False, problem=None)
+        dpp, a = _time(k, sweep_latency_weight, sc, ws, method="conic", uniform=False)
+        reb, _ = _time(k, sweep_latency_weight, sc, ws, method="conic", uniform=False,
+                       problem=None)
         agg, _ = _time(k, sweep_latency_weight, sc, ws, method="aggregate", uniform=False)
         print(f"{label}: latency weight, {k} points: DPP {dpp:.1f} ms/point, rebuilt "
               f"{reb:.1f} ms/point ({reb / dpp:.1f}x), aggregate {agg:.1f} ms/point; "

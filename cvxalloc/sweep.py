@@ -10,7 +10,8 @@ The method is chosen as :func:`cvxalloc.solve` chooses it (its default, or the
 conic reference where constraints require it, e.g. every SLO sweep). With the
 conic reference the problem is compiled once with CVXPY Parameters for
 ``gamma`` or the SLO (DPP) and re-solved at each point; other methods are
-called point by point.
+called point by point, warm-started from the previous point where they
+accept ``warm_start`` (the aggregate method).
 
 Examples
 --------
@@ -283,6 +284,9 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
                 cprob = ConicProblem(_point(sc, param, max(values[0], 1e-12)), slo=spar)
         except CvxallocError:
             cprob = None
+    # Methods that take a warm start (the aggregate method) start from the previous point.
+    warm = "warm_start" not in options and "warm_start" in _keywords(name)
+    prev = None
     t0 = time.perf_counter()
     for j, v in enumerate(values):
         try:
@@ -291,7 +295,10 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
             if cprob is not None:
                 (gpar if gpar is not None else spar).value = float(v)
                 opts["problem"] = cprob
+            if warm and prev is not None:
+                opts["warm_start"] = prev
             res = solve(sc_j, method=name, **opts)
+            prev = res if res.status in st.SOLUTION_PRESENT else None
         except CvxallocError as exc:
             from .constraints import InfeasibleError
 
@@ -321,6 +328,19 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
         messages=messages, timing={"total": elapsed, "per_point": elapsed / k},
         **out,
     )
+
+
+def _keywords(method: str) -> set[str]:
+    """Keyword options of a registered method's solver function."""
+    import importlib
+    import inspect
+
+    from .solve import METHODS
+
+    if method not in METHODS:
+        return set()
+    module, func = METHODS[method].split(":")
+    return set(inspect.signature(getattr(importlib.import_module(module), func)).parameters)
 
 
 def _point(sc, param: str, value: float):
