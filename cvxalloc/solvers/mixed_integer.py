@@ -66,7 +66,7 @@ __all__ = ["solve_mixed_integer", "require_scip", "MixedIntegerModel"]
 #: SCIP statuses -> cvxalloc statuses (unknown ones become solver_error).
 _STATUS_MAP = {
     "optimal": st.OPTIMAL,
-    "gaplimit": st.OPTIMAL,
+    "gaplimit": st.OPTIMAL_INACCURATE,
     "timelimit": st.ITERATION_LIMIT,
     "nodelimit": st.ITERATION_LIMIT,
     "totalnodelimit": st.ITERATION_LIMIT,
@@ -372,7 +372,8 @@ def solve_mixed_integer(
     continuous_method : str, optional
         Method for the continuous solution (default: the default method).
     time_limit : float
-        Seconds per SCIP solve ("limits/time").
+        Seconds for all SCIP solves together (each gets what is left, as
+        "limits/time"); on a time limit the status is ``"iteration_limit"``.
     feastol : float
         SCIP's "numerics/feastol".
     resolution : float
@@ -439,7 +440,14 @@ def solve_mixed_integer(
     nodes = 0
     violated_left = 0
     history_obj: list[float] = []
+    deadline = time.perf_counter() + float(time_limit)
+    out_of_time = False
     while rounds < max_rounds:
+        remaining = deadline - time.perf_counter()
+        if rounds and remaining <= 0:
+            out_of_time = True
+            break
+        params["limits/time"] = max(remaining, 1.0)
         rounds += 1
         problem, handles = model.build()
         start = model.start_values(handles, best_k)
@@ -483,7 +491,7 @@ def solve_mixed_integer(
     cert = integer_certificate(sc, tokens, cont_tokens, obj)
     scip_bound = model.U0 + scip_bound_units * model.unit
     status = _STATUS_MAP.get(scip_status or "", st.SOLVER_ERROR)
-    if status == st.OPTIMAL and violated_left:
+    if status == st.OPTIMAL and (violated_left or out_of_time):
         status = st.ITERATION_LIMIT
     cert.details.update({"scip_status": scip_status, "scip_bound": scip_bound,
                          "scip_gap": scip_bound - best_U})
