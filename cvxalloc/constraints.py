@@ -909,3 +909,34 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
             break
         steps += 1
     return t, steps
+
+
+def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
+    """Whether a scalar constraint is tight at ``lo'``, leaving ``lo'`` the only feasible point.
+
+    Every scalar constraint has a positive gradient in every ``t_i``, so if one
+    holds with equality at ``lo'`` no other allocation meets it. Conic solvers
+    struggle with such a one-point feasible set; the answer is known exactly.
+    """
+    cons = constraints_of(scenario)
+    if cons is None or scenario.arrival_rate == 0 and any(
+            isinstance(tm, Utilization) for tm in cons.terms()):
+        return False
+    return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0)
+               for tm in cons.terms())
+
+
+def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
+    """The result when :func:`single_point` holds: ``lo'``, certified, no shadow prices."""
+    from . import status as st
+    from .objective import Objective
+    from .result import Result
+
+    obj = Objective(scenario)
+    t = restore_feasible(scenario, lower, lower)
+    return Result.from_tokens(
+        scenario, t, method=method, status=st.OPTIMAL, objective=obj,
+        diagnostics={"constraints": constraint_report(scenario, t)},
+        message="a constraint holds with equality at the smallest budgets: they are the "
+                "only feasible allocation (no solve needed)",
+    )

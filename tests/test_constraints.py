@@ -275,6 +275,7 @@ def test_boundary_feasible_single_point(base):
     res = cvxalloc.solve(sc0.with_(constraints=Constraints(max_mean_system_time=W_lo)))
     assert res.diagnostics["constraints"]["max_mean_system_time"]["slack"] >= 0
     assert np.allclose(res.tokens, sc0.min_tokens, atol=1e-6 * sc0.max_tokens)
+    assert "only feasible" in res.message and res.certificate.gap <= 1e-12
 
 
 # ---------------------------------------------------------------------------

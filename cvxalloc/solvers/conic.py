@@ -160,7 +160,9 @@ def solve_conic(
     if constrained:
         from .. import constraints as cons_mod
 
-        cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
+        lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
+        if cons_mod.single_point(sc, lo2):
+            return cons_mod.single_point_result(sc, lo2)
     cprob = ConicProblem(sc) if problem is None else problem
     t_build = time.perf_counter() - t0
     used = solver
