@@ -179,7 +179,7 @@ def test_iteration_limit_is_reported(example):
 
 
 def test_warm_start_at_the_optimum_stops_at_once(example, example_optimum):
-    res = solve_fixed_point(example, x0=example_optimum.tokens, tol=1e-8)
+    res = solve_fixed_point(example, warm_start=example_optimum.tokens, tol=1e-8)
     assert res.iterations <= 1 and res.status == status.OPTIMAL
 
 
@@ -199,8 +199,8 @@ def test_bad_options():
         solve_fixed_point(sc, max_iter=-1)
     with pytest.raises(ValueError, match="fallback"):
         solve_fixed_point(sc, fallback="newton")
-    with pytest.raises(ValueError, match="x0"):
-        solve_fixed_point(sc, x0=[1.0])
+    with pytest.raises(ValueError, match="warm_start"):
+        solve_fixed_point(sc, warm_start=[1.0])
     with pytest.raises(ValueError, match="does not take"):
         cvxalloc.solve(sc, method="fixed-point", step=3)
 

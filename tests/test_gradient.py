@@ -198,7 +198,8 @@ def test_example_scaled(example, example_optimum):
 
 
 def test_warm_start(example, example_optimum):
-    res = solve_gradient(example, variant="scaled", x0=example_optimum.tokens, tol=1e-8)
+    # a previous Result works too (what cvxalloc.sweep passes)
+    res = solve_gradient(example, variant="scaled", warm_start=example_optimum, tol=1e-8)
     assert res.iterations <= 2 and res.status == status.OPTIMAL
 
 

@@ -39,7 +39,26 @@ __all__ = [
     "raw_map",
     "project",
     "check_options",
+    "warm_tokens",
 ]
+
+
+def warm_tokens(scenario, warm_start) -> np.ndarray | None:
+    """Tokens of a warm start (a :class:`~cvxalloc.result.Result` or an array), clipped to the box.
+
+    Raises ``ValueError`` naming the option when the length does not match.
+    """
+    if warm_start is None:
+        return None
+    t = getattr(warm_start, "tokens", warm_start)
+    t = np.asarray(t, dtype=float)
+    if t.shape != (scenario.n,):
+        raise ValueError(
+            f"option warm_start must have one entry per task ({scenario.n}), got shape {t.shape}"
+        )
+    if not np.all(np.isfinite(t)):
+        raise ValueError("option warm_start must be finite numbers")
+    return np.clip(t, scenario.min_tokens, scenario.max_tokens)
 
 
 def check_options(tol: float, max_iter: int) -> None:

@@ -62,6 +62,7 @@ from ._iterate import (
     raw_map,
     run,
     utilization_cap,
+    warm_tokens,
 )
 
 __all__ = ["solve_fixed_point", "contraction_bound", "fixed_point_map"]
@@ -137,7 +138,7 @@ def solve_fixed_point(
     *,
     tol: float = 1e-9,
     max_iter: int = 10_000,
-    x0: np.ndarray | None = None,
+    warm_start=None,
     refine_rounds: int = 100,
     fallback: str | None = "gradient",
 ) -> Result:
@@ -150,8 +151,8 @@ def solve_fixed_point(
         Stop when the Frank-Wolfe gap is ``<= tol * |U|`` (default 1e-9).
     max_iter : int
         Iterations at most (then status ``iteration_limit``, with the gap reached).
-    x0 : array_like, optional
-        Warm start (clipped into ``B``); default the midpoint of ``B``.
+    warm_start : array_like or Result, optional
+        Start from these tokens (clipped into ``B``); default the midpoint of ``B``.
     refine_rounds : int
         Interval rounds allowed to find a box ``B`` with a stable upper corner
         and a contraction bound below 1 (0: the token box only).
@@ -185,15 +186,11 @@ def solve_fixed_point(
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)
-    lo, hi = sc.min_tokens, sc.max_tokens
+    hi = sc.max_tokens
     feas = []
-    if x0 is not None:
-        x0 = np.asarray(x0, dtype=float)
-        if x0.shape != (sc.n,):
-            raise ValueError(f"option x0 must have one entry per task ({sc.n}), got {x0.shape}")
-        x0 = np.clip(x0, lo, hi)
-        if sc.utilization(x0) < 1:
-            feas.append(x0)
+    x0 = warm_tokens(sc, warm_start)
+    if x0 is not None and sc.utilization(x0) < 1:
+        feas.append(x0)
     rho_bar = utilization_cap(obj, feas)
     rho_cap = rho_bar if rho_bar < sc.utilization(hi) else 1.0
 
@@ -220,7 +217,8 @@ def solve_fixed_point(
 
         why = ("no box with a stable upper corner was found" if not np.isfinite(cb["bound"])
                else f"contraction bound {cb['bound']:.3g} >= 1")
-        res = solve_gradient(sc, tol=tol, max_iter=max_iter, x0=x0, variant="scaled")
+        res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0,
+                             variant="scaled")
         res.diagnostics = {**res.diagnostics, "handed_over": why, "guarantee": False,
                            "contraction_bound": cb["bound"], "fixed_point": diag}
         res.message = (f"fixed-point guarantee does not hold ({why} after {box.rounds} "

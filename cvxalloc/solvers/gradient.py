@@ -53,6 +53,7 @@ from ._iterate import (
     project,
     run,
     utilization_cap,
+    warm_tokens,
 )
 
 __all__ = ["solve_gradient", "curvature_bound", "VARIANTS"]
@@ -143,7 +144,7 @@ def solve_gradient(
     *,
     tol: float = 1e-9,
     max_iter: int = 10_000,
-    x0: np.ndarray | None = None,
+    warm_start=None,
     variant: str = "paper",
     step_fraction: float = 1.0,
     refine_rounds: int = 50,
@@ -157,9 +158,9 @@ def solve_gradient(
         Stop when the Frank-Wolfe gap is ``<= tol * |U|`` (default 1e-9).
     max_iter : int
         Iterations at most (then status ``iteration_limit``, with the gap reached).
-    x0 : array_like, optional
-        Warm start (projected onto the set ``S``); default the projection of the
-        box midpoint.
+    warm_start : array_like or Result, optional
+        Start from these tokens (projected onto the set ``S``); default the
+        projection of the midpoint of the set's box.
     variant : {"paper", "scaled"}
         ``"paper"``: Euclidean steps on the box (capped where needed).
         ``"scaled"``: diagonally (Jacobi) scaled steps on the proven optimum box.
@@ -193,12 +194,9 @@ def solve_gradient(
     lo, hi = sc.min_tokens, sc.max_tokens
     lam = sc.arrival_rate
     feas = []
-    if x0 is not None:
-        x0 = np.clip(np.asarray(x0, dtype=float), lo, hi)
-        if x0.shape != (sc.n,):
-            raise ValueError(f"option x0 must have one entry per task ({sc.n}), got {x0.shape}")
-        if sc.utilization(x0) < 1:
-            feas.append(x0)
+    x0 = warm_tokens(sc, warm_start)
+    if x0 is not None and sc.utilization(x0) < 1:
+        feas.append(x0)
     rho_bar = utilization_cap(obj, feas)
     rho_hi = sc.utilization(hi)
     # the cap is used where the box is unstable or where it is tighter
