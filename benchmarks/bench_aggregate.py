@@ -77,7 +77,8 @@ def lbfgsb(sc, maxiter: int = 3000):
     res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * sc.n,
                    options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-15,
                             "gtol": 1e-12})
-    return lo + width * np.clip(res.x, 0, 1), res
+    # lo + width * 1 can round above hi: clip to the box so the certificate applies
+    return np.clip(lo + width * res.x, lo, sc.max_tokens), res
 
 
 def main() -> None:
