@@ -276,7 +276,9 @@ class Power(AccuracyFamily):
         ua = (logk - np.log(alpha)) / e1
         lo_u, hi_u = np.minimum(ua, 0.0), np.maximum(ua, 0.0)
         if t0 is None:
-            u = np.where(ua > 0, 0.0, ua)
+            # G is convex where alpha >= beta tau (Newton from the right end
+            # converges monotonically), concave otherwise (from the left end).
+            u = np.where(alpha >= bt, hi_u, lo_u)
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 u = np.log1p(np.maximum(np.broadcast_to(t0, shape) / tau_b, -1 + 1e-300))

@@ -295,6 +295,11 @@ def test_warm_start_same_answer_fewer_iterations():
         assert again.iterations < cold.iterations
         np.testing.assert_allclose(again.tokens, cold.tokens, rtol=1e-9,
                                    atol=1e-9 * sc.max_tokens.max())
+    # any method's result works as a start (its allocation's queue scalars)
+    from_conic = solve_agg(sc, warm_start=cvxalloc.solve(sc, method="conic"))
+    assert from_conic.iterations < cold.iterations
+    np.testing.assert_allclose(from_conic.tokens, cold.tokens, rtol=1e-9,
+                               atol=1e-9 * sc.max_tokens.max())
     # a sweep: the previous point's result starts the next one
     nxt = sc.with_(arrival_rate=sc.arrival_rate * 1.05)
     swept = solve_agg(nxt, warm_start=cold)

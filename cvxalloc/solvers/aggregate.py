@@ -44,6 +44,7 @@ from ..certificate import Certificate, frank_wolfe_gap
 from ..errors import SolverError
 from ..objective import Objective
 from ..polish import polish
+from ..queue import Latency
 from ..result import Result
 
 __all__ = ["solve_aggregate"]
@@ -268,10 +269,14 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
         return None
     if isinstance(warm_start, Result):
         diag = warm_start.diagnostics
-        if "X" not in diag or "Y" not in diag:
-            raise ValueError("warm_start: the Result has no diagnostics X and Y "
-                             "(use a result of method='aggregate')")
-        X, Y = float(diag["X"]), float(diag["Y"])
+        if "X" in diag and "Y" in diag:
+            X, Y = float(diag["X"]), float(diag["Y"])
+        elif warm_start.scenario is not None and warm_start.scenario.arrival_rate > 0:
+            # any other method's result: the queue scalars of its allocation
+            X, Y, _ = Latency(warm_start.scenario).queue_scalars(warm_start.tokens)
+        else:
+            raise ValueError("warm_start: the Result has no diagnostics X and Y and no "
+                             "scenario with arrivals to compute them from")
     else:
         try:
             X, Y = map(float, warm_start)
@@ -306,8 +311,9 @@ def solve_aggregate(
         Newton iterations on the outer system at most (then the nested
         bracketing fallback runs).
     warm_start : Result or (X, Y), optional
-        A previous aggregate result (its ``diagnostics["X"]``, ``["Y"]``) or the
-        pair itself, e.g. from the previous point of a sweep.
+        A previous result (an aggregate one's ``diagnostics["X"]``, ``["Y"]``, or
+        the queue scalars of any other result's allocation) or the pair
+        itself, e.g. from the previous point of a sweep.
     polish_steps : int
         Projected Newton steps at most when polishing.
     sample_size : int
