@@ -164,8 +164,11 @@ def test_overloaded_box_uses_the_cap_and_stays_stable(rng):
         res = solve_gradient(sc, variant=variant, max_iter=500)
         d = res.diagnostics
         assert "rho_bar" in d["set"] and d["rho_bar"] < 1
-        assert d["set_utilization"] == d["rho_bar"]
-        assert all(sc.utilization(res.tokens) <= d["rho_bar"] * (1 + 1e-12) for _ in [0])
+        # the set's cap is the last one it was built with; the best proven cap may be tighter
+        assert d["rho_bar"] <= d["set_utilization"] < 1
+        assert sc.utilization(res.tokens) <= d["set_utilization"] * (1 + 1e-12)
+        ref = cvxalloc.solve(sc, method="conic")
+        assert ref.utilization <= d["rho_bar"]
         check_honest(sc, res)
         check_ascent(res)
 

@@ -239,13 +239,13 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
     U_vals = [obj.value(c) for c in cands]
     best = int(np.argmax(U_vals))
     t_f, U_f = cands[best], U_vals[best]
-    nu0 = gamma * float(np.median(obj.latency.marginal(t_f)))
-    grid = nu0 * 2.0 ** np.arange(-6, 7)
-    for nu in grid:  # Lagrangian points are good feasible candidates
-        c = lagrangian_point(nu)
-        Uc = obj.value(c)
-        if Uc > U_f:
-            t_f, U_f = c, Uc
+    for _ in range(2):  # Lagrangian points are good feasible candidates
+        nu0 = gamma * float(np.median(obj.latency.marginal(t_f)))
+        for nu in nu0 * 2.0 ** np.arange(-8, 25):
+            c = lagrangian_point(nu)
+            Uc = obj.value(c)
+            if Uc > U_f:
+                t_f, U_f = c, Uc
     acc_max = float(obj.pw @ sc.accuracy.value(hi))
     c = lam * max(acc_max - U_f, 0.0) / gamma
     rho_bar = float(2 * c / (1 + c + np.hypot(1.0, c)))

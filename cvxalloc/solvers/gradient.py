@@ -18,6 +18,11 @@ optimum and lies inside the stability region:
   ``m11 c c^T + m12 (c e^T + e c^T)``; every term grows with ``t``, so the
   values at the upper corner bound them).
 
+On a capped set the cap is recomputed from the current utility every
+:data:`RESTART_EVERY` iterations, and the set, metric and step are rebuilt
+when its slack ``1 - rho_bar`` has grown by a fifth (every rebuilt set holds
+``t*`` and the current iterate).
+
 Two variants, both with their own bound:
 
 ``variant="paper"`` (default)
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import status as st
 from ..certificate import frank_wolfe_gap
 from ..objective import Objective
 from ..result import Result
@@ -56,10 +62,13 @@ from ._iterate import (
     warm_tokens,
 )
 
-__all__ = ["solve_gradient", "curvature_bound", "VARIANTS"]
+__all__ = ["solve_gradient", "curvature_bound", "VARIANTS", "RESTART_EVERY"]
 
 #: Names of the variants.
 VARIANTS = ("paper", "scaled")
+
+#: On a capped set, iterations between two recomputations of the utilization cap.
+RESTART_EVERY = 25
 
 
 def curvature_bound(
@@ -199,45 +208,90 @@ def solve_gradient(
         feas.append(x0)
     rho_bar = utilization_cap(obj, feas)
     rho_hi = sc.utilization(hi)
+
+    def setup(rho_cap: float, keep: np.ndarray | None) -> dict[str, Any]:
+        """The set S, metric, curvature bound and step for a utilization cap."""
+        if variant == "scaled":
+            box = optimum_box(obj, rho_cap, refine_rounds)
+            width = hi - lo
+            lower = np.maximum(lo, box.lower - 1e-7 * width)
+            upper = np.minimum(hi, box.upper + 1e-7 * width)
+            if keep is not None:  # the current iterate stays inside (monotone ascent)
+                lower, upper = np.minimum(lower, keep), np.maximum(upper, keep)
+            rounds = box.rounds
+        else:
+            lower, upper, rounds = lo, hi, 0
+        if lam > 0 and rho_cap < 1:
+            a = sc.probability * sc.per_token
+            cap = max(rho_cap / lam - float(sc.probability @ sc.base), float(a @ lower))
+        else:
+            a, cap = None, None
+        q = None
+        if variant == "scaled":
+            q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
+            q = np.where(q > 0, q, 1.0)
+        cb = curvature_bound(obj, lower, upper, rho_cap, q)
+        L = cb["L"]
+        eta = step_fraction / L if L > 0 else np.inf
+        return {"lower": lower, "upper": upper, "a": a, "cap": cap, "q": q, "cb": cb, "L": L,
+                "eta": eta, "rounds": rounds, "rho_cap": rho_cap}
+
+    def stepper(S: dict[str, Any]):
+        lower, upper, a, cap, q, eta = (S[k] for k in ("lower", "upper", "a", "cap", "q",
+                                                       "eta"))
+        if np.isfinite(eta):
+            qinv = 1.0 if q is None else 1.0 / q
+
+            def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+                return project(t + eta * qinv * g, lower, upper, a, cap, q)
+        else:  # no curvature: U is linear, one step to the best vertex of S
+            def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+                return project(np.where(g > 0, upper, np.where(g < 0, lower, t)), lower,
+                               upper, a, cap, q)
+        return step
+
     # the cap is used where the box is unstable or where it is tighter
     rho_cap = rho_bar if (lam > 0 and rho_bar < rho_hi) else 1.0
-    if variant == "scaled":
-        box = optimum_box(obj, rho_cap, refine_rounds)
-        width = hi - lo
-        lower = np.maximum(lo, box.lower - 1e-7 * width)
-        upper = np.minimum(hi, box.upper + 1e-7 * width)
-        rounds = box.rounds
-    else:
-        lower, upper, rounds = lo, hi, 0
-    if lam > 0 and rho_cap < 1:
-        a = sc.probability * sc.per_token
-        cap = rho_cap / lam - float(sc.probability @ sc.base)
-        cap = max(cap, float(a @ lower))
-    else:
-        a, cap = None, None
-    q = None
-    if variant == "scaled":
-        q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
-        q = np.where(q > 0, q, 1.0)
-    cb = curvature_bound(obj, lower, upper, rho_cap, q)
-    L = cb["L"]
-    eta = step_fraction / L if L > 0 else np.inf
-
+    S = setup(rho_cap, None)
+    S0 = S
     if x0 is None:
-        x0 = 0.5 * (lower + upper)
-    t0 = project(np.clip(x0, lower, upper), lower, upper, a, cap, q)
+        x0 = 0.5 * (S["lower"] + S["upper"])
+    t0 = project(np.clip(x0, S["lower"], S["upper"]), S["lower"], S["upper"], S["a"],
+                 S["cap"], S["q"])
 
-    if np.isfinite(eta):
-        qinv = 1.0 if q is None else 1.0 / q
-
-        def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-            return project(t + eta * qinv * g, lower, upper, a, cap, q)
-    else:  # no curvature: U is linear, one step to the best vertex of S
-        def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-            return project(np.where(g > 0, upper, np.where(g < 0, lower, t)), lower, upper,
-                           a, cap, q)
-
-    loop = run(obj, step, t0, tol=tol, max_iter=max_iter)
+    # Restarts: on a capped set, every RESTART_EVERY iterations the cap is recomputed
+    # from the current (better) utility; when its slack 1 - rho_bar has grown by half,
+    # S, the metric and the step are rebuilt. Every set still holds t* and the current
+    # iterate, so the ascent and the guarantees carry over.
+    capped = rho_cap < 1
+    t = t0
+    hist: dict[str, list[float]] = {"gap": [], "objective": []}
+    iters = 0
+    restarts = 0
+    loop_time = 0.0
+    while True:
+        budget = max_iter - iters
+        chunk = min(budget, RESTART_EVERY) if capped else budget
+        loop = run(obj, stepper(S), t, tol=tol, max_iter=chunk)
+        skip = 1 if hist["gap"] else 0
+        hist["gap"] += loop.history["gap"][skip:]
+        hist["objective"] += loop.history["objective"][skip:]
+        iters += loop.iterations
+        loop_time += loop.time
+        t = loop.tokens
+        if loop.status != st.ITERATION_LIMIT or iters >= max_iter:
+            break
+        new_bar = utilization_cap(obj, [t])
+        if new_bar < rho_bar:
+            rho_bar = new_bar
+        if lam > 0 and (1 - rho_bar) >= 1.2 * (1 - S["rho_cap"]) and rho_bar < rho_hi:
+            S = setup(rho_bar, t)
+            t = project(t, S["lower"], S["upper"], S["a"], S["cap"], S["q"])
+            restarts += 1
+    loop.iterations = iters
+    loop.history = hist
+    loop.time = loop_time
+    L, eta, cb, rounds, rho_cap = S["L"], S["eta"], S["cb"], S["rounds"], S["rho_cap"]
     name = "projected gradient" + (" (diagonally scaled)" if variant == "scaled" else "")
     set_name = "box" if variant == "paper" else "optimum box"
     if rho_cap < 1:
@@ -250,11 +304,13 @@ def solve_gradient(
         "rho_bar": rho_bar,
         "set_utilization": cb["rho"],
         "upper_utilization": rho_hi,
+        "restarts": restarts,
+        "initial_curvature_bound": S0["L"],
     }
     if variant == "scaled":
         diag["refine_rounds"] = rounds
         diag["metric"] = "Jacobi: diagonal of -Hess U bounded over the set"
-    if variant == "paper" and rho_cap >= 1:
+    if variant == "paper" and not capped:
         mu = float(np.min(obj.pw * np.abs(sc.accuracy.d2(hi))))
         g0 = obj.gradient(t0)
         U0 = obj.value(t0)
