@@ -160,6 +160,9 @@ def test_non_optimal_status_is_reported_not_relabelled(example):
                          solver_options={"max_iter": 1})
     assert res.status != status.OPTIMAL
     assert res.status in (status.ITERATION_LIMIT, status.OPTIMAL_INACCURATE)
+    # the retry without equilibration was tried, and the result names it
+    assert "equilibrate_enable=False" in res.solver_stats["solver"]
+    assert "fallback after CLARABEL" in res.solver_stats["solver"]
     # the certificate is still honest about the point returned
     assert res.certificate.upper_bound >= cvxalloc.solve(example, method="conic").objective - 1e-12
 
