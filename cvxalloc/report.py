@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["result_table", "solve_report"]
+__all__ = ["constraint_table", "result_table", "solve_report"]
 
 
 def _fmt_tokens(x: float) -> str:
@@ -38,12 +38,42 @@ def result_table(result, max_rows: int = 50) -> str:
     return "\n".join(lines)
 
 
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.6g}"
+
+
+def constraint_table(constraints: dict) -> list[str]:
+    """Lines listing each constraint: limit, value at the solution, slack, shadow price.
+
+    ``constraints`` is ``Result.diagnostics["constraints"]`` (see
+    :func:`cvxalloc.constraints.constraint_report`); the shadow price is the
+    utility gained per unit of relaxation, ``-`` where no dual is known.
+    """
+    names = list(constraints)
+    width = max(10, *(len(n) for n in names))
+    head = (f"{'constraint':<{width}}  {'unit':>8}  {'limit':>11}  {'value':>11}  "
+            f"{'slack':>11}  {'shadow price':>12}")
+    lines = [head, "-" * len(head)]
+    for name in names:
+        e = constraints[name]
+        lines.append(
+            f"{name:<{width}}  {e.get('unit') or '-':>8}  {_num(e['limit']):>11}  "
+            f"{_num(e['value']):>11}  {_num(e['slack']):>11}  "
+            f"{_num(e.get('shadow_price')):>12}" + ("  active" if e.get("active") else "")
+        )
+    lines.append("(shadow price: utility gained per unit the limit is relaxed; a floor: lowered)")
+    return lines
+
+
 def solve_report(result, baselines: dict | None = None) -> str:
     """The full human-readable output of ``cvxalloc solve``."""
     head = f"cvxalloc: method {result.method}, status {result.status}"
     if result.solver_stats.get("solver"):
         head += f" ({result.solver_stats['solver']})"
     out = [head, "", result_table(result)]
+    constraints = (result.diagnostics or {}).get("constraints")
+    if constraints:
+        out += ["", *constraint_table(constraints)]
     if baselines:
         out.append("")
         out.append("against baselines (same evaluation):")
