@@ -175,6 +175,12 @@ def solve_conic(
     attempts: list[tuple[str, dict[str, Any]]] = [(solver, {})]
     if solver == "CLARABEL" and "equilibrate_enable" not in (solver_options or {}):
         attempts.append((solver, {"equilibrate_enable": False}))
+    # Then once with a smaller static regularization (measured: at N = 10^4 on
+    # random mixed-family instances the first two attempts ended optimal_inaccurate
+    # or failed on 2 of 3, and this setting solved all 3 optimal; as a default it
+    # made small instances worse, 5 vs 2 of 300 not optimal).
+    if solver == "CLARABEL" and "static_regularization_constant" not in (solver_options or {}):
+        attempts.append((solver, {"static_regularization_constant": 1e-10}))
     if fallback and fallback != solver:
         attempts.append((fallback, {}))
     kept = None  # a point short of optimal, used if the retry raises
@@ -198,7 +204,8 @@ def solve_conic(
                 cprob.problem.unpack_results(raw_solution, chain, inverse)
         except (cp.error.SolverError, ValueError) as exc:
             errors.append(f"{label}: {exc}")
-            if kept is not None:  # the retry failed: fall back to the kept point
+            same_next = k + 1 < len(attempts) and attempts[k + 1][0] == name
+            if kept is not None and not same_next:  # retries failed: use the kept point
                 break
             continue
         used = label
