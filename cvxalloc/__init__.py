@@ -31,6 +31,7 @@ from .certificate import Certificate, certify
 from .errors import (
     CvxallocError,
     MissingDependencyError,
+    OptionError,
     ScenarioError,
     SolverError,
     UnstableError,
@@ -49,6 +50,7 @@ __all__ = [
     "Evaluation",
     "METHODS",
     "MissingDependencyError",
+    "OptionError",
     "Result",
     "Scenario",
     "ScenarioError",

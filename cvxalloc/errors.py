@@ -13,6 +13,7 @@ __all__ = [
     "UnstableError",
     "SolverError",
     "MissingDependencyError",
+    "OptionError",
 ]
 
 
@@ -34,3 +35,7 @@ class SolverError(CvxallocError):
 
 class MissingDependencyError(CvxallocError):
     """An optional dependency needed by the requested feature is not installed."""
+
+
+class OptionError(CvxallocError):
+    """An unknown method, or an option the chosen method does not take."""

@@ -6,6 +6,7 @@ import importlib
 import inspect
 from typing import Any
 
+from .errors import OptionError
 from .result import Result
 
 __all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods", "choose_method",
@@ -68,7 +69,8 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
         Clarabel, polished).
     **options
         Method-specific options (see each solver's docstring); an unknown
-        option raises ``ValueError`` naming the accepted ones.
+        option raises :class:`~cvxalloc.errors.OptionError` (a ``ValueError``) naming
+        the accepted ones.
 
     Returns
     -------
@@ -84,7 +86,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     """
     name = choose_method(scenario, method)
     if name not in METHODS:
-        raise ValueError(
+        raise OptionError(
             f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"
         )
     func = _resolve(name)
@@ -95,7 +97,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
                    if p.kind is inspect.Parameter.KEYWORD_ONLY]
         bad = [k for k in options if k not in allowed]
         if bad:
-            raise ValueError(
+            raise OptionError(
                 f"method {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
                 f"it accepts: {', '.join(allowed) or 'none'}"
             )

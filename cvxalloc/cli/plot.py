@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--points must be >= 2 (got {args.points})")
     if args.decades <= 0:
         raise ScenarioError(f"--decades must be > 0 (got {args.decades})")
+    if not str(args.output).lower().endswith(".png"):
+        raise ScenarioError(f"--output {args.output!r}: the figure is a PNG; name it *.png")
     sc = scenario_from_args(args)
     weights = default_latency_weights(sc, args.points, args.decades)
     sweep = frontier_sweep(sc, weights, method=args.method)

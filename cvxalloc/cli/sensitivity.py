@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
+from ..errors import ScenarioError
 from ._common import add_scenario_argument, dumps, emit, scenario_from_args
 
 
@@ -29,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..sensitivity import sensitivity
 
+    if not math.isfinite(args.change) or args.change <= -1:
+        raise ScenarioError(
+            f"--change must be a finite fraction > -1 (got {args.change}); 0.1 means +10%"
+        )
     sc = scenario_from_args(args)
     sens = sensitivity(sc)
     if args.json:

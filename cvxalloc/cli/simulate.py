@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+from ..errors import ScenarioError
 from ..io import load_allocation
 from ..simulate import DEFAULT_QUERIES, simulate
 from ..solve import DEFAULT_METHOD, available_methods, solve
@@ -16,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="simulate the FIFO server under an allocation and compare with the model",
         description=(
             "Simulate Poisson arrivals, the type mix, gamma service times with the model's "
-            "two moments and Bernoulli correctness; report the mean system time with a 99%% "
+            "two moments and Bernoulli correctness; report the mean system time with a 99% "
             "batch-means interval, its p50/p95/p99, realized accuracy and utility, beside "
             "the Pollaczek-Khinchine prediction. Without --tokens, simulates the optimal "
             "allocation. Without SCENARIO, the built-in example."
@@ -43,6 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.warmup is not None and args.warmup < 0:
+        raise ScenarioError(f"--warmup must be >= 0 queries (got {args.warmup})")
+    if args.seed is None:  # draw one and report it, so the run can be repeated
+        args.seed = int(np.random.SeedSequence().entropy % 2**32)
     sc = scenario_from_args(args)
     if args.tokens is not None:
         tokens, source = load_allocation(args.tokens, sc), f"allocation {args.tokens}"

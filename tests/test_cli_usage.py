@@ -1,0 +1,56 @@
+"""Usage errors of the later subcommands: exit 2, one stderr line, no file; file modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cvxalloc.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["sweep", "cvxalloc/data/example.toml", "--latency-weight", "1e-4:1e-2:3", "--log",
+          "--option", "foo=1"], "does not take option"),
+        (["plot", "-o", "{tmp}/x.pdf"], "name it *.png"),
+        (["sensitivity", "--change", "nan"], "--change"),
+        (["sensitivity", "--change", "-2"], "--change"),
+        (["simulate", "--warmup", "-5", "--queries", "1000"], "--warmup"),
+        (["solve", "--option", "polish_rtol=1e-12"], "does not take option"),
+    ],
+)
+def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_reports_the_seed_it_drew(capsys):
+    assert main(["simulate", "--queries", "50000", "--json"]) == 0
+    seed = json.loads(capsys.readouterr().out)["seed"]
+    assert isinstance(seed, int)
+    assert main(["simulate", "--queries", "50000", "--json", "--seed", str(seed)]) == 0
+
+
+def test_output_file_gets_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "s.txt"
+        assert main(["solve", "--no-baselines", "-o", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_python_dash_m_runs_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "cvxalloc", "--version"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("cvxalloc ")
