@@ -40,6 +40,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from .accuracy import FAMILIES, AccuracyCurves, AccuracyFamily
 from .errors import CvxallocError
+from .result import jsonable
 
 __all__ = [
     "MeasurementError",
@@ -323,7 +324,7 @@ class FamilyFit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return _clean({
+        return jsonable({
             "family": self.family, "params": self.params, "stderr": self.stderr,
             "fixed": list(self.fixed), "n_points": self.n_points,
             "n_params": self.n_params, "weighted": self.weighted, "rss": self.rss,
@@ -807,7 +808,7 @@ class ServiceFit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return _clean(dict(self.__dict__))
+        return jsonable(dict(self.__dict__))
 
 
 def fit_service(tokens: Sequence[float] | np.ndarray, seconds: Sequence[float] | np.ndarray,
@@ -1118,18 +1119,6 @@ def _fmt_param(key: str, val: float, se: float, fixed: bool) -> str:
     if fixed:
         return f"{key} {val:.4g} (fixed)"
     return f"{key} {val:.4g} +- {_g(se)}"
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _precheck(tasks: list[str], sfits: Mapping[str, ServiceFit],

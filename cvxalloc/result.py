@@ -11,7 +11,7 @@ from . import status as st
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
 
-__all__ = ["Result"]
+__all__ = ["Result", "jsonable"]
 
 
 @dataclass
@@ -131,10 +131,10 @@ class Result:
             "accuracy": ev.accuracy,
             "mean_system_time": _num(ev.mean_system_time),
             "utilization": ev.utilization,
-            "certificate": _clean(self.certificate.to_dict()),
+            "certificate": jsonable(self.certificate.to_dict()),
         }
         if self.raw_certificate is not None:
-            out["raw_certificate"] = _clean(self.raw_certificate.to_dict())
+            out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:
             out["per_type"] = {
                 n: {
@@ -147,9 +147,9 @@ class Result:
         out["iterations"] = self.iterations
         out["message"] = self.message
         if self.solver_stats:
-            out["solver_stats"] = _clean(self.solver_stats)
+            out["solver_stats"] = jsonable(self.solver_stats)
         if self.diagnostics:
-            out["diagnostics"] = _clean(self.diagnostics)
+            out["diagnostics"] = jsonable(self.diagnostics)
         return out
 
     def summary(self) -> str:
@@ -169,14 +169,14 @@ def _num(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _clean(obj: Any) -> Any:
-    """Make numpy scalars/arrays and non-finite floats JSON-safe."""
+def jsonable(obj: Any) -> Any:
+    """Make numpy scalars/arrays and non-finite floats JSON-safe (non-finite -> None)."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
+        return [jsonable(v) for v in obj.tolist()]
     if isinstance(obj, (np.floating, float)):
         return float(obj) if np.isfinite(obj) else None
     if isinstance(obj, np.integer):

@@ -41,3 +41,12 @@ def small_scenario(n: int = 3, load: float = 0.5, gamma: float = 0.01, seed: int
                              scale=r.uniform(300, 4000, n)),
         arrival_rate=lam, latency_weight=gamma,
     )
+
+
+def stable_point(sc, rng):
+    """A random allocation in the box with utilization below 0.95 (else the minimum budgets)."""
+    for _ in range(100):
+        t = rng.uniform(sc.min_tokens, sc.max_tokens)
+        if sc.utilization(t) < 0.95:
+            return t
+    return sc.min_tokens.copy()

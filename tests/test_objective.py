@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import stable_point
 
 import cvxalloc
 from cvxalloc.objective import Objective, evaluate, gradient, hessian_parts, utility
 from cvxalloc.queue import Latency
 from cvxalloc.testing import random_scenario
-
-
-def _stable_point(sc, rng):
-    for _ in range(100):
-        t = rng.uniform(sc.min_tokens, sc.max_tokens)
-        if sc.utilization(t) < 0.95:
-            return t
-    return sc.min_tokens.copy()
 
 
 def _fd_gradient(f, t, h):
@@ -30,7 +23,7 @@ def _fd_gradient(f, t, h):
 def test_gradient_by_finite_differences(rng, family, spreads):
     sc = random_scenario(rng, 6, load="heavy", families=(family,), scv=spreads,
                          variance=spreads)
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     obj = Objective(sc)
     g = obj.gradient(t)
     fd = _fd_gradient(obj.value, t, 1e-5 * (sc.max_tokens - sc.min_tokens))
@@ -41,7 +34,7 @@ def test_gradient_by_finite_differences(rng, family, spreads):
 
 def test_gradient_formula(rng):
     sc = random_scenario(rng, 8, load="saturated")
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     D = Latency(sc).marginal(t)
     expect = sc.probability * (sc.weight * sc.accuracy.d1(t)
                                - sc.latency_weight * sc.per_token * D)
@@ -51,7 +44,7 @@ def test_gradient_formula(rng):
 @pytest.mark.parametrize("spreads", [False, True])
 def test_hessian_parts_by_finite_differences_of_gradient(rng, spreads):
     sc = random_scenario(rng, 6, load="heavy", scv=spreads, variance=spreads)
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     obj = Objective(sc)
     d, V, M = hessian_parts(sc, t)
     neg_hess = np.diag(d) + V @ M @ V.T
@@ -68,7 +61,7 @@ def test_hessian_parts_by_finite_differences_of_gradient(rng, spreads):
 
 def test_value_is_accuracy_minus_latency(rng):
     sc = random_scenario(rng, 10, load="heavy")
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     ev = evaluate(sc, t)
     acc = float(sc.probability * sc.weight @ sc.accuracy.value(t))
     W = Latency(sc).value(t)
@@ -105,7 +98,7 @@ def test_vectorized_at_large_n():
 def test_frank_wolfe_gap_is_an_upper_bound(rng, example, example_optimum):
     # For any feasible t: U(t) + FWgap(t) >= U* (>= U at the certified optimum).
     for _ in range(20):
-        t = _stable_point(example, rng)
+        t = stable_point(example, rng)
         cert = cvxalloc.certify(example, t)
         assert cert.upper_bound >= example_optimum.objective - 1e-12
         assert cert.gap >= 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+from conftest import stable_point
 
 from cvxalloc import Scenario
 from cvxalloc.accuracy import Exponential
@@ -83,19 +84,11 @@ def test_latency_is_pk_of_its_moments(rng):
     assert lat.value(t) == pytest.approx(pollaczek_khinchine(sc.arrival_rate, m1, m2), rel=1e-13)
 
 
-def _stable_point(sc, rng):
-    for _ in range(100):
-        t = rng.uniform(sc.min_tokens, sc.max_tokens)
-        if sc.utilization(t) < 0.95:
-            return t
-    return sc.min_tokens.copy()
-
-
 @pytest.mark.parametrize("spreads", [False, True])
 @pytest.mark.parametrize("load", ["light", "saturated", "overloaded"])
 def test_gradient_of_w_by_finite_differences(rng, load, spreads):
     sc = random_scenario(rng, 6, load=load, scv=spreads, variance=spreads)
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     lat = Latency(sc)
     g = lat.gradient(t)
     h = 1e-5 * (sc.max_tokens - sc.min_tokens)
@@ -109,7 +102,7 @@ def test_gradient_of_w_by_finite_differences(rng, load, spreads):
 
 def test_hessian_parts_of_w_by_finite_differences(rng):
     sc = random_scenario(rng, 5, load="heavy")
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     lat = Latency(sc)
     d, V, M = lat.hessian_parts(t)
     H = np.diag(d) + V @ M @ V.T
@@ -125,7 +118,7 @@ def test_hessian_parts_of_w_by_finite_differences(rng):
 
 def test_marginal_formula(rng):
     sc = random_scenario(rng, 7, load="heavy")
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     lat = Latency(sc)
     mo = lat.moments(t)
     lam, u = sc.arrival_rate, 1 - mo.rho
@@ -144,14 +137,14 @@ def test_cvxpy_form_equals_numeric(rng, spreads, time_unit):
     expr = lat.cvxpy(x, time_unit=time_unit)
     assert expr.is_convex()
     for _ in range(5):
-        t = _stable_point(sc, rng)
+        t = stable_point(sc, rng)
         x.value = t
         assert float(expr.value) * time_unit == pytest.approx(lat.value(t), rel=1e-12)
 
 
 def test_zero_arrival_rate_is_service_time(rng):
     sc = random_scenario(rng, 4, load="light").with_(arrival_rate=0.0)
-    t = _stable_point(sc, rng)
+    t = stable_point(sc, rng)
     assert Latency(sc).value(t) == pytest.approx(float(sc.probability @ sc.service_time(t)))
     x = cp.Variable(sc.n)
     x.value = t

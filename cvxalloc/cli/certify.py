@@ -20,7 +20,7 @@ from ..certificate import certify
 from ..constraints import constraint_report, constraints_of
 from ..io import load_allocation
 from ..objective import evaluate
-from ..result import _clean
+from ..result import jsonable
 from ..solve import solve
 from ._common import add_scenario_argument, dumps, emit, scenario_from_args
 
@@ -124,13 +124,13 @@ def run(args: argparse.Namespace) -> int:
         "utilization": ev.utilization,
         "feasible": feasible,
         "violations": viol,
-        "certificate": _clean(cert.to_dict()),
+        "certificate": jsonable(cert.to_dict()),
         "optimum": {"objective": ref.objective, "upper_bound": ref.certificate.upper_bound,
                     "status": ref.status},
         "shortfall": shortfall,
     }
     if constrained:
-        out["constraints"] = _clean(report)
+        out["constraints"] = jsonable(report)
     if args.json:
         emit(dumps(out), args.output)
         return 0
