@@ -40,7 +40,7 @@ from .baselines import uniform_budget
 from .constraints import Constraints, constraints_of, slacks_of
 from .errors import CvxallocError
 from .objective import Objective
-from .result import Result
+from .result import Result, jsonable
 
 __all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo", "best_uniform"]
 
@@ -158,13 +158,10 @@ class SweepResult:
         """JSON-ready dict: the arrays as lists (``null`` for missing values)."""
 
         def clean(a: Any) -> Any:
-            if a is None:
-                return None
             arr = np.asarray(a)
             if arr.dtype.kind in "US O":
                 return [str(x) for x in arr.tolist()]
-            return [[_num(x) for x in row] if np.ndim(row) else _num(row)
-                    for row in arr.tolist()]
+            return jsonable(arr.astype(float))
 
         out: dict[str, Any] = {"parameter": self.parameter, "method": self.method,
                                "names": list(self.names)}
@@ -183,11 +180,6 @@ class SweepResult:
         if path is not None:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
-
-
-def _num(x: Any) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------
