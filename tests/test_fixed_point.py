@@ -52,7 +52,7 @@ def check_rate(res):
         assert d["measured_rate"] <= d["contraction_bound"] + RATE_ROUNDING
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(max_n=6))
 def test_regression_against_conic(sc):
     res = cvxalloc.solve(sc, method="fixed-point")
@@ -65,12 +65,13 @@ def test_regression_against_conic(sc):
     if fp["guarantee"]:
         assert res.method == "fixed-point"
         check_rate(res)
-        if fp["contraction_bound"] <= 0.99:  # 10^4 steps at rate <= 0.99 reach the tolerance
-            assert res.status == status.OPTIMAL
-    else:
+        if fp["contraction_bound"] > 0.99:  # 10^4 steps at a rate > 0.99 may not suffice
+            if res.status != status.OPTIMAL:
+                return
+    else:  # handed over to the gradient's default variant, which must finish
         assert res.method == "gradient" and res.diagnostics["handed_over"]
-    if res.status == status.OPTIMAL:
-        assert_near_optimal(sc, res.tokens, rtol=1e-7, reference=ref, tokens_rtol=1e-3)
+    assert res.status == status.OPTIMAL, res.message
+    assert_near_optimal(sc, res.tokens, rtol=1e-7, reference=ref, tokens_rtol=1e-3)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

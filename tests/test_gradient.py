@@ -68,7 +68,18 @@ def test_curvature_bound_bounds_the_hessian(sc, seed):
     rho_cap = rho_bar if rho_bar < sc.utilization(hi) else 1.0
     box = optimum_box(obj, rho_cap, 20)
     r = np.random.default_rng(seed)
-    for lower, upper in ((lo, hi), (box.lower, box.upper)):
+    r_sub = np.random.default_rng(seed + 1)
+    # random sub-boxes with a cap between rho(lower) and 1, as the local variant builds
+    sub_l = lo + r_sub.random(sc.n) * (hi - lo)
+    sub_u = sub_l + r_sub.random(sc.n) * (hi - sub_l)
+    rho_l = sc.utilization(sub_l)
+    sub_cap = rho_l + r_sub.random() * (1 - rho_l) if rho_l < 1 else None
+    boxes = [(lo, hi, rho_cap), (box.lower, box.upper, rho_cap)]
+    if sub_cap is not None:
+        boxes.append((sub_l, sub_u, sub_cap))
+    for lower, upper, rho_cap in boxes:
+        if rho_cap >= 1 and sc.utilization(upper) >= 1:
+            continue
         q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
         L = curvature_bound(obj, lower, upper, rho_cap)["L"]
         Lq = curvature_bound(obj, lower, upper, rho_cap, q)["L"]
@@ -81,10 +92,27 @@ def test_curvature_bound_bounds_the_hessian(sc, seed):
             assert np.all(np.diag(H) <= q * (1 + 1e-9))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(max_n=6))
-def test_scaled_regression_against_conic(sc):
-    res = cvxalloc.solve(sc, method="gradient", variant="scaled")
+def test_regression_against_conic(sc):
+    """The default method (variant local) reaches the conic optimum on every instance."""
+    res = cvxalloc.solve(sc, method="gradient")
+    assert res.diagnostics["variant"] == "local"
+    check_honest(sc, res)
+    check_ascent(res)
+    ref = cvxalloc.solve(sc, method="conic")
+    assert res.certificate.upper_bound >= ref.objective - 1e-12 * relative_scale(ref.objective)
+    assert ref.certificate.upper_bound >= res.objective - 1e-12 * relative_scale(ref.objective)
+    assert res.status == status.OPTIMAL, res.message
+    assert_near_optimal(sc, res.tokens, rtol=1e-7, reference=ref, tokens_rtol=1e-3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(max_n=6), st.booleans(), st.booleans())
+def test_scaled_regression_against_conic(sc, shrink, accelerate):
+    """The global-bound scaled variant: honest always, at the optimum whenever it says so."""
+    res = cvxalloc.solve(sc, method="gradient", variant="scaled", shrink=shrink,
+                         accelerate=accelerate)
     check_honest(sc, res)
     check_ascent(res)
     ref = cvxalloc.solve(sc, method="conic")
@@ -117,12 +145,17 @@ def _box_regime(draw_seed: int, n: int, family: str, gamma_zero: bool):
     )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3),
-       st.sampled_from(["exponential", "power", "logarithmic"]), st.booleans())
-def test_paper_variant_finishes_within_its_iteration_bound(seed, n, family, gamma_zero):
+       st.sampled_from(["exponential", "power", "logarithmic"]), st.booleans(),
+       st.booleans(), st.booleans())
+def test_paper_variant_finishes_within_its_iteration_bound(seed, n, family, gamma_zero,
+                                                           shrink, accelerate):
+    """The bound is proven for the plain method and for every speed-up (each step is at
+    least as good as a plain step on a set holding t*)."""
     sc = _box_regime(seed, n, family, gamma_zero)
-    res = solve_gradient(sc, max_iter=20_000)
+    res = solve_gradient(sc, variant="paper", max_iter=20_000, shrink=shrink,
+                         accelerate=accelerate)
     check_honest(sc, res)
     check_ascent(res)
     bound = res.diagnostics.get("iteration_bound")
@@ -135,7 +168,7 @@ def test_paper_variant_finishes_within_its_iteration_bound(seed, n, family, gamm
 
 def test_paper_variant_has_a_finite_bound_on_the_box():
     sc = _box_regime(3, 2, "exponential", True)
-    res = solve_gradient(sc, max_iter=20_000)
+    res = solve_gradient(sc, variant="paper", max_iter=20_000, shrink=False, accelerate=False)
     assert res.diagnostics["set"] == "box"
     assert 1 <= res.diagnostics["iteration_bound"] <= 20_000
     assert res.status == status.OPTIMAL
@@ -146,21 +179,22 @@ def test_paper_variant_on_tiny_probabilities_says_it_stopped():
     sc = small_scenario(n=3, load=0.5, gamma=0.01, seed=1)
     p = np.array([1 - 2e-4, 1e-4, 1e-4])
     sc = sc.with_(probability=p)
-    res = solve_gradient(sc, max_iter=2000)
+    res = solve_gradient(sc, variant="paper", max_iter=2000, shrink=False, accelerate=False)
     assert res.status == status.ITERATION_LIMIT
     assert res.iterations == 2000
     assert "iteration limit" in res.message and "gap" in res.message
     assert res.certificate.gap > TOL * abs(res.objective)
     check_honest(sc, res)
-    # the diagonally scaled variant does not suffer from it
-    scaled = solve_gradient(sc, max_iter=2000, variant="scaled")
-    assert scaled.status == status.OPTIMAL
-    assert_near_optimal(sc, scaled.tokens, rtol=1e-7, tokens_rtol=1e-3)
+    # the diagonally scaled variants do not suffer from it
+    for variant in ("scaled", "local"):
+        scaled = solve_gradient(sc, max_iter=2000, variant=variant)
+        assert scaled.status == status.OPTIMAL
+        assert_near_optimal(sc, scaled.tokens, rtol=1e-7, tokens_rtol=1e-3)
 
 
 def test_overloaded_box_uses_the_cap_and_stays_stable(rng):
     sc = random_scenario(rng, 4, load="overloaded")
-    for variant in ("paper", "scaled"):
+    for variant in ("paper", "scaled", "local"):
         res = solve_gradient(sc, variant=variant, max_iter=500)
         d = res.diagnostics
         assert "rho_bar" in d["set"] and d["rho_bar"] < 1
@@ -173,13 +207,13 @@ def test_overloaded_box_uses_the_cap_and_stays_stable(rng):
         check_ascent(res)
 
 
-@pytest.mark.parametrize("variant", ["paper", "scaled"])
+@pytest.mark.parametrize("variant", ["paper", "scaled", "local"])
 def test_gamma_zero_and_no_arrivals(variant):
     sc = small_scenario(n=3, load=0.5, gamma=0.0)
-    res = solve_gradient(sc, variant=variant)
+    res = solve_gradient(sc, variant=variant, shrink=False, accelerate=False)
     check_honest(sc, res)
     check_ascent(res)
-    if variant == "scaled":  # the optimum box is [hi - 1e-7 width, hi]: found at once
+    if variant != "paper":  # the optimum box is [hi - 1e-7 width, hi]: found at once
         assert res.status == status.OPTIMAL
         np.testing.assert_allclose(res.tokens, sc.max_tokens, rtol=1e-6)
     else:  # A'' spans exp((hi - lo)/tau) over the box: slow, but it must say so
@@ -192,18 +226,61 @@ def test_gamma_zero_and_no_arrivals(variant):
         assert_near_optimal(sc0, res.tokens, rtol=1e-7, tokens_rtol=1e-3)
 
 
-def test_example_scaled(example, example_optimum):
-    res = solve_gradient(example, variant="scaled")
+@pytest.mark.parametrize("variant", ["scaled", "local"])
+def test_example(example, example_optimum, variant):
+    res = solve_gradient(example, variant=variant)
     assert res.status == status.OPTIMAL
-    assert res.diagnostics["step"] == pytest.approx(1 / res.diagnostics["curvature_bound"])
+    d = res.diagnostics
+    assert d["step"] == pytest.approx(1 / d["curvature_bound"])
+    assert d["initial_step"] == pytest.approx(1 / d["initial_curvature_bound"])
     assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum,
                         tokens_rtol=1e-3)
 
 
+def test_speed_ups_keep_the_plain_guarantees(example):
+    """Shrinking and acceleration never make an iteration worse than the plain one,
+    and on the example they cut the iterations of the global-bound variants."""
+    for variant in ("scaled", "paper"):
+        plain = solve_gradient(example, variant=variant, shrink=False, accelerate=False,
+                               max_iter=3000)
+        fast = solve_gradient(example, variant=variant, max_iter=3000)
+        check_ascent(plain)
+        check_ascent(fast)
+        assert fast.status == status.OPTIMAL
+        assert fast.iterations < plain.iterations
+        assert fast.diagnostics["restarts"] >= 1
+        # every rebuilt set is smaller: its bound is never above the first one
+        assert fast.diagnostics["curvature_bound"] <= fast.diagnostics["initial_curvature_bound"]
+
+
+def test_gap_box_holds_the_optimum(rng):
+    """The box from a point's separable strong-concavity bound always holds t*."""
+    from cvxalloc.solvers._iterate import gap_box
+
+    for load in ("light", "heavy", "saturated", "overloaded"):
+        sc = random_scenario(rng, 8, load=load)
+        ref = cvxalloc.solve(sc, method="conic")
+        obj = Objective(sc)
+        lo, hi = sc.min_tokens, sc.max_tokens
+        rho_bar = utilization_cap(obj)
+        for frac in (1.0, 1e-2, 1e-4, 1e-6):
+            # points between a stable corner and the optimum, closer and closer
+            t = np.clip(ref.tokens + frac * (lo - ref.tokens), lo, hi)
+            if sc.utilization(t) >= rho_bar:
+                continue
+            lower, upper, beta = gap_box(obj, t, obj.gradient(t), lo, hi)
+            assert np.all(lower <= ref.tokens + 1e-9 * (hi - lo))
+            assert np.all(ref.tokens <= upper + 1e-9 * (hi - lo))
+            # beta bounds U* - U(t) and is never above the Frank-Wolfe gap
+            assert ref.objective - obj.value(t) <= beta * (1 + 1e-9) + 1e-15
+            assert beta <= cvxalloc.certify(sc, t).gap * (1 + 1e-9) + 1e-15
+
+
 def test_warm_start(example, example_optimum):
     # a previous Result works too (what cvxalloc.sweep passes)
-    res = solve_gradient(example, variant="scaled", warm_start=example_optimum, tol=1e-8)
-    assert res.iterations <= 2 and res.status == status.OPTIMAL
+    for variant in ("scaled", "local"):
+        res = solve_gradient(example, variant=variant, warm_start=example_optimum, tol=1e-8)
+        assert res.iterations <= 2 and res.status == status.OPTIMAL
 
 
 @settings(max_examples=30, deadline=None)
@@ -243,6 +320,10 @@ def test_bad_options():
     sc = small_scenario()
     with pytest.raises(ValueError, match="variant"):
         solve_gradient(sc, variant="adam")
+    with pytest.raises(ValueError, match="shrink"):
+        solve_gradient(sc, shrink="yes")
+    with pytest.raises(ValueError, match="accelerate"):
+        solve_gradient(sc, accelerate=1)
     with pytest.raises(ValueError, match="step_fraction"):
         solve_gradient(sc, step_fraction=2.0)
     with pytest.raises(ValueError, match="tol"):
@@ -255,7 +336,7 @@ def test_cli_method_gradient(tmp_path):
     from cvxalloc.cli import main
 
     out = tmp_path / "r.json"
-    assert main(["solve", "--method", "gradient", "--option", 'variant="scaled"', "--json",
+    assert main(["solve", "--method", "gradient", "--option", 'variant="paper"', "--json",
                  "--no-baselines", "-o", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["method"] == "gradient" and d["status"] == "optimal"

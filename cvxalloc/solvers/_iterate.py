@@ -35,6 +35,7 @@ __all__ = [
     "utilization_cap",
     "OptimumBox",
     "optimum_box",
+    "gap_box",
     "marginal_bounds",
     "raw_map",
     "project",
@@ -395,6 +396,74 @@ def optimum_box(
         if not changed:
             break
     return OptimumBox(lw, u, k, rho_cap)
+
+
+def gap_box(
+    obj: Objective,
+    t: np.ndarray,
+    g: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rounds: int = 5,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A box around ``t``, inside ``[lower, upper]``, proven to hold the optimum.
+
+    ``W`` is convex, so on ``B = [lower, upper]`` (which must hold ``t`` and
+    ``t*``) ``-Hess U >= diag(delta)`` with ``delta_i = p_i w_i |A_i''(upper_i)|``
+    (``|A''|`` decreases in ``t``). Two consequences:
+
+    * ``U* <= max_{s in B} U(t) + g.(s - t) - (s - t)' diag(delta) (s - t) / 2``,
+      a separable bound: ``U* - U(t) <= beta = sum_i max_{x in B_i - t_i}
+      (g_i x - delta_i x^2 / 2)``, never above the Frank-Wolfe gap;
+    * concavity along the segment from ``t*`` to ``t`` and the optimality of ``t*``
+      (``grad U(t*) . (t - t*) <= 0``) give ``sum_i delta_i (t_i - t*_i)^2 <= 2 beta``,
+      hence ``|t_i - t*_i| <= sqrt(2 beta / delta_i)``.
+
+    The new box has larger ``delta`` and a smaller ``beta``, so the two are
+    applied for a few rounds. The box shrinks like ``sqrt(beta)`` as an iteration
+    converges, so curvature bounds over it approach the curvature at ``t*``.
+
+    Parameters
+    ----------
+    obj : Objective
+    t : ndarray
+        A point of ``[lower, upper]``.
+    g : ndarray
+        ``grad U(t)``.
+    lower, upper : ndarray
+        A box known to hold ``t`` and ``t*``.
+    rounds : int
+        Rounds at most.
+
+    Returns
+    -------
+    (lower, upper, beta) : tuple
+        The smaller box (``r`` inflated by the rounding bound of ``beta``'s sum
+        and by 1e-9 of the token box width) and the last ``beta``.
+    """
+    sc = obj.scenario
+    width = sc.max_tokens - sc.min_tokens
+    eps = np.finfo(float).eps
+    beta = np.inf
+    for _ in range(max(rounds, 1)):
+        delta = obj.pw * np.abs(sc.accuracy.d2(upper))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(delta > 0, g / delta, np.where(g > 0, np.inf, -np.inf))
+        x = np.where(g == 0, 0.0, x)
+        x = np.clip(x, lower - t, upper - t)
+        terms = g * x - 0.5 * delta * x * x
+        # rounding of the sum: a few ulps of sum_i |g_i x_i| + delta_i x_i^2
+        beta = float(np.sum(terms)) + 8 * (sc.n + 4) * eps * float(
+            np.abs(g) @ np.abs(x) + delta @ (x * x))
+        beta = max(beta, 0.0)
+        with np.errstate(divide="ignore"):
+            r = np.sqrt(2 * beta / delta) + 1e-9 * width
+        l_new, u_new = np.maximum(lower, t - r), np.minimum(upper, t + r)
+        done = np.all(u_new - l_new >= 0.9 * (upper - lower))
+        lower, upper = l_new, u_new
+        if done:
+            break
+    return lower, upper, beta
 
 
 # ------------------------------------------------------------------ projection

@@ -37,8 +37,9 @@ below 1 the iteration contracts: every step is at most ``L`` times the
 previous one in that norm, and the measured rate (the largest ratio of
 consecutive steps) is reported. When no box with a stable upper corner and a
 bound below 1 is found, the guarantee does not hold: by default the solver
-hands over to the diagonally scaled projected gradient
-(:func:`~cvxalloc.solvers.gradient.solve_gradient`, ``variant="scaled"``),
+hands over to the projected gradient in its default variant
+(:func:`~cvxalloc.solvers.gradient.solve_gradient`, ``variant="local"``:
+diagonally scaled, curvature bounded over a trust box around each iterate),
 says so in ``message`` and ``diagnostics["handed_over"]``; with
 ``fallback=None`` it iterates anyway, each step projected onto ``B`` and the
 proven utilization cap, without a guarantee.
@@ -157,8 +158,8 @@ def solve_fixed_point(
         Interval rounds allowed to find a box ``B`` with a stable upper corner
         and a contraction bound below 1 (0: the token box only).
     fallback : {"gradient", None}
-        Without a guarantee: hand over to the diagonally scaled projected
-        gradient (default), or iterate anyway (None), projected onto ``B`` and
+        Without a guarantee: hand over to the projected gradient (default,
+        its ``"local"`` variant), or iterate anyway (None), projected onto ``B`` and
         the utilization cap so that no iterate is unstable.
 
     Returns
@@ -218,12 +219,12 @@ def solve_fixed_point(
         why = ("no box with a stable upper corner was found" if not np.isfinite(cb["bound"])
                else f"contraction bound {cb['bound']:.3g} >= 1")
         res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0,
-                             variant="scaled")
+                             variant="local")
         res.diagnostics = {**res.diagnostics, "handed_over": why, "guarantee": False,
                            "contraction_bound": cb["bound"], "fixed_point": diag}
         res.message = (f"fixed-point guarantee does not hold ({why} after {box.rounds} "
-                       f"interval rounds); handed over to the diagonally scaled projected "
-                       f"gradient. " + res.message)
+                       f"interval rounds); handed over to the projected gradient "
+                       f"(variant local). " + res.message)
         res.solver_stats["total_time"] = time.perf_counter() - start
         return res
 
