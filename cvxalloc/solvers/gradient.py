@@ -18,7 +18,8 @@ optimum and lies inside the stability region:
   ``m11 c c^T + m12 (c e^T + e c^T)``; every term grows with ``t``, so the
   values at the upper corner bound them).
 
-Speed-ups of the global-bound variants, each keeping their guarantees:
+Speed-ups, each keeping the guarantees (``shrink`` for the global-bound
+variants, ``accelerate`` for all):
 
 * ``shrink`` (default on): every :data:`CHECK_EVERY` iterations the set is
   intersected with the box around the iterate proven to hold ``t*``
@@ -27,8 +28,9 @@ Speed-ups of the global-bound variants, each keeping their guarantees:
   from the current utility every :data:`CAP_EVERY` iterations. The bound and
   step are rebuilt on the smaller set, which holds ``t*`` and the iterate.
 * ``accelerate`` (default on): each iteration also computes the FISTA
-  candidate from the point extrapolated along the last step, and keeps it only
-  when it is at least as good as the plain step (else the momentum restarts).
+  candidate from the point extrapolated along the last step (in the same set,
+  and for the local variant the same trust box), and keeps it only when it is
+  at least as good as the plain step (else the momentum restarts).
 
 Every iteration is thus at least as good as a plain projected-gradient step on
 a set holding ``t*`` whose ratio ``mu/L`` is at least the first set's, so the
@@ -97,6 +99,9 @@ VARIANTS = ("local", "scaled", "paper")
 #: then grows by at most ``(1 - LOCAL_CAP)^-3 = 8`` over the trust box).
 LOCAL_CAP = 0.5
 
+#: Power iterations behind the Collatz-Wielandt curvature bound.
+POWER_STEPS = 8
+
 #: Local variant: the first trust radius, as a fraction of the set's widths.
 LOCAL_RADIUS = 0.125
 
@@ -113,10 +118,21 @@ def curvature_bound(
     upper: np.ndarray,
     rho_cap: float,
     q: np.ndarray | None = None,
+    power_steps: int = POWER_STEPS,
 ) -> dict[str, Any]:
     """Bound of ``lambda_max(Q^{-1/2} (-Hess U) Q^{-1/2})`` over the set.
 
-    The set is ``[lower, upper] ∩ {rho <= rho_cap}``.
+    The set is ``[lower, upper] ∩ {rho <= rho_cap}``. Every entry of
+    ``-Hess U = diag(d) + gamma V M_W V^T`` is non-negative and grows with ``t``
+    and ``rho``, so at every point of the set the matrix is entrywise below
+    ``A = diag(dbar) + Vbar Mbar Vbar^T``, its corner values. Two bounds of
+    ``lambda_max(A)`` are computed and the smaller is returned:
+
+    * Weyl's inequality: ``max_i dbar_i + m11 |c|^2 + m12 (|c| |e| + c.e)``;
+    * Collatz-Wielandt: for symmetric non-negative matrices ``lambda_max`` is
+      the Perron root, which is monotone in the entries and at most
+      ``max_i (A x)_i / x_i`` for any positive ``x``; ``x`` is taken after
+      ``power_steps`` power iterations (O(N) each: ``A`` is diagonal plus rank 2).
 
     Parameters
     ----------
@@ -127,13 +143,17 @@ def curvature_bound(
         Utilization cap of the set (1 for none; then ``upper`` must be stable).
     q : ndarray, optional
         Diagonal metric (None: Euclidean).
+    power_steps : int
+        Power iterations for the Collatz-Wielandt bound (0: Weyl's bound only).
 
     Returns
     -------
     dict
         ``L`` (the bound), ``diagonal`` (bound of each diagonal entry of
         ``-Hess U`` over the set, unscaled), ``diagonal_part`` and ``rank2_part``
-        (the two terms of ``L``), ``rho`` (largest utilization on the set).
+        (the two terms of Weyl's bound), ``weyl`` and ``collatz_wielandt`` (the
+        two bounds; the latter ``inf`` when not computed), ``rho`` (largest
+        utilization on the set).
     """
     sc = obj.scenario
     lat = obj.latency
@@ -145,6 +165,10 @@ def curvature_bound(
     if gamma == 0 or lam == 0:
         d_lat = np.zeros(sc.n)
         m11 = m12 = 0.0
+    elif rc >= 1:  # the set reaches the stability limit: no finite bound
+        inf = np.inf
+        return {"L": inf, "diagonal": np.full(sc.n, inf), "diagonal_part": inf,
+                "rank2_part": inf, "weyl": inf, "collatz_wielandt": inf, "rho": rc}
     else:
         u = 1.0 - rc
         d_lat = gamma * lam * lat.k1 * p * b**2 / u
@@ -153,16 +177,34 @@ def curvature_bound(
     c = p * b
     e = c * lat.k1 * s
     diag = d_acc + d_lat + m11 * c**2 + 2 * m12 * c * e
+    dvec = d_acc + d_lat
     if q is not None:
         r = 1.0 / np.sqrt(q)
-        c, e = c * r, e * r
-        d_part = float(np.max((d_acc + d_lat) / q))
-    else:
-        d_part = float(np.max(d_acc + d_lat))
+        c, e, dvec = c * r, e * r, dvec / q
+    d_part = float(np.max(dvec))
     nc, ne = float(np.linalg.norm(c)), float(np.linalg.norm(e))
     r2 = m11 * nc**2 + m12 * (nc * ne + float(c @ e))
-    return {"L": d_part + r2, "diagonal": diag, "diagonal_part": d_part, "rank2_part": r2,
-            "rho": rc}
+    weyl = d_part + r2
+    cw = np.inf
+    if power_steps > 0 and np.isfinite(weyl) and weyl > 0:
+
+        def matvec(x: np.ndarray) -> np.ndarray:
+            cx, ex = float(c @ x), float(e @ x)
+            return dvec * x + c * (m11 * cx + m12 * ex) + e * (m12 * cx)
+
+        x = np.ones(sc.n)
+        for _ in range(power_steps):
+            y = matvec(x)
+            top = float(np.max(y))
+            if not (np.isfinite(top) and top > 0):
+                break
+            x = np.maximum(y / top, 1e-12)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cw = float(np.max(matvec(x) / x))
+        # rounding: the products sum N + 3 non-negative terms
+        cw = cw * (1 + 4 * (sc.n + 4) * np.finfo(float).eps) if np.isfinite(cw) else np.inf
+    return {"L": min(weyl, cw), "diagonal": diag, "diagonal_part": d_part, "rank2_part": r2,
+            "weyl": weyl, "collatz_wielandt": cw, "rho": rc}
 
 
 def _iteration_bound(L: float, mu: float, gap0: float, eps: float, diam: float) -> float:
@@ -296,8 +338,12 @@ def solve_gradient(
                 np.minimum(hi, box.upper + 1e-7 * width), box.rounds)
 
     def setup(lower: np.ndarray, upper: np.ndarray, rho_cap: float,
-              keep: np.ndarray | None) -> dict[str, Any]:
-        """The set ``[lower, upper] ∩ {rho <= rho_cap}``, its metric, bound and step."""
+              keep: np.ndarray | None, L_outer: float = np.inf) -> dict[str, Any]:
+        """The set ``[lower, upper] ∩ {rho <= rho_cap}``, its metric, bound and step.
+
+        ``L_outer``: a Euclidean bound valid on a set containing this one (the
+        paper variant keeps the smaller, so its bound never grows).
+        """
         if keep is not None:  # the current iterate stays inside (monotone ascent)
             lower, upper = np.minimum(lower, keep), np.maximum(upper, keep)
         if lam > 0 and rho_cap < sc.utilization(upper):
@@ -307,10 +353,10 @@ def solve_gradient(
             a, cap, rho_cap = None, None, 1.0
         q = None
         if variant != "paper":
-            q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
+            q = curvature_bound(obj, lower, upper, rho_cap, power_steps=0)["diagonal"]
             q = np.where(q > 0, q, 1.0)
         cb = curvature_bound(obj, lower, upper, rho_cap, q)
-        L = cb["L"]
+        L = cb["L"] if q is not None else min(cb["L"], L_outer)
         eta = step_fraction / L if L > 0 else np.inf
         return {"lower": lower, "upper": upper, "a": a, "cap": cap, "q": q, "cb": cb, "L": L,
                 "eta": eta, "rho_cap": rho_cap}
@@ -351,6 +397,7 @@ def solve_gradient(
         radius = LOCAL_RADIUS * (upper - lower)
         floor_r = 1e-12 * (hi - lo)
         info = local_info
+        mom: dict[str, Any] = {"prev": None, "theta": 1.0}
 
         def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
             nonlocal radius
@@ -361,12 +408,25 @@ def solve_gradient(
                 a, cap = a_rho, max(cap_t / lam - pa, float(a_rho @ t))
             else:
                 a, cap, cap_t = None, None, 1.0
-            q = curvature_bound(obj, lt, ut, cap_t)["diagonal"]
+            q = curvature_bound(obj, lt, ut, cap_t, power_steps=0)["diagonal"]
             q = np.where(q > 0, q, 1.0)
             L = curvature_bound(obj, lt, ut, cap_t, q)["L"]
             if L > 0:
                 eta = step_fraction / L
                 t_new = project(t + eta * g / q, lt, ut, a, cap, q)
+                prev, mom["prev"] = mom["prev"], t
+                if accelerate and prev is not None and mom["theta"] > 1.0:
+                    # FISTA candidate inside the same trust box, kept only if better
+                    theta_next = _next_theta(mom["theta"])
+                    y = project(t + (mom["theta"] - 1) / theta_next * (t - prev), lt, ut, a,
+                                cap, q)
+                    z = project(y + eta * obj.gradient(y) / q, lt, ut, a, cap, q)
+                    if obj.value(z) >= obj.value(t_new):
+                        t_new, mom["theta"] = z, theta_next
+                    else:
+                        mom["theta"] = 1.0
+                else:
+                    mom["theta"] = 1.0 if prev is None else _next_theta(mom["theta"])
             else:  # U is linear on the trust box: its best vertex
                 eta = np.inf
                 t_new = project(np.where(g > 0, ut, np.where(g < 0, lt, t)), lt, ut, a, cap, q)
@@ -385,7 +445,9 @@ def solve_gradient(
     # the cap is used where the box is unstable or where it is tighter
     rho_cap = rho_bar if (lam > 0 and rho_bar < rho_hi) else 1.0
     lower0, upper0, rounds = optimum_set(rho_cap)
-    S = setup(lower0, upper0, rho_cap, None)
+    stable_box = variant == "paper" and rho_hi < 1
+    L_box = curvature_bound(obj, lo, hi, 1.0)["L"] if stable_box else np.inf
+    S = setup(lower0, upper0, rho_cap, None, L_box)
     S0 = S
     if x0 is None:
         x0 = 0.5 * (S["lower"] + S["upper"])
@@ -432,7 +494,7 @@ def solve_gradient(
         old_w = S["upper"] - S["lower"]
         narrower = np.any(upper - lower < 0.8 * old_w)
         if narrower or cap_now != S["rho_cap"]:
-            S = setup(lower, upper, cap_now, t)
+            S = setup(lower, upper, cap_now, t, S["L"])
             restarts += 1
     loop.iterations = iters
     loop.history = hist
@@ -462,17 +524,16 @@ def solve_gradient(
         "upper_utilization": rho_hi,
         "restarts": restarts,
         "shrink": bool(shrink) and variant != "local",
-        "accelerate": bool(accelerate) and variant != "local",
+        "accelerate": bool(accelerate),
     }
     if variant == "local":
         diag["largest_curvature_bound"] = local_info["L_max"]
     if variant != "paper":
         diag["refine_rounds"] = rounds
         diag["metric"] = "Jacobi: diagonal of -Hess U bounded over the set"
-    if variant == "paper" and rho_hi < 1:
+    if stable_box:
         # guarantee over the token box (stable): mu, L, diameter of the box
         mu = float(np.min(obj.pw * np.abs(sc.accuracy.d2(hi))))
-        L_box = curvature_bound(obj, lo, hi, 1.0)["L"]
         g0 = obj.gradient(t0)
         U0 = obj.value(t0)
         gap0 = frank_wolfe_gap(g0, t0, lo, hi)
@@ -484,7 +545,7 @@ def solve_gradient(
         diag["strong_concavity"] = mu
         diag["iteration_bound"] = (
             _iteration_bound(L_box, mu, gap0, eps, float(np.linalg.norm(hi - lo)))
-            if step_fraction == 1 and L_box >= S0["L"] else np.inf
+            if step_fraction == 1 else np.inf
         )
     return Result.from_tokens(
         sc, loop.tokens, method="gradient", status=loop.status, objective=obj,
