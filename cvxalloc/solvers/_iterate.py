@@ -39,6 +39,7 @@ __all__ = [
     "marginal_bounds",
     "raw_map",
     "project",
+    "Momentum",
     "check_options",
     "warm_tokens",
 ]
@@ -528,3 +529,55 @@ def project(
                 m_out = m
         x = np.clip(y - m_in * r, lower, upper)
     return x
+
+
+# ------------------------------------------------------------------ acceleration
+class Momentum:
+    """Safeguarded FISTA (Nesterov) momentum for a monotone first-order method.
+
+    Each iteration the method computes its plain step ``plain = advance(t, g)``
+    and asks :meth:`pick`, which also computes the FISTA candidate
+    ``advance(y, grad U(y))`` from ``y = proj(t + (theta-1)/theta' (t - t_prev))``
+    and returns it only when its objective is at least that of ``plain``;
+    otherwise ``plain``, and the momentum restarts (``theta = 1``). Every
+    iteration is therefore at least as good as the plain one, and the plain
+    method's ascent and rate carry over. Costs one gradient and two objective
+    values per iteration.
+
+    Parameters
+    ----------
+    obj : Objective
+    enabled : bool
+        False: :meth:`pick` returns the plain step (and only records ``t``).
+    """
+
+    def __init__(self, obj: Objective, enabled: bool = True) -> None:
+        self.obj = obj
+        self.enabled = enabled
+        self.prev: np.ndarray | None = None
+        self.theta = 1.0
+
+    def pick(
+        self,
+        t: np.ndarray,
+        plain: np.ndarray,
+        advance: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        proj: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """The next iterate: the FISTA candidate when it is at least as good as ``plain``.
+
+        ``advance(x, g)`` is the method's step from ``x`` with gradient ``g``;
+        ``proj`` projects onto the set that step uses (so ``y`` is stable).
+        """
+        prev, self.prev = self.prev, t
+        if not self.enabled or prev is None or self.theta == 1.0:
+            self.theta = 1.0 if prev is None else (1.0 + np.sqrt(5.0)) / 2.0
+            return plain
+        theta_next = (1.0 + np.sqrt(1.0 + 4.0 * self.theta**2)) / 2.0
+        y = proj(t + (self.theta - 1.0) / theta_next * (t - prev))
+        z = advance(y, self.obj.gradient(y))
+        if self.obj.value(z) >= self.obj.value(plain):
+            self.theta = theta_next
+            return z
+        self.theta = 1.0
+        return plain

@@ -9,7 +9,8 @@ optimum and lies inside the stability region:
   ``lam m1(t) <= rho_bar`` (``rho_bar`` from
   :func:`~cvxalloc.solvers._iterate.utilization_cap`); the projection onto it
   is exact (:func:`~cvxalloc.solvers._iterate.project`).
-* ``-Hess U = diag(d) + gamma V M_W V^T`` with ``V = [c, e]``,
+* (:func:`~cvxalloc.solvers.curvature.curvature_bound`)
+  ``-Hess U = diag(d) + gamma V M_W V^T`` with ``V = [c, e]``,
   ``c_i = p_i b_i``, ``e_i = p_i b_i (1+k_i) s_i``. Over ``S``,
   ``d_i <= p_i w_i |A_i''(lo_i)| + gamma lam (1+k_i) p_i b_i^2 / (1 - rc)``
   (``|A''|`` decreases in ``t``; ``rc`` the largest utilization on ``S``) and
@@ -78,16 +79,17 @@ from ..certificate import frank_wolfe_gap
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
+    Momentum,
     check_options,
     gap_box,
     loop_message,
-    marginal_bounds,
     optimum_box,
     project,
     run,
     utilization_cap,
     warm_tokens,
 )
+from .curvature import curvature_bound
 
 __all__ = ["solve_gradient", "curvature_bound", "VARIANTS", "CHECK_EVERY", "CAP_EVERY"]
 
@@ -99,9 +101,6 @@ VARIANTS = ("local", "scaled", "paper")
 #: then grows by at most ``(1 - LOCAL_CAP)^-3 = 8`` over the trust box).
 LOCAL_CAP = 0.5
 
-#: Power iterations behind the Collatz-Wielandt curvature bound.
-POWER_STEPS = 8
-
 #: Local variant: the first trust radius, as a fraction of the set's widths.
 LOCAL_RADIUS = 0.125
 
@@ -110,101 +109,6 @@ CHECK_EVERY = 10
 
 #: While the utilization cap cuts the set, iterations between two recomputations of it.
 CAP_EVERY = 50
-
-
-def curvature_bound(
-    obj: Objective,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    rho_cap: float,
-    q: np.ndarray | None = None,
-    power_steps: int = POWER_STEPS,
-) -> dict[str, Any]:
-    """Bound of ``lambda_max(Q^{-1/2} (-Hess U) Q^{-1/2})`` over the set.
-
-    The set is ``[lower, upper] ∩ {rho <= rho_cap}``. Every entry of
-    ``-Hess U = diag(d) + gamma V M_W V^T`` is non-negative and grows with ``t``
-    and ``rho``, so at every point of the set the matrix is entrywise below
-    ``A = diag(dbar) + Vbar Mbar Vbar^T``, its corner values. Two bounds of
-    ``lambda_max(A)`` are computed and the smaller is returned:
-
-    * Weyl's inequality: ``max_i dbar_i + m11 |c|^2 + m12 (|c| |e| + c.e)``;
-    * Collatz-Wielandt: for symmetric non-negative matrices ``lambda_max`` is
-      the Perron root, which is monotone in the entries and at most
-      ``max_i (A x)_i / x_i`` for any positive ``x``; ``x`` is taken after
-      ``power_steps`` power iterations (O(N) each: ``A`` is diagonal plus rank 2).
-
-    Parameters
-    ----------
-    obj : Objective
-    lower, upper : ndarray
-        The box (within the token box).
-    rho_cap : float
-        Utilization cap of the set (1 for none; then ``upper`` must be stable).
-    q : ndarray, optional
-        Diagonal metric (None: Euclidean).
-    power_steps : int
-        Power iterations for the Collatz-Wielandt bound (0: Weyl's bound only).
-
-    Returns
-    -------
-    dict
-        ``L`` (the bound), ``diagonal`` (bound of each diagonal entry of
-        ``-Hess U`` over the set, unscaled), ``diagonal_part`` and ``rank2_part``
-        (the two terms of Weyl's bound), ``weyl`` and ``collatz_wielandt`` (the
-        two bounds; the latter ``inf`` when not computed), ``rho`` (largest
-        utilization on the set).
-    """
-    sc = obj.scenario
-    lat = obj.latency
-    gamma, lam = sc.latency_weight, sc.arrival_rate
-    mb = marginal_bounds(obj, upper, rho_cap)
-    rc, s, m2 = float(mb["rho"]), mb["s"], float(mb["m2"])
-    p, b = sc.probability, sc.per_token
-    d_acc = obj.pw * np.abs(sc.accuracy.d2(lower))
-    if gamma == 0 or lam == 0:
-        d_lat = np.zeros(sc.n)
-        m11 = m12 = 0.0
-    elif rc >= 1:  # the set reaches the stability limit: no finite bound
-        inf = np.inf
-        return {"L": inf, "diagonal": np.full(sc.n, inf), "diagonal_part": inf,
-                "rank2_part": inf, "weyl": inf, "collatz_wielandt": inf, "rho": rc}
-    else:
-        u = 1.0 - rc
-        d_lat = gamma * lam * lat.k1 * p * b**2 / u
-        m11 = gamma * lam**3 * m2 / u**3
-        m12 = gamma * lam**2 / u**2
-    c = p * b
-    e = c * lat.k1 * s
-    diag = d_acc + d_lat + m11 * c**2 + 2 * m12 * c * e
-    dvec = d_acc + d_lat
-    if q is not None:
-        r = 1.0 / np.sqrt(q)
-        c, e, dvec = c * r, e * r, dvec / q
-    d_part = float(np.max(dvec))
-    nc, ne = float(np.linalg.norm(c)), float(np.linalg.norm(e))
-    r2 = m11 * nc**2 + m12 * (nc * ne + float(c @ e))
-    weyl = d_part + r2
-    cw = np.inf
-    if power_steps > 0 and np.isfinite(weyl) and weyl > 0:
-
-        def matvec(x: np.ndarray) -> np.ndarray:
-            cx, ex = float(c @ x), float(e @ x)
-            return dvec * x + c * (m11 * cx + m12 * ex) + e * (m12 * cx)
-
-        x = np.ones(sc.n)
-        for _ in range(power_steps):
-            y = matvec(x)
-            top = float(np.max(y))
-            if not (np.isfinite(top) and top > 0):
-                break
-            x = np.maximum(y / top, 1e-12)
-        with np.errstate(over="ignore", invalid="ignore"):
-            cw = float(np.max(matvec(x) / x))
-        # rounding: the products sum N + 3 non-negative terms
-        cw = cw * (1 + 4 * (sc.n + 4) * np.finfo(float).eps) if np.isfinite(cw) else np.inf
-    return {"L": min(weyl, cw), "diagonal": diag, "diagonal_part": d_part, "rank2_part": r2,
-            "weyl": weyl, "collatz_wielandt": cw, "rho": rc}
 
 
 def _iteration_bound(L: float, mu: float, gap0: float, eps: float, diam: float) -> float:
@@ -236,11 +140,6 @@ def _iteration_bound(L: float, mu: float, gap0: float, eps: float, diam: float) 
     if rate >= 1:
         return 1.0
     return float(np.ceil(np.log(need / gap0) / np.log1p(-rate)))
-
-
-def _next_theta(theta: float) -> float:
-    """FISTA's momentum sequence ``theta' = (1 + sqrt(1 + 4 theta^2)) / 2``."""
-    return (1.0 + np.sqrt(1.0 + 4.0 * theta * theta)) / 2.0
 
 
 def solve_gradient(
@@ -366,24 +265,16 @@ def solve_gradient(
                                                        "eta"))
         if np.isfinite(eta):
             qinv = 1.0 if q is None else 1.0 / q
-            state: dict[str, Any] = {"prev": None, "theta": 1.0}
+            mom = Momentum(obj, accelerate)
+
+            def proj(x: np.ndarray) -> np.ndarray:
+                return project(x, lower, upper, a, cap, q)
+
+            def advance(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+                return proj(x + eta * qinv * g)
 
             def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-                plain = project(t + eta * qinv * g, lower, upper, a, cap, q)
-                prev, state["prev"] = state["prev"], t
-                if not accelerate or prev is None or state["theta"] == 1.0:
-                    state["theta"] = 1.0 if prev is None else _next_theta(state["theta"])
-                    return plain
-                # FISTA candidate from the extrapolated point (projected, so stable)
-                theta = state["theta"]
-                theta_next = _next_theta(theta)
-                y = project(t + (theta - 1) / theta_next * (t - prev), lower, upper, a, cap, q)
-                z = project(y + eta * qinv * obj.gradient(y), lower, upper, a, cap, q)
-                if obj.value(z) >= obj.value(plain):
-                    state["theta"] = theta_next
-                    return z
-                state["theta"] = 1.0  # restart the momentum
-                return plain
+                return mom.pick(t, advance(t, g), advance, proj)
         else:  # no curvature: U is linear, one step to the best vertex of S
             def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
                 return project(np.where(g > 0, upper, np.where(g < 0, lower, t)), lower,
@@ -397,7 +288,7 @@ def solve_gradient(
         radius = LOCAL_RADIUS * (upper - lower)
         floor_r = 1e-12 * (hi - lo)
         info = local_info
-        mom: dict[str, Any] = {"prev": None, "theta": 1.0}
+        mom = Momentum(obj, accelerate)
 
         def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
             nonlocal radius
@@ -413,20 +304,15 @@ def solve_gradient(
             L = curvature_bound(obj, lt, ut, cap_t, q)["L"]
             if L > 0:
                 eta = step_fraction / L
-                t_new = project(t + eta * g / q, lt, ut, a, cap, q)
-                prev, mom["prev"] = mom["prev"], t
-                if accelerate and prev is not None and mom["theta"] > 1.0:
-                    # FISTA candidate inside the same trust box, kept only if better
-                    theta_next = _next_theta(mom["theta"])
-                    y = project(t + (mom["theta"] - 1) / theta_next * (t - prev), lt, ut, a,
-                                cap, q)
-                    z = project(y + eta * obj.gradient(y) / q, lt, ut, a, cap, q)
-                    if obj.value(z) >= obj.value(t_new):
-                        t_new, mom["theta"] = z, theta_next
-                    else:
-                        mom["theta"] = 1.0
-                else:
-                    mom["theta"] = 1.0 if prev is None else _next_theta(mom["theta"])
+
+                def proj(x: np.ndarray) -> np.ndarray:
+                    return project(x, lt, ut, a, cap, q)
+
+                def advance(x: np.ndarray, gx: np.ndarray) -> np.ndarray:
+                    return proj(x + eta * gx / q)
+
+                # the FISTA candidate stays inside the same trust box
+                t_new = mom.pick(t, advance(t, g), advance, proj)
             else:  # U is linear on the trust box: its best vertex
                 eta = np.inf
                 t_new = project(np.where(g > 0, ut, np.where(g < 0, lt, t)), lt, ut, a, cap, q)
