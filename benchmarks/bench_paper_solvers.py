@@ -1,14 +1,25 @@
 """Benchmark: the paper's solvers (fixed point, projected gradient) against the conic reference.
 
 For N = 10, 100, 10^3, 10^4 (``--sizes``), on the same random instances in one
-run (``--per-size`` instances per N, heavy load unless ``--load``), every method
-solves every instance; the table gives iterations, wall time, the time ratio
-against the conic reference, the status, the certified relative gap and the
-objective shortfall against the reference. Then, on ``--share-instances``
-random instances per regime, the share where the fixed-point contraction
-condition holds (on the token box alone, and after the interval refinement).
+run (``--per-size`` instances per N, in the load regime ``--load``), every
+method solves every instance: the conic reference, the default solver
+(``aggregate``, for reference), the fixed point, and the projected gradient in
+its variants (``local``, the default; ``scaled``; ``paper`` exactly as stated,
+``shrink=False, accelerate=False``; and ``paper`` with both speed-ups). The
+table gives iterations, wall time, the time ratio against the conic reference,
+the status (``->m`` where the fixed point handed over to method ``m``), the
+certified relative gap and the objective shortfall against the reference.
+Then, on ``--share-instances`` random instances per regime, the share where
+the fixed-point contraction condition holds (on the token box alone, and after
+the interval refinement).
 
-Run:  python benchmarks/bench_paper_solvers.py [--max-iter 5000] [--json out.json]
+Run (one regime per run; ``--load`` is one of light, heavy, saturated, overloaded):
+
+    python benchmarks/bench_paper_solvers.py --max-iter 10000
+    python benchmarks/bench_paper_solvers.py --load overloaded --sizes 10 100 1000
+
+Options: ``--per-size 3``, ``--max-iter 5000`` (first-order methods only),
+``--json out.json``, ``--seed 2026``, ``--share-instances 100`` (0 skips the share).
 """
 
 from __future__ import annotations
@@ -27,12 +38,21 @@ from cvxalloc.solvers._iterate import optimum_box, utilization_cap
 from cvxalloc.solvers.fixed_point import contraction_bound
 from cvxalloc.testing import LOADS, random_scenario
 
+#: (label, method, options); the first is the reference the ratios are taken against.
 METHODS: list[tuple[str, str, dict[str, Any]]] = [
     ("conic", "conic", {}),
+    ("aggregate (default solver)", "aggregate", {}),
     ("fixed-point", "fixed-point", {}),
-    ("gradient (paper)", "gradient", {"variant": "paper"}),
+    ("gradient (local, default)", "gradient", {"variant": "local"}),
     ("gradient (scaled)", "gradient", {"variant": "scaled"}),
+    ("gradient (paper, plain)", "gradient",
+     {"variant": "paper", "shrink": False, "accelerate": False}),
+    ("gradient (paper + shrink + accelerate)", "gradient",
+     {"variant": "paper", "shrink": True, "accelerate": True}),
 ]
+
+#: Methods that take ``--max-iter`` (the aggregate solver's ``max_iter`` counts Newton steps).
+FIRST_ORDER = ("fixed-point", "gradient")
 
 
 def run_sizes(sizes, per_size, load, max_iter, seed) -> list[dict[str, Any]]:
@@ -45,7 +65,7 @@ def run_sizes(sizes, per_size, load, max_iter, seed) -> list[dict[str, Any]]:
             ref_U = None
             for label, method, opts in METHODS:
                 kw = dict(opts)
-                if method != "conic":
+                if method in FIRST_ORDER:
                     kw["max_iter"] = max_iter
                 t0 = time.perf_counter()
                 res = cvxalloc.solve(sc, method=method, **kw)
@@ -55,7 +75,8 @@ def run_sizes(sizes, per_size, load, max_iter, seed) -> list[dict[str, Any]]:
                 d = res.diagnostics
                 fp = d.get("fixed_point", d)
                 rows.append({
-                    "n": n, "instance": j, "method": label, "used": res.method,
+                    "n": n, "instance": j, "method": label, "solver": method,
+                    "used": res.method,
                     "status": res.status, "iterations": res.iterations, "time": dt,
                     "time_ratio": dt / ref_time,
                     "relative_gap": res.certificate.relative_gap,
@@ -63,7 +84,7 @@ def run_sizes(sizes, per_size, load, max_iter, seed) -> list[dict[str, Any]]:
                     "contraction_bound": fp.get("contraction_bound"),
                     "curvature_bound": d.get("curvature_bound"),
                 })
-                print(f"  N={n:>6} #{j} {label:<18} {res.status:<16} it={res.iterations:>6} "
+                print(f"  N={n:>6} #{j} {label:<38} {res.status:<16} it={res.iterations:>6} "
                       f"{dt:8.3f}s  gap={res.certificate.relative_gap:.1e}", flush=True)
     return rows
 
@@ -98,7 +119,7 @@ def table(rows) -> str:
         rs = [r for r in rows if r["n"] == n and r["method"] == m]
         sts: dict[str, int] = {}
         for r in rs:
-            s = r["status"] + ("" if r["used"] == r["method"].split(" ")[0] else f"→{r['used']}")
+            s = r["status"] + ("" if r["used"] == r["solver"] else f"→{r['used']}")
             sts[s] = sts.get(s, 0) + 1
         lines.append(
             f"| {n} | {m} | {', '.join(f'{k} ({v})' for k, v in sts.items())} | "
@@ -123,17 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = run_sizes(args.sizes, args.per_size, args.load, args.max_iter, args.seed)
-    share = contraction_share([1, 10, 100], args.share_instances, args.seed)
+    share = (contraction_share([1, 10, 100], args.share_instances, args.seed)
+             if args.share_instances > 0 else {})
     print()
     print(f"load regime: {args.load}; max_iter {args.max_iter}; tol 1e-9 of |U|; "
           f"{args.per_size} instances per N (seed {args.seed})")
     print(table(rows))
-    print()
-    print("share of random instances (N in {1, 10, 100}) where the contraction condition holds:")
-    print("| regime | on the token box | after interval refinement | instances |")
-    print("|---|---|---|---|")
-    for load, s in share.items():
-        print(f"| {load} | {s['token_box']:.0%} | {s['refined_box']:.0%} | {s['instances']} |")
+    if share:
+        print()
+        print("share of random instances (N in {1, 10, 100}) where the contraction condition "
+              "holds:")
+        print("| regime | on the token box | after interval refinement | instances |")
+        print("|---|---|---|---|")
+        for load, s in share.items():
+            print(f"| {load} | {s['token_box']:.0%} | {s['refined_box']:.0%} | "
+                  f"{s['instances']} |")
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
