@@ -131,7 +131,7 @@ def _iteration_bound(L: float, mu: float, gap0: float, eps: float, diam: float) 
     rate = min(mu / L, 1.0)
     # largest delta with delta + L diam sqrt(2 delta/mu) <= eps (a quadratic in sqrt(delta))
     c = L * diam * np.sqrt(2 / mu)
-    root = (-c + np.sqrt(c * c + 4 * eps)) / 2
+    root = 2 * eps / (c + np.sqrt(c * c + 4 * eps))  # (-c + sqrt(c^2 + 4 eps))/2, no cancellation
     need = root * root
     if need <= 0:  # eps below the rounding of the bound
         return np.inf
