@@ -22,6 +22,18 @@ from cvxalloc.cli import main
         (["sensitivity", "--change", "-2"], "--change"),
         (["simulate", "--warmup", "-5", "--queries", "1000"], "--warmup"),
         (["solve", "--option", "polish_rtol=1e-12"], "does not take option"),
+        # bad values of options the method does take: the solver names the option
+        (["solve", "--option", "tol=-1", "-o", "{tmp}/r.txt"], "option tol"),
+        (["solve", "--method", "gradient", "--option", 'variant="bogus"', "-o", "{tmp}/r.txt"],
+         "option variant"),
+        (["solve", "--method", "gradient", "--option", "shrink=1"], "option shrink"),
+        (["solve", "--method", "gradient", "--option", "step_fraction=2"],
+         "option step_fraction"),
+        (["solve", "--method", "fixed-point", "--option", "max_iter=-3"], "option max_iter"),
+        (["solve", "--method", "fixed-point", "--option", 'fallback="newton"'],
+         "option fallback"),
+        (["solve", "--method", "gradient", "--option", "warm_start=[1, 2]"],
+         "option warm_start"),
     ],
 )
 def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):

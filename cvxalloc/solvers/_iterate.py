@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import status as st
 from ..certificate import frank_wolfe_gap, relative_scale
-from ..errors import SolverError
+from ..errors import OptionError, SolverError
 from ..objective import Objective
 
 __all__ = [
@@ -55,20 +55,20 @@ def warm_tokens(scenario, warm_start) -> np.ndarray | None:
     t = getattr(warm_start, "tokens", warm_start)
     t = np.asarray(t, dtype=float)
     if t.shape != (scenario.n,):
-        raise ValueError(
+        raise OptionError(
             f"option warm_start must have one entry per task ({scenario.n}), got shape {t.shape}"
         )
     if not np.all(np.isfinite(t)):
-        raise ValueError("option warm_start must be finite numbers")
+        raise OptionError("option warm_start must be finite numbers")
     return np.clip(t, scenario.min_tokens, scenario.max_tokens)
 
 
 def check_options(tol: float, max_iter: int) -> None:
     """Validate the common options (``ValueError`` naming the option)."""
     if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"option tol must be a positive number (got {tol!r})")
+        raise OptionError(f"option tol must be a positive number (got {tol!r})")
     if int(max_iter) != max_iter or max_iter < 0:
-        raise ValueError(f"option max_iter must be a non-negative integer (got {max_iter!r})")
+        raise OptionError(f"option max_iter must be a non-negative integer (got {max_iter!r})")
 
 
 # --------------------------------------------------------------------------- loop

@@ -41,7 +41,7 @@ from scipy.optimize import brentq
 
 from .. import status as st
 from ..certificate import Certificate, frank_wolfe_gap
-from ..errors import SolverError
+from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
 from ..queue import Latency
@@ -278,16 +278,16 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
             # any other method's result: the queue scalars of its allocation
             X, Y, _ = Latency(warm_start.scenario).queue_scalars(warm_start.tokens)
         else:
-            raise ValueError("warm_start: the Result has no diagnostics X and Y and no "
+            raise OptionError("option warm_start: the Result has no diagnostics X and Y and no "
                              "scenario with arrivals to compute them from")
     else:
         try:
             X, Y = map(float, warm_start)
         except (TypeError, ValueError) as exc:
-            raise ValueError("warm_start must be a Result of method='aggregate' or a pair "
+            raise OptionError("option warm_start must be a Result of method='aggregate' or a pair "
                              f"(X, Y) of floats (got {warm_start!r})") from exc
     if not (np.isfinite(X) and np.isfinite(Y) and X > 0 and Y >= 0):
-        raise ValueError(f"warm_start: X must be > 0 and Y >= 0, finite (got {X}, {Y})")
+        raise OptionError(f"option warm_start: X must be > 0 and Y >= 0, finite (got {X}, {Y})")
     return lam / X, 2.0 * Y / (X * X)
 
 
@@ -334,7 +334,7 @@ def solve_aggregate(
         ``warm``) and the outer iterations of each phase.
     """
     if not tol > 0:
-        raise ValueError(f"tol must be > 0 (got {tol})")
+        raise OptionError(f"option tol must be a positive number (got {tol!r})")
     sc = scenario
     t_start = time.perf_counter()
     lam, gamma = sc.arrival_rate, sc.latency_weight

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
@@ -183,7 +184,7 @@ def solve_fixed_point(
     """
     check_options(tol, max_iter)
     if fallback not in ("gradient", None):
-        raise ValueError(f"option fallback must be 'gradient' or None (got {fallback!r})")
+        raise OptionError(f"option fallback must be 'gradient' or None (got {fallback!r})")
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)

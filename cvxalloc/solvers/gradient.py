@@ -76,6 +76,7 @@ import numpy as np
 
 from .. import status as st
 from ..certificate import frank_wolfe_gap
+from ..errors import OptionError
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
@@ -207,12 +208,12 @@ def solve_gradient(
     """
     check_options(tol, max_iter)
     if variant not in VARIANTS:
-        raise ValueError(f"option variant must be one of {', '.join(VARIANTS)} (got {variant!r})")
+        raise OptionError(f"option variant must be one of {', '.join(VARIANTS)} (got {variant!r})")
     if not (0 < step_fraction <= 1):
-        raise ValueError(f"option step_fraction must be in (0, 1] (got {step_fraction!r})")
+        raise OptionError(f"option step_fraction must be in (0, 1] (got {step_fraction!r})")
     for name, flag in (("shrink", shrink), ("accelerate", accelerate)):
         if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"option {name} must be true or false (got {flag!r})")
+            raise OptionError(f"option {name} must be true or false (got {flag!r})")
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)
