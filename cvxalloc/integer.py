@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _options as _opt
 from . import status as st
 from .certificate import Certificate, certify, relative_scale
 from .errors import SolverError, UnstableError
@@ -252,7 +253,7 @@ def local_search(
     t = g.values(k)
     if sc.utilization(t) >= 1:
         raise ValueError("local_search needs a stable start")
-    limit = 20 * sc.n + 1000 if max_moves is None else int(max_moves)
+    limit = 20 * sc.n + 1000 if max_moves is None else _opt.count("max_moves", max_moves)
     U0 = obj.value(t)
     moves = 0
     converged = False

@@ -34,6 +34,16 @@ from cvxalloc.cli import main
          "option fallback"),
         (["solve", "--method", "gradient", "--option", "warm_start=[1, 2]"],
          "option warm_start"),
+        (["solve", "--option", 'max_iter="abc"'], "option max_iter"),
+        (["solve", "--option", "sample_size=-5"], "option sample_size"),
+        (["solve", "--option", "polish_steps=-1"], "option polish_steps"),
+        (["solve", "--option", "xtol=0"], "option xtol"),
+        (["solve", "--method", "conic", "--option", "polish_rtol=-1"], "option polish_rtol"),
+        (["solve", "--method", "conic", "--option", "solver_options=5"],
+         "option solver_options"),
+        (["solve", "--method", "rounding", "--option", "max_moves=-1"], "option max_moves"),
+        (["solve", "--method", "mixed-integer", "--option", "time_limit=-1"],
+         "option time_limit"),
     ],
 )
 def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _options as _opt
 from .. import status as st
 from ..certificate import frank_wolfe_gap, relative_scale
 from ..errors import OptionError, SolverError
@@ -65,10 +66,8 @@ def warm_tokens(scenario, warm_start) -> np.ndarray | None:
 
 def check_options(tol: float, max_iter: int) -> None:
     """Validate the common options (``ValueError`` naming the option)."""
-    if not (np.isfinite(tol) and tol > 0):
-        raise OptionError(f"option tol must be a positive number (got {tol!r})")
-    if int(max_iter) != max_iter or max_iter < 0:
-        raise OptionError(f"option max_iter must be a non-negative integer (got {max_iter!r})")
+    _opt.positive("tol", tol)
+    _opt.count("max_iter", max_iter)
 
 
 # --------------------------------------------------------------------------- loop

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from .. import _options as _opt
 from .. import status as st
 from ..certificate import Certificate, frank_wolfe_gap
 from ..errors import OptionError, SolverError
@@ -333,8 +334,11 @@ def solve_aggregate(
         taken (``newton`` or ``nested``), the start (``cold``, ``sample``,
         ``warm``) and the outer iterations of each phase.
     """
-    if not tol > 0:
-        raise OptionError(f"option tol must be a positive number (got {tol!r})")
+    tol = _opt.positive("tol", tol)
+    max_iter = _opt.count("max_iter", max_iter)
+    polish_steps = _opt.count("polish_steps", polish_steps)
+    sample_size = _opt.count("sample_size", sample_size, minimum=2)
+    xtol = _opt.positive("xtol", xtol)
     sc = scenario
     t_start = time.perf_counter()
     lam, gamma = sc.arrival_rate, sc.latency_weight

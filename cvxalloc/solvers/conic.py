@@ -25,8 +25,9 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
+from .. import _options as _opt
 from .. import status as st
-from ..errors import SolverError
+from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
 from ..queue import Latency
@@ -154,6 +155,16 @@ def solve_conic(
     Result
         ``status`` is the solver's, mapped without relabelling.
     """
+    polish_rtol = _opt.nonnegative("polish_rtol", polish_rtol)
+    polish_steps = _opt.count("polish_steps", polish_steps)
+    solver_options = _opt.mapping("solver_options", solver_options)
+    verbose = _opt.flag("verbose", verbose)
+    if not isinstance(solver, str):
+        raise OptionError(f"option solver must be a CVXPY solver name such as 'CLARABEL' "
+                          f"(got {solver!r})")
+    if fallback is not None and not isinstance(fallback, str):
+        raise OptionError(f"option fallback must be a CVXPY solver name or null "
+                          f"(got {fallback!r})")
     sc = scenario
     t0 = time.perf_counter()
     constrained = sc.constraints is not None and not sc.constraints.empty

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OptionError
+from .. import _options as _opt
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
@@ -183,8 +183,8 @@ def solve_fixed_point(
     (False, 'gradient', 'optimal')
     """
     check_options(tol, max_iter)
-    if fallback not in ("gradient", None):
-        raise OptionError(f"option fallback must be 'gradient' or None (got {fallback!r})")
+    fallback = _opt.choice("fallback", fallback, ("gradient", None))
+    refine_rounds = _opt.count("refine_rounds", refine_rounds)
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)

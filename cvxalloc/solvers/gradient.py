@@ -74,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _options as _opt
 from .. import status as st
 from ..certificate import frank_wolfe_gap
 from ..errors import OptionError
@@ -207,13 +208,12 @@ def solve_gradient(
     ('optimal', True)
     """
     check_options(tol, max_iter)
-    if variant not in VARIANTS:
-        raise OptionError(f"option variant must be one of {', '.join(VARIANTS)} (got {variant!r})")
-    if not (0 < step_fraction <= 1):
+    variant = _opt.choice("variant", variant, VARIANTS)
+    if not (0 < _opt.positive("step_fraction", step_fraction) <= 1):
         raise OptionError(f"option step_fraction must be in (0, 1] (got {step_fraction!r})")
-    for name, flag in (("shrink", shrink), ("accelerate", accelerate)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise OptionError(f"option {name} must be true or false (got {flag!r})")
+    shrink = _opt.flag("shrink", shrink)
+    accelerate = _opt.flag("accelerate", accelerate)
+    refine_rounds = _opt.count("refine_rounds", refine_rounds)
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _options as _opt
 from .. import status as st
 from ..certificate import relative_scale
 from ..errors import MissingDependencyError, SolverError
@@ -407,6 +408,14 @@ def solve_mixed_integer(
     MissingDependencyError
         pyscipopt is not installed (``pip install "cvxalloc[mi]"``).
     """
+    time_limit = _opt.positive("time_limit", time_limit)
+    feastol = _opt.positive("feastol", feastol)
+    resolution = _opt.positive("resolution", resolution)
+    full_chords = _opt.count("full_chords", full_chords, minimum=2)
+    chord_spread = _opt.flag("chord_spread", chord_spread)
+    max_rounds = _opt.count("max_rounds", max_rounds, minimum=1)
+    scip_params = _opt.mapping("scip_params", scip_params)
+    verbose = _opt.flag("verbose", verbose)
     require_scip()
     sc = scenario
     _refuse_constraints(sc)
