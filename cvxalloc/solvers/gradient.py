@@ -353,14 +353,15 @@ def solve_gradient(
     restarts = 0
     loop_time = 0.0
     since_cap = 0
+    step_fn = local_stepper(S) if variant == "local" else stepper(S)  # keeps its momentum
     while True:
         budget = max_iter - iters
         if variant == "local":  # one run: the trust box adapts inside the step
-            loop = run(obj, local_stepper(S), t, tol=tol, max_iter=budget)
+            loop = run(obj, step_fn, t, tol=tol, max_iter=budget)
         else:
             checking = shrink or S["a"] is not None
             chunk = min(budget, CHECK_EVERY) if checking else budget
-            loop = run(obj, stepper(S), t, tol=tol, max_iter=chunk)
+            loop = run(obj, step_fn, t, tol=tol, max_iter=chunk)
         skip = 1 if hist["gap"] else 0
         hist["gap"] += loop.history["gap"][skip:]
         hist["objective"] += loop.history["objective"][skip:]
@@ -382,6 +383,7 @@ def solve_gradient(
         narrower = np.any(upper - lower < 0.8 * old_w)
         if narrower or cap_now != S["rho_cap"]:
             S = setup(lower, upper, cap_now, t, S["L"])
+            step_fn = stepper(S)  # a new set and step: the momentum restarts
             restarts += 1
     loop.iterations = iters
     loop.history = hist
