@@ -83,6 +83,10 @@ def test_curvature_bound_bounds_the_hessian(sc, seed):
         q = curvature_bound(obj, lower, upper, rho_cap)["diagonal"]
         L = curvature_bound(obj, lower, upper, rho_cap)["L"]
         Lq = curvature_bound(obj, lower, upper, rho_cap, q)["L"]
+        # the one-call Jacobi form the solver uses gives the same metric and bound
+        jac = curvature_bound(obj, lower, upper, rho_cap, jacobi=True)
+        np.testing.assert_array_equal(jac["metric"], np.where(q > 0, q, 1.0))
+        assert jac["L"] == curvature_bound(obj, lower, upper, rho_cap, jac["metric"])["L"]
         for t in _points_in_set(sc, obj, lower, upper, rho_cap, r, 8):
             d, V, M = obj.hessian_parts(t)
             H = np.diag(d) + V @ M @ V.T

@@ -28,6 +28,7 @@ def curvature_bound(
     rho_cap: float,
     q: np.ndarray | None = None,
     power_steps: int = POWER_STEPS,
+    jacobi: bool = False,
 ) -> dict[str, Any]:
     """Bound of ``lambda_max(Q^{-1/2} (-Hess U) Q^{-1/2})`` over the set.
 
@@ -52,6 +53,10 @@ def curvature_bound(
         Utilization cap of the set (1 for none; then ``upper`` must be stable).
     q : ndarray, optional
         Diagonal metric (None: Euclidean).
+    jacobi : bool
+        Use the Jacobi metric: ``q`` = the diagonal bound computed here (entries
+        that are 0 replaced by 1), so one call gives both the metric and its
+        bound. Not together with ``q``.
     power_steps : int
         Power iterations for the Collatz-Wielandt bound (0: Weyl's bound only).
 
@@ -62,8 +67,10 @@ def curvature_bound(
         ``-Hess U`` over the set, unscaled), ``diagonal_part`` and ``rank2_part``
         (the two terms of Weyl's bound), ``weyl`` and ``collatz_wielandt`` (the
         two bounds; the latter ``inf`` when not computed), ``rho`` (largest
-        utilization on the set).
+        utilization on the set), ``metric`` (the ``q`` used, None when Euclidean).
     """
+    if jacobi and q is not None:
+        raise ValueError("curvature_bound: give q or jacobi=True, not both")
     sc = obj.scenario
     lat = obj.latency
     gamma, lam = sc.latency_weight, sc.arrival_rate
@@ -76,8 +83,10 @@ def curvature_bound(
         m11 = m12 = 0.0
     elif rc >= 1:  # the set reaches the stability limit: no finite bound
         inf = np.inf
-        return {"L": inf, "diagonal": np.full(sc.n, inf), "diagonal_part": inf,
-                "rank2_part": inf, "weyl": inf, "collatz_wielandt": inf, "rho": rc}
+        diag_inf = np.full(sc.n, inf)
+        return {"L": inf, "diagonal": diag_inf, "diagonal_part": inf, "rank2_part": inf,
+                "weyl": inf, "collatz_wielandt": inf, "rho": rc,
+                "metric": diag_inf if jacobi else q}
     else:
         u = 1.0 - rc
         d_lat = gamma * lam * lat.k1 * p * b**2 / u
@@ -87,6 +96,8 @@ def curvature_bound(
     e = c * lat.k1 * s
     diag = d_acc + d_lat + m11 * c**2 + 2 * m12 * c * e
     dvec = d_acc + d_lat
+    if jacobi:
+        q = np.where(diag > 0, diag, 1.0)
     if q is not None:
         r = 1.0 / np.sqrt(q)
         c, e, dvec = c * r, e * r, dvec / q
@@ -113,4 +124,4 @@ def curvature_bound(
         # rounding: the products sum N + 3 non-negative terms
         cw = cw * (1 + 4 * (sc.n + 4) * np.finfo(float).eps) if np.isfinite(cw) else np.inf
     return {"L": min(weyl, cw), "diagonal": diag, "diagonal_part": d_part, "rank2_part": r2,
-            "weyl": weyl, "collatz_wielandt": cw, "rho": rc}
+            "weyl": weyl, "collatz_wielandt": cw, "rho": rc, "metric": q}

@@ -251,11 +251,8 @@ def solve_gradient(
             a, cap = a_rho, max(rho_cap / lam - pa, floor)
         else:  # the cap does not cut the box: a plain (stable) box
             a, cap, rho_cap = None, None, 1.0
-        q = None
-        if variant != "paper":
-            q = curvature_bound(obj, lower, upper, rho_cap, power_steps=0)["diagonal"]
-            q = np.where(q > 0, q, 1.0)
-        cb = curvature_bound(obj, lower, upper, rho_cap, q)
+        cb = curvature_bound(obj, lower, upper, rho_cap, jacobi=variant != "paper")
+        q = cb["metric"]
         L = cb["L"] if q is not None else min(cb["L"], L_outer)
         eta = step_fraction / L if L > 0 else np.inf
         return {"lower": lower, "upper": upper, "a": a, "cap": cap, "q": q, "cb": cb, "L": L,
@@ -300,9 +297,8 @@ def solve_gradient(
                 a, cap = a_rho, max(cap_t / lam - pa, float(a_rho @ t))
             else:
                 a, cap, cap_t = None, None, 1.0
-            q = curvature_bound(obj, lt, ut, cap_t, power_steps=0)["diagonal"]
-            q = np.where(q > 0, q, 1.0)
-            L = curvature_bound(obj, lt, ut, cap_t, q)["L"]
+            cb = curvature_bound(obj, lt, ut, cap_t, jacobi=True)
+            q, L = cb["metric"], cb["L"]
             if L > 0:
                 eta = step_fraction / L
 
