@@ -40,6 +40,7 @@ __all__ = [
     "marginal_bounds",
     "raw_map",
     "project",
+    "utilization_halfspace",
     "Momentum",
     "check_options",
     "warm_tokens",
@@ -467,6 +468,21 @@ def gap_box(
 
 
 # ------------------------------------------------------------------ projection
+def utilization_halfspace(scenario, rho_cap: float,
+                          floor_point: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(a, cap)`` with ``a . t <= cap`` the cap ``lam m1(t) <= rho_cap`` (``lam > 0``).
+
+    ``a_i = p_i b_i`` and ``cap = rho_cap/lam - sum_i p_i a_i``, raised to
+    ``a . floor_point`` when rounding puts it below (the set must keep
+    ``floor_point``, a point known to satisfy the cap: the box's lower corner
+    or the current iterate). The pair is what :func:`project` takes.
+    """
+    sc = scenario
+    a = sc.probability * sc.per_token
+    cap = rho_cap / sc.arrival_rate - float(sc.probability @ sc.base)
+    return a, max(cap, float(a @ floor_point))
+
+
 def project(
     y: np.ndarray,
     lower: np.ndarray,

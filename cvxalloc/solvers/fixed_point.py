@@ -64,6 +64,7 @@ from ._iterate import (
     raw_map,
     run,
     utilization_cap,
+    utilization_halfspace,
     warm_tokens,
 )
 
@@ -230,9 +231,7 @@ def solve_fixed_point(
         return res
 
     if lam_cap_needed := (not guarantee and sc.arrival_rate > 0 and rho_cap < 1):
-        a = sc.probability * sc.per_token
-        cap = max(rho_cap / sc.arrival_rate - float(sc.probability @ sc.base),
-                  float(a @ lower))
+        a, cap = utilization_halfspace(sc, rho_cap, lower)
     else:
         a, cap = None, None
 

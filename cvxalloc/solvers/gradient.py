@@ -89,6 +89,7 @@ from ._iterate import (
     project,
     run,
     utilization_cap,
+    utilization_halfspace,
     warm_tokens,
 )
 from .curvature import curvature_bound
@@ -219,8 +220,6 @@ def solve_gradient(
     obj = Objective(sc)
     lo, hi = sc.min_tokens, sc.max_tokens
     lam = sc.arrival_rate
-    a_rho = sc.probability * sc.per_token
-    pa = float(sc.probability @ sc.base)
     feas = []
     x0 = warm_tokens(sc, warm_start)
     if x0 is not None and sc.utilization(x0) < 1:
@@ -247,8 +246,7 @@ def solve_gradient(
         if keep is not None:  # the current iterate stays inside (monotone ascent)
             lower, upper = np.minimum(lower, keep), np.maximum(upper, keep)
         if lam > 0 and rho_cap < sc.utilization(upper):
-            floor = float(a_rho @ (lower if keep is None else keep))
-            a, cap = a_rho, max(rho_cap / lam - pa, floor)
+            a, cap = utilization_halfspace(sc, rho_cap, lower if keep is None else keep)
         else:  # the cap does not cut the box: a plain (stable) box
             a, cap, rho_cap = None, None, 1.0
         cb = curvature_bound(obj, lower, upper, rho_cap, jacobi=variant != "paper")
@@ -294,7 +292,7 @@ def solve_gradient(
             rho_t = sc.utilization(t)
             cap_t = min(cap_set, rho_t + LOCAL_CAP * (1 - rho_t))
             if lam > 0 and cap_t < sc.utilization(ut):
-                a, cap = a_rho, max(cap_t / lam - pa, float(a_rho @ t))
+                a, cap = utilization_halfspace(sc, cap_t, t)
             else:
                 a, cap, cap_t = None, None, 1.0
             cb = curvature_bound(obj, lt, ut, cap_t, jacobi=True)
