@@ -74,9 +74,14 @@ def lbfgsb(sc, maxiter: int = 3000):
             return 1e30, np.zeros_like(x)
         return -scale * U, -scale * obj.gradient(t) * width
 
-    res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * sc.n,
-                   options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-15,
-                            "gtol": 1e-12})
+    res = minimize(
+        f,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * sc.n,
+        options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-15, "gtol": 1e-12},
+    )
     # lo + width * 1 can round above hi: clip to the box so the certificate applies
     return np.clip(lo + width * res.x, lo, sc.max_tokens), res
 
@@ -87,25 +92,33 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     max_n = int(args.max_n)
-    print(f"# bench_aggregate: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, numpy {np.__version__}, "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"# bench_aggregate: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, numpy {np.__version__}, "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
     # 1. aggregate vs conic at N = 10^4
     sc = instance(10_000, families=CONIC_FAMILIES)
     t_agg, agg = timed(lambda: cvxalloc.solve(sc, method="aggregate"), args.repeat)
     t_con, con = timed(lambda: cvxalloc.solve(sc, method="conic"))
     diff = (agg.objective - con.objective) / relative_scale(con.objective)
-    print("\n## N = 10^4, same instance (all three families): aggregate vs "
-          "conic reference (build + compile + solve + polish)")
+    print(
+        "\n## N = 10^4, same instance (all three families): aggregate vs "
+        "conic reference (build + compile + solve + polish)"
+    )
     print("| method | status | time s | objective U | FW gap/|U| |")
     print("|---|---|---|---|---|")
     for name, t, r in (("aggregate", t_agg, agg), ("conic", t_con, con)):
-        print(f"| {name} | {r.status} | {t:.4f} | {r.objective:.12f} | "
-              f"{r.certificate.relative_gap:.2e} |")
-    print(f"speed-up conic/aggregate: {t_con / t_agg:.0f}x; "
-          f"(U_agg - U_conic)/|U| = {diff:.2e} (target >= -1e-7)")
+        print(
+            f"| {name} | {r.status} | {t:.4f} | {r.objective:.12f} | "
+            f"{r.certificate.relative_gap:.2e} |"
+        )
+    print(
+        f"speed-up conic/aggregate: {t_con / t_agg:.0f}x; "
+        f"(U_agg - U_conic)/|U| = {diff:.2e} (target >= -1e-7)"
+    )
 
     # 2. N = 10^6: time, gap, peak memory
     if max_n >= 10**6:
@@ -116,18 +129,30 @@ def main() -> None:
         cvxalloc.solve(sc6, method="aggregate")
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        inputs = sum(getattr(sc6, f).nbytes for f in (
-            "probability", "weight", "min_tokens", "max_tokens", "base", "per_token",
-            "scv", "variance"))
+        inputs = sum(
+            getattr(sc6, f).nbytes
+            for f in (
+                "probability",
+                "weight",
+                "min_tokens",
+                "max_tokens",
+                "base",
+                "per_token",
+                "scv",
+                "variance",
+            )
+        )
         cert = certify(sc6, r6.tokens)
         print("\n## N = 10^6")
-        print(f"time {t6:.3f} s (best of {args.repeat}), status {r6.status}, "
-              f"FW gap/|U| {cert.relative_gap:.2e} (recomputed), "
-              f"outer evaluations {r6.iterations} "
-              f"(Newton {r6.diagnostics['newton_iterations']}, "
-              f"sample {r6.diagnostics['sample_iterations']}), "
-              f"peak traced memory {peak / 2**20:.0f} MiB = {peak / 10**6:.0f} bytes/type "
-              f"(the scenario's 8 arrays: {inputs / 2**20:.0f} MiB)")
+        print(
+            f"time {t6:.3f} s (best of {args.repeat}), status {r6.status}, "
+            f"FW gap/|U| {cert.relative_gap:.2e} (recomputed), "
+            f"outer evaluations {r6.iterations} "
+            f"(Newton {r6.diagnostics['newton_iterations']}, "
+            f"sample {r6.diagnostics['sample_iterations']}), "
+            f"peak traced memory {peak / 2**20:.0f} MiB = {peak / 10**6:.0f} bytes/type "
+            f"(the scenario's 8 arrays: {inputs / 2**20:.0f} MiB)"
+        )
 
     # 3. scaling
     print("\n## Scaling (aggregate)")
@@ -138,8 +163,10 @@ def main() -> None:
         scn = instance(n, seed=2)
         rep = args.repeat if n <= 10**6 else 1
         tn, rn = timed(lambda scn=scn: cvxalloc.solve(scn, method="aggregate"), rep)
-        print(f"| {n:.0e} | {tn:.4f} | {1e6 * tn / n:.3f} | "
-              f"{rn.certificate.relative_gap:.1e} | {rn.iterations} | {rn.status} |")
+        print(
+            f"| {n:.0e} | {tn:.4f} | {1e6 * tn / n:.3f} | "
+            f"{rn.certificate.relative_gap:.1e} | {rn.iterations} | {rn.status} |"
+        )
         del scn, rn
         gc.collect()
         n *= 10
@@ -156,8 +183,10 @@ def main() -> None:
         tl, (tok, res) = timed(lambda scn=scn: lbfgsb(scn))
         cl = certify(scn, tok)
         short = (ra.objective - cl.objective) / relative_scale(ra.objective)
-        print(f"| {n:.0e} | {tl:.3f} | {res.nit} | {short:.1e} | {cl.relative_gap:.1e} | "
-              f"{ta:.4f} | {tl / ta:.0f}x |")
+        print(
+            f"| {n:.0e} | {tl:.3f} | {res.nit} | {short:.1e} | {cl.relative_gap:.1e} | "
+            f"{ta:.4f} | {tl / ta:.0f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,18 @@ def narrow_scenario(rng: np.random.Generator, n: int, load: str) -> cvxalloc.Sce
     a = rng.uniform(0.2, 2.0, n)
     b = rng.uniform(0.005, 0.02, n)
     return cvxalloc.Scenario.from_arrays(
-        probability=p, max_tokens=hi, per_token=b, base=a, scv=0.3,
-        accuracy=Exponential(floor=rng.uniform(0, 0.4, n), ceiling=rng.uniform(0.5, 1, n),
-                             scale=rng.uniform(300, 4000, n)),
-        arrival_rate=target / float(p @ (a + b * hi)), latency_weight=0.01,
+        probability=p,
+        max_tokens=hi,
+        per_token=b,
+        base=a,
+        scv=0.3,
+        accuracy=Exponential(
+            floor=rng.uniform(0, 0.4, n),
+            ceiling=rng.uniform(0.5, 1, n),
+            scale=rng.uniform(300, 4000, n),
+        ),
+        arrival_rate=target / float(p @ (a + b * hi)),
+        latency_weight=0.01,
     )
 
 
@@ -66,8 +74,7 @@ def bench(n: int, instances: int, seed: int, kind: str = "mixed") -> dict:
     """Solve ``instances`` random scenarios of ``n`` types; return the row figures."""
     rows, statuses, failures = [], [], 0
     for k in range(instances):
-        sc = GENERATORS[kind](np.random.default_rng(seed + 1000 * n + k), n,
-                              LOADS[k % len(LOADS)])
+        sc = GENERATORS[kind](np.random.default_rng(seed + 1000 * n + k), n, LOADS[k % len(LOADS)])
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -80,21 +87,32 @@ def bench(n: int, instances: int, seed: int, kind: str = "mixed") -> dict:
         wall = time.perf_counter() - t0
         s = res.solver_stats
         statuses.append(res.status)
-        rows.append({
-            "build": s["build_time"], "compile": s["compile_time"], "solve": s["solve_time"],
-            "total": s["total_time"], "wall": wall, "polish": s.get("polish_steps", 0),
-            "gap": res.certificate.relative_gap,
-            "raw_gap": res.raw_certificate.relative_gap if res.raw_certificate else np.nan,
-        })
+        rows.append(
+            {
+                "build": s["build_time"],
+                "compile": s["compile_time"],
+                "solve": s["solve_time"],
+                "total": s["total_time"],
+                "wall": wall,
+                "polish": s.get("polish_steps", 0),
+                "gap": res.certificate.relative_gap,
+                "raw_gap": res.raw_certificate.relative_gap if res.raw_certificate else np.nan,
+            }
+        )
 
     def med(key):
         return statistics.median(r[key] for r in rows) if rows else float("nan")
 
     return {
         "n": n,
-        "build": med("build"), "compile": med("compile"), "solve": med("solve"),
-        "total": med("total"), "wall": med("wall"), "polish": med("polish"),
-        "optimal": sum(s == "optimal" for s in statuses), "instances": instances,
+        "build": med("build"),
+        "compile": med("compile"),
+        "solve": med("solve"),
+        "total": med("total"),
+        "wall": med("wall"),
+        "polish": med("polish"),
+        "optimal": sum(s == "optimal" for s in statuses),
+        "instances": instances,
         "other": ", ".join(sorted(set(s for s in statuses if s != "optimal"))) or "-",
         "gap": max((r["gap"] for r in rows), default=float("nan")),
         "raw_gap": max((r["raw_gap"] for r in rows), default=float("nan")),
@@ -108,26 +126,35 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
     args = ap.parse_args()
-    print(f"cvxalloc {cvxalloc.__version__}, Python {platform.python_version()}, "
-          f"{platform.machine()}; medians over the instances that returned a point")
+    print(
+        f"cvxalloc {cvxalloc.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}; medians over the instances that returned a point"
+    )
     for kind in args.kinds:
         table(kind, args)
 
 
 def table(kind: str, args: argparse.Namespace) -> None:
     """Print the markdown table of one instance generator."""
-    print(f"\n{kind}: {GENERATORS[kind].__doc__ or 'cvxalloc.testing.random_scenario'}\n"
-          if kind == "narrow" else
-          "\nmixed: cvxalloc.testing.random_scenario (all families, scv and variance on)\n")
-    print("| N | build s | compile s | Clarabel solve s | total s | wall s (with polish) "
-          "| polish steps | optimal | other statuses | max FW gap/|U| | max raw gap/|U| |")
+    print(
+        f"\n{kind}: {GENERATORS[kind].__doc__ or 'cvxalloc.testing.random_scenario'}\n"
+        if kind == "narrow"
+        else "\nmixed: cvxalloc.testing.random_scenario (all families, scv and variance on)\n"
+    )
+    print(
+        "| N | build s | compile s | Clarabel solve s | total s | wall s (with polish) "
+        "| polish steps | optimal | other statuses | max FW gap/|U| | max raw gap/|U| |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|:---:|:---|---:|---:|")
     for n in args.sizes:
         r = bench(n, args.instances, args.seed, kind)
-        print(f"| {r['n']} | {r['build']:.3f} | {r['compile']:.3f} | {r['solve']:.3f} | "
-              f"{r['total']:.3f} | {r['wall']:.3f} | {r['polish']:.0f} | "
-              f"{r['optimal']}/{r['instances']} | {r['other']} | {r['gap']:.1e} | "
-              f"{r['raw_gap']:.1e} |", flush=True)
+        print(
+            f"| {r['n']} | {r['build']:.3f} | {r['compile']:.3f} | {r['solve']:.3f} | "
+            f"{r['total']:.3f} | {r['wall']:.3f} | {r['polish']:.0f} | "
+            f"{r['optimal']}/{r['instances']} | {r['other']} | {r['gap']:.1e} | "
+            f"{r['raw_gap']:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

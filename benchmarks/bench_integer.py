@@ -66,16 +66,21 @@ def with_menus(rng, sc, m: int):
     """Menus of ``m`` whole-token budgets, the lowest one at min_tokens."""
     lv = []
     for lo, hi in zip(sc.min_tokens, sc.max_tokens):
-        inner = np.sort(rng.choice(np.arange(int(np.ceil(lo)) + 1, int(np.floor(hi)) + 1),
-                                   size=m - 1, replace=False)).astype(float)
+        inner = np.sort(
+            rng.choice(
+                np.arange(int(np.ceil(lo)) + 1, int(np.floor(hi)) + 1), size=m - 1, replace=False
+            )
+        ).astype(float)
         lv.append(np.concatenate([[lo], inner]))
     return sc.with_(levels=lv)
 
 
 def part1(seeds: int, time_limit: float) -> None:
     print("== mixed-integer time vs N and grid size (heavy load, step grids) ==")
-    print(f"{'N':>4} {'levels':>6} {'MI s':>8} {'cont s':>7} {'ratio':>7} {'status':>15} "
-          f"{'rounds':>6} {'scip>round':>10} {'MI-round rel':>12}")
+    print(
+        f"{'N':>4} {'levels':>6} {'MI s':>8} {'cont s':>7} {'ratio':>7} {'status':>15} "
+        f"{'rounds':>6} {'scip>round':>10} {'MI-round rel':>12}"
+    )
     for n in (2, 5, 10, 20, 50):
         for levels in (4, 16, 64, 256):
             times, cont_times, rows = [], [], []
@@ -87,18 +92,21 @@ def part1(seeds: int, time_limit: float) -> None:
                 cont_times.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 with _quiet():
-                    res = cvxalloc.solve(sc, method="mixed-integer", continuous=cont,
-                                         time_limit=time_limit)
+                    res = cvxalloc.solve(
+                        sc, method="mixed-integer", continuous=cont, time_limit=time_limit
+                    )
                 times.append(time.perf_counter() - t0 + cont_times[-1])
                 rows.append(res)
             med, cmed = float(np.median(times)), float(np.median(cont_times))
             stat = ",".join(sorted({r.diagnostics["scip_status"] for r in rows}))
             rounds = max(r.diagnostics["rounds"] for r in rows)
             better = sum(r.diagnostics["source"].startswith("scip") for r in rows)
-            gain = max(r.diagnostics["improvement_over_rounding"] / abs(r.objective)
-                       for r in rows)
-            print(f"{n:>4} {levels:>6} {med:>8.2f} {cmed:>7.3f} {med / cmed:>7.1f} "
-                  f"{stat:>15} {rounds:>6} {better:>5}/{seeds:<4} {gain:>12.2e}", flush=True)
+            gain = max(r.diagnostics["improvement_over_rounding"] / abs(r.objective) for r in rows)
+            print(
+                f"{n:>4} {levels:>6} {med:>8.2f} {cmed:>7.3f} {med / cmed:>7.1f} "
+                f"{stat:>15} {rounds:>6} {better:>5}/{seeds:<4} {gain:>12.2e}",
+                flush=True,
+            )
 
 
 def part2(instances: int, time_limit: float) -> None:
@@ -129,8 +137,9 @@ def part2(instances: int, time_limit: float) -> None:
             kinds[kind].append(r.certificate.relative_gap)
             if kind in mi_gain and j < instances // 2:
                 with _quiet():
-                    m = cvxalloc.solve(sc, method="mixed-integer", continuous=cont,
-                                       time_limit=time_limit)
+                    m = cvxalloc.solve(
+                        sc, method="mixed-integer", continuous=cont, time_limit=time_limit
+                    )
                 mi_gain[kind].append((m.objective - r.objective) / abs(m.objective))
     qs = (50, 90, 99, 100)
     print(f"{'grid':>14} {'count':>6} " + " ".join(f"{'p' + str(q):>9}" for q in qs))
@@ -140,9 +149,11 @@ def part2(instances: int, time_limit: float) -> None:
     print("\nmixed-integer improvement over rounding (relative to |U|), coarse grids:")
     for kind, vals in mi_gain.items():
         v = np.array(vals)
-        print(f"{kind:>14}: {v.size} instances, rounding optimal in "
-              f"{np.mean(v <= 1e-12):.1%}, max gain {v.max():.2e}, "
-              f"p90 gain {np.percentile(v, 90):.2e}")
+        print(
+            f"{kind:>14}: {v.size} instances, rounding optimal in "
+            f"{np.mean(v <= 1e-12):.1%}, max gain {v.max():.2e}, "
+            f"p90 gain {np.percentile(v, 90):.2e}"
+        )
 
 
 def main() -> None:

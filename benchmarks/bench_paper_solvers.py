@@ -45,10 +45,16 @@ METHODS: list[tuple[str, str, dict[str, Any]]] = [
     ("fixed-point", "fixed-point", {}),
     ("gradient (local, default)", "gradient", {"variant": "local"}),
     ("gradient (scaled)", "gradient", {"variant": "scaled"}),
-    ("gradient (paper, plain)", "gradient",
-     {"variant": "paper", "shrink": False, "accelerate": False}),
-    ("gradient (paper + shrink + accelerate)", "gradient",
-     {"variant": "paper", "shrink": True, "accelerate": True}),
+    (
+        "gradient (paper, plain)",
+        "gradient",
+        {"variant": "paper", "shrink": False, "accelerate": False},
+    ),
+    (
+        "gradient (paper + shrink + accelerate)",
+        "gradient",
+        {"variant": "paper", "shrink": True, "accelerate": True},
+    ),
 ]
 
 #: Methods that take ``--max-iter`` (the aggregate solver's ``max_iter`` counts Newton steps).
@@ -74,18 +80,28 @@ def run_sizes(sizes, per_size, load, max_iter, seed) -> list[dict[str, Any]]:
                     ref_time, ref_U = dt, res.objective
                 d = res.diagnostics
                 fp = d.get("fixed_point", d)
-                rows.append({
-                    "n": n, "instance": j, "method": label, "solver": method,
-                    "used": res.method,
-                    "status": res.status, "iterations": res.iterations, "time": dt,
-                    "time_ratio": dt / ref_time,
-                    "relative_gap": res.certificate.relative_gap,
-                    "shortfall": (ref_U - res.objective) / relative_scale(ref_U),
-                    "contraction_bound": fp.get("contraction_bound"),
-                    "curvature_bound": d.get("curvature_bound"),
-                })
-                print(f"  N={n:>6} #{j} {label:<38} {res.status:<16} it={res.iterations:>6} "
-                      f"{dt:8.3f}s  gap={res.certificate.relative_gap:.1e}", flush=True)
+                rows.append(
+                    {
+                        "n": n,
+                        "instance": j,
+                        "method": label,
+                        "solver": method,
+                        "used": res.method,
+                        "status": res.status,
+                        "iterations": res.iterations,
+                        "time": dt,
+                        "time_ratio": dt / ref_time,
+                        "relative_gap": res.certificate.relative_gap,
+                        "shortfall": (ref_U - res.objective) / relative_scale(ref_U),
+                        "contraction_bound": fp.get("contraction_bound"),
+                        "curvature_bound": d.get("curvature_bound"),
+                    }
+                )
+                print(
+                    f"  N={n:>6} #{j} {label:<38} {res.status:<16} it={res.iterations:>6} "
+                    f"{dt:8.3f}s  gap={res.certificate.relative_gap:.1e}",
+                    flush=True,
+                )
     return rows
 
 
@@ -101,20 +117,31 @@ def contraction_share(n_values, per_regime, seed) -> dict[str, dict[str, float]]
             box_ok += contraction_bound(obj, lo, hi)["bound"] < 1
             rho_bar = utilization_cap(obj)
             rho_cap = rho_bar if rho_bar < sc.utilization(hi) else 1.0
-            box = optimum_box(obj, rho_cap, 100,
-                              stop=lambda lw, up, o=obj: contraction_bound(o, lw, up)["bound"] < 1)
+            box = optimum_box(
+                obj,
+                rho_cap,
+                100,
+                stop=lambda lw, up, o=obj: contraction_bound(o, lw, up)["bound"] < 1,
+            )
             refined_ok += contraction_bound(obj, box.lower, box.upper)["bound"] < 1
-        out[load] = {"token_box": box_ok / per_regime, "refined_box": refined_ok / per_regime,
-                     "instances": per_regime}
+        out[load] = {
+            "token_box": box_ok / per_regime,
+            "refined_box": refined_ok / per_regime,
+            "instances": per_regime,
+        }
     return out
 
 
 def table(rows) -> str:
-    lines = ["| N | method | status (count) | iterations (median) | time s (median) | "
-             "time / conic | max rel. gap | max shortfall |",
-             "|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["n"], r["method"]) for r in rows},
-                  key=lambda k: (k[0], [m[0] for m in METHODS].index(k[1])))
+    lines = [
+        "| N | method | status (count) | iterations (median) | time s (median) | "
+        "time / conic | max rel. gap | max shortfall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted(
+        {(r["n"], r["method"]) for r in rows},
+        key=lambda k: (k[0], [m[0] for m in METHODS].index(k[1])),
+    )
     for n, m in keys:
         rs = [r for r in rows if r["n"] == n and r["method"] == m]
         sts: dict[str, int] = {}
@@ -144,26 +171,35 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = run_sizes(args.sizes, args.per_size, args.load, args.max_iter, args.seed)
-    share = (contraction_share([1, 10, 100], args.share_instances, args.seed)
-             if args.share_instances > 0 else {})
+    share = (
+        contraction_share([1, 10, 100], args.share_instances, args.seed)
+        if args.share_instances > 0
+        else {}
+    )
     print()
-    print(f"load regime: {args.load}; max_iter {args.max_iter}; tol 1e-9 of |U|; "
-          f"{args.per_size} instances per N (seed {args.seed})")
+    print(
+        f"load regime: {args.load}; max_iter {args.max_iter}; tol 1e-9 of |U|; "
+        f"{args.per_size} instances per N (seed {args.seed})"
+    )
     print(table(rows))
     if share:
         print()
-        print("share of random instances (N in {1, 10, 100}) where the contraction condition "
-              "holds:")
+        print(
+            "share of random instances (N in {1, 10, 100}) where the contraction condition holds:"
+        )
         print("| regime | on the token box | after interval refinement | instances |")
         print("|---|---|---|---|")
         for load, s in share.items():
-            print(f"| {load} | {s['token_box']:.0%} | {s['refined_box']:.0%} | "
-                  f"{s['instances']} |")
+            print(f"| {load} | {s['token_box']:.0%} | {s['refined_box']:.0%} | {s['instances']} |")
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"rows": rows, "contraction_share": share, "args": vars(args)}, fh,
-                      indent=1, default=float)
+            json.dump(
+                {"rows": rows, "contraction_share": share, "args": vars(args)},
+                fh,
+                indent=1,
+                default=float,
+            )
     return 0
 
 

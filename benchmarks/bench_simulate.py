@@ -32,13 +32,18 @@ def ciw_run(sc, t, customers: int, seed: int):
     shape, scale, det = service_distribution(s, sc.scv, sc.variance)
     classes = [f"Class {i}" for i in range(sc.n)]
     net = ciw.create_network(
-        arrival_distributions={c: [ciw.dists.Exponential(rate=sc.arrival_rate
-                                                         * float(sc.probability[i]))]
-                               for i, c in enumerate(classes)},
-        service_distributions={c: [ciw.dists.Deterministic(value=float(s[i])) if det[i]
-                                   else ciw.dists.Gamma(shape=float(shape[i]),
-                                                        scale=float(scale[i]))]
-                               for i, c in enumerate(classes)},
+        arrival_distributions={
+            c: [ciw.dists.Exponential(rate=sc.arrival_rate * float(sc.probability[i]))]
+            for i, c in enumerate(classes)
+        },
+        service_distributions={
+            c: [
+                ciw.dists.Deterministic(value=float(s[i]))
+                if det[i]
+                else ciw.dists.Gamma(shape=float(shape[i]), scale=float(scale[i]))
+            ]
+            for i, c in enumerate(classes)
+        },
         number_of_servers=[1],
     )
     ciw.seed(seed)
@@ -48,7 +53,7 @@ def ciw_run(sc, t, customers: int, seed: int):
     elapsed, cpu = time.perf_counter() - start, time.process_time() - c0
     recs = sorted(q.get_all_records(), key=lambda r: r.arrival_date)
     times = np.array([r.exit_date - r.arrival_date for r in recs])
-    mean, ci = batch_means_interval(times[times.size // 10:], batches=20)
+    mean, ci = batch_means_interval(times[times.size // 10 :], batches=20)
     return elapsed, cpu, len(recs), mean, ci
 
 
@@ -61,10 +66,14 @@ def main() -> None:
 
     ex = cvxalloc.example_scenario()
     t = cvxalloc.solve(ex, method="conic").tokens
-    cases = {"example, gamma service (k = 0.3)": ex,
-             "example, deterministic per type": ex.with_(scv=0.0, variance=0.0)}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f}; numpy {np.__version__}")
+    cases = {
+        "example, gamma service (k = 0.3)": ex,
+        "example, deterministic per type": ex.with_(scv=0.0, variance=0.0),
+    }
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}; numpy {np.__version__}"
+    )
     print(f"case: built-in example at its optimum, utilization {ex.utilization(t):.3f}")
     for label, sc in cases.items():
         best, cpu = None, np.inf
@@ -79,17 +88,25 @@ def main() -> None:
         ours_qps, ciw_qps = best.queries_per_second, c_n / c_el
         ours_cpu, ciw_cpu = args.queries / cpu, c_n / c_cpu
         print(f"\n[{label}]")
-        print(f"  cvxalloc.simulate: {args.queries:,} queries in {best.elapsed:.2f} s "
-              f"(best of {args.repeat}) = {ours_qps:,.0f} queries/s; "
-              f"W {best.mean_system_time:.3f} s, 99% CI [{lo:.3f}, {hi:.3f}]")
-        print(f"  Ciw:               {c_n:,} customers in {c_el:.2f} s = {ciw_qps:,.0f} "
-              f"queries/s; W {c_mean:.3f} s, 99% CI [{c_lo:.3f}, {c_hi:.3f}]")
-        print(f"  PK model W {best.mean_system_time_model:.3f} s; "
-              f"speed ratio cvxalloc / Ciw = {ours_qps / ciw_qps:,.0f}x (wall), "
-              f"{ours_cpu / ciw_cpu:,.0f}x (CPU)")
-        print(f"  per CPU-second: cvxalloc {ours_cpu:,.0f} queries, Ciw {ciw_cpu:,.0f}; "
-              f"target 1e7 queries/s {'met' if ours_qps >= 1e7 else 'NOT met'} (wall), "
-              f"{'met' if ours_cpu >= 1e7 else 'NOT met'} (per CPU-second)")
+        print(
+            f"  cvxalloc.simulate: {args.queries:,} queries in {best.elapsed:.2f} s "
+            f"(best of {args.repeat}) = {ours_qps:,.0f} queries/s; "
+            f"W {best.mean_system_time:.3f} s, 99% CI [{lo:.3f}, {hi:.3f}]"
+        )
+        print(
+            f"  Ciw:               {c_n:,} customers in {c_el:.2f} s = {ciw_qps:,.0f} "
+            f"queries/s; W {c_mean:.3f} s, 99% CI [{c_lo:.3f}, {c_hi:.3f}]"
+        )
+        print(
+            f"  PK model W {best.mean_system_time_model:.3f} s; "
+            f"speed ratio cvxalloc / Ciw = {ours_qps / ciw_qps:,.0f}x (wall), "
+            f"{ours_cpu / ciw_cpu:,.0f}x (CPU)"
+        )
+        print(
+            f"  per CPU-second: cvxalloc {ours_cpu:,.0f} queries, Ciw {ciw_cpu:,.0f}; "
+            f"target 1e7 queries/s {'met' if ours_qps >= 1e7 else 'NOT met'} (wall), "
+            f"{'met' if ours_cpu >= 1e7 else 'NOT met'} (per CPU-second)"
+        )
 
 
 if __name__ == "__main__":

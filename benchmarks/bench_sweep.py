@@ -23,23 +23,28 @@ def _time(k, fn, *args, **kw):
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    cases = [("example", cvxalloc.example_scenario(), 25),
-             ("random N=200", random_scenario(np.random.default_rng(1), 200), 10)]
+    cases = [
+        ("example", cvxalloc.example_scenario(), 25),
+        ("random N=200", random_scenario(np.random.default_rng(1), 200), 10),
+    ]
     for label, sc, k in cases:
         ws = sc.latency_weight * np.logspace(-1, 1, k)
         dpp, a = _time(k, sweep_latency_weight, sc, ws, method="conic", uniform=False)
-        reb, _ = _time(k, sweep_latency_weight, sc, ws, method="conic", uniform=False,
-                       problem=None)
+        reb, _ = _time(k, sweep_latency_weight, sc, ws, method="conic", uniform=False, problem=None)
         agg, _ = _time(k, sweep_latency_weight, sc, ws, method="aggregate", uniform=False)
-        print(f"{label}: latency weight, {k} points: DPP {dpp:.1f} ms/point, rebuilt "
-              f"{reb:.1f} ms/point ({reb / dpp:.1f}x), aggregate {agg:.1f} ms/point; "
-              f"statuses {sorted(set(a.status.tolist()))}")
+        print(
+            f"{label}: latency weight, {k} points: DPP {dpp:.1f} ms/point, rebuilt "
+            f"{reb:.1f} ms/point ({reb / dpp:.1f}x), aggregate {agg:.1f} ms/point; "
+            f"statuses {sorted(set(a.status.tolist()))}"
+        )
         W_lo = cvxalloc.evaluate(sc, sc.min_tokens).mean_system_time
         slos = np.linspace(1.0, 1.5, k) * W_lo
         dpp, a = _time(k, sweep_slo, sc, slos, uniform=False)
         reb, _ = _time(k, sweep_slo, sc, slos, uniform=False, problem=None)
-        print(f"{label}: SLO, {k} points: DPP {dpp:.1f} ms/point, rebuilt {reb:.1f} ms/point "
-              f"({reb / dpp:.1f}x); max relative gap {np.nanmax(a.gap / np.abs(a.objective)):.1e}")
+        print(
+            f"{label}: SLO, {k} points: DPP {dpp:.1f} ms/point, rebuilt {reb:.1f} ms/point "
+            f"({reb / dpp:.1f}x); max relative gap {np.nanmax(a.gap / np.abs(a.objective)):.1e}"
+        )
 
 
 if __name__ == "__main__":

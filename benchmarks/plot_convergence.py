@@ -31,10 +31,16 @@ METHODS = [
     ("fixed-point", {}, "fixed point"),
     ("gradient", {"variant": "local"}, "gradient, local bounds (default)"),
     ("gradient", {"variant": "scaled"}, "gradient, diagonally scaled"),
-    ("gradient", {"variant": "paper", "shrink": False, "accelerate": False},
-     "gradient, paper (plain)"),
-    ("gradient", {"variant": "paper", "shrink": True, "accelerate": True},
-     "gradient, paper + shrink + accelerate"),
+    (
+        "gradient",
+        {"variant": "paper", "shrink": False, "accelerate": False},
+        "gradient, paper (plain)",
+    ),
+    (
+        "gradient",
+        {"variant": "paper", "shrink": True, "accelerate": True},
+        "gradient, paper + shrink + accelerate",
+    ),
 ]
 
 
@@ -56,20 +62,37 @@ def panel(ax, sc, title: str, max_iter: int) -> None:
         U = np.array(res.history["objective"])
         rel = gaps / np.maximum(np.abs(U), 1e-12)
         if res.method == method:
-            ax.semilogy(np.arange(len(rel)), np.maximum(rel, 1e-17),
-                        label=f"{label} ({res.status})")
+            ax.semilogy(
+                np.arange(len(rel)), np.maximum(rel, 1e-17), label=f"{label} ({res.status})"
+            )
         else:  # handed over: the curve is the other method's, drawn wide so it shows beneath
-            ax.semilogy(np.arange(len(rel)), np.maximum(rel, 1e-17), lw=5, alpha=0.35,
-                        label=f"{label} -> handed over to {res.method} ({res.status})")
+            ax.semilogy(
+                np.arange(len(rel)),
+                np.maximum(rel, 1e-17),
+                lw=5,
+                alpha=0.35,
+                label=f"{label} -> handed over to {res.method} ({res.status})",
+            )
         d = res.diagnostics
         if method == "fixed-point" and d.get("guarantee") and res.history.get("step"):
             L = d["contraction_bound"]
             steps = np.array(res.history["step"])
             k = np.arange(1, len(steps) + 1)
-            ax.semilogy(k, steps / steps[0], ":", color="C0", lw=1.2,
-                        label=f"fixed-point step / first step ({d['norm']})")
-            ax.semilogy(k, L ** (k - 1), "k--", lw=0.8,
-                        label=f"guaranteed bound on that ratio: L^(k-1), L = {L:.3f}")
+            ax.semilogy(
+                k,
+                steps / steps[0],
+                ":",
+                color="C0",
+                lw=1.2,
+                label=f"fixed-point step / first step ({d['norm']})",
+            )
+            ax.semilogy(
+                k,
+                L ** (k - 1),
+                "k--",
+                lw=0.8,
+                label=f"guaranteed bound on that ratio: L^(k-1), L = {L:.3f}",
+            )
     ax.axhline(1e-9, color="grey", lw=0.6)
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlim(left=0)

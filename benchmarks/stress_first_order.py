@@ -35,8 +35,11 @@ METHODS = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default="local,scaled,fixed-point",
-                    help=f"comma-separated, from {', '.join(METHODS)}")
+    ap.add_argument(
+        "--methods",
+        default="local,scaled,fixed-point",
+        help=f"comma-separated, from {', '.join(METHODS)}",
+    )
     ap.add_argument("--max-n", type=int, default=30)
     ap.add_argument("--count", type=int, default=15, help="instances per load regime")
     ap.add_argument("--seed", type=int, default=11)
@@ -46,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     rng = np.random.default_rng(args.seed)
-    stats = {m: {"optimal": 0, "fail": 0, "worst": 0.0, "iters": [], "time": 0.0}
-             for m in names}
+    stats = {m: {"optimal": 0, "fail": 0, "worst": 0.0, "iters": [], "time": 0.0} for m in names}
     total = 0
     for load in LOADS:
         for _ in range(args.count):
@@ -67,14 +69,19 @@ def main(argv: list[str] | None = None) -> int:
                 s["optimal"] += res.status == "optimal"
                 if short > 1e-7:
                     s["fail"] += 1
-                    print(f"  {m}: {load} N={n} status={res.status} "
-                          f"iterations={res.iterations} shortfall={short:.2e}", flush=True)
+                    print(
+                        f"  {m}: {load} N={n} status={res.status} "
+                        f"iterations={res.iterations} shortfall={short:.2e}",
+                        flush=True,
+                    )
     print(f"{total} instances, N in 1..{args.max_n}, seed {args.seed}")
     for m, s in stats.items():
         it = np.array(s["iters"])
-        print(f"{m}: optimal {s['optimal']}/{total}, shortfall > 1e-7|U|: {s['fail']}, "
-              f"worst shortfall {s['worst']:.2e}, iterations median {np.median(it):.0f} "
-              f"max {it.max()}, time {s['time']:.1f} s")
+        print(
+            f"{m}: optimal {s['optimal']}/{total}, shortfall > 1e-7|U|: {s['fail']}, "
+            f"worst shortfall {s['worst']:.2e}, iterations median {np.median(it):.0f} "
+            f"max {it.max()}, time {s['time']:.1f} s"
+        )
     return 0
 
 

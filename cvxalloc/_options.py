@@ -21,7 +21,8 @@ __all__ = ["positive", "nonnegative", "count", "flag", "choice", "mapping"]
 
 def _real(name: str, value: Any, what: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, float, np.integer, np.floating)):
+        value, (int, float, np.integer, np.floating)
+    ):
         raise OptionError(f"option {name} must be {what} (got {value!r})")
     return float(value)
 
@@ -72,6 +73,8 @@ def mapping(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise OptionError(f"option {name} must be a table of settings, e.g. "
-                          f"'{{\"max_iter\": 50}}' (got {value!r})")
+        raise OptionError(
+            f"option {name} must be a table of settings, e.g. "
+            f"'{{\"max_iter\": 50}}' (got {value!r})"
+        )
     return dict(value)

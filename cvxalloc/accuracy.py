@@ -244,7 +244,10 @@ class Power(AccuracyFamily):
     def d2(self, t):
         e = self.exponent
         return (
-            -(self.ceiling - self.floor) * e * (e + 1) / self.scale**2
+            -(self.ceiling - self.floor)
+            * e
+            * (e + 1)
+            / self.scale**2
             * (1 + t / self.scale) ** (-e - 2)
         )
 
@@ -303,8 +306,11 @@ class Power(AccuracyFamily):
             scale = np.maximum(1.0, np.abs(new))
             # A Newton step of relative size <= 1e-9 leaves an error of order its
             # square (quadratic convergence): below rounding.
-            done = (g == 0) | (~bad & (np.abs(new - ua_) <= 1e-9 * scale)) \
+            done = (
+                (g == 0)
+                | (~bad & (np.abs(new - ua_) <= 1e-9 * scale))
                 | (hi_a - lo_a <= 4e-16 * scale)
+            )
             u[act], lo_u[act], hi_u[act] = new, lo_a, hi_a
             act = act[~done]
         return tau_b * np.expm1(u)
@@ -494,8 +500,9 @@ class AccuracyCurves:
             if inner.size:
                 sub = fam if len(fam) == 1 else fam.take(inner)
                 g_in = None if guess is None else guess[inner]
-                res[inner] = np.clip(sub.solve_marginal(al[inner], be[inner], g_in),
-                                     lo_b[inner], hi_b[inner])
+                res[inner] = np.clip(
+                    sub.solve_marginal(al[inner], be[inner], g_in), lo_b[inner], hi_b[inner]
+                )
             out[idx] = res
         return out
 

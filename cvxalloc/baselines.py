@@ -20,8 +20,15 @@ __all__ = ["uniform_budget", "minimum_budgets", "maximum_budgets", "baselines"]
 
 
 def _result(scenario, t, name, obj, message="", **diagnostics) -> Result:
-    return Result.from_tokens(scenario, t, method=name, status=st.OPTIMAL, objective=obj,
-                              message=message, diagnostics=diagnostics)
+    return Result.from_tokens(
+        scenario,
+        t,
+        method=name,
+        status=st.OPTIMAL,
+        objective=obj,
+        message=message,
+        diagnostics=diagnostics,
+    )
 
 
 def uniform_budget(scenario, objective: Objective | None = None) -> Result:
@@ -76,8 +83,14 @@ def uniform_budget(scenario, objective: Objective | None = None) -> Result:
             best_T, best_U = float(T), U
         if open_right:
             break
-    return _result(sc, clip(best_T), "uniform", obj,
-                   message=f"best uniform budget T = {best_T:.6g} tokens", budget=best_T)
+    return _result(
+        sc,
+        clip(best_T),
+        "uniform",
+        obj,
+        message=f"best uniform budget T = {best_T:.6g} tokens",
+        budget=best_T,
+    )
 
 
 def minimum_budgets(scenario, objective: Objective | None = None) -> Result:

@@ -124,8 +124,9 @@ class Term:
         """``d value / dt`` (every entry >= 0)."""
         raise NotImplementedError
 
-    def cvxpy(self, scenario, tokens: cp.Expression, time_unit: float,
-              token_unit: float) -> tuple[cp.Constraint | None, float]:  # pragma: no cover
+    def cvxpy(
+        self, scenario, tokens: cp.Expression, time_unit: float, token_unit: float
+    ) -> tuple[cp.Constraint | None, float]:  # pragma: no cover
         """The constraint in the conic problem's units, and that unit.
 
         Returns ``(constraint, unit)``: the constraint reads
@@ -274,8 +275,7 @@ class Constraints:
                 bad = np.flatnonzero(~np.isnan(m) & ((m < 0) | (m > 1) | ~np.isfinite(m)))
                 if bad.size:
                     raise ConstraintError(
-                        f"task {bad[0] + 1}: min_accuracy must be in [0, 1] "
-                        f"(got {m[bad[0]]:g})"
+                        f"task {bad[0] + 1}: min_accuracy must be in [0, 1] (got {m[bad[0]]:g})"
                     )
                 m.setflags(write=False)
             self.min_accuracy = m
@@ -354,8 +354,7 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
             import difflib
 
             close = difflib.get_close_matches(key, list(KINDS), n=1)
-            hint = (f'; did you mean "{close[0]}"?' if close
-                    else f"; allowed: {', '.join(_TERMS)}")
+            hint = f'; did you mean "{close[0]}"?' if close else f"; allowed: {', '.join(_TERMS)}"
             if key == "min_accuracy":
                 hint = "; min_accuracy is set per task ([[task]] min_accuracy = ...)"
             raise ConstraintError(f'constraints: unknown key "{key}"{hint}')
@@ -371,8 +370,9 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
         if not 0 <= val <= 1:
             raise ConstraintError(f"{where}: min_accuracy must be in [0, 1] (got {val:g})")
         mins.append(float(val))
-    cons = Constraints(**{k: table.get(k) for k in _TERMS},
-                       min_accuracy=np.array(mins) if mins else None)
+    cons = Constraints(
+        **{k: table.get(k) for k in _TERMS}, min_accuracy=np.array(mins) if mins else None
+    )
     return None if cons.empty else cons
 
 
@@ -529,8 +529,9 @@ def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = No
 # certificate
 
 
-def _line_minimize(h: np.ndarray, c: np.ndarray, s: float, t: np.ndarray, lo: np.ndarray,
-                   hi: np.ndarray) -> float:
+def _line_minimize(
+    h: np.ndarray, c: np.ndarray, s: float, t: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> float:
     """``argmin_{nu >= 0} nu s + FWbox(h - nu c)`` for ``c >= 0`` (exact).
 
     The derivative is ``s + sum_i c_i (t_i - lo_i) - sum_{h_i > nu c_i} c_i (hi_i - lo_i)``,
@@ -548,8 +549,15 @@ def _line_minimize(h: np.ndarray, c: np.ndarray, s: float, t: np.ndarray, lo: np
     return max(0.0, float(r[order[k]]))
 
 
-def lagrangian_bound(g: np.ndarray, grads: np.ndarray, slacks: np.ndarray,
-                     mu: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+def lagrangian_bound(
+    g: np.ndarray,
+    grads: np.ndarray,
+    slacks: np.ndarray,
+    mu: np.ndarray,
+    t: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> float:
     """``sum_j mu_j slack_j + FWbox(g - sum_j mu_j grads_j)``: a bound on ``U* - U(t)``.
 
     Valid for every ``mu >= 0`` and every feasible ``t`` in ``[lo, hi]``.
@@ -582,8 +590,9 @@ def _estimate_multipliers(g, grads, slacks, limits, t, lo, hi) -> np.ndarray:
     return mu
 
 
-def certify_constrained(scenario, tokens: np.ndarray, objective=None,
-                        multipliers: Sequence[float] | None = None) -> Certificate:
+def certify_constrained(
+    scenario, tokens: np.ndarray, objective=None, multipliers: Sequence[float] | None = None
+) -> Certificate:
     """Certificate of an allocation under the scenario's constraints.
 
     Parameters
@@ -612,31 +621,33 @@ def certify_constrained(scenario, tokens: np.ndarray, objective=None,
     cons = constraints_of(sc)
     t = np.asarray(tokens, dtype=float)
     terms = cons.terms() if cons is not None else []
-    kind = ("lagrangian-frank-wolfe" if any(not tm.linear for tm in terms)
-            else "frank-wolfe-polytope" if terms else "frank-wolfe")
+    kind = (
+        "lagrangian-frank-wolfe"
+        if any(not tm.linear for tm in terms)
+        else "frank-wolfe-polytope"
+        if terms
+        else "frank-wolfe"
+    )
     U = obj.value(t)
     lo2 = effective_lower(sc)
     hi = sc.max_tokens
     details: dict[str, Any] = {"constraints": cons.kinds if cons is not None else []}
     if not np.isfinite(U) or np.any(t < lo2) or np.any(t > hi):
         details["infeasible"] = "outside [lo', hi] (min_tokens, min_accuracy, max_tokens)"
-        return Certificate(objective=U, gap=np.inf, upper_bound=np.inf, kind=kind,
-                           details=details)
+        return Certificate(objective=U, gap=np.inf, upper_bound=np.inf, kind=kind, details=details)
     slacks = slacks_of(sc, terms, t)
     if np.any(slacks < 0):
         details["infeasible"] = ", ".join(
-            f"{tm.kind} violated by {-s:.3g}" for tm, s in zip(terms, slacks) if s < 0)
-        return Certificate(objective=U, gap=np.inf, upper_bound=np.inf, kind=kind,
-                           details=details)
+            f"{tm.kind} violated by {-s:.3g}" for tm, s in zip(terms, slacks) if s < 0
+        )
+        return Certificate(objective=U, gap=np.inf, upper_bound=np.inf, kind=kind, details=details)
     g = obj.gradient(t)
     if not terms:
         gap = frank_wolfe_gap(g, t, lo2, hi)
-        return Certificate(objective=U, gap=gap, upper_bound=U + gap, kind=kind,
-                           details=details)
+        return Certificate(objective=U, gap=gap, upper_bound=U + gap, kind=kind, details=details)
     grads = np.array([tm.gradient(sc, t) for tm in terms])
     limits = np.array([tm.limit for tm in terms])
-    starts = [np.zeros(len(terms)),
-              _estimate_multipliers(g, grads, slacks, limits, t, lo2, hi)]
+    starts = [np.zeros(len(terms)), _estimate_multipliers(g, grads, slacks, limits, t, lo2, hi)]
     if multipliers is not None:
         starts.append(np.maximum(np.asarray(multipliers, dtype=float), 0.0))
     best_mu, best = None, np.inf
@@ -666,8 +677,13 @@ def certify_constrained(scenario, tokens: np.ndarray, objective=None,
 # conic integration
 
 
-def conic_constraints(scenario, tokens: cp.Expression, x: cp.Variable, time_unit: float,
-                      slo: cp.Parameter | None = None) -> list[tuple[Any, cp.Constraint, float]]:
+def conic_constraints(
+    scenario,
+    tokens: cp.Expression,
+    x: cp.Variable,
+    time_unit: float,
+    slo: cp.Parameter | None = None,
+) -> list[tuple[Any, cp.Constraint, float]]:
     """The CVXPY constraints of the scenario, as ``(term, constraint, unit)``.
 
     ``slo``, a CVXPY Parameter, stands for ``max_mean_system_time`` when given
@@ -704,8 +720,9 @@ def _min_accuracy_bounds(scenario) -> np.ndarray:
     return np.flatnonzero((tau > scenario.min_tokens) & (width > 0))
 
 
-def constraint_report(scenario, tokens: np.ndarray, compiled=(), objective_scale: float = 1.0
-                      ) -> dict[str, dict[str, Any]]:
+def constraint_report(
+    scenario, tokens: np.ndarray, compiled=(), objective_scale: float = 1.0
+) -> dict[str, dict[str, Any]]:
     """Slack and shadow price of every constraint at ``tokens``.
 
     Parameters
@@ -746,8 +763,12 @@ def constraint_report(scenario, tokens: np.ndarray, compiled=(), objective_scale
         dual = duals.get(term.kind)
         price = float(np.ravel(dual)[0]) if dual is not None else (0.0 if compiled else None)
         out[term.kind] = {
-            "kind": term.kind, "limit": term.limit, "value": value, "slack": slack,
-            "shadow_price": price, "unit": term.unit,
+            "kind": term.kind,
+            "limit": term.limit,
+            "value": value,
+            "slack": slack,
+            "shadow_price": price,
+            "unit": term.unit,
             "active": bool(slack <= 1e-6 * max(abs(term.limit), 1e-12)),
         }
     if cons.min_accuracy is not None:
@@ -763,16 +784,26 @@ def constraint_report(scenario, tokens: np.ndarray, compiled=(), objective_scale
         for i in np.flatnonzero(~np.isnan(alpha)):
             slack = float(acc[i] - alpha[i])
             out[f"min_accuracy[{sc.names[i]}]"] = {
-                "kind": "min_accuracy", "task": sc.names[i], "limit": float(alpha[i]),
-                "value": float(acc[i]), "slack": slack,
+                "kind": "min_accuracy",
+                "task": sc.names[i],
+                "limit": float(alpha[i]),
+                "value": float(acc[i]),
+                "slack": slack,
                 "shadow_price": None if np.isnan(prices[i]) else float(prices[i]),
-                "unit": "accuracy", "active": bool(slack <= 1e-9 or t[i] <= tau[i]),
+                "unit": "accuracy",
+                "active": bool(slack <= 1e-9 or t[i] <= tau[i]),
             }
     return out
 
 
-def finish(scenario, tokens: np.ndarray, objective=None, *, polish_rtol: float = 1e-10,
-           polish_steps: int = 50) -> tuple[np.ndarray, int, str]:
+def finish(
+    scenario,
+    tokens: np.ndarray,
+    objective=None,
+    *,
+    polish_rtol: float = 1e-10,
+    polish_steps: int = 50,
+) -> tuple[np.ndarray, int, str]:
     """Make a solver's point exactly feasible and polish it where that is safe.
 
     * The point is restored into the feasible set (:func:`restore_feasible`).
@@ -812,12 +843,14 @@ def finish(scenario, tokens: np.ndarray, objective=None, *, polish_rtol: float =
     tp, info = polish(box, t, rtol=polish_rtol, max_steps=polish_steps, objective=box_obj)
     if not terms:
         return tp, info.steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
-    if (info.steps > 0 and np.all(slacks_of(sc, terms, tp) >= 0)
-            and obj.value(tp) >= obj.value(t)):
+    if info.steps > 0 and np.all(slacks_of(sc, terms, tp) >= 0) and obj.value(tp) >= obj.value(t):
         return tp, info.steps, "box polish kept: no constraint active at the polished point"
     tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
-    return tc, steps, ("active-set Newton on the KKT system (steps kept only when the "
-                       "certified gap shrinks)")
+    return (
+        tc,
+        steps,
+        ("active-set Newton on the KKT system (steps kept only when the certified gap shrinks)"),
+    )
 
 
 def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.ndarray, int]:
@@ -865,8 +898,11 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
         snap[at_lo] = lo2[at_lo] - t[at_lo]
         snap[at_hi] = hi[at_hi] - t[at_hi]
         limits = np.array([tm.limit for tm in terms])
-        active = [j for j in range(len(terms))
-                  if mu[j] > 0 or slacks[j] <= 1e-6 * max(abs(limits[j]), 1e-12)]
+        active = [
+            j
+            for j in range(len(terms))
+            if mu[j] > 0 or slacks[j] <= 1e-6 * max(abs(limits[j]), 1e-12)
+        ]
         Kg = newton_direction(d, V, M, g, free)
         KC = {j: newton_direction(d, V, M, grads[j], free) for j in active}
         nu = np.zeros(len(terms))
@@ -919,11 +955,13 @@ def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     struggle with such a one-point feasible set; the answer is known exactly.
     """
     cons = constraints_of(scenario)
-    if cons is None or scenario.arrival_rate == 0 and any(
-            isinstance(tm, Utilization) for tm in cons.terms()):
+    if (
+        cons is None
+        or scenario.arrival_rate == 0
+        and any(isinstance(tm, Utilization) for tm in cons.terms())
+    ):
         return False
-    return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0)
-               for tm in cons.terms())
+    return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0) for tm in cons.terms())
 
 
 def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
@@ -935,8 +973,12 @@ def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
     obj = Objective(scenario)
     t = restore_feasible(scenario, lower, lower)
     return Result.from_tokens(
-        scenario, t, method=method, status=st.OPTIMAL, objective=obj,
+        scenario,
+        t,
+        method=method,
+        status=st.OPTIMAL,
+        objective=obj,
         diagnostics={"constraints": constraint_report(scenario, t)},
         message="a constraint holds with equality at the smallest budgets: they are the "
-                "only feasible allocation (no solve needed)",
+        "only feasible allocation (no solve needed)",
     )

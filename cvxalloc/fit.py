@@ -69,10 +69,12 @@ POOLED = "*"
 
 #: Parameters that enter each family linearly (used for starting values) and
 #: nonlinearly (searched on a grid before the least-squares refinement).
-_LINEAR = {"exponential": ("floor", "ceiling"), "power": ("floor", "ceiling"),
-           "logarithmic": ("floor", "gain")}
-_NONLINEAR = {"exponential": ("scale",), "power": ("scale", "exponent"),
-              "logarithmic": ("scale",)}
+_LINEAR = {
+    "exponential": ("floor", "ceiling"),
+    "power": ("floor", "ceiling"),
+    "logarithmic": ("floor", "gain"),
+}
+_NONLINEAR = {"exponential": ("scale",), "power": ("scale", "exponent"), "logarithmic": ("scale",)}
 _EXPONENT_GRID = (0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 _TINY = 1e-9
 
@@ -127,11 +129,16 @@ def _read_rows(path: str | Path, what: str, required: Sequence[str]):
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise MeasurementError(f"{what} CSV {str(path)!r} cannot be read: {exc}") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (n, line)
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not lines:
-        raise MeasurementError(f"{what} CSV {str(path)!r} is empty (expected a header row "
-                               f"with columns {','.join(required)})")
+        raise MeasurementError(
+            f"{what} CSV {str(path)!r} is empty (expected a header row "
+            f"with columns {','.join(required)})"
+        )
     reader = csv.reader([line for _, line in lines])
     header = [h.strip().lower() for h in next(reader)]
     missing = [c for c in required if c not in header]
@@ -157,8 +164,9 @@ def _num(where: str, column: str, text: str) -> float:
     try:
         val = float(text)
     except ValueError:
-        raise MeasurementError(f"{where}: column {column!r} must be a number "
-                               f"(got {text!r})") from None
+        raise MeasurementError(
+            f"{where}: column {column!r} must be a number (got {text!r})"
+        ) from None
     if not math.isfinite(val):
         raise MeasurementError(f"{where}: column {column!r} must be finite (got {text!r})")
     return val
@@ -222,7 +230,8 @@ def read_accuracy_csv(path: str | Path) -> dict[str, AccuracyData]:
             )
         arr = np.array([(t, a) for _, t, a, _ in items], dtype=float)
         out[task] = AccuracyData(
-            tokens=arr[:, 0], accuracy=arr[:, 1],
+            tokens=arr[:, 0],
+            accuracy=arr[:, 1],
             trials=np.array([n for *_, n in items], dtype=float) if all(given) else None,
             rows=np.array([r for r, *_ in items]),
         )
@@ -324,13 +333,24 @@ class FamilyFit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return jsonable({
-            "family": self.family, "params": self.params, "stderr": self.stderr,
-            "fixed": list(self.fixed), "n_points": self.n_points,
-            "n_params": self.n_params, "weighted": self.weighted, "rss": self.rss,
-            "rmse": self.rmse, "chi2": self.chi2, "aic": self.aic, "aicc": self.aicc,
-            "loo_rmse": self.loo_rmse, "at_bound": self.at_bound,
-        })
+        return jsonable(
+            {
+                "family": self.family,
+                "params": self.params,
+                "stderr": self.stderr,
+                "fixed": list(self.fixed),
+                "n_points": self.n_points,
+                "n_params": self.n_params,
+                "weighted": self.weighted,
+                "rss": self.rss,
+                "rmse": self.rmse,
+                "chi2": self.chi2,
+                "aic": self.aic,
+                "aicc": self.aicc,
+                "loo_rmse": self.loo_rmse,
+                "at_bound": self.at_bound,
+            }
+        )
 
 
 def _family(name: str, params: Mapping[str, float]) -> AccuracyFamily:
@@ -407,16 +427,19 @@ class _Param:
         return np.clip(np.array(u, dtype=float), lo, hi)
 
 
-def _starts(name: str, t: np.ndarray, y: np.ndarray, w: np.ndarray,
-            fixed: Mapping[str, float]) -> list[dict[str, float]]:
+def _starts(
+    name: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, fixed: Mapping[str, float]
+) -> list[dict[str, float]]:
     """Starting points: a grid over the nonlinear parameters, linear ones by WLS."""
     tpos = t[t > 0]
     tmin = float(tpos.min()) if tpos.size else 1.0
     tmax = float(t.max()) if t.max() > 0 else 1.0
-    scales = [fixed["scale"]] if "scale" in fixed else \
-        list(np.geomspace(tmin / 20, tmax * 20, 25))
-    expos = [fixed.get("exponent", 1.0)] if "exponent" in fixed or name != "power" \
+    scales = [fixed["scale"]] if "scale" in fixed else list(np.geomspace(tmin / 20, tmax * 20, 25))
+    expos = (
+        [fixed.get("exponent", 1.0)]
+        if "exponent" in fixed or name != "power"
         else list(_EXPONENT_GRID)
+    )
     lin = [k for k in _LINEAR[name] if k not in fixed]
     sw = np.sqrt(w)
     cands = []
@@ -469,8 +492,15 @@ def _weights(y_fit: np.ndarray, trials: np.ndarray | None) -> np.ndarray:
     return trials / (a * (1 - a))
 
 
-def _solve(name: str, t, y, trials, fixed, start: dict[str, float] | None = None,
-           weights: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
+def _solve(
+    name: str,
+    t,
+    y,
+    trials,
+    fixed,
+    start: dict[str, float] | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[dict[str, float], np.ndarray]:
     """Least-squares fit (with binomial reweighting); returns params and weights.
 
     The first pass starts from the best grid points (or from ``start`` only);
@@ -496,9 +526,17 @@ def _solve(name: str, t, y, trials, fixed, start: dict[str, float] | None = None
         best = None
         for p0 in starts:
             try:
-                sol = least_squares(resid, par.internal(p0), bounds=(lo, hi), method="trf",
-                                    x_scale="jac", xtol=1e-10, ftol=1e-12, gtol=1e-12,
-                                    max_nfev=500)
+                sol = least_squares(
+                    resid,
+                    par.internal(p0),
+                    bounds=(lo, hi),
+                    method="trf",
+                    x_scale="jac",
+                    xtol=1e-10,
+                    ftol=1e-12,
+                    gtol=1e-12,
+                    max_nfev=500,
+                )
             except ValueError:
                 continue
             cost = float(sol.fun @ sol.fun)
@@ -511,8 +549,9 @@ def _solve(name: str, t, y, trials, fixed, start: dict[str, float] | None = None
     return best[1], w
 
 
-def _stderr(name: str, params: dict[str, float], free: list[str], t, y, w,
-            scale_by_residuals: bool) -> dict[str, float]:
+def _stderr(
+    name: str, params: dict[str, float], free: list[str], t, y, w, scale_by_residuals: bool
+) -> dict[str, float]:
     """Standard errors from the Jacobian in the natural parameters (delta method)."""
     k = len(free)
     J = np.empty((len(t), k))
@@ -592,13 +631,16 @@ def fit_family(
     """
     where = f'task "{task}": ' if task else ""
     if family not in FAMILIES:
-        raise MeasurementError(f"{where}unknown family {family!r}; use one of "
-                               + ", ".join(FAMILIES))
+        raise MeasurementError(
+            f"{where}unknown family {family!r}; use one of " + ", ".join(FAMILIES)
+        )
     fixed = dict(fixed or {})
     for key in fixed:
         if key not in FAMILIES[family].params:
-            raise MeasurementError(f"{where}{family} has no parameter {key!r} to fix "
-                                   f"(its parameters: {', '.join(FAMILIES[family].params)})")
+            raise MeasurementError(
+                f"{where}{family} has no parameter {key!r} to fix "
+                f"(its parameters: {', '.join(FAMILIES[family].params)})"
+            )
     t = np.asarray(tokens, dtype=float)
     y = np.asarray(accuracy, dtype=float)
     n_tr = None if trials is None else np.asarray(trials, dtype=float)
@@ -611,8 +653,10 @@ def fit_family(
             "parameter"
         )
     if len(np.unique(t)) < min(k, n):
-        raise MeasurementError(f"{where}the {family} family needs measurements at >= {k} "
-                               f"distinct budgets (got {len(np.unique(t))})")
+        raise MeasurementError(
+            f"{where}the {family} family needs measurements at >= {k} "
+            f"distinct budgets (got {len(np.unique(t))})"
+        )
     params, w = _solve(family, t, y, n_tr, fixed)
     params = {key: params[key] for key in FAMILIES[family].params}
     resid = _model(family, params, t) - y
@@ -634,18 +678,40 @@ def fit_family(
             if len(np.unique(t[keep])) < k:
                 continue
             # one pass from the full fit, with its binomial weights held fixed
-            pj, _ = _solve(family, t[keep], y[keep], None if n_tr is None else n_tr[keep],
-                           fixed, start=params, weights=w[keep])
-            errs.append(float(_model(family, pj, t[j:j + 1])[0] - y[j]))
+            pj, _ = _solve(
+                family,
+                t[keep],
+                y[keep],
+                None if n_tr is None else n_tr[keep],
+                fixed,
+                start=params,
+                weights=w[keep],
+            )
+            errs.append(float(_model(family, pj, t[j : j + 1])[0] - y[j]))
         if errs:
             loo_rmse = math.sqrt(float(np.mean(np.square(errs))))
     lo_b, hi_b = par.bounds()
     u = par.internal(params)
-    at_bound = [("floor" if c == "ratio" else c) for c, x, lo, hi in zip(par.coords, u, lo_b, hi_b)
-                if (np.isfinite(lo) and x <= lo + 1e-7) or (np.isfinite(hi) and x >= hi - 1e-7)]
-    return FamilyFit(family=family, params=params, stderr=stderr, fixed=tuple(sorted(fixed)),
-                     n_points=n, n_params=k, weighted=n_tr is not None, rss=rss, chi2=chi2,
-                     aic=aic, aicc=aicc, loo_rmse=loo_rmse, at_bound=at_bound)
+    at_bound = [
+        ("floor" if c == "ratio" else c)
+        for c, x, lo, hi in zip(par.coords, u, lo_b, hi_b)
+        if (np.isfinite(lo) and x <= lo + 1e-7) or (np.isfinite(hi) and x >= hi - 1e-7)
+    ]
+    return FamilyFit(
+        family=family,
+        params=params,
+        stderr=stderr,
+        fixed=tuple(sorted(fixed)),
+        n_points=n,
+        n_params=k,
+        weighted=n_tr is not None,
+        rss=rss,
+        chi2=chi2,
+        aic=aic,
+        aicc=aicc,
+        loo_rmse=loo_rmse,
+        at_bound=at_bound,
+    )
 
 
 @dataclass
@@ -681,8 +747,11 @@ class TaskFit:
     def ranked(self) -> list[str]:
         """Fitted families, best first by the criterion (the chosen one first)."""
         crit = "aic" if self.criterion == "given" else self.criterion
-        rest = sorted((f.score(crit) if np.isfinite(f.score(crit)) else np.inf, f.aic, k)
-                      for k, f in self.fits.items() if k != self.chosen)
+        rest = sorted(
+            (f.score(crit) if np.isfinite(f.score(crit)) else np.inf, f.aic, k)
+            for k, f in self.fits.items()
+            if k != self.chosen
+        )
         return [self.chosen] + [k for *_, k in rest]
 
     def restrict_to(self, max_tokens: float) -> str | None:
@@ -700,8 +769,10 @@ class TaskFit:
                 if self.criterion == "given":
                     break
                 old, self.chosen = self.chosen, k
-                return (f'task "{self.task}": {old} (best by {self.criterion}) exceeds '
-                        f"accuracy 1 by max_tokens {max_tokens:g}; using {k}")
+                return (
+                    f'task "{self.task}": {old} (best by {self.criterion}) exceeds '
+                    f"accuracy 1 by max_tokens {max_tokens:g}; using {k}"
+                )
         raise MeasurementError(
             f'task "{self.task}": the fitted {self.chosen} curve exceeds accuracy 1 at '
             f"max_tokens {max_tokens:g}; lower --max-tokens for this task or use another "
@@ -710,11 +781,15 @@ class TaskFit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"task": self.task, "n_points": len(self.data),
-                "weighted": self.data.trials is not None, "chosen": self.chosen,
-                "criterion": self.criterion,
-                "fits": {k: f.to_dict() for k, f in self.fits.items()},
-                "skipped": dict(self.skipped)}
+        return {
+            "task": self.task,
+            "n_points": len(self.data),
+            "weighted": self.data.trials is not None,
+            "chosen": self.chosen,
+            "criterion": self.criterion,
+            "fits": {k: f.to_dict() for k, f in self.fits.items()},
+            "skipped": dict(self.skipped),
+        }
 
 
 def fit_task(
@@ -743,8 +818,9 @@ def fit_task(
         Task name, for messages.
     """
     if criterion not in CRITERIA:
-        raise MeasurementError(f"unknown criterion {criterion!r}; use one of "
-                               + ", ".join(CRITERIA))
+        raise MeasurementError(
+            f"unknown criterion {criterion!r}; use one of " + ", ".join(CRITERIA)
+        )
     fams = list(families or FAMILIES)
     fixed = fixed or {}
     fits: dict[str, FamilyFit] = {}
@@ -752,8 +828,9 @@ def fit_task(
     errors: list[str] = []
     for fam in fams:
         try:
-            fits[fam] = fit_family(data.tokens, data.accuracy, fam, trials=data.trials,
-                                   fixed=fixed.get(fam), task=task)
+            fits[fam] = fit_family(
+                data.tokens, data.accuracy, fam, trials=data.trials, fixed=fixed.get(fam), task=task
+            )
         except MeasurementError as exc:
             if len(fams) == 1:
                 raise
@@ -763,8 +840,9 @@ def fit_task(
         raise MeasurementError(errors[0])
     if len(fams) == 1:
         return TaskFit(task, data, fits, skipped, fams[0], "given")
-    scored = [(f.score(criterion), name) for name, f in fits.items()
-              if np.isfinite(f.score(criterion))]
+    scored = [
+        (f.score(criterion), name) for name, f in fits.items() if np.isfinite(f.score(criterion))
+    ]
     used = criterion
     if not scored:  # e.g. AICc or LOO undefined for so few points: fall back to AIC
         used = "aic"
@@ -811,8 +889,9 @@ class ServiceFit:
         return jsonable(dict(self.__dict__))
 
 
-def fit_service(tokens: Sequence[float] | np.ndarray, seconds: Sequence[float] | np.ndarray,
-                *, line: str = "") -> ServiceFit:
+def fit_service(
+    tokens: Sequence[float] | np.ndarray, seconds: Sequence[float] | np.ndarray, *, line: str = ""
+) -> ServiceFit:
     """Fit ``seconds = base + per_token * tokens`` and the relative spread ``scv``.
 
     Weighted least squares with weights ``1 / line^2`` (the model's standard
@@ -831,18 +910,27 @@ def fit_service(tokens: Sequence[float] | np.ndarray, seconds: Sequence[float] |
     n = len(t)
     what = f"service line {line!r}" if line and line != POOLED else "service line"
     if n < 3:
-        raise MeasurementError(f"{what}: {n} measurement(s); need >= 3 (2 for the line "
-                               "base + per_token, 1 more for the spread scv)")
+        raise MeasurementError(
+            f"{what}: {n} measurement(s); need >= 3 (2 for the line "
+            "base + per_token, 1 more for the spread scv)"
+        )
     if len(np.unique(t)) < 2:
-        raise MeasurementError(f"{what}: all measurements are at {t[0]:g} tokens; "
-                               "per_token needs >= 2 distinct token counts")
+        raise MeasurementError(
+            f"{what}: all measurements are at {t[0]:g} tokens; "
+            "per_token needs >= 2 distinct token counts"
+        )
     X = np.column_stack([np.ones(n), t])
     w = np.ones(n)
     coef = np.zeros(2)
     for _ in range(3):
         sw = np.sqrt(w)
-        sol = lsq_linear(X * sw[:, None], s * sw, bounds=([0.0, 1e-15], [np.inf, np.inf]),
-                         lsmr_tol="auto", method="bvls")
+        sol = lsq_linear(
+            X * sw[:, None],
+            s * sw,
+            bounds=([0.0, 1e-15], [np.inf, np.inf]),
+            lsmr_tol="auto",
+            method="bvls",
+        )
         coef = sol.x
         w = 1.0 / np.maximum(X @ coef, 1e-12) ** 2
     line_s = X @ coef
@@ -857,15 +945,24 @@ def fit_service(tokens: Sequence[float] | np.ndarray, seconds: Sequence[float] |
         se = np.full(2, np.nan)
     scv_se = float(np.std(z2, ddof=1) / math.sqrt(n) * n / (n - 2))
     rmse = float(np.sqrt(np.mean((s - line_s) ** 2)))
-    return ServiceFit(base=float(coef[0]), per_token=float(coef[1]), base_se=float(se[0]),
-                      per_token_se=float(se[1]), scv=scv, scv_se=scv_se, n_points=n, rmse=rmse)
+    return ServiceFit(
+        base=float(coef[0]),
+        per_token=float(coef[1]),
+        base_se=float(se[0]),
+        per_token_se=float(se[1]),
+        scv=scv,
+        scv_se=scv_se,
+        n_points=n,
+        rmse=rmse,
+    )
 
 
 # ----------------------------------------------------------------------------
 # Scenario
 # ----------------------------------------------------------------------------
-def _per_task(name: str, values: Mapping[str, float] | float | None, task: str,
-              default: Any = None) -> Any:
+def _per_task(
+    name: str, values: Mapping[str, float] | float | None, task: str, default: Any = None
+) -> Any:
     if values is None:
         return default
     if isinstance(values, Mapping):
@@ -929,46 +1026,70 @@ def build_scenario(
             )
     else:
         names = list(task_fits)
-    lam = arrival_rate if arrival_rate is not None else (
-        template.arrival_rate if template is not None else None)
-    gamma = latency_weight if latency_weight is not None else (
-        template.latency_weight if template is not None else None)
+    lam = (
+        arrival_rate
+        if arrival_rate is not None
+        else (template.arrival_rate if template is not None else None)
+    )
+    gamma = (
+        latency_weight
+        if latency_weight is not None
+        else (template.latency_weight if template is not None else None)
+    )
     if lam is None:
         raise MeasurementError("arrival_rate is required (give --arrival-rate or --template)")
     if gamma is None:
-        raise MeasurementError("latency_weight is required (give --latency-weight or "
-                               "--template)")
+        raise MeasurementError("latency_weight is required (give --latency-weight or --template)")
     n = len(names)
     if probability is not None:
         missing = [t for t in names if t not in probability]
         if missing:
-            raise MeasurementError(f'probability missing for task "{missing[0]}" '
-                                   "(give --probability TASK=P for every task)")
+            raise MeasurementError(
+                f'probability missing for task "{missing[0]}" '
+                "(give --probability TASK=P for every task)"
+            )
         extra = [t for t in probability if t not in names]
         if extra:
-            raise MeasurementError(f'probability given for unknown task "{extra[0]}" '
-                                   f"(tasks: {', '.join(names)})")
+            raise MeasurementError(
+                f'probability given for unknown task "{extra[0]}" (tasks: {", ".join(names)})'
+            )
 
     def tmpl(attr: str, i_t: int | None, default: Any) -> Any:
         if template is None or i_t is None:
             return default
         return float(getattr(template, attr)[i_t])
 
-    cols: dict[str, list[float]] = {k: [] for k in (
-        "probability", "weight", "min_tokens", "max_tokens", "base", "per_token", "scv",
-        "variance")}
+    cols: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "probability",
+            "weight",
+            "min_tokens",
+            "max_tokens",
+            "base",
+            "per_token",
+            "scv",
+            "variance",
+        )
+    }
     blocks: list[tuple[AccuracyFamily, np.ndarray]] = []
     for i, task in enumerate(names):
         it = names.index(task) if template is not None else None
         tf = task_fits.get(task)
         cols["probability"].append(
-            probability[task] if probability is not None else tmpl("probability", it, 1.0 / n))
+            probability[task] if probability is not None else tmpl("probability", it, 1.0 / n)
+        )
         cols["weight"].append(_per_task("weight", weight, task, tmpl("weight", it, 1.0)))
-        cols["min_tokens"].append(_per_task("min_tokens", min_tokens, task,
-                                            tmpl("min_tokens", it, 0.0)))
+        cols["min_tokens"].append(
+            _per_task("min_tokens", min_tokens, task, tmpl("min_tokens", it, 0.0))
+        )
         hi_default = float(tf.data.tokens.max()) if tf is not None else None
-        hi = _per_task("max_tokens", max_tokens, task,
-                       hi_default if template is None else tmpl("max_tokens", it, hi_default))
+        hi = _per_task(
+            "max_tokens",
+            max_tokens,
+            task,
+            hi_default if template is None else tmpl("max_tokens", it, hi_default),
+        )
         cols["max_tokens"].append(hi)
         sf = service_fits.get(task, service_fits.get(POOLED))
         for key in ("base", "per_token", "scv"):
@@ -991,19 +1112,27 @@ def build_scenario(
                 if note:
                     notes.append(note)
                 if hi > tf.data.tokens.max():
-                    notes.append(f'task "{task}": max_tokens {hi:g} extrapolates the curve '
-                                 f"beyond the largest measured budget {tf.data.tokens.max():g}")
+                    notes.append(
+                        f'task "{task}": max_tokens {hi:g} extrapolates the curve '
+                        f"beyond the largest measured budget {tf.data.tokens.max():g}"
+                    )
             blocks.append((tf.best.curve(), np.array([i])))
         else:
             fam, j = template.accuracy.family_of(it)
             blocks.append((fam.take(np.array([j])) if len(fam) > 1 else fam, np.array([i])))
     return Scenario(
-        names=names, **{k: np.array(v, dtype=float) for k, v in cols.items()},
-        accuracy=AccuracyCurves(blocks, n), arrival_rate=float(lam), latency_weight=float(gamma),
+        names=names,
+        **{k: np.array(v, dtype=float) for k, v in cols.items()},
+        accuracy=AccuracyCurves(blocks, n),
+        arrival_rate=float(lam),
+        latency_weight=float(gamma),
         levels=[None] * n if template is None else list(template.levels),
         step=np.ones(n) if template is None else template.step,
-        **({} if getattr(template, "constraints", None) is None
-           else {"constraints": template.constraints}),
+        **(
+            {}
+            if getattr(template, "constraints", None) is None
+            else {"constraints": template.constraints}
+        ),
     )
 
 
@@ -1086,17 +1215,25 @@ class Calibration:
         for name, tf in self.tasks.items():
             d = tf.data
             kind = "binomial weights (trials)" if d.trials is not None else "unweighted"
-            lines.append(f'task "{name}": {len(d)} points, tokens {d.tokens.min():g}..'
-                         f"{d.tokens.max():g}, {kind}")
-            lines.append(f"  {'family':<12} {'AIC':>9} {'AICc':>9} {'LOO rmse':>9} "
-                         f"{'rmse':>8}  parameters (+- standard error)")
+            lines.append(
+                f'task "{name}": {len(d)} points, tokens {d.tokens.min():g}..'
+                f"{d.tokens.max():g}, {kind}"
+            )
+            lines.append(
+                f"  {'family':<12} {'AIC':>9} {'AICc':>9} {'LOO rmse':>9} "
+                f"{'rmse':>8}  parameters (+- standard error)"
+            )
             for fam, f in tf.fits.items():
                 mark = "*" if fam == tf.chosen else " "
-                ps = ", ".join(_fmt_param(k, f.params[k], f.stderr[k], k in f.fixed)
-                               for k in FAMILIES[fam].params)
+                ps = ", ".join(
+                    _fmt_param(k, f.params[k], f.stderr[k], k in f.fixed)
+                    for k in FAMILIES[fam].params
+                )
                 bound = f"  [at bound: {', '.join(f.at_bound)}]" if f.at_bound else ""
-                lines.append(f" {mark}{fam:<12} {f.aic:>9.3f} {_g(f.aicc):>9} "
-                             f"{_g(f.loo_rmse):>9} {f.rmse:>8.4f}  {ps}{bound}")
+                lines.append(
+                    f" {mark}{fam:<12} {f.aic:>9.3f} {_g(f.aicc):>9} "
+                    f"{_g(f.loo_rmse):>9} {f.rmse:>8.4f}  {ps}{bound}"
+                )
             for fam, why in tf.skipped.items():
                 lines.append(f"  {fam:<12} skipped: {why}")
             lines.append(f"  chosen: {tf.chosen} ({tf.criterion})")
@@ -1121,25 +1258,23 @@ def _fmt_param(key: str, val: float, se: float, fixed: bool) -> str:
     return f"{key} {val:.4g} +- {_g(se)}"
 
 
-def _precheck(tasks: list[str], sfits: Mapping[str, ServiceFit],
-              args: Mapping[str, Any]) -> None:
+def _precheck(tasks: list[str], sfits: Mapping[str, ServiceFit], args: Mapping[str, Any]) -> None:
     """Fail fast (before the fits) on scenario arguments that cannot work."""
     if args.get("template") is not None:
         return
-    for key, flag in (("arrival_rate", "--arrival-rate"), ("latency_weight",
-                                                            "--latency-weight")):
+    for key, flag in (("arrival_rate", "--arrival-rate"), ("latency_weight", "--latency-weight")):
         if args.get(key) is None:
             raise MeasurementError(f"{key} is required (give {flag} or --template)")
     prob = args.get("probability")
     if prob is not None:
         for t in tasks:
             if t not in prob:
-                raise MeasurementError(f'probability missing for task "{t}" '
-                                       "(give --probability TASK=P for every task)")
+                raise MeasurementError(
+                    f'probability missing for task "{t}" (give --probability TASK=P for every task)'
+                )
     per_token = args.get("per_token")
     for t in tasks:
-        if t not in sfits and POOLED not in sfits and _per_task("per_token", per_token, t) \
-                is None:
+        if t not in sfits and POOLED not in sfits and _per_task("per_token", per_token, t) is None:
             raise MeasurementError(
                 f'task "{t}": no service time: give a service CSV with rows for it '
                 "(or pooled rows), --per-token, or --template"
@@ -1200,7 +1335,9 @@ def calibrate(
         if scenario_args.get("probability") is None and tmpl is None:
             notes.append("no --probability given: the mix is uniform over the measured tasks")
         if scenario_args.get("max_tokens") is None and tmpl is None:
-            notes.append("max_tokens = the largest measured budget of each task "
-                         "(give --max-tokens to extrapolate)")
+            notes.append(
+                "max_tokens = the largest measured budget of each task "
+                "(give --max-tokens to extrapolate)"
+            )
         cal.scenario = build_scenario(tasks, sfits, notes=notes, **scenario_args)
     return cal

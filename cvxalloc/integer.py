@@ -147,7 +147,7 @@ class Grids:
         t = np.asarray(t, dtype=float)
         k = np.clip(np.round((t - self.lo) / self.step), 0, self.size - 1).astype(np.int64)
         for i in np.flatnonzero(self.is_menu):
-            lv = self.flat[self.offset[i]: self.offset[i] + self.size[i]]
+            lv = self.flat[self.offset[i] : self.offset[i] + self.size[i]]
             j = int(np.searchsorted(lv, t[i]))
             if j == 0:
                 k[i] = 0
@@ -163,7 +163,7 @@ class Grids:
         k = np.clip(np.floor((t - self.lo) / self.step + 1e-12), 0, self.size - 1)
         k = k.astype(np.int64)
         for i in np.flatnonzero(self.is_menu):
-            lv = self.flat[self.offset[i]: self.offset[i] + self.size[i]]
+            lv = self.flat[self.offset[i] : self.offset[i] + self.size[i]]
             k[i] = max(int(np.searchsorted(lv, t[i], side="right")) - 1, 0)
         return k
 
@@ -192,8 +192,9 @@ class LocalSearchInfo:
     gain: float
 
 
-def _move_gains(sc, obj: Objective, t: np.ndarray, t_new: np.ndarray, ok: np.ndarray,
-                acc_t: np.ndarray) -> np.ndarray:
+def _move_gains(
+    sc, obj: Objective, t: np.ndarray, t_new: np.ndarray, ok: np.ndarray, acc_t: np.ndarray
+) -> np.ndarray:
     """``U`` after moving type ``i`` alone to ``t_new[i]`` minus ``U(t)``, for every i.
 
     Computed from differences of the moments (not of two large utilities) so
@@ -261,8 +262,11 @@ def local_search(
         acc_t = sc.accuracy.value(t)
         ev = obj.evaluate(t)
         # Gains below this are rounding noise of the moment differences.
-        noise = 64 * np.finfo(float).eps * (abs(ev.accuracy) + sc.latency_weight
-                                            * abs(ev.mean_system_time) + 1e-300)
+        noise = (
+            64
+            * np.finfo(float).eps
+            * (abs(ev.accuracy) + sc.latency_weight * abs(ev.mean_system_time) + 1e-300)
+        )
         best_gain, best_i, best_k = 0.0, -1, 0
         for direction in (-1, 1):
             kn = k + direction
@@ -281,8 +285,9 @@ def local_search(
     return k, LocalSearchInfo(moves=moves, converged=converged, gain=obj.value(t) - U0)
 
 
-def integer_certificate(scenario, tokens: np.ndarray, continuous_tokens: np.ndarray,
-                        objective: Objective | None = None) -> Certificate:
+def integer_certificate(
+    scenario, tokens: np.ndarray, continuous_tokens: np.ndarray, objective: Objective | None = None
+) -> Certificate:
     """Certified gap of a grid allocation against the continuous bound.
 
     ``gap = U(t_c) + FWgap(t_c) - U(tokens)``: the continuous problem's
@@ -311,10 +316,15 @@ def integer_certificate(scenario, tokens: np.ndarray, continuous_tokens: np.ndar
     upper = cont.upper_bound
     gap = upper - U if np.isfinite(U) else np.inf
     return Certificate(
-        objective=U, gap=max(gap, 0.0) if np.isfinite(gap) else np.inf,
-        upper_bound=upper, kind="integer",
-        details={"continuous_upper_bound": upper, "continuous_objective": cont.objective,
-                 "continuous_gap": cont.gap},
+        objective=U,
+        gap=max(gap, 0.0) if np.isfinite(gap) else np.inf,
+        upper_bound=upper,
+        kind="integer",
+        details={
+            "continuous_upper_bound": upper,
+            "continuous_objective": cont.objective,
+            "continuous_gap": cont.gap,
+        },
     )
 
 
@@ -333,8 +343,11 @@ def _refuse_constraints(sc) -> None:
 
 def _stable_start(sc, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
     """Nearest grid point, or a stable fallback (floor, then the smallest levels)."""
-    for how, k in (("nearest", g.nearest(t_cont)), ("floor", g.floor(t_cont)),
-                   ("lowest", np.zeros(sc.n, dtype=np.int64))):
+    for how, k in (
+        ("nearest", g.nearest(t_cont)),
+        ("floor", g.floor(t_cont)),
+        ("lowest", np.zeros(sc.n, dtype=np.int64)),
+    ):
         if sc.utilization(g.values(k)) < 1:
             return k, how
     m1 = float(sc.probability @ sc.service_time(g.values(np.zeros(sc.n, dtype=np.int64))))
@@ -345,8 +358,13 @@ def _stable_start(sc, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
     )
 
 
-def round_allocation(scenario, continuous: Result | None = None, method: str | None = None,
-                     *, max_moves: int | None = None) -> Result:
+def round_allocation(
+    scenario,
+    continuous: Result | None = None,
+    method: str | None = None,
+    *,
+    max_moves: int | None = None,
+) -> Result:
     """Best grid allocation found by rounding the continuous optimum, certified.
 
     Parameters
@@ -391,8 +409,7 @@ def round_allocation(scenario, continuous: Result | None = None, method: str | N
     t_cont = np.clip(np.asarray(continuous.tokens, dtype=float), sc.min_tokens, sc.max_tokens)
     if sc.utilization(t_cont) >= 1:
         raise SolverError(
-            f"continuous solution of method {continuous.method!r} is unstable; "
-            "cannot round it"
+            f"continuous solution of method {continuous.method!r} is unstable; cannot round it"
         )
     t_c_done = time.perf_counter()
     obj = Objective(sc)
@@ -405,12 +422,18 @@ def round_allocation(scenario, continuous: Result | None = None, method: str | N
     U_cont = cert.details["continuous_objective"]
     status = st.OPTIMAL if info.converged else st.ITERATION_LIMIT
     res = Result.from_tokens(
-        sc, tokens, method="rounding", status=status, objective=obj,
+        sc,
+        tokens,
+        method="rounding",
+        status=status,
+        objective=obj,
         iterations=info.moves,
-        solver_stats={"continuous_method": continuous.method,
-                      "continuous_status": continuous.status,
-                      "continuous_time": t_c_done - t0,
-                      "total_time": time.perf_counter() - t0},
+        solver_stats={
+            "continuous_method": continuous.method,
+            "continuous_status": continuous.status,
+            "continuous_time": t_c_done - t0,
+            "total_time": time.perf_counter() - t0,
+        },
         diagnostics={
             "continuous_upper_bound": cert.upper_bound,
             "continuous_objective": U_cont,
@@ -434,8 +457,9 @@ def round_allocation(scenario, continuous: Result | None = None, method: str | N
     return res
 
 
-def solve_rounding(scenario, *, continuous_method: str | None = None,
-                   max_moves: int | None = None) -> Result:
+def solve_rounding(
+    scenario, *, continuous_method: str | None = None, max_moves: int | None = None
+) -> Result:
     """``solve(scenario, method="rounding")``: :func:`round_allocation` as a method.
 
     Parameters

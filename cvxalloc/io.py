@@ -166,9 +166,20 @@ def scenario_from_dict(data: Mapping[str, Any]):
     if not isinstance(tasks, list):
         raise ScenarioError("task must be an array of tables ([[task]] in TOML)")
 
-    cols: dict[str, list[float]] = {k: [] for k in (
-        "probability", "weight", "min_tokens", "max_tokens",
-        "base", "per_token", "scv", "variance", "step")}
+    cols: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "probability",
+            "weight",
+            "min_tokens",
+            "max_tokens",
+            "base",
+            "per_token",
+            "scv",
+            "variance",
+            "step",
+        )
+    }
     names: list[str] = []
     levels: list[np.ndarray | None] = []
     fam_rows: dict[str, tuple[list[int], dict[str, list[float]]]] = {}
@@ -237,8 +248,9 @@ def scenario_from_dict(data: Mapping[str, Any]):
     blocks = []
     for model, (idx, params) in fam_rows.items():
         fam = FAMILIES[model]
-        blocks.append((fam(**{fam.params[k]: np.array(v) for k, v in params.items()}),
-                       np.array(idx)))
+        blocks.append(
+            (fam(**{fam.params[k]: np.array(v) for k, v in params.items()}), np.array(idx))
+        )
     curves = AccuracyCurves(blocks, len(names))
     return Scenario(
         names=names,

@@ -97,9 +97,15 @@ class Objective:
         W = self.latency.value(t)
         U = acc - self.gamma * W if mo.rho < 1 else -np.inf
         return Evaluation(
-            tokens=t, objective=U, accuracy=acc, type_accuracy=a,
-            service_time=sc.service_time(t), mean_system_time=W,
-            utilization=mo.rho, m1=mo.m1, m2=mo.m2,
+            tokens=t,
+            objective=U,
+            accuracy=acc,
+            type_accuracy=a,
+            service_time=sc.service_time(t),
+            mean_system_time=W,
+            utilization=mo.rho,
+            m1=mo.m1,
+            m2=mo.m2,
         )
 
 

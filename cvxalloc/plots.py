@@ -97,8 +97,13 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
         from .objective import evaluate
 
         pw = scenario.probability * scenario.weight
-        span = float(pw @ (scenario.accuracy.value(scenario.max_tokens)
-                           - scenario.accuracy.value(scenario.min_tokens)))
+        span = float(
+            pw
+            @ (
+                scenario.accuracy.value(scenario.max_tokens)
+                - scenario.accuracy.value(scenario.min_tokens)
+            )
+        )
         w_lo = evaluate(scenario, scenario.min_tokens).mean_system_time
         gamma = max(span, 1e-6) / max(w_lo, 1e-9)
     return gamma * np.logspace(-decades, decades, points)
@@ -114,12 +119,14 @@ def frontier_sweep(scenario, weights: np.ndarray | None = None, method: str | No
 
     if weights is None:
         weights = default_latency_weights(scenario)
-    return sweep_latency_weight(scenario, np.asarray(weights, dtype=float), method=method,
-                                uniform=True)
+    return sweep_latency_weight(
+        scenario, np.asarray(weights, dtype=float), method=method, uniform=True
+    )
 
 
-def frontier_axes(ax, sweep, current: tuple[float, float] | None = None,
-                  title: str = "Accuracy-latency frontier") -> None:
+def frontier_axes(
+    ax, sweep, current: tuple[float, float] | None = None, title: str = "Accuracy-latency frontier"
+) -> None:
     """Draw weighted accuracy against mean system time: optimal and best uniform.
 
     Parameters
@@ -134,19 +141,28 @@ def frontier_axes(ax, sweep, current: tuple[float, float] | None = None,
     w = np.asarray(sweep.mean_system_time, dtype=float)
     a = np.asarray(sweep.accuracy, dtype=float)
     order = np.argsort(w)
-    ax.plot(w[order], a[order], "o-", color=COLORS["optimal"], ms=3.5,
-            label="optimal per-type budgets")
+    ax.plot(
+        w[order], a[order], "o-", color=COLORS["optimal"], ms=3.5, label="optimal per-type budgets"
+    )
     uw = getattr(sweep, "uniform_mean_system_time", None)
     ua = getattr(sweep, "uniform_accuracy", None)
     if uw is not None and ua is not None:
         uw, ua = np.asarray(uw, dtype=float), np.asarray(ua, dtype=float)
         ok = np.isfinite(uw) & np.isfinite(ua)
         o = np.argsort(uw[ok])
-        ax.plot(uw[ok][o], ua[ok][o], "s--", color=COLORS["uniform"], ms=3,
-                label="best uniform budget")
+        ax.plot(
+            uw[ok][o], ua[ok][o], "s--", color=COLORS["uniform"], ms=3, label="best uniform budget"
+        )
     if current is not None:
-        ax.plot([current[0]], [current[1]], "*", color="black", ms=13, zorder=5,
-                label="this scenario's optimum")
+        ax.plot(
+            [current[0]],
+            [current[1]],
+            "*",
+            color="black",
+            ms=13,
+            zorder=5,
+            label="this scenario's optimum",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("mean system time W (s, log scale)")
     ax.set_ylabel("weighted accuracy  sum p_i w_i A_i")
@@ -155,8 +171,9 @@ def frontier_axes(ax, sweep, current: tuple[float, float] | None = None,
     ax.legend(loc="lower right", fontsize=8)
 
 
-def allocation_axes(ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None,
-                    max_types: int = 40) -> None:
+def allocation_axes(
+    ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None, max_types: int = 40
+) -> None:
     """Bars of the tokens per type, with each type's bounds as a grey range.
 
     Shows the ``max_types`` most frequent types when there are more.
@@ -166,15 +183,25 @@ def allocation_axes(ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None
     if scenario.n > max_types:
         idx = np.sort(np.argsort(-scenario.probability)[:max_types])
     x = np.arange(idx.size)
-    ax.bar(x, scenario.max_tokens[idx] - scenario.min_tokens[idx],
-           bottom=scenario.min_tokens[idx], color="#dddddd", width=0.8,
-           label="[min_tokens, max_tokens]")
+    ax.bar(
+        x,
+        scenario.max_tokens[idx] - scenario.min_tokens[idx],
+        bottom=scenario.min_tokens[idx],
+        color="#dddddd",
+        width=0.8,
+        label="[min_tokens, max_tokens]",
+    )
     width = 0.38 if uniform is not None else 0.6
     shift = width / 2 if uniform is not None else 0.0
     ax.bar(x - shift, t[idx], width=width, color=COLORS["optimal"], label="optimal")
     if uniform is not None:
-        ax.bar(x + shift, np.asarray(uniform, dtype=float)[idx], width=width,
-               color=COLORS["uniform"], label="best uniform")
+        ax.bar(
+            x + shift,
+            np.asarray(uniform, dtype=float)[idx],
+            width=width,
+            color=COLORS["uniform"],
+            label="best uniform",
+        )
     labels = [f"{scenario.names[i]}\np={scenario.probability[i]:.2g}" for i in idx]
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=8, rotation=0 if idx.size <= 8 else 90)
@@ -187,8 +214,9 @@ def allocation_axes(ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
-                    method: str | None = None) -> Figure:
+def scenario_figure(
+    scenario, result=None, sweep=None, points: int = 25, method: str | None = None
+) -> Figure:
     """The user's view of a scenario: frontier (left) and allocation (right).
 
     Parameters
@@ -205,14 +233,17 @@ def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:
-        sweep = frontier_sweep(scenario, default_latency_weights(scenario, points),
-                               method=method)
+        sweep = frontier_sweep(scenario, default_latency_weights(scenario, points), method=method)
     # the best uniform budget that meets the scenario's constraints, if it has any
     uni = best_uniform(scenario) if scenario.n <= 10_000 else None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.8))
-    frontier_axes(ax1, sweep, current=(result.mean_system_time, result.accuracy),
-                  title=f"Frontier: latency weight {float(np.min(sweep.latency_weight)):.2g}"
-                        f" to {float(np.max(sweep.latency_weight)):.2g}")
+    frontier_axes(
+        ax1,
+        sweep,
+        current=(result.mean_system_time, result.accuracy),
+        title=f"Frontier: latency weight {float(np.min(sweep.latency_weight)):.2g}"
+        f" to {float(np.max(sweep.latency_weight)):.2g}",
+    )
     allocation_axes(ax2, scenario, result.tokens, None if uni is None else uni.tokens)
     fig.suptitle(
         f"U = {result.objective:.5g}, accuracy {result.accuracy:.4f}, "
@@ -226,11 +257,15 @@ def scenario_figure(scenario, result=None, sweep=None, points: int = 25,
 
 # --------------------------------------------------------------------------
 # validation figures
-def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
-                saturation: float | None = None,
-                ylabel: str = "utility U", title: str = "",
-                tokens: Mapping[str, Sequence[float]] | None = None,
-                logx: bool = False) -> Figure:
+def load_figure(
+    rates: np.ndarray,
+    rows: Mapping[str, Sequence[float]],
+    saturation: float | None = None,
+    ylabel: str = "utility U",
+    title: str = "",
+    tokens: Mapping[str, Sequence[float]] | None = None,
+    logx: bool = False,
+) -> Figure:
     """Utility (and its loss) of each policy against the arrival rate.
 
     Parameters
@@ -257,8 +292,14 @@ def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
         ax1.plot(rates, vals, style, ms=3, color=COLORS.get(name), label=name)
         if name != "optimal":
             loss = opt - vals
-            ax2.plot(rates, np.where(loss > 0, loss, np.nan), style, ms=3,
-                     color=COLORS.get(name), label=f"optimal - {name}")
+            ax2.plot(
+                rates,
+                np.where(loss > 0, loss, np.nan),
+                style,
+                ms=3,
+                color=COLORS.get(name),
+                label=f"optimal - {name}",
+            )
     if tokens:
         for name, vals in tokens.items():
             axes[2].plot(rates, vals, "-", label=name)
@@ -281,10 +322,13 @@ def load_figure(rates: np.ndarray, rows: Mapping[str, Sequence[float]],
     return fig
 
 
-def convergence_figure(curves: Mapping[str, Sequence[float]],
-                       bounds: Mapping[str, Sequence[float]] | None = None,
-                       title: str = "Convergence (certified gap)", ax=None,
-                       logx: bool = False) -> Figure:
+def convergence_figure(
+    curves: Mapping[str, Sequence[float]],
+    bounds: Mapping[str, Sequence[float]] | None = None,
+    title: str = "Convergence (certified gap)",
+    ax=None,
+    logx: bool = False,
+) -> Figure:
     """Certified gap against iteration on a log scale, with predicted bounds.
 
     Parameters
@@ -308,12 +352,23 @@ def convergence_figure(curves: Mapping[str, Sequence[float]],
     for j, (label, gap) in enumerate(curves.items()):
         g = np.asarray(gap, dtype=float)
         g = np.where(g > 0, g, np.nan)
-        ax.semilogy(np.arange(g.size) + (1 if logx else 0), g, "-" if g.size > 2 else "o",
-                    color=colors[j % len(colors)], label=label)
+        ax.semilogy(
+            np.arange(g.size) + (1 if logx else 0),
+            g,
+            "-" if g.size > 2 else "o",
+            color=colors[j % len(colors)],
+            label=label,
+        )
     for j, (label, bound) in enumerate((bounds or {}).items()):
         b = np.asarray(bound, dtype=float)
-        ax.semilogy(np.arange(b.size) + (1 if logx else 0), b, "--",
-                    color=colors[j % len(colors)], lw=1, label=label)
+        ax.semilogy(
+            np.arange(b.size) + (1 if logx else 0),
+            b,
+            "--",
+            color=colors[j % len(colors)],
+            lw=1,
+            label=label,
+        )
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel("iteration" + (" + 1 (log scale)" if logx else ""))
@@ -325,9 +380,12 @@ def convergence_figure(curves: Mapping[str, Sequence[float]],
     return fig
 
 
-def rounding_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]],
-                    title: str = "Loss of integer budgets",
-                    ylabel: str = "utility below the continuous optimum") -> Figure:
+def rounding_figure(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    title: str = "Loss of integer budgets",
+    ylabel: str = "utility below the continuous optimum",
+) -> Figure:
     """Grouped bars per case (e.g. per grid step), log scale; ``nan`` bars are left out.
 
     Parameters
@@ -347,8 +405,9 @@ def rounding_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]]
     for j, (name, vals) in enumerate(series.items()):
         v = np.asarray(vals, dtype=float)
         ok = np.isfinite(v) & (v > 0)
-        ax.bar(x[ok] - 0.4 + width * (j + 0.5), v[ok], width=width, color=colors[j % 10],
-               label=name)
+        ax.bar(
+            x[ok] - 0.4 + width * (j + 0.5), v[ok], width=width, color=colors[j % 10], label=name
+        )
     ax.set_yscale("log")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=8)
@@ -360,8 +419,9 @@ def rounding_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]]
     return fig
 
 
-def pk_figure(series: Mapping[str, Mapping[str, Sequence[float]]],
-              confidence: float = 0.99) -> Figure:
+def pk_figure(
+    series: Mapping[str, Mapping[str, Sequence[float]]], confidence: float = 0.99
+) -> Figure:
     """Pollaczek-Khinchine against simulation across utilizations.
 
     Parameters
@@ -384,11 +444,26 @@ def pk_figure(series: Mapping[str, Mapping[str, Sequence[float]]],
         sim = np.asarray(d["simulated"], dtype=float)
         low, high = np.asarray(d["low"], dtype=float), np.asarray(d["high"], dtype=float)
         ax1.semilogy(u, model, "-", color=col, lw=1, label=f"{label}: PK")
-        ax1.errorbar(u, sim, yerr=[sim - low, high - sim], fmt="o", ms=3.5, color=col,
-                     capsize=3, label=f"{label}: simulated ({level} CI)")
-        ax2.errorbar(u + 0.004 * j, 100 * (sim / model - 1),
-                     yerr=[100 * (sim - low) / model, 100 * (high - sim) / model],
-                     fmt="o", ms=3.5, color=col, capsize=3, label=label)
+        ax1.errorbar(
+            u,
+            sim,
+            yerr=[sim - low, high - sim],
+            fmt="o",
+            ms=3.5,
+            color=col,
+            capsize=3,
+            label=f"{label}: simulated ({level} CI)",
+        )
+        ax2.errorbar(
+            u + 0.004 * j,
+            100 * (sim / model - 1),
+            yerr=[100 * (sim - low) / model, 100 * (high - sim) / model],
+            fmt="o",
+            ms=3.5,
+            color=col,
+            capsize=3,
+            label=label,
+        )
     ax1.set_xlabel("utilization rho")
     ax1.set_ylabel("mean system time (s, log scale)")
     ax1.set_title("Mean system time: Pollaczek-Khinchine and simulation")

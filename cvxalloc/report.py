@@ -51,8 +51,10 @@ def constraint_table(constraints: dict) -> list[str]:
     """
     names = list(constraints)
     width = max(10, *(len(n) for n in names))
-    head = (f"{'constraint':<{width}}  {'unit':>8}  {'limit':>11}  {'value':>11}  "
-            f"{'slack':>11}  {'shadow price':>12}")
+    head = (
+        f"{'constraint':<{width}}  {'unit':>8}  {'limit':>11}  {'value':>11}  "
+        f"{'slack':>11}  {'shadow price':>12}"
+    )
     lines = [head, "-" * len(head)]
     for name in names:
         e = constraints[name]

@@ -98,9 +98,7 @@ class Scenario:
                 raise ScenarioError(f"{name} must be one-dimensional (got shape {val.shape})")
             val = np.array(np.broadcast_to(val, (n,)), dtype=float) if val.size in (1, n) else val
             if val.shape != (n,):
-                raise ScenarioError(
-                    f"{name} must have one entry per task ({n}), got {val.size}"
-                )
+                raise ScenarioError(f"{name} must have one entry per task ({n}), got {val.size}")
             val.setflags(write=False)
             object.__setattr__(self, name, val)
         if not self.levels:
@@ -158,8 +156,16 @@ class Scenario:
         """A copy with some fields replaced (validated again)."""
         kw = {
             name: getattr(self, name)
-            for name in ("names", *_ARRAY_FIELDS, "accuracy", "arrival_rate",
-                         "latency_weight", "levels", "step", "constraints")
+            for name in (
+                "names",
+                *_ARRAY_FIELDS,
+                "accuracy",
+                "arrival_rate",
+                "latency_weight",
+                "levels",
+                "step",
+                "constraints",
+            )
         }
         kw.update(changes)
         return Scenario(**kw)
@@ -249,10 +255,20 @@ class Scenario:
         lv = list(levels) if levels is not None else [None] * n
         lv = [None if x is None else np.asarray(x, dtype=float) for x in lv]
         return cls(
-            names=list(names), probability=p, weight=weight, min_tokens=min_tokens,
-            max_tokens=max_tokens, base=base, per_token=per_token, scv=scv,
-            variance=variance, accuracy=accuracy, arrival_rate=arrival_rate,
-            latency_weight=latency_weight, levels=lv, step=step,
+            names=list(names),
+            probability=p,
+            weight=weight,
+            min_tokens=min_tokens,
+            max_tokens=max_tokens,
+            base=base,
+            per_token=per_token,
+            scv=scv,
+            variance=variance,
+            accuracy=accuracy,
+            arrival_rate=arrival_rate,
+            latency_weight=latency_weight,
+            levels=lv,
+            step=step,
         )
 
     @classmethod
@@ -338,8 +354,10 @@ class Scenario:
             ("variance", lambda x: x >= 0, "must be >= 0 seconds squared"),
         )
         where_of = {
-            "base": "service.base", "per_token": "service.per_token",
-            "scv": "service.scv", "variance": "service.variance",
+            "base": "service.base",
+            "per_token": "service.per_token",
+            "scv": "service.scv",
+            "variance": "service.variance",
         }
         for fname, ok, text in rules:
             arr = getattr(self, fname)
@@ -415,8 +433,9 @@ class Scenario:
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
         cons = self.constraints
         # An SLO or a utilization cap below 1 keeps the optimum away from saturation.
-        bounded = cons is not None and (cons.max_mean_system_time is not None
-                                        or (cons.max_utilization or 1.0) < 1)
+        bounded = cons is not None and (
+            cons.max_mean_system_time is not None or (cons.max_utilization or 1.0) < 1
+        )
         if self.latency_weight == 0 and lam * m1_hi >= 1 and not bounded:
             raise UnstableError(
                 "queue: latency_weight is 0 and the maximum budgets are unstable, so utility "
@@ -424,4 +443,3 @@ class Scenario:
                 f"lower max_tokens (or arrival_rate below {1 / m1_hi:.6g} queries/s), or add "
                 "a max_mean_system_time or max_utilization < 1 constraint"
             )
-

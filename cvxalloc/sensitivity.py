@@ -178,9 +178,13 @@ class Sensitivity:
             return {n: float(v) for n, v in zip(names, x)}
 
         def der(d: Derivative) -> dict[str, Any]:
-            return {"tokens": per(d.tokens), "objective": d.objective,
-                    "mean_system_time": d.mean_system_time, "utilization": d.utilization,
-                    "accuracy": d.accuracy}
+            return {
+                "tokens": per(d.tokens),
+                "objective": d.objective,
+                "mean_system_time": d.mean_system_time,
+                "utilization": d.utilization,
+                "accuracy": d.accuracy,
+            }
 
         lo_r, hi_r = self.arrival_rate_range
         out: dict[str, Any] = {
@@ -192,8 +196,7 @@ class Sensitivity:
             "elasticity_arrival_rate": per(self.elasticity_arrival_rate),
             "arrival_rate_range": [lo_r, hi_r if np.isfinite(hi_r) else None],
             "mix_direction": "toward type i: p(eps) = (1 - eps) p + eps e_i",
-            "d_mix": None if self.mix is None else {
-                n: der(m) for n, m in zip(names, self.mix)},
+            "d_mix": None if self.mix is None else {n: der(m) for n, m in zip(names, self.mix)},
         }
         return out
 
@@ -211,8 +214,10 @@ class Sensitivity:
         lam = sc.arrival_rate
         dl = change * lam
         d = self.arrival_rate
-        lines = [f"arrival rate {lam:.6g}/s; if traffic changes by {change:+.0%} "
-                 f"(to {lam + dl:.6g}/s), to first order:"]
+        lines = [
+            f"arrival rate {lam:.6g}/s; if traffic changes by {change:+.0%} "
+            f"(to {lam + dl:.6g}/s), to first order:"
+        ]
         lines.append(f"  utility U*       {dl * d.objective:+.6g}   (dU*/dlam = {d.objective:.6g})")
         lines.append(f"  mean system time {dl * d.mean_system_time:+.6g} s")
         lines.append(f"  utilization      {dl * d.utilization:+.6g}")
@@ -220,22 +225,31 @@ class Sensitivity:
         order = np.argsort(-np.abs(d.tokens))[:top]
         lines.append(f"  {'task':<14} {'tokens':>10} {'change':>10} {'%':>8}  status")
         for i in order:
-            status = "free" if self.free[i] else (
-                "at min" if self.tokens[i] <= sc.min_tokens[i] + 1e-9 else "at max")
+            status = (
+                "free"
+                if self.free[i]
+                else ("at min" if self.tokens[i] <= sc.min_tokens[i] + 1e-9 else "at max")
+            )
             if sc.names[i] in self.kinks:
                 status += " (kink: one-sided)"
             pct = 100 * dl * d.tokens[i] / self.tokens[i] if self.tokens[i] > 0 else 0.0
-            lines.append(f"  {sc.names[i]:<14} {self.tokens[i]:>10.1f} "
-                         f"{dl * d.tokens[i]:>+10.1f} {pct:>+7.2f}%  {status}")
+            lines.append(
+                f"  {sc.names[i]:<14} {self.tokens[i]:>10.1f} "
+                f"{dl * d.tokens[i]:>+10.1f} {pct:>+7.2f}%  {status}"
+            )
         lo_r, hi_r = self.arrival_rate_range
         hi_txt = f"{hi_r:.6g}" if np.isfinite(hi_r) else "inf"
-        lines.append(f"  (same active set, to first order, for arrival rate in "
-                     f"[{lo_r:.6g}, {hi_txt}])")
+        lines.append(
+            f"  (same active set, to first order, for arrival rate in [{lo_r:.6g}, {hi_txt}])"
+        )
         if self.mix is not None and sc.n <= 12:
             lines.append("")
             lines.append("mix: move 1% of the traffic to type i (p -> 0.99 p + 0.01 e_i):")
-            head = "  " + f"{'toward':<12} {'dU*':>10} {'dW s':>9}  " + " ".join(
-                f"{n[:9]:>9}" for n in sc.names)
+            head = (
+                "  "
+                + f"{'toward':<12} {'dU*':>10} {'dW s':>9}  "
+                + " ".join(f"{n[:9]:>9}" for n in sc.names)
+            )
             lines.append(head)
             for i, m in enumerate(self.mix):
                 lines.append(
@@ -301,10 +315,16 @@ def _active_range(sc, obj, t, free, g, dt_lam) -> tuple[float, float]:
     steps_up, steps_dn = [np.inf], [np.inf]
     with np.errstate(divide="ignore", invalid="ignore"):
         f = free
-        up = np.where(dt_lam[f] > 0, (hi[f] - t[f]) / dt_lam[f],
-                      np.where(dt_lam[f] < 0, (lo[f] - t[f]) / dt_lam[f], np.inf))
-        dn = np.where(dt_lam[f] < 0, (t[f] - hi[f]) / dt_lam[f],
-                      np.where(dt_lam[f] > 0, (t[f] - lo[f]) / dt_lam[f], np.inf))
+        up = np.where(
+            dt_lam[f] > 0,
+            (hi[f] - t[f]) / dt_lam[f],
+            np.where(dt_lam[f] < 0, (lo[f] - t[f]) / dt_lam[f], np.inf),
+        )
+        dn = np.where(
+            dt_lam[f] < 0,
+            (t[f] - hi[f]) / dt_lam[f],
+            np.where(dt_lam[f] > 0, (t[f] - lo[f]) / dt_lam[f], np.inf),
+        )
         steps_up.append(np.min(up, initial=np.inf))
         steps_dn.append(np.min(dn, initial=np.inf))
         # bound types: total derivative of their gradient, dg_B + H_BF dt_F
@@ -317,10 +337,8 @@ def _active_range(sc, obj, t, free, g, dt_lam) -> tuple[float, float]:
             gB = g[B]
             # the gradient crosses zero at lam + s with s = -g / dg
             s = -gB / dgB
-            steps_up.append(np.min(np.where((s > 0) & np.isfinite(s), s, np.inf),
-                                   initial=np.inf))
-            steps_dn.append(np.min(np.where((s < 0) & np.isfinite(s), -s, np.inf),
-                                   initial=np.inf))
+            steps_up.append(np.min(np.where((s > 0) & np.isfinite(s), s, np.inf), initial=np.inf))
+            steps_dn.append(np.min(np.where((s < 0) & np.isfinite(s), -s, np.inf), initial=np.inf))
     lam_hi = lam + min(steps_up)
     lam_lo = max(lam - min(steps_dn), 0.0)
     return float(lam_lo), float(lam_hi)
@@ -407,5 +425,13 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
             dp = -p.copy()
             dp[i] += 1.0
             mixes.append(_derivative(sc, obj, t, free, dp, 0.0))
-    return Sensitivity(scenario=sc, tokens=t, free=free, kinks=kinks, arrival_rate=d_lam,
-                       arrival_rate_range=rng, mix=mixes, _objective=obj)
+    return Sensitivity(
+        scenario=sc,
+        tokens=t,
+        free=free,
+        kinks=kinks,
+        arrival_rate=d_lam,
+        arrival_rate_range=rng,
+        mix=mixes,
+        _objective=obj,
+    )

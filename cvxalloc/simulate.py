@@ -375,21 +375,23 @@ class SimulationResult:
         ulo, uhi = self.utility_ci
         pct = self.percentiles
         level = f"{100 * self.confidence:g}%"
-        return "\n".join([
-            f"simulated {self.queries:,} queries (warm-up {self.warmup:,}, "
-            f"{self.batches} batches, seed {self.seed})",
-            f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
-            f"[{lo:.4f}, {hi:.4f}]   model (PK) {self.mean_system_time_model:.4f} s",
-            f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
-            f"{pct['p99']:.3f} s",
-            f"mean waiting time  {self.mean_waiting_time:.4f} s",
-            f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
-            f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
-            f"model {self.accuracy_model:.5f}",
-            f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
-            f"model {self.utility_model:.5f}",
-            f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
-        ])
+        return "\n".join(
+            [
+                f"simulated {self.queries:,} queries (warm-up {self.warmup:,}, "
+                f"{self.batches} batches, seed {self.seed})",
+                f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
+                f"[{lo:.4f}, {hi:.4f}]   model (PK) {self.mean_system_time_model:.4f} s",
+                f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
+                f"{pct['p99']:.3f} s",
+                f"mean waiting time  {self.mean_waiting_time:.4f} s",
+                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
+                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
+                f"model {self.accuracy_model:.5f}",
+                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
+                f"model {self.utility_model:.5f}",
+                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
+            ]
+        )
 
 
 # --------------------------------------------------------------------------
@@ -411,7 +413,7 @@ class _Batches:
         b1 = (hi - 1 - self.warmup) // self.size
         cuts = self.warmup + self.size * np.arange(b0 + 1, b1 + 1)
         offsets = np.concatenate([[lo], cuts]) - lo
-        sums[b0:b1 + 1] += np.add.reduceat(values[lo - start:hi - start], offsets)
+        sums[b0 : b1 + 1] += np.add.reduceat(values[lo - start : hi - start], offsets)
 
     def means(self, key: str) -> np.ndarray:
         return self.sums[key] / self.size
@@ -540,10 +542,16 @@ def simulate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=queries, unit="query", unit_scale=True, desc="simulate",
-                   file=sys.stderr, leave=False)
+        bar = tqdm(
+            total=queries,
+            unit="query",
+            unit_scale=True,
+            desc="simulate",
+            file=sys.stderr,
+            leave=False,
+        )
 
-    prev_w = prev_s = 0.0          # an empty system at time 0
+    prev_w = prev_s = 0.0  # an empty system at time 0
     busy = span = 0.0
     wait_sum = 0.0
     acc_sum = acc_sq = 0.0
@@ -568,9 +576,9 @@ def simulate(
             bm.add("score", start, score)
             lo, hi = max(start, warmup), min(start + m, bm.end)
             if lo < hi:
-                kept[lo - warmup:hi - warmup] = system[lo - start:hi - start]
-                wait_sum += float(wait[lo - start:hi - start].sum())
-                sc_kept = score[lo - start:hi - start]
+                kept[lo - warmup : hi - warmup] = system[lo - start : hi - start]
+                wait_sum += float(wait[lo - start : hi - start].sum())
+                sc_kept = score[lo - start : hi - start]
                 acc_sum += float(sc_kept.sum())
                 acc_sq += float(sc_kept @ sc_kept)
             if bar is not None:

@@ -9,8 +9,14 @@ from typing import Any
 from .errors import OptionError
 from .result import Result
 
-__all__ = ["solve", "METHODS", "DEFAULT_METHOD", "available_methods", "choose_method",
-           "CONSTRAINT_SUPPORT"]
+__all__ = [
+    "solve",
+    "METHODS",
+    "DEFAULT_METHOD",
+    "available_methods",
+    "choose_method",
+    "CONSTRAINT_SUPPORT",
+]
 
 #: method name -> "module:function" (imported on first use). Each function takes
 #: the scenario and keyword options and returns a :class:`~cvxalloc.result.Result`.
@@ -46,8 +52,7 @@ def choose_method(scenario, method: str | None = None) -> str:
     kinds = set(getattr(getattr(scenario, "constraints", None), "kinds", None) or [])
     if kinds <= set(CONSTRAINT_SUPPORT.get(DEFAULT_METHOD, ())):
         return DEFAULT_METHOD
-    return next((m for m in METHODS if kinds <= set(CONSTRAINT_SUPPORT.get(m, ()))),
-                DEFAULT_METHOD)
+    return next((m for m in METHODS if kinds <= set(CONSTRAINT_SUPPORT.get(m, ()))), DEFAULT_METHOD)
 
 
 def _resolve(method: str):
@@ -93,8 +98,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     params = inspect.signature(func).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not accepts_any:
-        allowed = [k for k, p in params.items()
-                   if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        allowed = [k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         bad = [k for k in options if k not in allowed]
         if bad:
             raise OptionError(

@@ -122,14 +122,21 @@ class SweepResult:
         if self.parameter == "slo":
             cols["slo"] = self.slo
         cols["latency_weight"] = self.latency_weight
-        cols.update(status=self.status, objective=self.objective, accuracy=self.accuracy,
-                    mean_system_time=self.mean_system_time, utilization=self.utilization,
-                    gap=self.gap)
+        cols.update(
+            status=self.status,
+            objective=self.objective,
+            accuracy=self.accuracy,
+            mean_system_time=self.mean_system_time,
+            utilization=self.utilization,
+            gap=self.gap,
+        )
         if self.uniform_objective is not None:
-            cols.update(uniform_budget=self.uniform_budget,
-                        uniform_objective=self.uniform_objective,
-                        uniform_accuracy=self.uniform_accuracy,
-                        uniform_mean_system_time=self.uniform_mean_system_time)
+            cols.update(
+                uniform_budget=self.uniform_budget,
+                uniform_objective=self.uniform_objective,
+                uniform_accuracy=self.uniform_accuracy,
+                uniform_mean_system_time=self.uniform_mean_system_time,
+            )
         for j, name in enumerate(self.names):
             cols[f"tokens[{name}]"] = self.tokens[:, j]
         return cols
@@ -163,11 +170,26 @@ class SweepResult:
                 return [str(x) for x in arr.tolist()]
             return jsonable(arr.astype(float))
 
-        out: dict[str, Any] = {"parameter": self.parameter, "method": self.method,
-                               "names": list(self.names)}
-        for key in ("latency_weight", "slo", "objective", "accuracy", "mean_system_time",
-                    "utilization", "gap", "status", "tokens", "uniform_budget",
-                    "uniform_objective", "uniform_accuracy", "uniform_mean_system_time"):
+        out: dict[str, Any] = {
+            "parameter": self.parameter,
+            "method": self.method,
+            "names": list(self.names),
+        }
+        for key in (
+            "latency_weight",
+            "slo",
+            "objective",
+            "accuracy",
+            "mean_system_time",
+            "utilization",
+            "gap",
+            "status",
+            "tokens",
+            "uniform_budget",
+            "uniform_objective",
+            "uniform_accuracy",
+            "uniform_mean_system_time",
+        ):
             val = getattr(self, key)
             if val is not None:
                 out[key] = clean(val)
@@ -224,9 +246,15 @@ def best_uniform(scenario, objective: Objective | None = None) -> Result:
         hi = np.maximum(lo2, np.minimum(hi, left))
     box = sc.with_(min_tokens=lo2, max_tokens=hi, levels=[None] * sc.n, constraints=None)
     res = uniform_budget(box)
-    return Result.from_tokens(sc, res.tokens, method="uniform", status=res.status,
-                              objective=objective, message=res.message,
-                              diagnostics=res.diagnostics)
+    return Result.from_tokens(
+        sc,
+        res.tokens,
+        method="uniform",
+        status=res.status,
+        objective=objective,
+        message=res.message,
+        diagnostics=res.diagnostics,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -242,8 +270,14 @@ def _grid(values: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: bool,
-         options: dict[str, Any]) -> SweepResult:
+def _run(
+    scenario,
+    param: str,
+    values: np.ndarray,
+    method: str | None,
+    uniform: bool,
+    options: dict[str, Any],
+) -> SweepResult:
     import time
 
     import cvxpy as cp
@@ -254,8 +288,10 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
     name = choose_method(_point(sc, param, values[0]) if param == "slo" else sc, method)
     k, n = values.size, sc.n
     nan = np.full(k, np.nan)
-    out = {key: nan.copy() for key in ("objective", "accuracy", "mean_system_time",
-                                       "utilization", "gap")}
+    out = {
+        key: nan.copy()
+        for key in ("objective", "accuracy", "mean_system_time", "utilization", "gap")
+    }
     uni = {key: nan.copy() for key in ("objective", "accuracy", "mean_system_time", "budget")}
     tokens = np.full((k, n), np.nan)
     status = np.empty(k, dtype=object)
@@ -300,8 +336,7 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
         status[j] = res.status
         tokens[j] = res.tokens
         out["objective"][j], out["accuracy"][j] = res.objective, res.accuracy
-        out["mean_system_time"][j], out["utilization"][j] = (res.mean_system_time,
-                                                            res.utilization)
+        out["mean_system_time"][j], out["utilization"][j] = (res.mean_system_time, res.utilization)
         out["gap"][j] = res.certificate.gap
         if uniform:
             u = best_uniform(sc_j)
@@ -310,14 +345,19 @@ def _run(scenario, param: str, values: np.ndarray, method: str | None, uniform: 
             uni["budget"][j] = u.diagnostics.get("budget", np.nan)
     elapsed = time.perf_counter() - t0
     return SweepResult(
-        parameter=param, latency_weight=gammas,
+        parameter=param,
+        latency_weight=gammas,
         slo=values.copy() if param == "slo" else None,
-        status=status.astype(str), tokens=tokens, names=list(sc.names), method=name,
+        status=status.astype(str),
+        tokens=tokens,
+        names=list(sc.names),
+        method=name,
         uniform_objective=uni["objective"] if uniform else None,
         uniform_accuracy=uni["accuracy"] if uniform else None,
         uniform_mean_system_time=uni["mean_system_time"] if uniform else None,
         uniform_budget=uni["budget"] if uniform else None,
-        messages=messages, timing={"total": elapsed, "per_point": elapsed / k},
+        messages=messages,
+        timing={"total": elapsed, "per_point": elapsed / k},
         **out,
     )
 
@@ -342,8 +382,9 @@ def _point(sc, param: str, value: float):
     return sc.with_(constraints=cons.with_(max_mean_system_time=float(value)))
 
 
-def sweep_latency_weight(scenario, weights: Any, method: str | None = None,
-                         uniform: bool = True, **options: Any) -> SweepResult:
+def sweep_latency_weight(
+    scenario, weights: Any, method: str | None = None, uniform: bool = True, **options: Any
+) -> SweepResult:
     """Solve for each latency weight ``gamma`` in ``weights``: the frontier.
 
     Parameters
@@ -374,8 +415,9 @@ def sweep_latency_weight(scenario, weights: Any, method: str | None = None,
     return _run(scenario, "latency_weight", w, method, uniform, options)
 
 
-def sweep_slo(scenario, slos: Any, method: str | None = None, uniform: bool = True,
-              **options: Any) -> SweepResult:
+def sweep_slo(
+    scenario, slos: Any, method: str | None = None, uniform: bool = True, **options: Any
+) -> SweepResult:
     """Solve for each mean-latency SLO (``max_mean_system_time``, seconds) in ``slos``.
 
     The scenario's ``latency_weight`` and its other constraints are kept; an

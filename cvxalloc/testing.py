@@ -82,8 +82,11 @@ def random_scenario(
     m = 1 if identical else n
     fam_names = rng.choice(list(families), size=m)
     hi = np.exp(rng.uniform(np.log(256), np.log(32768), m))
-    lo = np.where(rng.random(m) < 0.3, rng.uniform(0, 0.4, m) * hi, 0.0) if lower_bounds \
+    lo = (
+        np.where(rng.random(m) < 0.3, rng.uniform(0, 0.4, m) * hi, 0.0)
+        if lower_bounds
         else np.zeros(m)
+    )
     a = rng.uniform(0, 3, m)
     b = np.exp(rng.uniform(np.log(1e-3), np.log(5e-2), m))
     k = rng.uniform(0, 2, m) if scv else np.zeros(m)
@@ -111,8 +114,9 @@ def random_scenario(
         if name == "exponential":
             fam = Exponential(floor=floor[idx], ceiling=ceiling[idx], scale=scale[idx])
         elif name == "power":
-            fam = Power(floor=floor[idx], ceiling=ceiling[idx], scale=scale[idx],
-                        exponent=expo[idx])
+            fam = Power(
+                floor=floor[idx], ceiling=ceiling[idx], scale=scale[idx], exponent=expo[idx]
+            )
         else:
             fam = Logarithmic(floor=floor[idx], gain=gain[idx], scale=scale[idx])
         blocks.append((fam, idx))
@@ -129,13 +133,23 @@ def random_scenario(
     del rho_lo_room
     gamma = (
         float(np.exp(rng.uniform(np.log(1e-5), np.log(1e-1))))
-        if latency_weight is None else latency_weight
+        if latency_weight is None
+        else latency_weight
     )
     if gamma == 0 and lam * m1_hi >= 1:
         gamma = 1e-3
     return Scenario.from_arrays(
-        probability=p, weight=w, min_tokens=lo, max_tokens=hi, base=a, per_token=b,
-        scv=k, variance=v, accuracy=curves, arrival_rate=lam, latency_weight=gamma,
+        probability=p,
+        weight=w,
+        min_tokens=lo,
+        max_tokens=hi,
+        base=a,
+        per_token=b,
+        scv=k,
+        variance=v,
+        accuracy=curves,
+        arrival_rate=lam,
+        latency_weight=gamma,
     )
 
 
@@ -179,8 +193,14 @@ def scenarios(
         gamma_zero = load in ("light", "heavy") and draw(st.integers(0, 9)) == 0
         seed = draw(st.integers(0, 2**32 - 1))
         return random_scenario(
-            np.random.default_rng(seed), n, load=load, families=fams, identical=identical,
-            scv=scv, variance=variance, lower_bounds=lower,
+            np.random.default_rng(seed),
+            n,
+            load=load,
+            families=fams,
+            identical=identical,
+            scv=scv,
+            variance=variance,
+            lower_bounds=lower,
             latency_weight=0.0 if gamma_zero else None,
         )
 

@@ -36,10 +36,15 @@ def small_scenario(n: int = 3, load: float = 0.5, gamma: float = 0.01, seed: int
     b = r.uniform(0.005, 0.02, n)
     lam = load / float(p @ (a + b * hi))
     return cvxalloc.Scenario.from_arrays(
-        probability=p, max_tokens=hi, per_token=b, base=a,
-        accuracy=Exponential(floor=r.uniform(0, 0.4, n), ceiling=r.uniform(0.5, 1, n),
-                             scale=r.uniform(300, 4000, n)),
-        arrival_rate=lam, latency_weight=gamma,
+        probability=p,
+        max_tokens=hi,
+        per_token=b,
+        base=a,
+        accuracy=Exponential(
+            floor=r.uniform(0, 0.4, n), ceiling=r.uniform(0.5, 1, n), scale=r.uniform(300, 4000, n)
+        ),
+        arrival_rate=lam,
+        latency_weight=gamma,
     )
 
 

@@ -17,8 +17,7 @@ def _family(name: str, rng: np.random.Generator, n: int = 12):
     if name == "exponential":
         return Exponential(floor=floor, ceiling=ceiling, scale=scale)
     if name == "power":
-        return Power(floor=floor, ceiling=ceiling, scale=scale,
-                     exponent=rng.uniform(0.2, 2.0, n))
+        return Power(floor=floor, ceiling=ceiling, scale=scale, exponent=rng.uniform(0.2, 2.0, n))
     return Logarithmic(floor=floor, gain=rng.uniform(0.01, 0.1, n), scale=scale)
 
 
@@ -106,7 +105,7 @@ def test_family_formulas_at_hand_points():
 def test_curves_with_mixed_blocks_match_each_family(rng):
     fams = [_family(n, rng, 4) for n in FAMILIES]
     perm = rng.permutation(12)
-    blocks = [(f, perm[4 * k: 4 * k + 4]) for k, f in enumerate(fams)]
+    blocks = [(f, perm[4 * k : 4 * k + 4]) for k, f in enumerate(fams)]
     curves = AccuracyCurves(blocks, 12)
     t = rng.uniform(0, 5000, 12)
     w = rng.uniform(0.5, 2, 12)
@@ -119,7 +118,8 @@ def test_curves_with_mixed_blocks_match_each_family(rng):
     x = cp.Variable(12)
     x.value = t
     assert float(curves.weighted_cvxpy(x, w).value) == pytest.approx(
-        float(w @ curves.value(t)), rel=1e-13)
+        float(w @ curves.value(t)), rel=1e-13
+    )
     assert sorted(set(curves.family_names)) == sorted(FAMILIES)
     sub = curves.take(np.array([5, 0, 11]))
     np.testing.assert_allclose(sub.value(t[[5, 0, 11]]), curves.value(t)[[5, 0, 11]])
@@ -141,19 +141,28 @@ def test_blocks_must_partition():
         AccuracyCurves([(e, np.array([0, 1]))], 3)
 
 
-@pytest.mark.parametrize("model, values, match", [
-    ("exponential", {"floor": 0.2, "ceiling": 1.2, "scale": 10.0}, "ceiling must be <= 1"),
-    ("exponential", {"floor": 0.8, "ceiling": 0.8, "scale": 10.0}, "ceiling must be > floor"),
-    ("exponential", {"floor": -0.1, "ceiling": 0.8, "scale": 10.0}, "floor must be >= 0"),
-    ("exponential", {"floor": 0.1, "ceiling": 0.8, "scale": 0.0}, "scale must be > 0"),
-    ("exponential", {"floor": 0.1, "ceiling": np.nan, "scale": 1.0}, "must be a finite"),
-    ("power", {"floor": 0.1, "ceiling": 0.8, "scale": 10.0, "exponent": 0.0},
-     "exponent must be > 0"),
-    ("power", {"floor": 0.1, "ceiling": 0.8, "scale": 10.0, "exponent": np.inf},
-     "must be a finite"),
-    ("logarithmic", {"floor": 0.1, "gain": 0.0, "scale": 10.0}, "gain must be > 0"),
-    ("logarithmic", {"floor": 0.1, "gain": 0.1, "scale": -1.0}, "scale must be > 0"),
-])
+@pytest.mark.parametrize(
+    "model, values, match",
+    [
+        ("exponential", {"floor": 0.2, "ceiling": 1.2, "scale": 10.0}, "ceiling must be <= 1"),
+        ("exponential", {"floor": 0.8, "ceiling": 0.8, "scale": 10.0}, "ceiling must be > floor"),
+        ("exponential", {"floor": -0.1, "ceiling": 0.8, "scale": 10.0}, "floor must be >= 0"),
+        ("exponential", {"floor": 0.1, "ceiling": 0.8, "scale": 0.0}, "scale must be > 0"),
+        ("exponential", {"floor": 0.1, "ceiling": np.nan, "scale": 1.0}, "must be a finite"),
+        (
+            "power",
+            {"floor": 0.1, "ceiling": 0.8, "scale": 10.0, "exponent": 0.0},
+            "exponent must be > 0",
+        ),
+        (
+            "power",
+            {"floor": 0.1, "ceiling": 0.8, "scale": 10.0, "exponent": np.inf},
+            "must be a finite",
+        ),
+        ("logarithmic", {"floor": 0.1, "gain": 0.0, "scale": 10.0}, "gain must be > 0"),
+        ("logarithmic", {"floor": 0.1, "gain": 0.1, "scale": -1.0}, "scale must be > 0"),
+    ],
+)
 def test_family_checks(model, values, match):
     with pytest.raises(ScenarioError, match=match) as err:
         FAMILIES[model].check('task "x"', values)

@@ -172,11 +172,24 @@ def _scenario(n=4, load=0.5, gamma=0.01, seed=0, **kw):
     a = kw.pop("base", r.uniform(0.2, 2.0, n))
     b = kw.pop("b", r.uniform(0.005, 0.02, n))
     lam = load / float(p @ (a + b * hi))
-    acc = kw.pop("accuracy", Exponential(floor=r.uniform(0, 0.4, n), ceiling=r.uniform(0.5, 1, n),
-                                         scale=r.uniform(0.1, 0.6, n) * hi))
+    acc = kw.pop(
+        "accuracy",
+        Exponential(
+            floor=r.uniform(0, 0.4, n),
+            ceiling=r.uniform(0.5, 1, n),
+            scale=r.uniform(0.1, 0.6, n) * hi,
+        ),
+    )
     return cvxalloc.Scenario.from_arrays(
-        probability=p, max_tokens=hi, per_token=b, base=a, accuracy=acc,
-        arrival_rate=lam, latency_weight=gamma, **kw)
+        probability=p,
+        max_tokens=hi,
+        per_token=b,
+        base=a,
+        accuracy=acc,
+        arrival_rate=lam,
+        latency_weight=gamma,
+        **kw,
+    )
 
 
 def test_near_saturation():
@@ -211,9 +224,16 @@ def test_single_type():
 
 def test_identical_types_get_identical_tokens():
     n = 5
-    sc = _scenario(n=n, load=1.5, gamma=0.01, p=np.full(n, 1 / n), hi=np.full(n, 4000.0),
-                   b=np.full(n, 0.01), base=1.0,
-                   accuracy=Exponential(floor=0.2, ceiling=0.9, scale=1500.0))
+    sc = _scenario(
+        n=n,
+        load=1.5,
+        gamma=0.01,
+        p=np.full(n, 1 / n),
+        hi=np.full(n, 4000.0),
+        b=np.full(n, 0.01),
+        base=1.0,
+        accuracy=Exponential(floor=0.2, ceiling=0.9, scale=1500.0),
+    )
     res = solve_agg(sc)
     assert np.ptp(res.tokens) <= 1e-9 * 4000
     check_against_conic(sc, res)
@@ -229,11 +249,20 @@ def test_one_dominant_type():
 def test_bounds_active_at_both_ends():
     n = 6
     r = np.random.default_rng(5)
-    acc = Exponential(floor=0.1, ceiling=np.array([0.2, 0.25, 0.9, 0.95, 0.6, 0.7]),
-                      scale=np.array([20.0, 30.0, 9e4, 8e4, 1500.0, 2000.0]))
-    sc = _scenario(n=n, load=1.2, gamma=2e-4, accuracy=acc, p=np.full(n, 1 / n),
-                   hi=np.array([6000.0, 6000.0, 500.0, 400.0, 6000.0, 6000.0]),
-                   min_tokens=r.uniform(100, 300, n))
+    acc = Exponential(
+        floor=0.1,
+        ceiling=np.array([0.2, 0.25, 0.9, 0.95, 0.6, 0.7]),
+        scale=np.array([20.0, 30.0, 9e4, 8e4, 1500.0, 2000.0]),
+    )
+    sc = _scenario(
+        n=n,
+        load=1.2,
+        gamma=2e-4,
+        accuracy=acc,
+        p=np.full(n, 1 / n),
+        hi=np.array([6000.0, 6000.0, 500.0, 400.0, 6000.0, 6000.0]),
+        min_tokens=r.uniform(100, 300, n),
+    )
     res = solve_agg(sc)
     t = res.tokens
     assert np.any(t == sc.min_tokens) and np.any(t == sc.max_tokens)
@@ -244,14 +273,26 @@ def test_bounds_active_at_both_ends():
 @pytest.mark.parametrize("factor", [1e-3, 1e3])
 def test_tiny_and_huge_token_scales(factor):
     base = _scenario(n=4, load=1.5, gamma=0.01, seed=2)
-    sc = base.with_(max_tokens=base.max_tokens * factor, per_token=base.per_token / factor,
-                    accuracy=AccuracyCurves.single(
-                        Exponential(floor=0.2, ceiling=0.9,
-                                    scale=np.array([500.0, 900.0, 2000.0, 3000.0]) * factor), 4))
+    sc = base.with_(
+        max_tokens=base.max_tokens * factor,
+        per_token=base.per_token / factor,
+        accuracy=AccuracyCurves.single(
+            Exponential(
+                floor=0.2, ceiling=0.9, scale=np.array([500.0, 900.0, 2000.0, 3000.0]) * factor
+            ),
+            4,
+        ),
+    )
     res = solve_agg(sc)
     ref = check_against_conic(sc, res)
-    unscaled = solve_agg(base.with_(accuracy=AccuracyCurves.single(
-        Exponential(floor=0.2, ceiling=0.9, scale=np.array([500.0, 900.0, 2000.0, 3000.0])), 4)))
+    unscaled = solve_agg(
+        base.with_(
+            accuracy=AccuracyCurves.single(
+                Exponential(floor=0.2, ceiling=0.9, scale=np.array([500.0, 900.0, 2000.0, 3000.0])),
+                4,
+            )
+        )
+    )
     np.testing.assert_allclose(res.tokens / factor, unscaled.tokens, rtol=1e-6, atol=1e-6)
     assert abs(res.objective - ref.objective) <= 1e-7 * relative_scale(ref.objective)
 
@@ -293,13 +334,15 @@ def test_warm_start_same_answer_fewer_iterations():
         again = solve_agg(sc, warm_start=warm)
         assert again.diagnostics["start"] == "warm"
         assert again.iterations < cold.iterations
-        np.testing.assert_allclose(again.tokens, cold.tokens, rtol=1e-9,
-                                   atol=1e-9 * sc.max_tokens.max())
+        np.testing.assert_allclose(
+            again.tokens, cold.tokens, rtol=1e-9, atol=1e-9 * sc.max_tokens.max()
+        )
     # any method's result works as a start (its allocation's queue scalars)
     from_conic = solve_agg(sc, warm_start=cvxalloc.solve(sc, method="conic"))
     assert from_conic.iterations < cold.iterations
-    np.testing.assert_allclose(from_conic.tokens, cold.tokens, rtol=1e-9,
-                               atol=1e-9 * sc.max_tokens.max())
+    np.testing.assert_allclose(
+        from_conic.tokens, cold.tokens, rtol=1e-9, atol=1e-9 * sc.max_tokens.max()
+    )
     # a sweep: the previous point's result starts the next one
     nxt = sc.with_(arrival_rate=sc.arrival_rate * 1.05)
     swept = solve_agg(nxt, warm_start=cold)
@@ -339,6 +382,10 @@ def test_optimum_on_the_edge_of_the_slack_bracket(load):
     # Newton step points out of the bracket at its edge (an early bug raised here).
     rng = np.random.default_rng(22)
     for _ in range(12):
-        sc = random_scenario(rng, int(rng.integers(1, 4)), load=load,
-                             latency_weight=float(np.exp(rng.uniform(-18, -4))))
+        sc = random_scenario(
+            rng,
+            int(rng.integers(1, 4)),
+            load=load,
+            latency_weight=float(np.exp(rng.uniform(-18, -4))),
+        )
         check_against_conic(sc, solve_agg(sc))

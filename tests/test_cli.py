@@ -15,8 +15,16 @@ from cvxalloc.cli import SUBCOMMANDS, main
 from cvxalloc.testing import random_scenario
 
 #: The keys of MODEL.md's result contract.
-KEYS = ("status", "method", "tokens", "objective", "accuracy", "mean_system_time",
-        "utilization", "certificate")
+KEYS = (
+    "status",
+    "method",
+    "tokens",
+    "objective",
+    "accuracy",
+    "mean_system_time",
+    "utilization",
+    "certificate",
+)
 
 
 def _run(capsys, argv):
@@ -50,8 +58,18 @@ def test_solve_prints_the_table(capsys, example_optimum):
     out = _run(capsys, ["solve", "--method", "conic"])
     for name in ("chat", "code", "math", "olympiad", "science"):
         assert name in out
-    for label in ("tokens", "accuracy", "service s", "mean system time W", "utilization rho",
-                  "utility U", "certified gap", "uniform", "minimum", "maximum"):
+    for label in (
+        "tokens",
+        "accuracy",
+        "service s",
+        "mean system time W",
+        "utilization rho",
+        "utility U",
+        "certified gap",
+        "uniform",
+        "minimum",
+        "maximum",
+    ):
         assert label in out, label
     # the optimum's utility is printed
     assert f"{example_optimum.objective:.10g}" in out
@@ -99,8 +117,20 @@ def test_solve_output_file(capsys, tmp_path, example):
 
 
 def test_solve_option_passes_through(capsys):
-    out = json.loads(_run(capsys, ["solve", "--json", "--method", "conic", "--no-baselines",
-                                   "--option", "polish_steps=0"]))
+    out = json.loads(
+        _run(
+            capsys,
+            [
+                "solve",
+                "--json",
+                "--method",
+                "conic",
+                "--no-baselines",
+                "--option",
+                "polish_steps=0",
+            ],
+        )
+    )
     assert "raw_certificate" not in out
     assert "baselines" not in out
 
@@ -117,17 +147,18 @@ def test_bad_option_is_one_line(capsys):
 def test_certify_optimum_and_minimum(capsys, tmp_path, example, example_optimum):
     opt = tmp_path / "opt.json"
     opt.write_text(json.dumps(dict(zip(example.names, example_optimum.tokens.tolist()))))
-    out = json.loads(_run(capsys, ["certify", str(_example_file(tmp_path, example)), str(opt),
-                                   "--json"]))
+    out = json.loads(
+        _run(capsys, ["certify", str(_example_file(tmp_path, example)), str(opt), "--json"])
+    )
     assert out["certificate"]["gap"] <= 1e-8 * abs(out["objective"])
     low, high = out["shortfall"]
     assert 0 <= low <= high <= 1e-8 * abs(out["objective"])
 
     mn = tmp_path / "min.toml"
-    mn.write_text("".join(f'{n} = {t:.1f}\n' for n, t in zip(example.names,
-                                                            example.min_tokens)))
-    out = json.loads(_run(capsys, ["certify", str(_example_file(tmp_path, example)), str(mn),
-                                   "--json"]))
+    mn.write_text("".join(f"{n} = {t:.1f}\n" for n, t in zip(example.names, example.min_tokens)))
+    out = json.loads(
+        _run(capsys, ["certify", str(_example_file(tmp_path, example)), str(mn), "--json"])
+    )
     low, high = out["shortfall"]
     U_min = cvxalloc.evaluate(example, example.min_tokens).objective
     assert out["objective"] == pytest.approx(U_min, rel=1e-12)
@@ -143,8 +174,9 @@ def test_certify_optimum_and_minimum(capsys, tmp_path, example, example_optimum)
 def test_certify_reads_solve_json(capsys, tmp_path, example):
     res = tmp_path / "res.json"
     _run(capsys, ["solve", "--json", "--method", "conic", "-o", str(res)])
-    out = json.loads(_run(capsys, ["certify", str(_example_file(tmp_path, example)), str(res),
-                                   "--json"]))
+    out = json.loads(
+        _run(capsys, ["certify", str(_example_file(tmp_path, example)), str(res), "--json"])
+    )
     assert out["shortfall"][1] <= 1e-8 * abs(out["objective"])
 
 
@@ -182,14 +214,19 @@ def test_usage_error_is_one_line(capsys):
 def test_console_script(tmp_path):
     exe = shutil.which("cvxalloc")
     argv = [exe] if exe else [sys.executable, "-m", "cvxalloc.cli"]
-    done = subprocess.run([*argv, "solve", "--json", "--method", "conic"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [*argv, "solve", "--json", "--method", "conic"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     for key in KEYS:
         assert key in out
-    bad = subprocess.run([*argv, "solve", str(tmp_path / "missing.toml")], capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [*argv, "solve", str(tmp_path / "missing.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert len(bad.stderr.splitlines()) == 1
     assert "Traceback" not in bad.stderr

@@ -57,19 +57,30 @@ def constrained_optimum(example):
 def test_certify_infeasible_names_every_violation_json(capsys, tmp_path, example):
     sc = _constrained(example)
     t = np.full(sc.n, 1970.0)
-    out = json.loads(_run(capsys, ["certify", _write_scenario(tmp_path, sc),
-                                   _write_allocation(tmp_path, sc, t), "--json"]))
+    out = json.loads(
+        _run(
+            capsys,
+            [
+                "certify",
+                _write_scenario(tmp_path, sc),
+                _write_allocation(tmp_path, sc, t),
+                "--json",
+            ],
+        )
+    )
     assert out["feasible"] is False
     viol = {v["constraint"]: v for v in out["violations"]}
     assert set(viol) == {"max_mean_system_time", "max_mean_tokens", "min_accuracy[math]"}
     # amounts, recomputed independently of the CLI
     ev = cvxalloc.evaluate(sc, t)
     assert viol["max_mean_system_time"]["amount"] == pytest.approx(
-        ev.mean_system_time - SLO, rel=1e-12)
+        ev.mean_system_time - SLO, rel=1e-12
+    )
     assert viol["max_mean_system_time"]["value"] == pytest.approx(ev.mean_system_time, rel=1e-12)
     assert viol["max_mean_system_time"]["unit"] == "s"
     assert viol["max_mean_tokens"]["amount"] == pytest.approx(
-        float(sc.probability @ t) - BUDGET, rel=1e-12)
+        float(sc.probability @ t) - BUDGET, rel=1e-12
+    )
     acc_math = float(sc.accuracy.value(t)[sc.names.index("math")])
     assert acc_math < FLOOR
     assert viol["min_accuracy[math]"]["amount"] == pytest.approx(FLOOR - acc_math, rel=1e-9)
@@ -111,19 +122,36 @@ def test_certify_single_floor_violation(capsys, tmp_path, example, constrained_o
     t = constrained_optimum.tokens.copy()
     i = sc.names.index("math")
     t[i] *= 0.9  # fewer tokens: W and the mean budget only improve, the floor breaks
-    out = json.loads(_run(capsys, ["certify", _write_scenario(tmp_path, sc),
-                                   _write_allocation(tmp_path, sc, t), "--json"]))
+    out = json.loads(
+        _run(
+            capsys,
+            [
+                "certify",
+                _write_scenario(tmp_path, sc),
+                _write_allocation(tmp_path, sc, t),
+                "--json",
+            ],
+        )
+    )
     assert out["feasible"] is False
     assert [v["constraint"] for v in out["violations"]] == ["min_accuracy[math]"]
     assert out["violations"][0]["amount"] == pytest.approx(
-        FLOOR - float(sc.accuracy.value(t)[i]), rel=1e-9)
+        FLOOR - float(sc.accuracy.value(t)[i]), rel=1e-9
+    )
 
 
 def test_certify_infeasible_output_file(capsys, tmp_path, example):
     sc = _constrained(example)
     dest = tmp_path / "out.txt"
-    code = main(["certify", _write_scenario(tmp_path, sc),
-                 _write_allocation(tmp_path, sc, np.full(sc.n, 1970.0)), "-o", str(dest)])
+    code = main(
+        [
+            "certify",
+            _write_scenario(tmp_path, sc),
+            _write_allocation(tmp_path, sc, np.full(sc.n, 1970.0)),
+            "-o",
+            str(dest),
+        ]
+    )
     assert code == 0
     assert "INFEASIBLE" in dest.read_text()
 
@@ -148,14 +176,24 @@ def test_certify_feasible_names_certificate_kind(capsys, tmp_path, example):
     assert "all 3 satisfied" in text and "VIOLATED" not in text
 
 
-def test_certify_feasible_interval_holds_true_shortfall(capsys, tmp_path, example,
-                                                        constrained_optimum):
+def test_certify_feasible_interval_holds_true_shortfall(
+    capsys, tmp_path, example, constrained_optimum
+):
     # Only the linear budget: the polytope certificate. lo' is feasible, far from optimal.
     sc = _constrained(example, max_mean_system_time=None)
     ref = cvxalloc.solve(sc, method="conic")
     t = effective_lower(sc)
-    out = json.loads(_run(capsys, ["certify", _write_scenario(tmp_path, sc),
-                                   _write_allocation(tmp_path, sc, t), "--json"]))
+    out = json.loads(
+        _run(
+            capsys,
+            [
+                "certify",
+                _write_scenario(tmp_path, sc),
+                _write_allocation(tmp_path, sc, t),
+                "--json",
+            ],
+        )
+    )
     assert out["feasible"] is True
     assert out["certificate"]["kind"] == "frank-wolfe-polytope"
     true = ref.objective - cvxalloc.evaluate(sc, t).objective
@@ -167,9 +205,17 @@ def test_certify_feasible_interval_holds_true_shortfall(capsys, tmp_path, exampl
 
 
 def test_certify_unconstrained_reports_feasible(capsys, tmp_path, example):
-    out = json.loads(_run(capsys, ["certify", _write_scenario(tmp_path, example),
-                                   _write_allocation(tmp_path, example, example.min_tokens),
-                                   "--json"]))
+    out = json.loads(
+        _run(
+            capsys,
+            [
+                "certify",
+                _write_scenario(tmp_path, example),
+                _write_allocation(tmp_path, example, example.min_tokens),
+                "--json",
+            ],
+        )
+    )
     assert out["feasible"] is True and out["violations"] == []
     assert "constraints" not in out
     assert out["certificate"]["kind"] == "frank-wolfe"
@@ -183,7 +229,7 @@ def _rows(text: str) -> dict[str, list[str]]:
     lines = text.splitlines()
     start = next(k for k, line in enumerate(lines) if line.startswith("constraint "))
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.strip() or line.startswith("("):
             break
         parts = line.split()
@@ -212,8 +258,9 @@ def test_solve_report_lists_constraints(constrained_optimum):
 def test_solve_cli_prints_constraint_block(capsys, tmp_path, example):
     sc = _constrained(example)
     text = _run(capsys, ["solve", _write_scenario(tmp_path, sc), "--no-baselines"])
-    out = json.loads(_run(capsys, ["solve", _write_scenario(tmp_path, sc), "--no-baselines",
-                                   "--json"]))
+    out = json.loads(
+        _run(capsys, ["solve", _write_scenario(tmp_path, sc), "--no-baselines", "--json"])
+    )
     rows = _rows(text)
     assert set(rows) == set(out["diagnostics"]["constraints"])
     assert "shadow price" in text

@@ -15,8 +15,18 @@ from cvxalloc.cli import main
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["sweep", "cvxalloc/data/example.toml", "--latency-weight", "1e-4:1e-2:3", "--log",
-          "--option", "foo=1"], "does not take option"),
+        (
+            [
+                "sweep",
+                "cvxalloc/data/example.toml",
+                "--latency-weight",
+                "1e-4:1e-2:3",
+                "--log",
+                "--option",
+                "foo=1",
+            ],
+            "does not take option",
+        ),
         (["plot", "-o", "{tmp}/x.pdf"], "name it *.png"),
         (["sensitivity", "--change", "nan"], "--change"),
         (["sensitivity", "--change", "-2"], "--change"),
@@ -24,26 +34,23 @@ from cvxalloc.cli import main
         (["solve", "--option", "polish_rtol=1e-12"], "does not take option"),
         # bad values of options the method does take: the solver names the option
         (["solve", "--option", "tol=-1", "-o", "{tmp}/r.txt"], "option tol"),
-        (["solve", "--method", "gradient", "--option", 'variant="bogus"', "-o", "{tmp}/r.txt"],
-         "option variant"),
+        (
+            ["solve", "--method", "gradient", "--option", 'variant="bogus"', "-o", "{tmp}/r.txt"],
+            "option variant",
+        ),
         (["solve", "--method", "gradient", "--option", "shrink=1"], "option shrink"),
-        (["solve", "--method", "gradient", "--option", "step_fraction=2"],
-         "option step_fraction"),
+        (["solve", "--method", "gradient", "--option", "step_fraction=2"], "option step_fraction"),
         (["solve", "--method", "fixed-point", "--option", "max_iter=-3"], "option max_iter"),
-        (["solve", "--method", "fixed-point", "--option", 'fallback="newton"'],
-         "option fallback"),
-        (["solve", "--method", "gradient", "--option", "warm_start=[1, 2]"],
-         "option warm_start"),
+        (["solve", "--method", "fixed-point", "--option", 'fallback="newton"'], "option fallback"),
+        (["solve", "--method", "gradient", "--option", "warm_start=[1, 2]"], "option warm_start"),
         (["solve", "--option", 'max_iter="abc"'], "option max_iter"),
         (["solve", "--option", "sample_size=-5"], "option sample_size"),
         (["solve", "--option", "polish_steps=-1"], "option polish_steps"),
         (["solve", "--option", "xtol=0"], "option xtol"),
         (["solve", "--method", "conic", "--option", "polish_rtol=-1"], "option polish_rtol"),
-        (["solve", "--method", "conic", "--option", "solver_options=5"],
-         "option solver_options"),
+        (["solve", "--method", "conic", "--option", "solver_options=5"], "option solver_options"),
         (["solve", "--method", "rounding", "--option", "max_moves=-1"], "option max_moves"),
-        (["solve", "--method", "mixed-integer", "--option", "time_limit=-1"],
-         "option time_limit"),
+        (["solve", "--method", "mixed-integer", "--option", "time_limit=-1"], "option time_limit"),
     ],
 )
 def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
@@ -73,6 +80,7 @@ def test_output_file_gets_the_umask_mode(tmp_path):
 
 
 def test_python_dash_m_runs_the_cli():
-    proc = subprocess.run([sys.executable, "-m", "cvxalloc", "--version"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cvxalloc", "--version"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("cvxalloc ")

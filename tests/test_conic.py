@@ -67,8 +67,9 @@ def test_kkt_random(load):
 
 def test_kkt_interior_stationary_tightly():
     # A scenario with every type interior: gradient must vanish to ~1e-7 relative.
-    sc = random_scenario(np.random.default_rng(3), 8, load="heavy", families=("exponential",),
-                         lower_bounds=False)
+    sc = random_scenario(
+        np.random.default_rng(3), 8, load="heavy", families=("exponential",), lower_bounds=False
+    )
     res = cvxalloc.solve(sc, method="conic")
     viol, at_lo, at_hi = _kkt_violation(sc, res.tokens)
     interior = ~at_lo & ~at_hi
@@ -81,8 +82,9 @@ def test_kkt_interior_stationary_tightly():
 def test_hypothesis_optimal_and_certified(data):
     # N up to 200, drawn sparingly: 1 in 5 examples is large.
     large = data.draw(st.integers(0, 4), label="large") == 0
-    sc = data.draw(scenarios(min_n=20, max_n=200) if large else scenarios(min_n=1, max_n=12),
-                   label="scenario")
+    sc = data.draw(
+        scenarios(min_n=20, max_n=200) if large else scenarios(min_n=1, max_n=12), label="scenario"
+    )
     res = cvxalloc.solve(sc, method="conic")
     assert res.status == status.OPTIMAL, res.message
     assert res.certificate.gap <= RTOL * abs(res.objective), res.certificate
@@ -111,8 +113,9 @@ def test_every_regime_and_family_explicitly():
     for load in ("light", "heavy", "saturated", "overloaded"):
         for fam in ("exponential", "power", "logarithmic"):
             for spreads in (False, True):
-                sc = random_scenario(rng, 6, load=load, families=(fam,), scv=spreads,
-                                     variance=spreads)
+                sc = random_scenario(
+                    rng, 6, load=load, families=(fam,), scv=spreads, variance=spreads
+                )
                 res = cvxalloc.solve(sc, method="conic")
                 assert res.status == status.OPTIMAL, (load, fam, spreads)
                 assert res.certificate.within(RTOL), (load, fam, spreads, res.certificate)
@@ -166,8 +169,7 @@ def test_polishing_can_be_switched_off(example):
 
 def test_non_optimal_status_is_reported_not_relabelled(example):
     # One interior-point iteration cannot converge: the status must say so.
-    res = cvxalloc.solve(example, method="conic", fallback=None,
-                         solver_options={"max_iter": 1})
+    res = cvxalloc.solve(example, method="conic", fallback=None, solver_options={"max_iter": 1})
     assert res.status != status.OPTIMAL
     assert res.status in (status.ITERATION_LIMIT, status.OPTIMAL_INACCURATE)
     # the retry without equilibration was tried, and the result names it

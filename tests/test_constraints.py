@@ -31,7 +31,8 @@ def _accuracy_of_seconds(sc, i: int, s: cp.Expression) -> cp.Expression:
         return par["ceiling"] - (par["ceiling"] - par["floor"]) * cp.exp(-t / par["scale"])
     if par["model"] == "power":
         return par["ceiling"] - (par["ceiling"] - par["floor"]) * cp.power(
-            1 + t / par["scale"], -par["exponent"])
+            1 + t / par["scale"], -par["exponent"]
+        )
     return par["floor"] + par["gain"] * cp.log(1 + t / par["scale"])
 
 
@@ -43,8 +44,7 @@ def independent_optimum(sc, cons: Constraints) -> tuple[float, np.ndarray]:
     s = cp.Variable(n)
     acc = [_accuracy_of_seconds(sc, i, s[i]) for i in range(n)]
     weighted = sum(p[i] * sc.weight[i] * acc[i] for i in range(n))
-    q = cp.hstack([cp.multiply(np.sqrt(p * (1 + sc.scv)), s),
-                   np.array([np.sqrt(p @ sc.variance)])])
+    q = cp.hstack([cp.multiply(np.sqrt(p * (1 + sc.scv)), s), np.array([np.sqrt(p @ sc.variance)])])
     W = p @ s + (lam / 2) * cp.quad_over_lin(q, 1 - lam * (p @ s))
     tokens = cp.multiply(1 / b, s - a)
     con = [s >= a + b * sc.min_tokens, s <= a + b * sc.max_tokens, lam * (p @ s) <= 1]
@@ -55,8 +55,9 @@ def independent_optimum(sc, cons: Constraints) -> tuple[float, np.ndarray]:
     if cons.max_utilization is not None:
         con.append(lam * (p @ s) <= cons.max_utilization)
     if cons.min_accuracy is not None:
-        con += [acc[i] >= cons.min_accuracy[i] for i in range(n)
-                if not np.isnan(cons.min_accuracy[i])]
+        con += [
+            acc[i] >= cons.min_accuracy[i] for i in range(n) if not np.isnan(cons.min_accuracy[i])
+        ]
     prob = cp.Problem(cp.Maximize(weighted - gamma * W), con)
     prob.solve(solver="CLARABEL")
     assert prob.status == "optimal", prob.status
@@ -79,8 +80,12 @@ def _combos(sc, r0):
         "utilization": Constraints(max_utilization=0.8 * R0),
         "min_accuracy": Constraints(min_accuracy=floors),
         "slo+tokens": Constraints(max_mean_system_time=0.85 * W0, max_mean_tokens=0.8 * T0),
-        "all": Constraints(max_mean_system_time=0.9 * W0, max_mean_tokens=0.95 * T0,
-                           max_utilization=0.85 * R0, min_accuracy=floors),
+        "all": Constraints(
+            max_mean_system_time=0.9 * W0,
+            max_mean_tokens=0.95 * T0,
+            max_utilization=0.85 * R0,
+            min_accuracy=floors,
+        ),
         "inactive": Constraints(max_mean_system_time=2 * W0, max_utilization=0.99),
     }
 
@@ -116,15 +121,21 @@ def test_matches_independent_cvxpy(base, combo):
 def test_certificate_kinds(base):
     sc0, r0 = base
     combos = _combos(sc0, r0)
-    kinds = {name: cvxalloc.solve(sc0.with_(constraints=combos[name])).certificate.kind
-             for name in ("slo", "tokens", "min_accuracy")}
-    assert kinds == {"slo": "lagrangian-frank-wolfe", "tokens": "frank-wolfe-polytope",
-                     "min_accuracy": "frank-wolfe"}
+    kinds = {
+        name: cvxalloc.solve(sc0.with_(constraints=combos[name])).certificate.kind
+        for name in ("slo", "tokens", "min_accuracy")
+    }
+    assert kinds == {
+        "slo": "lagrangian-frank-wolfe",
+        "tokens": "frank-wolfe-polytope",
+        "min_accuracy": "frank-wolfe",
+    }
     # Unconstrained: exactly the box Frank-Wolfe bound, unchanged.
     cert = cvxalloc.certify(sc0, r0.tokens)
     g = Objective(sc0).gradient(r0.tokens)
-    gap = np.sum(np.where(g > 0, g * (sc0.max_tokens - r0.tokens),
-                          g * (sc0.min_tokens - r0.tokens)))
+    gap = np.sum(
+        np.where(g > 0, g * (sc0.max_tokens - r0.tokens), g * (sc0.min_tokens - r0.tokens))
+    )
     assert cert.kind == "frank-wolfe" and cert.gap == pytest.approx(gap, rel=1e-12)
 
 
@@ -132,14 +143,21 @@ def _relaxed(sc, cons, key, value):
     return sc.with_(constraints=cons.with_(**{key: value}))
 
 
-@pytest.mark.parametrize("key,factor", [
-    ("max_mean_system_time", 0.8), ("max_mean_tokens", 0.7), ("max_utilization", 0.8),
-])
+@pytest.mark.parametrize(
+    "key,factor",
+    [
+        ("max_mean_system_time", 0.8),
+        ("max_mean_tokens", 0.7),
+        ("max_utilization", 0.8),
+    ],
+)
 def test_shadow_price_matches_finite_differences(base, key, factor):
     sc0, r0 = base
-    ref = {"max_mean_system_time": r0.mean_system_time,
-           "max_mean_tokens": float(sc0.probability @ r0.tokens),
-           "max_utilization": r0.utilization}[key]
+    ref = {
+        "max_mean_system_time": r0.mean_system_time,
+        "max_mean_tokens": float(sc0.probability @ r0.tokens),
+        "max_utilization": r0.utilization,
+    }[key]
     limit = factor * ref
     cons = Constraints(**{key: limit})
     res = cvxalloc.solve(sc0.with_(constraints=cons))
@@ -165,26 +183,29 @@ def test_min_accuracy_shadow_price_matches_finite_differences(base):
         for sign in (+1, -1):
             f = floors.copy()
             f[i] -= sign * h  # relaxing = lowering the floor
-            vals.append(cvxalloc.solve(
-                sc0.with_(constraints=Constraints(min_accuracy=f))).objective)
+            vals.append(
+                cvxalloc.solve(sc0.with_(constraints=Constraints(min_accuracy=f))).objective
+            )
         assert (vals[0] - vals[1]) / (2 * h) == pytest.approx(entry["shadow_price"], rel=1e-3)
 
 
 def test_polytope_certificate_equals_linear_program(base):
     """Linear constraints only: the bound is the LP over box ∩ halfspaces (scipy HiGHS)."""
     sc0, r0 = base
-    cons = Constraints(max_mean_tokens=0.8 * float(sc0.probability @ r0.tokens),
-                       max_utilization=0.9 * r0.utilization)
+    cons = Constraints(
+        max_mean_tokens=0.8 * float(sc0.probability @ r0.tokens),
+        max_utilization=0.9 * r0.utilization,
+    )
     sc = sc0.with_(constraints=cons)
     # A feasible but far from optimal point: a fraction of the way from lo.
     t = sc.min_tokens + 0.3 * (r0.tokens - sc.min_tokens)
     cert = certify_constrained(sc, t)
     g = Objective(sc).gradient(t)
     A = np.vstack([sc.probability, sc.arrival_rate * sc.probability * sc.per_token])
-    b = np.array([cons.max_mean_tokens,
-                  cons.max_utilization - sc.arrival_rate * sc.probability @ sc.base])
-    lp = linprog(-g, A_ub=A, b_ub=b, bounds=list(zip(sc.min_tokens, sc.max_tokens)),
-                 method="highs")
+    b = np.array(
+        [cons.max_mean_tokens, cons.max_utilization - sc.arrival_rate * sc.probability @ sc.base]
+    )
+    lp = linprog(-g, A_ub=A, b_ub=b, bounds=list(zip(sc.min_tokens, sc.max_tokens)), method="highs")
     assert lp.status == 0
     fw = float(g @ (lp.x - t))
     assert cert.kind == "frank-wolfe-polytope"
@@ -322,15 +343,19 @@ def test_validation_names_fields():
 
 
 def test_file_round_trip_and_errors(tmp_path):
-    sc = small_scenario(3).with_(constraints=Constraints(
-        max_mean_system_time=30.0, max_mean_tokens=2000.0, min_accuracy=[0.3, np.nan, 0.2]))
+    sc = small_scenario(3).with_(
+        constraints=Constraints(
+            max_mean_system_time=30.0, max_mean_tokens=2000.0, min_accuracy=[0.3, np.nan, 0.2]
+        )
+    )
     data = sc.to_dict()
     assert data["constraints"] == {"max_mean_system_time": 30.0, "max_mean_tokens": 2000.0}
     assert "min_accuracy" not in data["task"][1]
     back = cvxalloc.Scenario.from_dict(data)
     assert back.constraints.to_table() == sc.constraints.to_table()
-    assert np.array_equal(back.constraints.min_accuracy, sc.constraints.min_accuracy,
-                          equal_nan=True)
+    assert np.array_equal(
+        back.constraints.min_accuracy, sc.constraints.min_accuracy, equal_nan=True
+    )
     assert back.take([1, 2]).constraints.min_accuracy[1] == 0.2
     bad = dict(data, constraints={"max_latency": 3})
     with pytest.raises(ConstraintError, match='unknown key "max_latency"'):
@@ -340,7 +365,7 @@ def test_file_round_trip_and_errors(tmp_path):
         cvxalloc.Scenario.from_dict(bad)
     tasks = [dict(t) for t in data["task"]]
     tasks[0]["min_accuracy"] = 1.5
-    with pytest.raises(ConstraintError, match='min_accuracy must be in'):
+    with pytest.raises(ConstraintError, match="min_accuracy must be in"):
         cvxalloc.Scenario.from_dict(dict(data, task=tasks))
     # No constraints in the file: none on the scenario, and none written back.
     plain = small_scenario(3)
@@ -378,8 +403,9 @@ def test_random_scenarios_match_independent_cvxpy(seed):
     r0 = cvxalloc.solve(sc0)
     lo_acc = sc0.accuracy.value(sc0.min_tokens)
     hi_acc = sc0.accuracy.value(sc0.max_tokens)
-    floors = np.where(r.uniform(size=n) < 0.5, lo_acc + r.uniform(0.1, 0.6, n) * (
-        hi_acc - lo_acc), np.nan)
+    floors = np.where(
+        r.uniform(size=n) < 0.5, lo_acc + r.uniform(0.1, 0.6, n) * (hi_acc - lo_acc), np.nan
+    )
     cand = {
         "max_mean_system_time": r.uniform(0.6, 1.1) * r0.mean_system_time,
         "max_mean_tokens": r.uniform(0.5, 1.1) * float(sc0.probability @ r0.tokens),
@@ -395,14 +421,15 @@ def test_random_scenarios_match_independent_cvxpy(seed):
         # Then the exact test says lo' violates a constraint: check it independently.
         lo2 = effective_lower(sc)
         ev = cvxalloc.evaluate(sc0, lo2)
-        assert any([
-            ev.utilization >= 1,
-            cons.max_mean_system_time is not None
-            and ev.mean_system_time > cons.max_mean_system_time,
-            cons.max_mean_tokens is not None
-            and sc0.probability @ lo2 > cons.max_mean_tokens,
-            cons.max_utilization is not None and ev.utilization > cons.max_utilization,
-        ])
+        assert any(
+            [
+                ev.utilization >= 1,
+                cons.max_mean_system_time is not None
+                and ev.mean_system_time > cons.max_mean_system_time,
+                cons.max_mean_tokens is not None and sc0.probability @ lo2 > cons.max_mean_tokens,
+                cons.max_utilization is not None and ev.utilization > cons.max_utilization,
+            ]
+        )
         return
     U_ind, _ = independent_optimum(sc, cons)
     assert res.objective == pytest.approx(U_ind, rel=1e-7, abs=1e-10)
@@ -411,8 +438,13 @@ def test_random_scenarios_match_independent_cvxpy(seed):
     assert all(v["slack"] >= 0 for v in res.diagnostics["constraints"].values())
 
 
-@pytest.mark.parametrize("cons", [Constraints(max_mean_system_time=30.0),
-                                  Constraints(max_utilization=0.6, max_mean_tokens=1500.0)])
+@pytest.mark.parametrize(
+    "cons",
+    [
+        Constraints(max_mean_system_time=30.0),
+        Constraints(max_utilization=0.6, max_mean_tokens=1500.0),
+    ],
+)
 def test_zero_latency_weight_bounded_by_constraints(base, cons):
     """gamma = 0 with unstable maximum budgets: an SLO or a cap < 1 makes it well posed."""
     sc0, _ = base

@@ -117,8 +117,10 @@ def test_family_choice_by_aic(rng):
     exponential one by a wide AIC margin. (The power family nests both in the limit,
     eta -> inf and eta -> 0 with ceiling 1, so it may win either way.)"""
     n = np.full(len(BUDGETS), 5000.0)
-    for family, wrong, good in (("exponential", "logarithmic", {"exponential", "power"}),
-                                ("logarithmic", "exponential", {"logarithmic", "power"})):
+    for family, wrong, good in (
+        ("exponential", "logarithmic", {"exponential", "power"}),
+        ("logarithmic", "exponential", {"logarithmic", "power"}),
+    ):
         y = rng.binomial(n.astype(int), curve(family, TRUE[family], BUDGETS)) / n
         tf = fit_task(AccuracyData(BUDGETS, y, n), task="t")
         assert set(tf.fits) == {"exponential", "power", "logarithmic"}
@@ -159,9 +161,19 @@ def test_scenario_toml_round_trips(tmp_path, example):
 
 def test_published_example_with_template_loads_and_solves(tmp_path, example, capsys):
     out = tmp_path / "fitted.toml"
-    code = main(["fit", str(ACC_CSV), "--service", str(SERVICE_CSV),
-                 "--template", str(ROOT / "cvxalloc" / "data" / "example.toml"),
-                 "--json", "-o", str(out)])
+    code = main(
+        [
+            "fit",
+            str(ACC_CSV),
+            "--service",
+            str(SERVICE_CSV),
+            "--template",
+            str(ROOT / "cvxalloc" / "data" / "example.toml"),
+            "--json",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     sc = load_scenario(out)
@@ -170,8 +182,7 @@ def test_published_example_with_template_loads_and_solves(tmp_path, example, cap
     for i, name in enumerate(sc.names):  # the file holds the chosen fit and service line
         task = report["tasks"][name]
         fit = task["fits"][task["chosen"]]
-        assert sc.accuracy.param_dict(i) == pytest.approx({"model": fit["family"],
-                                                           **fit["params"]})
+        assert sc.accuracy.param_dict(i) == pytest.approx({"model": fit["family"], **fit["params"]})
         assert sc.per_token[i] == pytest.approx(report["service"][name]["per_token"])
         assert sc.scv[i] == pytest.approx(report["service"][name]["scv"])
     res = cvxalloc.solve(sc, method="conic")
@@ -181,12 +192,35 @@ def test_published_example_with_template_loads_and_solves(tmp_path, example, cap
 
 def test_fit_without_template_uses_flags(tmp_path, capsys):
     out = tmp_path / "fitted.toml"
-    code = main(["fit", str(ACC_CSV), "--service", str(SERVICE_CSV),
-                 "--arrival-rate", "0.01", "--latency-weight", "0.001",
-                 "--probability", "chat=0.4", "--probability", "code=0.2",
-                 "--probability", "math=0.2", "--probability", "olympiad=0.05",
-                 "--probability", "science=0.15", "--weight", "olympiad=3",
-                 "--family", "exponential", "--json", "-o", str(out)])
+    code = main(
+        [
+            "fit",
+            str(ACC_CSV),
+            "--service",
+            str(SERVICE_CSV),
+            "--arrival-rate",
+            "0.01",
+            "--latency-weight",
+            "0.001",
+            "--probability",
+            "chat=0.4",
+            "--probability",
+            "code=0.2",
+            "--probability",
+            "math=0.2",
+            "--probability",
+            "olympiad=0.05",
+            "--probability",
+            "science=0.15",
+            "--weight",
+            "olympiad=3",
+            "--family",
+            "exponential",
+            "--json",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert {t["chosen"] for t in report["tasks"].values()} == {"exponential"}
@@ -198,11 +232,15 @@ def test_fit_without_template_uses_flags(tmp_path, capsys):
     assert cvxalloc.solve(sc).status == "optimal"
 
 
-SMALL = ("task,tokens,accuracy,trials\n"
-         + "".join(f"a,{t},{0.8 - 0.5 * np.exp(-t / 900):.4f},500\n"
-                   for t in (100, 300, 900, 2700, 8100))
-         + "".join(f"b,{t},{0.2 + 0.05 * np.log1p(t / 200):.4f},500\n"
-                   for t in (100, 300, 900, 2700, 8100)))
+SMALL = (
+    "task,tokens,accuracy,trials\n"
+    + "".join(
+        f"a,{t},{0.8 - 0.5 * np.exp(-t / 900):.4f},500\n" for t in (100, 300, 900, 2700, 8100)
+    )
+    + "".join(
+        f"b,{t},{0.2 + 0.05 * np.log1p(t / 200):.4f},500\n" for t in (100, 300, 900, 2700, 8100)
+    )
+)
 
 
 def test_report_only_without_output(tmp_path, capsys):
@@ -216,11 +254,16 @@ def test_unbounded_curve_past_one_is_replaced(example):
     t = np.array([1000, 2000, 4000, 8000.0])
     y = 0.1 + 0.25 * np.log1p(t / 500)  # logarithmic, 0.81 at 8000, 1.15 at 32768
     n = np.full(4, 400.0)
-    tf = fit_task(AccuracyData(t, np.clip(y, 0, 1), n), ["logarithmic", "exponential"],
-                  task="x")
+    tf = fit_task(AccuracyData(t, np.clip(y, 0, 1), n), ["logarithmic", "exponential"], task="x")
     assert tf.chosen == "logarithmic"
-    sc = build_scenario({"x": tf}, arrival_rate=0.001, latency_weight=0.0, per_token=0.01,
-                        max_tokens=32768, notes=notes)
+    sc = build_scenario(
+        {"x": tf},
+        arrival_rate=0.001,
+        latency_weight=0.0,
+        per_token=0.01,
+        max_tokens=32768,
+        notes=notes,
+    )
     assert tf.chosen == "exponential" and any("exceeds accuracy 1" in s for s in notes)
     assert sc.accuracy.value(sc.max_tokens)[0] <= 1
 
@@ -234,18 +277,26 @@ def write(tmp_path, text, name="m.csv"):
 
 BAD = {
     "missing column": ("task,tokens\na,1\n", ["'accuracy'"]),
-    "non-numeric": ("task,tokens,accuracy\na,100,0.5\na,2x0,0.6\na,300,0.7\n",
-                    ["line 3", "'tokens'", "2x0"]),
-    "accuracy > 1": ("task,tokens,accuracy\na,100,0.5\na,200,62\n",
-                     ["line 3", "'accuracy'", "[0, 1]", "percent"]),
+    "non-numeric": (
+        "task,tokens,accuracy\na,100,0.5\na,2x0,0.6\na,300,0.7\n",
+        ["line 3", "'tokens'", "2x0"],
+    ),
+    "accuracy > 1": (
+        "task,tokens,accuracy\na,100,0.5\na,200,62\n",
+        ["line 3", "'accuracy'", "[0, 1]", "percent"],
+    ),
     "negative accuracy": ("task,tokens,accuracy\na,100,-0.1\n", ["line 2", "'accuracy'"]),
     "negative tokens": ("task,tokens,accuracy\na,-5,0.1\n", ["line 2", "'tokens'"]),
     "empty task": ("task,tokens,accuracy\n,5,0.1\n", ["line 2", "'task'"]),
     "bad trials": ("task,tokens,accuracy,trials\na,5,0.1,2.5\n", ["line 2", "'trials'"]),
-    "partial trials": ("task,tokens,accuracy,trials\na,5,0.1,10\na,50,0.2,\na,500,0.3,10\n",
-                       ["line 3", "'trials'"]),
-    "too few points": ("task,tokens,accuracy\na,100,0.5\na,200,0.6\n",
-                       ['task "a"', "2 measurement(s)", "3 free parameters"]),
+    "partial trials": (
+        "task,tokens,accuracy,trials\na,5,0.1,10\na,50,0.2,\na,500,0.3,10\n",
+        ["line 3", "'trials'"],
+    ),
+    "too few points": (
+        "task,tokens,accuracy\na,100,0.5\na,200,0.6\n",
+        ['task "a"', "2 measurement(s)", "3 free parameters"],
+    ),
     "ragged row": ("task,tokens,accuracy\na,100\n", ["line 2", "fields"]),
     "no rows": ("task,tokens,accuracy\n", ["no data rows"]),
 }
@@ -256,8 +307,20 @@ def test_bad_accuracy_csv_exits_2_without_output(case, tmp_path, capsys):
     text, needles = BAD[case]
     csv_path = write(tmp_path, text)
     out = tmp_path / "out.toml"
-    code = main(["fit", str(csv_path), "--arrival-rate", "0.01", "--latency-weight", "0",
-                 "--per-token", "0.01", "-o", str(out)])
+    code = main(
+        [
+            "fit",
+            str(csv_path),
+            "--arrival-rate",
+            "0.01",
+            "--latency-weight",
+            "0",
+            "--per-token",
+            "0.01",
+            "-o",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert not out.exists()
@@ -276,18 +339,37 @@ def test_explicit_family_needs_enough_points(tmp_path, capsys):
     assert "power" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["fit", "/nonexistent/m.csv"], "does not exist"),
-    (["fit", str(ACC_CSV), "--service", "/nonexistent/s.csv"], "does not exist"),
-    (["fit", str(ACC_CSV), "-o", "OUT"], "arrival_rate is required"),
-    (["fit", str(ACC_CSV), "--arrival-rate", "0.01", "--latency-weight", "0", "-o", "OUT"],
-     "no service time"),
-    (["fit", str(ACC_CSV), "--service", str(SERVICE_CSV), "--arrival-rate", "0.01",
-      "--latency-weight", "0", "--probability", "chat=1", "-o", "OUT"],
-     'probability missing for task "code"'),
-    (["fit", str(ACC_CSV), "--family", "cubic"], "unknown family 'cubic'"),
-    (["fit", str(ACC_CSV), "--fix", "slope=2"], "no family has a parameter 'slope'"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["fit", "/nonexistent/m.csv"], "does not exist"),
+        (["fit", str(ACC_CSV), "--service", "/nonexistent/s.csv"], "does not exist"),
+        (["fit", str(ACC_CSV), "-o", "OUT"], "arrival_rate is required"),
+        (
+            ["fit", str(ACC_CSV), "--arrival-rate", "0.01", "--latency-weight", "0", "-o", "OUT"],
+            "no service time",
+        ),
+        (
+            [
+                "fit",
+                str(ACC_CSV),
+                "--service",
+                str(SERVICE_CSV),
+                "--arrival-rate",
+                "0.01",
+                "--latency-weight",
+                "0",
+                "--probability",
+                "chat=1",
+                "-o",
+                "OUT",
+            ],
+            'probability missing for task "code"',
+        ),
+        (["fit", str(ACC_CSV), "--family", "cubic"], "unknown family 'cubic'"),
+        (["fit", str(ACC_CSV), "--fix", "slope=2"], "no family has a parameter 'slope'"),
+    ],
+)
 def test_cli_errors(argv, needle, tmp_path, capsys):
     out = tmp_path / "out.toml"
     argv = [str(out) if a == "OUT" else a for a in argv]
@@ -308,8 +390,7 @@ def test_bad_service_csv(tmp_path, capsys):
 
 
 def test_pooled_service_line_applies_to_every_task(tmp_path):
-    svc = write(tmp_path, "tokens,seconds\n0,1.0\n1000,11.0\n2000,21.0\n4000,41.0\n",
-                name="s.csv")
+    svc = write(tmp_path, "tokens,seconds\n0,1.0\n1000,11.0\n2000,21.0\n4000,41.0\n", name="s.csv")
     cal = calibrate(write(tmp_path, SMALL), svc, arrival_rate=0.001, latency_weight=0.0)
     assert set(cal.service) == {POOLED}
     assert np.allclose(cal.scenario.per_token, 0.01) and np.allclose(cal.scenario.base, 1.0)
@@ -325,11 +406,14 @@ def test_read_accuracy_csv_groups_tasks_in_order():
 def test_published_code_rows_reproduce_the_example_curve(tmp_path, example, capsys):
     """The built-in example's code curve was fitted to the same LiveCodeBench rows with the
     power exponent held at 0.5 (cvxalloc/data/example.toml); the fit gives it back."""
-    rows = [line for line in ACC_CSV.read_text().splitlines()
-            if line.startswith(("task,", "code,"))]
+    rows = [
+        line for line in ACC_CSV.read_text().splitlines() if line.startswith(("task,", "code,"))
+    ]
     csv_path = write(tmp_path, "\n".join(rows) + "\n")
-    assert main(["fit", str(csv_path), "--family", "power", "--fix", "code:exponent=0.5",
-                 "--json"]) == 0
+    assert (
+        main(["fit", str(csv_path), "--family", "power", "--fix", "code:exponent=0.5", "--json"])
+        == 0
+    )
     fit = json.loads(capsys.readouterr().out)["tasks"]["code"]["fits"]["power"]
     want = example.accuracy.param_dict(example.names.index("code"))
     for key in ("floor", "ceiling", "scale"):

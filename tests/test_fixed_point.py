@@ -89,8 +89,9 @@ def test_contraction_bound_is_a_lipschitz_bound(sc, seed):
     r = np.random.default_rng(seed)
     for _ in range(20):
         x = lower + r.random(sc.n) * (upper - lower)
-        y = np.clip(x + (r.random(sc.n) - 0.5) * (upper - lower) * r.choice([1e-3, 0.1, 1]),
-                    lower, upper)
+        y = np.clip(
+            x + (r.random(sc.n) - 0.5) * (upper - lower) * r.choice([1e-3, 0.1, 1]), lower, upper
+        )
         fx, fy = fixed_point_map(obj, x, lower, upper), fixed_point_map(obj, y, lower, upper)
         for key, bound in (("max", cb["bound_max_norm"]), ("one", cb["bound_one_norm"])):
             n = norms[key]
@@ -101,8 +102,7 @@ def test_example_is_guaranteed_or_honest(example, example_optimum):
     res = cvxalloc.solve(example, method="fixed-point")
     check_honest(example, res)
     assert res.status == status.OPTIMAL
-    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum,
-                        tokens_rtol=1e-3)
+    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -135,14 +135,19 @@ def test_no_arrivals_solves_each_type_alone():
     res = solve_fixed_point(sc)
     assert res.status == status.OPTIMAL and res.diagnostics["contraction_bound"] == 0
     # with lam = 0: w_i A_i'(t_i) = gamma b_i, solved per type
-    want = np.clip(sc.accuracy.inv_d1(sc.latency_weight * sc.per_token / sc.weight),
-                   sc.min_tokens, sc.max_tokens)
+    want = np.clip(
+        sc.accuracy.inv_d1(sc.latency_weight * sc.per_token / sc.weight),
+        sc.min_tokens,
+        sc.max_tokens,
+    )
     np.testing.assert_allclose(res.tokens, want, rtol=1e-12)
 
 
 def test_single_type_and_identical_types(rng):
-    for sc in (random_scenario(rng, 1, load="heavy"),
-               random_scenario(rng, 6, load="heavy", identical=True)):
+    for sc in (
+        random_scenario(rng, 1, load="heavy"),
+        random_scenario(rng, 6, load="heavy", identical=True),
+    ):
         res = cvxalloc.solve(sc, method="fixed-point")
         check_honest(sc, res)
         assert res.status == status.OPTIMAL
@@ -212,8 +217,9 @@ def test_cli_method_fixed_point(tmp_path):
     from cvxalloc.cli import main
 
     out = tmp_path / "r.json"
-    assert main(["solve", "--method", "fixed-point", "--json", "--no-baselines",
-                 "-o", str(out)]) == 0
+    assert (
+        main(["solve", "--method", "fixed-point", "--json", "--no-baselines", "-o", str(out)]) == 0
+    )
     d = json.loads(out.read_text())
     assert d["method"] in ("fixed-point", "gradient") and d["status"] == "optimal"
     assert "contraction_bound" in json.dumps(d["diagnostics"])

@@ -115,8 +115,9 @@ def test_regression_against_conic(sc):
 @given(scenarios(max_n=6), st.booleans(), st.booleans())
 def test_scaled_regression_against_conic(sc, shrink, accelerate):
     """The global-bound scaled variant: honest always, at the optimum whenever it says so."""
-    res = cvxalloc.solve(sc, method="gradient", variant="scaled", shrink=shrink,
-                         accelerate=accelerate)
+    res = cvxalloc.solve(
+        sc, method="gradient", variant="scaled", shrink=shrink, accelerate=accelerate
+    )
     check_honest(sc, res)
     check_ascent(res)
     ref = cvxalloc.solve(sc, method="conic")
@@ -150,31 +151,42 @@ def _box_regime(draw_seed: int, n: int, family: str, gamma_zero: bool):
     p = r.dirichlet(np.full(n, 20.0))
     fam = {
         "exponential": Exponential(floor=0.2, ceiling=r.uniform(0.5, 0.9, n), scale=tau),
-        "power": Power(floor=0.2, ceiling=r.uniform(0.5, 0.9, n), scale=tau,
-                       exponent=r.uniform(0.5, 2, n)),
+        "power": Power(
+            floor=0.2, ceiling=r.uniform(0.5, 0.9, n), scale=tau, exponent=r.uniform(0.5, 2, n)
+        ),
         "logarithmic": Logarithmic(floor=0.2, gain=r.uniform(0.05, 0.3, n), scale=tau),
     }[family]
     b = r.uniform(0.005, 0.02, n)
     a = r.uniform(0.2, 2, n)
     lam = r.uniform(0.05, 0.4) / float(p @ (a + b * hi))
     return cvxalloc.Scenario.from_arrays(
-        probability=p, max_tokens=hi, per_token=b, base=a, accuracy=fam, arrival_rate=lam,
+        probability=p,
+        max_tokens=hi,
+        per_token=b,
+        base=a,
+        accuracy=fam,
+        arrival_rate=lam,
         latency_weight=0.0 if gamma_zero else r.uniform(1e-4, 1e-2),
         scv=r.uniform(0, 1, n),
     )
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 3),
-       st.sampled_from(["exponential", "power", "logarithmic"]), st.booleans(),
-       st.booleans(), st.booleans())
-def test_paper_variant_finishes_within_its_iteration_bound(seed, n, family, gamma_zero,
-                                                           shrink, accelerate):
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 3),
+    st.sampled_from(["exponential", "power", "logarithmic"]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_paper_variant_finishes_within_its_iteration_bound(
+    seed, n, family, gamma_zero, shrink, accelerate
+):
     """The bound is proven for the plain method and for every speed-up (each step is at
     least as good as a plain step on a set holding t*)."""
     sc = _box_regime(seed, n, family, gamma_zero)
-    res = solve_gradient(sc, variant="paper", max_iter=20_000, shrink=shrink,
-                         accelerate=accelerate)
+    res = solve_gradient(sc, variant="paper", max_iter=20_000, shrink=shrink, accelerate=accelerate)
     check_honest(sc, res)
     check_ascent(res)
     bound = res.diagnostics.get("iteration_bound")
@@ -252,16 +264,16 @@ def test_example(example, example_optimum, variant):
     d = res.diagnostics
     assert d["step"] == pytest.approx(1 / d["curvature_bound"])
     assert d["initial_step"] == pytest.approx(1 / d["initial_curvature_bound"])
-    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum,
-                        tokens_rtol=1e-3)
+    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3)
 
 
 def test_speed_ups_keep_the_plain_guarantees(example):
     """Shrinking and acceleration never make an iteration worse than the plain one,
     and on the example they cut the iterations of the global-bound variants."""
     for variant in ("scaled", "paper"):
-        plain = solve_gradient(example, variant=variant, shrink=False, accelerate=False,
-                               max_iter=3000)
+        plain = solve_gradient(
+            example, variant=variant, shrink=False, accelerate=False, max_iter=3000
+        )
         fast = solve_gradient(example, variant=variant, max_iter=3000)
         check_ascent(plain)
         check_ascent(fast)
@@ -315,8 +327,10 @@ def test_projection_is_exact(seed, n, metric):
     x = project(y, lower, upper, a, cap, q)
     qq = np.ones(n) if q is None else q
     v = cp.Variable(n)
-    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(qq, cp.square(v - y)))),
-                      [v >= lower, v <= upper, a @ v <= cap])
+    prob = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(qq, cp.square(v - y)))),
+        [v >= lower, v <= upper, a @ v <= cap],
+    )
     prob.solve(solver="CLARABEL")
     assert np.all(x >= lower) and np.all(x <= upper) and a @ x <= cap * (1 + 1e-12) + 1e-12
     f = float(qq @ (x - y) ** 2)
@@ -355,8 +369,22 @@ def test_cli_method_gradient(tmp_path):
     from cvxalloc.cli import main
 
     out = tmp_path / "r.json"
-    assert main(["solve", "--method", "gradient", "--option", 'variant="paper"', "--json",
-                 "--no-baselines", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                "--method",
+                "gradient",
+                "--option",
+                'variant="paper"',
+                "--json",
+                "--no-baselines",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     d = json.loads(out.read_text())
     assert d["method"] == "gradient" and d["status"] == "optimal"
     assert d["diagnostics"]["curvature_bound"] > 0 and d["diagnostics"]["step"] > 0

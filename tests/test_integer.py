@@ -42,8 +42,9 @@ def with_grids(rng: np.random.Generator, sc, kind: str, max_levels: int = 12):
         else:
             levels.append(None)
             # not a divisor of the width half the time: max_tokens off the grid
-            step.append((hi - lo) / (m - 1 + (rng.uniform(0.05, 0.95) if rng.random() < 0.5
-                                               else 0.0)))
+            step.append(
+                (hi - lo) / (m - 1 + (rng.uniform(0.05, 0.95) if rng.random() < 0.5 else 0.0))
+            )
     return sc.with_(levels=levels, step=step)
 
 
@@ -101,20 +102,29 @@ def test_menu_grid_and_vectorized_grids_agree(rng, example):
 
 def test_step_that_divides_the_width_reaches_max_despite_float_error():
     sc = cvxalloc.Scenario.from_arrays(
-        probability=[1.0], max_tokens=0.3, min_tokens=0.0, per_token=0.01,
+        probability=[1.0],
+        max_tokens=0.3,
+        min_tokens=0.0,
+        per_token=0.01,
         accuracy=cvxalloc.accuracy.Exponential(floor=0.1, ceiling=0.9, scale=1.0),
-        arrival_rate=0.1, latency_weight=0.01, step=[0.1])
+        arrival_rate=0.1,
+        latency_weight=0.01,
+        step=[0.1],
+    )
     g = grid(sc, 0)
     assert g.size == 4 and g[-1] == pytest.approx(0.3)
 
 
 # --- validation ---------------------------------------------------------------
-@pytest.mark.parametrize("levels, words", [
-    ([512.0, 128.0, 2048.0], "strictly increasing"),
-    ([128.0, 128.0, 2048.0], "duplicates"),
-    ([128.0, 99999.0], "within [min_tokens, max_tokens]"),
-    ([-1.0, 128.0], "within [min_tokens, max_tokens]"),
-])
+@pytest.mark.parametrize(
+    "levels, words",
+    [
+        ([512.0, 128.0, 2048.0], "strictly increasing"),
+        ([128.0, 128.0, 2048.0], "duplicates"),
+        ([128.0, 99999.0], "within [min_tokens, max_tokens]"),
+        ([-1.0, 128.0], "within [min_tokens, max_tokens]"),
+    ],
+)
 def test_bad_levels_name_the_task(example, levels, words):
     lv = [None] * example.n
     lv[2] = np.array(levels)
@@ -140,14 +150,17 @@ def _file_with(example, tmp_path, task_changes):
     return path
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"levels": [4096, 1024]}, "strictly increasing"),
-    ({"levels": [16384, 16384]}, "duplicates"),
-    ({"levels": [0, 10**9]}, "within [min_tokens, max_tokens]"),
-    ({"step": 0}, "step must be > 0"),
-    ({"step": -8}, "step must be > 0"),
-    ({"step": 256, "levels": [0, 256]}, "either levels or step"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"levels": [4096, 1024]}, "strictly increasing"),
+        ({"levels": [16384, 16384]}, "duplicates"),
+        ({"levels": [0, 10**9]}, "within [min_tokens, max_tokens]"),
+        ({"step": 0}, "step must be > 0"),
+        ({"step": -8}, "step must be > 0"),
+        ({"step": 256, "levels": [0, 256]}, "either levels or step"),
+    ],
+)
 def test_bad_grids_in_a_file_name_the_task(example, tmp_path, changes, words):
     path = _file_with(example, tmp_path, changes)
     with pytest.raises(ScenarioError) as err:
@@ -235,9 +248,15 @@ def test_rounding_never_leaves_the_stability_region(rng):
 def test_unstable_start_falls_back_to_a_stable_grid_point():
     # one type, continuous optimum just below saturation, the nearest level above it
     sc = cvxalloc.Scenario.from_arrays(
-        probability=[1.0], max_tokens=1000.0, per_token=0.01, base=0.0,
+        probability=[1.0],
+        max_tokens=1000.0,
+        per_token=0.01,
+        base=0.0,
         accuracy=cvxalloc.accuracy.Exponential(floor=0.0, ceiling=1.0, scale=1e5),
-        arrival_rate=0.1, latency_weight=1e-6, levels=[[0.0, 500.0, 1000.0]])
+        arrival_rate=0.1,
+        latency_weight=1e-6,
+        levels=[[0.0, 500.0, 1000.0]],
+    )
     cont = cvxalloc.solve(sc, method="conic")
     assert cont.tokens[0] > 900  # optimum hugs the saturation point t = 1000
     res = round_allocation(sc, continuous=cont)

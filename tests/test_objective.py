@@ -13,16 +13,15 @@ from cvxalloc.testing import random_scenario
 
 
 def _fd_gradient(f, t, h):
-    return np.array([
-        (f(t + h[i] * e) - f(t - h[i] * e)) / (2 * h[i]) for i, e in enumerate(np.eye(t.size))
-    ])
+    return np.array(
+        [(f(t + h[i] * e) - f(t - h[i] * e)) / (2 * h[i]) for i, e in enumerate(np.eye(t.size))]
+    )
 
 
 @pytest.mark.parametrize("spreads", [False, True])
 @pytest.mark.parametrize("family", ["exponential", "power", "logarithmic"])
 def test_gradient_by_finite_differences(rng, family, spreads):
-    sc = random_scenario(rng, 6, load="heavy", families=(family,), scv=spreads,
-                         variance=spreads)
+    sc = random_scenario(rng, 6, load="heavy", families=(family,), scv=spreads, variance=spreads)
     t = stable_point(sc, rng)
     obj = Objective(sc)
     g = obj.gradient(t)
@@ -36,8 +35,7 @@ def test_gradient_formula(rng):
     sc = random_scenario(rng, 8, load="saturated")
     t = stable_point(sc, rng)
     D = Latency(sc).marginal(t)
-    expect = sc.probability * (sc.weight * sc.accuracy.d1(t)
-                               - sc.latency_weight * sc.per_token * D)
+    expect = sc.probability * (sc.weight * sc.accuracy.d1(t) - sc.latency_weight * sc.per_token * D)
     np.testing.assert_allclose(gradient(sc, t), expect, rtol=1e-13, atol=1e-18)
 
 
@@ -49,10 +47,12 @@ def test_hessian_parts_by_finite_differences_of_gradient(rng, spreads):
     d, V, M = hessian_parts(sc, t)
     neg_hess = np.diag(d) + V @ M @ V.T
     h = 1e-5 * (sc.max_tokens - sc.min_tokens)
-    fd = -np.column_stack([
-        (obj.gradient(t + h[i] * e) - obj.gradient(t - h[i] * e)) / (2 * h[i])
-        for i, e in enumerate(np.eye(sc.n))
-    ])
+    fd = -np.column_stack(
+        [
+            (obj.gradient(t + h[i] * e) - obj.gradient(t - h[i] * e)) / (2 * h[i])
+            for i, e in enumerate(np.eye(sc.n))
+        ]
+    )
     np.testing.assert_allclose(neg_hess, fd, rtol=1e-5, atol=1e-8 * np.abs(neg_hess).max())
     # U strictly concave: d > 0 and -Hess U positive definite
     assert np.all(d > 0)

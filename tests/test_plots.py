@@ -23,8 +23,13 @@ def _tiny_sweep(sc, weights):
         r, u = cvxalloc.solve(s), uniform_budget(s)
         rows.append((r.accuracy, r.mean_system_time, u.accuracy, u.mean_system_time))
     a, w, ua, uw = map(np.array, zip(*rows))
-    return SimpleNamespace(latency_weight=np.asarray(weights), accuracy=a, mean_system_time=w,
-                           uniform_accuracy=ua, uniform_mean_system_time=uw)
+    return SimpleNamespace(
+        latency_weight=np.asarray(weights),
+        accuracy=a,
+        mean_system_time=w,
+        uniform_accuracy=ua,
+        uniform_mean_system_time=uw,
+    )
 
 
 def _is_png(path) -> bool:
@@ -73,15 +78,27 @@ def test_scenario_figure_draws_both_curves(tmp_path):
 
 def test_validation_figures_render(tmp_path):
     rates = np.linspace(0.1, 1.0, 5)
-    f1 = plots.load_figure(rates, {"optimal": rates + 1, "uniform": rates + 0.5,
-                                   "minimum": rates, "maximum": [np.nan] * 5}, saturation=1.1)
+    f1 = plots.load_figure(
+        rates,
+        {"optimal": rates + 1, "uniform": rates + 0.5, "minimum": rates, "maximum": [np.nan] * 5},
+        saturation=1.1,
+    )
     f2 = plots.convergence_figure({"gap": 0.5 ** np.arange(20)}, {"bound": 0.6 ** np.arange(20)})
     f3 = plots.rounding_figure(["1", "16"], {"loss": [1e-9, 1e-6], "gap": [2e-9, np.nan]})
     assert len(f3.axes[0].patches) == 3
     u = np.array([0.3, 0.6, 0.9])
     w = 1 / (1 - u)
-    f4 = plots.pk_figure({"a": {"utilization": u, "model": w, "simulated": 1.01 * w,
-                                "low": 0.98 * w, "high": 1.04 * w}})
+    f4 = plots.pk_figure(
+        {
+            "a": {
+                "utilization": u,
+                "model": w,
+                "simulated": 1.01 * w,
+                "low": 0.98 * w,
+                "high": 1.04 * w,
+            }
+        }
+    )
     for i, fig in enumerate((f1, f2, f3, f4)):
         assert _is_png(plots.save(fig, tmp_path / f"v{i}.png"))
 
@@ -95,15 +112,22 @@ def test_save_refuses_missing_directory(tmp_path):
 # --- command line --------------------------------------------------------------
 def test_cli_simulate_json(tmp_path, capsys, example, example_optimum):
     out = tmp_path / "sim.json"
-    assert main(["simulate", "--queries", "300000", "--seed", "4", "--json",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["simulate", "--queries", "300000", "--seed", "4", "--json", "--output", str(out)])
+        == 0
+    )
     d = json.loads(out.read_text())
-    for key in ("tokens", "queries", "mean_system_time", "mean_system_time_ci", "accuracy",
-                "mean_system_time_model"):
+    for key in (
+        "tokens",
+        "queries",
+        "mean_system_time",
+        "mean_system_time_ci",
+        "accuracy",
+        "mean_system_time_model",
+    ):
         assert key in d
     assert d["queries"] == 300_000
-    assert d["mean_system_time_model"] == pytest.approx(example_optimum.mean_system_time,
-                                                        rel=1e-6)
+    assert d["mean_system_time_model"] == pytest.approx(example_optimum.mean_system_time, rel=1e-6)
     lo, hi = d["mean_system_time_ci"]
     assert lo < d["mean_system_time"] < hi
 
@@ -111,12 +135,15 @@ def test_cli_simulate_json(tmp_path, capsys, example, example_optimum):
 def test_cli_simulate_given_tokens(tmp_path, capsys, example):
     alloc = tmp_path / "alloc.json"
     alloc.write_text(json.dumps(dict(zip(example.names, map(float, example.min_tokens)))))
-    assert main(["simulate", "--tokens", str(alloc), "--queries", "200000", "--seed", "1",
-                 "--json"]) == 0
+    assert (
+        main(["simulate", "--tokens", str(alloc), "--queries", "200000", "--seed", "1", "--json"])
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["tokens"] == dict(zip(example.names, map(float, example.min_tokens)))
     assert d["mean_system_time_model"] == pytest.approx(
-        cvxalloc.evaluate(example, example.min_tokens).mean_system_time)
+        cvxalloc.evaluate(example, example.min_tokens).mean_system_time
+    )
     assert main(["simulate", "--queries", "200000", "--seed", "1"]) == 0
     assert "Pollaczek" not in capsys.readouterr().err
     assert main(["simulate", "--queries", "5"]) == 2

@@ -15,9 +15,15 @@ from cvxalloc.testing import random_scenario
 
 def _scenario(p, base, per_token, lam, scv=0.0, variance=0.0, hi=10_000.0):
     return Scenario.from_arrays(
-        probability=p, max_tokens=hi, per_token=per_token, base=base, scv=scv,
-        variance=variance, accuracy=Exponential(floor=0.2, ceiling=0.9, scale=1000.0),
-        arrival_rate=lam, latency_weight=0.01,
+        probability=p,
+        max_tokens=hi,
+        per_token=per_token,
+        base=base,
+        scv=scv,
+        variance=variance,
+        accuracy=Exponential(floor=0.2, ceiling=0.9, scale=1000.0),
+        arrival_rate=lam,
+        latency_weight=0.01,
     )
 
 
@@ -92,10 +98,12 @@ def test_gradient_of_w_by_finite_differences(rng, load, spreads):
     lat = Latency(sc)
     g = lat.gradient(t)
     h = 1e-5 * (sc.max_tokens - sc.min_tokens)
-    fd = np.array([
-        (lat.value(t + h[i] * e) - lat.value(t - h[i] * e)) / (2 * h[i])
-        for i, e in enumerate(np.eye(sc.n))
-    ])
+    fd = np.array(
+        [
+            (lat.value(t + h[i] * e) - lat.value(t - h[i] * e)) / (2 * h[i])
+            for i, e in enumerate(np.eye(sc.n))
+        ]
+    )
     # central differences with h = 1e-5 of the box: truncation and rounding both << 1e-6
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-12 * np.abs(g).max())
 
@@ -107,10 +115,12 @@ def test_hessian_parts_of_w_by_finite_differences(rng):
     d, V, M = lat.hessian_parts(t)
     H = np.diag(d) + V @ M @ V.T
     h = 1e-5 * (sc.max_tokens - sc.min_tokens)
-    fd = np.column_stack([
-        (lat.gradient(t + h[i] * e) - lat.gradient(t - h[i] * e)) / (2 * h[i])
-        for i, e in enumerate(np.eye(sc.n))
-    ])
+    fd = np.column_stack(
+        [
+            (lat.gradient(t + h[i] * e) - lat.gradient(t - h[i] * e)) / (2 * h[i])
+            for i, e in enumerate(np.eye(sc.n))
+        ]
+    )
     np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-9 * np.abs(H).max())
     # W is convex: the Hessian is positive semidefinite
     assert np.linalg.eigvalsh(0.5 * (H + H.T)).min() >= -1e-12 * np.abs(H).max()

@@ -15,8 +15,17 @@ from cvxalloc.testing import random_scenario
 
 def _same(a: Scenario, b: Scenario) -> None:
     assert a.names == b.names
-    for f in ("probability", "weight", "min_tokens", "max_tokens", "base", "per_token",
-              "scv", "variance", "step"):
+    for f in (
+        "probability",
+        "weight",
+        "min_tokens",
+        "max_tokens",
+        "base",
+        "per_token",
+        "scv",
+        "variance",
+        "step",
+    ):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     assert a.arrival_rate == b.arrival_rate
     assert a.latency_weight == b.latency_weight
@@ -32,8 +41,7 @@ def test_example_is_five_types_and_stable(example):
     assert example.names == ["chat", "code", "math", "olympiad", "science"]
     assert example.probability.sum() == pytest.approx(1.0, abs=1e-12)
     assert example.utilization(example.min_tokens) < 1
-    assert sorted(set(example.accuracy.family_names)) == ["exponential", "logarithmic",
-                                                           "power"]
+    assert sorted(set(example.accuracy.family_names)) == ["exponential", "logarithmic", "power"]
 
 
 def test_dict_round_trip(example):
@@ -62,13 +70,20 @@ def test_random_round_trip(rng):
 
 
 def test_defaults_of_the_file_format():
-    sc = Scenario.from_dict({
-        "queue": {"arrival_rate": 0.01, "latency_weight": 0.001},
-        "task": [{"name": "only", "probability": 1.0, "max_tokens": 1000,
-                  "service": {"per_token": 0.01},
-                  "accuracy": {"model": "power", "floor": 0.1, "ceiling": 0.9,
-                               "scale": 100}}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "queue": {"arrival_rate": 0.01, "latency_weight": 0.001},
+            "task": [
+                {
+                    "name": "only",
+                    "probability": 1.0,
+                    "max_tokens": 1000,
+                    "service": {"per_token": 0.01},
+                    "accuracy": {"model": "power", "floor": 0.1, "ceiling": 0.9, "scale": 100},
+                }
+            ],
+        }
+    )
     assert sc.weight[0] == 1.0
     assert sc.min_tokens[0] == 0.0
     assert sc.base[0] == 0.0 and sc.scv[0] == 0.0 and sc.variance[0] == 0.0
@@ -78,9 +93,13 @@ def test_defaults_of_the_file_format():
 
 def test_from_arrays_broadcasts_scalars():
     sc = Scenario.from_arrays(
-        probability=[0.2, 0.3, 0.5], max_tokens=4096, per_token=0.01, base=[0.1, 0.2, 0.3],
+        probability=[0.2, 0.3, 0.5],
+        max_tokens=4096,
+        per_token=0.01,
+        base=[0.1, 0.2, 0.3],
         accuracy=Exponential(floor=0.3, ceiling=[0.7, 0.8, 0.9], scale=1000),
-        arrival_rate=0.05, latency_weight=0.01,
+        arrival_rate=0.05,
+        latency_weight=0.01,
     )
     assert sc.names == ["type0", "type1", "type2"]
     np.testing.assert_array_equal(sc.max_tokens, [4096] * 3)
@@ -105,8 +124,9 @@ def test_take_renormalizes_and_keeps_curves(example):
     assert sub.probability.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(sub.probability, [0.05 / 0.45, 0.40 / 0.45])
     t = np.array([5000.0, 700.0])
-    np.testing.assert_allclose(sub.accuracy.value(t),
-                               example.accuracy.value(np.array([700, 0, 0, 5000, 0.0]))[[3, 0]])
+    np.testing.assert_allclose(
+        sub.accuracy.value(t), example.accuracy.value(np.array([700, 0, 0, 5000, 0.0]))[[3, 0]]
+    )
 
 
 def test_with_revalidates(example):
@@ -116,22 +136,36 @@ def test_with_revalidates(example):
 
 
 def test_mixed_families_from_curves():
-    fams = AccuracyCurves([
-        (Exponential(floor=0.2, ceiling=0.8, scale=1000.0), np.array([2])),
-        (Power(floor=0.1, ceiling=0.9, scale=500.0, exponent=0.7), np.array([0])),
-        (Logarithmic(floor=0.3, gain=0.05, scale=200.0), np.array([1])),
-    ], 3)
-    sc = Scenario.from_arrays(probability=[0.3, 0.3, 0.4], max_tokens=8000, per_token=0.01,
-                              accuracy=fams, arrival_rate=0.01, latency_weight=0.01)
+    fams = AccuracyCurves(
+        [
+            (Exponential(floor=0.2, ceiling=0.8, scale=1000.0), np.array([2])),
+            (Power(floor=0.1, ceiling=0.9, scale=500.0, exponent=0.7), np.array([0])),
+            (Logarithmic(floor=0.3, gain=0.05, scale=200.0), np.array([1])),
+        ],
+        3,
+    )
+    sc = Scenario.from_arrays(
+        probability=[0.3, 0.3, 0.4],
+        max_tokens=8000,
+        per_token=0.01,
+        accuracy=fams,
+        arrival_rate=0.01,
+        latency_weight=0.01,
+    )
     assert sc.accuracy.family_names == ["power", "logarithmic", "exponential"]
     _same(sc, Scenario.from_dict(sc.to_dict()))
 
 
 def test_log_accuracy_above_one_is_rejected():
     with pytest.raises(cvxalloc.ScenarioError, match="accuracy reaches .* > 1 at max_tokens"):
-        Scenario.from_arrays(probability=[1.0], max_tokens=10**6, per_token=1e-6,
-                             accuracy=Logarithmic(floor=0.5, gain=0.2, scale=10.0),
-                             arrival_rate=0.01, latency_weight=0.01)
+        Scenario.from_arrays(
+            probability=[1.0],
+            max_tokens=10**6,
+            per_token=1e-6,
+            accuracy=Logarithmic(floor=0.5, gain=0.2, scale=10.0),
+            arrival_rate=0.01,
+            latency_weight=0.01,
+        )
 
 
 def test_repr(example):

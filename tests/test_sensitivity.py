@@ -26,8 +26,9 @@ def resolve(sc):
 
 
 def figures(res):
-    return res.tokens, np.array([res.objective, res.mean_system_time, res.utilization,
-                                 res.accuracy])
+    return res.tokens, np.array(
+        [res.objective, res.mean_system_time, res.utilization, res.accuracy]
+    )
 
 
 def active(sc, t):
@@ -50,8 +51,7 @@ def check(der, fd, base_active, sc, step):
     dt, dfig = fd
     scale = max(np.abs(dt).max(), 1e-12)
     free = base_active == 0
-    assert np.allclose(der.tokens[free], dt[free], rtol=1e-3, atol=1e-4 * scale), (
-        der.tokens, dt)
+    assert np.allclose(der.tokens[free], dt[free], rtol=1e-3, atol=1e-4 * scale), (der.tokens, dt)
     # types at a bound: exactly 0 here; the re-solves move them only by solver rounding
     # (the conic solution sits within 1e-7 of the box width of the bound)
     assert np.all(der.tokens[~free] == 0)
@@ -103,8 +103,9 @@ def test_random_scenarios_match_finite_differences(rng):
         base = active(sc, s.tokens)
         width = sc.max_tokens - sc.min_tokens
         # stay away from kinks: free types well inside, bound types not degenerate
-        inner = (base != 0) | ((s.tokens - sc.min_tokens > 0.01 * width)
-                               & (sc.max_tokens - s.tokens > 0.01 * width))
+        inner = (base != 0) | (
+            (s.tokens - sc.min_tokens > 0.01 * width) & (sc.max_tokens - s.tokens > 0.01 * width)
+        )
         if s.kinks or not inner.all() or not (base == 0).any():
             continue
         lam = sc.arrival_rate
@@ -115,8 +116,7 @@ def test_random_scenarios_match_finite_differences(rng):
         i = int(np.argmax(sc.probability))
         dp = -sc.probability.copy()
         dp[i] += 1
-        fd = central(sc, lambda e, sc=sc, dp=dp: sc.with_(probability=sc.probability + e * dp),
-                     H)
+        fd = central(sc, lambda e, sc=sc, dp=dp: sc.with_(probability=sc.probability + e * dp), H)
         if fd is not None and np.array_equal(fd[2], base):
             check(s.mix[i], fd[:2], base, sc, H)
         tested += 1
@@ -143,7 +143,8 @@ def test_signs_and_range(example, example_optimum):
     # envelope theorem: dU*/dlam = -gamma dW/dlam at fixed t = -gamma m2 / (2 (1-rho)^2)
     ev = cvxalloc.evaluate(example, s.tokens)
     assert s.d_objective_d_arrival_rate == pytest.approx(
-        -example.latency_weight * ev.m2 / (2 * (1 - ev.utilization) ** 2), rel=1e-12)
+        -example.latency_weight * ev.m2 / (2 * (1 - ev.utilization) ** 2), rel=1e-12
+    )
 
 
 def test_bad_direction_and_missing_mix(example, example_optimum):
@@ -162,8 +163,7 @@ def test_allocation_is_polished_and_certified(example, example_optimum):
     s = sensitivity(example, example.min_tokens, mix=False)
     ref = sensitivity(example, example_optimum, mix=False)
     assert np.allclose(s.tokens, ref.tokens, rtol=1e-6, atol=1e-6)
-    assert s.d_objective_d_arrival_rate == pytest.approx(ref.d_objective_d_arrival_rate,
-                                                         rel=1e-6)
+    assert s.d_objective_d_arrival_rate == pytest.approx(ref.d_objective_d_arrival_rate, rel=1e-6)
     assert example.utilization(example.max_tokens) >= 1
     with pytest.raises(CvxallocError, match="not an optimum"):
         sensitivity(example, example.max_tokens)
@@ -184,8 +184,13 @@ def test_cli_text_and_json(capsys):
     assert "if traffic changes by +10%" in text and "mix:" in text
     assert main(["sensitivity", "--json", "--change", "0.2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["d_arrival_rate"]) >= {"tokens", "objective", "mean_system_time",
-                                         "utilization", "accuracy"}
+    assert set(out["d_arrival_rate"]) >= {
+        "tokens",
+        "objective",
+        "mean_system_time",
+        "utilization",
+        "accuracy",
+    }
     assert set(out["d_mix"]) == set(cvxalloc.example_scenario().names)
 
 

@@ -54,8 +54,10 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def runs():
-    return {name: simulate(sc, t, queries=QUERIES, seed=11 + i)
-            for i, (name, (sc, t)) in enumerate(CASES.items())}
+    return {
+        name: simulate(sc, t, queries=QUERIES, seed=11 + i)
+        for i, (name, (sc, t)) in enumerate(CASES.items())
+    }
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -116,8 +118,8 @@ def test_lindley_matches_loop_across_chunks(rng):
         prev_s = serv[n]
     pieces, pw, ps = [], 0.0, 0.0
     for lo in range(0, 5000, 777):
-        wait = lindley_waits(gaps[lo:lo + 777], serv[lo:lo + 777], pw, ps)
-        pw, ps = wait[-1], serv[lo:lo + 777][-1]
+        wait = lindley_waits(gaps[lo : lo + 777], serv[lo : lo + 777], pw, ps)
+        pw, ps = wait[-1], serv[lo : lo + 777][-1]
         pieces.append(wait)
     np.testing.assert_allclose(np.concatenate(pieces), out, rtol=1e-12, atol=1e-9)
     assert np.all(out >= 0) and np.any(out == 0) and np.any(out > 0)
@@ -191,15 +193,21 @@ def _ciw_system_times(sc, t, customers, seed):
     s = sc.service_time(t)
     shape, scale, det = service_distribution(s, sc.scv, sc.variance)
     classes = [f"Class {i}" for i in range(sc.n)]
-    arrivals = {c: [ciw.dists.Exponential(rate=sc.arrival_rate * float(sc.probability[i]))]
-                for i, c in enumerate(classes)}
-    services = {
-        c: [ciw.dists.Deterministic(value=float(s[i])) if det[i]
-            else ciw.dists.Gamma(shape=float(shape[i]), scale=float(scale[i]))]
+    arrivals = {
+        c: [ciw.dists.Exponential(rate=sc.arrival_rate * float(sc.probability[i]))]
         for i, c in enumerate(classes)
     }
-    net = ciw.create_network(arrival_distributions=arrivals, service_distributions=services,
-                             number_of_servers=[1])
+    services = {
+        c: [
+            ciw.dists.Deterministic(value=float(s[i]))
+            if det[i]
+            else ciw.dists.Gamma(shape=float(shape[i]), scale=float(scale[i]))
+        ]
+        for i, c in enumerate(classes)
+    }
+    net = ciw.create_network(
+        arrival_distributions=arrivals, service_distributions=services, number_of_servers=[1]
+    )
     ciw.seed(seed)
     q = ciw.Simulation(net)
     q.simulate_until_max_customers(customers, method="Finish")

@@ -68,20 +68,19 @@ def test_frontier_is_monotone_and_beats_uniform(example, gamma_sweep):
 
 
 def test_parameterized_and_rebuilt_conic_agree(example, gamma_sweep):
-    rebuilt = sweep_latency_weight(example, WEIGHTS, method="conic", uniform=False,
-                                   problem=None)
+    rebuilt = sweep_latency_weight(example, WEIGHTS, method="conic", uniform=False, problem=None)
     assert rebuilt.uniform_objective is None
     for k in range(WEIGHTS.size):
-        assert _agree(gamma_sweep.objective[k], gamma_sweep.gap[k],
-                      rebuilt.objective[k], rebuilt.gap[k])
+        assert _agree(
+            gamma_sweep.objective[k], gamma_sweep.gap[k], rebuilt.objective[k], rebuilt.gap[k]
+        )
 
 
 def test_other_method_sweeps(example, gamma_sweep):
     agg = sweep_latency_weight(example, WEIGHTS, method="aggregate", uniform=False)
     assert agg.method == "aggregate"
     for k in range(WEIGHTS.size):
-        assert _agree(gamma_sweep.objective[k], gamma_sweep.gap[k], agg.objective[k],
-                      agg.gap[k])
+        assert _agree(gamma_sweep.objective[k], gamma_sweep.gap[k], agg.objective[k], agg.gap[k])
 
 
 def test_invalid_point_is_reported_not_raised(example):
@@ -125,9 +124,11 @@ def test_slo_sweep(example, slo_sweep):
 
 def test_constrained_best_uniform_is_best_on_a_grid(example):
     W_lo = cvxalloc.evaluate(example, example.min_tokens).mean_system_time
-    sc = example.with_(constraints=Constraints(max_mean_system_time=2 * W_lo,
-                                               min_accuracy=[np.nan, np.nan, 0.8, np.nan,
-                                                             np.nan]))
+    sc = example.with_(
+        constraints=Constraints(
+            max_mean_system_time=2 * W_lo, min_accuracy=[np.nan, np.nan, 0.8, np.nan, np.nan]
+        )
+    )
     u = best_uniform(sc)
     assert u.mean_system_time <= 2 * W_lo
     lo2 = np.maximum(sc.min_tokens, cvxalloc.constraints.required_tokens(sc))
@@ -154,9 +155,17 @@ def test_csv_and_json(example, slo_sweep, tmp_path):
     assert data["parameter"] == "slo" and data["names"] == example.names
     assert data["objective"][0] is None and data["objective"][2] == sw.objective[2]
     assert np.array(data["tokens"][2]) == pytest.approx(sw.tokens[2], rel=0, abs=0)
-    for key in ("latency_weight", "slo", "accuracy", "mean_system_time", "utilization",
-                "status", "uniform_objective", "uniform_accuracy",
-                "uniform_mean_system_time"):
+    for key in (
+        "latency_weight",
+        "slo",
+        "accuracy",
+        "mean_system_time",
+        "utilization",
+        "status",
+        "uniform_objective",
+        "uniform_accuracy",
+        "uniform_mean_system_time",
+    ):
         assert len(data[key]) == len(sw)
 
 
@@ -165,8 +174,19 @@ def test_cli_sweep(tmp_path, capsys):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(sc.to_dict()))
     out_csv, png = tmp_path / "f.csv", tmp_path / "f.png"
-    code = main(["sweep", str(path), "--latency-weight", "0.001:0.1:4", "--log",
-                 "--csv", str(out_csv), "--plot", str(png)])
+    code = main(
+        [
+            "sweep",
+            str(path),
+            "--latency-weight",
+            "0.001:0.1:4",
+            "--log",
+            "--csv",
+            str(out_csv),
+            "--plot",
+            str(png),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "latency_wt" in table and table.count("optimal") == 4
@@ -184,16 +204,19 @@ def _exit_code(argv) -> int:
         return int(exc.code)
 
 
-@pytest.mark.parametrize("args", [
-    ["--latency-weight", "1:2"],
-    ["--latency-weight", "a:2:3"],
-    ["--latency-weight", "0:1:3", "--log"],
-    ["--latency-weight", "0.1:1:0"],
-    ["--slo=-1:1:2"],
-    ["--slo", "0.001:0.002:2"],            # every point infeasible
-    ["--slo", "1:2:2", "--plot", "x.pdf"],
-    [],                                   # neither grid
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--latency-weight", "1:2"],
+        ["--latency-weight", "a:2:3"],
+        ["--latency-weight", "0:1:3", "--log"],
+        ["--latency-weight", "0.1:1:0"],
+        ["--slo=-1:1:2"],
+        ["--slo", "0.001:0.002:2"],  # every point infeasible
+        ["--slo", "1:2:2", "--plot", "x.pdf"],
+        [],  # neither grid
+    ],
+)
 def test_cli_errors_exit_2(tmp_path, capsys, args):
     sc = small_scenario(3, load=0.6)
     path = tmp_path / "s.json"

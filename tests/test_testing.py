@@ -49,8 +49,9 @@ def test_identical_and_spread_knobs(rng):
 
 
 def test_reference_passes_and_minimum_fails_readably(example, example_optimum):
-    assert_near_optimal(example, example_optimum.tokens, reference=example_optimum,
-                        tokens_rtol=1e-3)
+    assert_near_optimal(
+        example, example_optimum.tokens, reference=example_optimum, tokens_rtol=1e-3
+    )
     with pytest.raises(AssertionError) as exc:
         assert_near_optimal(example, example.min_tokens, reference=example_optimum)
     msg = str(exc.value)
@@ -81,8 +82,9 @@ def test_token_check_is_consistent_with_the_objective(seed, size):
     example, ref = _example_and_reference()
     r = np.random.default_rng(seed)
     width = example.max_tokens - example.min_tokens
-    t = np.clip(ref.tokens + r.normal(0, size, example.n) * width,
-                example.min_tokens, example.max_tokens)
+    t = np.clip(
+        ref.tokens + r.normal(0, size, example.n) * width, example.min_tokens, example.max_tokens
+    )
     if example.utilization(t) >= 1:
         return
     U = cvxalloc.evaluate(example, t).objective
@@ -111,9 +113,11 @@ def test_flat_types_follow_the_curvature(example, example_optimum):
 def test_a_toy_solver_is_caught(example, example_optimum):
     """A user's heuristic: one common fraction of every box (not optimal) fails the check."""
     lo, hi = example.min_tokens, example.max_tokens
-    best = max((cvxalloc.evaluate(example, lo + x * (hi - lo)).objective, x)
-               for x in np.linspace(0, 1, 201)
-               if example.utilization(lo + x * (hi - lo)) < 1)
+    best = max(
+        (cvxalloc.evaluate(example, lo + x * (hi - lo)).objective, x)
+        for x in np.linspace(0, 1, 201)
+        if example.utilization(lo + x * (hi - lo)) < 1
+    )
     t = lo + best[1] * (hi - lo)
     with pytest.raises(AssertionError, match="below the reference optimum"):
         assert_near_optimal(example, t, rtol=1e-7, reference=example_optimum)

@@ -52,10 +52,17 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         ref = cvxalloc.solve(sc, method="conic")
         fp = cvxalloc.solve(sc, method="fixed-point", max_iter=max_iter)
         gl = cvxalloc.solve(sc, method="gradient", variant="local", max_iter=max_iter)
-        gp = cvxalloc.solve(sc, method="gradient", variant="paper", shrink=False,
-                            accelerate=False, max_iter=max_iter)
-        ga = cvxalloc.solve(sc, method="gradient", variant="paper", shrink=True,
-                            accelerate=True, max_iter=max_iter)
+        gp = cvxalloc.solve(
+            sc,
+            method="gradient",
+            variant="paper",
+            shrink=False,
+            accelerate=False,
+            max_iter=max_iter,
+        )
+        ga = cvxalloc.solve(
+            sc, method="gradient", variant="paper", shrink=True, accelerate=True, max_iter=max_iter
+        )
         gs = cvxalloc.solve(sc, method="gradient", variant="scaled", max_iter=max_iter)
         d = fp.diagnostics
         fpd = d.get("fixed_point", d)
@@ -66,7 +73,8 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             fp_curves[f"lam {lam:g}: fixed point"] = gap
             if L is not None and L < 1:
                 fp_bounds[f"lam {lam:g}: gap_0 L^k, L = {L:.3g}"] = gap[0] * L ** np.arange(
-                    gap.size)
+                    gap.size
+                )
             rate = d.get("measured_rate")
             if fpd.get("guarantee") and rate is not None:
                 ok &= rate <= L * (1 + 1e-9)
@@ -81,37 +89,69 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         ok &= gl.status == "optimal" and gl.certificate.relative_gap <= 1e-9
         d_, V, M = Objective(sc).hessian_parts(ref.tokens)
         curv = d_ + np.einsum("ij,jk,ik->i", V, M, V)  # diagonal of -Hess U at the optimum
-        rows.append([
-            f"{lam:g}", f"{ref.utilization:.3f}", f"{curv.max() / curv.min():.2g}",
-            f"{gp.diagnostics['curvature_bound'] / curv.min():.2g}",
-            _fmt(L) if L is not None and np.isfinite(L) else "none proven",
-            "yes" if fpd.get("guarantee") else f"no ({handed})",
-            _fmt(d.get("measured_rate")) if fp.method == "fixed-point" else "-",
-            f"{fp.iterations:,} ({fp.method}, {fp.status})",
-            f"{fp.certificate.relative_gap:.1e}",
-            _it(gl), f"{gl.certificate.relative_gap:.1e}",
-            _it(gp), f"{gp.certificate.relative_gap:.1e}",
-            _it(ga), f"{ga.certificate.relative_gap:.1e}",
-            _it(gs), f"{gs.certificate.relative_gap:.1e}",
-        ])
+        rows.append(
+            [
+                f"{lam:g}",
+                f"{ref.utilization:.3f}",
+                f"{curv.max() / curv.min():.2g}",
+                f"{gp.diagnostics['curvature_bound'] / curv.min():.2g}",
+                _fmt(L) if L is not None and np.isfinite(L) else "none proven",
+                "yes" if fpd.get("guarantee") else f"no ({handed})",
+                _fmt(d.get("measured_rate")) if fp.method == "fixed-point" else "-",
+                f"{fp.iterations:,} ({fp.method}, {fp.status})",
+                f"{fp.certificate.relative_gap:.1e}",
+                _it(gl),
+                f"{gl.certificate.relative_gap:.1e}",
+                _it(gp),
+                f"{gp.certificate.relative_gap:.1e}",
+                _it(ga),
+                f"{ga.certificate.relative_gap:.1e}",
+                _it(gs),
+                f"{gs.certificate.relative_gap:.1e}",
+            ]
+        )
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 4.8))
-    convergence_figure(fp_curves, fp_bounds, ax=ax1,
-                       title="Fixed point: certified gap and contraction bound")
-    convergence_figure(paper_curves, ax=ax2, logx=True,
-                       title="Paper's projected gradient (step 1/L): plain and sped up")
-    convergence_figure(scaled_curves, ax=ax3, logx=True,
-                       title="Jacobi-scaled gradient: local bounds (default) and scaled")
+    convergence_figure(
+        fp_curves, fp_bounds, ax=ax1, title="Fixed point: certified gap and contraction bound"
+    )
+    convergence_figure(
+        paper_curves,
+        ax=ax2,
+        logx=True,
+        title="Paper's projected gradient (step 1/L): plain and sped up",
+    )
+    convergence_figure(
+        scaled_curves,
+        ax=ax3,
+        logx=True,
+        title="Jacobi-scaled gradient: local bounds (default) and scaled",
+    )
     name = "validation_convergence.png"
     save(fig, out_dir / name)
-    tab = table(["lam (q/s)", "rho*", "curvature spread at t*", "L_grad / min curvature at t*",
-                 "contraction bound L", "FP guarantee",
-                 "measured step ratio", "FP iterations", "FP rel. gap",
-                 "local (default) iterations", "local rel. gap",
-                 "paper iterations", "paper rel. gap",
-                 "paper + speed-ups iterations", "paper + speed-ups rel. gap",
-                 "scaled iterations", "scaled rel. gap"], rows)
+    tab = table(
+        [
+            "lam (q/s)",
+            "rho*",
+            "curvature spread at t*",
+            "L_grad / min curvature at t*",
+            "contraction bound L",
+            "FP guarantee",
+            "measured step ratio",
+            "FP iterations",
+            "FP rel. gap",
+            "local (default) iterations",
+            "local rel. gap",
+            "paper iterations",
+            "paper rel. gap",
+            "paper + speed-ups iterations",
+            "paper + speed-ups rel. gap",
+            "scaled iterations",
+            "scaled rel. gap",
+        ],
+        rows,
+    )
     text = f"""\
-The example at arrival rates {', '.join(f'{x:g}' for x in RATES)} q/s (the last is its own
+The example at arrival rates {", ".join(f"{x:g}" for x in RATES)} q/s (the last is its own
 load), every method with tolerance 1e-9 on the relative certified gap and at most
 {max_iter:,} iterations. Left: the fixed point's certified gap with ``gap_0 L^k`` (dashed,
 same colour) for its computed contraction bound L. Middle: the paper's projected gradient
@@ -142,8 +182,13 @@ proven set (``variant="scaled"``) (log-log).
 * Every certified gap, from every method, upper-bounds the distance to the conic optimum
   (checked)."""
     return Section(
-        key="b-convergence", title="(b) Convergence of the fixed-point and gradient methods",
-        figures=[name], text=text, ok=bool(ok),
-        numbers={"rows": rows, "fixed_point_gaps": {k: list(map(float, v))
-                                                    for k, v in fp_curves.items()}},
+        key="b-convergence",
+        title="(b) Convergence of the fixed-point and gradient methods",
+        figures=[name],
+        text=text,
+        ok=bool(ok),
+        numbers={
+            "rows": rows,
+            "fixed_point_gaps": {k: list(map(float, v)) for k, v in fp_curves.items()},
+        },
     )

@@ -31,16 +31,21 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     nq = 1_000_000 if quick else 4_000_000
     for g in (weights[len(weights) // 4], sc.latency_weight, weights[3 * len(weights) // 4]):
         r = cvxalloc.solve(sc.with_(latency_weight=float(g)), method="conic")
-        sim = simulate(sc, r.tokens, queries=nq, seed=7,
-                       progress=False)
+        sim = simulate(sc, r.tokens, queries=nq, seed=7, progress=False)
         sims.append((g, r, sim))
         lo, hi = sim.mean_system_time_ci
         alo, ahi = sim.accuracy_ci
-        ax.errorbar([sim.mean_system_time], [sim.accuracy],
-                    xerr=[[sim.mean_system_time - lo], [hi - sim.mean_system_time]],
-                    yerr=[[sim.accuracy - alo], [ahi - sim.accuracy]],
-                    fmt="D", ms=4, color="#2ca02c", capsize=2,
-                    label="simulated (99% CI)" if len(sims) == 1 else None)
+        ax.errorbar(
+            [sim.mean_system_time],
+            [sim.accuracy],
+            xerr=[[sim.mean_system_time - lo], [hi - sim.mean_system_time]],
+            yerr=[[sim.accuracy - alo], [ahi - sim.accuracy]],
+            fmt="D",
+            ms=4,
+            color="#2ca02c",
+            capsize=2,
+            label="simulated (99% CI)" if len(sims) == 1 else None,
+        )
     ax.legend(loc="lower right", fontsize=8)
     name = "validation_frontier.png"
     save(fig, out_dir / name)
@@ -66,8 +71,15 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         lo, hi = sim.mean_system_time_ci
         alo, ahi = sim.accuracy_ci
         ok &= sim.model_within_ci() and sim.accuracy_within_ci()
-        sim_rows.append([f"{g:.3g}", f"{r.mean_system_time:.4g}", f"[{lo:.4g}, {hi:.4g}]",
-                         f"{r.accuracy:.4f}", f"[{alo:.4f}, {ahi:.4f}]"])
+        sim_rows.append(
+            [
+                f"{g:.3g}",
+                f"{r.mean_system_time:.4g}",
+                f"[{lo:.4g}, {hi:.4g}]",
+                f"{r.accuracy:.4f}",
+                f"[{alo:.4f}, {ahi:.4f}]",
+            ]
+        )
     text = f"""\
 {len(weights)} latency weights from {weights[0]:.3g} to {weights[-1]:.3g} (the example uses
 {sc.latency_weight:g}). Left: weighted accuracy against mean system time for the optimal
@@ -86,13 +98,30 @@ Right: the example's optimal tokens per type within its bounds, beside the best 
   largest {u_gain.max():.4f}).
 * Simulated frontier points ({nq / 1e6:g} million queries each) agree with the model:
 
-{table(["latency weight", "PK W (s)", "simulated W, 99% CI", "model accuracy",
-        "realized accuracy, 99% CI"], sim_rows)}"""
+{
+        table(
+            [
+                "latency weight",
+                "PK W (s)",
+                "simulated W, 99% CI",
+                "model accuracy",
+                "realized accuracy, 99% CI",
+            ],
+            sim_rows,
+        )
+    }"""
     return Section(
-        key="e-frontier", title="(e) Accuracy-latency frontier", figures=[name], text=text,
+        key="e-frontier",
+        title="(e) Accuracy-latency frontier",
+        figures=[name],
+        text=text,
         ok=ok,
-        numbers={"latency_weight": weights.tolist(), "accuracy": a_opt.tolist(),
-                 "mean_system_time": w_opt.tolist(), "uniform_accuracy": a_uni.tolist(),
-                 "uniform_mean_system_time": w_uni.tolist(),
-                 "accuracy_gain_at_equal_latency": acc_gain.tolist()},
+        numbers={
+            "latency_weight": weights.tolist(),
+            "accuracy": a_opt.tolist(),
+            "mean_system_time": w_opt.tolist(),
+            "uniform_accuracy": a_uni.tolist(),
+            "uniform_mean_system_time": w_uni.tolist(),
+            "accuracy_gain_at_equal_latency": acc_gain.tolist(),
+        },
     )

@@ -23,8 +23,9 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     lam_sat = sc.max_stable_arrival_rate(sc.min_tokens)
     lam_max = sc.max_stable_arrival_rate(sc.max_tokens)
     n = 8 if quick else 24
-    rates = lam_sat * np.concatenate([np.geomspace(1e-3, 0.5, n, endpoint=False),
-                                      np.linspace(0.5, 0.99, n // 2)])
+    rates = lam_sat * np.concatenate(
+        [np.geomspace(1e-3, 0.5, n, endpoint=False), np.linspace(0.5, 0.99, n // 2)]
+    )
     rates = np.unique(np.concatenate([rates, [sc.arrival_rate]]))
     rows: dict[str, list[float]] = {k: [] for k in ("optimal", "uniform", "minimum", "maximum")}
     tokens: dict[str, list[float]] = {n: [] for n in sc.names}
@@ -41,24 +42,47 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         rho.append(res.utilization)
         gaps.append(res.certificate.gap)
     arr = {k: np.array(v) for k, v in rows.items()}
-    fig = load_figure(rates, arr, saturation=lam_sat, tokens=tokens, logx=True,
-                      title="Built-in example: utility against arrival rate")
+    fig = load_figure(
+        rates,
+        arr,
+        saturation=lam_sat,
+        tokens=tokens,
+        logx=True,
+        title="Built-in example: utility against arrival rate",
+    )
     name = "validation_load.png"
     save(fig, out_dir / name)
 
     # every fixed policy is at most the optimum (certified), the optimum is never beaten
     worst = max(float(np.nanmax(arr[k] - arr["optimal"])) for k in arr if k != "optimal")
     ok = worst <= 1e-9 and max(gaps) <= 1e-6
-    picks = [int(np.argmin(np.abs(rates - x))) for x in
-             (rates[0], lam_max * 0.5, sc.arrival_rate, 0.5 * lam_sat, 0.9 * lam_sat, rates[-1])]
+    picks = [
+        int(np.argmin(np.abs(rates - x)))
+        for x in (rates[0], lam_max * 0.5, sc.arrival_rate, 0.5 * lam_sat, 0.9 * lam_sat, rates[-1])
+    ]
     picks = sorted(set(picks))
     tab = table(
-        ["arrival rate (q/s)", "rho (optimal)", "U optimal", "U uniform", "U minimum",
-         "U maximum", "gain over uniform"],
-        [[f"{rates[i]:.4g}", f"{rho[i]:.3f}", f"{arr['optimal'][i]:.5f}",
-          f"{arr['uniform'][i]:.5f}", f"{arr['minimum'][i]:.5f}",
-          "unstable" if np.isnan(arr["maximum"][i]) else f"{arr['maximum'][i]:.5f}",
-          f"{arr['optimal'][i] - arr['uniform'][i]:.2e}"] for i in picks],
+        [
+            "arrival rate (q/s)",
+            "rho (optimal)",
+            "U optimal",
+            "U uniform",
+            "U minimum",
+            "U maximum",
+            "gain over uniform",
+        ],
+        [
+            [
+                f"{rates[i]:.4g}",
+                f"{rho[i]:.3f}",
+                f"{arr['optimal'][i]:.5f}",
+                f"{arr['uniform'][i]:.5f}",
+                f"{arr['minimum'][i]:.5f}",
+                "unstable" if np.isnan(arr["maximum"][i]) else f"{arr['maximum'][i]:.5f}",
+                f"{arr['optimal'][i] - arr['uniform'][i]:.2e}",
+            ]
+            for i in picks
+        ],
     )
     i_ex = int(np.argmin(np.abs(rates - sc.arrival_rate)))
     gain_ex = arr["optimal"][i_ex] - arr["uniform"][i_ex]
@@ -87,19 +111,28 @@ budgets).
 
 * At the example's own load ({sc.arrival_rate:g} q/s) the optimum gains
   {gain_ex:.4f} utility over the best uniform budget
-  ({100 * gain_ex / abs(arr['uniform'][i_ex]):.1f}%).
+  ({100 * gain_ex / abs(arr["uniform"][i_ex]):.1f}%).
 * The largest gain over uniform, {gain[i_best]:.4f}, is at {rates[i_best]:.3g} q/s
   (utilization {rho[i_best]:.2f}); it shrinks as the load grows, because the queue leaves
   fewer tokens to distribute.
 * Near saturation the optimum collapses onto the minimum budgets (every type at its
-  floor{'' if zero_from is None else f'; identical utility from {zero_from:.3g} q/s on'}),
+  floor{"" if zero_from is None else f"; identical utility from {zero_from:.3g} q/s on"}),
   and utility falls steeply as W = m1 + lam m2 / (2 (1 - rho)) explodes.
 * The right panel shows the allocation giving up thinking tokens type by type as load
   rises; the order in which types reach their minimum: {order}."""
     return Section(
-        key="a-load", title="(a) Optimal against fixed budgets, light load to saturation",
-        figures=[name], text=text, ok=ok,
-        numbers={"rates": rates.tolist(), **{k: v.tolist() for k, v in arr.items()},
-                 "utilization": rho, "max_gap": max(gaps), "max_excess_over_optimal": worst,
-                 "saturation_rate_minimum": lam_sat, "saturation_rate_maximum": lam_max},
+        key="a-load",
+        title="(a) Optimal against fixed budgets, light load to saturation",
+        figures=[name],
+        text=text,
+        ok=ok,
+        numbers={
+            "rates": rates.tolist(),
+            **{k: v.tolist() for k, v in arr.items()},
+            "utilization": rho,
+            "max_gap": max(gaps),
+            "max_excess_over_optimal": worst,
+            "saturation_rate_minimum": lam_sat,
+            "saturation_rate_maximum": lam_max,
+        },
     )

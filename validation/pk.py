@@ -49,31 +49,59 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             total += 1
             queries_sim += n
             wall += sim.elapsed
-            rows.append([label, f"{rho:.2f}", f"{n:,}", f"{sim.mean_system_time_model:.4g}",
-                         f"{sim.mean_system_time:.4g}", f"[{lo:.4g}, {hi:.4g}]",
-                         f"{100 * (sim.mean_system_time / sim.mean_system_time_model - 1):+.2f}%",
-                         "yes" if ok else "**no**",
-                         f"{sim.percentiles['p99']:.4g}"])
+            rows.append(
+                [
+                    label,
+                    f"{rho:.2f}",
+                    f"{n:,}",
+                    f"{sim.mean_system_time_model:.4g}",
+                    f"{sim.mean_system_time:.4g}",
+                    f"[{lo:.4g}, {hi:.4g}]",
+                    f"{100 * (sim.mean_system_time / sim.mean_system_time_model - 1):+.2f}%",
+                    "yes" if ok else "**no**",
+                    f"{sim.percentiles['p99']:.4g}",
+                ]
+            )
         series[label] = d
     name = "validation_pk.png"
     save(pk_figure(series), out_dir / name)
-    rel = [(abs(sim_w / pk_w - 1), label, u, (hi - lo) / (2 * pk_w))
-           for label, d in series.items()
-           for pk_w, sim_w, u, lo, hi in zip(d["model"], d["simulated"], d["utilization"],
-                                             d["low"], d["high"])]
+    rel = [
+        (abs(sim_w / pk_w - 1), label, u, (hi - lo) / (2 * pk_w))
+        for label, d in series.items()
+        for pk_w, sim_w, u, lo, hi in zip(
+            d["model"], d["simulated"], d["utilization"], d["low"], d["high"]
+        )
+    ]
     worst = max(rel)
-    hi_runs = [(sim_w, pk_w) for d in series.values()
-               for pk_w, sim_w, u in zip(d["model"], d["simulated"], d["utilization"])
-               if u >= 0.9 - 1e-9]
+    hi_runs = [
+        (sim_w, pk_w)
+        for d in series.values()
+        for pk_w, sim_w, u in zip(d["model"], d["simulated"], d["utilization"])
+        if u >= 0.9 - 1e-9
+    ]
     below_hi, n_hi = sum(sw < pw for sw, pw in hi_runs), len(hi_runs)
     skew = ""
     if 2 * below_hi > n_hi:
-        skew = (f" At rho >= 0.9 the simulated mean falls below PK in {below_hi} of {n_hi} "
-                "runs, inside its interval; the sample mean of a strongly autocorrelated "
-                "queue is right-skewed (rare long busy periods pull it up), so it lands "
-                "below its expectation more often than above.")
-    tab = table(["service model", "rho", "queries", "PK W (s)", "simulated W (s)", "99% CI",
-                 "difference", "PK inside CI", "p99 (s)"], rows)
+        skew = (
+            f" At rho >= 0.9 the simulated mean falls below PK in {below_hi} of {n_hi} "
+            "runs, inside its interval; the sample mean of a strongly autocorrelated "
+            "queue is right-skewed (rare long busy periods pull it up), so it lands "
+            "below its expectation more often than above."
+        )
+    tab = table(
+        [
+            "service model",
+            "rho",
+            "queries",
+            "PK W (s)",
+            "simulated W (s)",
+            "99% CI",
+            "difference",
+            "PK inside CI",
+            "p99 (s)",
+        ],
+        rows,
+    )
     text = f"""\
 The example's optimal allocation, three service-time models with the same means, seven
 utilizations from 0.1 to 0.95: {total} simulations, {queries_sim / 1e6:.0f} million queries in
@@ -90,8 +118,15 @@ The deterministic-per-type model still queues (the mix of types makes service ti
 and the high-variance model waits far longer at the same utilization: W depends on the
 second moment m2, which is exactly the term the optimizer trades against accuracy."""
     return Section(
-        key="d-pk", title="(d) Pollaczek-Khinchine against simulation",
-        figures=[name], text=text, ok=inside == total,
-        numbers={"series": series, "inside": inside, "total": total,
-                 "queries_per_second": queries_sim / wall},
+        key="d-pk",
+        title="(d) Pollaczek-Khinchine against simulation",
+        figures=[name],
+        text=text,
+        ok=inside == total,
+        numbers={
+            "series": series,
+            "inside": inside,
+            "total": total,
+            "queries_per_second": queries_sim / wall,
+        },
     )

@@ -42,8 +42,14 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     menu = []
     for i in range(sc0.n):
         pw2 = 2.0 ** np.arange(8, 16)
-        lv = np.unique(np.concatenate([[sc0.min_tokens[i], sc0.max_tokens[i]],
-                                       pw2[(pw2 > sc0.min_tokens[i]) & (pw2 < sc0.max_tokens[i])]]))
+        lv = np.unique(
+            np.concatenate(
+                [
+                    [sc0.min_tokens[i], sc0.max_tokens[i]],
+                    pw2[(pw2 > sc0.min_tokens[i]) & (pw2 < sc0.max_tokens[i])],
+                ]
+            )
+        )
         menu.append(lv)
     cases.append(("menu 2^k", sc0.with_(levels=menu)))
     labels, naive, searched, exact, gaps, rows = [], [], [], [], [], []
@@ -60,8 +66,11 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             # certificate covers the true loss, and the exact optimum is below the bound
             ok &= r.objective <= U_star + 1e-12 and U_star <= upper + 1e-12
             ok &= r.certificate.gap >= U_star - r.objective - 1e-12
-            found = "yes" if U_star - r.objective <= 1e-12 * abs(U_star) else (
-                f"no ({U_star - r.objective:.1e} short)")
+            found = (
+                "yes"
+                if U_star - r.objective <= 1e-12 * abs(U_star)
+                else (f"no ({U_star - r.objective:.1e} short)")
+            )
         else:
             ex_loss, found = np.nan, "(grid too large)"
         ok &= r.certificate.gap >= 0 and r.certificate.gap >= d["rounding_loss"]
@@ -70,24 +79,48 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         searched.append(d["rounding_loss"])
         exact.append(ex_loss)
         gaps.append(r.certificate.gap)
-        rows.append([label, f"{size:.3g}", f"{naive[-1]:.2e}", f"{searched[-1]:.2e}",
-                     "-" if np.isnan(ex_loss) else f"{ex_loss:.2e}", found,
-                     f"{r.certificate.gap:.2e}", f"{r.certificate.gap / abs(r.objective):.1e}",
-                     ", ".join(f"{x:g}" for x in r.tokens)])
-    fig = rounding_figure(labels, {
-        "nearest grid point": naive,
-        "rounding + local search": searched,
-        "exact integer optimum (brute force)": exact,
-        "certified gap of the rounded allocation": gaps,
-    }, title="Built-in example: utility lost by integer budgets")
+        rows.append(
+            [
+                label,
+                f"{size:.3g}",
+                f"{naive[-1]:.2e}",
+                f"{searched[-1]:.2e}",
+                "-" if np.isnan(ex_loss) else f"{ex_loss:.2e}",
+                found,
+                f"{r.certificate.gap:.2e}",
+                f"{r.certificate.gap / abs(r.objective):.1e}",
+                ", ".join(f"{x:g}" for x in r.tokens),
+            ]
+        )
+    fig = rounding_figure(
+        labels,
+        {
+            "nearest grid point": naive,
+            "rounding + local search": searched,
+            "exact integer optimum (brute force)": exact,
+            "certified gap of the rounded allocation": gaps,
+        },
+        title="Built-in example: utility lost by integer budgets",
+    )
     name = "validation_rounding.png"
     save(fig, out_dir / name)
     st = np.array(STEPS, dtype=float)
     ls = np.array(searched[: len(STEPS)])
     fit = np.polyfit(np.log(st[ls > 0]), np.log(ls[ls > 0]), 1)[0] if np.sum(ls > 0) > 2 else None
-    tab = table(["grid", "allocations", "loss, nearest point", "loss, rounding + search",
-                 "loss, exact integer optimum", "rounding finds it", "certified gap",
-                 "gap / |U|", "tokens"], rows)
+    tab = table(
+        [
+            "grid",
+            "allocations",
+            "loss, nearest point",
+            "loss, rounding + search",
+            "loss, exact integer optimum",
+            "rounding finds it",
+            "certified gap",
+            "gap / |U|",
+            "tokens",
+        ],
+        rows,
+    )
     text = f"""\
 The continuous optimum of the example has U = {U_c:.10f} (certified gap
 {cont.certificate.gap:.1e}). Loss = U(continuous) - U(integer); the certified gap is
@@ -98,17 +131,26 @@ best integer allocation.
 
 * Whole tokens cost nothing that matters: loss {searched[0]:.1e} ({searched[0] / abs(U_c):.0e}
   of U), far below any accuracy difference one could measure on a benchmark.
-* The loss grows roughly like step^{'?' if fit is None else f'{fit:.2f}'} (least-squares
+* The loss grows roughly like step^{"?" if fit is None else f"{fit:.2f}"} (least-squares
   slope in log-log over the steps): U is smooth at the optimum, so a rounding error e
   costs about e^2 times the curvature.
 * Where the grid is small enough to enumerate, the brute-force integer optimum shows how
   close rounding + local search gets (column "rounding finds it"), and the certified gap
   always covers the true loss (checked)."""
     return Section(
-        key="c-rounding", title="(c) The loss of integer rounding", figures=[name], text=text,
+        key="c-rounding",
+        title="(c) The loss of integer rounding",
+        figures=[name],
+        text=text,
         ok=bool(ok),
-        numbers={"labels": labels, "loss_nearest": naive, "loss_rounding": searched,
-                 "loss_exact": exact, "certified_gap": gaps, "loss_slope": fit},
+        numbers={
+            "labels": labels,
+            "loss_nearest": naive,
+            "loss_rounding": searched,
+            "loss_exact": exact,
+            "certified_gap": gaps,
+            "loss_slope": fit,
+        },
     )
 
 

@@ -52,13 +52,20 @@ def run_all(out: Path, only: str = "", quick: bool = False) -> list[Section]:
             mod = importlib.import_module(f"{__package__}.{mod_name}")
             sec = mod.run(out, quick=quick)
         except Exception as exc:  # report the failure, keep the other experiments
-            sec = Section(key=f"{key}-{mod_name}", title=f"({key}) {mod_name}: not run",
-                          figures=[], ok=False,
-                          text=f"This experiment failed: `{type(exc).__name__}: {exc}`\n\n"
-                               "```\n" + traceback.format_exc(limit=4) + "```")
+            sec = Section(
+                key=f"{key}-{mod_name}",
+                title=f"({key}) {mod_name}: not run",
+                figures=[],
+                ok=False,
+                text=f"This experiment failed: `{type(exc).__name__}: {exc}`\n\n"
+                "```\n" + traceback.format_exc(limit=4) + "```",
+            )
         sec.numbers["seconds"] = time.perf_counter() - t0
-        print(f"[{key}] {sec.title}: {'ok' if sec.ok else 'CHECK FAILED'} "
-              f"({sec.numbers['seconds']:.1f} s)", file=sys.stderr)
+        print(
+            f"[{key}] {sec.title}: {'ok' if sec.ok else 'CHECK FAILED'} "
+            f"({sec.numbers['seconds']:.1f} s)",
+            file=sys.stderr,
+        )
         sections.append(sec)
     _write_report(out, sections, quick)
     return sections
@@ -79,21 +86,26 @@ def _write_report(out: Path, sections: list[Section], quick: bool) -> None:
         "|---|---|---|",
     ]
     for s in sections:
-        lines.append(f"| {s.title} | {'pass' if s.ok else '**FAIL**'} | "
-                     f"{s.numbers.get('seconds', 0):.1f} |")
+        lines.append(
+            f"| {s.title} | {'pass' if s.ok else '**FAIL**'} | {s.numbers.get('seconds', 0):.1f} |"
+        )
     for s in sections:
         lines += ["", f"## {s.title}", ""]
         lines += [f"![{s.key}]({f})" for f in s.figures]
         lines += ["", s.text]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     numbers = {s.key: {"ok": s.ok, **s.numbers} for s in sections}
-    (out / "results.json").write_text(json.dumps(numbers, indent=1, default=_json_default),
-                                      encoding="utf-8")
+    (out / "results.json").write_text(
+        json.dumps(numbers, indent=1, default=_json_default), encoding="utf-8"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validation.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m validation.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", default="validation/output", help="output directory")
     parser.add_argument("--only", default="", help="comma-separated letters, e.g. a,d,e")
     parser.add_argument("--quick", action="store_true", help="fewer points, shorter runs")

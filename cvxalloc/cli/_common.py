@@ -20,12 +20,13 @@ def add_scenario_argument(parser, optional: bool = False) -> None:
     """Add the SCENARIO positional (optional: the built-in example)."""
     if optional:
         parser.add_argument(
-            "scenario", nargs="?", metavar="SCENARIO",
+            "scenario",
+            nargs="?",
+            metavar="SCENARIO",
             help="scenario file (.toml or .json); default: the built-in example",
         )
     else:
-        parser.add_argument("scenario", metavar="SCENARIO",
-                            help="scenario file (.toml or .json)")
+        parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (.toml or .json)")
 
 
 def scenario_from_args(args):

@@ -69,14 +69,26 @@ def violations(report: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         amount = -float(entry["slack"])
         unit = _unit(entry["unit"])
         if entry["kind"] == "min_accuracy":
-            msg = (f"{name}: accuracy {entry['value']:.6g} is below the floor "
-                   f"{entry['limit']:g} by {amount:.3g}")
+            msg = (
+                f"{name}: accuracy {entry['value']:.6g} is below the floor "
+                f"{entry['limit']:g} by {amount:.3g}"
+            )
         else:
-            msg = (f"{name}: {entry['value']:.6g}{unit} exceeds the limit "
-                   f"{entry['limit']:g}{unit} by {amount:.3g}{unit}")
-        out.append({"constraint": name, "kind": entry["kind"], "limit": float(entry["limit"]),
-                    "value": float(entry["value"]), "amount": amount, "unit": entry["unit"],
-                    "message": msg})
+            msg = (
+                f"{name}: {entry['value']:.6g}{unit} exceeds the limit "
+                f"{entry['limit']:g}{unit} by {amount:.3g}{unit}"
+            )
+        out.append(
+            {
+                "constraint": name,
+                "kind": entry["kind"],
+                "limit": float(entry["limit"]),
+                "value": float(entry["value"]),
+                "amount": amount,
+                "unit": entry["unit"],
+                "message": msg,
+            }
+        )
     return out
 
 
@@ -86,11 +98,15 @@ def _constraint_lines(report: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, e in report.items():
         unit = _unit(e["unit"])
-        state = (f"slack {e['slack']:.4g}{unit}" if e["slack"] >= 0
-                 else f"VIOLATED by {-e['slack']:.4g}{unit}")
+        state = (
+            f"slack {e['slack']:.4g}{unit}"
+            if e["slack"] >= 0
+            else f"VIOLATED by {-e['slack']:.4g}{unit}"
+        )
         rel = ">=" if e["kind"] == "min_accuracy" else "<="
-        lines.append(f"  {name:<{width}}  {e['value']:.6g}{unit} (limit {rel} "
-                     f"{e['limit']:g}{unit}): {state}")
+        lines.append(
+            f"  {name:<{width}}  {e['value']:.6g}{unit} (limit {rel} {e['limit']:g}{unit}): {state}"
+        )
     return lines
 
 
@@ -106,8 +122,17 @@ def run(args: argparse.Namespace) -> int:
         # Outside [lo', hi] without a named constraint being violated (rounding at a
         # min_accuracy floor): the certificate's own reason.
         reason = cert.details.get("infeasible", "outside the feasible set")
-        viol = [{"constraint": "bounds", "kind": "bounds", "limit": None, "value": None,
-                 "amount": None, "unit": "", "message": str(reason)}]
+        viol = [
+            {
+                "constraint": "bounds",
+                "kind": "bounds",
+                "limit": None,
+                "value": None,
+                "amount": None,
+                "unit": "",
+                "message": str(reason),
+            }
+        ]
     feasible = not viol
     ref = solve(sc, method="conic")
     if feasible:
@@ -125,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
         "feasible": feasible,
         "violations": viol,
         "certificate": jsonable(cert.to_dict()),
-        "optimum": {"objective": ref.objective, "upper_bound": ref.certificate.upper_bound,
-                    "status": ref.status},
+        "optimum": {
+            "objective": ref.objective,
+            "upper_bound": ref.certificate.upper_bound,
+            "status": ref.status,
+        },
         "shortfall": shortfall,
     }
     if constrained:
@@ -140,14 +168,15 @@ def run(args: argparse.Namespace) -> int:
         f"mean system time W   {ev.mean_system_time:.4f} s",
         f"utilization rho      {ev.utilization:.4f}",
     ]
-    ref_line = (f"optimum (conic)      {ref.objective:.10g}  (status {ref.status}, U* <= "
-                f"{ref.certificate.upper_bound:.10g})")
+    ref_line = (
+        f"optimum (conic)      {ref.objective:.10g}  (status {ref.status}, U* <= "
+        f"{ref.certificate.upper_bound:.10g})"
+    )
     if not feasible:
         lines += [f"INFEASIBLE           the allocation violates {len(viol)} constraint(s):"]
         lines += [f"  {v['message']}" for v in viol]
         lines += [
-            "certificate          none: no optimality bound applies to an infeasible "
-            "allocation",
+            "certificate          none: no optimality bound applies to an infeasible allocation",
             ref_line + " under the constraints",
             "shortfall U* - U     not defined (the allocation is infeasible)",
         ]
@@ -158,11 +187,15 @@ def run(args: argparse.Namespace) -> int:
     if constrained:
         lines += [f"constraints          all {len(report)} satisfied:"]
         lines += _constraint_lines(report)
-        lines += [f"certified gap        {cert.gap:.4e}  ({cert.kind} certificate, proof "
-                  f"without any solver: U* <= {cert.upper_bound:.10g})"]
+        lines += [
+            f"certified gap        {cert.gap:.4e}  ({cert.kind} certificate, proof "
+            f"without any solver: U* <= {cert.upper_bound:.10g})"
+        ]
     else:
-        lines += [f"Frank-Wolfe gap      {cert.gap:.4e}  (proof without any solver: U* <= "
-                  f"{cert.upper_bound:.10g})"]
+        lines += [
+            f"Frank-Wolfe gap      {cert.gap:.4e}  (proof without any solver: U* <= "
+            f"{cert.upper_bound:.10g})"
+        ]
     lines += [
         ref_line,
         f"shortfall U* - U     in [{low:.4e}, {high:.4e}]  (at most {rel:.3g}% of the optimum)",

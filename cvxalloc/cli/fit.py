@@ -24,40 +24,78 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "a scenario TOML that 'cvxalloc solve' reads. File formats: docs/calibration.md."
         ),
     )
-    p.add_argument("accuracy_csv", metavar="ACCURACY_CSV",
-                   help="columns task,tokens,accuracy[,trials] (accuracy in [0, 1])")
-    p.add_argument("--service", metavar="SERVICE_CSV",
-                   help="columns tokens,seconds[,task]: one row per query (service time, "
-                        "no queueing); rows without a task are pooled for every task")
-    p.add_argument("--family", action="append", metavar="[TASK=]FAMILY",
-                   help="fit only this family (for TASK, or all tasks); repeatable; "
-                        f"FAMILY one of {', '.join(FAMILIES)}, or 'auto' (default: fit all, "
-                        "choose by --criterion)")
-    p.add_argument("--fix", action="append", metavar="[TASK:]PARAM=VALUE",
-                   help="hold a parameter fixed, e.g. exponent=0.5 or code:exponent=0.5")
-    p.add_argument("--criterion", choices=CRITERIA, default="aic",
-                   help="family choice: aic (default), aicc, loo (leave-one-out rmse)")
-    p.add_argument("--template", metavar="SCENARIO",
-                   help="scenario whose tasks, mix, weights, bounds and queue are kept "
-                        "(measured tasks get the fitted curves and service lines)")
-    p.add_argument("--arrival-rate", type=float, metavar="LAM",
-                   help="queries per second (required without --template)")
-    p.add_argument("--latency-weight", type=float, metavar="GAMMA",
-                   help="utility per second of mean system time (required without --template)")
-    for flag, what in (("probability", "mix share (default: uniform)"),
-                       ("weight", "weight of a correct answer (default 1)"),
-                       ("min-tokens", "lower budget (default 0)"),
-                       ("max-tokens", "upper budget (default: largest measured budget)"),
-                       ("base", "service seconds independent of tokens"),
-                       ("per-token", "service seconds per token"),
-                       ("scv", "squared coefficient of variation of the service time")):
-        p.add_argument(f"--{flag}", action="append", metavar="[TASK=]VALUE",
-                       help=f"{what}; for TASK or every task; repeatable")
-    p.add_argument("--output", "-o", metavar="FILE",
-                   help="write the fitted scenario TOML here (only on success); without it "
-                        "only the fit report is printed")
-    p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON object")
+    p.add_argument(
+        "accuracy_csv",
+        metavar="ACCURACY_CSV",
+        help="columns task,tokens,accuracy[,trials] (accuracy in [0, 1])",
+    )
+    p.add_argument(
+        "--service",
+        metavar="SERVICE_CSV",
+        help="columns tokens,seconds[,task]: one row per query (service time, "
+        "no queueing); rows without a task are pooled for every task",
+    )
+    p.add_argument(
+        "--family",
+        action="append",
+        metavar="[TASK=]FAMILY",
+        help="fit only this family (for TASK, or all tasks); repeatable; "
+        f"FAMILY one of {', '.join(FAMILIES)}, or 'auto' (default: fit all, "
+        "choose by --criterion)",
+    )
+    p.add_argument(
+        "--fix",
+        action="append",
+        metavar="[TASK:]PARAM=VALUE",
+        help="hold a parameter fixed, e.g. exponent=0.5 or code:exponent=0.5",
+    )
+    p.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="aic",
+        help="family choice: aic (default), aicc, loo (leave-one-out rmse)",
+    )
+    p.add_argument(
+        "--template",
+        metavar="SCENARIO",
+        help="scenario whose tasks, mix, weights, bounds and queue are kept "
+        "(measured tasks get the fitted curves and service lines)",
+    )
+    p.add_argument(
+        "--arrival-rate",
+        type=float,
+        metavar="LAM",
+        help="queries per second (required without --template)",
+    )
+    p.add_argument(
+        "--latency-weight",
+        type=float,
+        metavar="GAMMA",
+        help="utility per second of mean system time (required without --template)",
+    )
+    for flag, what in (
+        ("probability", "mix share (default: uniform)"),
+        ("weight", "weight of a correct answer (default 1)"),
+        ("min-tokens", "lower budget (default 0)"),
+        ("max-tokens", "upper budget (default: largest measured budget)"),
+        ("base", "service seconds independent of tokens"),
+        ("per-token", "service seconds per token"),
+        ("scv", "squared coefficient of variation of the service time"),
+    ):
+        p.add_argument(
+            f"--{flag}",
+            action="append",
+            metavar="[TASK=]VALUE",
+            help=f"{what}; for TASK or every task; repeatable",
+        )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the fitted scenario TOML here (only on success); without it "
+        "only the fit report is printed",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def _per_task(flag: str, items: list[str] | None, *, allow_all: bool = True):
@@ -86,8 +124,10 @@ def _families(items: list[str] | None):
         key = task.strip() if sep else POOLED
         fam = fam.strip()
         if fam != "auto" and fam not in FAMILIES:
-            raise MeasurementError(f"--family {item!r}: unknown family {fam!r}; use one of "
-                                   f"{', '.join(FAMILIES)} or auto")
+            raise MeasurementError(
+                f"--family {item!r}: unknown family {fam!r}; use one of "
+                f"{', '.join(FAMILIES)} or auto"
+            )
         out[key] = list(FAMILIES) if fam == "auto" else [fam]
     return out
 
@@ -120,24 +160,36 @@ def run(args: argparse.Namespace) -> int:
     build = args.output is not None
     prob = _per_task("probability", args.probability, allow_all=False)
     cal = calibrate(
-        args.accuracy_csv, args.service,
-        families=_families(args.family), fixed=_fixed(args.fix), criterion=args.criterion,
-        build=build, template=template, arrival_rate=args.arrival_rate,
-        latency_weight=args.latency_weight, probability=prob,
+        args.accuracy_csv,
+        args.service,
+        families=_families(args.family),
+        fixed=_fixed(args.fix),
+        criterion=args.criterion,
+        build=build,
+        template=template,
+        arrival_rate=args.arrival_rate,
+        latency_weight=args.latency_weight,
+        probability=prob,
         weight=_per_task("weight", args.weight),
         min_tokens=_per_task("min-tokens", args.min_tokens),
         max_tokens=_per_task("max-tokens", args.max_tokens),
-        base=_per_task("base", args.base), per_token=_per_task("per-token", args.per_token),
+        base=_per_task("base", args.base),
+        per_token=_per_task("per-token", args.per_token),
         scv=_per_task("scv", args.scv),
     )
     if build:
-        header = ["Written by cvxalloc fit:",
-                  "  cvxalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-                  if sys.argv[1:2] == ["fit"] else "  (cvxalloc.fit.calibrate)"]
+        header = [
+            "Written by cvxalloc fit:",
+            "  cvxalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            if sys.argv[1:2] == ["fit"]
+            else "  (cvxalloc.fit.calibrate)",
+        ]
         for name, tf in cal.tasks.items():
             f = tf.best
-            ps = ", ".join(f"{k} {f.params[k]:.4g}" + ("" if k in f.fixed else
-                           f" +- {f.stderr[k]:.2g}") for k in f.params)
+            ps = ", ".join(
+                f"{k} {f.params[k]:.4g}" + ("" if k in f.fixed else f" +- {f.stderr[k]:.2g}")
+                for k in f.params
+            )
             header.append(f"{name}: {f.family} ({tf.criterion}; {f.n_points} points): {ps}")
         header += cal.notes
         emit(scenario_toml(cal.scenario, header), args.output)

@@ -22,14 +22,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p, optional=True)
-    p.add_argument("--output", "-o", metavar="PNG", default="cvxalloc_frontier.png",
-                   help="PNG file to write (default: cvxalloc_frontier.png)")
-    p.add_argument("--points", type=int, default=25,
-                   help="latency weights in the sweep (default: 25)")
-    p.add_argument("--decades", type=float, default=2.0,
-                   help="the sweep spans latency_weight x 10^[-D, D] (default: 2)")
-    p.add_argument("--method", default=None, choices=available_methods(),
-                   help=f"solver (default: {DEFAULT_METHOD})")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="PNG",
+        default="cvxalloc_frontier.png",
+        help="PNG file to write (default: cvxalloc_frontier.png)",
+    )
+    p.add_argument(
+        "--points", type=int, default=25, help="latency weights in the sweep (default: 25)"
+    )
+    p.add_argument(
+        "--decades",
+        type=float,
+        default=2.0,
+        help="the sweep spans latency_weight x 10^[-D, D] (default: 2)",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=available_methods(),
+        help=f"solver (default: {DEFAULT_METHOD})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

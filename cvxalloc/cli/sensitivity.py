@@ -21,11 +21,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p, optional=True)
-    p.add_argument("--change", type=float, default=0.10, metavar="FRACTION",
-                   help="relative traffic change shown in the report (default 0.10 = +10%%)")
+    p.add_argument(
+        "--change",
+        type=float,
+        default=0.10,
+        metavar="FRACTION",
+        help="relative traffic change shown in the report (default 0.10 = +10%%)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--output", "-o", metavar="FILE",
-                   help="write the output to FILE instead of stdout (written only on success)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the output to FILE instead of stdout (written only on success)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

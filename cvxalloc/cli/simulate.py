@@ -26,22 +26,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p, optional=True)
-    p.add_argument("--tokens", metavar="ALLOCATION",
-                   help="allocation file (task = tokens, or a 'cvxalloc solve --json' output); "
-                        "default: solve for the optimum")
-    p.add_argument("--method", default=None, choices=available_methods(),
-                   help=f"solver for the optimum when --tokens is absent (default: "
-                        f"{DEFAULT_METHOD})")
-    p.add_argument("--queries", type=int, default=DEFAULT_QUERIES, metavar="N",
-                   help=f"queries to simulate, warm-up included (default: {DEFAULT_QUERIES:,})")
-    p.add_argument("--warmup", type=int, default=None, metavar="N",
-                   help="queries discarded at the start (default: 10%% of --queries)")
-    p.add_argument("--batches", type=int, default=30,
-                   help="batches of the batch-means intervals (default: 30)")
+    p.add_argument(
+        "--tokens",
+        metavar="ALLOCATION",
+        help="allocation file (task = tokens, or a 'cvxalloc solve --json' output); "
+        "default: solve for the optimum",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=available_methods(),
+        help=f"solver for the optimum when --tokens is absent (default: {DEFAULT_METHOD})",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=DEFAULT_QUERIES,
+        metavar="N",
+        help=f"queries to simulate, warm-up included (default: {DEFAULT_QUERIES:,})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="queries discarded at the start (default: 10%% of --queries)",
+    )
+    p.add_argument(
+        "--batches", type=int, default=30, help="batches of the batch-means intervals (default: 30)"
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--output", "-o", metavar="FILE",
-                   help="write the output to FILE instead of stdout (written only on success)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the output to FILE instead of stdout (written only on success)",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
@@ -56,8 +77,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = solve(sc, method=args.method)
         tokens, source = res.tokens, f"optimal allocation ({res.method}, {res.status})"
-    sim = simulate(sc, tokens, queries=args.queries, seed=args.seed, warmup=args.warmup,
-                   batches=args.batches, progress=False if args.no_progress else None)
+    sim = simulate(
+        sc,
+        tokens,
+        queries=args.queries,
+        seed=args.seed,
+        warmup=args.warmup,
+        batches=args.batches,
+        progress=False if args.no_progress else None,
+    )
     if args.json:
         out = sim.to_dict()
         out["allocation"] = source

@@ -26,21 +26,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_scenario_argument(p, optional=True)
     p.add_argument(
-        "--method", default=None, choices=available_methods(),
+        "--method",
+        default=None,
+        choices=available_methods(),
         help=f"solver (default: {DEFAULT_METHOD})",
     )
-    p.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (keys in docs/cli.md)")
-    p.add_argument("--output", "-o", metavar="FILE",
-                   help="write the output to FILE instead of stdout (written only on success)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="solver option, repeatable (e.g. --option tol=1e-12; see docs/solvers.md)")
-    p.add_argument("--no-baselines", action="store_true",
-                   help="skip the uniform/minimum/maximum comparison")
-    p.add_argument("--integer", action="store_true",
-                   help="round the continuous optimum to the allowed budgets (levels/step, "
-                        "default whole tokens) with a local search; certified against the "
-                        "continuous bound (exact optimum: --method mixed-integer)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object (keys in docs/cli.md)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the output to FILE instead of stdout (written only on success)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="solver option, repeatable (e.g. --option tol=1e-12; see docs/solvers.md)",
+    )
+    p.add_argument(
+        "--no-baselines", action="store_true", help="skip the uniform/minimum/maximum comparison"
+    )
+    p.add_argument(
+        "--integer",
+        action="store_true",
+        help="round the continuous optimum to the allowed budgets (levels/step, "
+        "default whole tokens) with a local search; certified against the "
+        "continuous bound (exact optimum: --method mixed-integer)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         out = result.to_dict()
         if base is not None:
             out["baselines"] = {
-                name: None if b is None else {
+                name: None
+                if b is None
+                else {
                     "objective": b.objective,
                     "accuracy": b.accuracy,
                     "mean_system_time": b.mean_system_time,

@@ -27,17 +27,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_scenario_argument(p)
     grid = p.add_mutually_exclusive_group(required=True)
-    grid.add_argument("--latency-weight", metavar="A:B:N",
-                      help="latency weights from A to B, N points")
-    grid.add_argument("--slo", metavar="A:B:N",
-                      help="max_mean_system_time values (seconds) from A to B, N points")
+    grid.add_argument(
+        "--latency-weight", metavar="A:B:N", help="latency weights from A to B, N points"
+    )
+    grid.add_argument(
+        "--slo", metavar="A:B:N", help="max_mean_system_time values (seconds) from A to B, N points"
+    )
     p.add_argument("--log", action="store_true", help="geometric spacing (A, B > 0)")
-    p.add_argument("--method", default=None, choices=available_methods(),
-                   help=f"solver (default: {DEFAULT_METHOD}; conic where constraints need it)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="solver option, repeatable")
-    p.add_argument("--no-uniform", action="store_true",
-                   help="skip the best uniform budget at each point")
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=available_methods(),
+        help=f"solver (default: {DEFAULT_METHOD}; conic where constraints need it)",
+    )
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="solver option, repeatable"
+    )
+    p.add_argument(
+        "--no-uniform", action="store_true", help="skip the best uniform budget at each point"
+    )
     p.add_argument("--csv", metavar="FILE", help="write the points as CSV to FILE")
     p.add_argument("--json", action="store_true", help="print the points as one JSON object")
     p.add_argument("--plot", metavar="PNG", help="draw accuracy against mean system time")
@@ -53,7 +61,8 @@ def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
         n = int(parts[2])
     except ValueError:
         raise ScenarioError(
-            f"{flag} {text!r}: A and B must be numbers and N a whole number") from None
+            f"{flag} {text!r}: A and B must be numbers and N a whole number"
+        ) from None
     if not (np.isfinite(a) and np.isfinite(b)):
         raise ScenarioError(f"{flag} {text!r}: A and B must be finite")
     if n < 1:
@@ -67,22 +76,26 @@ def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
 
 def _table(sw) -> str:
     label = "SLO s" if sw.parameter == "slo" else "latency_wt"
-    head = (f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
-            f"{'rho':>6} {'gap':>8}")
+    head = (
+        f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
+        f"{'rho':>6} {'gap':>8}"
+    )
     uniform = sw.uniform_objective is not None
     if uniform:
         head += f" {'uniform U':>10} {'gain %':>7}"
-    lines = [f"cvxalloc sweep: method {sw.method}, {len(sw)} points", "", head,
-             "-" * len(head)]
+    lines = [f"cvxalloc sweep: method {sw.method}, {len(sw)} points", "", head, "-" * len(head)]
     for k in range(len(sw)):
         row = f"{sw.values[k]:>11.4g}  {sw.status[k]:<18}"
         if np.isfinite(sw.objective[k]):
-            row += (f" {sw.objective[k]:>10.6f} {sw.accuracy[k]:>9.5f} "
-                    f"{sw.mean_system_time[k]:>9.3f} {sw.utilization[k]:>6.3f} "
-                    f"{sw.gap[k]:>8.1e}")
+            row += (
+                f" {sw.objective[k]:>10.6f} {sw.accuracy[k]:>9.5f} "
+                f"{sw.mean_system_time[k]:>9.3f} {sw.utilization[k]:>6.3f} "
+                f"{sw.gap[k]:>8.1e}"
+            )
             if uniform and np.isfinite(sw.uniform_objective[k]):
-                gain = 100 * (sw.objective[k] - sw.uniform_objective[k]) / abs(
-                    sw.uniform_objective[k])
+                gain = (
+                    100 * (sw.objective[k] - sw.uniform_objective[k]) / abs(sw.uniform_objective[k])
+                )
                 row += f" {sw.uniform_objective[k]:>10.6f} {gain:>7.2f}"
         lines.append(row.rstrip())
     bad = [(sw.values[k], m) for k, m in enumerate(sw.messages) if m]
@@ -135,11 +148,13 @@ def _plot(sw, path: str) -> None:
     from ..plots import frontier_axes, save
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    what = ("SLO on mean system time" if sw.parameter == "slo" else "latency weight")
+    what = "SLO on mean system time" if sw.parameter == "slo" else "latency weight"
     ok = sw.solved
-    frontier_axes(ax, _Solved(sw, ok),
-                  title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to "
-                        f"{sw.values[ok].max():.3g}")
+    frontier_axes(
+        ax,
+        _Solved(sw, ok),
+        title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to {sw.values[ok].max():.3g}",
+    )
     save(fig, path)
 
 
@@ -147,7 +162,12 @@ class _Solved:
     """The solved points of a sweep (what the frontier figure reads)."""
 
     def __init__(self, sw, mask: np.ndarray) -> None:
-        for key in ("mean_system_time", "accuracy", "latency_weight",
-                    "uniform_mean_system_time", "uniform_accuracy"):
+        for key in (
+            "mean_system_time",
+            "accuracy",
+            "latency_weight",
+            "uniform_mean_system_time",
+            "uniform_accuracy",
+        ):
             val = getattr(sw, key)
             setattr(self, key, None if val is None else np.asarray(val)[mask])

@@ -175,14 +175,20 @@ def loop_message(name: str, loop: Loop, tol: float, max_iter: int) -> str:
     """A one-line human explanation of how the loop ended."""
     rel = loop.gap / relative_scale(loop.objective)
     if loop.status == st.OPTIMAL:
-        return (f"{name}: Frank-Wolfe gap {loop.gap:.3e} ({rel:.2e} of |U|) <= tol {tol:g} "
-                f"after {loop.iterations} iterations")
+        return (
+            f"{name}: Frank-Wolfe gap {loop.gap:.3e} ({rel:.2e} of |U|) <= tol {tol:g} "
+            f"after {loop.iterations} iterations"
+        )
     if loop.status == st.ITERATION_LIMIT:
-        return (f"{name}: iteration limit max_iter={max_iter} reached with Frank-Wolfe gap "
-                f"{loop.gap:.3e} ({rel:.2e} of |U|), above tol {tol:g}")
-    return (f"{name}: stalled after {loop.iterations} iterations (a step changed no token, "
-            f"rounding floor) with Frank-Wolfe gap {loop.gap:.3e} ({rel:.2e} of |U|), "
-            f"above tol {tol:g}")
+        return (
+            f"{name}: iteration limit max_iter={max_iter} reached with Frank-Wolfe gap "
+            f"{loop.gap:.3e} ({rel:.2e} of |U|), above tol {tol:g}"
+        )
+    return (
+        f"{name}: stalled after {loop.iterations} iterations (a step changed no token, "
+        f"rounding floor) with Frank-Wolfe gap {loop.gap:.3e} ({rel:.2e} of |U|), "
+        f"above tol {tol:g}"
+    )
 
 
 # ------------------------------------------------------------- utilization cap
@@ -190,6 +196,7 @@ def loop_message(name: str, loop: Loop, tol: float, max_iter: int) -> str:
 #: in the bound: the Lagrangian bound is tight when ``t* = hi`` and a rounded root
 #: may fall 1e-14 below ``rho*``. It changes curvature bounds by ~3e-7 relative.
 CAP_MARGIN = 1e-7
+
 
 def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) -> float:
     """A utilization ``rho_bar < 1`` that the optimum provably satisfies.
@@ -455,7 +462,8 @@ def gap_box(
         terms = g * x - 0.5 * delta * x * x
         # rounding of the sum: a few ulps of sum_i |g_i x_i| + delta_i x_i^2
         beta = float(np.sum(terms)) + 8 * (sc.n + 4) * eps * float(
-            np.abs(g) @ np.abs(x) + delta @ (x * x))
+            np.abs(g) @ np.abs(x) + delta @ (x * x)
+        )
         beta = max(beta, 0.0)
         with np.errstate(divide="ignore"):
             r = np.sqrt(2 * beta / delta) + 1e-9 * width
@@ -468,8 +476,9 @@ def gap_box(
 
 
 # ------------------------------------------------------------------ projection
-def utilization_halfspace(scenario, rho_cap: float,
-                          floor_point: np.ndarray) -> tuple[np.ndarray, float]:
+def utilization_halfspace(
+    scenario, rho_cap: float, floor_point: np.ndarray
+) -> tuple[np.ndarray, float]:
     """``(a, cap)`` with ``a . t <= cap`` the cap ``lam m1(t) <= rho_cap`` (``lam > 0``).
 
     ``a_i = p_i b_i`` and ``cap = rho_cap/lam - sum_i p_i a_i``, raised to

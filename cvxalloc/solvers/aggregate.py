@@ -96,13 +96,32 @@ class _Reduced:
         """The whole scenario, or the types ``idx`` with moment weights ``weights``."""
         if idx is None:
             p = sc.probability
-            return cls(p, sc.weight, sc.min_tokens, sc.max_tokens, sc.base, sc.per_token,
-                       1.0 + sc.scv, float(p @ sc.variance), sc.accuracy,
-                       sc.arrival_rate, sc.latency_weight)
-        return cls(weights, sc.weight[idx], sc.min_tokens[idx], sc.max_tokens[idx],
-                   sc.base[idx], sc.per_token[idx], 1.0 + sc.scv[idx],
-                   float(weights @ sc.variance[idx]), sc.accuracy.take(idx),
-                   sc.arrival_rate, sc.latency_weight)
+            return cls(
+                p,
+                sc.weight,
+                sc.min_tokens,
+                sc.max_tokens,
+                sc.base,
+                sc.per_token,
+                1.0 + sc.scv,
+                float(p @ sc.variance),
+                sc.accuracy,
+                sc.arrival_rate,
+                sc.latency_weight,
+            )
+        return cls(
+            weights,
+            sc.weight[idx],
+            sc.min_tokens[idx],
+            sc.max_tokens[idx],
+            sc.base[idx],
+            sc.per_token[idx],
+            1.0 + sc.scv[idx],
+            float(weights @ sc.variance[idx]),
+            sc.accuracy.take(idx),
+            sc.arrival_rate,
+            sc.latency_weight,
+        )
 
     # --- pieces -------------------------------------------------------------
     def moments(self, t: np.ndarray) -> tuple[float, float]:
@@ -160,8 +179,9 @@ class _Reduced:
         b, k1 = self.b[fi], self.k1[fi]
         ks = k1 * (self.a[fi] + b * t[fi])
         with np.errstate(divide="ignore", invalid="ignore"):
-            psi = self.gamma * b / (
-                self.gamma * X * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
+            psi = (
+                self.gamma * b / (self.gamma * X * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
+            )
         psi[~np.isfinite(psi)] = 0.0
         c1 = self.p[fi] * b * psi
         c2 = 2.0 * c1 * ks
@@ -250,8 +270,11 @@ class _Reduced:
             u = u_lo
         else:
             f_hi = h(u_hi)
-            u = u_hi if f_hi >= 0 else brentq(h, u_lo, u_hi, xtol=1e-300, rtol=4 * _EPS,
-                                               maxiter=200)
+            u = (
+                u_hi
+                if f_hi >= 0
+                else brentq(h, u_lo, u_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+            )
         h(u)
         X = lam / u
         m2 = 2.0 * cache["Y"] / (X * X)
@@ -279,14 +302,18 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
             # any other method's result: the queue scalars of its allocation
             X, Y, _ = Latency(warm_start.scenario).queue_scalars(warm_start.tokens)
         else:
-            raise OptionError("option warm_start: the Result has no diagnostics X and Y and no "
-                             "scenario with arrivals to compute them from")
+            raise OptionError(
+                "option warm_start: the Result has no diagnostics X and Y and no "
+                "scenario with arrivals to compute them from"
+            )
     else:
         try:
             X, Y = map(float, warm_start)
         except (TypeError, ValueError) as exc:
-            raise OptionError("option warm_start must be a Result of method='aggregate' or a pair "
-                             f"(X, Y) of floats (got {warm_start!r})") from exc
+            raise OptionError(
+                "option warm_start must be a Result of method='aggregate' or a pair "
+                f"(X, Y) of floats (got {warm_start!r})"
+            ) from exc
     if not (np.isfinite(X) and np.isfinite(Y) and X > 0 and Y >= 0):
         raise OptionError(f"option warm_start: X must be > 0 and Y >= 0, finite (got {X}, {Y})")
     return lam / X, 2.0 * Y / (X * X)
@@ -371,8 +398,9 @@ def solve_aggregate(
                 sub, start = red, "cold"
             try:
                 u_lo, u_hi = sub.u_bracket()
-                pt, _, ok = sub.newton(math.sqrt(u_lo * u_hi), 0.5 * (sub.m2_lo + sub.m2_hi),
-                                       max_iter, xtol)
+                pt, _, ok = sub.newton(
+                    math.sqrt(u_lo * u_hi), 0.5 * (sub.m2_lo + sub.m2_hi), max_iter, xtol
+                )
                 if not ok:
                     pt, _ = sub.nested()
                 u0, m20 = pt.u, pt.m2
@@ -390,13 +418,22 @@ def solve_aggregate(
             except ValueError as exc:
                 raise SolverError(
                     f"aggregate: the outer system did not converge (Newton and bracketing "
-                    f"failed: {exc}); use method='conic'") from exc
+                    f"failed: {exc}); use method='conic'"
+                ) from exc
             path = "nested (after Newton failed)"
         tokens = pt.tokens
         iters = red.evaluations + sample_iters
-        diag.update({"X": pt.X, "Y": pt.Y, "u": pt.u, "m2": pt.m2,
-                     "residual": [pt.r1, pt.r2], "newton_iterations": newton_iters,
-                     "sample_iterations": sample_iters})
+        diag.update(
+            {
+                "X": pt.X,
+                "Y": pt.Y,
+                "u": pt.u,
+                "m2": pt.m2,
+                "residual": [pt.r1, pt.r2],
+                "newton_iterations": newton_iters,
+                "sample_iterations": sample_iters,
+            }
+        )
     obj = Objective(sc)
     t_reduce = time.perf_counter() - t_start
     ev = obj.evaluate(tokens)
@@ -410,22 +447,32 @@ def solve_aggregate(
         ev = obj.evaluate(tokens)
         cert = _certify(obj, ev, lo, hi)
     if not np.isfinite(cert.gap):
-        raise SolverError("aggregate: the allocation found is unstable or outside the box; "
-                          "use method='conic'")
+        raise SolverError(
+            "aggregate: the allocation found is unstable or outside the box; use method='conic'"
+        )
     status = st.OPTIMAL if cert.within(tol) else st.OPTIMAL_INACCURATE
     rho = ev.utilization
-    diag.update({"path": path, "start": start, "utilization": rho,
-                 "polish_steps": polished, "tol": tol})
+    diag.update(
+        {"path": path, "start": start, "utilization": rho, "polish_steps": polished, "tol": tol}
+    )
     if "X" not in diag and lam > 0 and rho < 1:
         diag["X"], diag["Y"] = lam / (1 - rho), lam**2 * ev.m2 / (2 * (1 - rho) ** 2)
     total = time.perf_counter() - t_start
-    msg = (f"aggregate ({path}, {start} start): Frank-Wolfe gap {cert.relative_gap:.2e} of |U|"
-           + ("" if status == st.OPTIMAL else f", above tol {tol:g}"))
+    msg = f"aggregate ({path}, {start} start): Frank-Wolfe gap {cert.relative_gap:.2e} of |U|" + (
+        "" if status == st.OPTIMAL else f", above tol {tol:g}"
+    )
     return Result(
-        status=status, method="aggregate", tokens=tokens, evaluation=ev, certificate=cert,
-        scenario=sc, raw_certificate=raw_cert, iterations=int(iters),
+        status=status,
+        method="aggregate",
+        tokens=tokens,
+        evaluation=ev,
+        certificate=cert,
+        scenario=sc,
+        raw_certificate=raw_cert,
+        iterations=int(iters),
         solver_stats={"reduce_time": t_reduce, "total_time": total},
-        diagnostics=diag, message=msg,
+        diagnostics=diag,
+        message=msg,
     )
 
 

@@ -69,8 +69,9 @@ class ConicProblem:
         Seconds per unit of time inside the problem.
     """
 
-    def __init__(self, scenario, latency_weight: cp.Parameter | None = None,
-                 slo: cp.Parameter | None = None) -> None:
+    def __init__(
+        self, scenario, latency_weight: cp.Parameter | None = None, slo: cp.Parameter | None = None
+    ) -> None:
         # latency_weight, slo: optional CVXPY Parameters standing for gamma and
         # max_mean_system_time, so a sweep compiles once (DPP) and re-solves.
         sc = scenario
@@ -96,8 +97,9 @@ class ConicProblem:
         from ..constraints import conic_constraints
 
         #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
-        self.operator_constraints = conic_constraints(sc, self.tokens, self.x, self.time_unit,
-                                                      slo=slo)
+        self.operator_constraints = conic_constraints(
+            sc, self.tokens, self.x, self.time_unit, slo=slo
+        )
         constraints += [con for _, con, _ in self.operator_constraints]
         # Each p_i w_i is about 1/N: scale the objective so per-type terms are of
         # order one (unscaled, Clarabel stalls at N = 10^4).
@@ -160,11 +162,11 @@ def solve_conic(
     solver_options = _opt.mapping("solver_options", solver_options)
     verbose = _opt.flag("verbose", verbose)
     if not isinstance(solver, str):
-        raise OptionError(f"option solver must be a CVXPY solver name such as 'CLARABEL' "
-                          f"(got {solver!r})")
+        raise OptionError(
+            f"option solver must be a CVXPY solver name such as 'CLARABEL' (got {solver!r})"
+        )
     if fallback is not None and not isinstance(fallback, str):
-        raise OptionError(f"option fallback must be a CVXPY solver name or null "
-                          f"(got {fallback!r})")
+        raise OptionError(f"option fallback must be a CVXPY solver name or null (got {fallback!r})")
     sc = scenario
     t0 = time.perf_counter()
     constrained = sc.constraints is not None and not sc.constraints.empty
@@ -263,28 +265,35 @@ def solve_conic(
         primal = float(cprob.problem.value) / scale
         gap = (float(raw_solution.obj_val) - float(raw_solution.obj_val_dual)) / scale
         details.update(
-            {"primal_objective": primal, "dual_objective": primal + gap,
-             "duality_gap": abs(gap)}
+            {"primal_objective": primal, "dual_objective": primal + gap, "duality_gap": abs(gap)}
         )
     obj = Objective(sc)
     diagnostics: dict[str, Any] = {}
     if constrained:
         tokens, solver_stats["polish_steps"], note = cons_mod.finish(
-            sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps)
+            sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps
+        )
         solver_stats["polish"] = note
         diagnostics["constraints"] = cons_mod.constraint_report(
-            sc, tokens, cprob.operator_constraints, cprob.objective_scale)
+            sc, tokens, cprob.operator_constraints, cprob.objective_scale
+        )
     elif polish_steps > 0:
-        tokens, info = polish(sc, raw_tokens, rtol=polish_rtol, max_steps=polish_steps,
-                              objective=obj)
+        tokens, info = polish(
+            sc, raw_tokens, rtol=polish_rtol, max_steps=polish_steps, objective=obj
+        )
         solver_stats["polish_steps"] = info.steps
     else:
         tokens = raw_tokens
     raw = Result.from_tokens(sc, raw_tokens, method="conic", status=status, objective=obj)
     res = Result.from_tokens(
-        sc, tokens, method="conic", status=status, objective=obj,
+        sc,
+        tokens,
+        method="conic",
+        status=status,
+        objective=obj,
         raw_certificate=raw.certificate if polish_steps > 0 else None,
-        iterations=int(stats.num_iters or 0), solver_stats=solver_stats,
+        iterations=int(stats.num_iters or 0),
+        solver_stats=solver_stats,
         diagnostics=diagnostics,
         message=f"{used} status {raw_status}; Frank-Wolfe certified",
     )

@@ -84,9 +84,16 @@ def curvature_bound(
     elif rc >= 1:  # the set reaches the stability limit: no finite bound
         inf = np.inf
         diag_inf = np.full(sc.n, inf)
-        return {"L": inf, "diagonal": diag_inf, "diagonal_part": inf, "rank2_part": inf,
-                "weyl": inf, "collatz_wielandt": inf, "rho": rc,
-                "metric": diag_inf if jacobi else q}
+        return {
+            "L": inf,
+            "diagonal": diag_inf,
+            "diagonal_part": inf,
+            "rank2_part": inf,
+            "weyl": inf,
+            "collatz_wielandt": inf,
+            "rho": rc,
+            "metric": diag_inf if jacobi else q,
+        }
     else:
         u = 1.0 - rc
         d_lat = gamma * lam * lat.k1 * p * b**2 / u
@@ -123,5 +130,13 @@ def curvature_bound(
             cw = float(np.max(matvec(x) / x))
         # rounding: the products sum N + 3 non-negative terms
         cw = cw * (1 + 4 * (sc.n + 4) * np.finfo(float).eps) if np.isfinite(cw) else np.inf
-    return {"L": min(weyl, cw), "diagonal": diag, "diagonal_part": d_part, "rank2_part": r2,
-            "weyl": weyl, "collatz_wielandt": cw, "rho": rc, "metric": q}
+    return {
+        "L": min(weyl, cw),
+        "diagonal": diag,
+        "diagonal_part": d_part,
+        "rank2_part": r2,
+        "weyl": weyl,
+        "collatz_wielandt": cw,
+        "rho": rc,
+        "metric": q,
+    }

@@ -77,8 +77,9 @@ NORMS = {
 }
 
 
-def fixed_point_map(obj: Objective, t: np.ndarray, lower: np.ndarray,
-                    upper: np.ndarray) -> np.ndarray:
+def fixed_point_map(
+    obj: Objective, t: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
     """``Proj_[lower, upper](phi(t))`` (``lower`` where ``t`` is unstable)."""
     return np.clip(raw_map(obj, t), lower, upper)
 
@@ -99,12 +100,12 @@ def contraction_bound(obj: Objective, lower: np.ndarray, upper: np.ndarray) -> d
     out: dict[str, Any] = {"upper_utilization": rho_u}
     if gamma == 0 or lam == 0:
         # phi is constant (+inf when gamma = 0, D = 1 when lam = 0)
-        out.update(bound=0.0, norm="service-time max-norm", bound_max_norm=0.0,
-                   bound_one_norm=0.0)
+        out.update(bound=0.0, norm="service-time max-norm", bound_max_norm=0.0, bound_one_norm=0.0)
         return out
     if rho_u >= 1:
-        out.update(bound=np.inf, norm="service-time max-norm", bound_max_norm=np.inf,
-                   bound_one_norm=np.inf)
+        out.update(
+            bound=np.inf, norm="service-time max-norm", bound_max_norm=np.inf, bound_one_norm=np.inf
+        )
         return out
     mb = marginal_bounds(obj, upper, 1.0)
     X, Y, s = float(mb["X"]), float(mb["Y"]), mb["s"]
@@ -218,15 +219,24 @@ def solve_fixed_point(
     if not guarantee and fallback == "gradient":
         from .gradient import solve_gradient
 
-        why = ("no box with a stable upper corner was found" if not np.isfinite(cb["bound"])
-               else f"contraction bound {cb['bound']:.3g} >= 1")
-        res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0,
-                             variant="local")
-        res.diagnostics = {**res.diagnostics, "handed_over": why, "guarantee": False,
-                           "contraction_bound": cb["bound"], "fixed_point": diag}
-        res.message = (f"fixed-point guarantee does not hold ({why} after {box.rounds} "
-                       f"interval rounds); handed over to the projected gradient "
-                       f"(variant local). " + res.message)
+        why = (
+            "no box with a stable upper corner was found"
+            if not np.isfinite(cb["bound"])
+            else f"contraction bound {cb['bound']:.3g} >= 1"
+        )
+        res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0, variant="local")
+        res.diagnostics = {
+            **res.diagnostics,
+            "handed_over": why,
+            "guarantee": False,
+            "contraction_bound": cb["bound"],
+            "fixed_point": diag,
+        }
+        res.message = (
+            f"fixed-point guarantee does not hold ({why} after {box.rounds} "
+            f"interval rounds); handed over to the projected gradient "
+            f"(variant local). " + res.message
+        )
         res.solver_stats["total_time"] = time.perf_counter() - start
         return res
 
@@ -246,21 +256,29 @@ def solve_fixed_point(
     loop = run(obj, step, t0, tol=tol, max_iter=max_iter, step_norm=nrm)
     rates = _rates(loop.step_norms, nrm(np.maximum(np.abs(upper), 1.0)))
     diag["measured_rate"] = max(rates) if rates else None
-    diag["asymptotic_rate"] = (float(np.exp(np.mean(np.log(np.maximum(rates[-5:], 1e-300)))))
-                               if rates else None)
+    diag["asymptotic_rate"] = (
+        float(np.exp(np.mean(np.log(np.maximum(rates[-5:], 1e-300))))) if rates else None
+    )
     diag["rate_samples"] = len(rates)
     if not guarantee:
         diag["handed_over"] = None
     history = dict(loop.history)
     history["step"] = loop.step_norms
     msg = loop_message("fixed point", loop, tol, max_iter)
-    msg += (f"; contraction bound {cb['bound']:.3g} in the {cb['norm']}"
-            + (" (guaranteed)" if guarantee else " (>= 1: no guarantee, iterated anyway)"))
+    msg += f"; contraction bound {cb['bound']:.3g} in the {cb['norm']}" + (
+        " (guaranteed)" if guarantee else " (>= 1: no guarantee, iterated anyway)"
+    )
     return Result.from_tokens(
-        sc, loop.tokens, method="fixed-point", status=loop.status, objective=obj,
+        sc,
+        loop.tokens,
+        method="fixed-point",
+        status=loop.status,
+        objective=obj,
         iterations=loop.iterations,
         solver_stats={"total_time": time.perf_counter() - start, "loop_time": loop.time},
-        diagnostics=diag, history=history, message=msg,
+        diagnostics=diag,
+        history=history,
+        message=msg,
     )
 
 

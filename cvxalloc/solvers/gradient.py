@@ -233,11 +233,19 @@ def solve_gradient(
             return lo, hi, 0
         box = optimum_box(obj, rho_cap, refine_rounds)
         width = hi - lo
-        return (np.maximum(lo, box.lower - 1e-7 * width),
-                np.minimum(hi, box.upper + 1e-7 * width), box.rounds)
+        return (
+            np.maximum(lo, box.lower - 1e-7 * width),
+            np.minimum(hi, box.upper + 1e-7 * width),
+            box.rounds,
+        )
 
-    def setup(lower: np.ndarray, upper: np.ndarray, rho_cap: float,
-              keep: np.ndarray | None, L_outer: float = np.inf) -> dict[str, Any]:
+    def setup(
+        lower: np.ndarray,
+        upper: np.ndarray,
+        rho_cap: float,
+        keep: np.ndarray | None,
+        L_outer: float = np.inf,
+    ) -> dict[str, Any]:
         """The set ``[lower, upper] ∩ {rho <= rho_cap}``, its metric, bound and step.
 
         ``L_outer``: a Euclidean bound valid on a set containing this one (the
@@ -253,12 +261,20 @@ def solve_gradient(
         q = cb["metric"]
         L = cb["L"] if q is not None else min(cb["L"], L_outer)
         eta = step_fraction / L if L > 0 else np.inf
-        return {"lower": lower, "upper": upper, "a": a, "cap": cap, "q": q, "cb": cb, "L": L,
-                "eta": eta, "rho_cap": rho_cap}
+        return {
+            "lower": lower,
+            "upper": upper,
+            "a": a,
+            "cap": cap,
+            "q": q,
+            "cb": cb,
+            "L": L,
+            "eta": eta,
+            "rho_cap": rho_cap,
+        }
 
     def stepper(S: dict[str, Any]):
-        lower, upper, a, cap, q, eta = (S[k] for k in ("lower", "upper", "a", "cap", "q",
-                                                       "eta"))
+        lower, upper, a, cap, q, eta = (S[k] for k in ("lower", "upper", "a", "cap", "q", "eta"))
         if np.isfinite(eta):
             qinv = 1.0 if q is None else 1.0 / q
             mom = Momentum(obj, accelerate)
@@ -272,9 +288,12 @@ def solve_gradient(
             def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
                 return mom.pick(t, advance(t, g), advance, proj)
         else:  # no curvature: U is linear, one step to the best vertex of S
+
             def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-                return project(np.where(g > 0, upper, np.where(g < 0, lower, t)), lower,
-                               upper, a, cap, q)
+                return project(
+                    np.where(g > 0, upper, np.where(g < 0, lower, t)), lower, upper, a, cap, q
+                )
+
         return step
 
     def local_stepper(S: dict[str, Any]):
@@ -332,8 +351,9 @@ def solve_gradient(
     S0 = S
     if x0 is None:
         x0 = 0.5 * (S["lower"] + S["upper"])
-    t0 = project(np.clip(x0, S["lower"], S["upper"]), S["lower"], S["upper"], S["a"],
-                 S["cap"], S["q"])
+    t0 = project(
+        np.clip(x0, S["lower"], S["upper"]), S["lower"], S["upper"], S["a"], S["cap"], S["q"]
+    )
 
     # Checkpoints every CHECK_EVERY iterations: the set is intersected with the box
     # around the iterate proven to hold t* (gap_box), and, while the utilization cap
@@ -383,9 +403,11 @@ def solve_gradient(
     loop.history = hist
     loop.time = loop_time
     L, eta, cb, rho_cap = S["L"], S["eta"], S["cb"], S["rho_cap"]
-    name = {"paper": "projected gradient",
-            "scaled": "projected gradient (diagonally scaled)",
-            "local": "projected gradient (diagonally scaled, local curvature bounds)"}[variant]
+    name = {
+        "paper": "projected gradient",
+        "scaled": "projected gradient (diagonally scaled)",
+        "local": "projected gradient (diagonally scaled, local curvature bounds)",
+    }[variant]
     set_name = "box" if variant == "paper" else "optimum box"
     if S0["a"] is not None:
         set_name += " ∩ {rho <= rho_bar}"
@@ -428,13 +450,19 @@ def solve_gradient(
         diag["strong_concavity"] = mu
         diag["iteration_bound"] = (
             _iteration_bound(L_box, mu, gap0, eps, float(np.linalg.norm(hi - lo)))
-            if step_fraction == 1 else np.inf
+            if step_fraction == 1
+            else np.inf
         )
     return Result.from_tokens(
-        sc, loop.tokens, method="gradient", status=loop.status, objective=obj,
+        sc,
+        loop.tokens,
+        method="gradient",
+        status=loop.status,
+        objective=obj,
         iterations=loop.iterations,
         solver_stats={"total_time": time.perf_counter() - start, "loop_time": loop.time},
-        diagnostics=diag, history=loop.history,
+        diagnostics=diag,
+        history=loop.history,
         message=loop_message(name, loop, tol, max_iter)
         + f"; step {eta:.3e} = {step_fraction:g}/L, curvature bound L {L:.3e} on the {set_name}"
         + (f" after {restarts} restarts (first L {S0['L']:.3e})" if restarts else ""),

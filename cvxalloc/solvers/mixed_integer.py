@@ -90,8 +90,9 @@ def require_scip() -> Any:
         ) from exc
 
 
-def _chord_tables(sc, i: int, levels: np.ndarray, ks: np.ndarray, t0: float, A0: float,
-                  pw: float, unit: float) -> tuple[np.ndarray, np.ndarray]:
+def _chord_tables(
+    sc, i: int, levels: np.ndarray, ks: np.ndarray, t0: float, A0: float, pw: float, unit: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Chords ``k`` (between levels k and k+1) as ``alpha <= c + s * (t - t0)`` in units."""
     fam, j = sc.accuracy.family_of(i)
     g0, g1 = levels[ks], levels[ks + 1]
@@ -129,8 +130,16 @@ class MixedIntegerModel:
         those four).
     """
 
-    def __init__(self, scenario, grids: Grids, k0: np.ndarray, *, resolution: float,
-                 full_chords: int, chord_spread: bool = True) -> None:
+    def __init__(
+        self,
+        scenario,
+        grids: Grids,
+        k0: np.ndarray,
+        *,
+        resolution: float,
+        full_chords: int,
+        chord_spread: bool = True,
+    ) -> None:
         sc = scenario
         self.sc, self.g = sc, grids
         self.k0 = np.asarray(k0, dtype=np.int64)
@@ -152,8 +161,12 @@ class MixedIntegerModel:
             else:
                 k = int(self.k0[i])
                 near = {k - 2, k - 1, k, k + 1}
-                spread = {k + s * (2**e) for s in (-1, 1) for e in range(2, 40)
-                          if 2**e < nch} | {0, nch - 1} if chord_spread else set()
+                spread = (
+                    {k + s * (2**e) for s in (-1, 1) for e in range(2, 40) if 2**e < nch}
+                    | {0, nch - 1}
+                    if chord_spread
+                    else set()
+                )
                 self.chords.append({c for c in near | spread if 0 <= c < nch})
 
     def _levels_near(self, i: int, ks: np.ndarray) -> np.ndarray:
@@ -175,11 +188,13 @@ class MixedIntegerModel:
         if step_idx.size:
             lb = -self.k0[step_idx]
             ub = g.size[step_idx] - 1 - self.k0[step_idx]
-            d = cp.Variable(step_idx.size, integer=True, name="d",
-                            bounds=[lb.astype(float), ub.astype(float)])
+            d = cp.Variable(
+                step_idx.size, integer=True, name="d", bounds=[lb.astype(float), ub.astype(float)]
+            )
             handles["d"] = (d, step_idx)
-            E = sp.csr_matrix((g.step[step_idx], (step_idx, np.arange(step_idx.size))),
-                              shape=(n, step_idx.size))
+            E = sp.csr_matrix(
+                (g.step[step_idx], (step_idx, np.arange(step_idx.size))), shape=(n, step_idx.size)
+            )
             parts.append(E @ d)
         if menu_idx.size:
             total = int(g.size[menu_idx].sum())
@@ -197,8 +212,9 @@ class MixedIntegerModel:
                     onehot_cols.append(pos + kk)
                 pos += lv.size
             B = sp.csr_matrix((vals, (rows, cols)), shape=(n, total))
-            C = sp.csr_matrix((np.ones(total), (onehot_rows, onehot_cols)),
-                              shape=(menu_idx.size, total))
+            C = sp.csr_matrix(
+                (np.ones(total), (onehot_rows, onehot_cols)), shape=(menu_idx.size, total)
+            )
             parts.append(B @ lam_b)
             handles["onehot_sum"] = C
         dt = parts[0] if len(parts) == 1 else parts[0] + parts[1]
@@ -218,14 +234,14 @@ class MixedIntegerModel:
             levels = np.full(int(ks.max()) + 2, np.nan)
             need = np.unique(np.concatenate([ks, ks + 1]))
             levels[need] = self.g.values_of(i, need)
-            c, s = _chord_tables(sc, i, levels, ks, self.t0[i], self.A0[i], self.pw[i],
-                                 self.unit)
+            c, s = _chord_tables(sc, i, levels, ks, self.t0[i], self.A0[i], self.pw[i], self.unit)
             ti.append(np.full(ks.size, i))
             cc.append(c)
             ss.append(s)
         ti_a, cc_a, ss_a = map(np.concatenate, (ti, cc, ss))
-        sel = sp.csr_matrix((np.ones(ti_a.size), (np.arange(ti_a.size), ti_a)),
-                            shape=(ti_a.size, n))
+        sel = sp.csr_matrix(
+            (np.ones(ti_a.size), (np.arange(ti_a.size), ti_a)), shape=(ti_a.size, n)
+        )
         constraints.append(sel @ alpha <= cc_a + cp.multiply(ss_a, sel @ dt))
         self.n_chords = int(ti_a.size)
         # queue: grad W(t0) . dt + (lam/2) quad_over_lin(u, y)
@@ -240,7 +256,7 @@ class MixedIntegerModel:
                 s0 = sc.service_time(self.t0)
                 rho0 = sc.utilization(self.t0)
                 y0 = 1.0 - rho0
-                drho = lam * ((p * b) @ dt)          # rho - rho0
+                drho = lam * ((p * b) @ dt)  # rho - rho0
                 y = y0 - drho
                 coef = np.sqrt(p * k1)
                 u = cp.multiply(coef * b, dt) + (coef * s0 / y0) * drho
@@ -270,7 +286,7 @@ class MixedIntegerModel:
             pos = 0
             for i in idx:
                 m = int(self.g.size[i])
-                k[i] = int(np.argmax(lam_b.value[pos: pos + m]))
+                k[i] = int(np.argmax(lam_b.value[pos : pos + m]))
                 pos += m
         return np.clip(k, 0, self.g.size - 1)
 
@@ -324,8 +340,7 @@ def _scip_solver_class():
     return _ScipWithStart
 
 
-def _run_scip(problem, start: dict[int, np.ndarray], params: dict[str, Any],
-              verbose: bool):
+def _run_scip(problem, start: dict[int, np.ndarray], params: dict[str, Any], verbose: bool):
     """Solve ``problem`` with SCIP from a partial start; returns (model, solve_time)."""
     import cvxpy as cp
 
@@ -425,13 +440,13 @@ def solve_mixed_integer(
 
         continuous = solve(sc, method=continuous_method)
     rounded = round_allocation(sc, continuous=continuous)
-    cont_tokens = np.clip(np.asarray(continuous.tokens, dtype=float),
-                          sc.min_tokens, sc.max_tokens)
+    cont_tokens = np.clip(np.asarray(continuous.tokens, dtype=float), sc.min_tokens, sc.max_tokens)
     g = Grids(sc)
     obj = Objective(sc)
     k_round = g.nearest(rounded.tokens)
-    model = MixedIntegerModel(sc, g, k_round, resolution=resolution, full_chords=full_chords,
-                              chord_spread=chord_spread)
+    model = MixedIntegerModel(
+        sc, g, k_round, resolution=resolution, full_chords=full_chords, chord_spread=chord_spread
+    )
     params: dict[str, Any] = {
         "limits/time": float(time_limit),
         "limits/gap": 0.0,
@@ -472,8 +487,9 @@ def solve_mixed_integer(
             offset = -float(problem.value) - float(smodel.getPrimalbound())
             scip_bound_units = -(float(smodel.getDualbound()) + offset)
         else:
-            scip_bound_units = -float(smodel.getDualbound()) if np.isfinite(
-                smodel.getDualbound()) else np.inf
+            scip_bound_units = (
+                -float(smodel.getDualbound()) if np.isfinite(smodel.getDualbound()) else np.inf
+            )
         k = model.tokens_from(handles)
         if k is None:
             break
@@ -502,13 +518,23 @@ def solve_mixed_integer(
     status = _STATUS_MAP.get(scip_status or "", st.SOLVER_ERROR)
     if status == st.OPTIMAL and (violated_left or out_of_time):
         status = st.ITERATION_LIMIT
-    cert.details.update({"scip_status": scip_status, "scip_bound": scip_bound,
-                         "scip_gap": scip_bound - best_U})
+    cert.details.update(
+        {"scip_status": scip_status, "scip_bound": scip_bound, "scip_gap": scip_bound - best_U}
+    )
     res = Result.from_tokens(
-        sc, tokens, method="mixed-integer", status=status, objective=obj,
+        sc,
+        tokens,
+        method="mixed-integer",
+        status=status,
+        objective=obj,
         iterations=rounds,
-        solver_stats={"solver": "SCIP", "scip_status": scip_status, "scip_time": scip_time,
-                      "nodes": nodes, "total_time": time.perf_counter() - t_start},
+        solver_stats={
+            "solver": "SCIP",
+            "scip_status": scip_status,
+            "scip_time": scip_time,
+            "nodes": nodes,
+            "total_time": time.perf_counter() - t_start,
+        },
         diagnostics={
             "scip_status": scip_status,
             "scip_bound": scip_bound,
@@ -535,4 +561,3 @@ def solve_mixed_integer(
     res.diagnostics["grid_point_frank_wolfe_gap"] = res.certificate.gap
     res.certificate = cert
     return res
-

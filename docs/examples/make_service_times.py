@@ -17,8 +17,11 @@ import numpy as np
 PER_TOKEN = 0.0122
 SCV = 0.3
 TASKS = {  # task: (base seconds, max tokens)
-    "chat": (2.0, 8192), "code": (0.5, 16384), "math": (1.0, 16384),
-    "olympiad": (0.5, 32768), "science": (1.0, 16384),
+    "chat": (2.0, 8192),
+    "code": (0.5, 16384),
+    "math": (1.0, 16384),
+    "olympiad": (0.5, 32768),
+    "science": (1.0, 16384),
 }
 
 
