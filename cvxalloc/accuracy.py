@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import cvxpy as cp
 import numpy as np
 from scipy.special import wrightomega
 
 from .errors import ScenarioError
+
+if TYPE_CHECKING:  # CVXPY is imported by the conic forms only, when they are built.
+    import cvxpy as cp
 
 __all__ = [
     "AccuracyFamily",
@@ -46,6 +48,32 @@ _EXP_CAP = 40.0
 
 def _arr(x: ArrayLike) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))
+
+
+#: Arrays longer than this are summarized in reprs instead of written out in full.
+REPR_MAX = 100
+
+
+def _list_repr(x: np.ndarray) -> str:
+    """``x`` as Python source: a scalar, a list, or (beyond :data:`REPR_MAX` entries) a summary.
+
+    Floats are written with ``repr`` (shortest round-trip form), so ``eval`` of
+    the text gives back the same doubles; non-finite values as ``float('inf')``.
+    """
+
+    def num(v: float) -> str:
+        return repr(v) if np.isfinite(v) else f"float({str(v)!r})"
+
+    x = np.asarray(x)
+    if x.size > REPR_MAX:
+        return f"<{x.size} values in [{x.min():g}, {x.max():g}]>"
+    if x.dtype.kind in "iu":
+        vals = [str(int(v)) for v in x.ravel()]
+    else:
+        vals = [num(float(v)) for v in x.ravel()]
+    if x.size == 1 and x.dtype.kind == "f":  # a broadcast parameter
+        return vals[0]
+    return f"[{', '.join(vals)}]"
 
 
 def _c(x: np.ndarray) -> float | np.ndarray:
@@ -69,6 +97,15 @@ class AccuracyFamily:
 
     def __len__(self) -> int:
         return int(np.broadcast(*[getattr(self, a) for a in self.params.values()]).size)
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the family (arrays written out up to :data:`REPR_MAX`).
+
+        >>> Exponential(floor=0.1, ceiling=[0.9, 0.8], scale=100)
+        Exponential(floor=0.1, ceiling=[0.9, 0.8], scale=100.0)
+        """
+        args = ", ".join(f"{a}={_list_repr(getattr(self, a))}" for a in self.params.values())
+        return f"{type(self).__name__}({args})"
 
     # --- numeric form -----------------------------------------------------
     def value(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -137,7 +174,7 @@ class AccuracyFamily:
             )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Exponential(AccuracyFamily):
     """``A(t) = c - (c - f) exp(-t / tau)`` with ``f < c <= 1``, ``tau > 0``."""
 
@@ -191,6 +228,8 @@ class Exponential(AccuracyFamily):
         return np.where(flat, t_flat, t)
 
     def cvxpy(self, t):
+        import cvxpy as cp
+
         # exp(-min(t/tau, 40)) differs from exp(-t/tau) by < 5e-18 (below double
         # rounding of A), but keeps the exponential cone away from exp(-600), on
         # which Clarabel stalls (measured: wide boxes, N = 2000).
@@ -211,7 +250,7 @@ class Exponential(AccuracyFamily):
             raise ScenarioError(f"{where}: accuracy.floor must be >= 0 (got {f})")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Power(AccuracyFamily):
     """``A(t) = c - (c - f) (1 + t / tau) ** (-eta)`` with ``f < c <= 1``, ``eta > 0``."""
 
@@ -316,6 +355,8 @@ class Power(AccuracyFamily):
         return tau_b * np.expm1(u)
 
     def cvxpy(self, t):
+        import cvxpy as cp
+
         # (1 + t/tau)^(-eta) = exp(-eta (log(tau + t) - log(tau))): exp of a convex
         # argument, so DCP with a vector of exponents and exact (no rational
         # approximation of eta). Measured against cp.power(..., approx=False): one
@@ -338,7 +379,7 @@ class Power(AccuracyFamily):
             )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Logarithmic(AccuracyFamily):
     """``A(t) = f + g log(1 + t / tau)`` with ``g > 0``, ``tau > 0``."""
 
@@ -382,6 +423,8 @@ class Logarithmic(AccuracyFamily):
         return z - tau
 
     def cvxpy(self, t):
+        import cvxpy as cp
+
         # log(tau + t) - log(tau): measured to solve where log(1 + t/tau) stalls Clarabel.
         return _c(self.floor) + cp.multiply(
             _c(self.gain), cp.log(_c(self.scale) + t) - np.log(_c(self.scale))
@@ -428,6 +471,21 @@ class AccuracyCurves:
             self.blocks.append((fam, slice(None) if full else idx))
         if not np.all(seen == 1):
             raise ValueError("accuracy blocks must cover every type exactly once")
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the curves (names from :mod:`cvxalloc.accuracy`).
+
+        >>> AccuracyCurves([(Power(0.2, 0.9, 50.0, [1.0, 2.0]), [0, 2]),
+        ...                 (Logarithmic(0.1, 0.05, 10.0), [1])], 3)
+        AccuracyCurves([(Power(floor=0.2, ceiling=0.9, scale=50.0, exponent=[1.0, 2.0]), [0, 2]), \
+(Logarithmic(floor=0.1, gain=0.05, scale=10.0), [1])], n=3)
+        """
+        if len(self.blocks) == 1 and isinstance(self.blocks[0][1], slice):
+            return f"AccuracyCurves.single({self.blocks[0][0]!r}, n={self.n})"
+        blocks = ", ".join(
+            f"({fam!r}, {_list_repr(np.arange(self.n)[idx])})" for fam, idx in self.blocks
+        )
+        return f"AccuracyCurves([{blocks}], n={self.n})"
 
     @classmethod
     def single(cls, family: AccuracyFamily, n: int) -> AccuracyCurves:
@@ -508,6 +566,8 @@ class AccuracyCurves:
 
     def weighted_cvxpy(self, t: cp.Expression, weights: np.ndarray) -> cp.Expression:
         """CVXPY expression of ``sum_i weights_i A_i(t_i)`` (concave for weights >= 0)."""
+        import cvxpy as cp
+
         terms = []
         for fam, idx in self.blocks:
             if isinstance(idx, slice):

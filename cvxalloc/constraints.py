@@ -47,14 +47,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 
 from .certificate import Certificate, frank_wolfe_gap
 from .errors import ScenarioError
 from .queue import Latency
+
+if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
+    import cvxpy as cp
 
 __all__ = [
     "KINDS",
@@ -106,6 +108,8 @@ class Term:
     linear: ClassVar[bool] = True
 
     def __init__(self, limit: float | cp.Parameter) -> None:
+        import cvxpy as cp
+
         self.limit = limit if isinstance(limit, cp.Parameter) else float(limit)
 
     def __repr__(self) -> str:

@@ -280,8 +280,6 @@ def _run(
 ) -> SweepResult:
     import time
 
-    import cvxpy as cp
-
     from .solve import choose_method, solve
 
     sc = scenario
@@ -301,6 +299,8 @@ def _run(
     # The conic reference: compile once with a Parameter for the swept value (DPP).
     cprob = gpar = spar = None
     if name == "conic" and "problem" not in options:
+        import cvxpy as cp
+
         from .solvers.conic import ConicProblem
 
         try:
