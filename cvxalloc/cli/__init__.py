@@ -18,7 +18,7 @@ from ..errors import CvxallocError
 __all__ = ["main", "SUBCOMMANDS"]
 
 #: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
-SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep"]
+SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep", "traffic"]
 
 
 class _Parser(argparse.ArgumentParser):

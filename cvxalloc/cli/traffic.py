@@ -1,0 +1,146 @@
+"""``cvxalloc traffic``: arrival rate and burstiness of a request log."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import ScenarioError
+from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
+from ..traffic import measure_traffic, plot_traffic
+from ._common import dumps, emit
+
+
+def add_log_arguments(p: argparse.ArgumentParser) -> None:
+    """The column options shared by ``traffic`` and ``simulate --arrivals``."""
+    p.add_argument(
+        "--time-column",
+        metavar="NAME",
+        help="column of the arrival times (default: the first of "
+        f"{', '.join(TIME_COLUMNS)}, ignoring case)",
+    )
+    p.add_argument(
+        "--time-unit",
+        choices=list(TIME_UNITS),
+        help="unit of numeric time stamps (date-times need none; numbers without it are "
+        "read as seconds and reported as 's (assumed)')",
+    )
+    p.add_argument("--type-column", metavar="NAME", help="column of the request type")
+    p.add_argument("--tokens-column", metavar="NAME", help="column of a token count per request")
+
+
+def read_log_from_args(path: str, args: argparse.Namespace):
+    """:func:`~cvxalloc.requestlog.read_request_log` with the column options of ``args``."""
+    return read_request_log(
+        path,
+        time_column=args.time_column,
+        time_unit=args.time_unit,
+        type_column=args.type_column,
+        tokens_column=args.tokens_column,
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "traffic",
+        help="measure the arrival rate and burstiness of a request log",
+        description=(
+            "Read a request log (CSV with a header row, or JSON lines) and measure the "
+            "arrival rate (n - 1) / (last - first), the squared coefficient of variation of "
+            "the gaps (var / mean^2), the index of dispersion of counts over 1 s, 10 s and "
+            "60 s windows, the rate per window over time, and the type mix and token "
+            "statistics when the log has those columns. With --scenario IN --output OUT, "
+            "write a copy of the scenario with the measured arrival_rate and arrival_scv."
+        ),
+    )
+    p.add_argument("log", metavar="LOG", help="request log (.csv or JSON lines)")
+    add_log_arguments(p)
+    p.add_argument(
+        "--window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="window of the rate-over-time series (default: 60)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="plot the rate per window over time")
+    p.add_argument(
+        "--scenario",
+        metavar="IN",
+        help="scenario whose [queue] arrival_rate and arrival_scv to replace (needs --output)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="OUT",
+        help="where to write the updated scenario (TOML; needs --scenario)",
+    )
+
+
+def _check_dir(option: str, path: str) -> None:
+    parent = Path(path).parent
+    if str(parent) and not parent.is_dir():
+        raise ScenarioError(f"{option} {path!r}: directory {str(parent)!r} does not exist")
+
+
+def _updated_scenario(path: str, traffic) -> str:
+    from ..fit import scenario_toml
+    from ..io import load_scenario
+    from ..scenario import Scenario
+
+    sc = load_scenario(path)
+    data = sc.to_dict()
+    data["queue"]["arrival_rate"] = traffic.arrival_rate
+    data["queue"]["arrival_scv"] = traffic.arrival_scv
+    new = Scenario.from_dict(data)
+    if getattr(new, "arrival_scv", None) is None:  # pragma: no cover - schema without the key
+        raise ScenarioError(
+            "this version of cvxalloc has no [queue] arrival_scv; cannot write it to the scenario"
+        )
+    return scenario_toml(
+        new,
+        header=[
+            f"{path} with [queue] arrival_rate and arrival_scv measured by cvxalloc traffic",
+            f"from {traffic.source}: {traffic.requests:,} requests over "
+            f"{traffic.duration_seconds:.6g} s",
+        ],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.window) and args.window > 0):
+        raise ScenarioError(f"--window {args.window:g}: give a finite number of seconds > 0")
+    if (args.scenario is None) != (args.output is None):
+        raise ScenarioError(
+            "--scenario IN and --output OUT go together: OUT is the copy of IN with the "
+            "measured arrival_rate and arrival_scv"
+        )
+    if args.plot is not None:
+        if not str(args.plot).lower().endswith(".png"):
+            raise ScenarioError(f"--plot {args.plot!r}: the figure is a PNG; name it *.png")
+        _check_dir("--plot", args.plot)
+    if args.output is not None:
+        _check_dir("--output", args.output)
+    log = read_log_from_args(args.log, args)
+    traffic = measure_traffic(log, window=args.window)
+    scenario_text = None if args.scenario is None else _updated_scenario(args.scenario, traffic)
+    if args.plot is not None:
+        plot_traffic(traffic, args.plot)
+    if scenario_text is not None:
+        emit(scenario_text, args.output)
+    if args.json:
+        out = traffic.to_dict()
+        if args.plot is not None:
+            out["plot"] = args.plot
+        if args.output is not None:
+            out["scenario_written"] = args.output
+        emit(dumps(out), None)
+    else:
+        text = traffic.summary()
+        if args.plot is not None:
+            text += f"\nplot              {args.plot}"
+        if args.output is not None:
+            text += f"\nscenario written  {args.output} (from {args.scenario})"
+        emit(text, None)
+    return 0

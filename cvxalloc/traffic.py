@@ -1,0 +1,395 @@
+"""Arrival statistics of a request log: rate, burstiness, mix, per-window rates.
+
+The queue model needs two numbers about arrivals: the rate ``lam`` and the
+squared coefficient of variation ``c_a^2`` of the inter-arrival gaps (1 for a
+Poisson process). :func:`measure_traffic` measures them from a
+:class:`~cvxalloc.requestlog.RequestLog`, with the statistics that show whether
+they describe the log well.
+
+With ``n`` arrival times ``T_1 <= ... <= T_n`` and gaps ``G_j = T_{j+1} - T_j``:
+
+* ``arrival_rate = (n - 1) / (T_n - T_1)``, the inverse of the mean gap;
+* ``arrival_scv = var(G) / mean(G)^2`` with the population variance
+  (``numpy.var``, ``ddof = 0``): the ``c_a^2`` of the GI/G/1 approximations;
+* the index of dispersion of counts over windows of ``w`` = 1 s, 10 s, 60 s:
+  cut ``[T_1, T_n)`` into the ``floor((T_n - T_1) / w)`` complete windows of
+  length ``w`` (a partial last window is left out), count the arrivals in each,
+  and report ``var(counts) / mean(counts)`` (``ddof = 0``). It is 1 for a
+  Poisson process at every ``w``; growing with ``w`` means bursts that last
+  longer than single gaps (slow changes of the rate), which ``c_a^2`` alone
+  does not show. ``None`` when fewer than two complete windows fit;
+* the rate per window over time: ``[T_1, T_n]`` cut into windows of
+  ``window`` seconds (the last one shorter, ending at ``T_n``), arrivals per
+  window divided by its length;
+* the type mix (share of each type) and the mean and squared coefficient of
+  variation (``ddof = 0``) of a token column, when the log has them.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cvxalloc.requestlog import RequestLog
+>>> from cvxalloc.traffic import measure_traffic
+>>> log = RequestLog(times=np.array([0.0, 1.0, 1.0, 4.0]), types=None, tokens=None,
+...                  source="example", columns=("ts",), time_column="ts", time_unit="s")
+>>> tr = measure_traffic(log, window=2.0)
+>>> tr.arrival_rate, round(tr.arrival_scv, 12)   # gaps 1, 0, 3: mean 4/3, var 14/9
+(0.75, 0.875)
+>>> tr.window_rates                   # windows [0, 2) and [2, 4]
+array([1.5, 0.5])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._files import publish
+from .errors import ScenarioError
+from .requestlog import RequestLog
+
+__all__ = [
+    "TrafficSummary",
+    "measure_traffic",
+    "dispersion_of_counts",
+    "window_rates",
+    "traffic_figure",
+    "plot_traffic",
+    "DISPERSION_WINDOWS",
+    "MAX_WINDOWS",
+]
+
+#: Window lengths (seconds) of the index of dispersion of counts.
+DISPERSION_WINDOWS = (1.0, 10.0, 60.0)
+#: Largest number of windows :func:`window_rates` accepts (memory guard).
+MAX_WINDOWS = 10_000_000
+
+
+def _label(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def dispersion_of_counts(times: np.ndarray, window: float) -> float | None:
+    """Index of dispersion of counts ``var / mean`` over complete windows.
+
+    Parameters
+    ----------
+    times : ndarray
+        Sorted arrival times in seconds.
+    window : float
+        Window length in seconds.
+
+    Returns
+    -------
+    float or None
+        ``var(counts) / mean(counts)`` (``ddof = 0``) over the
+        ``floor(span / window)`` complete windows from the first arrival;
+        None when fewer than two fit.
+    """
+    t = np.asarray(times, dtype=float)
+    span = float(t[-1] - t[0])
+    k = math.floor(span / window)
+    if k < 2 or k > MAX_WINDOWS:
+        return None
+    idx = np.floor((t - t[0]) / window).astype(np.int64)
+    counts = np.bincount(idx[idx < k], minlength=k)
+    mean = counts.mean()
+    return float(counts.var() / mean)
+
+
+def window_rates(times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival rate per window of ``window`` seconds, from the first to the last arrival.
+
+    Returns
+    -------
+    edges : ndarray
+        Window edges in seconds since the first arrival: ``0, w, 2w, ...``
+        and last the span ``T_n - T_1`` (the last window may be shorter).
+    rates : ndarray
+        Arrivals in each window (the last one includes ``T_n``) divided by its
+        length, requests per second.
+
+    Raises
+    ------
+    ScenarioError
+        If ``window`` is not a positive finite number, or gives more than
+        :data:`MAX_WINDOWS` windows.
+    """
+    _check_window(window)
+    t = np.asarray(times, dtype=float)
+    t = t - t[0]
+    span = float(t[-1])
+    k = max(1, math.ceil(span / window))
+    if k > MAX_WINDOWS:
+        raise ScenarioError(
+            f"--window {window:g}: {k:,} windows over {span:g} s (at most {MAX_WINDOWS:,}); "
+            "use a longer window"
+        )
+    edges = np.append(window * np.arange(k, dtype=float), span)
+    if k > 1 and edges[-1] <= edges[-2]:  # rounding: ceil gave one window too many
+        k -= 1
+        edges = np.append(edges[:k], span)
+    idx = np.minimum(np.floor(t / window).astype(np.int64), k - 1)
+    counts = np.bincount(idx, minlength=k)
+    return edges, counts / np.diff(edges)
+
+
+def _check_window(window: float) -> None:
+    try:
+        w = float(window)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"--window {window!r}: give a number of seconds > 0") from None
+    if not (math.isfinite(w) and w > 0):
+        raise ScenarioError(
+            f"--window {window!r}: the window must be a finite number of seconds > 0"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TrafficSummary:
+    """What :func:`measure_traffic` measured (see the module docstring for the formulas).
+
+    Attributes
+    ----------
+    requests : int
+        Number of requests ``n``.
+    duration_seconds : float
+        ``T_n - T_1``.
+    arrival_rate : float
+        ``(n - 1) / (T_n - T_1)``, requests per second.
+    arrival_scv : float
+        ``var(G) / mean(G)^2`` of the gaps (population variance).
+    zero_gaps : int
+        Gaps of length 0 (simultaneous arrivals).
+    dispersion : dict
+        ``"1s"``, ``"10s"``, ``"60s"`` -> index of dispersion of counts, or None.
+    window_seconds : float
+        Length of the windows of :attr:`window_rates`.
+    window_edges, window_rates : ndarray
+        See :func:`window_rates`.
+    type_mix : dict or None
+        Type -> share of the requests (largest first), when the log has types.
+    tokens : dict or None
+        ``column``, ``mean``, ``scv``, ``min``, ``max`` of the token column.
+    source, time_column, time_unit : str
+        Where the log came from and how its times were read.
+    sorted : bool
+        Whether the file was in time order.
+    """
+
+    requests: int
+    duration_seconds: float
+    arrival_rate: float
+    arrival_scv: float
+    zero_gaps: int
+    dispersion: dict[str, float | None]
+    window_seconds: float
+    window_edges: np.ndarray = field(repr=False)
+    window_rates: np.ndarray = field(repr=False)
+    type_mix: dict[str, float] | None
+    tokens: dict[str, Any] | None
+    source: str
+    time_column: str
+    time_unit: str
+    sorted: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the keys of ``cvxalloc traffic --json``)."""
+        return {
+            "requests": self.requests,
+            "duration_seconds": self.duration_seconds,
+            "arrival_rate": self.arrival_rate,
+            "arrival_scv": self.arrival_scv,
+            "zero_gaps": self.zero_gaps,
+            "dispersion": dict(self.dispersion),
+            "windows": {
+                "seconds": self.window_seconds,
+                "count": int(self.window_rates.size),
+                "last_seconds": float(self.window_edges[-1] - self.window_edges[-2]),
+                "rates": [float(r) for r in self.window_rates],
+            },
+            "type_mix": None if self.type_mix is None else dict(self.type_mix),
+            "tokens": None if self.tokens is None else dict(self.tokens),
+            "source": self.source,
+            "time_column": self.time_column,
+            "time_unit": self.time_unit,
+            "sorted": self.sorted,
+        }
+
+    def summary(self) -> str:
+        """A plain-text table."""
+        d = self.duration_seconds
+        span = f"{d:,.2f} s ({d / 60:,.1f} min)" if d >= 120 else f"{d:,.4g} s"
+        rates = self.window_rates
+        lines = [
+            f"request log       {self.source}",
+            f"time column       {self.time_column} ({self.time_unit})"
+            + ("" if self.sorted else ", not in time order: sorted"),
+            f"requests          {self.requests:,} over {span}",
+            f"arrival rate      {self.arrival_rate:.6g} requests/s   ((n - 1) / (last - first))",
+            f"arrival SCV       {self.arrival_scv:.6g}   (var / mean^2 of the gaps; Poisson 1)",
+            f"zero gaps         {self.zero_gaps:,}   (simultaneous arrivals)",
+            "dispersion        "
+            + "   ".join(
+                f"{k} {'-' if v is None else f'{v:.4g}'}" for k, v in self.dispersion.items()
+            )
+            + "   (var / mean of counts per window; Poisson 1)",
+            f"rate per {self.window_seconds:g} s   min {rates.min():.4g}   median "
+            f"{float(np.median(rates)):.4g}   max {rates.max():.4g} requests/s   "
+            f"({rates.size:,} windows)",
+        ]
+        if self.type_mix is not None:
+            shown = list(self.type_mix.items())
+            mix = "   ".join(f"{k} {v:.4f}" for k, v in shown[:8])
+            if len(shown) > 8:
+                mix += f"   ... ({len(shown)} types)"
+            lines.append(f"type mix          {mix}")
+        if self.tokens is not None:
+            tk = self.tokens
+            scv = "-" if tk["scv"] is None else f"{tk['scv']:.4g}"
+            lines.append(
+                f"tokens            {tk['column']}: mean {tk['mean']:.6g}   scv {scv}   "
+                f"min {tk['min']:g}   max {tk['max']:g}"
+            )
+        return "\n".join(lines)
+
+
+def measure_traffic(log: RequestLog, window: float = 60.0) -> TrafficSummary:
+    """Measure the arrival statistics of a request log.
+
+    Parameters
+    ----------
+    log : RequestLog
+        From :func:`cvxalloc.requestlog.read_request_log` (sorted times, at
+        least two distinct instants).
+    window : float, optional
+        Window length in seconds of the rate-over-time series (default 60).
+
+    Returns
+    -------
+    TrafficSummary
+
+    Raises
+    ------
+    ScenarioError
+        If ``window`` is not a positive finite number (or gives too many
+        windows), or the log has fewer than two requests or no time span.
+    """
+    _check_window(window)
+    t = np.asarray(log.times, dtype=float)
+    n = t.size
+    if n < 2 or not t[-1] > t[0]:
+        raise ScenarioError(
+            f"{log.source}: need at least two requests at different instants to measure a rate"
+        )
+    if np.any(t[1:] < t[:-1]):
+        raise ScenarioError(f"{log.source}: times must be sorted ascending")
+    gaps = np.diff(t)
+    span = float(t[-1] - t[0])
+    mean_gap = span / (n - 1)
+    edges, rates = window_rates(t, window)
+    type_mix = None
+    if log.types is not None:
+        names, counts = np.unique(np.asarray(log.types), return_counts=True)
+        order = sorted(range(names.size), key=lambda i: (-counts[i], str(names[i])))
+        type_mix = {str(names[i]): float(counts[i] / n) for i in order}
+    tokens = None
+    if log.tokens is not None:
+        x = np.asarray(log.tokens, dtype=float)
+        mean = float(x.mean())
+        tokens = {
+            "column": log.tokens_column,
+            "mean": mean,
+            "scv": float(x.var() / mean**2) if mean > 0 else None,
+            "min": float(x.min()),
+            "max": float(x.max()),
+        }
+    return TrafficSummary(
+        requests=int(n),
+        duration_seconds=span,
+        arrival_rate=(n - 1) / span,
+        arrival_scv=float(gaps.var() / mean_gap**2),
+        zero_gaps=int(np.count_nonzero(gaps == 0)),
+        dispersion={_label(w): dispersion_of_counts(t, w) for w in DISPERSION_WINDOWS},
+        window_seconds=float(window),
+        window_edges=edges,
+        window_rates=rates,
+        type_mix=type_mix,
+        tokens=tokens,
+        source=log.source,
+        time_column=log.time_column,
+        time_unit=log.time_unit,
+        sorted=log.sorted,
+    )
+
+
+# --------------------------------------------------------------------------
+# plot
+def traffic_figure(summary: TrafficSummary):
+    """Figure of the arrival rate per window over time (matplotlib, Agg canvas).
+
+    The x axis is the time since the first request, in minutes when the log
+    spans 20 minutes or more, else in seconds; the y axis the rate in
+    requests/s. A dashed line marks the overall rate ``(n - 1) / span``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    minutes = summary.duration_seconds >= 1200
+    scale, unit = (60.0, "min") if minutes else (1.0, "s")
+    fig = Figure(figsize=(8, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.stairs(summary.window_rates, summary.window_edges / scale, color="C0", linewidth=1.2)
+    ax.axhline(
+        summary.arrival_rate,
+        color="C1",
+        linestyle="--",
+        linewidth=1,
+        label=f"overall {summary.arrival_rate:.3g} requests/s (SCV of gaps "
+        f"{summary.arrival_scv:.3g})",
+    )
+    ax.set_xlabel(f"time since the first request ({unit})")
+    ax.set_ylabel("arrival rate (requests/s)")
+    ax.set_title(
+        f"{Path(summary.source).name}: {summary.requests:,} requests, "
+        f"rate per {summary.window_seconds:g} s window",
+        fontsize=10,
+    )
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_traffic(summary: TrafficSummary, path: str | os.PathLike) -> Path:
+    """Write :func:`traffic_figure` to ``path`` (PNG) atomically.
+
+    Raises
+    ------
+    ScenarioError
+        If ``path`` does not end in ``.png`` or its directory does not exist.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ScenarioError(f"--plot {str(path)!r}: the figure is a PNG; name it *.png")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ScenarioError(f"--plot {str(path)!r}: directory {str(parent)!r} does not exist")
+    fig = traffic_figure(summary)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130, format="png")
+        publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
