@@ -48,7 +48,8 @@ __all__ = [
     "EXAMPLE_PATH",
 ]
 
-_QUEUE_KEYS = {"arrival_rate": None, "latency_weight": None}
+#: Keys of [queue]; ``None`` marks a required key, anything else is its default.
+_QUEUE_KEYS = {"arrival_rate": None, "latency_weight": None, "arrival_scv": 1.0}
 _TASK_KEYS = {
     "name": None,
     "probability": None,
@@ -154,11 +155,12 @@ def scenario_from_dict(data: Mapping[str, Any]):
     for key in queue:
         if key not in _QUEUE_KEYS:
             raise _unknown("queue", key, _QUEUE_KEYS)
-    for key in _QUEUE_KEYS:
-        if key not in queue:
+    for key, default in _QUEUE_KEYS.items():
+        if default is None and key not in queue:
             raise ScenarioError(f"queue: missing {key}")
     lam = _number("queue", "arrival_rate", queue["arrival_rate"])
     gamma = _number("queue", "latency_weight", queue["latency_weight"])
+    scv_a = _number("queue", "arrival_scv", queue.get("arrival_scv", 1.0))
 
     tasks = data.get("task")
     if tasks is None or (isinstance(tasks, list) and len(tasks) == 0):
@@ -265,6 +267,7 @@ def scenario_from_dict(data: Mapping[str, Any]):
         accuracy=curves,
         arrival_rate=lam,
         latency_weight=gamma,
+        arrival_scv=scv_a,
         levels=levels,
         step=np.array(cols["step"]),
         constraints=constraints_from_file(data, tasks),

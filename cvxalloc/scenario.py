@@ -66,6 +66,10 @@ class Scenario:
         ``lam >= 0`` queries per second (Poisson).
     latency_weight : float
         ``gamma >= 0`` utility lost per second of mean system time.
+    arrival_scv : float
+        ``c_a^2 >= 0``, squared coefficient of variation of the inter-arrival
+        gaps (default 1: Poisson arrivals, exact Pollaczek-Khinchine; otherwise
+        the Kingman / Allen-Cunneen GI/G/1 approximation).
     levels : list of (ndarray or None)
         Allowed integer budgets per type (``None``: not restricted to a menu).
     step : ndarray
@@ -89,6 +93,7 @@ class Scenario:
     step: np.ndarray | None = None
     #: Operator constraints (:class:`cvxalloc.constraints.Constraints`) or None.
     constraints: Any = None
+    arrival_scv: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -111,6 +116,7 @@ class Scenario:
         self.step = np.array(np.broadcast_to(step, (n,)), dtype=float)
         self.arrival_rate = float(self.arrival_rate)
         self.latency_weight = float(self.latency_weight)
+        self.arrival_scv = float(self.arrival_scv)
         self._validate()
         if self.constraints is not None:
             self.constraints.check(self)
@@ -127,7 +133,7 @@ class Scenario:
     def __repr__(self) -> str:
         return (
             f"Scenario(n={self.n}, arrival_rate={self.arrival_rate:g}, "
-            f"latency_weight={self.latency_weight:g})"
+            f"latency_weight={self.latency_weight:g}, arrival_scv={self.arrival_scv:g})"
         )
 
     @property
@@ -165,6 +171,7 @@ class Scenario:
                 "levels",
                 "step",
                 "constraints",
+                "arrival_scv",
             )
         }
         kw.update(changes)
@@ -181,6 +188,7 @@ class Scenario:
             accuracy=self.accuracy.take(idx),
             arrival_rate=self.arrival_rate,
             latency_weight=self.latency_weight,
+            arrival_scv=self.arrival_scv,
             levels=[self.levels[i] for i in idx],
             step=self.step[idx],
             constraints=None if self.constraints is None else self.constraints.take(idx),
@@ -205,6 +213,7 @@ class Scenario:
         names: Sequence[str] | None = None,
         levels: Sequence[Any] | None = None,
         step: Any = None,
+        arrival_scv: float = 1.0,
     ) -> Scenario:
         """Build a scenario from arrays (scalars broadcast to every type).
 
@@ -225,6 +234,8 @@ class Scenario:
             Defaults to ``type0``, ``type1``, ...
         levels, step : optional
             Integer grids (see the scenario file format).
+        arrival_scv : float, optional
+            ``c_a^2`` of the inter-arrival gaps (default 1, Poisson).
 
         Examples
         --------
@@ -269,6 +280,7 @@ class Scenario:
             latency_weight=latency_weight,
             levels=lv,
             step=step,
+            arrival_scv=arrival_scv,
         )
 
     @classmethod
@@ -308,6 +320,7 @@ class Scenario:
             "queue": {
                 "arrival_rate": self.arrival_rate,
                 "latency_weight": self.latency_weight,
+                "arrival_scv": self.arrival_scv,
             },
             "task": tasks,
         }
@@ -338,6 +351,7 @@ class Scenario:
         for label, val, ok in (
             ("arrival_rate", self.arrival_rate, lambda x: x >= 0),
             ("latency_weight", self.latency_weight, lambda x: x >= 0),
+            ("arrival_scv", self.arrival_scv, lambda x: x >= 0),
         ):
             if not math.isfinite(val):
                 raise ScenarioError(f"queue: {label} must be a finite number (got {val})")

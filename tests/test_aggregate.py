@@ -368,9 +368,10 @@ def test_diagnostics_and_json(example):
     d = res.diagnostics
     for key in ("X", "Y", "utilization", "path", "start", "newton_iterations"):
         assert key in d
-    mo = Objective(example).latency.queue_scalars(res.tokens)
-    assert d["X"] == pytest.approx(mo[0], rel=1e-12)
-    assert d["Y"] == pytest.approx(mo[1], rel=1e-12)
+    # Poisson arrivals: A = 1 + Y and B = X
+    A, B, _ = Objective(example).latency.scalars(res.tokens)
+    assert d["X"] == pytest.approx(B, rel=1e-12)
+    assert d["Y"] == pytest.approx(A - 1.0, rel=1e-12)
     out = res.to_dict()
     assert out["method"] == "aggregate" and out["status"] == "optimal"
     assert out["certificate"]["gap"] <= TOL * abs(out["objective"])

@@ -1,16 +1,18 @@
 """The aggregate solver: N per-type equations tied together by two scalars.
 
 The gradient of ``U`` is ``p_i (w_i A_i'(t_i) - gamma b_i D_i)`` with
-``D_i = 1 + Y + X (1 + k_i) s_i``, ``X = lam / (1 - rho)`` and
+``D_i = A + B (1 + k_i) s_i``, where ``A = dW/dm1`` and ``B = 2 dW/dm2`` come
+from the queue model (:mod:`cvxalloc.queue`); for Poisson arrivals
+``A = 1 + Y``, ``B = X``, ``X = lam / (1 - rho)`` and
 ``Y = lam^2 m2 / (2 (1 - rho)^2)``. ``p_i`` cancels in each type's optimality
-condition, so given ``(X, Y)`` type ``i``'s optimal tokens are the root of
+condition, so given ``(A, B)`` type ``i``'s optimal tokens are the root of
 ``A_i'(t) = alpha_i + beta_i t`` clipped to its box, with
-``alpha_i = gamma b_i (1 + Y + X (1 + k_i) a_i) / w_i`` and
-``beta_i = gamma b_i^2 X (1 + k_i) / w_i`` (:meth:`AccuracyCurves.solve_marginal`).
+``alpha_i = gamma b_i (A + B (1 + k_i) a_i) / w_i`` and
+``beta_i = gamma b_i^2 B (1 + k_i) / w_i`` (:meth:`AccuracyCurves.solve_marginal`).
 
-The outer problem has two unknowns, the slack ``u = 1 - rho`` (``X = lam / u``)
-and the second moment ``m2`` (``Y = X^2 m2 / 2``); they must equal the slack
-and second moment of the allocation they induce::
+The outer problem has two unknowns, the slack ``u = 1 - rho`` and the second
+moment ``m2``, which fix ``(A, B)`` (:meth:`FIFOQueue.scalars`); they must equal
+the slack and second moment of the allocation they induce::
 
     F(u, m2) = (1 - lam m1(T(u, m2)) - u,  m2(T(u, m2)) - m2) = 0.
 
@@ -45,7 +47,7 @@ from ..certificate import Certificate, frank_wolfe_gap
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
-from ..queue import Latency
+from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
 
 __all__ = ["solve_aggregate"]
@@ -76,12 +78,13 @@ class _Reduced:
     frequencies); the per-type equations do not involve them.
     """
 
-    def __init__(self, p, w, lo, hi, a, b, k1, pv, curves, lam, gamma) -> None:
+    def __init__(self, p, w, lo, hi, a, b, k1, pv, curves, queue: FIFOQueue, gamma) -> None:
         self.p, self.w, self.lo, self.hi = p, w, lo, hi
         self.a, self.b, self.k1, self.pv = a, b, k1, float(pv)
-        self.curves, self.lam, self.gamma = curves, float(lam), float(gamma)
+        self.curves, self.queue, self.gamma = curves, queue, float(gamma)
+        self.lam = float(queue.arrival_rate)
         self.gb_w = gamma * b / w
-        # alpha = gb_w (1 + Y) + X ca, beta = X cb (fewer passes over N per evaluation)
+        # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
         self.ca = self.gb_w * k1 * a
         self.cb = self.gb_w * b * k1
         self.pk1 = p * k1
@@ -106,7 +109,7 @@ class _Reduced:
                 1.0 + sc.scv,
                 float(p @ sc.variance),
                 sc.accuracy,
-                sc.arrival_rate,
+                queue_model(sc),
                 sc.latency_weight,
             )
         return cls(
@@ -119,7 +122,7 @@ class _Reduced:
             1.0 + sc.scv[idx],
             float(weights @ sc.variance[idx]),
             sc.accuracy.take(idx),
-            sc.arrival_rate,
+            queue_model(sc),
             sc.latency_weight,
         )
 
@@ -128,19 +131,21 @@ class _Reduced:
         s = self.a + self.b * t
         return float(self.p @ s), float((self.pk1 * s) @ s) + self.pv
 
-    def tokens(self, X: float, Y: float, t0: np.ndarray | None = None) -> np.ndarray:
-        """The per-type optimum given the queue scalars, clipped to the box."""
+    def tokens(self, A: float, B: float, t0: np.ndarray | None = None) -> np.ndarray:
+        """The per-type optimum given the queue scalars ``(A, B)``, clipped to the box."""
         self.evaluations += 1
-        alpha = self.gb_w * (1.0 + Y) + X * self.ca
-        beta = X * self.cb
+        alpha = self.gb_w * A + B * self.ca
+        beta = B * self.cb
         return self.curves.solve_marginal(alpha, beta, t0, self.lo, self.hi, self.d1_bounds)
 
     def u_bracket(self) -> tuple[float, float]:
         """``[u_min, u_max]`` holding the optimal slack ``1 - rho*``.
 
         ``u_max = 1 - lam m1(lo)``; ``u_min`` is ``1 - lam m1(hi)`` where that is
-        positive, else the cap of the model: ``W(t*) <= Wbar = (Acc_max - U(lo)) / gamma`` gives
-        ``rho* <= sqrt(c^2 + 2c) - c`` with ``c = lam Wbar``, i.e.
+        positive, else the cap of the model: ``W(t*) <= Wbar = W(lo) + (Acc_max -
+        Acc(lo)) / gamma``. The numerator of ``W`` is at least ``e m1^2`` with
+        ``e = min(1, 1/K - 1 + c_a^2)``, ``K = sum_i p_i / (1 + k_i)`` (Cauchy-Schwarz:
+        ``m2 >= m1^2 / K``), so ``rho^2 / (2 (1 - rho)) <= c = lam Wbar / e`` and
         ``1 - rho* >= 1 / (1 + c + sqrt(c^2 + 2c))``.
         """
         if self._u_bracket is not None:
@@ -153,43 +158,53 @@ class _Reduced:
             return self._u_bracket
         acc_max = float(pw @ self.curves.value(self.hi))
         acc_lo = float(pw @ self.curves.value(self.lo))
-        w_lo = self.m1_lo + lam * self.m2_lo / (2.0 * u_max)
+        w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
-        c = lam * wbar
+        K = float(np.sum(self.p / self.k1))
+        e = min(1.0, 1.0 / K - 1.0 + self.queue.arrival_scv)
+        if e <= 0:
+            raise SolverError(
+                "aggregate: arrival_scv = 0 with deterministic service: the model's wait "
+                "need not grow towards saturation, so no utilization cap holds the optimum; "
+                "set arrival_scv > 0 or lower max_tokens until the box is stable"
+            )
+        c = lam * wbar / e
         u_cap = 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
         self._u_bracket = (u_cap, u_max)
         return self._u_bracket
 
     def point(self, u: float, m2: float, t0: np.ndarray | None = None) -> _Point:
-        X = self.lam / u
-        Y = 0.5 * X * X * m2
-        t = self.tokens(X, Y, t0)
+        A, B = self.queue.scalars(u, m2)[:2]
+        t = self.tokens(A, B, t0)
         m1n, m2n = self.moments(t)
-        return _Point(u, m2, X, Y, t, 1.0 - self.lam * m1n - u, m2n - m2)
+        X = self.lam / u
+        return _Point(u, m2, X, 0.5 * X * X * m2, t, 1.0 - self.lam * m1n - u, m2n - m2)
 
     def jacobian(self, pt: _Point) -> np.ndarray:
         """``dF/d(u, m2)`` by implicit differentiation of the per-type equations.
 
-        For a type strictly inside its box, ``dt/dY = -psi`` with
-        ``psi = gamma b / (gamma X (1+k) b^2 - w A''(t)) > 0`` and
-        ``dt/dX = (1+k) s dt/dY``; types at a bound do not move.
+        For a type strictly inside its box, ``dt/dA = -psi`` with
+        ``psi = gamma b / (gamma B (1+k) b^2 - w A''(t)) > 0`` and
+        ``dt/dB = (1+k) s dt/dA``; types at a bound do not move. The queue model
+        gives ``(A, B)`` and their partials in ``(u, m2)``.
         """
-        t, X, Y, u = pt.tokens, pt.X, pt.Y, pt.u
+        t, u = pt.tokens, pt.u
+        _, B, dA_du, dA_dm2, dB_du = self.queue.scalars(u, pt.m2)
         fi = np.flatnonzero((t > self.lo) & (t < self.hi))
         b, k1 = self.b[fi], self.k1[fi]
         ks = k1 * (self.a[fi] + b * t[fi])
         with np.errstate(divide="ignore", invalid="ignore"):
             psi = (
-                self.gamma * b / (self.gamma * X * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
+                self.gamma * b / (self.gamma * B * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
             )
         psi[~np.isfinite(psi)] = 0.0
         c1 = self.p[fi] * b * psi
         c2 = 2.0 * c1 * ks
         A1, B1 = float(c1 @ ks), float(c1.sum())
         A2, B2 = float(c2 @ ks), float(c2.sum())
-        # dt/du = psi (X k1 s + 2Y) / u ; dt/dm2 = -psi X^2 / 2
-        m1u, m1m = (X * A1 + 2 * Y * B1) / u, -0.5 * X * X * B1
-        m2u, m2m = (X * A2 + 2 * Y * B2) / u, -0.5 * X * X * B2
+        # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi dA/dm2
+        m1u, m1m = -(dA_du * B1 + dB_du * A1), -dA_dm2 * B1
+        m2u, m2m = -(dA_du * B2 + dB_du * A2), -dA_dm2 * B2
         return np.array([[-self.lam * m1u - 1.0, -self.lam * m1m], [m2u, m2m - 1.0]])
 
     # --- the two outer methods ----------------------------------------------
@@ -243,10 +258,11 @@ class _Reduced:
 
         def inner(u: float) -> float:
             X = lam / u
+            A0 = self.queue.scalars(u, 0.0)[0]  # A = A0 + Y, Y = X^2 m2 / 2
             y_lo, y_hi = 0.5 * X * X * self.m2_lo, 0.5 * X * X * self.m2_hi
 
             def k(Y: float) -> float:
-                t = self.tokens(X, Y, cache.get("t"))
+                t = self.tokens(A0 + Y, X, cache.get("t"))
                 cache["t"] = t
                 return 0.5 * X * X * self.moments(t)[1] - Y
 
@@ -254,7 +270,7 @@ class _Reduced:
                 Y = brentq(k, y_lo, y_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
             else:
                 Y = y_lo if k(y_lo) <= 0 else y_hi
-            t = self.tokens(X, Y, cache.get("t"))
+            t = self.tokens(A0 + Y, X, cache.get("t"))
             cache["t"], cache["Y"] = t, Y
             return 1.0 - lam * self.moments(t)[0] - u
 
@@ -300,7 +316,9 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
             X, Y = float(diag["X"]), float(diag["Y"])
         elif warm_start.scenario is not None and warm_start.scenario.arrival_rate > 0:
             # any other method's result: the queue scalars of its allocation
-            X, Y, _ = Latency(warm_start.scenario).queue_scalars(warm_start.tokens)
+            mo = Latency(warm_start.scenario).moments(warm_start.tokens)
+            X = warm_start.scenario.arrival_rate / (1.0 - mo.rho) if mo.rho < 1 else 0.0
+            Y = 0.5 * X * X * mo.m2
         else:
             raise OptionError(
                 "option warm_start: the Result has no diagnostics X and Y and no "
@@ -379,7 +397,7 @@ def solve_aggregate(
         path = "gamma=0: every type at max_tokens"
     elif lam == 0 or np.all(hi == lo):
         red = _Reduced.of(sc)
-        tokens = red.tokens(0.0, 0.0) if lam == 0 else lo.copy()
+        tokens = red.tokens(1.0, 0.0) if lam == 0 else lo.copy()
         iters = red.evaluations
         path = "lam=0: no queueing" if lam == 0 else "lo == hi"
     else:

@@ -1,0 +1,231 @@
+"""One server, FIFO: Pollaczek-Khinchine (Poisson arrivals) and Kingman (GI/G/1).
+
+The mean system time depends on the allocation only through the first two
+moments of the service time, ``m1`` and ``m2``::
+
+    W(m1, m2) = m1 + lam (m2 - (1 - c) m1^2) / (2 (1 - lam m1))      (lam m1 < 1)
+
+with ``c = c_a^2`` the squared coefficient of variation of the inter-arrival
+gaps. ``c = 1`` is the exact Pollaczek-Khinchine formula of the M/G/1 queue
+(Poisson arrivals); any other ``c`` is the Kingman / Allen-Cunneen
+approximation of the GI/G/1 queue, exact in the heavy-traffic limit
+``rho -> 1`` and for ``c = 1``, and an approximation otherwise (see
+docs/model.md for its measured error on real traces).
+
+Convexity in the budgets for every ``c >= 0``: the numerator is
+``sum p k s^2 + sum p v + sum p (s - m1)^2 + c m1^2``, a sum of squares of
+affine functions of ``t``, over the affine slack ``1 - lam m1``; this is the
+``quad_over_lin`` form of :meth:`FIFOQueue.cvxpy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FIFOQueue", "pollaczek_khinchine", "kingman"]
+
+
+def kingman(arrival_rate: float, m1: float, m2: float, arrival_scv: float = 1.0) -> float:
+    """Mean system time of a GI/G/1 FIFO queue (Kingman / Allen-Cunneen).
+
+    Parameters
+    ----------
+    arrival_rate : float
+        ``lam``, arrivals per second.
+    m1, m2 : float
+        First and second moment of the service time.
+    arrival_scv : float
+        ``c_a^2``, squared coefficient of variation of the inter-arrival gaps
+        (1 for Poisson arrivals, where the formula is exact).
+
+    Returns
+    -------
+    float
+        ``m1 + lam (m2 - (1 - c_a^2) m1^2) / (2 (1 - lam m1))``, or ``inf`` when
+        ``lam m1 >= 1``.
+
+    Examples
+    --------
+    D/D/1 (deterministic arrivals and service) never waits:
+
+    >>> kingman(0.5, 1.0, 1.0, arrival_scv=0.0)
+    1.0
+    """
+    rho = arrival_rate * m1
+    if rho >= 1:
+        return float("inf")
+    return m1 + arrival_rate * (m2 - (1.0 - arrival_scv) * m1 * m1) / (2.0 * (1.0 - rho))
+
+
+def pollaczek_khinchine(arrival_rate: float, m1: float, m2: float) -> float:
+    """Mean system time of an M/G/1 FIFO queue (Kingman with ``c_a^2 = 1``).
+
+    Parameters
+    ----------
+    arrival_rate : float
+        Poisson arrival rate ``lam``.
+    m1, m2 : float
+        First and second moment of the service time.
+
+    Returns
+    -------
+    float
+        ``m1 + lam m2 / (2 (1 - lam m1))``, or ``inf`` when ``lam m1 >= 1``.
+
+    Examples
+    --------
+    M/M/1 with rate 1 service and arrival rate 0.5 (``m2 = 2``): ``W = 1 / (1 - 0.5)``.
+
+    >>> pollaczek_khinchine(0.5, 1.0, 2.0)
+    2.0
+    """
+    return kingman(arrival_rate, m1, m2, 1.0)
+
+
+@dataclass(frozen=True)
+class FIFOQueue:
+    """One server, FIFO, arrivals of rate ``lam`` and gap variability ``c_a^2``.
+
+    A queue model is to the latency term what an accuracy family is to the
+    accuracy term: the one place that knows ``W`` as a function of the service
+    moments, its derivatives, its stability limit and its conic form.
+
+    Parameters
+    ----------
+    arrival_rate : float
+        ``lam >= 0``.
+    arrival_scv : float
+        ``c_a^2 >= 0`` (default 1: Poisson, exact Pollaczek-Khinchine).
+
+    Notes
+    -----
+    Solvers use :meth:`derivatives`: the gradient of ``W`` in the budgets is
+    ``dW/dt_i = p_i b_i (A + B (1 + k_i) s_i)`` with ``A = dW/dm1`` and
+    ``B = 2 dW/dm2``, so every type sees the queue through two scalars.
+    """
+
+    arrival_rate: float
+    arrival_scv: float = 1.0
+
+    #: The utilization ``lam m1 / capacity`` must stay below 1.
+    capacity: float = 1.0
+    name: str = "single"
+
+    @property
+    def poisson(self) -> bool:
+        """Whether this is the exact M/G/1 case (``c_a^2 = 1``)."""
+        return self.arrival_scv == 1.0
+
+    @property
+    def monotone(self) -> bool:
+        """Whether ``A`` and ``B`` grow with ``m1`` and ``m2`` (true for ``c_a^2 >= 1``).
+
+        The curvature and interval bounds of the first-order solvers rely on it.
+        """
+        return self.arrival_scv >= 1.0
+
+    # --- numeric ------------------------------------------------------------
+    def value(self, m1: float, m2: float) -> float:
+        """``W`` in seconds (``inf`` where ``lam m1 >= 1``)."""
+        return kingman(self.arrival_rate, m1, m2, self.arrival_scv)
+
+    def derivatives(self, m1: float, m2: float) -> tuple[float, float]:
+        """``(A, B) = (dW/dm1, 2 dW/dm2)``; ``(inf, inf)`` where unstable."""
+        lam = self.arrival_rate
+        u = 1.0 - lam * m1
+        if u <= 0:
+            return np.inf, np.inf
+        return self.scalars(u, m2)[:2]
+
+    def scalars(self, u: float, m2: float) -> tuple[float, float, float, float, float]:
+        """``A``, ``B`` and their partial derivatives in the slack ``u = 1 - lam m1`` and ``m2``.
+
+        With ``X = lam / u``, ``Y = X^2 m2 / 2``, ``r = (1 - u) / u`` and
+        ``d = 1 - c_a^2``: ``A = 1 + Y - d (r^2 / 2 + r)`` and ``B = X``.
+
+        Returns
+        -------
+        (A, B, dA/du, dA/dm2, dB/du) : tuple of float
+            (``dB/dm2 = 0``.)
+        """
+        lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        X = lam / u
+        Y = 0.5 * X * X * m2
+        A, dA_du = 1.0 + Y, -2.0 * Y / u
+        if d != 0.0:
+            r = (1.0 - u) / u
+            A -= d * (0.5 * r * r + r)
+            dA_du += d / (u * u * u)
+        return A, X, dA_du, 0.5 * X * X, -X / u
+
+    def hessian(self, m1: float, m2: float) -> np.ndarray:
+        """Hessian of ``W`` in ``(m1, m2)``, a 2x2 array.
+
+        ``W_11 = lam^3 N / u^3 - lam d / u - 2 lam^2 d m1 / u^2`` with
+        ``N = m2 - d m1^2``, ``W_12 = lam^2 / (2 u^2)``, ``W_22 = 0``.
+        """
+        lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        u = 1.0 - lam * m1
+        h11 = lam**3 * (m2 - d * m1 * m1) / u**3
+        if d != 0.0:
+            h11 -= lam * d / u + 2.0 * lam * lam * d * m1 / (u * u)
+        h12 = lam * lam / (2.0 * u * u)
+        return np.array([[h11, h12], [h12, 0.0]])
+
+    def lower_bound(self, m1: float, m2_min: float) -> float:
+        """A lower bound of ``W`` over allocations with mean ``m1`` and ``m2 >= m2_min``.
+
+        ``W`` increases with ``m2`` (``dW/dm2 = lam / (2 u) > 0``), so this is
+        :meth:`value` at ``m2_min``.
+        """
+        return self.value(m1, m2_min)
+
+    # --- conic --------------------------------------------------------------
+    def cvxpy(self, s: Any, p: np.ndarray, k: np.ndarray, pv: float, time_unit: float = 1.0) -> Any:
+        """Convex CVXPY expression of ``W / time_unit`` for affine service times ``s``.
+
+        ``W = m1 + (lam / 2) quad_over_lin(||q||, 1 - lam m1)`` where
+        ``||q||^2`` is the numerator ``m2 - (1 - c) m1^2`` written as a sum of
+        squares of affine terms:
+
+        * ``c = 1``: ``q = [sqrt(p (1 + k)) s ; sqrt(pv)]``;
+        * ``c > 1``: the same plus ``sqrt(c - 1) m1``;
+        * ``c < 1``: ``q = [sqrt(p k) s ; sqrt(p) (s - m1) ; sqrt(c) m1 ; sqrt(pv)]``.
+
+        Parameters
+        ----------
+        s : cvxpy Expression
+            Affine service times, shape (N,), in units of ``time_unit`` seconds.
+        p, k : ndarray
+            Probabilities and service scv.
+        pv : float
+            ``sum_i p_i v_i`` in units of ``time_unit`` squared.
+        time_unit : float
+            Seconds per unit of ``s`` (keeps the conic data of order one).
+        """
+        import cvxpy as cp
+
+        lam, c = self.arrival_rate * time_unit, self.arrival_scv
+        m1 = p @ s
+        if lam == 0:
+            return m1
+        if c >= 1.0:
+            parts = [cp.multiply(np.sqrt(p * (1.0 + k)), s)]
+            if c > 1.0:
+                parts.append(cp.reshape(np.sqrt(c - 1.0) * m1, (1,), order="F"))
+        else:
+            parts = [cp.multiply(np.sqrt(p), s - m1)]
+            if np.any(k > 0):
+                parts.append(cp.multiply(np.sqrt(p * k), s))
+            if c > 0.0:
+                parts.append(cp.reshape(np.sqrt(c) * m1, (1,), order="F"))
+        if pv > 0:
+            parts.append(np.array([np.sqrt(pv)]))
+        q = parts[0] if len(parts) == 1 else cp.hstack(parts)
+        # ||q||^2 / y through a scalar r >= ||q||: a plain second-order cone plus a
+        # 3-dimensional rotated one (Clarabel stalls on the (N+2)-dimensional rotated
+        # cone of quad_over_lin(q, y) from N ~ 2000: measured InsufficientProgress).
+        return m1 + (lam / 2) * cp.quad_over_lin(cp.norm(q), 1 - lam * m1)

@@ -1,0 +1,129 @@
+"""The latency term ``W(t)``: the service model's moments fed to the queue model.
+
+:class:`Latency` is a model term in the cvxportfolio sense: it evaluates
+numerically (value, gradient, Hessian structure) and compiles to CVXPY with
+the same algebra, so the conic reference and the custom solvers share it.
+
+With ``s_i = a_i + b_i t_i``, ``m1 = sum p_i s_i``,
+``m2 = sum p_i ((1 + k_i) s_i^2 + v_i)``, the queue model (:mod:`.fifo`) gives
+``W(m1, m2)`` and its derivatives ``A = dW/dm1``, ``B = 2 dW/dm2``; then::
+
+    dW/dt_i = p_i b_i D_i,   D_i = A + B (1 + k_i) s_i.
+
+For Poisson arrivals ``A = 1 + Y`` and ``B = X`` with ``X = lam / (1 - rho)``
+and ``Y = lam^2 m2 / (2 (1 - rho)^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .fifo import FIFOQueue
+
+__all__ = ["Moments", "Latency", "queue_model"]
+
+
+def queue_model(scenario) -> FIFOQueue:
+    """The queue model of a scenario (one FIFO server with its arrival process)."""
+    return FIFOQueue(scenario.arrival_rate, getattr(scenario, "arrival_scv", 1.0))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Service-time moments of an allocation."""
+
+    m1: float
+    m2: float
+    rho: float
+
+
+class Latency:
+    """Mean system time ``W(t)`` of a scenario, numeric and CVXPY forms.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Supplies ``lam``, ``p``, ``a``, ``b``, ``k``, ``v`` and the queue model.
+    """
+
+    def __init__(self, scenario) -> None:
+        self.queue = queue_model(scenario)
+        self.lam = scenario.arrival_rate
+        self.p = scenario.probability
+        self.a = scenario.base
+        self.b = scenario.per_token
+        self.k = scenario.scv
+        self.k1 = 1.0 + scenario.scv
+        self.pv = float(self.p @ scenario.variance)
+
+    # --- numeric ----------------------------------------------------------
+    def moments(self, t: np.ndarray) -> Moments:
+        """``m1``, ``m2`` and ``rho`` at ``t``."""
+        s = self.a + self.b * t
+        ps = self.p * s
+        m1 = float(ps.sum())
+        m2 = float((ps * self.k1) @ s) + self.pv
+        return Moments(m1, m2, self.lam * m1 / self.queue.capacity)
+
+    def value(self, t: np.ndarray) -> float:
+        """``W(t)`` in seconds (``inf`` if unstable)."""
+        mo = self.moments(t)
+        return self.queue.value(mo.m1, mo.m2)
+
+    def scalars(self, t: np.ndarray) -> tuple[float, float, Moments]:
+        """The two scalars every type sees, ``A = dW/dm1`` and ``B = 2 dW/dm2``."""
+        mo = self.moments(t)
+        A, B = self.queue.derivatives(mo.m1, mo.m2)
+        return A, B, mo
+
+    def marginal(self, t: np.ndarray) -> np.ndarray:
+        """``D_i(t) = A + B (1 + k_i) s_i``; the gradient is ``dW/dt_i = p_i b_i D_i``."""
+        A, B, _ = self.scalars(t)
+        s = self.a + self.b * t
+        return A + B * self.k1 * s
+
+    def gradient(self, t: np.ndarray) -> np.ndarray:
+        """``dW/dt``."""
+        return self.p * self.b * self.marginal(t)
+
+    def hessian_parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Hessian of ``W`` as ``diag(d) + V M V^T`` (rank-2 update).
+
+        With ``H`` the Hessian of ``W`` in ``(m1, m2)`` (:meth:`FIFOQueue.hessian`),
+        ``dm1/dt = c`` and ``dm2/dt = 2 e``.
+
+        Returns
+        -------
+        d : ndarray, shape (N,)
+            ``B (1+k_i) p_i b_i^2`` (from the curvature of ``m2``).
+        V : ndarray, shape (N, 2)
+            Columns ``c = p_i b_i`` and ``e = p_i b_i (1+k_i) s_i``.
+        M : ndarray, shape (2, 2)
+            ``[[H11, 2 H12], [2 H12, 4 H22]]``.
+        """
+        mo = self.moments(t)
+        s = self.a + self.b * t
+        c = self.p * self.b
+        e = c * self.k1 * s
+        _, B = self.queue.derivatives(mo.m1, mo.m2)
+        d = B * self.k1 * self.p * self.b**2
+        H = self.queue.hessian(mo.m1, mo.m2)
+        M = np.array([[H[0, 0], 2.0 * H[0, 1]], [2.0 * H[0, 1], 4.0 * H[1, 1]]])
+        return d, np.column_stack([c, e]), M
+
+    # --- conic --------------------------------------------------------------
+    def cvxpy(self, t: Any, time_unit: float = 1.0) -> Any:
+        """Convex CVXPY expression of ``W(t) / time_unit``.
+
+        ``time_unit`` rescales seconds so that the conic data are of order one;
+        the queue model's perspective form (:meth:`FIFOQueue.cvxpy`) uses
+        ``quad_over_lin`` with the affine denominator ``1 - lam m1(t)``, so the
+        expression is DCP.
+        """
+        import cvxpy as cp
+
+        s = (self.a + cp.multiply(self.b, t)) / time_unit
+        return self.queue.cvxpy(s, self.p, self.k, self.pv / time_unit**2, time_unit)
