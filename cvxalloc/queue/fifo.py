@@ -20,10 +20,13 @@ affine functions of ``t``, over the affine slack ``1 - lam m1``; this is the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..errors import UnstableError
 
 __all__ = ["FIFOQueue", "pollaczek_khinchine", "kingman"]
 
@@ -182,6 +185,30 @@ class FIFOQueue:
         :meth:`value` at ``m2_min``.
         """
         return self.value(m1, m2_min)
+
+    def min_slack(self, w_max: float, K: float) -> float:
+        """A lower bound of ``1 - rho`` over allocations with ``W <= w_max``.
+
+        The numerator of ``W`` is at least ``e m1^2`` with
+        ``e = min(1, 1/K - 1 + c_a^2)``, where ``K = sum_i p_i / (1 + k_i)``
+        (Cauchy-Schwarz: ``m2 >= m1^2 / K``). So ``rho^2 / (2 (1 - rho)) <= c``
+        with ``c = lam w_max / e``, and ``1 - rho >= 1 / (1 + c + sqrt(c^2 + 2c))``.
+
+        Raises
+        ------
+        UnstableError
+            If ``e = 0`` (``c_a^2 = 0`` and deterministic service): the wait
+            need not grow towards saturation, so no such bound exists.
+        """
+        e = min(1.0, 1.0 / K - 1.0 + self.arrival_scv)
+        if e <= 0:
+            raise UnstableError(
+                "queue: arrival_scv = 0 with deterministic service: the model's wait need not "
+                "grow towards saturation, so no utilization cap holds the optimum; set "
+                "arrival_scv > 0 or lower max_tokens until the box is stable"
+            )
+        c = self.arrival_rate * w_max / e
+        return 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
 
     # --- conic --------------------------------------------------------------
     def cvxpy(self, s: Any, p: np.ndarray, k: np.ndarray, pv: float, time_unit: float = 1.0) -> Any:

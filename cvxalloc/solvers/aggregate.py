@@ -143,10 +143,7 @@ class _Reduced:
 
         ``u_max = 1 - lam m1(lo)``; ``u_min`` is ``1 - lam m1(hi)`` where that is
         positive, else the cap of the model: ``W(t*) <= Wbar = W(lo) + (Acc_max -
-        Acc(lo)) / gamma``. The numerator of ``W`` is at least ``e m1^2`` with
-        ``e = min(1, 1/K - 1 + c_a^2)``, ``K = sum_i p_i / (1 + k_i)`` (Cauchy-Schwarz:
-        ``m2 >= m1^2 / K``), so ``rho^2 / (2 (1 - rho)) <= c = lam Wbar / e`` and
-        ``1 - rho* >= 1 / (1 + c + sqrt(c^2 + 2c))``.
+        Acc(lo)) / gamma`` and :meth:`FIFOQueue.min_slack`.
         """
         if self._u_bracket is not None:
             return self._u_bracket
@@ -160,16 +157,7 @@ class _Reduced:
         acc_lo = float(pw @ self.curves.value(self.lo))
         w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
-        K = float(np.sum(self.p / self.k1))
-        e = min(1.0, 1.0 / K - 1.0 + self.queue.arrival_scv)
-        if e <= 0:
-            raise SolverError(
-                "aggregate: arrival_scv = 0 with deterministic service: the model's wait "
-                "need not grow towards saturation, so no utilization cap holds the optimum; "
-                "set arrival_scv > 0 or lower max_tokens until the box is stable"
-            )
-        c = lam * wbar / e
-        u_cap = 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
+        u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)))
         self._u_bracket = (u_cap, u_max)
         return self._u_bracket
 
