@@ -56,6 +56,10 @@ __all__ = [
     "batch_means_interval",
     "DEFAULT_QUERIES",
     "DEFAULT_CHUNK",
+    "simulate_replay",
+    "ReplayResult",
+    "DEFAULT_REPLICATIONS",
+    "REPLAY_SERVICES",
 ]
 
 #: Queries simulated when the caller does not say.
@@ -624,4 +628,447 @@ def simulate(
         utilization_model=float(ev.utilization),
         elapsed=elapsed,
         batch_means={"system": sys_means, "score": score_means, "utility": util_means},
+    )
+
+
+# --------------------------------------------------------------------------
+# trace replay
+#: Replications of a trace replay when the caller does not say.
+DEFAULT_REPLICATIONS = 10
+#: Service-time distributions of a replay.
+REPLAY_SERVICES = ("gamma", "deterministic")
+
+
+@dataclass
+class ReplayResult(SimulationResult):
+    """A replay of a request log's arrival times, beside three predictions.
+
+    Everything of :class:`SimulationResult` (``queries`` is the number of
+    requests replayed per replication), plus:
+
+    Attributes
+    ----------
+    replications : int
+        Independent replays of the same arrival times (fresh types, services
+        and correctness each time).
+    interval : str
+        How the intervals were made: ``"replications"`` (Student-t over the
+        replication means; ``batches`` is then the number of replications) or
+        ``"batch means"`` (one replication, ``batches`` batches).
+    service : str
+        ``"gamma"`` (the model's two moments) or ``"deterministic"``.
+    arrivals : dict
+        ``source``, ``requests``, ``rate`` (of the replayed, rescaled times),
+        ``arrival_scv`` of their gaps, ``rescale`` (factor the times were
+        multiplied by), ``log_rate`` (before rescaling), ``types`` (``"drawn"``
+        or ``"log"``).
+    predictions : dict
+        Mean system time predicted at the replay's rate by ``model`` (the
+        scenario's queue model), ``pollaczek_khinchine`` (Poisson arrivals)
+        and ``kingman_measured_scv`` (Kingman with the log's measured
+        ``arrival_scv``); None where the prediction is unstable or undefined.
+        Also ``arrival_rate``, ``model_arrival_scv``, ``measured_arrival_scv``,
+        ``m1``, ``m2``.
+    """
+
+    replications: int = 1
+    interval: str = "batch means"
+    service: str = "gamma"
+    arrivals: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queries_per_second(self) -> float:
+        """Replayed queries (all replications) per wall-clock second."""
+        total = self.queries * self.replications
+        return total / self.elapsed if self.elapsed > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys of :meth:`SimulationResult.to_dict` plus the replay's."""
+        out = super().to_dict()
+        for key in ("mean_system_time_model", "utility_model"):  # unstable: no prediction
+            out[key] = _finite_or_none(out[key])
+        out["replications"] = self.replications
+        out["interval"] = self.interval
+        out["service"] = self.service
+        out["arrivals"] = dict(self.arrivals)
+        out["predictions"] = dict(self.predictions)
+        return out
+
+    def summary(self) -> str:
+        """A short plain-text report."""
+        lo, hi = self.mean_system_time_ci
+        alo, ahi = self.accuracy_ci
+        ulo, uhi = self.utility_ci
+        pct = self.percentiles
+        arr, pred = self.arrivals, self.predictions
+        level = f"{100 * self.confidence:g}%"
+        how = (
+            f"{self.replications} replications"
+            if self.interval == "replications"
+            else f"one replication, {self.batches} batches"
+        )
+
+        def w(x: float | None) -> str:
+            return "unstable" if x is None else f"{x:.4f} s"
+
+        rescale = "" if arr["rescale"] == 1 else f", times x {arr['rescale']:.6g}"
+        return "\n".join(
+            [
+                f"replayed {arr['source']}: {self.queries:,} requests{rescale}, "
+                f"rate {arr['rate']:.6g}/s, arrival SCV {arr['arrival_scv']:.4g}, "
+                f"types {arr['types']}",
+                f"{how} (warm-up {self.warmup:,}, seed {self.seed}, {self.service} service)",
+                f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
+                f"[{lo:.4f}, {hi:.4f}] over {self.interval}",
+                f"  predicted: model {w(pred['model'])} (arrival SCV "
+                f"{pred['model_arrival_scv']:g})   P-K {w(pred['pollaczek_khinchine'])}   "
+                f"Kingman at measured SCV {w(pred['kingman_measured_scv'])}",
+                f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
+                f"{pct['p99']:.3f} s",
+                f"mean waiting time  {self.mean_waiting_time:.4f} s",
+                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
+                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
+                f"model {self.accuracy_model:.5f}",
+                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
+                f"model {self.utility_model:.5f}",
+                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
+            ]
+        )
+
+
+def _finite_or_none(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _replay_types(scenario, types: Any) -> np.ndarray:
+    """Task indices of the log's types (task names, or integer indices)."""
+    arr = np.asarray(types)
+    if arr.dtype.kind in "iu":
+        idx = arr.astype(np.intp)
+        bad = (idx < 0) | (idx >= scenario.n)
+        if bad.any():
+            raise ScenarioError(
+                f"types: index {idx[np.flatnonzero(bad)[0]]} is not a task (0..{scenario.n - 1})"
+            )
+        return idx
+    names, inverse = np.unique(arr.astype(str), return_inverse=True)
+    lookup = {name: i for i, name in enumerate(scenario.names)}
+    unknown = [str(x) for x in names if str(x) not in lookup]
+    if unknown:
+        raise ScenarioError(
+            f"the log's type {unknown[0]!r} is not a task of the scenario (tasks: "
+            f"{', '.join(scenario.names)}); rename it in the log or drop --type-column"
+        )
+    return np.array([lookup[str(x)] for x in names], dtype=np.intp)[inverse.ravel()]
+
+
+def simulate_replay(
+    scenario,
+    tokens: Any,
+    arrival_times: Any,
+    *,
+    types: Any = None,
+    seed: int | None = None,
+    target_utilization: float | None = None,
+    warmup: int = 0,
+    service: str = "gamma",
+    replications: int = DEFAULT_REPLICATIONS,
+    batches: int = 30,
+    confidence: float = 0.99,
+    source: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> ReplayResult:
+    """Replay a log's arrival times through the FIFO server under an allocation.
+
+    Arrivals are the given times (optionally rescaled) instead of a Poisson
+    process; everything else is as in :func:`simulate`: each query's type is
+    drawn from the scenario's mix (or taken from ``types``), its service time
+    from the model's two moments, its correctness as Bernoulli ``A_i(t_i)``;
+    waits follow the Lindley recursion from an empty system at the first
+    arrival.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Mix, service and accuracy models; its ``arrival_rate`` is not used
+        (the log sets the arrivals), its queue model gives ``predictions["model"]``.
+    tokens : array_like or Result
+        Tokens per type (task order).
+    arrival_times : array_like or RequestLog
+        Arrival times in seconds (any origin; sorted stably if they are not).
+        A :class:`~cvxalloc.requestlog.RequestLog` also gives ``source``, and
+        its ``types`` when it has a type column.
+    types : array_like, optional
+        Type of each arrival: task names or indices, in the order of
+        ``arrival_times``. Default: drawn from the scenario's probabilities.
+    seed : int, optional
+        Seed of the replications (:class:`numpy.random.SeedSequence`, one
+        child per replication).
+    target_utilization : float, optional
+        Rescale time so that the replay's utilization ``rate x m1`` equals this
+        (the times are multiplied by ``rate_log x m1 / target``; the gaps' SCV
+        does not change). Default: replay the times as they are.
+    warmup : int, optional
+        Requests left out of the statistics at the start of each replication
+        (default 0: the replay starts from an empty system, as the log did).
+    service : {"gamma", "deterministic"}, optional
+        ``"gamma"``: gamma service with the model's mean and second moment
+        (constant where a type's variance is 0), as :func:`simulate`;
+        ``"deterministic"``: every service equals its type's mean.
+    replications : int, optional
+        Independent replays of the same times; with 2 or more, the intervals
+        are Student-t over the replication means (the trace is fixed, so they
+        measure the randomness of types, services and correctness given these
+        arrivals); with 1, batch means over ``batches`` batches.
+    batches : int, optional
+        Batches of the batch-means intervals when ``replications == 1``.
+    confidence : float, optional
+        Level of the intervals (default 0.99).
+    source : str, optional
+        Name of the log in the report.
+    chunk_size : int, optional
+        Queries per vectorized step.
+
+    Returns
+    -------
+    ReplayResult
+
+    Raises
+    ------
+    ScenarioError
+        Fewer than two arrivals or no time span, non-finite times, a type that
+        is not a task, a bad ``target_utilization``, ``warmup``,
+        ``replications``, ``batches`` or ``service``.
+
+    Examples
+    --------
+    >>> import numpy as np, cvxalloc
+    >>> from cvxalloc.simulate import simulate_replay
+    >>> sc = cvxalloc.example_scenario()
+    >>> times = np.cumsum(np.random.default_rng(0).exponential(1.0, 20_000))
+    >>> rep = simulate_replay(sc, sc.min_tokens, times, seed=1, target_utilization=0.5)
+    >>> round(rep.utilization_model, 12), rep.interval
+    (0.5, 'replications')
+    """
+    from .objective import evaluate
+    from .queue import kingman, pollaczek_khinchine
+
+    sc = scenario
+    t = _check_tokens(sc, tokens)
+    log_types = None
+    if hasattr(arrival_times, "times"):  # a RequestLog
+        source = arrival_times.source if source is None else source
+        log_types = getattr(arrival_times, "types", None)
+        arrival_times = arrival_times.times
+    if types is None:
+        types = log_types
+    times = np.asarray(arrival_times, dtype=float).ravel()
+    n = times.size
+    where = source or "arrival_times"
+    if n < 2:
+        raise ScenarioError(f"{where}: a replay needs at least two arrivals (got {n})")
+    if not np.all(np.isfinite(times)):
+        raise ScenarioError(f"{where}: arrival times must be finite numbers")
+    type_idx = None if types is None else _replay_types(sc, types)
+    if type_idx is not None and type_idx.shape != (n,):
+        raise ScenarioError(f"types: one per arrival ({n}), got {type_idx.size}")
+    if np.any(times[1:] < times[:-1]):
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        type_idx = None if type_idx is None else type_idx[order]
+    span = float(times[-1] - times[0])
+    if not span > 0:
+        raise ScenarioError(f"{where}: all arrivals at one instant; no rate to replay")
+    if service not in REPLAY_SERVICES:
+        raise ScenarioError(
+            f"service must be one of {', '.join(REPLAY_SERVICES)} (got {service!r})"
+        )
+    replications, batches, warmup = int(replications), int(batches), int(warmup)
+    if replications < 1:
+        raise ScenarioError(f"replications must be >= 1 (got {replications})")
+    if not 0 < confidence < 1:
+        raise ScenarioError(f"confidence must be in (0, 1) (got {confidence})")
+    if warmup < 0 or warmup >= n:
+        raise ScenarioError(f"warmup must be in [0, {n - 1}] requests (got {warmup})")
+    units = replications if replications >= 2 else batches
+    if replications == 1 and (batches < 2 or n - warmup < batches):
+        raise ScenarioError(
+            f"one replication needs batches >= 2 and at least one request per batch after the "
+            f"warm-up ({n - warmup} requests, {batches} batches); raise replications or lower "
+            "batches"
+        )
+    if chunk_size < 1:
+        raise ScenarioError(f"chunk_size must be >= 1 (got {chunk_size})")
+
+    # service moments of what is simulated: the scenario's mix, or the log's types
+    mean = sc.service_time(t)
+    k = np.zeros(sc.n) if service == "deterministic" else np.asarray(sc.scv, dtype=float)
+    v = np.zeros(sc.n) if service == "deterministic" else np.asarray(sc.variance, dtype=float)
+    shape, scale, det = service_distribution(mean, k, v)
+    if type_idx is None:
+        mix = np.asarray(sc.probability, dtype=float)
+    else:
+        mix = np.bincount(type_idx, minlength=sc.n) / n
+    m1 = float(mix @ mean)
+    m2 = float(mix @ ((1 + k) * mean**2 + v))
+
+    rate_log = (n - 1) / span
+    if target_utilization is None:
+        factor = 1.0
+    else:
+        target = float(target_utilization)
+        if not (math.isfinite(target) and target > 0):
+            raise ScenarioError(
+                f"target utilization must be a finite number > 0 (got {target_utilization})"
+            )
+        if m1 <= 0:
+            raise ScenarioError("mean service time is 0: no time scale reaches a utilization")
+        factor = rate_log * m1 / target
+    gaps = np.diff(times, prepend=times[0])
+    gaps *= factor
+    lam = rate_log / factor
+    mean_gap = span * factor / (n - 1)
+    ca2 = float(np.var(gaps[1:]) / mean_gap**2)
+    rho = lam * m1
+
+    # predictions at the replay's rate
+    kw: dict[str, Any] = {"arrival_rate": lam}
+    if service == "deterministic":
+        kw.update(scv=np.zeros(sc.n), variance=np.zeros(sc.n))
+    model_sc, model_t = sc, t
+    if type_idx is not None:
+        present = np.flatnonzero(mix > 0)
+        model_sc, model_t = sc.take(present), t[present]
+        kw["probability"] = mix[present]
+        if service == "deterministic":
+            kw.update(scv=np.zeros(present.size), variance=np.zeros(present.size))
+    acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
+    weight = np.asarray(sc.weight, dtype=float)
+    acc_model = float((mix * weight) @ acc)
+    try:
+        ev = evaluate(model_sc.with_(**kw), model_t)
+        w_model, u_model = float(ev.mean_system_time), float(ev.objective)
+    except ScenarioError:  # e.g. unstable even at the minimum budgets at this rate
+        w_model, u_model = math.inf, -math.inf
+    model_scv = float(getattr(sc, "arrival_scv", 1.0))
+    predictions = {
+        "model": _finite_or_none(w_model),
+        "pollaczek_khinchine": _finite_or_none(pollaczek_khinchine(lam, m1, m2)),
+        "kingman_measured_scv": _finite_or_none(kingman(lam, m1, m2, ca2)),
+        "arrival_rate": lam,
+        "model_arrival_scv": model_scv,
+        "measured_arrival_scv": ca2,
+        "m1": m1,
+        "m2": m2,
+    }
+
+    draw_types = TypeSampler(sc.probability) if type_idx is None else None
+    kept_n = n - warmup
+    kept = np.empty(replications * kept_n, dtype=np.float32)
+    rep_sys = np.empty(replications)
+    rep_score = np.empty(replications)
+    score_all = np.empty(kept_n) if replications == 1 else None
+    wait_sum = acc_sum = acc_sq = 0.0
+    util = 0.0
+    children = np.random.SeedSequence(seed).spawn(replications)
+    clock = time.perf_counter()
+    for r, child in enumerate(children):
+        rng = np.random.default_rng(child)
+        prev_w = prev_s = 0.0
+        busy = 0.0
+        sys_sum = score_sum = 0.0
+        base = r * kept_n
+        for start in range(0, n, chunk_size):
+            m = min(chunk_size, n - start)
+            ty = type_idx[start : start + m] if draw_types is None else draw_types(rng, m)
+            serv = sample_service(rng, ty, mean, shape, scale, det)
+            correct = rng.random(m) < acc[ty]
+            wait = lindley_waits(gaps[start : start + m], serv, prev_w, prev_s)
+            prev_w, prev_s = float(wait[-1]), float(serv[-1])
+            busy += float(serv.sum())
+            lo = max(start, warmup)
+            if lo >= start + m:
+                continue
+            a, b = lo - start, m
+            system = wait[a:b] + serv[a:b]
+            score = weight[ty[a:b]] * correct[a:b]
+            kept[base + lo - warmup : base + start + m - warmup] = system
+            sys_sum += float(system.sum())
+            wait_sum += float(wait[a:b].sum())
+            s_sum = float(score.sum())
+            score_sum += s_sum
+            acc_sum += s_sum
+            acc_sq += float(score @ score)
+            if score_all is not None:
+                score_all[lo - warmup : start + m - warmup] = score
+        rep_sys[r] = sys_sum / kept_n
+        rep_score[r] = score_sum / kept_n
+        busy_end = float(times[-1] - times[0]) * factor + prev_w + prev_s
+        util += busy / busy_end
+    elapsed = time.perf_counter() - clock
+
+    gamma = sc.latency_weight
+    total = replications * kept_n
+    if replications >= 2:
+        interval = "replications"
+        w_mean = float(rep_sys.mean())
+        w_ci = _interval(w_mean, rep_sys, confidence)
+        rep_util = rep_score - gamma * rep_sys
+        u_mean = float(rep_util.mean())
+        u_ci = _interval(u_mean, rep_util, confidence)
+        means = {"system": rep_sys, "score": rep_score, "utility": rep_util}
+    else:  # one replication: the exact mean, a batch-means interval
+        interval = "batch means"
+        size = kept_n // batches
+        sys_b = kept[: size * batches].astype(float).reshape(batches, size).mean(axis=1)
+        sc_b = score_all[: size * batches].reshape(batches, size).mean(axis=1)
+        util_b = sc_b - gamma * sys_b
+        w_mean = float(rep_sys[0])
+        w_ci = _interval(w_mean, sys_b, confidence)
+        u_mean = float(rep_score[0] - gamma * rep_sys[0])
+        u_ci = _interval(u_mean, util_b, confidence)
+        means = {"system": sys_b, "score": sc_b, "utility": util_b}
+    a_mean = acc_sum / total
+    a_var = max(acc_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
+    z = stats.t.ppf(0.5 + confidence / 2, max(total - 1, 1))
+    a_half = z * math.sqrt(a_var / total)
+    p50, p95, p99 = np.percentile(kept, [50, 95, 99])
+    return ReplayResult(
+        tokens=t,
+        names=list(sc.names),
+        queries=n,
+        warmup=warmup,
+        batches=units,
+        seed=seed,
+        confidence=confidence,
+        mean_system_time=w_mean,
+        mean_system_time_ci=w_ci,
+        mean_waiting_time=wait_sum / total,
+        percentiles={"p50": float(p50), "p95": float(p95), "p99": float(p99)},
+        accuracy=a_mean,
+        accuracy_ci=(a_mean - a_half, a_mean + a_half),
+        utility=u_mean,
+        utility_ci=u_ci,
+        utilization=util / replications,
+        mean_system_time_model=w_model,
+        accuracy_model=float(acc_model),
+        utility_model=float(u_model),
+        utilization_model=rho,
+        elapsed=elapsed,
+        batch_means=means,
+        replications=replications,
+        interval=interval,
+        service=service,
+        arrivals={
+            "source": where,
+            "requests": n,
+            "rate": lam,
+            "arrival_scv": ca2,
+            "rescale": factor,
+            "log_rate": rate_log,
+            "types": "drawn" if type_idx is None else "log",
+        },
+        predictions=predictions,
     )
