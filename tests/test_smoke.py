@@ -10,3 +10,20 @@ def test_example_solves_certified(example_optimum):
         cvxalloc.certify(example_optimum.scenario, example_optimum.tokens).upper_bound
         >= example_optimum.objective
     )
+
+
+def test_error_line_names_the_command_once(tmp_path, capsys):
+    """A message that starts with its command's name is not prefixed twice."""
+    from importlib import resources
+
+    from cvxalloc.cli import main
+    from cvxalloc.io import EXAMPLE_PATH
+
+    text = resources.files("cvxalloc").joinpath(EXAMPLE_PATH).read_text(encoding="utf-8")
+    scenario = tmp_path / "constrained.toml"
+    scenario.write_text(text + "\n[constraints]\nmax_mean_tokens = 3000\n", encoding="utf-8")
+    assert main(["sensitivity", str(scenario)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cvxalloc sensitivity: error: ")
+    assert err.count("sensitivity:") == 1, err
+    assert "[constraints]" in err

@@ -58,11 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except CvxallocError as exc:
-        print(f"cvxalloc {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cvxalloc {args.command}: error: {_message(exc, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         print("cvxalloc: interrupted", file=sys.stderr)
         return 130
+
+
+def _message(exc: Exception, command: str) -> str:
+    """The error's text without a leading ``<command>:`` (the line already names it)."""
+    text = str(exc)
+    prefix = f"{command}:"
+    return text[len(prefix) :].lstrip() if text.startswith(prefix) else text
 
 
 if __name__ == "__main__":  # pragma: no cover
