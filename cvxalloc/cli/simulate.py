@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 
 from ..errors import ScenarioError
 from ..io import load_allocation
-from ..simulate import DEFAULT_QUERIES, simulate
+from ..simulate import (
+    DEFAULT_QUERIES,
+    DEFAULT_REPLICATIONS,
+    REPLAY_SERVICES,
+    simulate,
+    simulate_replay,
+)
 from ..solve import DEFAULT_METHOD, available_methods, solve
 from ._common import add_scenario_argument, dumps, emit, scenario_from_args
+from .traffic import add_log_arguments, read_log_from_args
+
+#: Options that only a replay (--arrivals) takes, with their defaults.
+_REPLAY_ONLY = {
+    "time_column": None,
+    "time_unit": None,
+    "type_column": None,
+    "tokens_column": None,
+    "target_utilization": None,
+    "replications": None,
+    "service": None,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "two moments and Bernoulli correctness; report the mean system time with a 99% "
             "batch-means interval, its p50/p95/p99, realized accuracy and utility, beside "
             "the Pollaczek-Khinchine prediction. Without --tokens, simulates the optimal "
-            "allocation. Without SCENARIO, the built-in example."
+            "allocation. Without SCENARIO, the built-in example. With --arrivals LOG, replay "
+            "the arrival times of a request log instead of Poisson arrivals (optionally "
+            "rescaled to --target-utilization), beside the model, Pollaczek-Khinchine and "
+            "Kingman with the log's measured arrival SCV."
         ),
     )
     add_scenario_argument(p, optional=True)
@@ -41,19 +63,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--queries",
         type=int,
-        default=DEFAULT_QUERIES,
+        default=None,
         metavar="N",
-        help=f"queries to simulate, warm-up included (default: {DEFAULT_QUERIES:,})",
+        help=f"queries to simulate, warm-up included (default: {DEFAULT_QUERIES:,}; "
+        "not with --arrivals, where the log sets them)",
     )
     p.add_argument(
         "--warmup",
         type=int,
         default=None,
         metavar="N",
-        help="queries discarded at the start (default: 10%% of --queries)",
+        help="queries discarded at the start (default: 10%% of --queries; 0 with --arrivals)",
     )
     p.add_argument(
-        "--batches", type=int, default=30, help="batches of the batch-means intervals (default: 30)"
+        "--batches",
+        type=int,
+        default=30,
+        help="batches of the batch-means intervals (default: 30; with --arrivals, used only "
+        "with --replications 1)",
+    )
+    g = p.add_argument_group("trace replay")
+    g.add_argument(
+        "--arrivals",
+        metavar="LOG",
+        help="replay the arrival times of this request log (CSV or JSON lines)",
+    )
+    add_log_arguments(g)
+    g.add_argument(
+        "--target-utilization",
+        type=float,
+        metavar="RHO",
+        help="rescale the log's time so that rate x m1 = RHO (default: replay as logged)",
+    )
+    g.add_argument(
+        "--replications",
+        type=int,
+        metavar="R",
+        help=f"independent replays of the log (default: {DEFAULT_REPLICATIONS}); intervals "
+        "over replications, or batch means when R = 1",
+    )
+    g.add_argument(
+        "--service",
+        choices=list(REPLAY_SERVICES),
+        help="service times of the replay: gamma with the model's two moments (default) or "
+        "each type's mean",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,26 +119,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
+def _check_replay_options(args: argparse.Namespace) -> None:
+    if args.arrivals is None:
+        for key, default in _REPLAY_ONLY.items():
+            if getattr(args, key) != default:
+                option = "--" + key.replace("_", "-")
+                raise ScenarioError(f"{option} applies to a trace replay; add --arrivals LOG")
+        return
+    if args.queries is not None:
+        raise ScenarioError(
+            "--queries does not apply with --arrivals: the log sets the queries "
+            "(use --replications to replay it more times)"
+        )
+    rho = args.target_utilization
+    if rho is not None and not (math.isfinite(rho) and rho > 0):
+        raise ScenarioError(f"--target-utilization {rho:g}: give a finite utilization > 0")
+    if args.replications is not None and args.replications < 1:
+        raise ScenarioError(f"--replications must be >= 1 (got {args.replications})")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise ScenarioError(f"--warmup must be >= 0 queries (got {args.warmup})")
+    _check_replay_options(args)
     if args.seed is None:  # draw one and report it, so the run can be repeated
         args.seed = int(np.random.SeedSequence().entropy % 2**32)
     sc = scenario_from_args(args)
+    log = None if args.arrivals is None else read_log_from_args(args.arrivals, args)
     if args.tokens is not None:
         tokens, source = load_allocation(args.tokens, sc), f"allocation {args.tokens}"
     else:
         res = solve(sc, method=args.method)
         tokens, source = res.tokens, f"optimal allocation ({res.method}, {res.status})"
-    sim = simulate(
-        sc,
-        tokens,
-        queries=args.queries,
-        seed=args.seed,
-        warmup=args.warmup,
-        batches=args.batches,
-        progress=False if args.no_progress else None,
-    )
+    if log is not None:
+        sim = simulate_replay(
+            sc,
+            tokens,
+            log,
+            seed=args.seed,
+            target_utilization=args.target_utilization,
+            warmup=args.warmup or 0,
+            service=args.service or "gamma",
+            replications=args.replications or DEFAULT_REPLICATIONS,
+            batches=args.batches,
+        )
+    else:
+        sim = simulate(
+            sc,
+            tokens,
+            queries=DEFAULT_QUERIES if args.queries is None else args.queries,
+            seed=args.seed,
+            warmup=args.warmup,
+            batches=args.batches,
+            progress=False if args.no_progress else None,
+        )
     if args.json:
         out = sim.to_dict()
         out["allocation"] = source
