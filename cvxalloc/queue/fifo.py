@@ -165,18 +165,23 @@ class FIFOQueue:
         return A, X, dA_du, 0.5 * X * X, -X / u
 
     def hessian(self, m1: float, m2: float) -> np.ndarray:
-        """Hessian of ``W`` in ``(m1, m2)``, a 2x2 array.
+        """Hessian of ``W`` in ``(m1, m2)``, a 2x2 array (see :meth:`curvature`)."""
+        h11, h12 = self.curvature(1.0 - self.arrival_rate * m1, m2)
+        return np.array([[h11, h12], [h12, 0.0]])
+
+    def curvature(self, u: float, m2: float) -> tuple[float, float]:
+        """``(W_11, W_12)`` at slack ``u = 1 - lam m1``; ``W_22 = 0``.
 
         ``W_11 = lam^3 N / u^3 - lam d / u - 2 lam^2 d m1 / u^2`` with
-        ``N = m2 - d m1^2``, ``W_12 = lam^2 / (2 u^2)``, ``W_22 = 0``.
+        ``d = 1 - c_a^2``, ``N = m2 - d m1^2``; ``W_12 = lam^2 / (2 u^2)``. For
+        ``c_a^2 >= 1`` both grow with ``m1`` and ``m2``.
         """
         lam, d = self.arrival_rate, 1.0 - self.arrival_scv
-        u = 1.0 - lam * m1
-        h11 = lam**3 * (m2 - d * m1 * m1) / u**3
+        h11 = lam**3 * m2 / u**3
         if d != 0.0:
-            h11 -= lam * d / u + 2.0 * lam * lam * d * m1 / (u * u)
-        h12 = lam * lam / (2.0 * u * u)
-        return np.array([[h11, h12], [h12, 0.0]])
+            r = (1.0 - u) / u  # lam m1 / u
+            h11 -= d * (lam * r * r / u + lam / u + 2.0 * lam * r / u)
+        return h11, lam * lam / (2.0 * u * u)
 
     def lower_bound(self, m1: float, m2_min: float) -> float:
         """A lower bound of ``W`` over allocations with mean ``m1`` and ``m2 >= m2_min``.

@@ -268,7 +268,7 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
 
         def F(rho: float, h: float = h, nu: float = nu) -> float:
             m1 = rho / lam
-            W = m1 + lam * (m1 * m1 / K + pv) / (2 * (1 - rho))
+            W = obj.latency.queue.lower_bound(m1, m1 * m1 / K + pv)
             return h + nu * (m1 - pa) - gamma * W - U_f
 
         if F(rho_f) < 0:  # rounding only: F(rho_f) >= U(t_f) - U_f = 0 in exact arithmetic
@@ -303,16 +303,18 @@ def raw_map(obj: Objective, t: np.ndarray) -> np.ndarray:
 def marginal_bounds(obj: Objective, u: np.ndarray, rho_cap: float) -> dict[str, object]:
     """Upper bounds of the queue quantities over ``{lo <= t <= u, rho(t) <= rho_cap}``.
 
-    Every quantity in ``D_i(t)`` and in the Hessian of ``W`` grows with ``t``, so
-    its supremum over the set is bounded by its value at ``u`` with the
-    utilization replaced by ``rc = min(rho(u), rho_cap)``. ``m2`` is also bounded
-    through the cap: ``sum p_i (1+k_i) s_i^2 <= max_i((1+k_i) s_i(u_i)) m1``.
+    For a monotone queue model (``c_a^2 >= 1``) every quantity in ``D_i(t)`` and in
+    the Hessian of ``W`` grows with ``t``, so its supremum over the set is bounded
+    by its value at ``u`` with the utilization replaced by
+    ``rc = min(rho(u), rho_cap)``. ``m2`` is also bounded through the cap:
+    ``sum p_i (1+k_i) s_i^2 <= max_i((1+k_i) s_i(u_i)) m1``.
 
     Returns
     -------
     dict
-        ``rho`` (= rc), ``X`` (``lam/(1-rc)``), ``Y`` (``lam^2 m2/(2(1-rc)^2)``),
-        ``m2``, ``s`` (``s(u)``), ``D`` (per-type bound of ``D_i``).
+        ``rho`` (= rc), ``A``, ``B`` (bounds of ``dW/dm1`` and ``2 dW/dm2``),
+        ``H11``, ``H12`` (of the Hessian of ``W`` in the moments), ``m2``,
+        ``s`` (``s(u)``), ``D`` (per-type bound of ``D_i = A + B (1+k_i) s_i``).
     """
     sc = obj.scenario
     lat = obj.latency
@@ -321,16 +323,59 @@ def marginal_bounds(obj: Objective, u: np.ndarray, rho_cap: float) -> dict[str, 
     mo = lat.moments(u)
     rc = min(mo.rho, rho_cap)
     if lam == 0:
-        return {"rho": 0.0, "X": 0.0, "Y": 0.0, "m2": mo.m2, "s": s, "D": np.ones(sc.n)}
+        return {
+            "rho": 0.0,
+            "A": 1.0,
+            "B": 0.0,
+            "H11": 0.0,
+            "H12": 0.0,
+            "m2": mo.m2,
+            "s": s,
+            "D": np.ones(sc.n),
+        }
     if rc >= 1:
         inf = np.inf
-        return {"rho": rc, "X": inf, "Y": inf, "m2": mo.m2, "s": s, "D": np.full(sc.n, inf)}
+        return {
+            "rho": rc,
+            "A": inf,
+            "B": inf,
+            "H11": inf,
+            "H12": inf,
+            "m2": mo.m2,
+            "s": s,
+            "D": np.full(sc.n, inf),
+        }
     m2 = mo.m2
     if rc < mo.rho:
         m2 = min(m2, float(np.max(lat.k1 * s)) * rc / lam + lat.pv)
-    X = lam / (1 - rc)
-    Y = lam**2 * m2 / (2 * (1 - rc) ** 2)
-    return {"rho": rc, "X": X, "Y": Y, "m2": m2, "s": s, "D": 1 + X * lat.k1 * s + Y}
+    A, B = lat.queue.scalars(1.0 - rc, m2)[:2]
+    H11, H12 = lat.queue.curvature(1.0 - rc, m2)
+    return {
+        "rho": rc,
+        "A": A,
+        "B": B,
+        "H11": H11,
+        "H12": H12,
+        "m2": m2,
+        "s": s,
+        "D": A + B * lat.k1 * s,
+    }
+
+
+def require_monotone(obj: Objective, method: str) -> None:
+    """Refuse queue models whose ``D_i`` need not grow with ``t`` (``c_a^2 < 1``).
+
+    The interval iteration, the contraction bound and the curvature bounds all
+    bound ``D`` and the Hessian of ``W`` by their values at a corner of the set,
+    which is valid only when they grow with every ``t_j``.
+    """
+    queue = obj.latency.queue
+    if not queue.monotone:
+        raise OptionError(
+            f"method {method!r} needs arrival_scv >= 1 (got {queue.arrival_scv:g}): its "
+            "bounds use that the marginal delay grows with every budget, which fails for "
+            "smoother-than-Poisson arrivals; use method='aggregate' or 'conic'"
+        )
 
 
 @dataclass

@@ -75,7 +75,7 @@ def curvature_bound(
     lat = obj.latency
     gamma, lam = sc.latency_weight, sc.arrival_rate
     mb = marginal_bounds(obj, upper, rho_cap)
-    rc, s, m2 = float(mb["rho"]), mb["s"], float(mb["m2"])
+    rc, s = float(mb["rho"]), mb["s"]
     p, b = sc.probability, sc.per_token
     d_acc = obj.pw * np.abs(sc.accuracy.d2(lower))
     if gamma == 0 or lam == 0:
@@ -95,10 +95,9 @@ def curvature_bound(
             "metric": diag_inf if jacobi else q,
         }
     else:
-        u = 1.0 - rc
-        d_lat = gamma * lam * lat.k1 * p * b**2 / u
-        m11 = gamma * lam**3 * m2 / u**3
-        m12 = gamma * lam**2 / u**2
+        d_lat = gamma * float(mb["B"]) * lat.k1 * p * b**2
+        m11 = gamma * float(mb["H11"])
+        m12 = gamma * 2.0 * float(mb["H12"])
     c = p * b
     e = c * lat.k1 * s
     diag = d_acc + d_lat + m11 * c**2 + 2 * m12 * c * e

@@ -62,6 +62,7 @@ from ._iterate import (
     optimum_box,
     project,
     raw_map,
+    require_monotone,
     run,
     utilization_cap,
     utilization_halfspace,
@@ -108,7 +109,8 @@ def contraction_bound(obj: Objective, lower: np.ndarray, upper: np.ndarray) -> d
         )
         return out
     mb = marginal_bounds(obj, upper, 1.0)
-    X, Y, s = float(mb["X"]), float(mb["Y"]), mb["s"]
+    # B = 2 dW/dm2, H11 = d2W/dm1^2, 2 H12 = dB/dm1 (P-K: X, 2XY and X^2)
+    X, H11, H12x2, s = float(mb["B"]), float(mb["H11"]), 2.0 * float(mb["H12"]), mb["s"]
     p, b, w, k1 = sc.probability, sc.per_token, sc.weight, obj.latency.k1
     curv = np.abs(sc.accuracy.d2(upper))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -116,10 +118,10 @@ def contraction_bound(obj: Objective, lower: np.ndarray, upper: np.ndarray) -> d
     beta = b * c
     with np.errstate(invalid="ignore"):
         E = float(p @ (k1 * s))
-        L_max = float(np.max(beta * (X * k1 + X * X * k1 * s + X * X * E + 2 * X * Y)))
+        L_max = float(np.max(beta * (X * k1 + H12x2 * k1 * s + H12x2 * E + H11)))
         C = float(p @ beta)
         S = float(p @ (beta * k1 * s))
-        L_one = float(np.max(beta * X * k1 + X * X * S + (X * X * k1 * s + 2 * X * Y) * C))
+        L_one = float(np.max(beta * X * k1 + H12x2 * S + (H12x2 * k1 * s + H11) * C))
     L_max = L_max if np.isfinite(L_max) else np.inf
     L_one = L_one if np.isfinite(L_one) else np.inf
     if L_one < L_max:
@@ -190,6 +192,7 @@ def solve_fixed_point(
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)
+    require_monotone(obj, "fixed-point")
     hi = sc.max_tokens
     feas = []
     x0 = warm_tokens(sc, warm_start)

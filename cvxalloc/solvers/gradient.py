@@ -87,6 +87,7 @@ from ._iterate import (
     loop_message,
     optimum_box,
     project,
+    require_monotone,
     run,
     utilization_cap,
     utilization_halfspace,
@@ -218,6 +219,7 @@ def solve_gradient(
     start = time.perf_counter()
     sc = scenario
     obj = Objective(sc)
+    require_monotone(obj, "gradient")
     lo, hi = sc.min_tokens, sc.max_tokens
     lam = sc.arrival_rate
     feas = []
