@@ -22,7 +22,7 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--time-unit",
-        choices=list(TIME_UNITS),
+        metavar="|".join(TIME_UNITS),
         help="unit of numeric time stamps (date-times need none; numbers without it are "
         "read as seconds and reported as 's (assumed)')",
     )
