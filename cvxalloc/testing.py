@@ -47,7 +47,7 @@ LOADS: dict[str, tuple[float, float]] = {
 
 
 def random_scenario(
-    rng: np.random.Generator,
+    rng: np.random.Generator | int,
     n: int,
     *,
     load: str = "heavy",
@@ -62,7 +62,10 @@ def random_scenario(
 
     Parameters
     ----------
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or int
+        The generator, or a seed for ``numpy.random.default_rng`` (what
+        :func:`scenarios` passes, so a failing case prints as a call that
+        rebuilds it).
     n : int
         Number of task types.
     load : {"light", "heavy", "saturated", "overloaded"}
@@ -78,7 +81,16 @@ def random_scenario(
         Draw non-zero minimum budgets for some types.
     latency_weight : float, optional
         Fix ``gamma`` (default: log-uniform in [1e-5, 1e-1]).
+
+    Examples
+    --------
+    >>> from cvxalloc.testing import random_scenario
+    >>> a = random_scenario(7, 3, load="light", families=["power"])
+    >>> b = random_scenario(7, 3, load="light", families=["power"])
+    >>> bool((a.max_tokens == b.max_tokens).all()), a.accuracy.family_names
+    (True, ['power', 'power', 'power'])
     """
+    rng = np.random.default_rng(rng)
     m = 1 if identical else n
     fam_names = rng.choice(list(families), size=m)
     hi = np.exp(rng.uniform(np.log(256), np.log(32768), m))
@@ -177,8 +189,11 @@ def scenarios(
     -----
     Regime flags are drawn by hypothesis (so failures shrink to a regime);
     the numbers within a regime come from a numpy generator seeded by a drawn
-    integer, which keeps large N fast.
+    integer, which keeps large N fast. A failing case's report carries a line
+    ``scenario: cvxalloc.testing.random_scenario(3141, 4, load='heavy', ...)``
+    per drawn scenario: the call that rebuilds it.
     """
+    from hypothesis import note
     from hypothesis import strategies as st
 
     @st.composite
@@ -192,9 +207,7 @@ def scenarios(
         lower = draw(st.booleans())
         gamma_zero = load in ("light", "heavy") and draw(st.integers(0, 9)) == 0
         seed = draw(st.integers(0, 2**32 - 1))
-        return random_scenario(
-            np.random.default_rng(seed),
-            n,
+        kw = dict(
             load=load,
             families=fams,
             identical=identical,
@@ -203,6 +216,11 @@ def scenarios(
             lower_bounds=lower,
             latency_weight=0.0 if gamma_zero else None,
         )
+        # A failing case's report carries the call that rebuilds it (the scenario's
+        # own repr is a summary).
+        args = ", ".join([str(seed), str(n)] + [f"{k}={v!r}" for k, v in kw.items()])
+        note(f"scenario: cvxalloc.testing.random_scenario({args})")
+        return random_scenario(seed, n, **kw)
 
     return _draw()
 

@@ -121,3 +121,43 @@ def test_a_toy_solver_is_caught(example, example_optimum):
     t = lo + best[1] * (hi - lo)
     with pytest.raises(AssertionError, match="below the reference optimum"):
         assert_near_optimal(example, t, rtol=1e-7, reference=example_optimum)
+
+
+def test_a_failing_case_prints_the_call_that_rebuilds_it():
+    seen = []
+
+    @settings(max_examples=30, database=None, deadline=None)
+    @given(scenarios(min_n=3, max_n=3, loads=("heavy",), families=("exponential", "power")))
+    def fails(sc):
+        seen.append(sc)
+        assert sc.n < 3
+
+    with pytest.raises(AssertionError) as exc:
+        fails()
+    notes = [n for n in getattr(exc.value, "__notes__", []) if n.startswith("scenario: ")]
+    assert len(notes) == 1, getattr(exc.value, "__notes__", None)
+    text = notes[0].removeprefix("scenario: ")
+    assert text.startswith("cvxalloc.testing.random_scenario(")
+    rebuilt = eval(text, {"cvxalloc": cvxalloc})  # noqa: S307 - our own report
+    failing = seen[-1]  # hypothesis replays the reported case last
+    for name in ("probability", "weight", "max_tokens", "min_tokens", "per_token", "scv"):
+        np.testing.assert_array_equal(getattr(rebuilt, name), getattr(failing, name))
+    assert rebuilt.arrival_rate == failing.arrival_rate
+    assert rebuilt.latency_weight == failing.latency_weight
+    t = 0.5 * failing.max_tokens
+    np.testing.assert_array_equal(rebuilt.accuracy.value(t), failing.accuracy.value(t))
+
+
+def test_accuracy_curves_repr_rebuilds_them(rng):
+    from cvxalloc import accuracy
+
+    for seed in range(5):
+        sc = random_scenario(seed, 6)
+        text = repr(sc.accuracy)
+        assert "object at 0x" not in text
+        curves = eval(text, vars(accuracy))  # noqa: S307 - our own repr
+        assert curves.family_names == sc.accuracy.family_names
+        t = rng.uniform(0, 1, sc.n) * sc.max_tokens
+        for f in ("value", "d1", "d2"):
+            np.testing.assert_array_equal(getattr(curves, f)(t), getattr(sc.accuracy, f)(t))
+        assert repr(curves) == text
