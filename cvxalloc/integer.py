@@ -201,7 +201,7 @@ def _move_gains(
     gains of 1e-12 of ``|U|`` are resolved. ``-inf`` where ``ok`` is False or
     the move is unstable.
     """
-    lam, gamma = sc.arrival_rate, sc.latency_weight
+    gamma = sc.latency_weight
     p, b, k1 = sc.probability, sc.per_token, 1.0 + sc.scv
     s = sc.base + b * t
     s_new = sc.base + b * t_new
@@ -209,14 +209,9 @@ def _move_gains(
     mo = obj.latency.moments(t)
     d_m1 = p * (s_new - s)
     d_m2 = p * k1 * (s_new - s) * (s_new + s)
-    u = 1.0 - mo.rho
-    u_new = u - lam * d_m1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # (m2 + dm2)/u' - m2/u = (dm2 u + m2 (u - u')) / (u u')
-        d_ratio = (d_m2 * u + mo.m2 * (lam * d_m1)) / (u * u_new)
-        d_w = d_m1 + 0.5 * lam * d_ratio
+    d_w = obj.latency.queue.change(mo.m1, mo.m2, d_m1, d_m2)
     gain = d_acc - gamma * d_w
-    return np.where(ok & (u_new > 0) & np.isfinite(gain), gain, -np.inf)
+    return np.where(ok & np.isfinite(gain), gain, -np.inf)
 
 
 def local_search(

@@ -183,6 +183,23 @@ class FIFOQueue:
             h11 -= d * (lam * r * r / u + lam / u + 2.0 * lam * r / u)
         return h11, lam * lam / (2.0 * u * u)
 
+    def change(self, m1: float, m2: float, d_m1: np.ndarray, d_m2: np.ndarray) -> np.ndarray:
+        """``W(m1 + d_m1, m2 + d_m2) - W(m1, m2)``, vectorized, without cancellation.
+
+        From differences of the moments, not of two large values, so changes of
+        1e-12 of ``W`` are resolved: with ``N = m2 - d m1^2`` and ``u = 1 - lam m1``,
+        ``N'/u' - N/u = (dN u + N lam d_m1) / (u u')``. ``inf`` where the new
+        point is unstable.
+        """
+        lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        u = 1.0 - lam * m1
+        u_new = u - lam * d_m1
+        n0 = m2 - d * m1 * m1
+        d_n = d_m2 - d * d_m1 * (2.0 * m1 + d_m1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = d_m1 + 0.5 * lam * (d_n * u + n0 * (lam * d_m1)) / (u * u_new)
+        return np.where(u_new > 0, out, np.inf)
+
     def lower_bound(self, m1: float, m2_min: float) -> float:
         """A lower bound of ``W`` over allocations with mean ``m1`` and ``m2 >= m2_min``.
 
@@ -216,16 +233,52 @@ class FIFOQueue:
         return 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
 
     # --- conic --------------------------------------------------------------
-    def cvxpy(self, s: Any, p: np.ndarray, k: np.ndarray, pv: float, time_unit: float = 1.0) -> Any:
-        """Convex CVXPY expression of ``W / time_unit`` for affine service times ``s``.
+    def numerator(
+        self, s: Any, p: np.ndarray, k: np.ndarray, pv: float, constant: bool = True
+    ) -> Any:
+        """CVXPY vector ``q`` with ``||q||^2 = m2 - (1 - c) m1^2``, affine in ``s``.
 
-        ``W = m1 + (lam / 2) quad_over_lin(||q||, 1 - lam m1)`` where
-        ``||q||^2`` is the numerator ``m2 - (1 - c) m1^2`` written as a sum of
-        squares of affine terms:
+        The numerator of ``W`` as a sum of squares of affine terms:
 
         * ``c = 1``: ``q = [sqrt(p (1 + k)) s ; sqrt(pv)]``;
         * ``c > 1``: the same plus ``sqrt(c - 1) m1``;
-        * ``c < 1``: ``q = [sqrt(p k) s ; sqrt(p) (s - m1) ; sqrt(c) m1 ; sqrt(pv)]``.
+        * ``c < 1``: ``q = [sqrt(p) (s - m1) ; sqrt(p k) s ; sqrt(c) m1 ; sqrt(pv)]``.
+
+        Parameters
+        ----------
+        s : cvxpy Expression or ndarray
+            Service times, shape (N,).
+        p, k : ndarray
+            Probabilities and service scv.
+        pv : float
+            ``sum_i p_i v_i``.
+        constant : bool
+            With False the ``sqrt(pv)`` entry is 0: the linear part ``L s`` of
+            ``q = L s + kappa`` (the entry keeps its place, so shapes agree).
+        """
+        import cvxpy as cp
+
+        c = self.arrival_scv
+        m1 = p @ s
+        if c >= 1.0:
+            parts = [cp.multiply(np.sqrt(p * (1.0 + k)), s)]
+            if c > 1.0:
+                parts.append(cp.reshape(np.sqrt(c - 1.0) * m1, (1,), order="F"))
+        else:
+            parts = [cp.multiply(np.sqrt(p), s - m1)]
+            if np.any(k > 0):
+                parts.append(cp.multiply(np.sqrt(p * k), s))
+            if c > 0.0:
+                parts.append(cp.reshape(np.sqrt(c) * m1, (1,), order="F"))
+        if pv > 0:
+            parts.append(np.array([np.sqrt(pv) if constant else 0.0]))
+        return parts[0] if len(parts) == 1 else cp.hstack(parts)
+
+    def cvxpy(self, s: Any, p: np.ndarray, k: np.ndarray, pv: float, time_unit: float = 1.0) -> Any:
+        """Convex CVXPY expression of ``W / time_unit`` for affine service times ``s``.
+
+        ``W = m1 + (lam / 2) quad_over_lin(||q||, 1 - lam m1)`` with ``q`` from
+        :meth:`numerator`.
 
         Parameters
         ----------
@@ -240,23 +293,11 @@ class FIFOQueue:
         """
         import cvxpy as cp
 
-        lam, c = self.arrival_rate * time_unit, self.arrival_scv
+        lam = self.arrival_rate * time_unit
         m1 = p @ s
         if lam == 0:
             return m1
-        if c >= 1.0:
-            parts = [cp.multiply(np.sqrt(p * (1.0 + k)), s)]
-            if c > 1.0:
-                parts.append(cp.reshape(np.sqrt(c - 1.0) * m1, (1,), order="F"))
-        else:
-            parts = [cp.multiply(np.sqrt(p), s - m1)]
-            if np.any(k > 0):
-                parts.append(cp.multiply(np.sqrt(p * k), s))
-            if c > 0.0:
-                parts.append(cp.reshape(np.sqrt(c) * m1, (1,), order="F"))
-        if pv > 0:
-            parts.append(np.array([np.sqrt(pv)]))
-        q = parts[0] if len(parts) == 1 else cp.hstack(parts)
+        q = self.numerator(s, p, k, pv)
         # ||q||^2 / y through a scalar r >= ||q||: a plain second-order cone plus a
         # 3-dimensional rotated one (Clarabel stalls on the (N+2)-dimensional rotated
         # cone of quad_over_lin(q, y) from N ~ 2000: measured InsufficientProgress).

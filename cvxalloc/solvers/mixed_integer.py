@@ -252,17 +252,15 @@ class MixedIntegerModel:
             objective = objective - (gamma / self.unit) * (gW @ dt)
             if lam > 0:
                 p, b = sc.probability, sc.per_token
-                k1 = 1.0 + sc.scv
+                queue, pv = self.obj.latency.queue, float(p @ sc.variance)
                 s0 = sc.service_time(self.t0)
-                rho0 = sc.utilization(self.t0)
-                y0 = 1.0 - rho0
+                y0 = 1.0 - sc.utilization(self.t0)
                 drho = lam * ((p * b) @ dt)  # rho - rho0
                 y = y0 - drho
-                coef = np.sqrt(p * k1)
-                u = cp.multiply(coef * b, dt) + (coef * s0 / y0) * drho
-                pv = float(p @ sc.variance)
-                if pv > 0:
-                    u = cp.hstack([u, cp.reshape(np.sqrt(pv) / y0 * drho, (1,), order="F")])
+                # q = L s + kappa, so u = q - (y / y0) q0 = L (b dt) + (drho / y0) q0
+                q0 = np.asarray(queue.numerator(s0, p, sc.scv, pv).value, dtype=float)
+                lin = queue.numerator(cp.multiply(b, dt), p, sc.scv, pv, constant=False)
+                u = lin + (q0 / y0) * drho
                 # (gamma lam / 2 / unit) |u|^2 / y = |sigma u|^2 / y
                 sigma = np.sqrt(gamma * lam / (2.0 * self.unit))
                 objective = objective - cp.quad_over_lin(sigma * u, y)
