@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from scipy.special import wrightomega
 
+from ._source import array_source
 from .errors import ScenarioError
 
 if TYPE_CHECKING:  # CVXPY is imported by the conic forms only, when they are built.
@@ -50,32 +51,6 @@ def _arr(x: ArrayLike) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))
 
 
-#: Arrays longer than this are summarized in reprs instead of written out in full.
-REPR_MAX = 100
-
-
-def _list_repr(x: np.ndarray) -> str:
-    """``x`` as Python source: a scalar, a list, or (beyond :data:`REPR_MAX` entries) a summary.
-
-    Floats are written with ``repr`` (shortest round-trip form), so ``eval`` of
-    the text gives back the same doubles; non-finite values as ``float('inf')``.
-    """
-
-    def num(v: float) -> str:
-        return repr(v) if np.isfinite(v) else f"float({str(v)!r})"
-
-    x = np.asarray(x)
-    if x.size > REPR_MAX:
-        return f"<{x.size} values in [{x.min():g}, {x.max():g}]>"
-    if x.dtype.kind in "iu":
-        vals = [str(int(v)) for v in x.ravel()]
-    else:
-        vals = [num(float(v)) for v in x.ravel()]
-    if x.size == 1 and x.dtype.kind == "f":  # a broadcast parameter
-        return vals[0]
-    return f"[{', '.join(vals)}]"
-
-
 def _c(x: np.ndarray) -> float | np.ndarray:
     """A parameter array as CVXPY wants it: a scalar when it is broadcast."""
     return float(x.flat[0]) if x.size == 1 else x
@@ -99,12 +74,12 @@ class AccuracyFamily:
         return int(np.broadcast(*[getattr(self, a) for a in self.params.values()]).size)
 
     def __repr__(self) -> str:
-        """Python source that rebuilds the family (arrays written out up to :data:`REPR_MAX`).
+        """Python source that rebuilds the family (arrays summarized beyond 100 entries).
 
         >>> Exponential(floor=0.1, ceiling=[0.9, 0.8], scale=100)
         Exponential(floor=0.1, ceiling=[0.9, 0.8], scale=100.0)
         """
-        args = ", ".join(f"{a}={_list_repr(getattr(self, a))}" for a in self.params.values())
+        args = ", ".join(f"{a}={array_source(getattr(self, a))}" for a in self.params.values())
         return f"{type(self).__name__}({args})"
 
     # --- numeric form -----------------------------------------------------
@@ -483,7 +458,7 @@ class AccuracyCurves:
         if len(self.blocks) == 1 and isinstance(self.blocks[0][1], slice):
             return f"AccuracyCurves.single({self.blocks[0][0]!r}, n={self.n})"
         blocks = ", ".join(
-            f"({fam!r}, {_list_repr(np.arange(self.n)[idx])})" for fam, idx in self.blocks
+            f"({fam!r}, {array_source(np.arange(self.n)[idx])})" for fam, idx in self.blocks
         )
         return f"AccuracyCurves([{blocks}], n={self.n})"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._source import source
 from .objective import Objective
 
 __all__ = ["Certificate", "frank_wolfe_gap", "certify", "relative_scale"]
@@ -65,6 +66,22 @@ class Certificate:
     def within(self, rtol: float) -> bool:
         """Whether ``gap <= rtol * |objective|``."""
         return bool(self.gap <= rtol * relative_scale(self.objective))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the certificate (exact floats, ``float('inf')``).
+
+        >>> Certificate(objective=0.5, gap=float("inf"), upper_bound=float("inf"))
+        Certificate(objective=0.5, gap=float('inf'), upper_bound=float('inf'), kind='frank-wolfe')
+        """
+        parts = [
+            f"objective={source(self.objective)}",
+            f"gap={source(self.gap)}",
+            f"upper_bound={source(self.upper_bound)}",
+            f"kind={self.kind!r}",
+        ]
+        if self.details:
+            parts.append(f"details={source(self.details)}")
+        return f"Certificate({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``gap``, ``upper_bound``, ``relative_gap``, ``kind``, ...)."""

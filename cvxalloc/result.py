@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import status as st
+from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
 
@@ -159,9 +160,27 @@ class Result:
         return result_table(self)
 
     def __repr__(self) -> str:
+        """A summary with what rebuilds the result: the exact tokens, method and status.
+
+        For the continuous methods ``Result.from_tokens(scenario, tokens,
+        method=..., status=...)`` with the printed values gives back the same
+        evaluation and Frank-Wolfe certificate (the integer methods' certificate
+        and every solver's diagnostics and history are not repeated; tokens are
+        summarized beyond 100 types).
+
+        >>> import cvxalloc
+        >>> sc = cvxalloc.example_scenario()
+        >>> res = cvxalloc.solve(sc)
+        >>> res  # doctest: +ELLIPSIS
+        Result(status='optimal', method='aggregate', objective=0.59770001762..., tokens=[680.48...])
+        >>> again = Result.from_tokens(sc, res.tokens, method=res.method, status=res.status)
+        >>> repr(again) == repr(res)
+        True
+        """
         return (
-            f"Result(status={self.status!r}, method={self.method!r}, n={len(self.tokens)}, "
-            f"objective={self.objective:.10g}, gap={self.certificate.gap:.3g})"
+            f"Result(status={self.status!r}, method={self.method!r}, "
+            f"objective={source(self.objective)}, gap={source(self.certificate.gap)}, "
+            f"tokens={source(np.asarray(self.tokens, dtype=float))})"
         )
 
 

@@ -27,3 +27,25 @@ def test_error_line_names_the_command_once(tmp_path, capsys):
     assert err.startswith("cvxalloc sensitivity: error: ")
     assert err.count("sensitivity:") == 1, err
     assert "[constraints]" in err
+
+
+def test_reprs_rebuild_certificate_and_result(example, example_optimum):
+    """The reprs of the public data classes are source that rebuilds them."""
+    import numpy as np
+
+    from cvxalloc import Certificate, Result
+
+    for cert in (
+        example_optimum.certificate,
+        cvxalloc.certify(example, example.max_tokens),  # unstable: an infinite gap
+        Certificate(objective=0.5, gap=1e-3, upper_bound=0.501, details={"steps": np.arange(3)}),
+    ):
+        again = eval(repr(cert), {"Certificate": Certificate})  # noqa: S307 - our own repr
+        assert repr(again) == repr(cert)
+        assert again.gap == cert.gap and again.upper_bound == cert.upper_bound
+    res = cvxalloc.solve(example, method="gradient")
+    assert "object at 0x" not in repr(res)
+    tokens = eval(repr(res).split("tokens=")[1][:-1])  # noqa: S307 - our own repr
+    again = Result.from_tokens(example, tokens, method=res.method, status=res.status)
+    np.testing.assert_array_equal(again.tokens, res.tokens)
+    assert repr(again) == repr(res)

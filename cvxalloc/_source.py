@@ -1,0 +1,66 @@
+"""Python source for values in reprs: ``eval`` of the text gives the value back.
+
+The reprs of the public data classes (accuracy families and curves,
+certificates, results) are built from these, so a failing test's output can be
+pasted back to rebuild its case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["REPR_MAX", "source", "array_source"]
+
+#: Arrays longer than this are summarized (not valid source) instead of written out.
+REPR_MAX = 100
+
+
+def source(value: Any) -> str:
+    """``value`` as Python source that evaluates back to it (numpy values as Python ones).
+
+    Floats keep every bit (``repr``); non-finite ones read ``float('inf')``;
+    arrays become lists (summarized beyond :data:`REPR_MAX` entries); dicts,
+    lists and tuples are converted entry by entry.
+
+    >>> source({"gap": np.float64(1e-3), "steps": np.array([1, 2]), "bound": np.inf})
+    "{'gap': 0.001, 'steps': [1, 2], 'bound': float('inf')}"
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{source(k)}: {source(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, np.ndarray):
+        return _summary(value) if value.size > REPR_MAX else source(value.tolist())
+    if isinstance(value, list):
+        return "[" + ", ".join(source(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(source(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return repr(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return repr(v) if np.isfinite(v) else f"float({str(v)!r})"
+    if isinstance(value, np.str_):
+        return repr(str(value))
+    return repr(value)
+
+
+def array_source(x: Any) -> str:
+    """A parameter array as source: a scalar when it has one float entry, else a list.
+
+    >>> array_source(np.array([0.5])), array_source(np.array([1.0, 2.5])), array_source([0, 3])
+    ('0.5', '[1.0, 2.5]', '[0, 3]')
+    """
+    x = np.asarray(x)
+    if x.size == 1 and x.dtype.kind == "f":  # a broadcast parameter
+        return source(float(x.flat[0]))
+    return source(x.ravel())
+
+
+def _summary(x: np.ndarray) -> str:
+    if x.dtype.kind in "biuf" and x.size:
+        return f"<{x.size} values in [{x.min():g}, {x.max():g}]>"
+    return f"<{x.size} values>"
