@@ -99,10 +99,30 @@ def test_contraction_bound_is_a_lipschitz_bound(sc, seed):
 
 
 def test_example_is_guaranteed_or_honest(example, example_optimum):
-    res = cvxalloc.solve(example, method="fixed-point")
+    """The iteration itself (no hand-over) on the example: converged under its guarantee, or a
+    result that says it has none and does not claim optimality it has not certified."""
+    res = cvxalloc.solve(example, method="fixed-point", fallback=None, max_iter=500)
+    assert res.method == "fixed-point" and res.iterations > 0
     check_honest(example, res)
-    assert res.status == status.OPTIMAL
-    assert_near_optimal(example, res.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3)
+    fp = res.diagnostics
+    if fp["guarantee"]:
+        assert fp["contraction_bound"] < 1 and res.status == status.OPTIMAL, res.message
+        check_rate(res)
+    else:
+        assert fp["contraction_bound"] >= 1 and fp["handed_over"] is None
+        assert "no guarantee" in res.message
+    if res.status == status.OPTIMAL:
+        assert_near_optimal(
+            example, res.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3
+        )
+    # By default a missing guarantee hands over to the gradient, which finishes.
+    default = cvxalloc.solve(example, method="fixed-point")
+    check_honest(example, default)
+    assert default.method == ("fixed-point" if fp["guarantee"] else "gradient")
+    assert default.status == status.OPTIMAL, default.message
+    assert_near_optimal(
+        example, default.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
