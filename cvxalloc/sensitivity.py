@@ -93,6 +93,8 @@ class Sensitivity:
     arrival_rate_range : tuple of float
         ``(lam_low, lam_high)``: the linearized range of ``lam`` over which
         the active set (and so these derivatives' form) stays the same.
+    arrival_scv : Derivative
+        Derivatives with respect to ``c_a^2`` (the burstiness of arrivals).
     mix : list of Derivative or None
         ``mix[i]``: derivatives along the direction toward type ``i``
         (``dp = e_i - p``); None above :data:`MIX_MATRIX_MAX_TYPES` types.
@@ -104,6 +106,7 @@ class Sensitivity:
     kinks: list[str]
     arrival_rate: Derivative
     arrival_rate_range: tuple[float, float]
+    arrival_scv: Derivative | None = None
     mix: list[Derivative] | None = None
     _objective: Objective | None = field(default=None, repr=False)
 
@@ -143,8 +146,10 @@ class Sensitivity:
         return np.array([m.objective for m in self.mix])
 
     # --- any direction --------------------------------------------------
-    def directional(self, dp: np.ndarray | None = None, dlam: float = 0.0) -> Derivative:
-        """Derivatives along ``(p, lam) + eps (dp, dlam)``.
+    def directional(
+        self, dp: np.ndarray | None = None, dlam: float = 0.0, dscv: float = 0.0
+    ) -> Derivative:
+        """Derivatives along ``(p, lam, c_a^2) + eps (dp, dlam, dscv)``.
 
         Parameters
         ----------
@@ -152,6 +157,8 @@ class Sensitivity:
             Change of the mix; must sum to 0 (the mix stays on the simplex).
         dlam : float
             Change of the arrival rate.
+        dscv : float
+            Change of the arrival scv ``c_a^2``.
         """
         n = self.scenario.n
         dp = np.zeros(n) if dp is None else np.asarray(dp, dtype=float)
@@ -162,7 +169,9 @@ class Sensitivity:
                 f"dp must sum to 0 so the mix stays on the simplex (sums to {dp.sum():.3g}); "
                 "e.g. e_i - p (toward type i) or e_i - e_j (from j to i)"
             )
-        return _derivative(self.scenario, self._obj(), self.tokens, self.free, dp, float(dlam))
+        return _derivative(
+            self.scenario, self._obj(), self.tokens, self.free, dp, float(dlam), float(dscv)
+        )
 
     def _obj(self) -> Objective:
         if self._objective is None:
@@ -195,6 +204,8 @@ class Sensitivity:
             "d_arrival_rate": der(self.arrival_rate),
             "elasticity_arrival_rate": per(self.elasticity_arrival_rate),
             "arrival_rate_range": [lo_r, hi_r if np.isfinite(hi_r) else None],
+            "arrival_scv": self.scenario.arrival_scv,
+            "d_arrival_scv": None if self.arrival_scv is None else der(self.arrival_scv),
             "mix_direction": "toward type i: p(eps) = (1 - eps) p + eps e_i",
             "d_mix": None if self.mix is None else {n: der(m) for n, m in zip(names, self.mix)},
         }
@@ -261,39 +272,44 @@ class Sensitivity:
         return "\n".join(lines)
 
 
-def _partials(sc, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float):
-    """Partial derivatives at fixed ``t``: of grad U, U, W, rho and accuracy."""
+def _partials(sc, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float, dscv: float = 0.0):
+    """Partial derivatives at fixed ``t``: of grad U, U, W, rho and accuracy.
+
+    Along ``(p, lam, c_a^2) + eps (dp, dlam, dscv)``. The queue model gives ``W``'s
+    derivatives ``A = dW/dm1``, ``B = 2 dW/dm2``, its Hessian in the moments and
+    its partials in its parameters; ``D_i = A + B (1 + k_i) s_i``.
+    """
     lat = obj.latency
+    queue = lat.queue
     lam, gamma = sc.arrival_rate, sc.latency_weight
     p, w, b, k1 = sc.probability, sc.weight, sc.per_token, 1.0 + sc.scv
     s = sc.service_time(t)
     mo = lat.moments(t)
-    u = 1.0 - mo.rho
-    if u <= 0:
+    if mo.rho >= 1:
         raise CvxallocError("the allocation is unstable (utilization >= 1)")
     m2_terms = k1 * s * s + sc.variance
-    # moments and utilization
     dm1 = float(dp @ s)
     dm2 = float(dp @ m2_terms)
     drho = lam * dm1 + dlam * mo.m1
-    # queue scalars X = lam/u, Y = lam^2 m2/(2 u^2): d u = -d rho
-    dX = dlam / u + lam * drho / u**2
-    dY = (lam * dlam * mo.m2 + 0.5 * lam**2 * dm2) / u**2 + lam**2 * mo.m2 * drho / u**3
-    dD = dX * k1 * s + dY
-    D = lat.marginal(t)
-    A1 = sc.accuracy.d1(t)
-    h = w * A1 - gamma * b * D
+    A, B = queue.derivatives(mo.m1, mo.m2)
+    H = queue.hessian(mo.m1, mo.m2)
+    par = queue.parameter_partials(mo.m1, mo.m2)
+    W_l, A_l, B_l = par["arrival_rate"]
+    W_c, A_c, B_c = par["arrival_scv"]
+    dA = H[0, 0] * dm1 + H[0, 1] * dm2 + A_l * dlam + A_c * dscv
+    dB = 2.0 * H[0, 1] * dm1 + 2.0 * H[1, 1] * dm2 + B_l * dlam + B_c * dscv
+    dD = dA + dB * k1 * s
+    D = A + B * k1 * s
+    h = w * sc.accuracy.d1(t) - gamma * b * D
     dg = dp * h - gamma * p * b * dD
-    # W = m1 + lam m2 / (2 u)
-    dW = dm1 + (dlam * mo.m2 + lam * dm2) / (2 * u) + lam * mo.m2 * drho / (2 * u**2)
-    A = sc.accuracy.value(t)
-    dacc = float(dp @ (w * A))
+    dW = A * dm1 + 0.5 * B * dm2 + W_l * dlam + W_c * dscv
+    dacc = float(dp @ (w * sc.accuracy.value(t)))
     dU = dacc - gamma * dW
     return dg, dU, dW, drho, dacc
 
 
-def _derivative(sc, obj: Objective, t, free, dp, dlam) -> Derivative:
-    dg, dU, dW, drho, dacc = _partials(sc, obj, t, dp, dlam)
+def _derivative(sc, obj: Objective, t, free, dp, dlam, dscv: float = 0.0) -> Derivative:
+    dg, dU, dW, drho, dacc = _partials(sc, obj, t, dp, dlam, dscv)
     d, V, M = obj.hessian_parts(t)
     dt = newton_direction(d, V, M, dg, free)
     gW = obj.latency.gradient(t)
@@ -415,6 +431,7 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
     gscale = 1e-7 * relative_scale(U) / np.maximum(width, 1.0)
     kinks = [sc.names[i] for i in np.flatnonzero(~free & (width > 0) & (np.abs(g) <= gscale))]
     d_lam = _derivative(sc, obj, t, free, np.zeros(sc.n), 1.0)
+    d_scv = _derivative(sc, obj, t, free, np.zeros(sc.n), 0.0, 1.0)
     rng = _active_range(sc, obj, t, free, g, d_lam.tokens)
     want_mix = sc.n <= MIX_MATRIX_MAX_TYPES if mix is None else mix
     mixes = None
@@ -432,6 +449,7 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
         kinks=kinks,
         arrival_rate=d_lam,
         arrival_rate_range=rng,
+        arrival_scv=d_scv,
         mix=mixes,
         _objective=obj,
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 import cvxalloc
 from cvxalloc.plots import rounding_figure, save
+from cvxalloc.queue import queue_model
 
 from .common import Section, table
 
@@ -176,10 +177,7 @@ def brute_force(sc, grids: list[np.ndarray]) -> tuple[float, np.ndarray]:
         return out
 
     A, M1, M2 = total(parts_acc), total(parts_m1), total(parts_m2)
-    lam = sc.arrival_rate
-    rho = lam * M1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        W = np.where(rho < 1, M1 + lam * M2 / (2 * (1 - rho)), np.inf)
+    W = queue_model(sc).value(M1, M2)
     U = A - sc.latency_weight * W
     k = np.unravel_index(int(np.argmax(U)), U.shape)
     return float(U[k]), np.array([grids[i][k[i]] for i in range(n)])

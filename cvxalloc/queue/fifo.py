@@ -131,9 +131,16 @@ class FIFOQueue:
         return self.arrival_scv >= 1.0
 
     # --- numeric ------------------------------------------------------------
-    def value(self, m1: float, m2: float) -> float:
-        """``W`` in seconds (``inf`` where ``lam m1 >= 1``)."""
-        return kingman(self.arrival_rate, m1, m2, self.arrival_scv)
+    def value(self, m1: Any, m2: Any) -> Any:
+        """``W`` in seconds (``inf`` where ``lam m1 >= 1``); elementwise on arrays."""
+        if np.ndim(m1) == 0 and np.ndim(m2) == 0:
+            return kingman(self.arrival_rate, m1, m2, self.arrival_scv)
+        lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        m1, m2 = np.asarray(m1, dtype=float), np.asarray(m2, dtype=float)
+        u = 1.0 - lam * m1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = m1 + lam * (m2 - d * m1 * m1) / (2.0 * u)
+        return np.where(u > 0, w, np.inf)
 
     def derivatives(self, m1: float, m2: float) -> tuple[float, float]:
         """``(A, B) = (dW/dm1, 2 dW/dm2)``; ``(inf, inf)`` where unstable."""
@@ -199,6 +206,28 @@ class FIFOQueue:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = d_m1 + 0.5 * lam * (d_n * u + n0 * (lam * d_m1)) / (u * u_new)
         return np.where(u_new > 0, out, np.inf)
+
+    def parameter_partials(self, m1: float, m2: float) -> dict[str, tuple[float, float, float]]:
+        """Partials of ``(W, A, B)`` in the queue's parameters at fixed moments.
+
+        With ``u = 1 - lam m1``, ``d = 1 - c_a^2`` and ``N = m2 - d m1^2``:
+
+        * ``arrival_rate``: ``W_lam = N / (2 u^2)``, ``A_lam = lam N / u^3 - d m1 / u^2``,
+          ``B_lam = 1 / u^2``;
+        * ``arrival_scv``: ``W_c = lam m1^2 / (2 u)``,
+          ``A_c = lam m1 / u + lam^2 m1^2 / (2 u^2)``, ``B_c = 0``.
+        """
+        lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        u = 1.0 - lam * m1
+        n = m2 - d * m1 * m1
+        return {
+            "arrival_rate": (n / (2 * u * u), lam * n / u**3 - d * m1 / (u * u), 1.0 / (u * u)),
+            "arrival_scv": (
+                lam * m1 * m1 / (2 * u),
+                lam * m1 / u + lam * lam * m1 * m1 / (2 * u * u),
+                0.0,
+            ),
+        }
 
     def lower_bound(self, m1: float, m2_min: float) -> float:
         """A lower bound of ``W`` over allocations with mean ``m1`` and ``m2 >= m2_min``.
