@@ -239,7 +239,7 @@ class TrafficSummary:
                 f"{k} {'-' if v is None else f'{v:.4g}'}" for k, v in self.dispersion.items()
             )
             + "   (var / mean of counts per window; Poisson 1)",
-            f"rate per {self.window_seconds:g} s   min {rates.min():.4g}   median "
+            f"{f'rate per {self.window_seconds:g} s':<17} min {rates.min():.4g}   median "
             f"{float(np.median(rates)):.4g}   max {rates.max():.4g} requests/s   "
             f"({rates.size:,} windows)",
         ]
