@@ -7,13 +7,27 @@ solver, certificate and workflow reaches the queue through it.
 
 * :class:`FIFOQueue`: one server, FIFO; exact Pollaczek-Khinchine for Poisson
   arrivals (``arrival_scv = 1``), Kingman / Allen-Cunneen otherwise.
+* :class:`BatchingQueue`: continuous batching, processor sharing with a total
+  rate that grows with concurrency (a :class:`CapacityCurve`); insensitive to
+  the service distribution, ``W = g(lam m1) / lam``.
 * :class:`Latency`: the term ``W(t)`` of a scenario, i.e. the service model's
   moments of an allocation fed to the scenario's queue model.
 """
 
 from __future__ import annotations
 
+from .batching import BatchingQueue, CapacityCurve, capacity_curve
 from .fifo import FIFOQueue, kingman, pollaczek_khinchine
 from .latency import Latency, Moments, queue_model
 
-__all__ = ["FIFOQueue", "Latency", "Moments", "kingman", "pollaczek_khinchine", "queue_model"]
+__all__ = [
+    "BatchingQueue",
+    "CapacityCurve",
+    "FIFOQueue",
+    "Latency",
+    "Moments",
+    "capacity_curve",
+    "kingman",
+    "pollaczek_khinchine",
+    "queue_model",
+]

@@ -21,13 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from .batching import BatchingQueue
 from .fifo import FIFOQueue
 
 __all__ = ["Moments", "Latency", "queue_model"]
 
 
-def queue_model(scenario) -> FIFOQueue:
-    """The queue model of a scenario (one FIFO server with its arrival process)."""
+def queue_model(scenario) -> FIFOQueue | BatchingQueue:
+    """The queue model of a scenario.
+
+    One FIFO server with its arrival process (``[server] model = "single"``, the
+    default), or a continuous-batching server (``model = "batching"``:
+    :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's capacity curve).
+    """
+    curve = getattr(scenario, "server", None)
+    if curve is not None:
+        return BatchingQueue(scenario.arrival_rate, curve=curve)
     return FIFOQueue(scenario.arrival_rate, getattr(scenario, "arrival_scv", 1.0))
 
 
@@ -121,7 +130,9 @@ class Latency:
         ``time_unit`` rescales seconds so that the conic data are of order one;
         the queue model's perspective form (:meth:`FIFOQueue.cvxpy`) uses
         ``quad_over_lin`` with the affine denominator ``1 - lam m1(t)``, so the
-        expression is DCP.
+        expression is DCP. For a batching server the result is instead a
+        :class:`~cvxalloc.queue.batching.TangentCuts` (an epigraph variable
+        ``.expr`` with its ``.constraints``): ``W`` is convex but not DCP.
         """
         import cvxpy as cp
 
