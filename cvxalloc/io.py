@@ -6,6 +6,11 @@ The file structure is the contract of ``docs/scenario.md``::
     arrival_rate = 0.05
     latency_weight = 0.02
 
+    [server]                  # optional: default model = "single" (one query at a time)
+    model = "batching"
+    concurrency = [1, 4, 8, 16, 32, 48]
+    speedup = [1.0, 3.82, 6.85, 11.7, 17.7, 21.6]
+
     [[task]]
     name = "math"
     probability = 0.3
@@ -64,7 +69,7 @@ _TASK_KEYS = {
 }
 _SERVICE_KEYS = {"base": 0.0, "per_token": None, "scv": 0.0, "variance": 0.0}
 #: Top-level tables a scenario may hold besides queue and task.
-_EXTRA_TOP_LEVEL: set[str] = {"constraints"}
+_EXTRA_TOP_LEVEL: set[str] = {"constraints", "server"}
 
 EXAMPLE_PATH = "data/example.toml"
 
@@ -161,6 +166,9 @@ def scenario_from_dict(data: Mapping[str, Any]):
     lam = _number("queue", "arrival_rate", queue["arrival_rate"])
     gamma = _number("queue", "latency_weight", queue["latency_weight"])
     scv_a = _number("queue", "arrival_scv", queue.get("arrival_scv", 1.0))
+    server = data.get("server")
+    if server is not None:
+        server = _table("server", server)
 
     tasks = data.get("task")
     if tasks is None or (isinstance(tasks, list) and len(tasks) == 0):
@@ -268,6 +276,7 @@ def scenario_from_dict(data: Mapping[str, Any]):
         arrival_rate=lam,
         latency_weight=gamma,
         arrival_scv=scv_a,
+        server=server,
         levels=levels,
         step=np.array(cols["step"]),
         constraints=constraints_from_file(data, tasks),

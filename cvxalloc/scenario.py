@@ -70,6 +70,12 @@ class Scenario:
         ``c_a^2 >= 0``, squared coefficient of variation of the inter-arrival
         gaps (default 1: Poisson arrivals, exact Pollaczek-Khinchine; otherwise
         the Kingman / Allen-Cunneen GI/G/1 approximation).
+    server : CapacityCurve or None
+        The server model: ``None`` for one query at a time, FIFO (``[server]
+        model = "single"``, the default), or the capacity curve of a
+        continuous-batching server (``model = "batching"``,
+        :class:`cvxalloc.queue.CapacityCurve`). A dict in the ``[server]``
+        file layout is accepted too.
     levels : list of (ndarray or None)
         Allowed integer budgets per type (``None``: not restricted to a menu).
     step : ndarray
@@ -94,6 +100,7 @@ class Scenario:
     #: Operator constraints (:class:`cvxalloc.constraints.Constraints`) or None.
     constraints: Any = None
     arrival_scv: float = 1.0
+    server: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -117,6 +124,7 @@ class Scenario:
         self.arrival_rate = float(self.arrival_rate)
         self.latency_weight = float(self.latency_weight)
         self.arrival_scv = float(self.arrival_scv)
+        self.server = _server(self.server)
         self._validate()
         if self.constraints is not None:
             self.constraints.check(self)
@@ -131,10 +139,16 @@ class Scenario:
         return self.n
 
     def __repr__(self) -> str:
+        server = "" if self.server is None else ", server='batching'"
         return (
             f"Scenario(n={self.n}, arrival_rate={self.arrival_rate:g}, "
-            f"latency_weight={self.latency_weight:g}, arrival_scv={self.arrival_scv:g})"
+            f"latency_weight={self.latency_weight:g}, arrival_scv={self.arrival_scv:g}{server})"
         )
+
+    @property
+    def capacity(self) -> float:
+        """Total service capacity in seconds-alone per second: 1, or ``c_max`` when batching."""
+        return 1.0 if self.server is None else self.server.capacity
 
     @property
     def lo(self) -> np.ndarray:
@@ -151,12 +165,13 @@ class Scenario:
         return self.base + self.per_token * np.asarray(tokens, dtype=float)
 
     def utilization(self, tokens: np.ndarray) -> float:
-        """``rho = lam * sum_i p_i s_i(t_i)``."""
-        return self.arrival_rate * float(self.probability @ self.service_time(tokens))
+        """``rho = lam * sum_i p_i s_i(t_i) / capacity`` (capacity 1 for one query at a time)."""
+        rho = self.arrival_rate * float(self.probability @ self.service_time(tokens))
+        return rho if self.server is None else rho / self.server.capacity
 
     def max_stable_arrival_rate(self, tokens: np.ndarray) -> float:
-        """The supremum of arrival rates that keep ``tokens`` stable: ``1 / m1``."""
-        return 1.0 / float(self.probability @ self.service_time(tokens))
+        """The supremum of arrival rates that keep ``tokens`` stable: ``capacity / m1``."""
+        return self.capacity / float(self.probability @ self.service_time(tokens))
 
     def with_(self, **changes: Any) -> Scenario:
         """A copy with some fields replaced (validated again)."""
@@ -172,6 +187,7 @@ class Scenario:
                 "step",
                 "constraints",
                 "arrival_scv",
+                "server",
             )
         }
         kw.update(changes)
@@ -189,6 +205,7 @@ class Scenario:
             arrival_rate=self.arrival_rate,
             latency_weight=self.latency_weight,
             arrival_scv=self.arrival_scv,
+            server=self.server,
             levels=[self.levels[i] for i in idx],
             step=self.step[idx],
             constraints=None if self.constraints is None else self.constraints.take(idx),
@@ -214,6 +231,7 @@ class Scenario:
         levels: Sequence[Any] | None = None,
         step: Any = None,
         arrival_scv: float = 1.0,
+        server: Any = None,
     ) -> Scenario:
         """Build a scenario from arrays (scalars broadcast to every type).
 
@@ -236,6 +254,9 @@ class Scenario:
             Integer grids (see the scenario file format).
         arrival_scv : float, optional
             ``c_a^2`` of the inter-arrival gaps (default 1, Poisson).
+        server : CapacityCurve or dict, optional
+            A batching server's capacity curve, or the ``[server]`` table as a
+            dict (default None: one query at a time, FIFO).
 
         Examples
         --------
@@ -281,6 +302,7 @@ class Scenario:
             levels=lv,
             step=step,
             arrival_scv=arrival_scv,
+            server=server,
         )
 
     @classmethod
@@ -324,6 +346,8 @@ class Scenario:
             },
             "task": tasks,
         }
+        if self.server is not None:
+            out["server"] = self.server.to_dict()
         return out if self.constraints is None else self.constraints.write_dict(out)
 
     # ------------------------------------------------------------------
@@ -436,13 +460,19 @@ class Scenario:
             raise ScenarioError(f"{self._task(i)}: step must be > 0 (got {self.step[i]:g})")
 
     def _validate_stability(self) -> None:
-        lam = self.arrival_rate
+        lam, cap = self.arrival_rate, self.capacity
+        if self.server is not None and self.arrival_scv != 1.0:
+            raise ScenarioError(
+                f"server: the batching model assumes Poisson arrivals (queue.arrival_scv = 1), "
+                f"got arrival_scv = {self.arrival_scv:g}; remove arrival_scv or use "
+                'model = "single"'
+            )
         m1_lo = float(self.probability @ self.service_time(self.min_tokens))
-        if lam * m1_lo >= 1:
+        if lam * m1_lo >= cap:
             raise UnstableError(
-                f"queue: unstable even at the minimum budgets (utilization {lam * m1_lo:.4g} "
-                f">= 1); lower arrival_rate below {1 / m1_lo:.6g} queries/s or the "
-                "minimum budgets"
+                f"queue: unstable even at the minimum budgets (utilization "
+                f"{lam * m1_lo / cap:.4g} >= 1); lower arrival_rate below {cap / m1_lo:.6g} "
+                "queries/s or the minimum budgets"
             )
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
         cons = self.constraints
@@ -450,10 +480,58 @@ class Scenario:
         bounded = cons is not None and (
             cons.max_mean_system_time is not None or (cons.max_utilization or 1.0) < 1
         )
-        if self.latency_weight == 0 and lam * m1_hi >= 1 and not bounded:
+        if self.latency_weight == 0 and lam * m1_hi >= cap and not bounded:
             raise UnstableError(
                 "queue: latency_weight is 0 and the maximum budgets are unstable, so utility "
                 "grows up to saturation and no optimum exists; set latency_weight > 0 or "
-                f"lower max_tokens (or arrival_rate below {1 / m1_hi:.6g} queries/s), or add "
+                f"lower max_tokens (or arrival_rate below {cap / m1_hi:.6g} queries/s), or add "
                 "a max_mean_system_time or max_utilization < 1 constraint"
             )
+
+
+#: Keys of [server]; ``None`` marks a key the batching model requires.
+SERVER_KEYS = {"model": "single", "concurrency": None, "speedup": None}
+SERVER_MODELS = ("single", "batching")
+
+
+def _server(value: Any):
+    """``None`` (one query at a time) or a validated :class:`CapacityCurve`."""
+    from .queue.batching import CapacityCurve, capacity_curve
+
+    if value is None or isinstance(value, CapacityCurve):
+        return value
+    if not isinstance(value, Mapping):
+        raise ScenarioError(
+            f"server must be a table with model, concurrency and speedup (got {value!r})"
+        )
+    for key in value:
+        if key not in SERVER_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), list(SERVER_KEYS), n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(SERVER_KEYS)
+            raise ScenarioError(f'server: unknown key "{key}"; {hint}')
+    model = value.get("model", "single")
+    if model not in SERVER_MODELS:
+        raise ScenarioError(
+            f'server: unknown model {model!r}; use "single" (one query at a time, FIFO) or '
+            '"batching" (continuous batching, with concurrency and speedup)'
+        )
+    if model == "single":
+        extra = [k for k in ("concurrency", "speedup") if k in value]
+        if extra:
+            raise ScenarioError(
+                f'server: {" and ".join(extra)} apply to model = "batching" only; '
+                'set model = "batching" or remove them'
+            )
+        return None
+    for key, what in (
+        ("concurrency", "the numbers of queries decoding together, starting at 1"),
+        ("speedup", "total decode rate at each concurrency over the rate of one query alone"),
+    ):
+        if key not in value:
+            raise ScenarioError(
+                f'server: model = "batching" needs {key} (a list: {what}); '
+                "'cvxalloc fit' writes it from measured throughputs"
+            )
+    return capacity_curve(value["concurrency"], value["speedup"])

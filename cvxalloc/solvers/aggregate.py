@@ -83,6 +83,11 @@ class _Reduced:
         self.a, self.b, self.k1, self.pv = a, b, k1, float(pv)
         self.curves, self.queue, self.gamma = curves, queue, float(gamma)
         self.lam = float(queue.arrival_rate)
+        # rho = lam m1 / capacity (capacity 1 for one server: the FIFO case is unchanged)
+        self.cap = float(queue.capacity)
+        self.lam_c = self.lam if self.cap == 1.0 else self.lam / self.cap
+        # a queue whose W ignores m2 (batching: B = 0) has a one-dimensional outer system
+        self.uses_m2 = getattr(queue, "name", "single") != "batching"
         self.gb_w = gamma * b / w
         # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
         self.ca = self.gb_w * k1 * a
@@ -141,17 +146,18 @@ class _Reduced:
     def u_bracket(self) -> tuple[float, float]:
         """``[u_min, u_max]`` holding the optimal slack ``1 - rho*``.
 
-        ``u_max = 1 - lam m1(lo)``; ``u_min`` is ``1 - lam m1(hi)`` where that is
-        positive, else the cap of the model: ``W(t*) <= Wbar = W(lo) + (Acc_max -
-        Acc(lo)) / gamma`` and :meth:`FIFOQueue.min_slack`.
+        ``u_max = 1 - lam m1(lo) / c`` (``c`` the queue's capacity, 1 for one
+        server); ``u_min`` is ``1 - lam m1(hi) / c`` where that is positive,
+        else the cap of the model: ``W(t*) <= Wbar = W(lo) + (Acc_max -
+        Acc(lo)) / gamma`` and the queue's ``min_slack``.
         """
         if self._u_bracket is not None:
             return self._u_bracket
-        lam, pw = self.lam, self.p * self.w
-        u_max = 1.0 - lam * self.m1_lo
-        if lam * self.m1_hi < 1:
-            # the whole box is stable: 1 - lam m1(hi) bounds the slack already
-            self._u_bracket = (1.0 - lam * self.m1_hi, u_max)
+        lam_c, pw = self.lam_c, self.p * self.w
+        u_max = 1.0 - lam_c * self.m1_lo
+        if lam_c * self.m1_hi < 1:
+            # the whole box is stable: 1 - lam m1(hi) / c bounds the slack already
+            self._u_bracket = (1.0 - lam_c * self.m1_hi, u_max)
             return self._u_bracket
         acc_max = float(pw @ self.curves.value(self.hi))
         acc_lo = float(pw @ self.curves.value(self.lo))
@@ -166,7 +172,7 @@ class _Reduced:
         t = self.tokens(A, B, t0)
         m1n, m2n = self.moments(t)
         X = self.lam / u
-        return _Point(u, m2, X, 0.5 * X * X * m2, t, 1.0 - self.lam * m1n - u, m2n - m2)
+        return _Point(u, m2, X, 0.5 * X * X * m2, t, 1.0 - self.lam_c * m1n - u, m2n - m2)
 
     def jacobian(self, pt: _Point) -> np.ndarray:
         """``dF/d(u, m2)`` by implicit differentiation of the per-type equations.
@@ -193,7 +199,7 @@ class _Reduced:
         # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi dA/dm2
         m1u, m1m = -(dA_du * B1 + dB_du * A1), -dA_dm2 * B1
         m2u, m2m = -(dA_du * B2 + dB_du * A2), -dA_dm2 * B2
-        return np.array([[-self.lam * m1u - 1.0, -self.lam * m1m], [m2u, m2m - 1.0]])
+        return np.array([[-self.lam_c * m1u - 1.0, -self.lam_c * m1m], [m2u, m2m - 1.0]])
 
     # --- the two outer methods ----------------------------------------------
     def newton(self, u0: float, m20: float, max_iter: int, xtol: float) -> tuple[_Point, int, bool]:
@@ -243,6 +249,8 @@ class _Reduced:
         u_lo, u_hi = self.u_bracket()
         lam = self.lam
         cache: dict[str, Any] = {}
+        if not self.uses_m2:
+            return self._nested_1d(u_lo, u_hi)
 
         def inner(u: float) -> float:
             X = lam / u
@@ -283,6 +291,31 @@ class _Reduced:
         X = lam / u
         m2 = 2.0 * cache["Y"] / (X * X)
         return self.point(u, m2, cache["t"]), outer
+
+    def _nested_1d(self, u_lo: float, u_hi: float) -> tuple[_Point, int]:
+        """Brent on ``u`` alone: the queue's scalars do not depend on ``m2``."""
+        outer = 0
+        t_prev: list[np.ndarray | None] = [None]
+
+        def h(u: float) -> float:
+            nonlocal outer
+            outer += 1
+            pt = self.point(u, self.m2_lo, t_prev[0])
+            t_prev[0] = pt.tokens
+            return pt.r1
+
+        f_lo = h(u_lo)
+        if f_lo <= 0:
+            u = u_lo
+        else:
+            f_hi = h(u_hi)
+            u = (
+                u_hi
+                if f_hi >= 0
+                else brentq(h, u_lo, u_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+            )
+        pt = self.point(u, self.m2_lo, t_prev[0])
+        return self.point(u, self.moments(pt.tokens)[1], pt.tokens), outer
 
 
 def _sample(sc, size: int) -> tuple[np.ndarray, np.ndarray]:
