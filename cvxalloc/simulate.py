@@ -661,7 +661,9 @@ class ReplayResult(SimulationResult):
         ``source``, ``requests``, ``rate`` (of the replayed, rescaled times),
         ``arrival_scv`` of their gaps, ``rescale`` (factor the times were
         multiplied by), ``log_rate`` (before rescaling), ``types`` (``"drawn"``
-        or ``"log"``).
+        or ``"log"``), and ``tokens`` (``column``, ``mean``, ``scv``) when the
+        log has a tokens column (reported only: service times come from the
+        allocation).
     predictions : dict
         Mean system time predicted at the replay's rate by ``model`` (the
         scenario's queue model), ``pollaczek_khinchine`` (Poisson arrivals)
@@ -857,10 +859,18 @@ def simulate_replay(
 
     sc = scenario
     t = _check_tokens(sc, tokens)
-    log_types = None
+    log_types = log_tokens = None
     if hasattr(arrival_times, "times"):  # a RequestLog
         source = arrival_times.source if source is None else source
         log_types = getattr(arrival_times, "types", None)
+        if getattr(arrival_times, "tokens", None) is not None:
+            x = np.asarray(arrival_times.tokens, dtype=float)
+            mean_x = float(x.mean())
+            log_tokens = {
+                "column": arrival_times.tokens_column,
+                "mean": mean_x,
+                "scv": float(x.var() / mean_x**2) if mean_x > 0 else None,
+            }
         arrival_times = arrival_times.times
     if types is None:
         types = log_types
@@ -1069,6 +1079,7 @@ def simulate_replay(
             "rescale": factor,
             "log_rate": rate_log,
             "types": "drawn" if type_idx is None else "log",
+            **({} if log_tokens is None else {"tokens": log_tokens}),
         },
         predictions=predictions,
     )

@@ -287,3 +287,17 @@ def test_cli_replay_errors(tmp_path, capsys, extra, needle):
     extra = [a.replace("{conv}", str(CONV)).replace("{tmp}", str(tmp_path)) for a in extra]
     argv = ["simulate", str(scen), "--tokens", str(alloc), *extra, "-o", str(tmp_path / "o.json")]
     _cli_error(argv, tmp_path, capsys, needle)
+
+
+def test_log_tokens_are_reported_beside_the_replay(tmp_path):
+    sc, _ = _load(TWO_TYPES, tmp_path)
+    log = read_request_log(CODE, tokens_column="GeneratedTokens")
+    rep = simulate_replay(sc, np.array([1000.0, 2000.0]), log, seed=1, replications=2)
+    tok = log.tokens
+    assert rep.arrivals["tokens"] == {
+        "column": "GeneratedTokens",
+        "mean": pytest.approx(tok.mean()),
+        "scv": pytest.approx(tok.var() / tok.mean() ** 2),
+    }
+    plain = simulate_replay(sc, np.array([1000.0, 2000.0]), read_request_log(CODE), seed=1)
+    assert "tokens" not in plain.arrivals

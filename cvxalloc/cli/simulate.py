@@ -88,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="LOG",
         help="replay the arrival times of this request log (CSV or JSON lines)",
     )
-    add_log_arguments(g)
+    add_log_arguments(g, replay=True)
     g.add_argument(
         "--target-utilization",
         type=float,

@@ -12,7 +12,7 @@ from ..traffic import measure_traffic, plot_traffic
 from ._common import dumps, emit
 
 
-def add_log_arguments(p: argparse.ArgumentParser) -> None:
+def add_log_arguments(p, replay: bool = False) -> None:
     """The column options shared by ``traffic`` and ``simulate --arrivals``."""
     p.add_argument(
         "--time-column",
@@ -26,8 +26,22 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
         help="unit of numeric time stamps (date-times need none; numbers without it are "
         "read as seconds and reported as 's (assumed)')",
     )
-    p.add_argument("--type-column", metavar="NAME", help="column of the request type")
-    p.add_argument("--tokens-column", metavar="NAME", help="column of a token count per request")
+    p.add_argument(
+        "--type-column",
+        metavar="NAME",
+        help="column of the request type"
+        + (": task names of the scenario, replayed instead of drawn types" if replay else ""),
+    )
+    p.add_argument(
+        "--tokens-column",
+        metavar="NAME",
+        help="column of a token count per request"
+        + (
+            " (reported beside the replay; service times come from the allocation)"
+            if replay
+            else ""
+        ),
+    )
 
 
 def read_log_from_args(path: str, args: argparse.Namespace):
