@@ -228,7 +228,7 @@ class TrafficSummary:
         rates = self.window_rates
         lines = [
             f"request log       {self.source}",
-            f"time column       {self.time_column} ({self.time_unit})"
+            f"time column       {self.time_column}   unit {self.time_unit}"
             + ("" if self.sorted else ", not in time order: sorted"),
             f"requests          {self.requests:,} over {span}",
             f"arrival rate      {self.arrival_rate:.6g} requests/s   ((n - 1) / (last - first))",
