@@ -361,7 +361,8 @@ def traffic_figure(summary: TrafficSummary):
         f"rate per {summary.window_seconds:g} s window",
         fontsize=10,
     )
-    ax.set_ylim(bottom=0)
+    top = max(float(summary.window_rates.max()), summary.arrival_rate)
+    ax.set_ylim(0, 1.2 * top if top > 0 else 1.0)  # room for the legend above the peaks
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
