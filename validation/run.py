@@ -29,6 +29,7 @@ EXPERIMENTS = {
     "c": "rounding",
     "d": "pk",
     "e": "frontier",
+    "f": "traces",
 }
 
 
