@@ -10,6 +10,15 @@ Formulation, scaled so Clarabel solves it reliably (raw token units fail):
   and ``S = N / sum_i p_i w_i`` makes each type's term of order one (without it
   Clarabel stalls at N = 10^4).
 
+A batching server (:class:`cvxalloc.queue.BatchingQueue`) has a convex ``W`` that
+is not DCP-representable: it enters as an epigraph variable bounded below by
+tangent cuts (:class:`cvxalloc.queue.batching.TangentCuts`, an outer
+approximation, so the relaxed optimum bounds ``U*`` from above). After each
+solve a cut is added at the solver's load and the problem is re-solved (the
+cuts are Parameters: no recompilation) until the relaxation's bound is within
+``cut_rtol`` of ``|U|`` at the solver's point; the result's certificate details
+give that bound, its gap and the number of cuts.
+
 Clarabel's point is then polished by projected Newton steps
 (:mod:`cvxalloc.polish`) until the Frank-Wolfe gap is within ``polish_rtol`` of
 ``|U|``; the result carries both the raw and the polished certificate and
@@ -85,11 +94,17 @@ class ConicProblem:
         acc = sc.accuracy.weighted_cvxpy(self.tokens, sc.probability * sc.weight)
         latency = Latency(sc)
         constraints = [self.x >= 0, self.x <= 1]
+        #: Tangent cuts of a batching server's latency (None for one FIFO server).
+        self.cuts = None
         if sc.arrival_rate > 0:
             m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
-            constraints.append(sc.arrival_rate * m1 <= 1)
+            constraints.append(sc.arrival_rate * m1 <= latency.queue.capacity)
         if sc.latency_weight > 0 or latency_weight is not None:
             w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit)
+            if hasattr(w_scaled, "constraints"):  # an epigraph with tangent cuts
+                self.cuts = w_scaled
+                constraints += w_scaled.constraints
+                w_scaled = w_scaled.expr
             gamma = sc.latency_weight if latency_weight is None else latency_weight
             objective = acc - (gamma * self.time_unit) * w_scaled
         else:
@@ -128,6 +143,8 @@ def solve_conic(
     polish_steps: int = 50,
     verbose: bool = False,
     solver_options: dict[str, Any] | None = None,
+    cut_rtol: float = 1e-9,
+    max_cuts: int = 60,
 ) -> Result:
     """Solve with the conic reference and certify the answer.
 
@@ -151,6 +168,12 @@ def solve_conic(
         Print the solver's log.
     solver_options : dict, optional
         Passed to the solver.
+    cut_rtol : float
+        Batching server only: add tangent cuts until their error at the
+        solver's point, ``gamma (W - w)``, is within ``cut_rtol * |U|`` (the
+        relaxation's bound is then as tight as the solver's own gap allows).
+    max_cuts : int
+        Batching server only: cuts added at most (re-solves).
 
     Returns
     -------
@@ -159,6 +182,8 @@ def solve_conic(
     """
     polish_rtol = _opt.nonnegative("polish_rtol", polish_rtol)
     polish_steps = _opt.count("polish_steps", polish_steps)
+    cut_rtol = _opt.positive("cut_rtol", cut_rtol)
+    max_cuts = _opt.count("max_cuts", max_cuts)
     solver_options = _opt.mapping("solver_options", solver_options)
     verbose = _opt.flag("verbose", verbose)
     if not isinstance(solver, str):
@@ -221,7 +246,7 @@ def solve_conic(
             if kept is not None and not same_next:  # retries failed: use the kept point
                 break
             continue
-        used = label
+        used, used_name, used_opts = label, name, opts
         kept = None
         retry = k + 1 < len(attempts) and attempts[k + 1][0] == name
         if not retry or cprob.problem.status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
@@ -233,6 +258,12 @@ def solve_conic(
     if kept is not None:
         used, raw_solution, chain, inverse = kept
         cprob.problem.unpack_results(raw_solution, chain, inverse)
+    cut_details: dict[str, Any] = {}
+    if cprob.cuts is not None and cprob.x.value is not None:
+        raw_solution, t_cuts, cut_details = _refine_cuts(
+            cprob, sc, used_name, used_opts, raw_solution, cut_rtol, max_cuts, verbose
+        )
+        t_solve += t_cuts
     total = time.perf_counter() - t0
     raw_status = cprob.problem.status
     status = _STATUS_MAP.get(raw_status, st.SOLVER_ERROR)
@@ -297,7 +328,103 @@ def solve_conic(
         diagnostics=diagnostics,
         message=f"{used} status {raw_status}; Frank-Wolfe certified",
     )
+    details.update(cut_details)
     res.certificate.details.update(details)
     if res.raw_certificate is not None:
         res.raw_certificate.details.update(details)
     return res
+
+
+def _relaxed_bound(cprob: ConicProblem, raw_solution: Any) -> float:
+    """The solver's upper bound on the (relaxed) problem's optimum, in units of ``U``."""
+    scale = cprob.objective_scale
+    primal = float(cprob.problem.value) / scale
+    if hasattr(raw_solution, "obj_val") and hasattr(raw_solution, "obj_val_dual"):
+        gap = (float(raw_solution.obj_val) - float(raw_solution.obj_val_dual)) / scale
+        return primal + max(gap, 0.0)
+    return primal
+
+
+def _refine_cuts(
+    cprob: ConicProblem,
+    sc,
+    name: str,
+    opts: dict[str, Any],
+    raw_solution: Any,
+    cut_rtol: float,
+    max_cuts: int,
+    verbose: bool,
+) -> tuple[Any, float, dict[str, Any]]:
+    """Kelley's cutting planes on a batching server's latency epigraph.
+
+    The tangent cuts underestimate ``W``, so the relaxed problem's dual
+    objective bounds ``U*`` from above and ``U`` at the solver's point bounds it
+    from below. They differ by the solver's own gap plus ``gamma (W - w)`` at
+    the point, the cuts' error; while that error exceeds ``cut_rtol * |U|``,
+    add the tangent at the point's load and re-solve (Parameters: no
+    recompilation).
+    """
+    from ..certificate import relative_scale
+
+    cuts = cprob.cuts
+    obj = Objective(sc)
+    lo, hi = sc.min_tokens, sc.max_tokens
+    lam, p = sc.arrival_rate, sc.probability
+    t_solve = 0.0
+    added = 0
+    converged = False
+    bound = lower = cut_error = float("nan")
+    while True:
+        x = cprob.token_values()
+        if x is None:
+            break
+        t = lo + (hi - lo) * x
+        lower = obj.value(t)
+        bound = _relaxed_bound(cprob, raw_solution)
+        load = lam * float(p @ sc.service_time(t))
+        cut_error = sc.latency_weight * cuts.gap(load)
+        if np.isfinite(lower) and cut_error <= cut_rtol * relative_scale(lower):
+            converged = True
+            break
+        if added >= max_cuts or not cuts.add(load):
+            break
+        added += 1
+        sol = None
+        # the same retries as the first solve when Clarabel stops short of optimal
+        variants = [opts]
+        if name == "CLARABEL":
+            variants += [
+                {**opts, "equilibrate_enable": False},
+                {**opts, "static_regularization_constant": 1e-10},
+            ]
+        for variant in variants:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    data, chain, inverse = cprob.problem.get_problem_data(name, solver_opts=variant)
+                    ts = time.perf_counter()
+                    trial = chain.solve_via_data(
+                        cprob.problem, data, warm_start=False, verbose=verbose, solver_opts=variant
+                    )
+                    t_solve += time.perf_counter() - ts
+                    cprob.problem.unpack_results(trial, chain, inverse)
+                except (cp.error.SolverError, ValueError):
+                    continue
+            sol = trial
+            if cprob.problem.status == cp.OPTIMAL:
+                break
+        if sol is None:
+            break
+        raw_solution = sol
+        if cprob.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+            break
+    details = {
+        "relaxation": "tangent cuts (outer approximation of the batching latency)",
+        "cuts": len(cuts.points),
+        "cuts_added": added,
+        "relaxation_upper_bound": bound,
+        "relaxation_gap": bound - lower,
+        "cut_error": cut_error,
+        "cuts_converged": converged,
+    }
+    return raw_solution, t_solve, details
