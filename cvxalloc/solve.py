@@ -38,6 +38,10 @@ CONSTRAINT_SUPPORT: dict[str, tuple[str, ...]] = {
     "conic": ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy"),
 }
 
+#: Methods that take a batching server (``[server] model = "batching"``); the
+#: others rely on the FIFO queue's structure and refuse it.
+BATCHING_SUPPORT: tuple[str, ...] = ("aggregate", "conic", "rounding")
+
 
 def available_methods() -> list[str]:
     """Names accepted by ``solve(..., method=...)``."""
@@ -94,6 +98,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
         raise OptionError(
             f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"
         )
+    _check_server(scenario, name)
     func = _resolve(name)
     params = inspect.signature(func).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -116,3 +121,22 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
             f"use method {' or '.join(map(repr, able)) or '(none)'}, or remove the constraint"
         )
     return func(scenario, **options)
+
+
+def _check_server(scenario, name: str) -> None:
+    """Refuse a batching server where the method (or a constraint) does not support it."""
+    if getattr(scenario, "server", None) is None:
+        return
+    if name not in BATCHING_SUPPORT:
+        raise OptionError(
+            f"method {name!r} does not support a batching server ([server] model = "
+            f'"batching"); use method {" or ".join(map(repr, BATCHING_SUPPORT))}'
+        )
+    kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
+    if kinds:
+        from .constraints import ConstraintError
+
+        raise ConstraintError(
+            f"constraints ({', '.join(kinds)}) are not supported with a batching server "
+            '([server] model = "batching") yet; remove them or use model = "single"'
+        )
