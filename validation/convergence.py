@@ -70,18 +70,18 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         handed = d.get("handed_over")
         if fp.method == "fixed-point":
             gap = np.asarray(fp.history["gap"], dtype=float)
-            fp_curves[f"lam {lam:g}: fixed point"] = gap
+            fp_curves[f"lam = {lam:g} q/s: fixed point"] = gap
             if L is not None and L < 1:
-                fp_bounds[f"lam {lam:g}: gap_0 L^k, L = {L:.3g}"] = gap[0] * L ** np.arange(
+                fp_bounds[f"lam = {lam:g} q/s: gap_0 L^k, L = {L:.3g}"] = gap[0] * L ** np.arange(
                     gap.size
                 )
             rate = d.get("measured_rate")
             if fpd.get("guarantee") and rate is not None:
                 ok &= rate <= L * (1 + 1e-9)
-        paper_curves[f"lam {lam:g}: paper (plain)"] = gp.history["gap"]
-        paper_curves[f"lam {lam:g}: paper + shrink + accelerate"] = ga.history["gap"]
-        scaled_curves[f"lam {lam:g}: local (default)"] = gl.history["gap"]
-        scaled_curves[f"lam {lam:g}: scaled"] = gs.history["gap"]
+        paper_curves[f"lam = {lam:g} q/s: paper (plain)"] = gp.history["gap"]
+        paper_curves[f"lam = {lam:g} q/s: paper + shrink + accelerate"] = ga.history["gap"]
+        scaled_curves[f"lam = {lam:g} q/s: local (default)"] = gl.history["gap"]
+        scaled_curves[f"lam = {lam:g} q/s: scaled"] = gs.history["gap"]
         for r in (fp, gl, gp, ga, gs):
             # every certified gap bounds the distance to the conic optimum
             ok &= ref.objective <= r.objective + r.certificate.gap + 1e-9 * abs(ref.objective)
@@ -110,7 +110,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
                 f"{gs.certificate.relative_gap:.1e}",
             ]
         )
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 4.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 6.4), layout="constrained")
     convergence_figure(
         fp_curves, fp_bounds, ax=ax1, title="Fixed point: certified gap and contraction bound"
     )

@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 import cvxalloc
-from cvxalloc.plots import default_latency_weights, frontier_sweep, save, scenario_figure
+from cvxalloc.plots import (
+    default_latency_weights,
+    frontier_sweep,
+    legend_below,
+    save,
+    scenario_figure,
+)
 from cvxalloc.simulate import simulate
 
 from .common import Section, table
@@ -46,7 +52,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             capsize=2,
             label="simulated (99% CI)" if len(sims) == 1 else None,
         )
-    ax.legend(loc="lower right", fontsize=8)
+    legend_below(ax)
     name = "validation_frontier.png"
     save(fig, out_dir / name)
 

@@ -27,7 +27,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     variants = {
         "example (k = 0.3)": ex,
         "deterministic (k = v = 0)": ex.with_(scv=0.0, variance=0.0),
-        "high variance (k = 2, v = 4)": ex.with_(scv=2.0, variance=4.0),
+        "high variance (k = 2, v = 4 s^2)": ex.with_(scv=2.0, variance=4.0),
     }
     queries = 1_000_000 if quick else 4_000_000
     series, rows, inside, total, queries_sim, wall = {}, [], 0, 0, 0, 0.0

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv is not None:
         emit(sw.to_csv(), args.csv)
     if args.plot is not None:
-        _plot(sw, args.plot)
+        _plot(sw, args.plot, sc)
     if args.json:
         emit(dumps(sw.to_dict()), None)
     else:
@@ -139,21 +139,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(sw, path: str) -> None:
+def _plot(sw, path: str, scenario=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plots import frontier_axes, save
+    from ..plots import LATENCY_WEIGHT_UNIT, frontier_axes, save
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    what = "SLO on mean system time" if sw.parameter == "slo" else "latency weight"
+    fig, ax = plt.subplots(figsize=(6.4, 5.4), layout="constrained")
+    if sw.parameter == "slo":
+        what, unit, slo = "SLO on mean system time", "s", None
+    else:
+        # an SLO of the scenario holds at every point of a latency-weight sweep
+        cons = getattr(scenario, "constraints", None)
+        what, unit = "latency weight", LATENCY_WEIGHT_UNIT
+        slo = None if cons is None else cons.max_mean_system_time
     ok = sw.solved
     frontier_axes(
         ax,
         _Solved(sw, ok),
-        title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to {sw.values[ok].max():.3g}",
+        title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to "
+        f"{sw.values[ok].max():.3g} {unit}",
+        slo=slo,
     )
     save(fig, path)
 
@@ -166,6 +174,7 @@ class _Solved:
             "mean_system_time",
             "accuracy",
             "latency_weight",
+            "slo",
             "uniform_mean_system_time",
             "uniform_accuracy",
         ):
