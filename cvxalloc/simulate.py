@@ -842,7 +842,9 @@ def simulate_replay(
     ScenarioError
         Fewer than two arrivals or no time span, non-finite times, a type that
         is not a task, a bad ``target_utilization``, ``warmup``,
-        ``replications``, ``batches`` or ``service``.
+        ``replications``, ``batches`` or ``service``; a scenario with a
+        ``[server]`` (batching) model, which this single-server replay does not
+        simulate.
 
     Examples
     --------
@@ -858,6 +860,12 @@ def simulate_replay(
     from .queue import kingman, pollaczek_khinchine
 
     sc = scenario
+    if getattr(sc, "server", None) is not None:
+        raise ScenarioError(
+            "the replay simulates one FIFO server serving one query at a time; this scenario's "
+            "[server] model (continuous batching) is not simulated: remove [server] to replay "
+            "against the single-server model"
+        )
     t = _check_tokens(sc, tokens)
     log_types = log_tokens = None
     if hasattr(arrival_times, "times"):  # a RequestLog

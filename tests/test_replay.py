@@ -301,3 +301,11 @@ def test_log_tokens_are_reported_beside_the_replay(tmp_path):
     }
     plain = simulate_replay(sc, np.array([1000.0, 2000.0]), read_request_log(CODE), seed=1)
     assert "tokens" not in plain.arrivals
+
+
+def test_batching_server_is_refused_not_silently_simulated_as_fifo():
+    class Batching:  # only the attribute the replay looks at first
+        server = object()
+
+    with pytest.raises(ScenarioError, match=r"\[server\] model"):
+        simulate_replay(Batching(), [1.0], [0.0, 1.0])
