@@ -158,18 +158,24 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
     return gamma * np.logspace(-decades, decades, points)
 
 
-def frontier_sweep(scenario, weights: np.ndarray | None = None, method: str | None = None):
+def frontier_sweep(
+    scenario,
+    weights: np.ndarray | None = None,
+    method: str | None = None,
+    progress: bool | None = None,
+):
     """Sweep the latency weight with the best uniform budget beside each point.
 
     :func:`cvxalloc.sweep.sweep_latency_weight` with ``uniform=True`` over
-    ``weights`` (default :func:`default_latency_weights`).
+    ``weights`` (default :func:`default_latency_weights`); ``progress`` as there
+    (a bar on stderr, by default when it is a terminal).
     """
     from .sweep import sweep_latency_weight
 
     if weights is None:
         weights = default_latency_weights(scenario)
     return sweep_latency_weight(
-        scenario, np.asarray(weights, dtype=float), method=method, uniform=True
+        scenario, np.asarray(weights, dtype=float), method=method, uniform=True, progress=progress
     )
 
 
@@ -321,7 +327,12 @@ def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
 
 
 def scenario_figure(
-    scenario, result=None, sweep=None, points: int = 25, method: str | None = None
+    scenario,
+    result=None,
+    sweep=None,
+    points: int = 25,
+    method: str | None = None,
+    progress: bool | None = None,
 ) -> Figure:
     """The user's view of a scenario: frontier (left) and allocation (right).
 
@@ -331,7 +342,8 @@ def scenario_figure(
     result : Result, optional
         The optimum (solved with ``method`` when omitted).
     sweep : object, optional
-        A latency-weight sweep (computed with ``points`` weights when omitted).
+        A latency-weight sweep (computed with ``points`` weights when omitted,
+        with a progress bar as in :func:`frontier_sweep`).
 
     Notes
     -----
@@ -344,7 +356,8 @@ def scenario_figure(
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:
-        sweep = frontier_sweep(scenario, default_latency_weights(scenario, points), method=method)
+        weights = default_latency_weights(scenario, points)
+        sweep = frontier_sweep(scenario, weights, method=method, progress=progress)
     # the best uniform budget that meets the scenario's constraints, if it has any
     uni = best_uniform(scenario) if scenario.n <= 10_000 else None
     fig, (ax1, ax2) = _figure(2, 12.5, 5.6)

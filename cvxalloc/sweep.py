@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,18 @@ def _grid(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _progress(values: np.ndarray, desc: str, progress: bool | None):
+    """``values``, wrapped in a tqdm bar on stderr when ``progress`` (default: when
+    stderr is a terminal and there is more than one point)."""
+    if progress is None:
+        progress = values.size > 1 and bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not progress:
+        return values
+    from tqdm import tqdm
+
+    return tqdm(values, unit="point", desc=desc, file=sys.stderr, leave=False)
+
+
 def _run(
     scenario,
     param: str,
@@ -277,6 +290,7 @@ def _run(
     method: str | None,
     uniform: bool,
     options: dict[str, Any],
+    progress: bool | None = None,
 ) -> SweepResult:
     import time
 
@@ -316,7 +330,8 @@ def _run(
     warm = "warm_start" not in options and "warm_start" in _keywords(name)
     prev = None
     t0 = time.perf_counter()
-    for j, v in enumerate(values):
+    points = _progress(values, f"sweep {param}", progress)
+    for j, v in enumerate(points):
         try:
             sc_j = _point(sc, param, v)
             opts = dict(options)
@@ -344,6 +359,8 @@ def _run(
             uni["mean_system_time"][j] = u.mean_system_time
             uni["budget"][j] = u.diagnostics.get("budget", np.nan)
     elapsed = time.perf_counter() - t0
+    if points is not values:
+        points.close()
     return SweepResult(
         parameter=param,
         latency_weight=gammas,
@@ -383,7 +400,12 @@ def _point(sc, param: str, value: float):
 
 
 def sweep_latency_weight(
-    scenario, weights: Any, method: str | None = None, uniform: bool = True, **options: Any
+    scenario,
+    weights: Any,
+    method: str | None = None,
+    uniform: bool = True,
+    progress: bool | None = None,
+    **options: Any,
 ) -> SweepResult:
     """Solve for each latency weight ``gamma`` in ``weights``: the frontier.
 
@@ -399,6 +421,9 @@ def sweep_latency_weight(
         the conic reference is compiled once with a Parameter for ``gamma``).
     uniform : bool
         Also compute the best uniform budget at each point.
+    progress : bool, optional
+        Show a tqdm progress bar on stderr; default: when stderr is a
+        terminal.
     **options
         Passed to the method.
 
@@ -412,11 +437,16 @@ def sweep_latency_weight(
     w = _grid(weights, "latency weights")
     if np.any(w < 0):
         raise CvxallocError(f"latency weights must be >= 0 (got {w.min():g})")
-    return _run(scenario, "latency_weight", w, method, uniform, options)
+    return _run(scenario, "latency_weight", w, method, uniform, options, progress)
 
 
 def sweep_slo(
-    scenario, slos: Any, method: str | None = None, uniform: bool = True, **options: Any
+    scenario,
+    slos: Any,
+    method: str | None = None,
+    uniform: bool = True,
+    progress: bool | None = None,
+    **options: Any,
 ) -> SweepResult:
     """Solve for each mean-latency SLO (``max_mean_system_time``, seconds) in ``slos``.
 
@@ -428,4 +458,4 @@ def sweep_slo(
     s = _grid(slos, "SLO values")
     if np.any(s <= 0):
         raise CvxallocError(f"SLO values must be > 0 seconds (got {s.min():g})")
-    return _run(scenario, "slo", s, method, uniform, options)
+    return _run(scenario, "slo", s, method, uniform, options, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -359,3 +360,28 @@ def test_cli_sweep_plot_marks_where_the_slo_binds(tmp_path, capsys, monkeypatch)
     np.testing.assert_array_equal(_line(ax, label).get_xdata(), w[binds])
     assert ax.get_title().endswith("20 to 80 s")
     assert label in _legend(ax)
+
+
+@pytest.mark.parametrize("command", ["plot", "sweep"])
+def test_progress_on_a_terminal_only_and_never_with_no_progress(
+    tmp_path, capsys, monkeypatch, command
+):
+    from importlib import resources
+
+    from cvxalloc.io import EXAMPLE_PATH
+
+    scenario = tmp_path / "example.toml"
+    scenario.write_text(resources.files("cvxalloc").joinpath(EXAMPLE_PATH).read_text("utf-8"))
+    png = str(tmp_path / "f.png")
+    if command == "plot":
+        argv = ["plot", str(scenario), "--points", "3", "--output", png]
+    else:
+        argv = ["sweep", str(scenario), "--latency-weight", "0.0001:0.01:3", "--log"]
+    assert main(argv) == 0  # stderr is not a terminal under capsys: no bar
+    assert "point" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "sweep latency_weight" in err and "/3 " in err  # tqdm's bar over the 3 points
+    assert main([*argv, "--no-progress"]) == 0
+    assert "sweep latency_weight" not in capsys.readouterr().err

@@ -49,3 +49,19 @@ def test_reprs_rebuild_certificate_and_result(example, example_optimum):
     again = Result.from_tokens(example, tokens, method=res.method, status=res.status)
     np.testing.assert_array_equal(again.tokens, res.tokens)
     assert repr(again) == repr(res)
+
+
+def test_validation_run_shows_progress_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from validation import run
+
+    argv = ["--only", "c", "--quick", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert run.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "validation:" in err and "/1 " in err  # the bar over the experiments
+    assert "[c]" in err and (tmp_path / "report.md").exists()
+    assert run.main([*argv, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "validation:" not in err and "[c]" in err

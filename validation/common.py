@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Section", "table"]
+__all__ = ["Section", "table", "progress", "PROGRESS"]
+
+#: Progress bars: None = on when stderr is a terminal (set by ``run --no-progress``).
+PROGRESS: dict[str, bool | None] = {"on": None}
+
+
+def progress(items: Iterable, desc: str, total: int | None = None, unit: str = "step"):
+    """``items`` with a tqdm bar on stderr (see :data:`PROGRESS`), else ``items`` itself."""
+    on = PROGRESS["on"]
+    if on is None:
+        on = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not on:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import cvxalloc
 from cvxalloc.objective import Objective
 from cvxalloc.plots import convergence_figure, save
 
-from .common import Section, table
+from .common import Section, progress, table
 
 RATES = (0.001, 0.002, 0.004, 0.02)
 
@@ -47,7 +47,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     max_iter = 3000 if quick else 10_000
     fp_curves, fp_bounds, paper_curves, scaled_curves = {}, {}, {}, {}
     rows, ok = [], True
-    for lam in RATES:
+    for lam in progress(RATES, "(b) convergence", unit="rate"):
         sc = ex.with_(arrival_rate=lam)
         ref = cvxalloc.solve(sc, method="conic")
         fp = cvxalloc.solve(sc, method="fixed-point", max_iter=max_iter)

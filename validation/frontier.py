@@ -22,20 +22,21 @@ from cvxalloc.plots import (
 )
 from cvxalloc.simulate import simulate
 
-from .common import Section, table
+from .common import PROGRESS, Section, progress, table
 
 
 def run(out_dir: Path, quick: bool = False) -> Section:
     sc = cvxalloc.example_scenario()
     weights = default_latency_weights(sc, 13 if quick else 41, decades=2.0)
-    sweep = frontier_sweep(sc, weights, method="conic")
+    sweep = frontier_sweep(sc, weights, method="conic", progress=PROGRESS["on"])
     res = cvxalloc.solve(sc, method="conic")
     fig = scenario_figure(sc, result=res, sweep=sweep)
     # simulate three frontier points and mark them
     ax = fig.axes[0]
     sims = []
     nq = 1_000_000 if quick else 4_000_000
-    for g in (weights[len(weights) // 4], sc.latency_weight, weights[3 * len(weights) // 4]):
+    points = (weights[len(weights) // 4], sc.latency_weight, weights[3 * len(weights) // 4])
+    for g in progress(points, "(e) simulations", unit="simulation"):
         r = cvxalloc.solve(sc.with_(latency_weight=float(g)), method="conic")
         sim = simulate(sc, r.tokens, queries=nq, seed=7, progress=False)
         sims.append((g, r, sim))

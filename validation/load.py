@@ -15,7 +15,7 @@ import numpy as np
 import cvxalloc
 from cvxalloc.plots import load_figure, save
 
-from .common import Section, table
+from .common import Section, progress, table
 
 
 def run(out_dir: Path, quick: bool = False) -> Section:
@@ -30,7 +30,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     rows: dict[str, list[float]] = {k: [] for k in ("optimal", "uniform", "minimum", "maximum")}
     tokens: dict[str, list[float]] = {n: [] for n in sc.names}
     rho, gaps = [], []
-    for lam in rates:
+    for lam in progress(rates, "(a) load", unit="rate"):
         s = sc.with_(arrival_rate=float(lam))
         res = cvxalloc.solve(s, method="conic")
         base = cvxalloc.baselines(s)

@@ -16,7 +16,7 @@ import cvxalloc
 from cvxalloc.plots import pk_figure, save
 from cvxalloc.simulate import simulate
 
-from .common import Section, table
+from .common import Section, progress, table
 
 UTILIZATIONS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -31,38 +31,43 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     }
     queries = 1_000_000 if quick else 4_000_000
     series, rows, inside, total, queries_sim, wall = {}, [], 0, 0, 0, 0.0
-    for j, (label, sc) in enumerate(variants.items()):
-        d = {k: [] for k in ("utilization", "model", "simulated", "low", "high")}
-        for i, rho in enumerate(UTILIZATIONS):
-            s = sc.with_(arrival_rate=rho * sc.max_stable_arrival_rate(t))
-            # longer runs where the queue is slow to mix (relaxation ~ 1/(1-rho)^2)
-            n = queries * (3 if rho >= 0.9 else 1)
-            sim = simulate(s, t, queries=n, seed=1000 * j + i, progress=False)
-            lo, hi = sim.mean_system_time_ci
-            d["utilization"].append(sim.utilization_model)
-            d["model"].append(sim.mean_system_time_model)
-            d["simulated"].append(sim.mean_system_time)
-            d["low"].append(lo)
-            d["high"].append(hi)
-            ok = sim.model_within_ci()
-            inside += ok
-            total += 1
-            queries_sim += n
-            wall += sim.elapsed
-            rows.append(
-                [
-                    label,
-                    f"{rho:.2f}",
-                    f"{n:,}",
-                    f"{sim.mean_system_time_model:.4g}",
-                    f"{sim.mean_system_time:.4g}",
-                    f"[{lo:.4g}, {hi:.4g}]",
-                    f"{100 * (sim.mean_system_time / sim.mean_system_time_model - 1):+.2f}%",
-                    "yes" if ok else "**no**",
-                    f"{sim.percentiles['p99']:.4g}",
-                ]
-            )
-        series[label] = d
+    runs = [
+        (j, label, sc, i, rho)
+        for j, (label, sc) in enumerate(variants.items())
+        for i, rho in enumerate(UTILIZATIONS)
+    ]
+    for j, label, sc, i, rho in progress(runs, "(d) simulations", unit="simulation"):
+        d = series.setdefault(
+            label, {k: [] for k in ("utilization", "model", "simulated", "low", "high")}
+        )
+        s = sc.with_(arrival_rate=rho * sc.max_stable_arrival_rate(t))
+        # longer runs where the queue is slow to mix (relaxation ~ 1/(1-rho)^2)
+        n = queries * (3 if rho >= 0.9 else 1)
+        sim = simulate(s, t, queries=n, seed=1000 * j + i, progress=False)
+        lo, hi = sim.mean_system_time_ci
+        d["utilization"].append(sim.utilization_model)
+        d["model"].append(sim.mean_system_time_model)
+        d["simulated"].append(sim.mean_system_time)
+        d["low"].append(lo)
+        d["high"].append(hi)
+        ok = sim.model_within_ci()
+        inside += ok
+        total += 1
+        queries_sim += n
+        wall += sim.elapsed
+        rows.append(
+            [
+                label,
+                f"{rho:.2f}",
+                f"{n:,}",
+                f"{sim.mean_system_time_model:.4g}",
+                f"{sim.mean_system_time:.4g}",
+                f"[{lo:.4g}, {hi:.4g}]",
+                f"{100 * (sim.mean_system_time / sim.mean_system_time_model - 1):+.2f}%",
+                "yes" if ok else "**no**",
+                f"{sim.percentiles['p99']:.4g}",
+            ]
+        )
     name = "validation_pk.png"
     save(pk_figure(series), out_dir / name)
     rel = [

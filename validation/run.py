@@ -3,7 +3,8 @@
 Writes one PNG per experiment, ``report.md`` (each figure with what it
 establishes, in numbers) and ``results.json`` (the numbers) into ``--out``.
 ``--only a,d`` runs a subset; ``--quick`` uses fewer points and shorter
-simulations (for a smoke run).
+simulations (for a smoke run). Progress bars go to stderr when it is a terminal
+(``--no-progress``: never).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Section
+from . import common
+from .common import Section, progress
 
 #: letter -> module of this package, in report order.
 EXPERIMENTS = {
@@ -46,7 +48,10 @@ def run_all(out: Path, only: str = "", quick: bool = False) -> list[Section]:
     out.mkdir(parents=True, exist_ok=True)
     chosen = [k for k in EXPERIMENTS if not only or k in only.split(",")]
     sections: list[Section] = []
-    for key in chosen:
+    steps = progress(chosen, "validation", unit="experiment")
+    # a line printed under a live bar goes through tqdm, so the bar is redrawn below it
+    say = getattr(steps, "write", None) or print
+    for key in steps:
         mod_name = EXPERIMENTS[key]
         t0 = time.perf_counter()
         try:
@@ -62,7 +67,7 @@ def run_all(out: Path, only: str = "", quick: bool = False) -> list[Section]:
                 "```\n" + traceback.format_exc(limit=4) + "```",
             )
         sec.numbers["seconds"] = time.perf_counter() - t0
-        print(
+        say(
             f"[{key}] {sec.title}: {'ok' if sec.ok else 'CHECK FAILED'} "
             f"({sec.numbers['seconds']:.1f} s)",
             file=sys.stderr,
@@ -110,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="validation/output", help="output directory")
     parser.add_argument("--only", default="", help="comma-separated letters, e.g. a,d,e")
     parser.add_argument("--quick", action="store_true", help="fewer points, shorter runs")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never show progress bars (default: shown on stderr when it is a terminal)",
+    )
     args = parser.parse_args(argv)
+    common.PROGRESS["on"] = False if args.no_progress else None
     sections = run_all(Path(args.out), args.only, args.quick)
     print(f"wrote {Path(args.out) / 'report.md'}", file=sys.stderr)
     return 0 if all(s.ok for s in sections) else 1

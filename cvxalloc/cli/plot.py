@@ -44,6 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=available_methods(),
         help=f"solver (default: {DEFAULT_METHOD})",
     )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never show a progress bar (default: shown on stderr when it is a terminal)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--output {args.output!r}: the figure is a PNG; name it *.png")
     sc = scenario_from_args(args)
     weights = default_latency_weights(sc, args.points, args.decades)
-    sweep = frontier_sweep(sc, weights, method=args.method)
+    progress = False if args.no_progress else None
+    sweep = frontier_sweep(sc, weights, method=args.method, progress=progress)
     fig = scenario_figure(sc, sweep=sweep, method=args.method)
     path = save(fig, args.output)
     print(f"wrote {path}", file=sys.stderr)

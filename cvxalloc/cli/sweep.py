@@ -49,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE", help="write the points as CSV to FILE")
     p.add_argument("--json", action="store_true", help="print the points as one JSON object")
     p.add_argument("--plot", metavar="PNG", help="draw accuracy against mean system time")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never show a progress bar (default: shown on stderr when it is a terminal)",
+    )
 
 
 def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
@@ -122,7 +127,16 @@ def run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
     options = parse_options(args.option)
     fn = sweep_latency_weight if args.latency_weight is not None else sweep_slo
-    sw = fn(sc, values, method=args.method, uniform=not args.no_uniform, **options)
+    if "progress" in options:
+        raise ScenarioError("--option progress: use --no-progress")
+    sw = fn(
+        sc,
+        values,
+        method=args.method,
+        uniform=not args.no_uniform,
+        progress=False if args.no_progress else None,
+        **options,
+    )
     if not sw.solved.any():
         raise ScenarioError(f"no point of the sweep has a solution; first: {sw.messages[0]}")
     if args.csv is not None:
