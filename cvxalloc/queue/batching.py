@@ -477,6 +477,7 @@ class BatchingQueue:
         pv: float = 0.0,
         time_unit: float = 1.0,
         slots: int = 96,
+        min_slack: float | None = None,
     ) -> TangentCuts:
         """An outer approximation of ``W / time_unit`` by tangent cuts (an epigraph).
 
@@ -486,10 +487,16 @@ class BatchingQueue:
         bounds ``U*`` from above. The cuts are CVXPY Parameters (DPP): the conic
         solver adds cuts at its own points and re-solves without recompiling
         until the bound is tight (:class:`TangentCuts`).
+
+        ``min_slack``: a slack ``u_min`` the optimum provably keeps (e.g. from
+        :meth:`min_slack` with a bound on ``W``); the load is capped at
+        ``c_max (1 - u_min)`` and the first cuts span ``[u_min, 1]``, so no cut
+        is steeper than needed (without it: ``x <= c_max`` and cuts down to
+        ``u = 0.005``).
         """
         if self.arrival_rate == 0:
             return p @ s  # W = m1: a query runs alone
-        return TangentCuts(self, s, p, time_unit, slots)
+        return TangentCuts(self, s, p, time_unit, slots, min_slack)
 
 
 class TangentCuts:
@@ -507,7 +514,15 @@ class TangentCuts:
         Offered work of each cut placed so far.
     """
 
-    def __init__(self, queue: BatchingQueue, s: Any, p: np.ndarray, time_unit: float, slots: int):
+    def __init__(
+        self,
+        queue: BatchingQueue,
+        s: Any,
+        p: np.ndarray,
+        time_unit: float,
+        slots: int,
+        min_slack: float | None = None,
+    ):
         import cvxpy as cp
 
         self.queue, self.time_unit, self.slots = queue, float(time_unit), int(slots)
@@ -517,12 +532,17 @@ class TangentCuts:
         self.expr = cp.Variable(name="w_batching")
         self._slope = cp.Parameter(self.slots, name="cut_slope")
         self._icpt = cp.Parameter(self.slots, name="cut_intercept")
+        u_min = None if min_slack is None else min(max(float(min_slack), 1e-12), 1.0)
         self.constraints = [
             self.expr >= cp.multiply(self._slope, self.load) + self._icpt,
-            self.load <= cmax,
+            self.load <= cmax * (1.0 - (u_min or 0.0)),
         ]
         # initial cuts: uniform in x plus dense near saturation (where g bends most)
-        u0 = np.concatenate([np.linspace(1.0, 0.1, 10), np.geomspace(0.05, 1e-4, 10)])
+        if u_min is None:
+            u0 = np.concatenate([np.linspace(1.0, 0.1, 10), np.geomspace(0.05, 0.005, 4)])
+        else:
+            u1 = max(u_min, 0.005)  # steeper cuts only where the solver goes
+            u0 = np.unique(np.concatenate([np.linspace(u1, 1.0, 8), np.geomspace(u1, 1.0, 8)]))
         self._slopes: list[float] = []
         self._icpts: list[float] = []
         self.points: list[float] = []
@@ -547,10 +567,12 @@ class TangentCuts:
         self.points.append(x)
 
     def _publish(self) -> None:
-        n = len(self._slopes)
-        pad = self.slots - n
-        self._slope.value = np.array(self._slopes + [self._slopes[-1]] * pad)
-        self._icpt.value = np.array(self._icpts + [self._icpts[-1]] * pad)
+        # Unused slots hold w >= -j (j = 1, 2, ...): valid, inactive and all distinct
+        # (copies of an active cut make the KKT system degenerate: measured, Clarabel
+        # stops with InsufficientProgress).
+        pad = self.slots - len(self._slopes)
+        self._slope.value = np.array(self._slopes + [0.0] * pad)
+        self._icpt.value = np.array(self._icpts + [-1.0 - j for j in range(pad)])
 
     def add(self, x: float) -> bool:
         """Add the tangent at offered work ``x`` (moved inside ``[0, c_max)``); False if full."""

@@ -124,7 +124,7 @@ class Latency:
         return d, np.column_stack([c, e]), M
 
     # --- conic --------------------------------------------------------------
-    def cvxpy(self, t: Any, time_unit: float = 1.0) -> Any:
+    def cvxpy(self, t: Any, time_unit: float = 1.0, **options: Any) -> Any:
         """Convex CVXPY expression of ``W(t) / time_unit``.
 
         ``time_unit`` rescales seconds so that the conic data are of order one;
@@ -132,9 +132,10 @@ class Latency:
         ``quad_over_lin`` with the affine denominator ``1 - lam m1(t)``, so the
         expression is DCP. For a batching server the result is instead a
         :class:`~cvxalloc.queue.batching.TangentCuts` (an epigraph variable
-        ``.expr`` with its ``.constraints``): ``W`` is convex but not DCP.
+        ``.expr`` with its ``.constraints``): ``W`` is convex but not DCP;
+        ``options`` (e.g. ``min_slack``) go to its queue model's ``cvxpy``.
         """
         import cvxpy as cp
 
         s = (self.a + cp.multiply(self.b, t)) / time_unit
-        return self.queue.cvxpy(s, self.p, self.k, self.pv / time_unit**2, time_unit)
+        return self.queue.cvxpy(s, self.p, self.k, self.pv / time_unit**2, time_unit, **options)

@@ -100,7 +100,10 @@ class ConicProblem:
             m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
             constraints.append(sc.arrival_rate * m1 <= latency.queue.capacity)
         if sc.latency_weight > 0 or latency_weight is not None:
-            w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit)
+            extra = {}
+            if getattr(latency.queue, "name", "single") == "batching":
+                extra["min_slack"] = _min_slack(sc, latency.queue, latency_weight)
+            w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit, **extra)
             if hasattr(w_scaled, "constraints"):  # an epigraph with tangent cuts
                 self.cuts = w_scaled
                 constraints += w_scaled.constraints
@@ -126,6 +129,26 @@ class ConicProblem:
         if self.x.value is None:
             return None
         return np.clip(self.x.value, 0.0, 1.0)
+
+
+def _min_slack(sc, queue, latency_weight) -> float | None:
+    """A slack ``1 - rho`` the optimum provably keeps (None where none is known).
+
+    ``1 - rho(hi)`` if the whole box is stable; else, with ``gamma > 0``,
+    ``U(t*) >= U(lo)`` bounds ``W(t*)`` by ``W(lo) + (Acc_max - Acc(lo)) / gamma``
+    and the queue's ``min_slack`` turns that into a slack.
+    """
+    lam, cap = sc.arrival_rate, queue.capacity
+    m1_lo = float(sc.probability @ sc.service_time(sc.min_tokens))
+    m1_hi = float(sc.probability @ sc.service_time(sc.max_tokens))
+    if lam * m1_hi < cap:
+        return 1.0 - lam * m1_hi / cap
+    if latency_weight is not None or sc.latency_weight <= 0:
+        return None  # gamma is a Parameter (a sweep) or 0: no bound on W
+    pw = sc.probability * sc.weight
+    gap = float(pw @ (sc.accuracy.value(sc.max_tokens) - sc.accuracy.value(sc.min_tokens)))
+    wbar = queue.value(m1_lo) + max(gap, 0.0) / sc.latency_weight
+    return queue.min_slack(wbar)
 
 
 def build_problem(scenario) -> ConicProblem:
