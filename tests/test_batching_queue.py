@@ -46,6 +46,18 @@ def test_mm2_closed_form():
         assert _profile(curve, x)[0] == pytest.approx(2 * r / (1 - r * r), rel=1e-13)
 
 
+def test_linear_curve_is_erlang_c():
+    # c(n) = min(n, 8): the number in system of M/M/8 (E[N] = x + C(8, x) x / (8 - x)).
+    from math import factorial
+
+    curve = CapacityCurve((1, 8), (1.0, 8.0))
+    for x in (0.5, 4.0, 7.5):
+        head = sum(x**k / factorial(k) for k in range(8))
+        top = x**8 / factorial(8) * 8 / (8 - x)
+        erlang_c = top / (head + top)
+        assert _profile(curve, x)[0] == pytest.approx(x + erlang_c * x / (8 - x), rel=1e-13)
+
+
 @pytest.mark.parametrize("x", [0.05, 1.0, 5.0, 12.0, 20.0, 21.3])
 def test_published_curve_against_brute_force_sum(x):
     curve = CapacityCurve(*PUBLISHED)

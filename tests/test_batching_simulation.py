@@ -1,0 +1,78 @@
+"""The batching simulator against the processor-sharing formula, and hand cases."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import cvxalloc
+from cvxalloc.errors import ScenarioError, UnstableError
+from cvxalloc.queue import CapacityCurve
+from cvxalloc.simulate_batching import simulate_batching, simulate_work, system_times
+
+CURVES = {
+    "published": CapacityCurve((1, 4, 8, 16, 32, 48), (1.0, 3.82, 6.85, 11.7, 17.7, 21.6)),
+    "concave": CapacityCurve((1, 2, 4, 8, 16), (1.0, 1.9, 3.5, 6.0, 9.0)),
+    "eight-servers": CapacityCurve((1, 8), (1.0, 8.0)),  # c(n) = min(n, 8): M/G/8-PS
+}
+
+
+def test_one_query_alone_and_two_sharing():
+    curve = CapacityCurve((1, 2), (1.0, 1.5))
+    # alone: its work
+    assert system_times(np.array([1.0]), np.array([3.0]), curve)[0] == pytest.approx(3.0)
+    # two arrive at 0 with work 1 and 2: both at 0.75/s until t = 4/3, then alone at 1/s
+    T = system_times(np.array([0.0, 0.0]), np.array([1.0, 2.0]), curve)
+    assert T == pytest.approx([4 / 3, 4 / 3 + 1.0])
+    # limit 1: FIFO one at a time
+    T1 = system_times(np.array([0.0, 0.0]), np.array([1.0, 2.0]), curve, limit=1)
+    assert T1 == pytest.approx([1.0, 3.0])
+
+
+@pytest.mark.parametrize("name", list(CURVES))
+@pytest.mark.parametrize("rho", [0.1, 0.5, 0.8, 0.95])
+def test_processor_sharing_mean_inside_the_interval(name, rho):
+    curve = CURVES[name]
+    x = rho * curve.capacity
+    rng = np.random.default_rng(11)
+    n = 1_000_000 if rho >= 0.9 else 200_000
+    # gamma work with scv 2 (PS is insensitive to it), mean 1 s alone
+    work = rng.gamma(0.5, 2.0, size=n)
+    mean, (low, high) = simulate_work(curve, x, work, seed=12)
+    model = curve.g(x) / x
+    assert low <= model <= high, (mean, model)
+
+
+def test_fifo_admission_equals_ps_for_exponential_work_in_distribution():
+    # with exponential work both rules give the same birth-death chain for N
+    curve = CURVES["concave"]
+    x = 0.8 * curve.capacity
+    work = np.random.default_rng(3).exponential(1.0, size=400_000)
+    _, (low, high) = simulate_work(curve, x, work, seed=4, limit=16)
+    assert low <= curve.g(x) / x <= high
+
+
+def test_simulate_batching_on_the_example():
+    path = str(resources.files("cvxalloc").joinpath("data/example_batching.toml"))
+    sc = cvxalloc.load_scenario(path)
+    res = cvxalloc.solve(sc)
+    sim = simulate_batching(sc, res.tokens, queries=300_000, seed=5)
+    low, high = sim.mean_system_time_ci
+    assert low <= sim.model_mean_system_time <= high
+    assert sim.utilization == pytest.approx(res.utilization, rel=1e-12)
+    ulow, uhigh = sim.realized_utility_ci
+    assert ulow <= res.objective <= uhigh
+
+
+def test_simulate_batching_errors():
+    sc = cvxalloc.example_scenario()
+    with pytest.raises(ScenarioError, match="no \\[server\\]"):
+        simulate_batching(sc, sc.min_tokens)
+    with pytest.raises(UnstableError, match="unstable"):
+        simulate_batching(
+            sc.with_(arrival_rate=5.0),
+            sc.max_tokens,
+            curve={"concurrency": [1, 2], "speedup": [1.0, 1.5]},
+        )
