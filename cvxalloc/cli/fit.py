@@ -27,7 +27,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "accuracy_csv",
         metavar="ACCURACY_CSV",
-        help="columns task,tokens,accuracy[,trials] (accuracy in [0, 1])",
+        nargs="?",
+        help="columns task,tokens,accuracy[,trials] (accuracy in [0, 1]); optional with "
+        "--throughput",
+    )
+    p.add_argument(
+        "--throughput",
+        metavar="THROUGHPUT_CSV",
+        help="columns concurrency (or max_concurrency), throughput (or "
+        "output_tokens_per_second): fit a batching server's capacity curve and write "
+        "its [server] table (docs/batching.md)",
+    )
+    p.add_argument(
+        "--single-stream",
+        type=float,
+        metavar="RATE",
+        help="throughput of one query alone, same unit (default: the row at concurrency 1, "
+        "else extrapolated)",
     )
     p.add_argument(
         "--service",
@@ -156,6 +172,13 @@ def _fixed(items: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    capacity = None
+    if args.throughput is not None or args.accuracy_csv is None:
+        from ..fit_capacity import run_cli
+
+        capacity = run_cli(args)  # None: done (no ACCURACY_CSV)
+        if capacity is None:
+            return 0
     template = load_scenario(args.template) if args.template else None
     build = args.output is not None
     prob = _per_task("probability", args.probability, allow_all=False)
@@ -177,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         per_token=_per_task("per-token", args.per_token),
         scv=_per_task("scv", args.scv),
     )
+    if capacity is not None and cal.scenario is not None:
+        cal.scenario = cal.scenario.with_(server=capacity.curve)
     if build:
         header = [
             "Written by cvxalloc fit:",
@@ -195,11 +220,13 @@ def run(args: argparse.Namespace) -> int:
         emit(scenario_toml(cal.scenario, header), args.output)
     if args.json:
         out = cal.to_dict()
+        if capacity is not None:
+            out["capacity"] = capacity.to_dict()
         if build:
             out["output"] = args.output
         emit(dumps(out), None)
     else:
-        text = cal.report()
+        text = cal.report() if capacity is None else capacity.report() + "\n\n" + cal.report()
         if build:
             text += f"\nwrote {args.output}"
         emit(text, None)

@@ -1,0 +1,134 @@
+"""Calibrating a batching server: fit_capacity and 'cvxalloc fit --throughput'."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cvxalloc
+from cvxalloc.cli import main
+from cvxalloc.errors import ScenarioError
+from cvxalloc.fit_capacity import fit_capacity, read_throughput, server_toml
+
+PUBLISHED = str(resources.files("cvxalloc").joinpath("data/published_batch_throughput.csv"))
+EXAMPLE = str(resources.files("cvxalloc").joinpath("data/example.toml"))
+BATCHING = str(resources.files("cvxalloc").joinpath("data/example_batching.toml"))
+
+
+def test_published_rows_with_one_stream_at_55_give_the_example_curve():
+    k, t = read_throughput(PUBLISHED)
+    fit = fit_capacity(k, t, single_stream=55.0)
+    assert not fit.projected and fit.max_relative_error < 1e-12
+    example = cvxalloc.load_scenario(BATCHING).server
+    assert fit.curve.concurrency == example.concurrency
+    # the example rounds to 3 significant digits
+    assert np.allclose(fit.curve.speedup, example.speedup, rtol=3e-3)
+
+
+def test_extrapolated_single_stream_is_within_what_concavity_allows():
+    k, t = read_throughput(PUBLISHED)
+    fit = fit_capacity(k, t)
+    assert fit.single_stream_source == "extrapolated"
+    assert 210 / 4 <= fit.single_stream <= 210 - 3 * (377 - 210) / 4
+    assert any("extrapolated" in n for n in fit.notes)
+
+
+def test_superlinear_rows_are_projected_to_at_most_two_at_concurrency_two():
+    fit = fit_capacity([1, 2, 4], [50.0, 120.0, 180.0])
+    assert fit.projected and fit.curve.speedup[1] <= 2.0 + 1e-6
+
+
+def test_measured_single_stream_wins():
+    fit = fit_capacity([1, 1, 4, 8], [50.0, 52.0, 180.0, 300.0], single_stream=70.0)
+    assert fit.single_stream == 51.0 and fit.single_stream_source == "measured"
+    assert fit.curve.speedup[1] == pytest.approx(180 / 51)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0.5, 2.0), min_size=3, max_size=6),
+    st.integers(0, 10_000),
+)
+def test_noisy_rows_are_projected_onto_a_valid_curve(noise, seed):
+    rng = np.random.default_rng(seed)
+    k = np.array([1, 2, 4, 8, 16, 32][: len(noise)], dtype=float)
+    t = 50.0 * np.minimum(k, 10.0 * np.sqrt(k)) * np.asarray(noise) * rng.uniform(0.9, 1.1)
+    fit = fit_capacity(k, t)
+    curve = fit.curve  # built: increasing, starts at (1, 1), convexity checked
+    assert curve.concurrency[0] == 1 and curve.speedup[0] == 1.0
+    slopes = np.diff(np.concatenate([[0.0], curve.speedup])) / np.diff(
+        np.concatenate([[0.0], curve.concurrency])
+    )
+    assert np.all(np.diff(slopes) <= 1e-9)
+    # the TOML it writes loads back
+    server = cvxalloc.scenario._server(
+        {
+            "model": "batching",
+            "concurrency": list(curve.concurrency),
+            "speedup": list(curve.speedup),
+        }
+    )
+    assert server.capacity == pytest.approx(curve.capacity)
+    assert "[server]" in server_toml(curve)
+
+
+@pytest.mark.parametrize(
+    ("k", "t", "needle"),
+    [
+        ([0, 4], [10.0, 30.0], "whole number >= 1"),
+        ([1, 2.5], [10.0, 30.0], "whole number >= 1"),
+        ([1, 4], [10.0, -3.0], "throughput must be > 0"),
+        ([4], [100.0], "one query alone"),
+    ],
+)
+def test_bad_rows(k, t, needle):
+    with pytest.raises(ScenarioError, match=needle):
+        fit_capacity(k, t)
+
+
+def test_cli_writes_the_template_with_a_server(tmp_path, capsys):
+    out = tmp_path / "fitted.toml"
+    args = ["fit", "--throughput", PUBLISHED, "--single-stream", "55"]
+    assert main([*args, "--template", EXAMPLE, "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    sc = cvxalloc.load_scenario(out)
+    assert sc.server is not None and sc.capacity == pytest.approx(1190 / 55)
+    assert sc.names == cvxalloc.example_scenario().names
+    res = cvxalloc.solve(sc)
+    assert res.status == "optimal"
+
+
+def test_cli_server_table_alone_and_json(tmp_path, capsys):
+    out = tmp_path / "server.toml"
+    assert main(["fit", "--throughput", PUBLISHED, "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["single_stream_source"] == "extrapolated" and data["output"] == str(out)
+    text = out.read_text()
+    assert text.count("[server]") == 1 and 'model = "batching"' in text
+
+
+@pytest.mark.parametrize(
+    ("rows", "needle"),
+    [
+        ("concurrency,throughput\n0,10\n4,30\n", "whole number >= 1"),
+        ("concurrency,speed\n1,10\n4,30\n", "no column throughput"),
+        ("concurrency,throughput\n1,10\n4,x\n", "line 3"),
+        ("max_concurrency,output_tokens_per_second\n4,100\n", "one query alone"),
+    ],
+)
+def test_cli_bad_files_exit_2(tmp_path, capsys, rows, needle):
+    path = tmp_path / "rows.csv"
+    path.write_text(rows)
+    assert main(["fit", "--throughput", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_cli_needs_some_input(capsys):
+    assert main(["fit"]) == 2
+    assert "ACCURACY_CSV" in capsys.readouterr().err
