@@ -166,3 +166,17 @@ def test_bad_curve_no_traceback_from_the_console(tmp_path):
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "between concurrency 1 and 2" in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_sensitivity_refuses_a_batching_server_in_one_line(capsys):
+    assert main(["sensitivity", EXAMPLE]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batching" in err[0]
+
+
+def test_sweep_of_the_latency_weight(example):
+    # sweep goes through solve(); both paths agree point by point
+    for gamma in (0.0005, 0.002):
+        sc = example.with_(latency_weight=gamma)
+        a, c = cvxalloc.solve(sc), cvxalloc.solve(sc, method="conic")
+        assert abs(a.objective - c.objective) <= 1e-7 * abs(a.objective)

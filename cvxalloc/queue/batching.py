@@ -272,6 +272,17 @@ def capacity_curve(concurrency: Any, speedup: Any) -> CapacityCurve:
     return _curve(*key)
 
 
+class _Partials(dict):
+    """Parameter partials; a parameter the batching model does not have is a clear error."""
+
+    def __missing__(self, key):
+        raise ScenarioError(
+            f"server: the batching model has no {key} parameter (it assumes Poisson "
+            "arrivals), so this analysis does not support a batching server yet; "
+            'use model = "single" for it'
+        )
+
+
 @dataclass(frozen=True)
 class BatchingQueue:
     """Continuous batching: processor sharing with total rate ``c(n)``, Poisson arrivals.
@@ -424,14 +435,15 @@ class BatchingQueue:
         """Partials of ``(W, A, B)`` in the queue's parameters at fixed moments.
 
         ``arrival_rate``: ``W_lam = (x g'(x) - g(x)) / lam^2``, ``A_lam = m1 g''(x)``,
-        ``B_lam = 0``. The model assumes Poisson arrivals: no ``arrival_scv`` entry.
+        ``B_lam = 0``. The model assumes Poisson arrivals: asking for the
+        ``arrival_scv`` entry raises a :class:`ScenarioError` saying so.
         """
         lam = self.arrival_rate
         if lam == 0:
-            return {"arrival_rate": (0.0, 0.0, 0.0)}
+            return _Partials({"arrival_rate": (0.0, 0.0, 0.0)})
         g, g1, g2 = (float(v[0]) for v in self.curve.profile(self._slack(m1)))
         x = lam * m1
-        return {"arrival_rate": ((x * g1 - g) / (lam * lam), m1 * g2, 0.0)}
+        return _Partials({"arrival_rate": ((x * g1 - g) / (lam * lam), m1 * g2, 0.0)})
 
     def lower_bound(self, m1: float, m2_min: float = 0.0) -> float:
         """``W`` does not depend on ``m2``: :meth:`value`."""
