@@ -101,3 +101,14 @@ def test_the_guard_catches_an_import():
     )
     assert proc.returncode != 0
     assert "cvxpy imported from" in proc.stderr and "conic.py" in proc.stderr
+
+
+def test_a_sweep_with_the_default_method_does_not_import_cvxpy():
+    _check(
+        """
+        import cvxalloc
+        from cvxalloc.sweep import sweep_latency_weight
+        sw = sweep_latency_weight(cvxalloc.example_scenario(), [1e-4, 1e-3], progress=False)
+        assert sw.method == "aggregate" and list(sw.status) == ["optimal", "optimal"]
+        """
+    )
