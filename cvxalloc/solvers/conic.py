@@ -112,8 +112,15 @@ class ConicProblem:
             objective = acc - (gamma * self.time_unit) * w_scaled
         else:
             objective = acc
-        from ..constraints import conic_constraints
+        from ..constraints import ConstraintError, conic_constraints
 
+        has_constraints = slo is not None or not (sc.constraints is None or sc.constraints.empty)
+        if has_constraints and getattr(sc, "server", None) is not None:
+            raise ConstraintError(
+                "constraints (an SLO, a token or utilization cap, a minimum accuracy) are not "
+                'supported with a batching server ([server] model = "batching") yet; remove '
+                'them or use model = "single"'
+            )
         #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
         self.operator_constraints = conic_constraints(
             sc, self.tokens, self.x, self.time_unit, slo=slo
