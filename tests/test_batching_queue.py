@@ -231,3 +231,23 @@ def test_stability_uses_capacity():
         server={"model": "batching", "concurrency": PUBLISHED[0], "speedup": PUBLISHED[1]},
     )
     assert b.utilization(b.min_tokens) == pytest.approx(1.5 / 21.6, rel=1e-12)
+
+
+def test_from_arrays_takes_a_server():
+    from cvxalloc.accuracy import Exponential
+
+    kw = dict(
+        probability=[0.5, 0.5],
+        max_tokens=4096,
+        per_token=0.02,
+        base=0.5,
+        accuracy=Exponential(floor=0.3, ceiling=[0.8, 0.9], scale=1000),
+        arrival_rate=2.0,
+        latency_weight=0.01,
+    )
+    a = cvxalloc.Scenario.from_arrays(**kw, server=CapacityCurve(*PUBLISHED))
+    b = cvxalloc.Scenario.from_arrays(
+        **kw, server={"model": "batching", "concurrency": PUBLISHED[0], "speedup": PUBLISHED[1]}
+    )
+    assert a.server == b.server and a.capacity == 21.6
+    assert "batching" in repr(a)
