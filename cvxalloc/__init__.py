@@ -14,6 +14,7 @@ Result             the result object of every solver
 certify            Frank-Wolfe certificate of any allocation
 evaluate           utility, accuracy, W, utilization of any allocation
 baselines          best uniform, minimum and maximum budgets
+load_policy        a certified budget policy over arrival rates (``cvxalloc policy``)
 
 Examples
 --------
@@ -38,6 +39,7 @@ from .errors import (
 )
 from .io import example_scenario, load_allocation, load_scenario
 from .objective import Evaluation, evaluate
+from .policy import Policy, load_policy
 from .result import Result
 from .scenario import Scenario
 from .solve import METHODS, available_methods, solve
@@ -51,6 +53,7 @@ __all__ = [
     "METHODS",
     "MissingDependencyError",
     "OptionError",
+    "Policy",
     "Result",
     "Scenario",
     "ScenarioError",
@@ -62,6 +65,7 @@ __all__ = [
     "evaluate",
     "example_scenario",
     "load_allocation",
+    "load_policy",
     "load_scenario",
     "solve",
 ]

@@ -1,0 +1,675 @@
+"""A certified budget policy over load: the optimum on a grid of arrival rates.
+
+Traffic moves through the day, and the optimal budgets move with it. A policy
+holds the certified optimum of one scenario at a grid of arrival rates, from 0
+up to just below the highest stable rate, and answers for any rate in between:
+
+* :func:`build_policy` solves at each grid rate (warm-started from the nearest
+  solved rate; every grid point is certified), then refines the grid where the
+  interpolation is poor: each interval is probed at interior rates and split at
+  its midpoint while the proven gap of the interpolated budgets at a probe
+  exceeds ``tolerance`` (default 1e-4) of ``|U|`` there.
+* :class:`Policy` (from :func:`load_policy`) answers ``budgets(rate)`` and
+  ``gap(rate)``.
+
+How ``budgets(rate)`` is chosen, for ``rate`` between grid rates ``r_j < r_{j+1}``
+with optimal budgets ``t_j`` and ``t_{j+1}``: the candidates are the linear
+interpolation ``(1 - theta) t_j + theta t_{j+1}`` and the two neighbours. The
+upper neighbour ``t_{j+1}`` is stable at every rate below ``r_{j+1}`` (the
+utilization ``rate * m1`` only falls with the rate), so at least one candidate is
+always stable; the interpolation and ``t_j`` count only where they are stable at
+``rate``. The candidate with the highest utility *at that rate* is returned.
+
+How ``gap(rate)`` is proven: the Frank-Wolfe certificate is cheap (O(N)), so it
+is evaluated at the query rate, never interpolated. Each stable candidate ``c``
+gives ``U*(rate) <= U(c) + FWgap(c)`` (``U`` concave, the box holds the feasible
+set); the smallest of these upper bounds minus the utility of the returned
+budgets is the gap. Nothing in it depends on how the grid was built.
+
+Integer budgets: when the scenario has a menu (``levels``) or a ``step`` other
+than 1, or ``method="rounding"`` is asked for, each grid point also holds the
+rounded allocation of :func:`cvxalloc.integer.round_allocation`; ``budgets(rate)``
+is then the better of the two neighbours' grid allocations (always on the menu
+or grid), and its gap is the integer certificate ``min_c (U(c) + FWgap(c)) -
+U(t_int)`` with ``c`` over the continuous candidates above. The grid is refined
+on the continuous interpolation (the rounding loss does not shrink with it).
+
+Examples
+--------
+>>> import cvxalloc
+>>> from cvxalloc.policy import build_policy
+>>> pol = build_policy(cvxalloc.example_scenario())
+>>> low, high = pol.rate_range
+>>> t = pol.budgets(0.5 * high)
+>>> bool(pol.gap(0.5 * high) <= 1e-4 * abs(pol.lookup(0.5 * high).objective))
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .certificate import frank_wolfe_gap, relative_scale
+from .errors import CvxallocError, ScenarioError, SolverError
+from .objective import Objective
+
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "Lookup",
+    "build_policy",
+    "load_policy",
+    "FORMAT",
+    "VERSION",
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_POINTS",
+    "TOP_FRACTION",
+]
+
+#: ``format`` key of a policy file, and the version this code reads and writes.
+FORMAT = "cvxalloc-policy"
+VERSION = 1
+#: Default bound on the interpolation gap, relative to ``|U|`` at the probed rate.
+DEFAULT_TOLERANCE = 1e-4
+#: Default number of grid rates before refinement.
+DEFAULT_POINTS = 17
+#: The highest grid rate as a fraction of the highest stable rate.
+TOP_FRACTION = 1.0 - 1e-4
+#: Each grid point must be certified to this fraction of ``|U|``.
+GRID_CERTIFICATE_TOL = 1e-9
+#: Interior probes per interval when refining, and per interval when measuring.
+_REFINE_PROBES = (0.25, 0.5, 0.75)
+_CHECK_PROBES = (0.125, 0.375, 0.625, 0.875)
+#: Refinement aims at this fraction of the tolerance, a margin for rates between probes.
+_REFINE_MARGIN = 0.5
+#: Refinement stops at this many grid rates even if the tolerance is not met.
+MAX_POINTS = 4097
+
+
+class PolicyError(CvxallocError):
+    """A policy file is invalid, or a rate is outside the policy's range."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer of a policy at one rate.
+
+    Attributes
+    ----------
+    rate : float
+        The query rate (queries per second).
+    tokens : ndarray
+        Budgets per type, task order (on the menu/grid for an integer policy).
+    objective : float
+        Utility of ``tokens`` at ``rate``.
+    gap : float
+        Proven bound on ``U*(rate) - objective``.
+    upper_bound : float
+        ``objective + gap``, a proven upper bound on ``U*(rate)``.
+    source : str
+        ``"interpolated"``, ``"upper"`` or ``"lower"`` (which candidate won;
+        ``"grid"`` at a grid rate).
+    """
+
+    rate: float
+    tokens: np.ndarray
+    objective: float
+    gap: float
+    upper_bound: float
+    source: str
+
+    @property
+    def relative_gap(self) -> float:
+        """``gap / max(|objective|, 1e-12)``."""
+        return self.gap / relative_scale(self.objective)
+
+    def to_dict(self, names: list[str]) -> dict[str, Any]:
+        """JSON-ready form (tokens by task name)."""
+        return {
+            "rate": self.rate,
+            "tokens": {n: float(x) for n, x in zip(names, self.tokens)},
+            "objective": self.objective,
+            "gap": self.gap,
+            "relative_gap": self.relative_gap,
+            "upper_bound": self.upper_bound,
+            "source": self.source,
+        }
+
+
+def _is_integer(scenario, method: str | None) -> bool:
+    """Integer budgets: asked for, or a menu / non-unit step in the scenario."""
+    if method == "rounding":
+        return True
+    has_menu = any(lv is not None for lv in scenario.levels)
+    return bool(has_menu or np.any(np.asarray(scenario.step) != 1))
+
+
+def highest_rate(scenario) -> float:
+    """The highest rate the policy covers: :data:`TOP_FRACTION` of the highest stable rate.
+
+    The highest stable rate is ``capacity / m1(lo)`` (above it no budgets are
+    stable); with ``latency_weight = 0`` an optimum exists only while the
+    maximum budgets are stable, so the range stops at ``capacity / m1(hi)``.
+    """
+    top = scenario.max_stable_arrival_rate(scenario.min_tokens)
+    if scenario.latency_weight == 0:
+        top = scenario.max_stable_arrival_rate(scenario.max_tokens)
+    return TOP_FRACTION * top
+
+
+# --------------------------------------------------------------------------
+# evaluation at one rate
+class _AtRate:
+    """Utility and Frank-Wolfe bound of allocations at one rate."""
+
+    def __init__(self, scenario, rate: float) -> None:
+        # A copy with only the rate changed, not validated again: the rate is within
+        # the policy's range, where the minimum budgets are stable (O(1), not O(N)).
+        self.scenario = copy.copy(scenario)
+        self.scenario.arrival_rate = float(rate)
+        self.obj = Objective(self.scenario)
+        self.lo, self.hi = self.scenario.min_tokens, self.scenario.max_tokens
+
+    def stable(self, t: np.ndarray) -> bool:
+        return self.scenario.utilization(t) < 1
+
+    def value(self, t: np.ndarray) -> float:
+        return self.obj.value(t) if self.stable(t) else -math.inf
+
+    def bound(self, t: np.ndarray) -> tuple[float, float]:
+        """``(U(t), U(t) + FWgap(t))``; ``(-inf, inf)`` where unstable."""
+        U = self.value(t)
+        if not math.isfinite(U):
+            return -math.inf, math.inf
+        return U, U + frank_wolfe_gap(self.obj.gradient(t), t, self.lo, self.hi)
+
+
+def _answer(
+    scenario,
+    rate: float,
+    rates: np.ndarray,
+    cont: np.ndarray,
+    integer: np.ndarray | None,
+) -> Lookup:
+    """Budgets and proven gap at ``rate`` from the grid (see the module docstring)."""
+    ev = _AtRate(scenario, rate)
+    j = int(np.searchsorted(rates, rate, side="right")) - 1
+    j = min(max(j, 0), rates.size - 1)
+    if rates[j] == rate or j == rates.size - 1:
+        cands = [("grid", cont[j])]
+        ints = None if integer is None else [("grid", integer[j])]
+    else:
+        theta = (rate - rates[j]) / (rates[j + 1] - rates[j])
+        interp = (1.0 - theta) * cont[j] + theta * cont[j + 1]
+        interp = np.clip(interp, ev.lo, ev.hi)
+        cands = [("interpolated", interp), ("upper", cont[j + 1]), ("lower", cont[j])]
+        ints = None if integer is None else [("upper", integer[j + 1]), ("lower", integer[j])]
+    bounds = [ev.bound(t) for _, t in cands]
+    ub = min(b for _, b in bounds)
+    if not math.isfinite(ub):  # pragma: no cover - the upper neighbour is always stable
+        raise SolverError(f"no stable budgets at rate {rate:g} in the policy")
+    if ints is None:
+        vals = [U for U, _ in bounds]
+        best = int(np.argmax(vals))
+        src, tokens, U = cands[best][0], cands[best][1], vals[best]
+    else:
+        vals = [ev.value(t) for _, t in ints]
+        best = int(np.argmax(vals))
+        src, tokens, U = ints[best][0], ints[best][1], vals[best]
+    if not math.isfinite(U):
+        raise SolverError(f"no stable integer budgets at rate {rate:g} in the policy")
+    gap = max(ub - U, 0.0)
+    return Lookup(
+        rate=float(rate),
+        tokens=np.array(tokens, dtype=float),
+        objective=float(U),
+        gap=float(gap),
+        upper_bound=float(U + gap),
+        source=src,
+    )
+
+
+# --------------------------------------------------------------------------
+# the policy object
+class Policy:
+    """Certified budgets over a range of arrival rates.
+
+    Build one with :func:`build_policy`, or read a policy file with
+    :func:`load_policy`.
+
+    Attributes
+    ----------
+    scenario : Scenario
+        The scenario the policy was computed for (its ``arrival_rate`` is not
+        used: the rate is the query's).
+    names : list of str
+        Task names, in the order of :meth:`budgets`.
+    rates : ndarray
+        The grid of arrival rates (strictly increasing).
+    grid_budgets : ndarray, shape (len(rates), N)
+        Budgets at each grid rate (integer ones for an integer policy).
+    grid_gaps : ndarray
+        Certified gap at each grid rate.
+    integer : bool
+        Whether the budgets are on the scenario's menu/grid.
+    info : dict
+        How the policy was built (method, tolerance, measured interpolation
+        gap, times).
+    """
+
+    def __init__(
+        self,
+        scenario,
+        rates: np.ndarray,
+        continuous: np.ndarray,
+        gaps: np.ndarray,
+        integer_budgets: np.ndarray | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.names = list(scenario.names)
+        self.rates = np.asarray(rates, dtype=float)
+        self._cont = np.asarray(continuous, dtype=float)
+        self._int = None if integer_budgets is None else np.asarray(integer_budgets, dtype=float)
+        self.grid_gaps = np.asarray(gaps, dtype=float)
+        self.info = dict(info or {})
+        self._last: Lookup | None = None
+
+    # --- queries ------------------------------------------------------------
+    @property
+    def integer(self) -> bool:
+        """Whether :meth:`budgets` returns budgets on the scenario's menu/grid."""
+        return self._int is not None
+
+    @property
+    def grid_budgets(self) -> np.ndarray:
+        """Budgets at each grid rate, shape ``(len(rates), N)``."""
+        return self._cont if self._int is None else self._int
+
+    @property
+    def continuous_budgets(self) -> np.ndarray:
+        """The continuous optimum at each grid rate, shape ``(len(rates), N)``."""
+        return self._cont
+
+    @property
+    def rate_range(self) -> tuple[float, float]:
+        """``(lowest, highest)`` rate covered, queries per second."""
+        return float(self.rates[0]), float(self.rates[-1])
+
+    def _check_rate(self, rate: float) -> float:
+        try:
+            r = float(rate)
+        except (TypeError, ValueError):
+            raise PolicyError(f"rate must be a number (got {rate!r})") from None
+        low, high = self.rate_range
+        if not math.isfinite(r) or r < low or r > high:
+            raise PolicyError(
+                f"rate {r:g} queries/s is outside the policy's range [{low:g}, {high:g}]; "
+                + (
+                    "above it no budgets keep the queue stable: shed load or add servers"
+                    if math.isfinite(r) and r > high
+                    else "give a rate within the range"
+                )
+            )
+        return r
+
+    def lookup(self, rate: float) -> Lookup:
+        """Budgets, utility and proven gap at ``rate`` (see the module docstring)."""
+        r = self._check_rate(rate)
+        if self._last is not None and self._last.rate == r:
+            return self._last
+        ans = _answer(self.scenario, r, self.rates, self._cont, self._int)
+        self._last = ans
+        return ans
+
+    def budgets(self, rate: float) -> np.ndarray:
+        """Budgets per type at ``rate`` (numpy array, task order), stable at that rate."""
+        return self.lookup(rate).tokens.copy()
+
+    def gap(self, rate: float) -> float:
+        """Proven bound on ``U*(rate)`` minus the utility of :meth:`budgets` at ``rate``."""
+        return self.lookup(rate).gap
+
+    def budget(self, task: str, rate: float) -> float:
+        """The budget of one task type (by name) at ``rate``."""
+        try:
+            i = self.names.index(task)
+        except ValueError:
+            raise PolicyError(
+                f"task {task!r} is not in the policy (tasks: {', '.join(self.names[:20])}"
+                + (", ..." if len(self.names) > 20 else "")
+                + ")"
+            ) from None
+        return float(self.lookup(rate).tokens[i])
+
+    def __repr__(self) -> str:
+        low, high = self.rate_range
+        kind = "integer" if self.integer else "continuous"
+        return (
+            f"Policy(n={len(self.names)}, rates={self.rates.size}, "
+            f"rate_range=({low:g}, {high:g}), {kind})"
+        )
+
+    # --- file -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The policy file's content (see docs/policy.md)."""
+        from .result import jsonable
+
+        budgets = self.grid_budgets
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tasks": list(self.names),
+            "rates": self.rates.tolist(),
+            "rate_range": list(self.rate_range),
+            "integer": self.integer,
+            "budgets": {n: budgets[:, i].tolist() for i, n in enumerate(self.names)},
+            "gaps": self.grid_gaps.tolist(),
+        }
+        if self.integer:
+            out["continuous_budgets"] = {
+                n: self._cont[:, i].tolist() for i, n in enumerate(self.names)
+            }
+        out["info"] = jsonable(self.info)
+        out["scenario"] = self.scenario.to_dict()
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy file (JSON) atomically."""
+        from .cli._common import dumps, emit
+
+        emit(dumps(self.to_dict()), str(path))
+        return Path(path)
+
+
+# --------------------------------------------------------------------------
+# building
+def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
+    """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
+    from .solve import choose_method, solve
+
+    sc = scenario.with_(arrival_rate=rate)
+    cont_method = None if method == "rounding" else method
+    name = choose_method(sc, cont_method)
+    kw = {}
+    if name == "aggregate" and warm is not None and warm.scenario.arrival_rate > 0 and rate > 0:
+        kw["warm_start"] = warm
+    res = solve(sc, method=name, **kw)
+    if not res.certificate.within(GRID_CERTIFICATE_TOL) and kw:
+        res = solve(sc, method=name)  # retry cold
+    rounded = None
+    if integer:
+        from .integer import round_allocation
+
+        rounded = round_allocation(sc, continuous=res)
+    return res, rounded
+
+
+def _probe_gap(scenario, rates, cont, j: int, theta: float) -> float:
+    """Relative proven gap of the continuous interpolation at one interior rate."""
+    rate = rates[j] + theta * (rates[j + 1] - rates[j])
+    ans = _answer(scenario, rate, rates, cont, None)
+    return ans.relative_gap
+
+
+def build_policy(
+    scenario,
+    *,
+    points: int = DEFAULT_POINTS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    method: str | None = None,
+    arrival_scv: float | None = None,
+    max_points: int = MAX_POINTS,
+) -> Policy:
+    """The certified optimum over arrival rates from 0 to near saturation.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The workload; its ``arrival_rate`` is ignored (the policy covers every rate).
+    points : int
+        Grid rates before refinement (evenly spaced over the range; >= 2).
+    tolerance : float
+        Refine until the proven gap of the interpolated budgets at every
+        probed rate is at most ``tolerance * |U|`` there (default 1e-4).
+    method : str, optional
+        Solver (default: :func:`cvxalloc.solve`'s default); ``"rounding"``
+        makes an integer policy.
+    arrival_scv : float, optional
+        Replace the scenario's ``[queue] arrival_scv``.
+    max_points : int
+        Stop refining at this many grid rates (the file then records that the
+        tolerance was not met at some probe).
+
+    Returns
+    -------
+    Policy
+
+    Raises
+    ------
+    ScenarioError
+        Constraints in the scenario, or bad ``points`` / ``tolerance``.
+    SolverError
+        A grid point that cannot be certified to 1e-9 of ``|U|``.
+    """
+    from . import __version__
+
+    clock = time.perf_counter()
+    if getattr(scenario, "constraints", None) is not None and not scenario.constraints.empty:
+        raise ScenarioError(
+            "policy: operator constraints ([constraints]) are not supported: interpolated "
+            "budgets could break a latency constraint between grid rates; remove the "
+            "[constraints] table"
+        )
+    points = int(points)
+    if points < 2:
+        raise ScenarioError(f"policy: points must be >= 2 (got {points})")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise ScenarioError(f"policy: tolerance must be a number > 0 (got {tolerance})")
+    sc = scenario if arrival_scv is None else scenario.with_(arrival_scv=float(arrival_scv))
+    sc = sc.with_(arrival_rate=0.0)
+    integer = _is_integer(sc, method)
+    top = highest_rate(sc)
+    if not top > 0:  # pragma: no cover - validated scenarios have a positive stable rate
+        raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
+    solved: dict[float, tuple[Any, Any]] = {}
+
+    def solve_rate(rate: float) -> None:
+        near = min(solved, key=lambda r: abs(r - rate)) if solved else None
+        warm = solved[near][0] if near is not None else None
+        solved[rate] = _solve_at(sc, rate, method, warm, integer)
+
+    for rate in np.linspace(0.0, top, points):
+        solve_rate(float(rate))
+    refine_rounds = 0
+    passed: set[tuple[float, float]] = set()  # intervals whose probes met the target
+    while True:
+        rates = np.array(sorted(solved))
+        cont = np.array([solved[r][0].tokens for r in rates])
+        split = []
+        for j in range(rates.size - 1):
+            key = (float(rates[j]), float(rates[j + 1]))
+            if key in passed:
+                continue
+            worst = max(_probe_gap(sc, rates, cont, j, th) for th in _REFINE_PROBES)
+            if worst > _REFINE_MARGIN * tolerance:
+                split.append(0.5 * (rates[j] + rates[j + 1]))
+            else:
+                passed.add(key)
+        if not split or rates.size + len(split) > max_points:
+            break
+        refine_rounds += 1
+        for rate in split:
+            solve_rate(float(rate))
+    rates = np.array(sorted(solved))
+    results = [solved[r] for r in rates]
+    cont = np.array([c.tokens for c, _ in results])
+    if integer:
+        ints = np.array([r.tokens for _, r in results])
+        gaps = np.array([r.certificate.gap for _, r in results])
+    else:
+        ints = None
+        gaps = np.array([c.certificate.gap for c, _ in results])
+    rel = np.array([c.certificate.relative_gap for c, _ in results])
+    worst_grid = float(rel.max())
+    if worst_grid > GRID_CERTIFICATE_TOL:
+        bad = int(np.argmax(rel))
+        raise SolverError(
+            f"policy: the optimum at rate {rates[bad]:g} is certified only to "
+            f"{worst_grid:.3g} of |U| (needed {GRID_CERTIFICATE_TOL:g}); try another --method"
+        )
+    # measure the interpolation on a finer set of probes than the refinement used
+    worst, at = 0.0, float(rates[0])
+    for j in range(rates.size - 1):
+        for th in _CHECK_PROBES:
+            g = _probe_gap(sc, rates, cont, j, th)
+            if g > worst:
+                worst, at = g, float(rates[j] + th * (rates[j + 1] - rates[j]))
+    info = {
+        "created_by": f"cvxalloc {__version__}",
+        "method": results[0][0].method if not integer else "rounding",
+        "tolerance": tolerance,
+        "initial_points": points,
+        "refine_rounds": refine_rounds,
+        "max_grid_relative_gap": worst_grid,
+        "interpolation_max_relative_gap": worst,
+        "interpolation_worst_rate": at,
+        "interpolation_probes_per_interval": len(_CHECK_PROBES),
+        "tolerance_met": bool(worst <= tolerance),
+        "seconds": time.perf_counter() - clock,
+    }
+    return Policy(sc, rates, cont, gaps, ints, info)
+
+
+# --------------------------------------------------------------------------
+# reading
+def _fail(path: str, message: str) -> PolicyError:
+    return PolicyError(f"policy file {path!r}: {message}")
+
+
+def _array(path: str, key: str, value: Any, length: int | None = None) -> np.ndarray:
+    if not isinstance(value, list) or any(
+        isinstance(x, bool) or not isinstance(x, (int, float)) for x in value
+    ):
+        raise _fail(path, f"{key} must be a list of numbers")
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise _fail(path, f"{key} holds a non-finite number (NaN or infinity)")
+    if length is not None and arr.size != length:
+        raise _fail(path, f"{key} must have one entry per grid rate ({length}), got {arr.size}")
+    return arr
+
+
+def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
+    """A :class:`Policy` from the content of a policy file, validated."""
+    from .scenario import Scenario
+
+    if not isinstance(data, Mapping):
+        raise _fail(source, "must hold a JSON object at top level")
+    if data.get("format") != FORMAT:
+        raise _fail(source, f'format must be "{FORMAT}" (got {data.get("format")!r})')
+    if data.get("version") != VERSION:
+        raise _fail(
+            source,
+            f"version {data.get('version')!r} is not supported (this cvxalloc reads version "
+            f"{VERSION}); rebuild it with 'cvxalloc policy SCENARIO --output FILE'",
+        )
+    for key in ("tasks", "rates", "budgets", "gaps", "scenario"):
+        if key not in data:
+            raise _fail(source, f'missing key "{key}"')
+    try:
+        sc = Scenario.from_dict(data["scenario"])
+    except ScenarioError as exc:
+        raise _fail(source, f"scenario: {exc}") from None
+    names = data["tasks"]
+    if names != list(sc.names):
+        raise _fail(source, "tasks must list the scenario's task names in its order")
+    rates = _array(source, "rates", data["rates"])
+    if rates.size < 2:
+        raise _fail(source, "rates must hold at least two grid rates")
+    if np.any(np.diff(rates) <= 0) or rates[0] < 0:
+        raise _fail(source, "rates must be >= 0 and strictly increasing")
+    gaps = _array(source, "gaps", data["gaps"], rates.size)
+    if np.any(gaps < 0):
+        raise _fail(source, "gaps must be >= 0")
+
+    def table(key: str) -> np.ndarray:
+        tab = data[key]
+        if not isinstance(tab, Mapping):
+            raise _fail(source, f"{key} must be an object: task name -> list of budgets")
+        missing = [n for n in names if n not in tab]
+        if missing:
+            raise _fail(source, f'{key}: no budgets for task "{missing[0]}"')
+        cols = [_array(source, f"{key}[{n!r}]", tab[n], rates.size) for n in names]
+        out = np.column_stack(cols)
+        lo, hi = sc.min_tokens, sc.max_tokens
+        bad = np.flatnonzero(np.any((out < lo - 1e-9) | (out > hi + 1e-9), axis=0))
+        if bad.size:
+            raise _fail(
+                source, f'{key}: budgets of task "{names[bad[0]]}" leave [min_tokens, max_tokens]'
+            )
+        return out
+
+    integer = bool(data.get("integer", False))
+    budgets = table("budgets")
+    if integer:
+        if "continuous_budgets" not in data:
+            raise _fail(source, 'an integer policy needs "continuous_budgets"')
+        cont = table("continuous_budgets")
+    else:
+        cont = budgets
+    for tab in (budgets, cont):
+        m1 = sc.service_time(tab) @ sc.probability
+        bad = np.flatnonzero(rates * m1 >= sc.capacity)
+        if bad.size:
+            raise _fail(source, f"budgets at rate {rates[bad[0]]:g} are unstable at that rate")
+    info = data.get("info", {})
+    return Policy(
+        sc,
+        rates,
+        cont,
+        gaps,
+        budgets if integer else None,
+        info if isinstance(info, Mapping) else {},
+    )
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read a policy file written by ``cvxalloc policy SCENARIO --output FILE``.
+
+    Raises
+    ------
+    PolicyError
+        The file is missing, not JSON, of another format or version, lacks a
+        key, has a non-increasing grid, non-finite numbers, budgets outside the
+        box or unstable at their rate.
+
+    Examples
+    --------
+    >>> import cvxalloc, tempfile, os
+    >>> from cvxalloc.policy import build_policy
+    >>> path = os.path.join(tempfile.mkdtemp(), "policy.json")
+    >>> _ = build_policy(cvxalloc.example_scenario()).save(path)
+    >>> pol = cvxalloc.load_policy(path)
+    >>> pol.budgets(0.05).shape
+    (5,)
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise PolicyError(f"policy file {str(p)!r} does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy file {str(p)!r} cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"policy file {str(p)!r} is not valid JSON: {exc}") from None
+    return policy_from_dict(data, str(p))

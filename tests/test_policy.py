@@ -1,0 +1,256 @@
+"""The budget policy over load: certified grid, proven gaps off the grid, file errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cvxalloc
+from cvxalloc.cli import main
+from cvxalloc.policy import (
+    DEFAULT_TOLERANCE,
+    GRID_CERTIFICATE_TOL,
+    PolicyError,
+    build_policy,
+    load_policy,
+    policy_from_dict,
+)
+from cvxalloc.testing import random_scenario
+
+
+@pytest.fixture(scope="module")
+def example_policy():
+    return build_policy(cvxalloc.example_scenario())
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory, example_policy):
+    path = tmp_path_factory.mktemp("policy") / "policy.json"
+    example_policy.save(path)
+    return path
+
+
+def _fresh(sc, rate):
+    return cvxalloc.solve(sc.with_(arrival_rate=rate))
+
+
+def test_grid_points_certified_and_range(example_policy):
+    pol = example_policy
+    sc = pol.scenario
+    low, high = pol.rate_range
+    assert low == 0.0
+    top = sc.max_stable_arrival_rate(sc.min_tokens)
+    assert 0.999 * top < high < top
+    for rate, t in zip(pol.rates, pol.grid_budgets):
+        res = cvxalloc.certify(sc.with_(arrival_rate=rate), t)
+        assert res.gap <= GRID_CERTIFICATE_TOL * max(abs(res.objective), 1e-12)
+    assert pol.info["tolerance_met"]
+    assert pol.info["interpolation_max_relative_gap"] <= DEFAULT_TOLERANCE
+
+
+def test_off_grid_rates_within_stated_gap(example_policy, rng):
+    pol = example_policy
+    sc = pol.scenario
+    low, high = pol.rate_range
+    for rate in rng.uniform(low, high, 60):
+        ans = pol.lookup(rate)
+        fresh = _fresh(sc, rate)
+        assert sc.with_(arrival_rate=rate).utilization(ans.tokens) < 1
+        # the fresh optimum is within the stated gap of the policy's budgets
+        assert fresh.objective - ans.objective <= ans.gap + 1e-12 * abs(fresh.objective)
+        assert ans.gap >= -1e-15
+        assert ans.gap <= DEFAULT_TOLERANCE * abs(ans.objective)
+        np.testing.assert_array_equal(pol.budgets(rate), ans.tokens)
+        assert pol.gap(rate) == ans.gap
+
+
+@settings(max_examples=25, deadline=None)
+@given(frac=st.floats(0.0, 1.0))
+def test_budgets_stable_and_gap_proven_everywhere(example_policy, frac):
+    pol = example_policy
+    low, high = pol.rate_range
+    rate = low + frac * (high - low)
+    t = pol.budgets(rate)
+    sc = pol.scenario.with_(arrival_rate=rate)
+    assert sc.utilization(t) < 1
+    assert np.all(t >= sc.min_tokens) and np.all(t <= sc.max_tokens)
+    assert _fresh(pol.scenario, rate).objective <= pol.lookup(rate).upper_bound + 1e-12
+
+
+def test_large_scenario_in_seconds():
+    sc = random_scenario(2, 10_000)
+    clock = time.perf_counter()
+    pol = build_policy(sc)
+    assert time.perf_counter() - clock < 30
+    assert pol.info["max_grid_relative_gap"] <= GRID_CERTIFICATE_TOL
+    rng = np.random.default_rng(3)
+    low, high = pol.rate_range
+    for rate in rng.uniform(low, high, 4):
+        ans = pol.lookup(rate)
+        fresh = _fresh(sc, rate)
+        assert fresh.objective - ans.objective <= ans.gap + 1e-12 * abs(fresh.objective)
+        assert ans.relative_gap <= DEFAULT_TOLERANCE
+
+
+def test_integer_policy_on_the_grid(rng):
+    sc = cvxalloc.example_scenario().with_(step=[256.0] * 5)
+    pol = build_policy(sc)
+    assert pol.integer
+    from cvxalloc.integer import Grids
+
+    g = Grids(sc)
+    low, high = pol.rate_range
+    for rate in rng.uniform(low, high, 15):
+        ans = pol.lookup(rate)
+        assert g.contains(ans.tokens, atol=1e-9).all()
+        at = sc.with_(arrival_rate=rate)
+        assert at.utilization(ans.tokens) < 1
+        best = cvxalloc.solve(at, method="rounding")
+        # the integer certificate bounds the continuous optimum, hence any grid allocation
+        assert best.objective - ans.objective <= ans.gap + 1e-12
+        assert _fresh(sc, rate).objective <= ans.upper_bound + 1e-12
+
+
+def test_menu_scenario_is_integer():
+    sc = cvxalloc.example_scenario()
+    levels = [np.array([lo, 0.5 * (lo + hi), hi]) for lo, hi in zip(sc.min_tokens, sc.max_tokens)]
+    pol = build_policy(sc.with_(levels=levels), points=5)
+    assert pol.integer
+    t = pol.budgets(0.5 * pol.rate_range[1])
+    assert all(np.any(np.isclose(x, lv)) for x, lv in zip(t, levels))
+
+
+def test_roundtrip_file(example_policy, policy_file):
+    pol = load_policy(policy_file)
+    np.testing.assert_array_equal(pol.rates, example_policy.rates)
+    np.testing.assert_array_equal(pol.grid_budgets, example_policy.grid_budgets)
+    assert pol.names == example_policy.names
+    assert pol.scenario.to_dict() == example_policy.scenario.to_dict()
+    rate = 0.37 * pol.rate_range[1]
+    np.testing.assert_array_equal(pol.budgets(rate), example_policy.budgets(rate))
+    assert cvxalloc.load_policy is load_policy and isinstance(pol, cvxalloc.Policy)
+
+
+def _data(policy_file):
+    return json.loads(policy_file.read_text())
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda d: d.pop("rates"), 'missing key "rates"'),
+        (lambda d: d.update(version=99), "version 99"),
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d["rates"].reverse(), "strictly increasing"),
+        (lambda d: d["rates"].__setitem__(3, float("nan")), "non-finite"),
+        (lambda d: d["gaps"].pop(), "one entry per grid rate"),
+        (lambda d: d["budgets"]["chat"].__setitem__(0, -5.0), "leave [min_tokens"),
+        (lambda d: d["budgets"].pop("math"), 'no budgets for task "math"'),
+        (lambda d: d["scenario"]["queue"].update(latency_weight=-1), "scenario"),
+        (lambda d: d["budgets"]["olympiad"].__setitem__(-1, 32768.0), "unstable"),
+    ],
+)
+def test_bad_policy_files(tmp_path, policy_file, change, words):
+    data = _data(policy_file)
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PolicyError, match=None) as info:
+        load_policy(path)
+    assert words in str(info.value)
+
+
+def test_rate_outside_range(example_policy):
+    with pytest.raises(PolicyError, match="outside the policy's range"):
+        example_policy.budgets(2 * example_policy.rate_range[1])
+    with pytest.raises(PolicyError, match="outside"):
+        example_policy.gap(-0.1)
+    with pytest.raises(PolicyError, match="outside"):
+        example_policy.budgets(float("nan"))
+    with pytest.raises(PolicyError, match="not in the policy"):
+        example_policy.budget("poetry", 0.01)
+
+
+def test_not_json_and_missing(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text("{not json")
+    with pytest.raises(PolicyError, match="not valid JSON"):
+        load_policy(path)
+    with pytest.raises(PolicyError, match="does not exist"):
+        load_policy(tmp_path / "none.json")
+    with pytest.raises(PolicyError, match="object"):
+        policy_from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_constraints_refused():
+    sc = cvxalloc.example_scenario()
+    from cvxalloc.constraints import Constraints
+
+    cons = Constraints(max_mean_system_time=60.0)
+    with pytest.raises(cvxalloc.ScenarioError, match="constraints"):
+        build_policy(sc.with_(constraints=cons))
+
+
+def test_batching_supported():
+    path = Path(cvxalloc.__file__).parent / "data" / "example_batching.toml"
+    sc = cvxalloc.load_scenario(path)
+    pol = build_policy(sc, points=9)
+    high = pol.rate_range[1]
+    assert high > sc.max_stable_arrival_rate(sc.min_tokens) * 0.999
+    rate = 0.6 * high
+    ans = pol.lookup(rate)
+    assert _fresh(sc, rate).objective - ans.objective <= ans.gap + 1e-12
+
+
+def test_cli_build_and_query(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert main(["policy", "--output", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tolerance_met"] and summary["max_grid_relative_gap"] <= 1e-9
+    data = json.loads(out.read_text())
+    assert data["format"] == "cvxalloc-policy" and data["version"] == 1
+    assert set(data["budgets"]) == set(data["tasks"]) and "scenario" in data
+    assert main(["policy", "--query", str(out), "--rate", "0.05", "--json"]) == 0
+    ans = json.loads(capsys.readouterr().out)
+    pol = load_policy(out)
+    assert ans["tokens"]["math"] == pytest.approx(pol.budget("math", 0.05))
+    assert ans["gap"] == pytest.approx(pol.gap(0.05))
+    assert main(["policy", "--query", str(out), "--rate", "0.05", "--task", "code"]) == 0
+    assert float(capsys.readouterr().out) == pytest.approx(pol.budget("code", 0.05))
+    assert main(["policy", "--query", str(out), "--rate", "0.05"]) == 0
+    assert "proven gap" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--rate", "5"], "outside the policy's range"),
+        (["--rate", "0.01", "--task", "nope"], "not in the policy"),
+        ([], "needs --rate"),
+    ],
+)
+def test_cli_query_errors(tmp_path, capsys, policy_file, argv, words):
+    assert main(["policy", "--query", str(policy_file), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_cli_bad_file_exit_2(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"format": "cvxalloc-policy", "version": 1}))
+    assert main(["policy", "--query", str(path), "--rate", "0.01"]) == 2
+    assert 'missing key "tasks"' in capsys.readouterr().err
+
+
+def test_cli_build_errors(tmp_path, capsys):
+    assert main(["policy", "--points", "1", "--output", str(tmp_path / "p.json")]) == 2
+    assert "points" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+    assert main(["policy", "--rate", "0.1"]) == 2
+    assert "--query" in capsys.readouterr().err
