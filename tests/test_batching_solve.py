@@ -98,7 +98,7 @@ def test_certificate_upper_bound_holds_against_brute_force(seed, n):
     m1_lo = float(base.probability @ base.service_time(base.min_tokens))
     lam = min(1.3 * cap / m1_hi, 0.9 * cap / m1_lo)
     sc = base.with_(arrival_rate=lam, server=curve, arrival_scv=1.0)
-    best = _brute(sc, 4001 if n == 1 else 801)
+    best = _brute(sc, 4001 if n == 1 else 401)
     for method in ("aggregate", "conic"):
         res = cvxalloc.solve(sc, method=method)
         ub = res.certificate.upper_bound
