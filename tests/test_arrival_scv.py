@@ -283,3 +283,31 @@ def test_cli_solves_a_bursty_scenario(tmp_path, capsys, example):
     assert main(["solve", str(path)]) == 2
     err = capsys.readouterr().err
     assert "arrival_scv" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ workflows
+def test_sweep_takes_arrival_scv(example):
+    from cvxalloc.sweep import sweep_latency_weight
+
+    sc = example.with_(arrival_scv=20.0)
+    weights = np.logspace(-4, -2, 4)
+    conic = sweep_latency_weight(sc, weights, method="conic")
+    agg = sweep_latency_weight(sc, weights, method="aggregate")
+    for g, u_c, u_a in zip(weights, conic.objective, agg.objective):
+        fresh = cvxalloc.solve(sc.with_(latency_weight=g))
+        assert u_a == pytest.approx(fresh.objective, rel=1e-9)
+        assert u_c == pytest.approx(fresh.objective, rel=1e-7)
+
+
+def test_slo_constraint_holds_under_kingman(example):
+    d = example.to_dict()
+    d["queue"]["arrival_scv"] = 20.0
+    d["constraints"] = {"max_mean_system_time": 30.0}
+    sc = cvxalloc.Scenario.from_dict(d)
+    res = cvxalloc.solve(sc)
+    assert res.status == "optimal"
+    # the SLO binds (the unconstrained Kingman optimum is slower) and is met under Kingman
+    free = cvxalloc.solve(example.with_(arrival_scv=20.0))
+    assert free.evaluation.mean_system_time > 30.0
+    assert res.evaluation.mean_system_time == pytest.approx(30.0, rel=1e-6)
+    assert Latency(sc).value(res.tokens) <= 30.0 * (1 + 1e-9)
