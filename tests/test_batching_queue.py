@@ -140,6 +140,7 @@ def test_min_slack_is_the_largest_load_with_that_wait(w_max):
         ([1, 4], [1.0], "same length"),
         ([1, 4.5], [1.0, 3.0], "whole numbers"),
         ([], [], "must not be empty"),
+        ([1, 20_000], [1.0, 50.0], "above 16384 is not supported"),
     ],
 )
 def test_bad_curves_are_refused(conc, speed, needle):

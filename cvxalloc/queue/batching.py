@@ -57,6 +57,10 @@ _EXTRA = 3
 _TINY = 1e-100
 #: ``g''`` may be negative by at most this fraction of the sum of the magnitudes of its terms.
 _CONVEXITY_RTOL = 1e-9
+#: Entries of the (points x states) matrix evaluated at once.
+_CHUNK = 1 << 21
+#: Largest concurrency point accepted.
+MAX_CONCURRENCY = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,11 @@ class CapacityCurve:
             xs = x[small]
             g[small], g1[small], g2[small] = xs + e * xs * xs, 1.0 + 2.0 * e * xs, 2.0 * e
             s2[small] = 2.0 + 4.0 / c2
-        big = ~small
-        if np.any(big):
-            g[big], g1[big], g2[big], s2[big] = self._exact(x[big], u[big])
+        idx = np.flatnonzero(~small)
+        step = max(1, _CHUNK // self._logp.size)  # bound the (points x states) matrix
+        for k in range(0, idx.size, step):
+            j = idx[k : k + step]
+            g[j], g1[j], g2[j], s2[j] = self._exact(x[j], u[j])
         return (g, g1, g2, s2) if scale else (g, g1, g2)
 
     def _exact(self, x: np.ndarray, u: np.ndarray):
@@ -241,6 +247,11 @@ def _check_points(concurrency: Any, speedup: Any) -> tuple[tuple[int, ...], tupl
             f"{w}: the first point must be concurrency 1 with speedup 1.0 (got concurrency "
             f"{conc[0]}, speedup {speed[0]:g}); speedup is the total rate over the rate of "
             "one query alone: divide the measured throughputs by the one at concurrency 1"
+        )
+    if conc[-1] > MAX_CONCURRENCY:
+        raise ScenarioError(
+            f"{w}: concurrency above {MAX_CONCURRENCY} is not supported (got {conc[-1]}); end "
+            "the curve at the concurrency where the throughput stops growing (it is flat after)"
         )
     for i in range(1, len(conc)):
         if conc[i] <= conc[i - 1]:
