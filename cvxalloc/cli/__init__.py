@@ -19,7 +19,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 
 #: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
 SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep", "traffic"]
-SUBCOMMANDS += ["policy"]  # budget policies over load (cvxalloc.policy)
+SUBCOMMANDS += ["policy", "control"]  # budget policies over load, controller replay
 
 
 class _Parser(argparse.ArgumentParser):
