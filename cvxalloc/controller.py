@@ -18,12 +18,17 @@ Strategies
 ``adaptive``
     At each boundary: the estimated rate plus the backlog term, looked up in the
     policy (:mod:`cvxalloc.policy`) built for the log's average mix and answer
-    lengths. No look-ahead: the first window runs the static plan. The rate
-    estimate (``estimator``) is ``"cautious"`` by default: the larger of the rate
-    of the window just ended and the average rate of everything seen so far (a
-    quiet window does not announce a quiet next one: on the Azure code trace
-    silences end in bursts, and budgets raised in the silence meet the burst);
-    ``"last"`` is the rate of the window just ended alone.
+    lengths. No look-ahead beyond the long-run average the static plan also
+    uses: the first window runs the static plan. The rate estimate
+    (``estimator``) is ``"floor"`` by default: the larger of the rate of the
+    window just ended and the long-run average rate (the rate the operator
+    planned for; here the log's average). A quiet window does not announce a
+    quiet next one: on the Azure code trace silences end in bursts, and budgets
+    raised in a silence meet the burst with a long queue. So the controller only
+    ever cuts budgets below the static plan's (busy windows, or a backlog), never
+    raises them above. ``"cautious"``: the larger of the last window's rate and
+    the average of everything seen so far (no prior); ``"last"``: the last
+    window's rate alone. Both are measured in docs/validation.md (g).
 ``adaptive-mix`` (when the log has types or token counts)
     As ``adaptive``, and also the type mix and answer lengths of the window just
     ended (of its queries finished by the boundary), re-solved at each boundary
@@ -73,7 +78,7 @@ __all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES", 
 #: Strategy names in report order.
 STRATEGIES = ("static", "uniform", "adaptive", "adaptive-mix", "oracle")
 #: Rate estimators of the adaptive controllers (see the module docstring).
-ESTIMATORS = ("cautious", "last")
+ESTIMATORS = ("floor", "cautious", "last")
 #: Windows by default over the log's span.
 DEFAULT_WINDOWS = 60
 #: Fewest finished queries of a window from which the adaptive-mix controller
@@ -240,7 +245,7 @@ def replay_controller(
     seeds: int = 10,
     seed: int = 0,
     backlog: bool = True,
-    estimator: str = "cautious",
+    estimator: str = "floor",
     use_tokens: bool = True,
     policy=None,
     confidence: float = 0.99,
@@ -268,7 +273,7 @@ def replay_controller(
         Root seed.
     backlog : bool
         Whether the adaptive controllers add ``Q / window`` to the rate.
-    estimator : {"cautious", "last"}
+    estimator : {"floor", "cautious", "last"}
         The adaptive controllers' rate estimate (see the module docstring).
     use_tokens : bool
         Use the log's token counts as answer lengths (when it has them).
@@ -431,6 +436,8 @@ def replay_controller(
                     lam_hat = counts[k - 1] / window
                     if estimator == "cautious":  # never below the long-run rate seen so far
                         lam_hat = max(lam_hat, bounds[k] / (window * k))
+                    elif estimator == "floor":  # never below the rate the static plan is for
+                        lam_hat = max(lam_hat, lam_bar)
                     q = 0
                     if backlog:
                         done = bounds[k]

@@ -32,6 +32,7 @@ EXPERIMENTS = {
     "d": "pk",
     "e": "frontier",
     "f": "traces",
+    "g": "controller",
 }
 
 

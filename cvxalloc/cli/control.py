@@ -18,9 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Replay a request log's arrival times through one FIFO server while a controller "
             "re-plans the budgets at window boundaries from what it has seen (the rate of "
-            "the last window, never below the average so far, plus the queue's backlog / "
-            "window; with --type-column or --tokens-column also the type mix and answer "
-            "lengths). Beside it on the same replay: the static optimum at the log's average, "
+            "the last window, never below the long-run average the static plan is for, plus "
+            "the queue's backlog / window; with --type-column or --tokens-column also the "
+            "type mix and answer lengths). Beside it on the same replay: the static optimum "
+            "at the log's average, "
             "the best uniform budget, and an oracle that knows each window's rate. Prints "
             "realized accuracy, mean and p95/p99 system time and realized utility per "
             "strategy, with intervals over seeds."
@@ -57,9 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
     p.add_argument(
         "--estimator",
-        choices=("cautious", "last"),
-        default="cautious",
-        help="rate estimate: max(last window, average so far) (default) or the last window",
+        choices=("floor", "cautious", "last"),
+        default="floor",
+        help="rate estimate: max(last window, the log's average rate) (default 'floor'), "
+        "max(last window, average so far) ('cautious') or the last window ('last')",
     )
     p.add_argument(
         "--no-backlog", action="store_true", help="leave the backlog term Q / window out"
