@@ -106,7 +106,7 @@ class AccuracyFamily:
     def solve_marginal(
         self, alpha: np.ndarray, beta: np.ndarray, t0: np.ndarray | None = None
     ) -> np.ndarray:  # pragma: no cover - abstract
-        """The ``t`` with ``A'(t) = alpha + beta t`` (``alpha > 0``, ``beta >= 0``).
+        """The ``t`` with ``A'(t) = alpha + beta t`` (``beta >= 0``; ``alpha > 0`` if ``beta = 0``).
 
         The per-type optimality condition of the aggregate solver: the
         marginal accuracy equals a marginal cost that grows linearly in ``t``.
@@ -278,9 +278,12 @@ class Power(AccuracyFamily):
 
         With ``K = (c - f) eta / tau`` the equation is
         ``G(u) = (eta + 1) u + log(alpha + beta tau (e^u - 1)) - log K = 0``,
-        increasing in ``u``. The root lies between 0 and
-        ``u_a = log(K / alpha) / (eta + 1)`` (the root for ``beta = 0``), which
-        brackets every Newton step; steps leaving the bracket bisect it.
+        increasing in ``u``. For ``alpha > 0`` the root lies between 0 and
+        ``u_a = log(K / alpha) / (eta + 1)`` (the root for ``beta = 0``); for
+        ``alpha <= 0`` (and ``beta > 0``) between ``log(1 - alpha / (beta tau))``,
+        where the right side vanishes, and ``log(1 + (K - alpha) / (beta tau))``,
+        where it reaches ``K >= A'``. The bracket holds every Newton step; steps
+        leaving it bisect it.
         """
         alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
         tau, e1 = self.scale, self.exponent + 1.0
@@ -290,12 +293,20 @@ class Power(AccuracyFamily):
         bt, e1 = np.broadcast_to(beta * tau, shape), np.broadcast_to(e1, shape)
         logk = np.broadcast_to(np.log(K), shape)
         tau_b = np.broadcast_to(tau, shape)
-        ua = (logk - np.log(alpha)) / e1
-        lo_u, hi_u = np.minimum(ua, 0.0), np.maximum(ua, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ua = (logk - np.log(alpha)) / e1
+            lo_u, hi_u = np.minimum(ua, 0.0), np.maximum(ua, 0.0)
+            # alpha <= 0 (a queue whose marginal delay can be negative, c_a^2 < 1):
+            # the root has a positive right side, t > -alpha / beta, and
+            # A' <= K bounds it above: alpha + beta tau (e^u - 1) <= K.
+            neg = alpha <= 0
+            lo_u = np.where(neg, np.log1p(np.maximum(-alpha, 0.0) / bt), lo_u)
+            hi_u = np.where(neg, np.log1p((np.exp(logk) - alpha) / bt), hi_u)
         if t0 is None:
             # G is convex where alpha >= beta tau (Newton from the right end
             # converges monotonically), concave otherwise (from the left end).
-            u = np.where(alpha >= bt, hi_u, lo_u)
+            # (alpha <= 0: from the right end too; the left end is G's pole.)
+            u = np.where((alpha >= bt) | neg, hi_u, lo_u)
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 u = np.log1p(np.maximum(np.broadcast_to(t0, shape) / tau_b, -1 + 1e-300))
@@ -316,6 +327,10 @@ class Power(AccuracyFamily):
             lo_a = np.where(g <= 0, ua_, lo_u[act])
             hi_a = np.where(g >= 0, ua_, hi_u[act])
             bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
+            # Near the pole of log(rhs) Newton's steps are tiny while g is far from
+            # 0 (a tiny step would pass the test below): bisect there instead.
+            pole = b_ * eu > 1e3 * e_ * rhs
+            bad |= pole & (np.abs(new - ua_) < 1e-3 * (hi_a - lo_a)) & (np.abs(g) > 1e-6)
             new = np.where(bad, 0.5 * (lo_a + hi_a), new)
             scale = np.maximum(1.0, np.abs(new))
             # A Newton step of relative size <= 1e-9 leaves an error of order its
@@ -501,8 +516,8 @@ class AccuracyCurves:
     ) -> np.ndarray:
         """Per type, the ``t`` with ``A_i'(t) = alpha_i + beta_i t``.
 
-        See :meth:`AccuracyFamily.solve_marginal`; ``alpha > 0``, ``beta >= 0``
-        (arrays of length ``n``), ``t0`` an optional starting guess. With
+        See :meth:`AccuracyFamily.solve_marginal`; ``beta >= 0`` and ``alpha > 0``
+        where ``beta = 0`` (arrays of length ``n``), ``t0`` an optional starting guess. With
         ``lo`` and ``hi`` the root is returned clipped to ``[lo, hi]``, and
         types whose root lies outside are decided by the signs at the bounds
         without solving; ``d1_bounds = (d1(lo), d1(hi))`` may be passed to reuse

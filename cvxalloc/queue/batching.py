@@ -460,13 +460,13 @@ class BatchingQueue:
         """``W`` does not depend on ``m2``: :meth:`value`."""
         return self.value(m1, m2_min)
 
-    def min_slack(self, w_max: float, K: float = 1.0) -> float:
+    def min_slack(self, w_max: float, K: float = 1.0, pv: float = 0.0) -> float:
         """A lower bound of ``1 - rho`` over allocations with ``W <= w_max``.
 
         ``g`` increases from 0 to infinity on ``[0, c_max)``, so ``W <= w_max``
         means ``x <= g^{-1}(lam w_max)``: solved by Brent's method in the slack
         and returned a little low (the bracket end where ``g`` is still above).
-        ``K`` (used by the FIFO queue) does not enter.
+        ``K`` and ``pv`` (used by the FIFO queue) do not enter.
         """
         target = self.arrival_rate * w_max
         if not target > 0:

@@ -237,29 +237,32 @@ class FIFOQueue:
         """
         return self.value(m1, m2_min)
 
-    def min_slack(self, w_max: float, K: float) -> float:
+    def min_slack(self, w_max: float, K: float, pv: float = 0.0) -> float:
         """A lower bound of ``1 - rho`` over allocations with ``W <= w_max``.
 
-        The numerator of ``W`` is at least ``e m1^2`` with
+        The numerator of ``W`` is at least ``e m1^2 + pv`` with
         ``e = min(1, 1/K - 1 + c_a^2)``, where ``K = sum_i p_i / (1 + k_i)``
-        (Cauchy-Schwarz: ``m2 >= m1^2 / K``). So ``rho^2 / (2 (1 - rho)) <= c``
-        with ``c = lam w_max / e``, and ``1 - rho >= 1 / (1 + c + sqrt(c^2 + 2c))``.
+        (Cauchy-Schwarz: ``m2 >= m1^2 / K + pv``). With ``C = lam w_max`` and
+        ``L = lam^2 pv``, ``W <= w_max`` gives ``e (1 - u)^2 + L <= 2 C u``, whose
+        smaller root is ``u >= (e + L) / (e + C + sqrt((e + C)^2 - e (e + L)))``
+        (for ``e = 1``, ``L = 0``: ``1 / (1 + c + sqrt(c^2 + 2c))``, ``c = C``).
 
         Raises
         ------
         UnstableError
-            If ``e = 0`` (``c_a^2 = 0`` and deterministic service): the wait
-            need not grow towards saturation, so no such bound exists.
+            If ``e = 0`` and ``pv = 0`` (``c_a^2 = 0`` and deterministic service):
+            the wait need not grow towards saturation, so no such bound exists.
         """
-        e = min(1.0, 1.0 / K - 1.0 + self.arrival_scv)
-        if e <= 0:
+        e = max(min(1.0, 1.0 / K - 1.0 + self.arrival_scv), 0.0)
+        L = self.arrival_rate**2 * pv
+        if e + L <= 0:
             raise UnstableError(
                 "queue: arrival_scv = 0 with deterministic service: the model's wait need not "
                 "grow towards saturation, so no utilization cap holds the optimum; set "
                 "arrival_scv > 0 or lower max_tokens until the box is stable"
             )
-        c = self.arrival_rate * w_max / e
-        return 1.0 / (1.0 + c + math.sqrt(c * c + 2.0 * c))
+        C = self.arrival_rate * w_max
+        return (e + L) / (e + C + math.sqrt((e + C) ** 2 - e * (e + L)))
 
     # --- conic --------------------------------------------------------------
     def numerator(

@@ -163,7 +163,7 @@ class _Reduced:
         acc_lo = float(pw @ self.curves.value(self.lo))
         w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
-        u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)))
+        u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
         self._u_bracket = (u_cap, u_max)
         return self._u_bracket
 
