@@ -505,6 +505,12 @@ def simulate(
         exists to measure.
     """
     sc = scenario
+    if getattr(sc, "server", None) is not None:
+        raise ScenarioError(
+            "simulate: this simulator serves one query at a time (FIFO) and the scenario has "
+            'a batching server ([server] model = "batching"); use '
+            "cvxalloc.simulate_batching.simulate_batching (the CLI does)"
+        )
     t = _check_tokens(sc, tokens)
     queries, batches = int(queries), int(batches)
     warmup = queries // 10 if warmup is None else int(warmup)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import cvxalloc
 from cvxalloc.errors import ScenarioError, UnstableError
 from cvxalloc.queue import CapacityCurve
+from cvxalloc.simulate import simulate
 from cvxalloc.simulate_batching import simulate_batching, simulate_work, system_times
 
 CURVES = {
@@ -76,3 +78,24 @@ def test_simulate_batching_errors():
             sc.max_tokens,
             curve={"concurrency": [1, 2], "speedup": [1.0, 1.5]},
         )
+
+
+def test_cli_simulates_the_batching_server(capsys):
+    """``cvxalloc simulate`` on a batching scenario runs the batching simulator, not FIFO."""
+    import json
+
+    from cvxalloc.cli import main
+
+    path = str(Path(cvxalloc.__file__).parent / "data" / "example_batching.toml")
+    assert main(["simulate", path, "--seed", "3", "--queries", "60000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["server"] == "batching"
+    lo, hi = out["mean_system_time_ci"]
+    # the FIFO simulator would report ~1e6 s here (batch-1 utilization > 1)
+    assert out["model_mean_system_time"] < 1e3 and lo < hi < 1e3
+
+
+def test_fifo_simulator_refuses_a_batching_scenario():
+    sc = cvxalloc.load_scenario(Path(cvxalloc.__file__).parent / "data" / "example_batching.toml")
+    with pytest.raises(ScenarioError, match="batching server"):
+        simulate(sc, sc.min_tokens, queries=1000)
