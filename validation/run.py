@@ -33,6 +33,7 @@ EXPERIMENTS = {
     "e": "frontier",
     "f": "traces",
     "g": "controller",
+    "h": "batching",
 }
 
 
