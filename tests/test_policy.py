@@ -254,3 +254,25 @@ def test_cli_build_errors(tmp_path, capsys):
     assert not (tmp_path / "p.json").exists()
     assert main(["policy", "--rate", "0.1"]) == 2
     assert "--query" in capsys.readouterr().err
+
+
+def test_route_request_example_runs(policy_file):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "docs" / "examples" / "route_request.py"
+    argv = [sys.executable, str(script), "--policy", str(policy_file)]
+    out = subprocess.run(
+        argv + ["--type", "math", "--rate", "0.05"], capture_output=True, text=True, check=True
+    ).stdout
+    pol = load_policy(policy_file)
+    assert f"thinking budget {int(pol.budget('math', 0.05))} tokens" in out
+    body = json.loads(out.strip().splitlines()[-1])
+    assert body["thinking"]["budget_tokens"] == int(pol.budget("math", 0.05))
+    out = subprocess.run(
+        argv + ["--text", "Prove this AIME problem", "--rate", "5", "--queue", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "task olympiad" in out and "held at the policy's top" in out
