@@ -30,13 +30,14 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import status as st
+from ._source import REPR_MAX, source
 from .baselines import uniform_budget
 from .constraints import Constraints, constraints_of, slacks_of
 from .errors import CvxallocError
@@ -105,6 +106,26 @@ class SweepResult:
 
     def __len__(self) -> int:
         return len(self.objective)
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the sweep (with ``np`` and ``SweepResult`` in scope).
+
+        Arrays are written out in full up to 100 entries (summarized beyond), every
+        float exactly.
+        """
+
+        def arr(x: Any) -> str:
+            if x is None:
+                return "None"
+            a = np.asarray(x)
+            return source(a) if a.size > REPR_MAX else f"np.array({source(a.tolist())})"
+
+        parts = [f"parameter={self.parameter!r}"]
+        for f in fields(self)[1:]:
+            val = getattr(self, f.name)
+            text = arr(val) if isinstance(val, np.ndarray) or val is None else source(val)
+            parts.append(f"{f.name}={text}")
+        return f"SweepResult({', '.join(parts)})"
 
     @property
     def values(self) -> np.ndarray:

@@ -65,3 +65,17 @@ def test_validation_run_shows_progress_on_a_terminal_only(tmp_path, capsys, monk
     assert run.main([*argv, "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "validation:" not in err and "[c]" in err
+
+
+def test_sweep_repr_rebuilds_the_sweep(example):
+    import numpy as np
+
+    from cvxalloc.sweep import SweepResult, sweep_latency_weight
+
+    # gamma = 0 is an invalid point here: NaN figures and a message round-trip too
+    sw = sweep_latency_weight(example, [0.0, 1e-3, 1e-2], progress=False)
+    assert sw.status[0] == "invalid" and sw.messages[0]
+    again = eval(repr(sw), {"np": np, "SweepResult": SweepResult})  # noqa: S307 - our own repr
+    assert repr(again) == repr(sw)
+    assert again.to_csv() == sw.to_csv() and again.to_json() == sw.to_json()
+    np.testing.assert_array_equal(again.tokens, sw.tokens)
