@@ -293,7 +293,7 @@ class Power(AccuracyFamily):
         bt, e1 = np.broadcast_to(beta * tau, shape), np.broadcast_to(e1, shape)
         logk = np.broadcast_to(np.log(K), shape)
         tau_b = np.broadcast_to(tau, shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ua = (logk - np.log(alpha)) / e1
             lo_u, hi_u = np.minimum(ua, 0.0), np.maximum(ua, 0.0)
             # alpha <= 0 (a queue whose marginal delay can be negative, c_a^2 < 1):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._reduce import dot
 from .queue import Latency
 
 __all__ = ["Evaluation", "evaluate", "utility", "gradient", "hessian_parts", "Objective"]
@@ -70,7 +71,7 @@ class Objective:
         mo = self.latency.moments(t)
         if mo.rho >= 1:
             return -np.inf
-        acc = float(self.pw @ self.scenario.accuracy.value(t))
+        acc = dot(self.pw, self.scenario.accuracy.value(t))
         return acc - self.gamma * self.latency.value(t)
 
     def gradient(self, t: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ class Objective:
         sc = self.scenario
         t = np.asarray(t, dtype=float)
         a = sc.accuracy.value(t)
-        acc = float(self.pw @ a)
+        acc = dot(self.pw, a)
         mo = self.latency.moments(t)
         W = self.latency.value(t)
         U = acc - self.gamma * W if mo.rho < 1 else -np.inf

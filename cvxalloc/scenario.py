@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._reduce import dot
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
 
@@ -166,12 +167,12 @@ class Scenario:
 
     def utilization(self, tokens: np.ndarray) -> float:
         """``rho = lam * sum_i p_i s_i(t_i) / capacity`` (capacity 1 for one query at a time)."""
-        rho = self.arrival_rate * float(self.probability @ self.service_time(tokens))
+        rho = self.arrival_rate * dot(self.probability, self.service_time(tokens))
         return rho if self.server is None else rho / self.server.capacity
 
     def max_stable_arrival_rate(self, tokens: np.ndarray) -> float:
         """The supremum of arrival rates that keep ``tokens`` stable: ``capacity / m1``."""
-        return self.capacity / float(self.probability @ self.service_time(tokens))
+        return self.capacity / dot(self.probability, self.service_time(tokens))
 
     def with_(self, **changes: Any) -> Scenario:
         """A copy with some fields replaced (validated again)."""

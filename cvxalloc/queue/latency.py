@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._reduce import dot
 from .batching import BatchingQueue
 from .fifo import FIFOQueue
 
@@ -66,7 +67,7 @@ class Latency:
         self.b = scenario.per_token
         self.k = scenario.scv
         self.k1 = 1.0 + scenario.scv
-        self.pv = float(self.p @ scenario.variance)
+        self.pv = dot(self.p, scenario.variance)
 
     # --- numeric ----------------------------------------------------------
     def moments(self, t: np.ndarray) -> Moments:
@@ -74,7 +75,7 @@ class Latency:
         s = self.a + self.b * t
         ps = self.p * s
         m1 = float(ps.sum())
-        m2 = float((ps * self.k1) @ s) + self.pv
+        m2 = float(np.einsum("i,i,i->", ps, self.k1, s)) + self.pv
         return Moments(m1, m2, self.lam * m1 / self.queue.capacity)
 
     def value(self, t: np.ndarray) -> float:

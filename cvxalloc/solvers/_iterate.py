@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _options as _opt
 from .. import status as st
+from .._reduce import dot
 from ..certificate import frank_wolfe_gap, relative_scale
 from ..errors import OptionError, SolverError
 from ..objective import Objective
@@ -239,7 +240,7 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
         return 1.0
     lo, hi = sc.min_tokens, sc.max_tokens
     p, b, w = sc.probability, sc.per_token, sc.weight
-    pa = float(p @ sc.base)
+    pa = dot(p, sc.base)
 
     def lagrangian_point(nu: float) -> np.ndarray:
         return np.clip(sc.accuracy.inv_d1(nu * b / w), lo, hi)
@@ -255,7 +256,7 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
             Uc = obj.value(c)
             if Uc > U_f:
                 t_f, U_f = c, Uc
-    acc_max = float(obj.pw @ sc.accuracy.value(hi))
+    acc_max = dot(obj.pw, sc.accuracy.value(hi))
     c = lam * max(acc_max - U_f, 0.0) / gamma
     rho_bar = float(2 * c / (1 + c + np.hypot(1.0, c)))
     K = float(np.sum(p / obj.latency.k1))
@@ -264,7 +265,7 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
     nu_f = gamma * float(np.median(obj.latency.marginal(t_f)))
     for nu in nu_f * 2.0 ** np.arange(-6, 7, 0.5):
         x = lagrangian_point(nu)
-        h = float(obj.pw @ sc.accuracy.value(x)) - nu * float(p @ (b * x))
+        h = dot(obj.pw, sc.accuracy.value(x)) - nu * dot(p, b * x)
 
         def F(rho: float, h: float = h, nu: float = nu) -> float:
             m1 = rho / lam
@@ -437,7 +438,7 @@ def optimum_box(
         # upper bounds: t* <= phi(lw), and the cap on each coordinate
         u_new = np.minimum(u, np.clip(raw_map(obj, lw), lo, hi))
         if lam > 0 and rho_cap < 1:
-            slack = max(rho_cap / lam - float(sc.probability @ sc.service_time(lw)), 0.0)
+            slack = max(rho_cap / lam - dot(sc.probability, sc.service_time(lw)), 0.0)
             u_new = np.minimum(u_new, lw + slack / pb)
         # lower bounds: t* >= phi at the largest D over the set
         Dbar = marginal_bounds(obj, u_new, rho_cap)["D"]
@@ -507,7 +508,7 @@ def gap_box(
         terms = g * x - 0.5 * delta * x * x
         # rounding of the sum: a few ulps of sum_i |g_i x_i| + delta_i x_i^2
         beta = float(np.sum(terms)) + 8 * (sc.n + 4) * eps * float(
-            np.abs(g) @ np.abs(x) + delta @ (x * x)
+            dot(np.abs(g), np.abs(x)) + dot(delta, x * x)
         )
         beta = max(beta, 0.0)
         with np.errstate(divide="ignore"):
@@ -533,8 +534,8 @@ def utilization_halfspace(
     """
     sc = scenario
     a = sc.probability * sc.per_token
-    cap = rho_cap / sc.arrival_rate - float(sc.probability @ sc.base)
-    return a, max(cap, float(a @ floor_point))
+    cap = rho_cap / sc.arrival_rate - dot(sc.probability, sc.base)
+    return a, max(cap, dot(a, floor_point))
 
 
 def project(
@@ -565,14 +566,14 @@ def project(
         Positive metric weights.
     """
     x = np.clip(y, lower, upper)
-    if a is None or cap is None or float(a @ x) <= cap:
+    if a is None or cap is None or dot(a, x) <= cap:
         return x
     r = a if q is None else a / q
     bp = np.concatenate([(y - upper) / r, (y - lower) / r])
     bp = np.unique(bp[bp > 0])
 
     def f(mu: float) -> float:
-        return float(a @ np.clip(y - mu * r, lower, upper)) - cap
+        return dot(a, np.clip(y - mu * r, lower, upper)) - cap
 
     if bp.size == 0 or f(bp[-1]) > 0:  # cannot happen when a . lower <= cap
         return np.clip(lower, lower, upper)
@@ -588,7 +589,7 @@ def project(
     f0, f1 = f(m0), f(m1)
     mu = m1 if f0 == f1 else m0 + (m1 - m0) * f0 / (f0 - f1)
     x = np.clip(y - mu * r, lower, upper)
-    if float(a @ x) > cap:  # rounding: bisect towards m1, where the point is feasible
+    if dot(a, x) > cap:  # rounding: bisect towards m1, where the point is feasible
         m_in, m_out = m1, mu
         for _ in range(60):
             m = 0.5 * (m_in + m_out)

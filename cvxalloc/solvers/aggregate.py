@@ -43,6 +43,7 @@ from scipy.optimize import brentq
 
 from .. import _options as _opt
 from .. import status as st
+from .._reduce import dot
 from ..certificate import Certificate, frank_wolfe_gap
 from ..errors import OptionError, SolverError
 from ..objective import Objective
@@ -112,7 +113,7 @@ class _Reduced:
                 sc.base,
                 sc.per_token,
                 1.0 + sc.scv,
-                float(p @ sc.variance),
+                dot(p, sc.variance),
                 sc.accuracy,
                 queue_model(sc),
                 sc.latency_weight,
@@ -125,7 +126,7 @@ class _Reduced:
             sc.base[idx],
             sc.per_token[idx],
             1.0 + sc.scv[idx],
-            float(weights @ sc.variance[idx]),
+            dot(weights, sc.variance[idx]),
             sc.accuracy.take(idx),
             queue_model(sc),
             sc.latency_weight,
@@ -134,7 +135,7 @@ class _Reduced:
     # --- pieces -------------------------------------------------------------
     def moments(self, t: np.ndarray) -> tuple[float, float]:
         s = self.a + self.b * t
-        return float(self.p @ s), float((self.pk1 * s) @ s) + self.pv
+        return dot(self.p, s), float(np.einsum("i,i,i->", self.pk1, s, s)) + self.pv
 
     def tokens(self, A: float, B: float, t0: np.ndarray | None = None) -> np.ndarray:
         """The per-type optimum given the queue scalars ``(A, B)``, clipped to the box."""
@@ -159,8 +160,8 @@ class _Reduced:
             # the whole box is stable: 1 - lam m1(hi) / c bounds the slack already
             self._u_bracket = (1.0 - lam_c * self.m1_hi, u_max)
             return self._u_bracket
-        acc_max = float(pw @ self.curves.value(self.hi))
-        acc_lo = float(pw @ self.curves.value(self.lo))
+        acc_max = dot(pw, self.curves.value(self.hi))
+        acc_lo = dot(pw, self.curves.value(self.lo))
         w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
         u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
@@ -194,8 +195,8 @@ class _Reduced:
         psi[~np.isfinite(psi)] = 0.0
         c1 = self.p[fi] * b * psi
         c2 = 2.0 * c1 * ks
-        A1, B1 = float(c1 @ ks), float(c1.sum())
-        A2, B2 = float(c2 @ ks), float(c2.sum())
+        A1, B1 = dot(c1, ks), float(c1.sum())
+        A2, B2 = dot(c2, ks), float(c2.sum())
         # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi dA/dm2
         m1u, m1m = -(dA_du * B1 + dB_du * A1), -dA_dm2 * B1
         m2u, m2m = -(dA_du * B2 + dB_du * A2), -dA_dm2 * B2
