@@ -1,4 +1,4 @@
-"""(g) Batching server: the processor-sharing model against simulation, and what it changes.
+"""(h) Batching server: the processor-sharing model against simulation, and what it changes.
 
 Run alone: ``python -m validation.batching --out validation/output [--quick]``.
 
@@ -54,7 +54,7 @@ def part1(quick: bool):
     queries = 200_000 if quick else 1_000_000
     rows, series, inside, total = [], {}, 0, 0
     runs = [(label, v, rho) for label, v in variants.items() for rho in UTILIZATIONS]
-    for j, (label, v, rho) in enumerate(progress(runs, "(g) model vs simulation")):
+    for j, (label, v, rho) in enumerate(progress(runs, "(h) model vs simulation")):
         s = v.with_(arrival_rate=rho * v.capacity / m1)
         n = queries * (3 if rho >= 0.9 else 1)
         ps = simulate_batching(s, t, queries=n, seed=2 * j)
@@ -91,7 +91,7 @@ def part2(quick: bool):
     sc = _example()
     queries = 200_000 if quick else 1_000_000
     out, rows = [], []
-    for k, lam in enumerate(progress(RATES, "(g) batch-1 vs batching optimum")):
+    for k, lam in enumerate(progress(RATES, "(h) batch-1 vs batching optimum")):
         b = sc.with_(arrival_rate=lam)
         res_b = cvxalloc.solve(b)
         sim_b = simulate_batching(b, res_b.tokens, queries=queries, seed=100 + k)
@@ -215,7 +215,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     out_dir.mkdir(parents=True, exist_ok=True)
     series, rows1, inside, total = part1(quick)
     names, p2, rows2 = part2(quick)
-    fig = "g_batching.png"
+    fig = "h_batching.png"
     figure(series, names, p2, out_dir / fig)
     t1 = table(
         [
@@ -256,8 +256,8 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         "part2": p2,
     }
     return Section(
-        key="g-batching",
-        title="(g) batching server: model vs simulation, batch-1 vs batching budgets",
+        key="h-batching",
+        title="(h) batching server: model vs simulation, batch-1 vs batching budgets",
         figures=[fig],
         text=text,
         numbers=numbers,
