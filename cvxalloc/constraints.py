@@ -51,9 +51,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .certificate import Certificate, frank_wolfe_gap
+from . import status as st
+from .certificate import Certificate, frank_wolfe_gap, relative_scale
 from .errors import ScenarioError
+from .objective import Objective
+from .polish import newton_direction, polish
 from .queue import Latency
+from .result import Result
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
     import cvxpy as cp
@@ -301,6 +305,10 @@ class Constraints:
     def terms(self) -> list[Term]:
         """The scalar terms (SLO, token budget, utilization cap) that are set."""
         return [cls(getattr(self, k)) for k, cls in _TERMS.items() if getattr(self, k) is not None]
+
+    def certify(self, scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+        """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
+        return certify_constrained(scenario, tokens, objective)
 
     def check(self, scenario) -> None:
         """Validate against a scenario (one min_accuracy per task); errors name the task."""
@@ -618,8 +626,6 @@ def certify_constrained(
         ``"lagrangian-frank-wolfe"`` (the SLO); ``details["multipliers"]``
         holds the multipliers that prove the bound.
     """
-    from .objective import Objective
-
     sc = scenario
     obj = objective or Objective(sc)
     cons = constraints_of(sc)
@@ -826,8 +832,6 @@ def finish(
     note : str
         What was done, for ``solver_stats["polish"]``.
     """
-    from .objective import Objective
-    from .polish import polish
 
     sc = scenario
     obj = objective or Objective(sc)
@@ -867,8 +871,6 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
     (:func:`certify_constrained`) shrinks, so the result is never worse than
     the start and its certificate is exactly what it proves.
     """
-    from .certificate import relative_scale
-    from .polish import newton_direction
 
     hi = sc.max_tokens
     width = hi - lo2
@@ -970,9 +972,6 @@ def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
 
 def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
     """The result when :func:`single_point` holds: ``lo'``, certified, no shadow prices."""
-    from . import status as st
-    from .objective import Objective
-    from .result import Result
 
     obj = Objective(scenario)
     t = restore_feasible(scenario, lower, lower)
