@@ -20,7 +20,7 @@ import numpy as np
 from ._source import source
 from .objective import Objective
 
-__all__ = ["Certificate", "frank_wolfe_gap", "certify", "relative_scale"]
+__all__ = ["Certificate", "frank_wolfe_gap", "certificate_box", "certify", "relative_scale"]
 
 
 def relative_scale(objective: float) -> float:
@@ -127,5 +127,17 @@ def certify(scenario, tokens: np.ndarray, objective: Objective | None = None) ->
     lo, hi = scenario.min_tokens, scenario.max_tokens
     if not np.isfinite(U) or np.any(t < lo) or np.any(t > hi):
         return Certificate(objective=U, gap=np.inf, upper_bound=np.inf)
-    gap = frank_wolfe_gap(obj.gradient(t), t, lo, hi)
+    gap = frank_wolfe_gap(obj.gradient(t), t, *certificate_box(scenario))
     return Certificate(objective=U, gap=gap, upper_bound=U + gap)
+
+
+def certificate_box(scenario) -> tuple[np.ndarray, np.ndarray]:
+    """The box of the Frank-Wolfe bound: ``[lo, hi]`` clipped to where stable points lie.
+
+    Any convex set that holds every feasible point gives a valid bound; the box
+    clipped by :meth:`Scenario.stable_max_tokens` does, and it keeps the bound
+    tight when ``max_tokens`` is far beyond the stability limit (a gradient of
+    1e-16 times a box of 1e12 tokens would otherwise swamp the gap).
+    """
+    clip = getattr(scenario, "stable_max_tokens", None)
+    return scenario.min_tokens, (scenario.max_tokens if clip is None else clip())

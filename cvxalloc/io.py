@@ -83,7 +83,13 @@ def _unknown(where: str, key: str, allowed: Mapping[str, Any] | set[str]) -> Sce
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ScenarioError(f"{where}: {key} must be a number (got {value!r})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ScenarioError(
+            f"{where}: {key} is beyond the range of a float (an integer of "
+            f"{len(str(abs(value)))} digits); give a realistic value"
+        ) from None
 
 
 def _table(where: str, value: Any) -> Mapping[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .certificate import frank_wolfe_gap, relative_scale
+from .certificate import certificate_box, frank_wolfe_gap, relative_scale
 from .objective import Objective
 
 __all__ = ["newton_direction", "polish", "PolishInfo"]
@@ -86,7 +86,8 @@ def polish(
     info : PolishInfo
     """
     obj = objective or Objective(scenario)
-    lo, hi = scenario.min_tokens, scenario.max_tokens
+    # the certificate's box: clipped to where stable points lie
+    lo, hi = certificate_box(scenario)
     width = hi - lo
     t = np.clip(np.asarray(tokens, dtype=float), lo, hi)
     U = obj.value(t)

@@ -26,6 +26,11 @@ __all__ = ["Scenario", "PROBABILITY_TOL"]
 
 #: Probabilities must sum to 1 within this tolerance (no silent renormalization).
 PROBABILITY_TOL = 1e-9
+#: Largest token budget accepted: far beyond any model's context, small enough that
+#: squared service times and the solvers' brackets stay in float range.
+MAX_TOKENS = 1e12
+#: Largest mean service time accepted at the maximum budget, in seconds.
+MAX_SERVICE_SECONDS = 1e12
 
 _ARRAY_FIELDS = (
     "probability",
@@ -169,6 +174,23 @@ class Scenario:
         """``rho = lam * sum_i p_i s_i(t_i) / capacity`` (capacity 1 for one query at a time)."""
         rho = self.arrival_rate * dot(self.probability, self.service_time(tokens))
         return rho if self.server is None else rho / self.server.capacity
+
+    def stable_max_tokens(self) -> np.ndarray:
+        """``max_tokens`` clipped where the stability limit leaves no stable point.
+
+        A stable allocation has ``lam m1(t) < capacity`` and every other type at
+        least at its minimum, so ``p_i b_i (t_i - lo_i) < capacity / lam - m1(lo)``:
+        no stable point, hence not the optimum, lies above
+        ``lo_i + (capacity / lam - m1(lo)) / (p_i b_i)``. Models built on this box
+        keep their variables well scaled when ``max_tokens`` is huge.
+        """
+        lo, hi = self.min_tokens, self.max_tokens
+        if self.arrival_rate <= 0:
+            return hi.copy()
+        slack = self.capacity / self.arrival_rate - dot(self.probability, self.service_time(lo))
+        with np.errstate(divide="ignore", over="ignore"):
+            reach = lo + max(slack, 0.0) / (self.probability * self.per_token)
+        return np.minimum(hi, reach)
 
     def max_stable_arrival_rate(self, tokens: np.ndarray) -> float:
         """The supremum of arrival rates that keep ``tokens`` stable: ``capacity / m1``."""
@@ -409,6 +431,20 @@ class Scenario:
             i = self._first_bad(~ok(arr))
             if i is not None:
                 raise ScenarioError(f"{self._task(i)}: {label} {text} (got {arr[i]:g})")
+        i = self._first_bad(self.max_tokens > MAX_TOKENS)
+        if i is not None:
+            raise ScenarioError(
+                f"{self._task(i)}: max_tokens {self.max_tokens[i]:g} is beyond what the "
+                f"arithmetic of the model holds (squared service times overflow); give at most "
+                f"{MAX_TOKENS:g} tokens"
+            )
+        s_hi = self.base + self.per_token * self.max_tokens
+        i = self._first_bad(s_hi > MAX_SERVICE_SECONDS)
+        if i is not None:
+            raise ScenarioError(
+                f"{self._task(i)}: the service time at max_tokens is {s_hi[i]:g} s, beyond "
+                f"{MAX_SERVICE_SECONDS:g} s; lower service.per_token, service.base or max_tokens"
+            )
         i = self._first_bad(self.min_tokens > self.max_tokens)
         if i is not None:
             raise ScenarioError(

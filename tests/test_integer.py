@@ -208,13 +208,13 @@ def test_rounding_is_within_its_certificate_of_brute_force(rng, family, kind):
         n = int(rng.integers(1, 5))
         sc = stable_grid_scenario(rng, n, family, kind, load)
         t_bf, u_bf = brute_force(sc)
-        res = round_allocation(sc)
+        cont = cvxalloc.solve(sc, method="conic")
+        res = round_allocation(sc, continuous=cont)
         _check_grid_allocation(sc, res.tokens)
         _no_improving_neighbour(sc, res.tokens)
         cert = res.certificate
         assert cert.kind == "integer" and res.method == "rounding"
-        # the certificate is the formula, recomputed from the continuous point
-        cont = cvxalloc.solve(sc, method="conic")
+        # the certificate is the formula, recomputed from the continuous point it used
         fw = certify(sc, cont.tokens)
         assert cert.upper_bound == pytest.approx(fw.objective + fw.gap, rel=1e-12, abs=1e-15)
         assert cert.gap == pytest.approx(cert.upper_bound - res.objective, rel=1e-9, abs=1e-15)

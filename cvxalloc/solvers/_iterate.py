@@ -26,7 +26,7 @@ import numpy as np
 from .. import _options as _opt
 from .. import status as st
 from .._reduce import dot
-from ..certificate import frank_wolfe_gap, relative_scale
+from ..certificate import certificate_box, frank_wolfe_gap, relative_scale
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 
@@ -139,6 +139,7 @@ def run(
     """
     sc = obj.scenario
     lo, hi = sc.min_tokens, sc.max_tokens
+    cert_box = certificate_box(sc)
     start = time.perf_counter()
     t = np.asarray(t0, dtype=float)
     hist: dict[str, list[float]] = {"gap": [], "objective": []}
@@ -152,7 +153,7 @@ def run(
                 f"(utilization {sc.utilization(t):.6g}); please report this scenario"
             )
         g = obj.gradient(t)
-        gap = frank_wolfe_gap(g, t, lo, hi)
+        gap = frank_wolfe_gap(g, t, *cert_box)
         hist["gap"].append(gap)
         hist["objective"].append(U)
         if gap <= tol * relative_scale(U):

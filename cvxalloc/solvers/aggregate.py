@@ -44,7 +44,7 @@ from scipy.optimize import brentq
 from .. import _options as _opt
 from .. import status as st
 from .._reduce import dot
-from ..certificate import Certificate, frank_wolfe_gap
+from ..certificate import Certificate, certificate_box, frank_wolfe_gap
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
@@ -521,5 +521,5 @@ def _certify(obj: Objective, ev, lo: np.ndarray, hi: np.ndarray) -> Certificate:
     t, U = ev.tokens, ev.objective
     if not np.isfinite(U) or np.any(t < lo) or np.any(t > hi):
         return Certificate(objective=U, gap=np.inf, upper_bound=np.inf)
-    gap = frank_wolfe_gap(obj.gradient(t), t, lo, hi)
+    gap = frank_wolfe_gap(obj.gradient(t), t, *certificate_box(obj.scenario))
     return Certificate(objective=U, gap=gap, upper_bound=U + gap)

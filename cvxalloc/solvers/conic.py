@@ -85,7 +85,9 @@ class ConicProblem:
         # max_mean_system_time, so a sweep compiles once (DPP) and re-solves.
         sc = scenario
         n = sc.n
-        lo, hi = sc.min_tokens, sc.max_tokens
+        # the box, clipped where no stable point lies (huge max_tokens stay scaled)
+        lo, hi = sc.min_tokens, sc.stable_max_tokens()
+        self.lo, self.hi = lo, hi
         width = hi - lo
         self.x = cp.Variable(n, name="x")
         self.tokens = lo + cp.multiply(width, self.x)
@@ -307,7 +309,7 @@ def solve_conic(
         raise SolverError(
             f"conic solver {used} returned status {raw_status!r} without an allocation"
         )
-    lo, hi = sc.min_tokens, sc.max_tokens
+    lo, hi = cprob.lo, cprob.hi
     raw_tokens = lo + (hi - lo) * x
     stats = cprob.problem.solver_stats
     solver_stats: dict[str, Any] = {
@@ -398,7 +400,7 @@ def _refine_cuts(
 
     cuts = cprob.cuts
     obj = Objective(sc)
-    lo, hi = sc.min_tokens, sc.max_tokens
+    lo, hi = cprob.lo, cprob.hi
     lam, p = sc.arrival_rate, sc.probability
     t_solve = 0.0
     added = 0
