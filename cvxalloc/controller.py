@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .errors import ScenarioError
 
@@ -175,7 +175,7 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     m = float(values.mean())
     if values.size < 2:
         return (m, m)
-    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1)
+    half = special.stdtrit(values.size - 1, 0.5 + confidence / 2) * values.std(ddof=1)
     half /= math.sqrt(values.size)
     return (m - half, m + half)
 

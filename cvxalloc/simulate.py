@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from .errors import ScenarioError, UnstableError
 from .objective import Objective
@@ -428,7 +428,9 @@ def _interval(mean: float, values: np.ndarray, confidence: float) -> tuple[float
     n = values.size
     if n < 2:
         return (-math.inf, math.inf)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n)
+    half = (
+        special.stdtrit(n - 1, 0.5 + confidence / 2) * float(np.std(values, ddof=1)) / math.sqrt(n)
+    )
     return (mean - half, mean + half)
 
 
@@ -607,7 +609,7 @@ def simulate(
     a_mean = acc_sum / n_kept
     u_mean = float(util_means.mean())
     a_var = max(acc_sq / n_kept - a_mean**2, 0.0) * n_kept / max(n_kept - 1, 1)
-    z = stats.t.ppf(0.5 + confidence / 2, max(n_kept - 1, 1))
+    z = special.stdtrit(max(n_kept - 1, 1), 0.5 + confidence / 2)
     a_half = z * math.sqrt(a_var / n_kept)
     p50, p95, p99 = np.percentile(kept, [50, 95, 99])
     busy_end = span + prev_w + prev_s
@@ -1056,7 +1058,7 @@ def simulate_replay(
         means = {"system": sys_b, "score": sc_b, "utility": util_b}
     a_mean = acc_sum / total
     a_var = max(acc_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
-    z = stats.t.ppf(0.5 + confidence / 2, max(total - 1, 1))
+    z = special.stdtrit(max(total - 1, 1), 0.5 + confidence / 2)
     a_half = z * math.sqrt(a_var / total)
     p50, p95, p99 = np.percentile(kept, [50, 95, 99])
     return ReplayResult(

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from .errors import ScenarioError, UnstableError
 from .objective import Objective
@@ -298,7 +298,7 @@ def simulate_batching(
     mean_T, ci_T = batch_means_interval(T[start:], batches, confidence)
     score = np.where(correct, sc.weight[types], 0.0)[start:]
     mean_a = float(score.mean())
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = float(special.ndtri(0.5 + confidence / 2))
     half_a = z * float(score.std(ddof=1)) / math.sqrt(score.size)
     gamma = sc.latency_weight
     from .queue import BatchingQueue

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
 
+from .._roots import brentq
 from ..errors import ScenarioError, UnstableError
 
 __all__ = ["BatchingQueue", "CapacityCurve", "TangentCuts", "capacity_curve"]

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .. import _options as _opt
 from .. import status as st
 from .._reduce import dot
+from .._roots import brentq
 from ..certificate import Certificate, certificate_box, frank_wolfe_gap
 from ..errors import OptionError, SolverError
 from ..objective import Objective
