@@ -112,9 +112,8 @@ class Term:
     linear: ClassVar[bool] = True
 
     def __init__(self, limit: float | cp.Parameter) -> None:
-        import cvxpy as cp
-
-        self.limit = limit if isinstance(limit, cp.Parameter) else float(limit)
+        # A number, or a CVXPY Parameter (a sweep over the SLO compiles once).
+        self.limit = float(limit) if isinstance(limit, (int, float, np.number)) else limit
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(limit={self.limit:g})"
