@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import cvxpy as cp
@@ -218,12 +219,7 @@ def solve_conic(
     max_cuts = _opt.count("max_cuts", max_cuts)
     solver_options = _opt.mapping("solver_options", solver_options)
     verbose = _opt.flag("verbose", verbose)
-    if not isinstance(solver, str):
-        raise OptionError(
-            f"option solver must be a CVXPY solver name such as 'CLARABEL' (got {solver!r})"
-        )
-    if fallback is not None and not isinstance(fallback, str):
-        raise OptionError(f"option fallback must be a CVXPY solver name or null (got {fallback!r})")
+    _check_solver_names(solver, fallback)
     sc = scenario
     t0 = time.perf_counter()
     constrained = sc.constraints is not None and not sc.constraints.empty
@@ -233,106 +229,212 @@ def solve_conic(
         lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
         if cons_mod.single_point(sc, lo2):
             return cons_mod.single_point_result(sc, lo2)
+    # build
     cprob = ConicProblem(sc) if problem is None else problem
     t_build = time.perf_counter() - t0
-    used = solver
-    errors: list[str] = []
-    raw_solution = None
-    t_compile = t_solve = None
-    # Attempts in order. Clarabel is retried once without equilibration when it
-    # stops short of "optimal" (measured: that retry solves 6 of 7 random instances,
-    # N <= 200, that end optimal_inaccurate or InsufficientProgress by default).
+    # solve, retrying and falling back
+    attempts = _attempts(solver, fallback, solver_options)
+    run = _solve_with_retries(cprob, attempts, solver_options, verbose)
+    run.times["build_time"] = t_build
+    cut_details: dict[str, Any] = {}
+    if cprob.cuts is not None and cprob.x.value is not None:
+        run.raw_solution, t_cuts, cut_details = _refine_cuts(
+            cprob, sc, run.name, run.opts, run.raw_solution, cut_rtol, max_cuts, verbose
+        )
+        run.times["solve_time"] += t_cuts
+    run.times["total_time"] = time.perf_counter() - t0
+    # polish and assemble
+    return _assemble(sc, cprob, run, cut_details, constrained, polish_rtol, polish_steps)
+
+
+def _check_solver_names(solver: Any, fallback: Any) -> None:
+    """Refuse a solver or fallback that is not a name."""
+    if not isinstance(solver, str):
+        raise OptionError(
+            f"option solver must be a CVXPY solver name such as 'CLARABEL' (got {solver!r})"
+        )
+    if fallback is not None and not isinstance(fallback, str):
+        raise OptionError(f"option fallback must be a CVXPY solver name or null (got {fallback!r})")
+
+
+def _attempts(
+    solver: str, fallback: str | None, solver_options: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The solves to try, in order: ``(solver name, settings added for this attempt)``.
+
+    Clarabel is retried once without equilibration when it stops short of
+    "optimal" (measured: that retry solves 6 of 7 random instances, N <= 200,
+    that end optimal_inaccurate or InsufficientProgress by default), then once
+    with a smaller static regularization (measured: at N = 10^4 on random
+    mixed-family instances the first two attempts ended optimal_inaccurate or
+    failed on 2 of 3, and this setting solved all 3 optimal; as a default it
+    made small instances worse, 5 vs 2 of 300 not optimal). The fallback comes last.
+    """
     attempts: list[tuple[str, dict[str, Any]]] = [(solver, {})]
-    if solver == "CLARABEL" and "equilibrate_enable" not in (solver_options or {}):
+    if solver == "CLARABEL" and "equilibrate_enable" not in solver_options:
         attempts.append((solver, {"equilibrate_enable": False}))
-    # Then once with a smaller static regularization (measured: at N = 10^4 on
-    # random mixed-family instances the first two attempts ended optimal_inaccurate
-    # or failed on 2 of 3, and this setting solved all 3 optimal; as a default it
-    # made small instances worse, 5 vs 2 of 300 not optimal).
-    if solver == "CLARABEL" and "static_regularization_constant" not in (solver_options or {}):
+    if solver == "CLARABEL" and "static_regularization_constant" not in solver_options:
         attempts.append((solver, {"static_regularization_constant": 1e-10}))
     if fallback and fallback != solver:
         attempts.append((fallback, {}))
-    kept = None  # a point short of optimal, used if the retry raises
-    t_compile = t_solve = 0.0
+    return attempts
+
+
+@dataclass
+class _Run:
+    """The solve that produced the point: which attempt, its raw solution, the times."""
+
+    label: str  # solver name and the settings of the attempt
+    name: str  # CVXPY solver name
+    opts: dict[str, Any]
+    raw_solution: Any
+    chain: Any
+    inverse: Any
+    errors: list[str] = field(default_factory=list)  # attempts that failed before it
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def _solve_once(
+    cprob: ConicProblem, name: str, opts: dict[str, Any], verbose: bool, times: dict[str, float]
+) -> tuple[Any, Any, Any]:
+    """Compile for ``name`` and solve; the problem's values are unpacked."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tc = time.perf_counter()
+        data, chain, inverse = cprob.problem.get_problem_data(name, solver_opts=opts)
+        times["compile_time"] += time.perf_counter() - tc
+        ts = time.perf_counter()
+        raw_solution = chain.solve_via_data(
+            cprob.problem, data, warm_start=False, verbose=verbose, solver_opts=opts
+        )
+        times["solve_time"] += time.perf_counter() - ts
+        cprob.problem.unpack_results(raw_solution, chain, inverse)
+    return raw_solution, chain, inverse
+
+
+def _solve_with_retries(
+    cprob: ConicProblem,
+    attempts: list[tuple[str, dict[str, Any]]],
+    solver_options: dict[str, Any],
+    verbose: bool,
+) -> _Run:
+    """Try ``attempts`` in order until one ends optimal (or is the last of its solver).
+
+    A retry of the same solver follows only a status short of optimal; a point
+    short of optimal is kept and used if the retries raise.
+    """
+    errors: list[str] = []
+    times = {"compile_time": 0.0, "solve_time": 0.0}
+    kept = used = None
     for k, (name, extra) in enumerate(attempts):
-        opts = dict(_DEFAULT_OPTIONS.get(name, {}))
-        opts.update(solver_options or {})
-        opts.update(extra)
+        opts = {**_DEFAULT_OPTIONS.get(name, {}), **solver_options, **extra}
         label = name + "".join(f" {key}={val}" for key, val in extra.items())
+        same_next = k + 1 < len(attempts) and attempts[k + 1][0] == name
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tc = time.perf_counter()
-                data, chain, inverse = cprob.problem.get_problem_data(name, solver_opts=opts)
-                t_compile += time.perf_counter() - tc
-                ts = time.perf_counter()
-                raw_solution = chain.solve_via_data(
-                    cprob.problem, data, warm_start=False, verbose=verbose, solver_opts=opts
-                )
-                t_solve += time.perf_counter() - ts
-                cprob.problem.unpack_results(raw_solution, chain, inverse)
+            solution = _solve_once(cprob, name, opts, verbose, times)
         except (cp.error.SolverError, ValueError) as exc:
             errors.append(f"{label}: {exc}")
-            same_next = k + 1 < len(attempts) and attempts[k + 1][0] == name
             if kept is not None and not same_next:  # retries failed: use the kept point
                 break
             continue
-        used, used_name, used_opts = label, name, opts
-        kept = None
-        retry = k + 1 < len(attempts) and attempts[k + 1][0] == name
-        if not retry or cprob.problem.status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
+        used, kept = _Run(label, name, opts, *solution), None
+        if not same_next or cprob.problem.status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
             break
         errors.append(f"{label}: status {cprob.problem.status}")
-        kept = (label, raw_solution, chain, inverse)
+        kept = used
     else:
         raise SolverError("conic solve failed: " + "; ".join(errors))
     if kept is not None:
-        used, raw_solution, chain, inverse = kept
-        cprob.problem.unpack_results(raw_solution, chain, inverse)
-    cut_details: dict[str, Any] = {}
-    if cprob.cuts is not None and cprob.x.value is not None:
-        raw_solution, t_cuts, cut_details = _refine_cuts(
-            cprob, sc, used_name, used_opts, raw_solution, cut_rtol, max_cuts, verbose
-        )
-        t_solve += t_cuts
-    total = time.perf_counter() - t0
+        cprob.problem.unpack_results(kept.raw_solution, kept.chain, kept.inverse)
+    used.errors, used.times = errors, times
+    return used
+
+
+def _assemble(
+    sc,
+    cprob: ConicProblem,
+    run: _Run,
+    cut_details: dict[str, Any],
+    constrained: bool,
+    polish_rtol: float,
+    polish_steps: int,
+) -> Result:
+    """Polish the solver's point and wrap it, with both certificates, in a result."""
     raw_status = cprob.problem.status
     status = _STATUS_MAP.get(raw_status, st.SOLVER_ERROR)
     x = cprob.token_values()
     if constrained and status == st.INFEASIBLE:
+        from .. import constraints as cons_mod
+
         raise cons_mod.InfeasibleError(
-            f"constraints conflict: {used} reports the problem {raw_status} "
+            f"constraints conflict: {run.label} reports the problem {raw_status} "
             f"({', '.join(sc.constraints.kinds)}); relax one of them"
         )
     if x is None:
         raise SolverError(
-            f"conic solver {used} returned status {raw_status!r} without an allocation"
+            f"conic solver {run.label} returned status {raw_status!r} without an allocation"
         )
-    lo, hi = cprob.lo, cprob.hi
-    raw_tokens = lo + (hi - lo) * x
+    raw_tokens = cprob.lo + (cprob.hi - cprob.lo) * x
     stats = cprob.problem.solver_stats
+    used = run.label
     solver_stats: dict[str, Any] = {
-        "solver": used if not errors else f"{used} (fallback after {'; '.join(errors)})",
+        "solver": used if not run.errors else f"{used} (fallback after {'; '.join(run.errors)})",
         "solver_status": raw_status,
         "iterations": stats.num_iters,
-        "build_time": t_build,
-        "compile_time": t_compile,
-        "solve_time": t_solve,
-        "total_time": total,
+        **{key: run.times[key] for key in ("build_time", "compile_time", "solve_time")},
+        "total_time": run.times["total_time"],
     }
-    details: dict[str, Any] = {"solver": used, "solver_status": raw_status}
-    if hasattr(raw_solution, "obj_val") and hasattr(raw_solution, "obj_val_dual"):
-        # The solver minimizes -S*U (less a constant): translate to units of U.
-        scale = cprob.objective_scale
-        primal = float(cprob.problem.value) / scale
-        gap = (float(raw_solution.obj_val) - float(raw_solution.obj_val_dual)) / scale
-        details.update(
-            {"primal_objective": primal, "dual_objective": primal + gap, "duality_gap": abs(gap)}
-        )
     obj = Objective(sc)
+    tokens, diagnostics = _polish(
+        sc, cprob, raw_tokens, obj, constrained, polish_rtol, polish_steps, solver_stats
+    )
+    raw = Result.from_tokens(sc, raw_tokens, method="conic", status=status, objective=obj)
+    res = Result.from_tokens(
+        sc,
+        tokens,
+        method="conic",
+        status=status,
+        objective=obj,
+        raw_certificate=raw.certificate if polish_steps > 0 else None,
+        iterations=int(stats.num_iters or 0),
+        solver_stats=solver_stats,
+        diagnostics=diagnostics,
+        message=f"{used} status {raw_status}; Frank-Wolfe certified",
+    )
+    details = {"solver": used, "solver_status": raw_status, **_duality(cprob, run.raw_solution)}
+    details.update(cut_details)
+    res.certificate.details.update(details)
+    if res.raw_certificate is not None:
+        res.raw_certificate.details.update(details)
+    return res
+
+
+def _duality(cprob: ConicProblem, raw_solution: Any) -> dict[str, float]:
+    """The solver's primal and dual objectives and gap, in units of ``U`` (if it gives both)."""
+    if not (hasattr(raw_solution, "obj_val") and hasattr(raw_solution, "obj_val_dual")):
+        return {}
+    # The solver minimizes -S*U (less a constant): translate to units of U.
+    scale = cprob.objective_scale
+    primal = float(cprob.problem.value) / scale
+    gap = (float(raw_solution.obj_val) - float(raw_solution.obj_val_dual)) / scale
+    return {"primal_objective": primal, "dual_objective": primal + gap, "duality_gap": abs(gap)}
+
+
+def _polish(
+    sc,
+    cprob: ConicProblem,
+    raw_tokens: np.ndarray,
+    obj: Objective,
+    constrained: bool,
+    polish_rtol: float,
+    polish_steps: int,
+    solver_stats: dict[str, Any],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Polished tokens and the diagnostics (constraint report); fills ``solver_stats``."""
     diagnostics: dict[str, Any] = {}
     if constrained:
+        from .. import constraints as cons_mod
+
         tokens, solver_stats["polish_steps"], note = cons_mod.finish(
             sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps
         )
@@ -347,24 +449,7 @@ def solve_conic(
         solver_stats["polish_steps"] = info.steps
     else:
         tokens = raw_tokens
-    raw = Result.from_tokens(sc, raw_tokens, method="conic", status=status, objective=obj)
-    res = Result.from_tokens(
-        sc,
-        tokens,
-        method="conic",
-        status=status,
-        objective=obj,
-        raw_certificate=raw.certificate if polish_steps > 0 else None,
-        iterations=int(stats.num_iters or 0),
-        solver_stats=solver_stats,
-        diagnostics=diagnostics,
-        message=f"{used} status {raw_status}; Frank-Wolfe certified",
-    )
-    details.update(cut_details)
-    res.certificate.details.update(details)
-    if res.raw_certificate is not None:
-        res.raw_certificate.details.update(details)
-    return res
+    return tokens, diagnostics
 
 
 def _relaxed_bound(cprob: ConicProblem, raw_solution: Any) -> float:
