@@ -70,6 +70,7 @@ Three variants, each with its own bound:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,7 @@ from ..errors import OptionError
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
+    Loop,
     Momentum,
     check_options,
     gap_box,
@@ -220,241 +222,31 @@ def solve_gradient(
     sc = scenario
     obj = Objective(sc)
     require_monotone(obj, "gradient")
-    lo, hi = sc.min_tokens, sc.max_tokens
-    lam = sc.arrival_rate
-    feas = []
     x0 = warm_tokens(sc, warm_start)
-    if x0 is not None and sc.utilization(x0) < 1:
-        feas.append(x0)
-    rho_bar = utilization_cap(obj, feas)
-    rho_hi = sc.utilization(hi)
-
-    def optimum_set(rho_cap: float) -> tuple[np.ndarray, np.ndarray, int]:
-        """The first set's box: the token box (paper) or the proven optimum box (scaled)."""
-        if variant == "paper":
-            return lo, hi, 0
-        box = optimum_box(obj, rho_cap, refine_rounds)
-        width = hi - lo
-        return (
-            np.maximum(lo, box.lower - 1e-7 * width),
-            np.minimum(hi, box.upper + 1e-7 * width),
-            box.rounds,
-        )
-
-    def setup(
-        lower: np.ndarray,
-        upper: np.ndarray,
-        rho_cap: float,
-        keep: np.ndarray | None,
-        L_outer: float = np.inf,
-    ) -> dict[str, Any]:
-        """The set ``[lower, upper] ∩ {rho <= rho_cap}``, its metric, bound and step.
-
-        ``L_outer``: a Euclidean bound valid on a set containing this one (the
-        paper variant keeps the smaller, so its bound never grows).
-        """
-        if keep is not None:  # the current iterate stays inside (monotone ascent)
-            lower, upper = np.minimum(lower, keep), np.maximum(upper, keep)
-        if lam > 0 and rho_cap < sc.utilization(upper):
-            a, cap = utilization_halfspace(sc, rho_cap, lower if keep is None else keep)
-        else:  # the cap does not cut the box: a plain (stable) box
-            a, cap, rho_cap = None, None, 1.0
-        cb = curvature_bound(obj, lower, upper, rho_cap, jacobi=variant != "paper")
-        q = cb["metric"]
-        L = cb["L"] if q is not None else min(cb["L"], L_outer)
-        eta = step_fraction / L if L > 0 else np.inf
-        return {
-            "lower": lower,
-            "upper": upper,
-            "a": a,
-            "cap": cap,
-            "q": q,
-            "cb": cb,
-            "L": L,
-            "eta": eta,
-            "rho_cap": rho_cap,
-        }
-
-    def stepper(S: dict[str, Any]):
-        lower, upper, a, cap, q, eta = (S[k] for k in ("lower", "upper", "a", "cap", "q", "eta"))
-        if np.isfinite(eta):
-            qinv = 1.0 if q is None else 1.0 / q
-            mom = Momentum(obj, accelerate)
-
-            def proj(x: np.ndarray) -> np.ndarray:
-                return project(x, lower, upper, a, cap, q)
-
-            def advance(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-                return proj(x + eta * qinv * g)
-
-            def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-                return mom.pick(t, advance(t, g), advance, proj)
-        else:  # no curvature: U is linear, one step to the best vertex of S
-
-            def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-                return project(
-                    np.where(g > 0, upper, np.where(g < 0, lower, t)), lower, upper, a, cap, q
-                )
-
-        return step
-
-    def local_stepper(S: dict[str, Any]):
-        """Jacobi-scaled step with the curvature bounded over a trust box around ``t``."""
-        lower, upper = S["lower"], S["upper"]
-        cap_set = S["rho_cap"]
-        radius = LOCAL_RADIUS * (upper - lower)
-        floor_r = 1e-12 * (hi - lo)
-        info = local_info
-        mom = Momentum(obj, accelerate)
-
-        def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-            nonlocal radius
-            lt, ut = np.maximum(lower, t - radius), np.minimum(upper, t + radius)
-            rho_t = sc.utilization(t)
-            cap_t = min(cap_set, rho_t + LOCAL_CAP * (1 - rho_t))
-            if lam > 0 and cap_t < sc.utilization(ut):
-                a, cap = utilization_halfspace(sc, cap_t, t)
-            else:
-                a, cap, cap_t = None, None, 1.0
-            cb = curvature_bound(obj, lt, ut, cap_t, jacobi=True)
-            q, L = cb["metric"], cb["L"]
-            if L > 0:
-                eta = step_fraction / L
-
-                def proj(x: np.ndarray) -> np.ndarray:
-                    return project(x, lt, ut, a, cap, q)
-
-                def advance(x: np.ndarray, gx: np.ndarray) -> np.ndarray:
-                    return proj(x + eta * gx / q)
-
-                # the FISTA candidate stays inside the same trust box
-                t_new = mom.pick(t, advance(t, g), advance, proj)
-            else:  # U is linear on the trust box: its best vertex
-                eta = np.inf
-                t_new = project(np.where(g > 0, ut, np.where(g < 0, lt, t)), lt, ut, a, cap, q)
-            info["L"], info["eta"] = L, eta
-            info["L_max"] = max(info["L_max"], L)
-            move = np.abs(t_new - t)
-            hit = (move >= radius * (1 - 1e-9)) & (t_new > lower) & (t_new < upper)
-            radius = np.where(hit, 2 * radius, np.maximum(2 * move, 0.5 * radius))
-            radius = np.clip(radius, floor_r, upper - lower)
-            return t_new
-
-        return step
-
-    local_info: dict[str, float] = {"L": np.nan, "eta": np.nan, "L_max": 0.0}
-
-    # the cap is used where the box is unstable or where it is tighter
-    rho_cap = rho_bar if (lam > 0 and rho_bar < rho_hi) else 1.0
-    lower0, upper0, rounds = optimum_set(rho_cap)
+    rho_bar = utilization_cap(obj, [x0] if x0 is not None and sc.utilization(x0) < 1 else [])
+    rho_hi = sc.utilization(sc.max_tokens)
+    # the first set: the cap is used where the box is unstable or where it is tighter
+    rho_cap = rho_bar if (sc.arrival_rate > 0 and rho_bar < rho_hi) else 1.0
+    lower0, upper0, rounds = _optimum_set(obj, variant, rho_cap, refine_rounds)
     stable_box = variant == "paper" and rho_hi < 1
-    L_box = curvature_bound(obj, lo, hi, 1.0)["L"] if stable_box else np.inf
-    S = setup(lower0, upper0, rho_cap, None, L_box)
-    S0 = S
+    L_box = curvature_bound(obj, sc.min_tokens, sc.max_tokens, 1.0)["L"] if stable_box else np.inf
+    S0 = _Set.build(obj, variant, step_fraction, lower0, upper0, rho_cap, None, L_box)
     if x0 is None:
-        x0 = 0.5 * (S["lower"] + S["upper"])
-    t0 = project(
-        np.clip(x0, S["lower"], S["upper"]), S["lower"], S["upper"], S["a"], S["cap"], S["q"]
+        x0 = 0.5 * (S0.lower + S0.upper)
+    t0 = S0.project(np.clip(x0, S0.lower, S0.upper))
+    # the loop, with the variant's stepper
+    stepper = (
+        _LocalStepper(obj, S0, accelerate, step_fraction)
+        if variant == "local"
+        else _SetStepper(obj, S0, accelerate)
     )
-
-    # Checkpoints every CHECK_EVERY iterations: the set is intersected with the box
-    # around the iterate proven to hold t* (gap_box), and, while the utilization cap
-    # cuts the set, the cap is recomputed from the current (better) utility every
-    # CAP_EVERY iterations. When the set changed, its metric, bound and step are
-    # rebuilt. Every set holds t* and the current iterate, so the ascent and the
-    # guarantees carry over.
-    t = t0
-    hist: dict[str, list[float]] = {"gap": [], "objective": []}
-    iters = 0
-    restarts = 0
-    loop_time = 0.0
-    since_cap = 0
-    step_fn = local_stepper(S) if variant == "local" else stepper(S)  # keeps its momentum
-    while True:
-        budget = max_iter - iters
-        if variant == "local":  # one run: the trust box adapts inside the step
-            loop = run(obj, step_fn, t, tol=tol, max_iter=budget)
-        else:
-            checking = shrink or S["a"] is not None
-            chunk = min(budget, CHECK_EVERY) if checking else budget
-            loop = run(obj, step_fn, t, tol=tol, max_iter=chunk)
-        skip = 1 if hist["gap"] else 0
-        hist["gap"] += loop.history["gap"][skip:]
-        hist["objective"] += loop.history["objective"][skip:]
-        iters += loop.iterations
-        loop_time += loop.time
-        t = loop.tokens
-        if loop.status != st.ITERATION_LIMIT or iters >= max_iter:
-            break
-        lower, upper, cap_now = S["lower"], S["upper"], S["rho_cap"]
-        since_cap += loop.iterations
-        if S["a"] is not None and since_cap >= CAP_EVERY:
-            since_cap = 0
-            rho_bar = min(rho_bar, utilization_cap(obj, [t]))
-            if (1 - rho_bar) >= 1.2 * (1 - cap_now):
-                cap_now = rho_bar
-        if shrink:
-            lower, upper, _ = gap_box(obj, t, obj.gradient(t), lower, upper)
-        old_w = S["upper"] - S["lower"]
-        narrower = np.any(upper - lower < 0.8 * old_w)
-        if narrower or cap_now != S["rho_cap"]:
-            S = setup(lower, upper, cap_now, t, S["L"])
-            step_fn = stepper(S)  # a new set and step: the momentum restarts
-            restarts += 1
-    loop.iterations = iters
-    loop.history = hist
-    loop.time = loop_time
-    L, eta, cb, rho_cap = S["L"], S["eta"], S["cb"], S["rho_cap"]
-    name = {
-        "paper": "projected gradient",
-        "scaled": "projected gradient (diagonally scaled)",
-        "local": "projected gradient (diagonally scaled, local curvature bounds)",
-    }[variant]
-    set_name = "box" if variant == "paper" else "optimum box"
-    if S0["a"] is not None:
-        set_name += " ∩ {rho <= rho_bar}"
-    if variant == "local":
-        L, eta = local_info["L"], local_info["eta"]
-        set_name += ", each step in a trust box around the iterate"
-    elif shrink:
-        set_name += ", shrunk around the iterate"
-    diag: dict[str, Any] = {
-        "variant": variant,
-        "curvature_bound": L,
-        "step": eta,
-        "initial_curvature_bound": S0["L"],
-        "initial_step": S0["eta"],
-        "set": set_name,
-        "rho_bar": rho_bar,
-        "set_utilization": cb["rho"],
-        "initial_set_utilization": S0["cb"]["rho"],
-        "upper_utilization": rho_hi,
-        "restarts": restarts,
-        "shrink": bool(shrink) and variant != "local",
-        "accelerate": bool(accelerate),
-    }
-    if variant == "local":
-        diag["largest_curvature_bound"] = local_info["L_max"]
-    if variant != "paper":
-        diag["refine_rounds"] = rounds
-        diag["metric"] = "Jacobi: diagonal of -Hess U bounded over the set"
+    drive = _Driver(obj, variant, step_fraction, accelerate, shrink, rho_bar)
+    loop = drive.run(S0, stepper, t0, tol=tol, max_iter=max_iter)
+    # what the result says
+    diag = _diagnostics(obj, variant, drive, S0, rounds, rho_hi, shrink, accelerate)
     if stable_box:
-        # guarantee over the token box (stable): mu, L, diameter of the box
-        mu = float(np.min(obj.pw * np.abs(sc.accuracy.d2(hi))))
-        g0 = obj.gradient(t0)
-        U0 = obj.value(t0)
-        gap0 = frank_wolfe_gap(g0, t0, lo, hi)
-        # |U| along the ascent stays >= the smaller of |U0| and |upper bound| when
-        # both have the same sign; otherwise no relative guarantee is stated.
-        ub = U0 + gap0
-        scale_min = min(abs(U0), abs(ub)) if U0 * ub > 0 else 0.0
-        eps = tol * max(scale_min, 1e-12) if scale_min > 0 else 0.0
-        diag["strong_concavity"] = mu
-        diag["iteration_bound"] = (
-            _iteration_bound(L_box, mu, gap0, eps, float(np.linalg.norm(hi - lo)))
-            if step_fraction == 1
-            else np.inf
-        )
+        diag.update(_paper_guarantee(obj, t0, L_box, tol, step_fraction))
+    L, eta = diag["curvature_bound"], diag["step"]
     return Result.from_tokens(
         sc,
         loop.tokens,
@@ -465,7 +257,286 @@ def solve_gradient(
         solver_stats={"total_time": time.perf_counter() - start, "loop_time": loop.time},
         diagnostics=diag,
         history=loop.history,
-        message=loop_message(name, loop, tol, max_iter)
-        + f"; step {eta:.3e} = {step_fraction:g}/L, curvature bound L {L:.3e} on the {set_name}"
-        + (f" after {restarts} restarts (first L {S0['L']:.3e})" if restarts else ""),
+        message=loop_message(_NAMES[variant], loop, tol, max_iter)
+        + f"; step {eta:.3e} = {step_fraction:g}/L, curvature bound L {L:.3e} on the {diag['set']}"
+        + (f" after {drive.restarts} restarts (first L {S0.L:.3e})" if drive.restarts else ""),
     )
+
+
+_NAMES = {
+    "paper": "projected gradient",
+    "scaled": "projected gradient (diagonally scaled)",
+    "local": "projected gradient (diagonally scaled, local curvature bounds)",
+}
+
+
+def _optimum_set(
+    obj: Objective, variant: str, rho_cap: float, refine_rounds: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first set's box: the token box (paper) or the proven optimum box (scaled, local)."""
+    lo, hi = obj.scenario.min_tokens, obj.scenario.max_tokens
+    if variant == "paper":
+        return lo, hi, 0
+    box = optimum_box(obj, rho_cap, refine_rounds)
+    width = hi - lo
+    return (
+        np.maximum(lo, box.lower - 1e-7 * width),
+        np.minimum(hi, box.upper + 1e-7 * width),
+        box.rounds,
+    )
+
+
+@dataclass
+class _Set:
+    """The set ``[lower, upper] ∩ {a . t <= cap}`` with its metric, curvature bound and step."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    a: np.ndarray | None
+    cap: float | None
+    q: np.ndarray | None
+    cb: dict[str, Any]
+    L: float
+    eta: float
+    rho_cap: float
+
+    @classmethod
+    def build(
+        cls,
+        obj: Objective,
+        variant: str,
+        step_fraction: float,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        rho_cap: float,
+        keep: np.ndarray | None,
+        L_outer: float = np.inf,
+    ) -> _Set:
+        """The set ``[lower, upper] ∩ {rho <= rho_cap}``, its metric, bound and step.
+
+        ``keep``: a point the set must hold (the current iterate: monotone ascent).
+        ``L_outer``: a Euclidean bound valid on a set containing this one (the
+        paper variant keeps the smaller, so its bound never grows).
+        """
+        sc = obj.scenario
+        if keep is not None:
+            lower, upper = np.minimum(lower, keep), np.maximum(upper, keep)
+        if sc.arrival_rate > 0 and rho_cap < sc.utilization(upper):
+            a, cap = utilization_halfspace(sc, rho_cap, lower if keep is None else keep)
+        else:  # the cap does not cut the box: a plain (stable) box
+            a, cap, rho_cap = None, None, 1.0
+        cb = curvature_bound(obj, lower, upper, rho_cap, jacobi=variant != "paper")
+        q = cb["metric"]
+        L = cb["L"] if q is not None else min(cb["L"], L_outer)
+        eta = step_fraction / L if L > 0 else np.inf
+        return cls(lower, upper, a, cap, q, cb, L, eta, rho_cap)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Projection onto the set, in its metric."""
+        return project(x, self.lower, self.upper, self.a, self.cap, self.q)
+
+
+class _SetStepper:
+    """One (accelerated) projected-gradient step with the set's bound (paper, scaled)."""
+
+    def __init__(self, obj: Objective, S: _Set, accelerate: bool) -> None:
+        self.S = S
+        self.L, self.eta = S.L, S.eta
+        self.qinv = 1.0 if S.q is None else 1.0 / S.q
+        self.momentum = Momentum(obj, accelerate)
+
+    def advance(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return self.S.project(x + self.eta * self.qinv * g)
+
+    def __call__(self, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+        S = self.S
+        if not np.isfinite(self.eta):  # no curvature: U is linear, one step to the best vertex
+            return S.project(np.where(g > 0, S.upper, np.where(g < 0, S.lower, t)))
+        return self.momentum.pick(t, self.advance(t, g), self.advance, S.project)
+
+
+class _LocalStepper:
+    """Jacobi-scaled step with the curvature bounded over a trust box around ``t``.
+
+    The trust box ``|x_i - t_i| <= r_i`` (utilization at most
+    ``rho(t) + LOCAL_CAP (1 - rho(t))``) is intersected with the set; radii
+    double where a step reached them and otherwise follow twice the last move
+    (halving at most). ``L``, ``eta`` are the last step's, ``L_max`` the largest.
+    """
+
+    def __init__(self, obj: Objective, S: _Set, accelerate: bool, step_fraction: float) -> None:
+        sc = obj.scenario
+        self.obj, self.S, self.step_fraction = obj, S, step_fraction
+        self.radius = LOCAL_RADIUS * (S.upper - S.lower)
+        self.floor_r = 1e-12 * (sc.max_tokens - sc.min_tokens)
+        self.momentum = Momentum(obj, accelerate)
+        self.L, self.eta, self.L_max = np.nan, np.nan, 0.0
+
+    def __call__(self, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+        sc, S, radius = self.obj.scenario, self.S, self.radius
+        lt, ut = np.maximum(S.lower, t - radius), np.minimum(S.upper, t + radius)
+        rho_t = sc.utilization(t)
+        cap_t = min(S.rho_cap, rho_t + LOCAL_CAP * (1 - rho_t))
+        if sc.arrival_rate > 0 and cap_t < sc.utilization(ut):
+            a, cap = utilization_halfspace(sc, cap_t, t)
+        else:
+            a, cap, cap_t = None, None, 1.0
+        cb = curvature_bound(self.obj, lt, ut, cap_t, jacobi=True)
+        q, L = cb["metric"], cb["L"]
+
+        def proj(x: np.ndarray) -> np.ndarray:
+            return project(x, lt, ut, a, cap, q)
+
+        if L > 0:
+            eta = self.step_fraction / L
+
+            def advance(x: np.ndarray, gx: np.ndarray) -> np.ndarray:
+                return proj(x + eta * gx / q)
+
+            # the FISTA candidate stays inside the same trust box
+            t_new = self.momentum.pick(t, advance(t, g), advance, proj)
+        else:  # U is linear on the trust box: its best vertex
+            eta = np.inf
+            t_new = proj(np.where(g > 0, ut, np.where(g < 0, lt, t)))
+        self.L, self.eta, self.L_max = L, eta, max(self.L_max, L)
+        move = np.abs(t_new - t)
+        hit = (move >= radius * (1 - 1e-9)) & (t_new > S.lower) & (t_new < S.upper)
+        radius = np.where(hit, 2 * radius, np.maximum(2 * move, 0.5 * radius))
+        self.radius = np.clip(radius, self.floor_r, S.upper - S.lower)
+        return t_new
+
+
+class _Driver:
+    """The loop every variant shares: :func:`~cvxalloc.solvers._iterate.run` in chunks.
+
+    Checkpoints every :data:`CHECK_EVERY` iterations (set variants): the set is
+    intersected with the box around the iterate proven to hold ``t*``
+    (:func:`~cvxalloc.solvers._iterate.gap_box`), and, while the utilization cap
+    cuts the set, the cap is recomputed from the current (better) utility every
+    :data:`CAP_EVERY` iterations. When the set changed, its metric, bound and
+    step are rebuilt and the momentum restarts. Every set holds ``t*`` and the
+    current iterate, so the ascent and the guarantees carry over. The local
+    variant runs once: its trust box adapts inside the step.
+    """
+
+    def __init__(
+        self,
+        obj: Objective,
+        variant: str,
+        step_fraction: float,
+        accelerate: bool,
+        shrink: bool,
+        rho_bar: float,
+    ) -> None:
+        self.obj, self.variant, self.step_fraction = obj, variant, step_fraction
+        self.accelerate, self.shrink, self.rho_bar = accelerate, shrink, rho_bar
+        self.restarts = 0
+        self.S: _Set | None = None
+        self.stepper: Any = None
+
+    def run(self, S: _Set, stepper: Any, t: np.ndarray, *, tol: float, max_iter: int) -> Loop:
+        """Iterate from ``t`` until the gap is within ``tol`` or ``max_iter`` steps."""
+        self.S, self.stepper = S, stepper
+        hist: dict[str, list[float]] = {"gap": [], "objective": []}
+        iters, loop_time, since_cap = 0, 0.0, 0
+        while True:
+            budget = max_iter - iters
+            checking = self.variant != "local" and (self.shrink or self.S.a is not None)
+            chunk = min(budget, CHECK_EVERY) if checking else budget
+            loop = run(self.obj, self.stepper, t, tol=tol, max_iter=chunk)
+            skip = 1 if hist["gap"] else 0
+            hist["gap"] += loop.history["gap"][skip:]
+            hist["objective"] += loop.history["objective"][skip:]
+            iters += loop.iterations
+            loop_time += loop.time
+            t = loop.tokens
+            if loop.status != st.ITERATION_LIMIT or iters >= max_iter:
+                break
+            since_cap += loop.iterations
+            refresh_cap = self.S.a is not None and since_cap >= CAP_EVERY
+            if refresh_cap:
+                since_cap = 0
+                self.rho_bar = min(self.rho_bar, utilization_cap(self.obj, [t]))
+            self._checkpoint(t, refresh_cap)
+        loop.iterations, loop.history, loop.time = iters, hist, loop_time
+        return loop
+
+    def _checkpoint(self, t: np.ndarray, refresh_cap: bool) -> None:
+        """Shrink the set around ``t`` (and tighten its cap); rebuild it if it changed."""
+        S = self.S
+        lower, upper, cap_now = S.lower, S.upper, S.rho_cap
+        if refresh_cap and (1 - self.rho_bar) >= 1.2 * (1 - cap_now):
+            cap_now = self.rho_bar
+        if self.shrink:
+            lower, upper, _ = gap_box(self.obj, t, self.obj.gradient(t), lower, upper)
+        narrower = np.any(upper - lower < 0.8 * (S.upper - S.lower))
+        if narrower or cap_now != S.rho_cap:
+            self.S = _Set.build(
+                self.obj, self.variant, self.step_fraction, lower, upper, cap_now, t, S.L
+            )
+            self.stepper = _SetStepper(self.obj, self.S, self.accelerate)
+            self.restarts += 1
+
+
+def _diagnostics(
+    obj: Objective,
+    variant: str,
+    drive: _Driver,
+    S0: _Set,
+    rounds: int,
+    rho_hi: float,
+    shrink: bool,
+    accelerate: bool,
+) -> dict[str, Any]:
+    """The bounds, steps and sets of a finished run."""
+    S, stepper = drive.S, drive.stepper
+    set_name = "box" if variant == "paper" else "optimum box"
+    if S0.a is not None:
+        set_name += " ∩ {rho <= rho_bar}"
+    if variant == "local":
+        set_name += ", each step in a trust box around the iterate"
+    elif shrink:
+        set_name += ", shrunk around the iterate"
+    diag: dict[str, Any] = {
+        "variant": variant,
+        "curvature_bound": stepper.L,
+        "step": stepper.eta,
+        "initial_curvature_bound": S0.L,
+        "initial_step": S0.eta,
+        "set": set_name,
+        "rho_bar": drive.rho_bar,
+        "set_utilization": S.cb["rho"],
+        "initial_set_utilization": S0.cb["rho"],
+        "upper_utilization": rho_hi,
+        "restarts": drive.restarts,
+        "shrink": bool(shrink) and variant != "local",
+        "accelerate": bool(accelerate),
+    }
+    if variant == "local":
+        diag["largest_curvature_bound"] = stepper.L_max
+    if variant != "paper":
+        diag["refine_rounds"] = rounds
+        diag["metric"] = "Jacobi: diagonal of -Hess U bounded over the set"
+    return diag
+
+
+def _paper_guarantee(
+    obj: Objective, t0: np.ndarray, L_box: float, tol: float, step_fraction: float
+) -> dict[str, float]:
+    """``strong_concavity`` and ``iteration_bound`` over the (stable) token box."""
+    sc = obj.scenario
+    lo, hi = sc.min_tokens, sc.max_tokens
+    mu = float(np.min(obj.pw * np.abs(sc.accuracy.d2(hi))))
+    U0 = obj.value(t0)
+    gap0 = frank_wolfe_gap(obj.gradient(t0), t0, lo, hi)
+    # |U| along the ascent stays >= the smaller of |U0| and |upper bound| when
+    # both have the same sign; otherwise no relative guarantee is stated.
+    ub = U0 + gap0
+    scale_min = min(abs(U0), abs(ub)) if U0 * ub > 0 else 0.0
+    eps = tol * max(scale_min, 1e-12) if scale_min > 0 else 0.0
+    bound = (
+        _iteration_bound(L_box, mu, gap0, eps, float(np.linalg.norm(hi - lo)))
+        if step_fraction == 1
+        else np.inf
+    )
+    return {"strong_concavity": mu, "iteration_bound": bound}
