@@ -1,0 +1,169 @@
+"""Feasibility: min_accuracy as a token bound, the exact feasibility test, and restoring a point.
+
+Every scalar constraint is increasing in every ``t_i``, so the constraints are
+jointly feasible exactly when they hold at the raised lower bounds ``lo'``
+(:func:`effective_lower`); a solver's point is moved back into the feasible set
+along ``lo' -> t`` (:func:`restore_feasible`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .terms import InfeasibleError, Term
+
+if TYPE_CHECKING:  # for the annotation only (spec imports this module, via certificate)
+    from .spec import Constraints
+
+__all__ = [
+    "constraints_of",
+    "required_tokens",
+    "effective_lower",
+    "check_feasible",
+    "slacks_of",
+    "restore_feasible",
+]
+
+
+def constraints_of(scenario) -> Constraints | None:
+    """The scenario's constraints, or None when it has none (or an empty set)."""
+    cons = getattr(scenario, "constraints", None)
+    return None if cons is None or cons.empty else cons
+
+
+def required_tokens(scenario) -> np.ndarray:
+    """Per task, the fewest tokens meeting its ``min_accuracy`` (``lo`` where none).
+
+    ``A_i`` is increasing, so the bound is ``A_i^{-1}(alpha_i)``, found by
+    bisection on ``[lo_i, hi_i]`` to machine precision, on the side where
+    ``A_i(t) >= alpha_i`` holds in floating point. ``inf`` where even ``hi_i``
+    does not reach ``alpha_i``.
+    """
+    sc = scenario
+    lo, hi = sc.min_tokens, sc.max_tokens
+    cons = constraints_of(sc)
+    out = np.array(lo, dtype=float)
+    if cons is None or cons.min_accuracy is None:
+        return out
+    alpha = cons.min_accuracy
+    has = ~np.isnan(alpha)
+    a_lo, a_hi = sc.accuracy.value(lo), sc.accuracy.value(hi)
+    out[has & (a_hi < alpha)] = np.inf
+    todo = np.flatnonzero(has & (a_lo < alpha) & (a_hi >= alpha))
+    if todo.size:
+        sub = sc.accuracy.take(todo)
+        left, right, target = lo[todo].copy(), hi[todo].copy(), alpha[todo]
+        for _ in range(200):
+            mid = 0.5 * (left + right)
+            moved = (mid > left) & (mid < right)
+            if not moved.any():
+                break
+            ok = sub.value(mid) >= target
+            right = np.where(moved & ok, mid, right)
+            left = np.where(moved & ~ok, mid, left)
+        out[todo] = right
+    return out
+
+
+def effective_lower(scenario) -> np.ndarray:
+    """``lo' = max(lo, A^{-1}(min_accuracy))``: the box lower bound the constraints imply."""
+    return np.maximum(scenario.min_tokens, required_tokens(scenario))
+
+
+def _names(scenario, idx: np.ndarray, limit: int = 3) -> str:
+    shown = ", ".join(f'"{scenario.names[i]}"' for i in idx[:limit])
+    return shown + (f" and {idx.size - limit} more" if idx.size > limit else "")
+
+
+def check_feasible(scenario) -> np.ndarray:
+    """Raise :class:`InfeasibleError` unless some allocation meets every constraint.
+
+    Exact and cheap: every scalar constraint is increasing in every ``t_i``,
+    so the constraints are jointly feasible iff they hold at ``lo'``
+    (:func:`effective_lower`). The message names the constraints in conflict
+    and the value each would need.
+
+    Returns
+    -------
+    ndarray
+        ``lo'``.
+    """
+    sc = scenario
+    cons = constraints_of(sc)
+    if cons is None:
+        return np.array(sc.min_tokens, dtype=float)
+    tau = required_tokens(sc)
+    if cons.min_accuracy is not None:
+        bad = np.flatnonzero(~np.isfinite(tau))
+        if bad.size:
+            i = bad[0]
+            reach = float(sc.accuracy.value(sc.max_tokens)[i])
+            raise InfeasibleError(
+                f'task "{sc.names[i]}": min_accuracy {cons.min_accuracy[i]:g} is above its '
+                f"accuracy at max_tokens ({reach:.6g}); lower min_accuracy or raise max_tokens"
+                + (f" (also infeasible: {_names(sc, bad[1:])})" if bad.size > 1 else "")
+            )
+    lo2 = np.maximum(sc.min_tokens, tau)
+    raised = np.flatnonzero(lo2 > sc.min_tokens)
+    at = "at the minimum budgets"
+    blame = ""
+    if raised.size:
+        at = "at the smallest budgets min_accuracy allows"
+        blame = f" or lower min_accuracy (tasks {_names(sc, raised)})"
+    rho = sc.utilization(lo2)
+    if rho >= 1:
+        raise InfeasibleError(
+            f"min_accuracy: the queue is unstable (utilization {rho:.4g} >= 1) {at}; "
+            f"lower min_accuracy (tasks {_names(sc, raised)}) or arrival_rate"
+        )
+    conflicts = []
+    for term in cons.terms():
+        v = term.value(sc, lo2)
+        if v > term.limit:
+            unit = f" {term.unit}" if term.unit and term.unit != "tokens" else ""
+            conflicts.append(
+                f"{term.kind} = {term.limit:g}{unit} is below the {term.what} {at} "
+                f"({v:.6g}{unit}); raise {term.kind} to at least {v:.6g}{unit}{blame}"
+            )
+    if conflicts:
+        raise InfeasibleError("constraints conflict: " + "; ".join(conflicts))
+    return lo2
+
+
+def slacks_of(scenario, terms: Sequence[Term], t: np.ndarray) -> np.ndarray:
+    """The slack of each term at ``t`` (>= 0 where satisfied)."""
+    return np.array([term.slack(scenario, t) for term in terms])
+
+
+def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:
+    """The feasible point nearest ``tokens`` on the segment from ``lo'``.
+
+    A conic solver meets constraints only to its tolerance (~1e-9); the
+    certificate needs exact feasibility. ``t`` is clipped into ``[lo', hi]``
+    and, if a scalar constraint is still violated, replaced by
+    ``lo' + theta (t - lo')`` with the largest ``theta`` in ``[0, 1]`` found by
+    bisection (every constraint is increasing in ``theta``; ``theta = 0`` is
+    feasible once :func:`check_feasible` passed).
+    """
+    sc = scenario
+    cons = constraints_of(sc)
+    lo2 = effective_lower(sc) if lower is None else lower
+    t = np.clip(np.asarray(tokens, dtype=float), lo2, sc.max_tokens)
+    if cons is None:
+        return t
+    terms = cons.terms()
+    if not terms or np.all(slacks_of(sc, terms, t) >= 0):
+        return t
+    left, right = 0.0, 1.0
+    for _ in range(100):
+        mid = 0.5 * (left + right)
+        if mid in (left, right):
+            break
+        if np.all(slacks_of(sc, terms, lo2 + mid * (t - lo2)) >= 0):
+            left = mid
+        else:
+            right = mid
+    return np.clip(lo2 + left * (t - lo2), lo2, sc.max_tokens)

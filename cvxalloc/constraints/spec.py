@@ -1,0 +1,183 @@
+"""The constraints of a scenario: the :class:`Constraints` record and its file structure.
+
+``[constraints]`` holds the scalar limits; ``min_accuracy`` is set per task.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..certificate import Certificate
+from ..objective import Objective
+from .certificate import certify_constrained
+from .terms import KINDS, TERMS, ConstraintError, Term
+
+__all__ = ["Constraints", "constraints_from_file"]
+
+
+def _opt_number(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ConstraintError(f"constraints: {key} must be a number (got {value!r})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConstraintError(f"constraints: {key} must be a finite number (got {value})")
+    return value
+
+
+@dataclass(eq=False)
+class Constraints:
+    """The operator constraints of a scenario (every field optional).
+
+    Attributes
+    ----------
+    max_mean_system_time : float or None
+        Upper bound on ``W`` in seconds (> 0).
+    max_mean_tokens : float or None
+        Upper bound on ``sum_i p_i t_i`` (>= 0).
+    max_utilization : float or None
+        Upper bound on ``rho``, in ``(0, 1]``.
+    min_accuracy : ndarray or None
+        Per task, a lower bound on ``A_i(t_i)`` in ``[0, 1]``; ``NaN`` where
+        the task has none.
+    """
+
+    max_mean_system_time: float | None = None
+    max_mean_tokens: float | None = None
+    max_utilization: float | None = None
+    min_accuracy: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for key in TERMS:
+            setattr(self, key, _opt_number(key, getattr(self, key)))
+        if self.max_mean_system_time is not None and self.max_mean_system_time <= 0:
+            raise ConstraintError(
+                f"constraints: max_mean_system_time must be > 0 seconds "
+                f"(got {self.max_mean_system_time:g})"
+            )
+        if self.max_mean_tokens is not None and self.max_mean_tokens < 0:
+            raise ConstraintError(
+                f"constraints: max_mean_tokens must be >= 0 (got {self.max_mean_tokens:g})"
+            )
+        if self.max_utilization is not None and not 0 < self.max_utilization <= 1:
+            raise ConstraintError(
+                f"constraints: max_utilization must be in (0, 1] (got {self.max_utilization:g})"
+            )
+        if self.min_accuracy is not None:
+            m = np.atleast_1d(np.asarray(self.min_accuracy, dtype=float))
+            if m.ndim != 1:
+                raise ConstraintError("min_accuracy must be one value per task")
+            if np.all(np.isnan(m)):
+                m = None
+            else:
+                bad = np.flatnonzero(~np.isnan(m) & ((m < 0) | (m > 1) | ~np.isfinite(m)))
+                if bad.size:
+                    raise ConstraintError(
+                        f"task {bad[0] + 1}: min_accuracy must be in [0, 1] (got {m[bad[0]]:g})"
+                    )
+                m.setflags(write=False)
+            self.min_accuracy = m
+
+    # --- structure ----------------------------------------------------------
+    @property
+    def empty(self) -> bool:
+        """Whether no constraint is set."""
+        return not self.kinds
+
+    @property
+    def kinds(self) -> list[str]:
+        """The constraint keys that are set, in :data:`KINDS` order."""
+        out = [k for k in TERMS if getattr(self, k) is not None]
+        if self.min_accuracy is not None:
+            out.append("min_accuracy")
+        return out
+
+    def terms(self) -> list[Term]:
+        """The scalar terms (SLO, token budget, utilization cap) that are set."""
+        return [cls(getattr(self, k)) for k, cls in TERMS.items() if getattr(self, k) is not None]
+
+    def certify(self, scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+        """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
+        return certify_constrained(scenario, tokens, objective)
+
+    def check(self, scenario) -> None:
+        """Validate against a scenario (one min_accuracy per task); errors name the task."""
+        if self.min_accuracy is not None and self.min_accuracy.size != scenario.n:
+            raise ConstraintError(
+                f"min_accuracy must have one entry per task ({scenario.n}), "
+                f"got {self.min_accuracy.size}"
+            )
+
+    def with_(self, **changes: Any) -> Constraints:
+        """A copy with some fields replaced (``None`` removes a constraint)."""
+        kw = {k: getattr(self, k) for k in KINDS}
+        kw.update(changes)
+        return Constraints(**kw)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> Constraints:
+        """The constraints of the task subset ``idx`` (scalars unchanged)."""
+        m = None if self.min_accuracy is None else self.min_accuracy[np.asarray(idx, np.intp)]
+        return self.with_(min_accuracy=m)
+
+    # --- file structure -------------------------------------------------------
+    def to_table(self) -> dict[str, float]:
+        """The ``[constraints]`` table (scalar constraints only)."""
+        return {k: float(getattr(self, k)) for k in TERMS if getattr(self, k) is not None}
+
+    def write_dict(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add the ``[constraints]`` table and per-task ``min_accuracy`` to a scenario dict."""
+        table = self.to_table()
+        if table:
+            data["constraints"] = table
+        if self.min_accuracy is not None:
+            for task, m in zip(data["task"], self.min_accuracy):
+                if not np.isnan(m):
+                    task["min_accuracy"] = float(m)
+        return data
+
+
+def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Constraints | None:
+    """The constraints of a scenario file (``None`` when it sets none).
+
+    Parameters
+    ----------
+    data : mapping
+        The whole scenario structure (reads its ``constraints`` table).
+    tasks : sequence of mapping
+        The ``task`` tables (reads each optional ``min_accuracy``).
+    """
+    table = data.get("constraints")
+    if table is None:
+        table = {}
+    if not isinstance(table, Mapping):
+        raise ConstraintError(f"constraints must be a table (got {type(table).__name__})")
+    for key in table:
+        if key not in TERMS:
+            close = difflib.get_close_matches(key, list(KINDS), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else f"; allowed: {', '.join(TERMS)}"
+            if key == "min_accuracy":
+                hint = "; min_accuracy is set per task ([[task]] min_accuracy = ...)"
+            raise ConstraintError(f'constraints: unknown key "{key}"{hint}')
+    mins = []
+    for i, task in enumerate(tasks):
+        val = task.get("min_accuracy") if isinstance(task, Mapping) else None
+        if val is None:
+            mins.append(np.nan)
+            continue
+        where = f'task "{task.get("name", i + 1)}"'
+        if isinstance(val, bool) or not isinstance(val, (int, float)):
+            raise ConstraintError(f"{where}: min_accuracy must be a number (got {val!r})")
+        if not 0 <= val <= 1:
+            raise ConstraintError(f"{where}: min_accuracy must be in [0, 1] (got {val:g})")
+        mins.append(float(val))
+    cons = Constraints(
+        **{k: table.get(k) for k in TERMS}, min_accuracy=np.array(mins) if mins else None
+    )
+    return None if cons.empty else cons
