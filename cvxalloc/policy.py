@@ -7,14 +7,20 @@ up to just below the highest stable rate, and answers for any rate in between:
 * :func:`build_policy` solves at each grid rate (warm-started from the nearest
   solved rate; every grid point is certified), then refines the grid where the
   interpolation is poor: each interval is probed at interior rates and split at
-  its midpoint while the proven gap of the interpolated budgets at a probe
-  exceeds ``tolerance`` (default 1e-4) of ``|U|`` there.
+  its midpoint while the proven gap of the answer at a probe exceeds
+  ``tolerance`` (default 1e-4) of ``max(|U|, weighted accuracy)`` there (``U``
+  crosses 0 where the latency cost equals the accuracy, and no bound is small
+  relative to 0). Intervals where a type that matters reaches or leaves a bound
+  are probed closer to their ends.
 * :class:`Policy` (from :func:`load_policy`) answers ``budgets(rate)`` and
   ``gap(rate)``.
 
 How ``budgets(rate)`` is chosen, for ``rate`` between grid rates ``r_j < r_{j+1}``
 with optimal budgets ``t_j`` and ``t_{j+1}``: the candidates are the linear
-interpolation ``(1 - theta) t_j + theta t_{j+1}`` and the two neighbours. The
+interpolation ``(1 - theta) t_j + theta t_{j+1}``, two best-response steps from it
+(each type's optimal budget given the queue as the previous candidate leaves it,
+clipped to the box: one O(N) step each, exact in which types sit at a bound),
+and the two neighbours. The
 upper neighbour ``t_{j+1}`` is stable at every rate below ``r_{j+1}`` (the
 utilization ``rate * m1`` only falls with the rate), so at least one candidate is
 always stable; the interpolation and ``t_j`` count only where they are stable at
@@ -86,9 +92,14 @@ DEFAULT_POINTS = 17
 TOP_FRACTION = 1.0 - 1e-4
 #: Each grid point must be certified to this fraction of ``|U|``.
 GRID_CERTIFICATE_TOL = 1e-9
-#: Interior probes per interval when refining, and per interval when measuring.
+#: Interior probes of an interval: quick ones, then (if those pass) the ones in between.
 _REFINE_PROBES = (0.25, 0.5, 0.75)
 _CHECK_PROBES = (0.125, 0.375, 0.625, 0.875)
+#: Where a budget leaves (or reaches) a bound inside an interval, the gap can rise
+#: sharply just past the kink: these probes too.
+_KINK_PROBES = (1 / 32, 1 / 16, 15 / 16, 31 / 32)
+#: Best-response steps from the interpolated budgets tried as extra candidates.
+_RESPONSE_STEPS = 2
 #: Refinement aims at this fraction of the tolerance, a margin for rates between probes.
 _REFINE_MARGIN = 0.5
 #: Refinement stops at this many grid rates even if the tolerance is not met.
@@ -126,11 +137,21 @@ class Lookup:
     gap: float
     upper_bound: float
     source: str
+    accuracy: float = math.nan
 
     @property
     def relative_gap(self) -> float:
         """``gap / max(|objective|, 1e-12)``."""
         return self.gap / relative_scale(self.objective)
+
+    @property
+    def scaled_gap(self) -> float:
+        """``gap / max(|objective|, accuracy)``: the measure the grid is refined on.
+
+        ``U`` crosses 0 where the latency cost equals the weighted accuracy; no bound is
+        small relative to 0 there, so the tolerance refers to the larger of the two terms.
+        """
+        return self.gap / _scale(self.objective, self.accuracy)
 
     def to_dict(self, names: list[str]) -> dict[str, Any]:
         """JSON-ready form (tokens by task name)."""
@@ -140,6 +161,8 @@ class Lookup:
             "objective": self.objective,
             "gap": self.gap,
             "relative_gap": self.relative_gap,
+            "scaled_gap": self.scaled_gap,
+            "accuracy": self.accuracy,
             "upper_bound": self.upper_bound,
             "source": self.source,
         }
@@ -168,22 +191,64 @@ def highest_rate(scenario) -> float:
 
 # --------------------------------------------------------------------------
 # evaluation at one rate
+def _scale(objective: float, accuracy: float) -> float:
+    """``max(|U|, weighted accuracy, 1e-12)``: what relative gaps of a policy refer to."""
+    acc = accuracy if math.isfinite(accuracy) else 0.0
+    return max(abs(objective), acc, 1e-12)
+
+
+def _grid_gap(res) -> float:
+    """A grid point's certified gap over :func:`_scale`."""
+    return res.certificate.gap / _scale(res.objective, res.evaluation.accuracy)
+
+
+def _d1_bounds(sc) -> tuple[np.ndarray, np.ndarray]:
+    """``(A'(lo), A'(hi))`` per type: rate-independent, computed once per policy."""
+    return sc.accuracy.d1(sc.min_tokens), sc.accuracy.d1(sc.max_tokens)
+
+
 class _AtRate:
     """Utility and Frank-Wolfe bound of allocations at one rate."""
 
-    def __init__(self, scenario, rate: float) -> None:
+    def __init__(self, scenario, rate: float, d1_bounds=None) -> None:
         # A copy with only the rate changed, not validated again: the rate is within
         # the policy's range, where the minimum budgets are stable (O(1), not O(N)).
         self.scenario = copy.copy(scenario)
         self.scenario.arrival_rate = float(rate)
         self.obj = Objective(self.scenario)
         self.lo, self.hi = self.scenario.min_tokens, self.scenario.max_tokens
+        self.d1_bounds = d1_bounds
 
     def stable(self, t: np.ndarray) -> bool:
         return self.scenario.utilization(t) < 1
 
     def value(self, t: np.ndarray) -> float:
         return self.obj.value(t) if self.stable(t) else -math.inf
+
+    def response(self, t: np.ndarray) -> np.ndarray | None:
+        """Each type's best budget given the queue as ``t`` leaves it (one O(N) step).
+
+        With the queue scalars ``A = dW/dm1`` and ``B = 2 dW/dm2`` at ``t``, type ``i``'s
+        first-order condition ``w_i A_i'(x) = gamma b_i (A + B (1 + k_i)(a_i + b_i x))`` is
+        solved per type and clipped to the box (the projected fixed-point map of
+        docs/model.md). It is exact in which types sit at a bound, which a linear
+        interpolation of budgets is not. None where it does not apply (``gamma = 0``).
+        """
+        sc = self.scenario
+        gamma = sc.latency_weight
+        if gamma <= 0 or not self.stable(t):
+            return None
+        A, B, _ = self.obj.latency.scalars(t)
+        gb_w = gamma * sc.per_token / sc.weight
+        k1 = 1.0 + sc.scv
+        alpha = gb_w * (A + B * k1 * sc.base)
+        beta = gb_w * B * k1 * sc.per_token
+        if np.any(alpha <= 0) and np.any(beta <= 0):
+            return None
+        if self.d1_bounds is None:
+            self.d1_bounds = _d1_bounds(sc)
+        x = sc.accuracy.solve_marginal(alpha, beta, t, self.lo, self.hi, self.d1_bounds)
+        return np.clip(x, self.lo, self.hi) if np.all(np.isfinite(x)) else None
 
     def bound(self, t: np.ndarray) -> tuple[float, float]:
         """``(U(t), U(t) + FWgap(t))``; ``(-inf, inf)`` where unstable."""
@@ -199,9 +264,10 @@ def _answer(
     rates: np.ndarray,
     cont: np.ndarray,
     integer: np.ndarray | None,
+    d1_bounds=None,
 ) -> Lookup:
     """Budgets and proven gap at ``rate`` from the grid (see the module docstring)."""
-    ev = _AtRate(scenario, rate)
+    ev = _AtRate(scenario, rate, d1_bounds)
     j = int(np.searchsorted(rates, rate, side="right")) - 1
     j = min(max(j, 0), rates.size - 1)
     if rates[j] == rate or j == rates.size - 1:
@@ -212,6 +278,12 @@ def _answer(
         interp = (1.0 - theta) * cont[j] + theta * cont[j + 1]
         interp = np.clip(interp, ev.lo, ev.hi)
         cands = [("interpolated", interp), ("upper", cont[j + 1]), ("lower", cont[j])]
+        step = interp
+        for k in range(_RESPONSE_STEPS):
+            step = ev.response(step)
+            if step is None:
+                break
+            cands.append((f"interpolated+{k + 1} response", step))
         ints = None if integer is None else [("upper", integer[j + 1]), ("lower", integer[j])]
     bounds = [ev.bound(t) for _, t in cands]
     ub = min(b for _, b in bounds)
@@ -235,6 +307,7 @@ def _answer(
         gap=float(gap),
         upper_bound=float(U + gap),
         source=src,
+        accuracy=float(ev.obj.pw @ scenario.accuracy.value(tokens)),
     )
 
 
@@ -283,6 +356,7 @@ class Policy:
         self.grid_gaps = np.asarray(gaps, dtype=float)
         self.info = dict(info or {})
         self._last: Lookup | None = None
+        self._d1 = _d1_bounds(scenario)
 
     # --- queries ------------------------------------------------------------
     @property
@@ -327,7 +401,7 @@ class Policy:
         r = self._check_rate(rate)
         if self._last is not None and self._last.rate == r:
             return self._last
-        ans = _answer(self.scenario, r, self.rates, self._cont, self._int)
+        ans = _answer(self.scenario, r, self.rates, self._cont, self._int, self._d1)
         self._last = ans
         return ans
 
@@ -404,8 +478,16 @@ def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
     if name == "aggregate" and warm is not None and warm.scenario.arrival_rate > 0 and rate > 0:
         kw["warm_start"] = warm
     res = solve(sc, method=name, **kw)
-    if not res.certificate.within(GRID_CERTIFICATE_TOL) and kw:
+    if _grid_gap(res) > GRID_CERTIFICATE_TOL and kw:
         res = solve(sc, method=name)  # retry cold
+    if _grid_gap(res) > GRID_CERTIFICATE_TOL and name != "conic":
+        # e.g. aggregate "optimal_inaccurate" at 1.2e-9: the polished conic reference
+        try:
+            ref = solve(sc, method="conic")
+        except CvxallocError:
+            ref = None
+        if ref is not None and ref.certificate.gap < res.certificate.gap:
+            res = ref
     rounded = None
     if integer:
         from .integer import round_allocation
@@ -414,11 +496,29 @@ def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
     return res, rounded
 
 
-def _probe_gap(scenario, rates, cont, j: int, theta: float) -> float:
+def _active_set_changes(sc, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
+    """Whether types that matter reach or leave a bound inside an interval.
+
+    Types at a bound at one end and not at the other, weighted by the most utility they
+    can move (``p_i w_i (A_i(hi_i) - A_i(lo_i))``): a kink of a type whose share is
+    below ``scale`` cannot raise the gap much (with 10^4 types almost every interval
+    has some kink of a tiny type; probing them all would double the build time).
+    """
+    lo, hi = sc.min_tokens, sc.max_tokens
+    at0 = (t0 <= lo) | (t0 >= hi)
+    at1 = (t1 <= lo) | (t1 >= hi)
+    changed = at0 != at1
+    if not changed.any():
+        return False
+    reach = sc.probability * sc.weight * (sc.accuracy.value(hi) - sc.accuracy.value(lo))
+    return bool(reach[changed].sum() > scale)
+
+
+def _probe_gap(scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
     """Relative proven gap of the continuous interpolation at one interior rate."""
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
-    ans = _answer(scenario, rate, rates, cont, None)
-    return ans.relative_gap
+    ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
+    return ans.scaled_gap
 
 
 def build_policy(
@@ -482,6 +582,7 @@ def build_policy(
     if not top > 0:  # pragma: no cover - validated scenarios have a positive stable rate
         raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
     solved: dict[float, tuple[Any, Any]] = {}
+    d1 = _d1_bounds(sc)
 
     def solve_rate(rate: float) -> None:
         near = min(solved, key=lambda r: abs(r - rate)) if solved else None
@@ -491,7 +592,8 @@ def build_policy(
     for rate in np.linspace(0.0, top, points):
         solve_rate(float(rate))
     refine_rounds = 0
-    passed: set[tuple[float, float]] = set()  # intervals whose probes met the target
+    # interval -> largest relative gap at its probes, once it met the target
+    passed: dict[tuple[float, float], tuple[float, float]] = {}
     while True:
         rates = np.array(sorted(solved))
         cont = np.array([solved[r][0].tokens for r in rates])
@@ -500,11 +602,23 @@ def build_policy(
             key = (float(rates[j]), float(rates[j + 1]))
             if key in passed:
                 continue
-            worst = max(_probe_gap(sc, rates, cont, j, th) for th in _REFINE_PROBES)
+            # quick probes first; an interval that passes them is probed in between too
+            worst, at = 0.0, key[0]
+            stages = [_REFINE_PROBES, _CHECK_PROBES]
+            scale = _REFINE_MARGIN * tolerance * abs(solved[key[1]][0].objective)
+            if _active_set_changes(sc, cont[j], cont[j + 1], scale):
+                stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
+            for probes in stages:
+                for th in probes:
+                    g = _probe_gap(sc, rates, cont, j, th, d1)
+                    if g > worst:
+                        worst, at = g, key[0] + th * (key[1] - key[0])
+                if worst > _REFINE_MARGIN * tolerance:
+                    break
             if worst > _REFINE_MARGIN * tolerance:
                 split.append(0.5 * (rates[j] + rates[j + 1]))
             else:
-                passed.add(key)
+                passed[key] = (worst, at)
         if not split or rates.size + len(split) > max_points:
             break
         refine_rounds += 1
@@ -519,21 +633,26 @@ def build_policy(
     else:
         ints = None
         gaps = np.array([c.certificate.gap for c, _ in results])
-    rel = np.array([c.certificate.relative_gap for c, _ in results])
+    rel = np.array([_grid_gap(c) for c, _ in results])
     worst_grid = float(rel.max())
     if worst_grid > GRID_CERTIFICATE_TOL:
         bad = int(np.argmax(rel))
         raise SolverError(
             f"policy: the optimum at rate {rates[bad]:g} is certified only to "
-            f"{worst_grid:.3g} of |U| (needed {GRID_CERTIFICATE_TOL:g}); try another --method"
+            f"{worst_grid:.3g} of max(|U|, accuracy) (needed {GRID_CERTIFICATE_TOL:g}); try "
+            "another --method"
         )
-    # measure the interpolation on a finer set of probes than the refinement used
+    # the largest gap found at the probes of the final grid (7 per interval)
     worst, at = 0.0, float(rates[0])
     for j in range(rates.size - 1):
-        for th in _CHECK_PROBES:
-            g = _probe_gap(sc, rates, cont, j, th)
-            if g > worst:
-                worst, at = g, float(rates[j] + th * (rates[j + 1] - rates[j]))
+        key = (float(rates[j]), float(rates[j + 1]))
+        if key not in passed:  # only when max_points stopped the refinement
+            passed[key] = max(
+                (_probe_gap(sc, rates, cont, j, th, d1), key[0] + th * (key[1] - key[0]))
+                for th in _REFINE_PROBES + _CHECK_PROBES + _KINK_PROBES
+            )
+        if passed[key][0] > worst:
+            worst, at = passed[key]
     info = {
         "created_by": f"cvxalloc {__version__}",
         "method": results[0][0].method if not integer else "rounding",
@@ -543,7 +662,8 @@ def build_policy(
         "max_grid_relative_gap": worst_grid,
         "interpolation_max_relative_gap": worst,
         "interpolation_worst_rate": at,
-        "interpolation_probes_per_interval": len(_CHECK_PROBES),
+        "interpolation_probes_per_interval": len(_REFINE_PROBES) + len(_CHECK_PROBES),
+        "interpolation_probes_at_kinks": len(_KINK_PROBES),
         "tolerance_met": bool(worst <= tolerance),
         "seconds": time.perf_counter() - clock,
     }

@@ -21,7 +21,7 @@ from cvxalloc.policy import (
     load_policy,
     policy_from_dict,
 )
-from cvxalloc.testing import random_scenario
+from cvxalloc.testing import random_scenario, scenarios
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +276,20 @@ def test_route_request_example_runs(policy_file):
         check=True,
     ).stdout
     assert "task olympiad" in out and "held at the policy's top" in out
+
+
+@settings(max_examples=12, deadline=None)
+@given(sc=scenarios(max_n=6), fracs=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_random_scenarios_within_stated_gap(sc, fracs):
+    pol = build_policy(sc, points=9)
+    assert pol.info["max_grid_relative_gap"] <= GRID_CERTIFICATE_TOL
+    low, high = pol.rate_range
+    for f in fracs:
+        rate = low + f * (high - low)
+        ans = pol.lookup(rate)
+        at = sc.with_(arrival_rate=rate)
+        assert at.utilization(ans.tokens) < 1
+        fresh = cvxalloc.solve(at)
+        assert fresh.objective - ans.objective <= ans.gap + 1e-9 * max(abs(fresh.objective), 1)
+        if pol.info["tolerance_met"]:
+            assert ans.scaled_gap <= DEFAULT_TOLERANCE
