@@ -28,7 +28,6 @@ published data of ``cvxalloc/data``.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,9 @@ from scipy.optimize import least_squares, lsq_linear
 
 from .accuracy import FAMILIES, AccuracyCurves, AccuracyFamily
 from .errors import CvxallocError
+from .io import scenario_toml
 from .result import jsonable
+from .scenario import Scenario
 
 __all__ = [
     "MeasurementError",
@@ -1013,8 +1014,6 @@ def build_scenario(
     ScenarioError
         The assembled scenario is invalid (e.g. probabilities not summing to 1).
     """
-    from .scenario import Scenario
-
     service_fits = dict(service_fits or {})
     if template is not None:
         names = list(template.names)
@@ -1134,49 +1133,6 @@ def build_scenario(
             else {"constraints": template.constraints}
         ),
     )
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        f = float(v)
-        if f == int(f) and abs(f) < 1e15:
-            return str(int(f)) if isinstance(v, int) else f"{int(f)}"
-        return repr(f)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def scenario_toml(scenario, header: Sequence[str] = ()) -> str:
-    """The scenario as TOML text in the file format ``cvxalloc solve`` reads.
-
-    Parameters
-    ----------
-    scenario : Scenario
-    header : sequence of str
-        Comment lines written first (without the ``#``).
-    """
-    d = scenario.to_dict()
-    out = [f"# {line}".rstrip() for line in header]
-    if header:
-        out.append("")
-    out.append("[queue]")
-    out += [f"{k} = {_toml_value(v)}" for k, v in d["queue"].items()]
-    for table, values in d.items():  # e.g. [constraints]
-        if table not in ("queue", "task") and isinstance(values, Mapping):
-            out += ["", f"[{table}]"]
-            out += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    for task in d["task"]:
-        out += ["", "[[task]]"]
-        out += [f"{k} = {_toml_value(v)}" for k, v in task.items() if not isinstance(v, dict)]
-        for sub in ("service", "accuracy"):
-            out.append(f"[task.{sub}]")
-            out += [f"{k} = {_toml_value(v)}" for k, v in task[sub].items()]
-    return "\n".join(out) + "\n"
 
 
 @dataclass

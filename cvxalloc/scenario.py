@@ -11,6 +11,7 @@ dict of the file format with :meth:`Scenario.from_dict`, or from arrays with
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import numpy as np
 from ._reduce import dot
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
+from .queue.batching import CapacityCurve, capacity_curve
+from .scenario_format import scenario_fields, scenario_structure
 
 __all__ = ["Scenario", "PROBABILITY_TOL"]
 
@@ -333,45 +336,13 @@ class Scenario:
         """Build a scenario from the nested structure of the scenario file.
 
         See ``docs/scenario.md``; the JSON form is ``{"queue": {...}, "task": [...]}``.
+        :mod:`cvxalloc.io` reads that structure from TOML or JSON files.
         """
-        from .io import scenario_from_dict
-
-        return scenario_from_dict(data)
+        return cls(**scenario_fields(data))
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario in the file structure (round-trips through :meth:`from_dict`)."""
-        tasks = []
-        for i, name in enumerate(self.names):
-            task: dict[str, Any] = {
-                "name": name,
-                "probability": float(self.probability[i]),
-                "weight": float(self.weight[i]),
-                "min_tokens": float(self.min_tokens[i]),
-                "max_tokens": float(self.max_tokens[i]),
-            }
-            if self.levels[i] is not None:
-                task["levels"] = [float(x) for x in self.levels[i]]
-            elif self.step[i] != 1:
-                task["step"] = float(self.step[i])
-            task["service"] = {
-                "base": float(self.base[i]),
-                "per_token": float(self.per_token[i]),
-                "scv": float(self.scv[i]),
-                "variance": float(self.variance[i]),
-            }
-            task["accuracy"] = self.accuracy.param_dict(i)
-            tasks.append(task)
-        out = {
-            "queue": {
-                "arrival_rate": self.arrival_rate,
-                "latency_weight": self.latency_weight,
-                "arrival_scv": self.arrival_scv,
-            },
-            "task": tasks,
-        }
-        if self.server is not None:
-            out["server"] = self.server.to_dict()
-        return out if self.constraints is None else self.constraints.write_dict(out)
+        return scenario_structure(self)
 
     # ------------------------------------------------------------------
     def _task(self, i: int) -> str:
@@ -533,8 +504,6 @@ SERVER_MODELS = ("single", "batching")
 
 def _server(value: Any):
     """``None`` (one query at a time) or a validated :class:`CapacityCurve`."""
-    from .queue.batching import CapacityCurve, capacity_curve
-
     if value is None or isinstance(value, CapacityCurve):
         return value
     if not isinstance(value, Mapping):
@@ -543,8 +512,6 @@ def _server(value: Any):
         )
     for key in value:
         if key not in SERVER_KEYS:
-            import difflib
-
             close = difflib.get_close_matches(str(key), list(SERVER_KEYS), n=1)
             hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(SERVER_KEYS)
             raise ScenarioError(f'server: unknown key "{key}"; {hint}')

@@ -1,0 +1,248 @@
+"""The scenario file format as nested data: validation and conversion both ways, no files.
+
+The structure is the contract of ``docs/scenario.md``::
+
+    {"queue": {...}, "server": {...}, "constraints": {...}, "task": [{...}, ...]}
+
+:func:`scenario_fields` checks a parsed structure and turns it into the fields
+of :class:`~cvxalloc.scenario.Scenario` (every error names the field and the
+fix); :func:`scenario_structure` is the inverse. :meth:`Scenario.from_dict` and
+:meth:`Scenario.to_dict` call them; :mod:`cvxalloc.io` reads and writes the files.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .accuracy import FAMILIES, AccuracyCurves
+from .constraints import constraints_from_file
+from .errors import ScenarioError
+
+__all__ = ["scenario_fields", "scenario_structure", "unknown_key", "number", "table"]
+
+#: Keys of [queue]; ``None`` marks a required key, anything else is its default.
+_QUEUE_KEYS = {"arrival_rate": None, "latency_weight": None, "arrival_scv": 1.0}
+_TASK_KEYS = {
+    "name": None,
+    "probability": None,
+    "weight": 1.0,
+    "min_tokens": 0.0,
+    "max_tokens": None,
+    "levels": None,
+    "step": None,
+    "service": None,
+    "accuracy": None,
+    "min_accuracy": None,
+}
+_SERVICE_KEYS = {"base": 0.0, "per_token": None, "scv": 0.0, "variance": 0.0}
+#: Top-level tables a scenario may hold besides queue and task.
+_EXTRA_TOP_LEVEL: set[str] = {"constraints", "server"}
+#: Per-task numbers, in the columns :func:`scenario_fields` collects.
+_COLUMNS = ("probability", "weight", "min_tokens", "max_tokens", *_SERVICE_KEYS, "step")
+
+
+def unknown_key(where: str, key: str, allowed: Mapping[str, Any] | set[str]) -> ScenarioError:
+    """The error for an unknown key, with the closest allowed key or the list of them."""
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f"; allowed: {', '.join(sorted(allowed))}"
+    return ScenarioError(f'{where}: unknown key "{key}"{hint}')
+
+
+def number(where: str, key: str, value: Any) -> float:
+    """``value`` as a float, or an error naming ``where`` and ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(f"{where}: {key} must be a number (got {value!r})")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ScenarioError(
+            f"{where}: {key} is beyond the range of a float (an integer of "
+            f"{len(str(abs(value)))} digits); give a realistic value"
+        ) from None
+
+
+def table(where: str, value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a table (mapping), else an error naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{where} must be a table (got {type(value).__name__})")
+    return value
+
+
+def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the nested file structure; the keyword arguments of ``Scenario(...)``."""
+    data = table("scenario", data)
+    allowed_top = {"queue", "task", *_EXTRA_TOP_LEVEL}
+    for key in data:
+        if key not in allowed_top:
+            raise unknown_key("scenario", key, allowed_top)
+    queue = _queue(data)
+    server = data.get("server")
+    if server is not None:
+        server = table("server", server)
+    tasks = data.get("task")
+    if tasks is None or (isinstance(tasks, list) and len(tasks) == 0):
+        raise ScenarioError("scenario has no tasks: add at least one [[task]] table")
+    if not isinstance(tasks, list):
+        raise ScenarioError("task must be an array of tables ([[task]] in TOML)")
+
+    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS}
+    names: list[str] = []
+    levels: list[np.ndarray | None] = []
+    fam_rows: dict[str, tuple[list[int], dict[str, list[float]]]] = {}
+    for i, raw in enumerate(tasks):
+        name, where, task = _task(i, raw)
+        names.append(name)
+        for key in ("probability", "weight", "min_tokens", "max_tokens"):
+            cols[key].append(number(where, key, task.get(key, _TASK_KEYS[key])))
+        levels.append(_levels(where, task))
+        cols["step"].append(number(where, "step", task.get("step", 1.0)))
+        for key, value in _service(where, task["service"]).items():
+            cols[key].append(value)
+        model, values = _accuracy(where, task["accuracy"])
+        idx, params = fam_rows.setdefault(model, ([], {k: [] for k in FAMILIES[model].params}))
+        idx.append(i)
+        for key, value in values.items():
+            params[key].append(value)
+
+    blocks = []
+    for model, (idx, params) in fam_rows.items():
+        fam = FAMILIES[model]
+        blocks.append(
+            (fam(**{fam.params[k]: np.array(v) for k, v in params.items()}), np.array(idx))
+        )
+    return dict(
+        names=names,
+        **{k: np.array(v) for k, v in cols.items()},
+        accuracy=AccuracyCurves(blocks, len(names)),
+        **queue,
+        server=server,
+        levels=levels,
+        constraints=constraints_from_file(data, tasks),
+    )
+
+
+def _queue(data: Mapping[str, Any]) -> dict[str, float]:
+    """The [queue] table as ``arrival_rate``, ``latency_weight`` and ``arrival_scv``."""
+    if "queue" not in data:
+        raise ScenarioError("scenario: missing [queue] table (arrival_rate, latency_weight)")
+    queue = table("queue", data["queue"])
+    for key in queue:
+        if key not in _QUEUE_KEYS:
+            raise unknown_key("queue", key, _QUEUE_KEYS)
+    for key, default in _QUEUE_KEYS.items():
+        if default is None and key not in queue:
+            raise ScenarioError(f"queue: missing {key}")
+    return {
+        "arrival_rate": number("queue", "arrival_rate", queue["arrival_rate"]),
+        "latency_weight": number("queue", "latency_weight", queue["latency_weight"]),
+        "arrival_scv": number("queue", "arrival_scv", queue.get("arrival_scv", 1.0)),
+    }
+
+
+def _task(i: int, raw: Any) -> tuple[str, str, Mapping[str, Any]]:
+    """Task ``i``'s name, its label for messages and its table (keys checked)."""
+    task = table(f"task {i + 1}", raw)
+    name = task.get("name")
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(f"task {i + 1}: name must be a non-empty string (got {name!r})")
+    where = f'task "{name}"'
+    for key in task:
+        if key not in _TASK_KEYS:
+            raise unknown_key(where, key, _TASK_KEYS)
+    for key in ("probability", "max_tokens", "service", "accuracy"):
+        if key not in task:
+            raise ScenarioError(f"{where}: missing {key}")
+    return name, where, task
+
+
+def _levels(where: str, task: Mapping[str, Any]) -> np.ndarray | None:
+    """The task's allowed budgets (``levels``), or None."""
+    if "levels" in task and "step" in task:
+        raise ScenarioError(f"{where}: give either levels or step, not both")
+    if "levels" not in task:
+        return None
+    lv = task["levels"]
+    if not isinstance(lv, list):
+        raise ScenarioError(f"{where}: levels must be a list of token counts")
+    return np.array([number(where, "levels", x) for x in lv], dtype=float)
+
+
+def _service(where: str, raw: Any) -> dict[str, float]:
+    """The task's [task.service] table with defaults filled in."""
+    service = table(f"{where}: service", raw)
+    for key in service:
+        if key not in _SERVICE_KEYS:
+            raise unknown_key(f"{where}: service", key, _SERVICE_KEYS)
+    if "per_token" not in service:
+        raise ScenarioError(f"{where}: missing service.per_token (seconds per token)")
+    return {
+        key: number(where, f"service.{key}", service.get(key, default))
+        for key, default in _SERVICE_KEYS.items()
+    }
+
+
+def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
+    """The task's accuracy family and its parameters (defaults filled in, checked)."""
+    acc = table(f"{where}: accuracy", raw)
+    model = acc.get("model")
+    if model not in FAMILIES:
+        raise ScenarioError(
+            f"{where}: unknown accuracy.model {model!r}; use one of "
+            + ", ".join(f'"{m}"' for m in FAMILIES)
+        )
+    fam = FAMILIES[model]
+    allowed = {"model", *fam.params}
+    for key in acc:
+        if key not in allowed:
+            raise unknown_key(f"{where}: accuracy ({model})", key, allowed)
+    values: dict[str, float] = {}
+    for key in fam.params:
+        if key in acc:
+            values[key] = number(where, f"accuracy.{key}", acc[key])
+        elif key in fam.defaults:
+            values[key] = fam.defaults[key]
+        else:
+            raise ScenarioError(f"{where}: missing accuracy.{key} for model {model!r}")
+    fam.check(where, values)
+    return model, values
+
+
+def scenario_structure(scenario) -> dict[str, Any]:
+    """The scenario in the file structure (:func:`scenario_fields` reads it back)."""
+    sc = scenario
+    tasks = []
+    for i, name in enumerate(sc.names):
+        task: dict[str, Any] = {
+            "name": name,
+            "probability": float(sc.probability[i]),
+            "weight": float(sc.weight[i]),
+            "min_tokens": float(sc.min_tokens[i]),
+            "max_tokens": float(sc.max_tokens[i]),
+        }
+        if sc.levels[i] is not None:
+            task["levels"] = [float(x) for x in sc.levels[i]]
+        elif sc.step[i] != 1:
+            task["step"] = float(sc.step[i])
+        task["service"] = {
+            "base": float(sc.base[i]),
+            "per_token": float(sc.per_token[i]),
+            "scv": float(sc.scv[i]),
+            "variance": float(sc.variance[i]),
+        }
+        task["accuracy"] = sc.accuracy.param_dict(i)
+        tasks.append(task)
+    out = {
+        "queue": {
+            "arrival_rate": sc.arrival_rate,
+            "latency_weight": sc.latency_weight,
+            "arrival_scv": sc.arrival_scv,
+        },
+        "task": tasks,
+    }
+    if sc.server is not None:
+        out["server"] = sc.server.to_dict()
+    return out if sc.constraints is None else sc.constraints.write_dict(out)
