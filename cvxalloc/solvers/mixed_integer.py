@@ -43,6 +43,7 @@ from __future__ import annotations
 import importlib
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -177,14 +178,29 @@ class MixedIntegerModel:
         """The CVXPY problem with the current chords; returns (problem, handles)."""
         import cvxpy as cp
 
+        handles: dict[str, Any] = {}
+        dt, constraints = self._offsets(handles)
+        # accuracy hypograph: alpha_i <= c + s dt_i for every chord in the set
+        alpha = cp.Variable(self.sc.n, name="alpha")
+        constraints.append(self._hypograph(alpha, dt))
+        objective = cp.sum(alpha)
+        latency_terms, queue_constraints = self._latency_terms(dt)
+        for term in latency_terms:
+            objective = objective - term
+        handles["alpha"] = alpha
+        handles["dt"] = dt
+        return cp.Problem(cp.Maximize(objective), constraints + queue_constraints), handles
+
+    def _offsets(self, handles: dict[str, Any]):
+        """``dt = t - t0`` from the integer offsets (steps) and one-hot levels (menus)."""
+        import cvxpy as cp
+
         sc, g = self.sc, self.g
         n = sc.n
         step_idx = np.flatnonzero(~g.is_menu)
         menu_idx = np.flatnonzero(g.is_menu)
         parts = []
-        rows, cols, vals = [], [], []
-        handles: dict[str, Any] = {}
-        dt = None
+        constraints = []
         if step_idx.size:
             lb = -self.k0[step_idx]
             ub = g.size[step_idx] - 1 - self.k0[step_idx]
@@ -197,6 +213,7 @@ class MixedIntegerModel:
             )
             parts.append(E @ d)
         if menu_idx.size:
+            rows, cols, vals = [], [], []
             total = int(g.size[menu_idx].sum())
             lam_b = cp.Variable(total, boolean=True, name="onehot")
             handles["onehot"] = (lam_b, menu_idx)
@@ -217,12 +234,15 @@ class MixedIntegerModel:
             )
             parts.append(B @ lam_b)
             handles["onehot_sum"] = C
+            constraints.append(C @ lam_b == 1)
         dt = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        constraints = []
-        if menu_idx.size:
-            constraints.append(handles["onehot_sum"] @ handles["onehot"][0] == 1)
-        # accuracy hypograph: alpha_i <= c + s dt_i for every chord in the set
-        alpha = cp.Variable(n, name="alpha")
+        return dt, constraints
+
+    def _hypograph(self, alpha, dt):
+        """``alpha_i <= c + s dt_i`` for every chord of every type (one sparse constraint)."""
+        import cvxpy as cp
+
+        sc, n = self.sc, self.sc.n
         ti, cc, ss = [], [], []
         for i in range(n):
             ks = np.array(sorted(self.chords[i]), dtype=np.int64)
@@ -242,32 +262,35 @@ class MixedIntegerModel:
         sel = sp.csr_matrix(
             (np.ones(ti_a.size), (np.arange(ti_a.size), ti_a)), shape=(ti_a.size, n)
         )
-        constraints.append(sel @ alpha <= cc_a + cp.multiply(ss_a, sel @ dt))
         self.n_chords = int(ti_a.size)
-        # queue: grad W(t0) . dt + (lam/2) quad_over_lin(u, y)
+        return sel @ alpha <= cc_a + cp.multiply(ss_a, sel @ dt)
+
+    def _latency_terms(self, dt):
+        """The latency cost in units, ``(gamma / unit) grad W(t0) . dt`` and
+        ``(gamma lam / 2 / unit) quad_over_lin(u, y)``, as terms, with ``y >= 0``."""
+        import cvxpy as cp
+
+        sc = self.sc
         gamma, lam = sc.latency_weight, sc.arrival_rate
-        objective = cp.sum(alpha)
-        if gamma > 0:
-            gW = self.obj.latency.gradient(self.t0)
-            objective = objective - (gamma / self.unit) * (gW @ dt)
-            if lam > 0:
-                p, b = sc.probability, sc.per_token
-                queue, pv = self.obj.latency.queue, float(p @ sc.variance)
-                s0 = sc.service_time(self.t0)
-                y0 = 1.0 - sc.utilization(self.t0)
-                drho = lam * ((p * b) @ dt)  # rho - rho0
-                y = y0 - drho
-                # q = L s + kappa, so u = q - (y / y0) q0 = L (b dt) + (drho / y0) q0
-                q0 = np.asarray(queue.numerator(s0, p, sc.scv, pv).value, dtype=float)
-                lin = queue.numerator(cp.multiply(b, dt), p, sc.scv, pv, constant=False)
-                u = lin + (q0 / y0) * drho
-                # (gamma lam / 2 / unit) |u|^2 / y = |sigma u|^2 / y
-                sigma = np.sqrt(gamma * lam / (2.0 * self.unit))
-                objective = objective - cp.quad_over_lin(sigma * u, y)
-                constraints.append(y >= 0)
-        handles["alpha"] = alpha
-        handles["dt"] = dt
-        return cp.Problem(cp.Maximize(objective), constraints), handles
+        if gamma <= 0:
+            return [], []
+        gW = self.obj.latency.gradient(self.t0)
+        term = (gamma / self.unit) * (gW @ dt)
+        if lam <= 0:
+            return [term], []
+        p, b = sc.probability, sc.per_token
+        queue, pv = self.obj.latency.queue, float(p @ sc.variance)
+        s0 = sc.service_time(self.t0)
+        y0 = 1.0 - sc.utilization(self.t0)
+        drho = lam * ((p * b) @ dt)  # rho - rho0
+        y = y0 - drho
+        # q = L s + kappa, so u = q - (y / y0) q0 = L (b dt) + (drho / y0) q0
+        q0 = np.asarray(queue.numerator(s0, p, sc.scv, pv).value, dtype=float)
+        lin = queue.numerator(cp.multiply(b, dt), p, sc.scv, pv, constant=False)
+        u = lin + (q0 / y0) * drho
+        # (gamma lam / 2 / unit) |u|^2 / y = |sigma u|^2 / y
+        sigma = np.sqrt(gamma * lam / (2.0 * self.unit))
+        return [term, cp.quad_over_lin(sigma * u, y)], [y >= 0]
 
     def tokens_from(self, handles: dict[str, Any]) -> np.ndarray | None:
         """Grid indices of the solver's point (snapped), or None."""
@@ -437,13 +460,18 @@ def solve_mixed_integer(
         from ..solve import solve
 
         continuous = solve(sc, method=continuous_method)
+    # build: the model around the rounded continuous optimum
     rounded = round_allocation(sc, continuous=continuous)
     cont_tokens = np.clip(np.asarray(continuous.tokens, dtype=float), sc.min_tokens, sc.max_tokens)
     g = Grids(sc)
     obj = Objective(sc)
-    k_round = g.nearest(rounded.tokens)
     model = MixedIntegerModel(
-        sc, g, k_round, resolution=resolution, full_chords=full_chords, chord_spread=chord_spread
+        sc,
+        g,
+        g.nearest(rounded.tokens),
+        resolution=resolution,
+        full_chords=full_chords,
+        chord_spread=chord_spread,
     )
     params: dict[str, Any] = {
         "limits/time": float(time_limit),
@@ -452,72 +480,111 @@ def solve_mixed_integer(
         "numerics/feastol": float(feastol),
     }
     params.update(scip_params or {})
-    best_k = k_round.copy()
-    best_U = rounded.objective
-    source = "rounding"
-    rounds = 0
-    scip_status = None
-    scip_bound_units = np.inf
-    scip_time = 0.0
-    nodes = 0
-    violated_left = 0
-    history_obj: list[float] = []
-    deadline = time.perf_counter() + float(time_limit)
-    out_of_time = False
-    while rounds < max_rounds:
+    # solve: SCIP rounds with chords added where the hypograph overstates accuracy
+    rounds = _Rounds(best_k=model.k0.copy(), best_U=rounded.objective)
+    _cutting_planes(model, obj, rounds, params, max_rounds, float(time_limit), verbose)
+    # fall back: exact local search from the best point (guards against SCIP's tolerances)
+    k_ls, info = local_search(sc, rounds.best_k, g, objective=obj)
+    if info.moves:
+        rounds.best_k, rounds.best_U = k_ls, obj.value(g.values(k_ls))
+        rounds.source += "+local-search"
+    # assemble
+    return _assemble(sc, model, obj, rounds, rounded, cont_tokens, info.moves, t_start)
+
+
+@dataclass
+class _Rounds:
+    """The state of the cutting-plane loop: the best grid point and what SCIP said."""
+
+    best_k: np.ndarray
+    best_U: float
+    source: str = "rounding"
+    rounds: int = 0
+    scip_status: str | None = None
+    scip_bound_units: float = np.inf
+    scip_time: float = 0.0
+    nodes: int = 0
+    violated_left: int = 0
+    out_of_time: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+def _cutting_planes(
+    model: MixedIntegerModel,
+    obj: Objective,
+    rs: _Rounds,
+    params: dict[str, Any],
+    max_rounds: int,
+    time_limit: float,
+    verbose: bool,
+) -> None:
+    """SCIP solves, each followed by the chords at its point where ``alpha`` overstates."""
+    sc, g = model.sc, model.g
+    deadline = time.perf_counter() + time_limit
+    while rs.rounds < max_rounds:
         remaining = deadline - time.perf_counter()
-        if rounds and remaining <= 0:
-            out_of_time = True
+        if rs.rounds and remaining <= 0:
+            rs.out_of_time = True
             break
         params["limits/time"] = max(remaining, 1.0)
-        rounds += 1
+        rs.rounds += 1
         problem, handles = model.build()
-        start = model.start_values(handles, best_k)
+        start = model.start_values(handles, rs.best_k)
         try:
             smodel, raw, elapsed = _run_scip(problem, start, params, verbose)
         except Exception as exc:  # noqa: BLE001 - SCIP/CVXPY errors of any kind
             raise SolverError(f"SCIP failed on the mixed-integer model: {exc}") from exc
-        scip_time += elapsed
-        scip_status = smodel.getStatus()
-        nodes += int(smodel.getNTotalNodes())
-        # SCIP minimizes c'x; CVXPY's value is -(c'x + offset) (a maximization).
-        if smodel.getNSols() > 0 and problem.value is not None and np.isfinite(problem.value):
-            offset = -float(problem.value) - float(smodel.getPrimalbound())
-            scip_bound_units = -(float(smodel.getDualbound()) + offset)
-        else:
-            scip_bound_units = (
-                -float(smodel.getDualbound()) if np.isfinite(smodel.getDualbound()) else np.inf
-            )
+        rs.scip_time += elapsed
+        rs.scip_status = smodel.getStatus()
+        rs.nodes += int(smodel.getNTotalNodes())
+        rs.scip_bound_units = _scip_bound_units(smodel, problem)
         k = model.tokens_from(handles)
         if k is None:
             break
         t_k = g.values(k)
         if sc.utilization(t_k) < 1:
             U_k = obj.value(t_k)
-            history_obj.append(U_k)
-            if U_k > best_U:
-                best_k, best_U, source = k.copy(), U_k, "scip"
+            rs.history.append(U_k)
+            if U_k > rs.best_U:
+                rs.best_k, rs.best_U, rs.source = k.copy(), U_k, "scip"
         alpha = np.asarray(handles["alpha"].value, dtype=float)
         bad = model.violated(k, alpha, tol=1e-6)
-        violated_left = int(bad.size)
+        rs.violated_left = int(bad.size)
         if bad.size == 0:
             break
         for i in bad:
             model.add_chords(int(i), int(k[i]))
-    # exact local search from the best point (guards against SCIP's tolerances)
-    k_ls, info = local_search(sc, best_k, g, objective=obj)
-    U_ls = obj.value(g.values(k_ls))
-    if info.moves:
-        best_k, best_U = k_ls, U_ls
-        source += "+local-search"
-    tokens = g.values(best_k)
+
+
+def _scip_bound_units(smodel, problem) -> float:
+    """SCIP's proven bound on the maximum, in the model's objective units."""
+    # SCIP minimizes c'x; CVXPY's value is -(c'x + offset) (a maximization).
+    if smodel.getNSols() > 0 and problem.value is not None and np.isfinite(problem.value):
+        offset = -float(problem.value) - float(smodel.getPrimalbound())
+        return -(float(smodel.getDualbound()) + offset)
+    return -float(smodel.getDualbound()) if np.isfinite(smodel.getDualbound()) else np.inf
+
+
+def _assemble(
+    sc,
+    model: MixedIntegerModel,
+    obj: Objective,
+    rs: _Rounds,
+    rounded: Result,
+    cont_tokens: np.ndarray,
+    moves: int,
+    t_start: float,
+) -> Result:
+    """The result at the best grid point, certified against the continuous bound."""
+    best_U = rs.best_U
+    tokens = model.g.values(rs.best_k)
     cert = integer_certificate(sc, tokens, cont_tokens, obj)
-    scip_bound = model.U0 + scip_bound_units * model.unit
-    status = _STATUS_MAP.get(scip_status or "", st.SOLVER_ERROR)
-    if status == st.OPTIMAL and (violated_left or out_of_time):
+    scip_bound = model.U0 + rs.scip_bound_units * model.unit
+    status = _STATUS_MAP.get(rs.scip_status or "", st.SOLVER_ERROR)
+    if status == st.OPTIMAL and (rs.violated_left or rs.out_of_time):
         status = st.ITERATION_LIMIT
     cert.details.update(
-        {"scip_status": scip_status, "scip_bound": scip_bound, "scip_gap": scip_bound - best_U}
+        {"scip_status": rs.scip_status, "scip_bound": scip_bound, "scip_gap": scip_bound - best_U}
     )
     res = Result.from_tokens(
         sc,
@@ -525,34 +592,34 @@ def solve_mixed_integer(
         method="mixed-integer",
         status=status,
         objective=obj,
-        iterations=rounds,
+        iterations=rs.rounds,
         solver_stats={
             "solver": "SCIP",
-            "scip_status": scip_status,
-            "scip_time": scip_time,
-            "nodes": nodes,
+            "scip_status": rs.scip_status,
+            "scip_time": rs.scip_time,
+            "nodes": rs.nodes,
             "total_time": time.perf_counter() - t_start,
         },
         diagnostics={
-            "scip_status": scip_status,
+            "scip_status": rs.scip_status,
             "scip_bound": scip_bound,
             "scip_gap": scip_bound - best_U,
             "scip_relative_gap": (scip_bound - best_U) / relative_scale(best_U),
-            "rounds": rounds,
+            "rounds": rs.rounds,
             "chords": model.n_chords,
-            "violated_chords_left": violated_left,
+            "violated_chords_left": rs.violated_left,
             "rounding_objective": rounded.objective,
             "improvement_over_rounding": best_U - rounded.objective,
-            "source": source,
-            "local_search_moves": info.moves,
+            "source": rs.source,
+            "local_search_moves": moves,
             "continuous_upper_bound": cert.upper_bound,
             "rounding_loss": cert.details["continuous_objective"] - best_U,
             "objective_unit": model.unit,
         },
-        history={"objective": history_obj},
+        history={"objective": rs.history},
         message=(
-            f"SCIP status {scip_status} after {rounds} round(s) of chords; answer from "
-            f"{source}; SCIP bound {scip_bound:.12g}; gap certified against the "
+            f"SCIP status {rs.scip_status} after {rs.rounds} round(s) of chords; answer from "
+            f"{rs.source}; SCIP bound {scip_bound:.12g}; gap certified against the "
             "continuous bound"
         ),
     )
