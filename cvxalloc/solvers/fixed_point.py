@@ -56,6 +56,7 @@ from .. import _options as _opt
 from ..objective import Objective
 from ..result import Result
 from ._iterate import (
+    Loop,
     check_options,
     loop_message,
     marginal_bounds,
@@ -205,8 +206,7 @@ def solve_fixed_point(
         return contraction_bound(obj, lower, upper)["bound"] < 1
 
     box = optimum_box(obj, rho_cap, refine_rounds, stop=good)
-    lower, upper = box.lower, box.upper
-    cb = contraction_bound(obj, lower, upper)
+    cb = contraction_bound(obj, box.lower, box.upper)
     guarantee = bool(cb["bound"] < 1)
     diag: dict[str, Any] = {
         "contraction_bound": cb["bound"],
@@ -220,44 +220,12 @@ def solve_fixed_point(
         "upper_utilization": cb["upper_utilization"],
     }
     if not guarantee and fallback == "gradient":
-        from .gradient import solve_gradient
-
-        why = (
-            "no box with a stable upper corner was found"
-            if not np.isfinite(cb["bound"])
-            else f"contraction bound {cb['bound']:.3g} >= 1"
-        )
-        res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0, variant="local")
-        res.diagnostics = {
-            **res.diagnostics,
-            "handed_over": why,
-            "guarantee": False,
-            "contraction_bound": cb["bound"],
-            "fixed_point": diag,
-        }
-        res.message = (
-            f"fixed-point guarantee does not hold ({why} after {box.rounds} "
-            f"interval rounds); handed over to the projected gradient "
-            f"(variant local). " + res.message
-        )
+        res = _hand_over(sc, cb, box.rounds, diag, tol=tol, max_iter=max_iter, x0=x0)
         res.solver_stats["total_time"] = time.perf_counter() - start
         return res
-
-    if lam_cap_needed := (not guarantee and sc.arrival_rate > 0 and rho_cap < 1):
-        a, cap = utilization_halfspace(sc, rho_cap, lower)
-    else:
-        a, cap = None, None
-
-    def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-        nxt = fixed_point_map(obj, t, lower, upper)
-        return project(nxt, lower, upper, a, cap) if lam_cap_needed else nxt
-
-    t0 = 0.5 * (lower + upper) if x0 is None else np.clip(x0, lower, upper)
-    if lam_cap_needed:
-        t0 = project(t0, lower, upper, a, cap)
-    nrm = _norm_function(sc, cb["norm"])
-    loop = run(obj, step, t0, tol=tol, max_iter=max_iter, step_norm=nrm)
-    rates = _rates(loop.step_norms, nrm(np.maximum(np.abs(upper), 1.0)))
+    loop = _iterate(obj, box, cb, guarantee, rho_cap, x0, tol=tol, max_iter=max_iter)
+    upper = box.upper
+    rates = _rates(loop.step_norms, _norm_function(sc, cb["norm"])(np.maximum(np.abs(upper), 1.0)))
     diag["measured_rate"] = max(rates) if rates else None
     diag["asymptotic_rate"] = (
         float(np.exp(np.mean(np.log(np.maximum(rates[-5:], 1e-300))))) if rates else None
@@ -283,6 +251,74 @@ def solve_fixed_point(
         history=history,
         message=msg,
     )
+
+
+def _hand_over(
+    sc,
+    cb: dict[str, Any],
+    rounds: int,
+    diag: dict[str, Any],
+    *,
+    tol: float,
+    max_iter: int,
+    x0: np.ndarray | None,
+) -> Result:
+    """No guarantee: the projected gradient's (local variant) result, saying why."""
+    from .gradient import solve_gradient
+
+    why = (
+        "no box with a stable upper corner was found"
+        if not np.isfinite(cb["bound"])
+        else f"contraction bound {cb['bound']:.3g} >= 1"
+    )
+    res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0, variant="local")
+    res.diagnostics = {
+        **res.diagnostics,
+        "handed_over": why,
+        "guarantee": False,
+        "contraction_bound": cb["bound"],
+        "fixed_point": diag,
+    }
+    res.message = (
+        f"fixed-point guarantee does not hold ({why} after {rounds} "
+        f"interval rounds); handed over to the projected gradient "
+        f"(variant local). " + res.message
+    )
+    return res
+
+
+def _iterate(
+    obj: Objective,
+    box,
+    cb: dict[str, Any],
+    guarantee: bool,
+    rho_cap: float,
+    x0: np.ndarray | None,
+    *,
+    tol: float,
+    max_iter: int,
+) -> Loop:
+    """``t <- Proj_B(phi(t))`` from ``x0`` (default the middle of ``B``), recording step norms.
+
+    Without a guarantee each step is also projected onto the proven utilization
+    cap, so that no iterate is unstable.
+    """
+    sc = obj.scenario
+    lower, upper = box.lower, box.upper
+    if lam_cap_needed := (not guarantee and sc.arrival_rate > 0 and rho_cap < 1):
+        a, cap = utilization_halfspace(sc, rho_cap, lower)
+    else:
+        a, cap = None, None
+
+    def step(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+        nxt = fixed_point_map(obj, t, lower, upper)
+        return project(nxt, lower, upper, a, cap) if lam_cap_needed else nxt
+
+    t0 = 0.5 * (lower + upper) if x0 is None else np.clip(x0, lower, upper)
+    if lam_cap_needed:
+        t0 = project(t0, lower, upper, a, cap)
+    nrm = _norm_function(sc, cb["norm"])
+    return run(obj, step, t0, tol=tol, max_iter=max_iter, step_norm=nrm)
 
 
 #: Only steps longer than this fraction of the size of the box corner enter the
