@@ -423,59 +423,91 @@ def solve_aggregate(
         iters = red.evaluations
         path = "lam=0: no queueing" if lam == 0 else "lo == hi"
     else:
-        red = _Reduced.of(sc)
-        warm = _warm(warm_start, lam)
-        sample_iters = 0
-        if warm is not None:
-            u0, m20 = warm
-            start = "warm"
-        else:
-            if sc.n > sample_size:
-                idx, wts = _sample(sc, sample_size)
-                sub = _Reduced.of(sc, idx, wts)
-                start = "sample"
-            else:
-                sub, start = red, "cold"
-            try:
-                u_lo, u_hi = sub.u_bracket()
-                pt, _, ok = sub.newton(
-                    math.sqrt(u_lo * u_hi), 0.5 * (sub.m2_lo + sub.m2_hi), max_iter, xtol
-                )
-                if not ok:
-                    pt, _ = sub.nested()
-                u0, m20 = pt.u, pt.m2
-            except (ValueError, ZeroDivisionError, FloatingPointError):
-                u_lo, u_hi = red.u_bracket()
-                u0, m20 = math.sqrt(u_lo * u_hi), 0.5 * (red.m2_lo + red.m2_hi)
-            sample_iters = sub.evaluations if sub is not red else 0
-            if sub is red:
-                sample_iters, red.evaluations = red.evaluations, 0
-        pt, newton_iters, ok = red.newton(u0, m20, max_iter, xtol)
-        path = "newton"
-        if not ok:
-            try:
-                pt, _ = red.nested()
-            except ValueError as exc:
-                raise SolverError(
-                    f"aggregate: the outer system did not converge (Newton and bracketing "
-                    f"failed: {exc}); use method='conic'"
-                ) from exc
-            path = "nested (after Newton failed)"
-        tokens = pt.tokens
-        iters = red.evaluations + sample_iters
-        diag.update(
-            {
-                "X": pt.X,
-                "Y": pt.Y,
-                "u": pt.u,
-                "m2": pt.m2,
-                "residual": [pt.r1, pt.r2],
-                "newton_iterations": newton_iters,
-                "sample_iterations": sample_iters,
-            }
-        )
-    obj = Objective(sc)
+        tokens, iters, path, start, diag = _reduce(sc, warm_start, max_iter, sample_size, xtol)
     t_reduce = time.perf_counter() - t_start
+    return _polish_and_certify(
+        sc, tokens, tol, polish_steps, diag, path, start, iters, t_start, t_reduce
+    )
+
+
+def _start(
+    sc, red: _Reduced, warm_start: Any, max_iter: int, sample_size: int, xtol: float
+) -> tuple[float, float, str, int]:
+    """``(u0, m2_0, start, sample iterations)``: a warm start, or the solution of a
+    probability-weighted sample (large N), or the middle of the brackets."""
+    warm = _warm(warm_start, sc.arrival_rate)
+    if warm is not None:
+        return warm[0], warm[1], "warm", 0
+    if sc.n > sample_size:
+        idx, wts = _sample(sc, sample_size)
+        sub = _Reduced.of(sc, idx, wts)
+        start = "sample"
+    else:
+        sub, start = red, "cold"
+    try:
+        u_lo, u_hi = sub.u_bracket()
+        pt, _, ok = sub.newton(
+            math.sqrt(u_lo * u_hi), 0.5 * (sub.m2_lo + sub.m2_hi), max_iter, xtol
+        )
+        if not ok:
+            pt, _ = sub.nested()
+        u0, m20 = pt.u, pt.m2
+    except (ValueError, ZeroDivisionError, FloatingPointError):
+        u_lo, u_hi = red.u_bracket()
+        u0, m20 = math.sqrt(u_lo * u_hi), 0.5 * (red.m2_lo + red.m2_hi)
+    sample_iters = sub.evaluations if sub is not red else 0
+    if sub is red:
+        sample_iters, red.evaluations = red.evaluations, 0
+    return u0, m20, start, sample_iters
+
+
+def _reduce(
+    sc, warm_start: Any, max_iter: int, sample_size: int, xtol: float
+) -> tuple[np.ndarray, int, str, str, dict[str, Any]]:
+    """Solve the two-scalar outer system: Newton, then nested bracketing if it fails.
+
+    Returns ``(tokens, iterations, path, start, diagnostics)``.
+    """
+    red = _Reduced.of(sc)
+    u0, m20, start, sample_iters = _start(sc, red, warm_start, max_iter, sample_size, xtol)
+    pt, newton_iters, ok = red.newton(u0, m20, max_iter, xtol)
+    path = "newton"
+    if not ok:
+        try:
+            pt, _ = red.nested()
+        except ValueError as exc:
+            raise SolverError(
+                f"aggregate: the outer system did not converge (Newton and bracketing "
+                f"failed: {exc}); use method='conic'"
+            ) from exc
+        path = "nested (after Newton failed)"
+    diag = {
+        "X": pt.X,
+        "Y": pt.Y,
+        "u": pt.u,
+        "m2": pt.m2,
+        "residual": [pt.r1, pt.r2],
+        "newton_iterations": newton_iters,
+        "sample_iterations": sample_iters,
+    }
+    return pt.tokens, red.evaluations + sample_iters, path, start, diag
+
+
+def _polish_and_certify(
+    sc,
+    tokens: np.ndarray,
+    tol: float,
+    polish_steps: int,
+    diag: dict[str, Any],
+    path: str,
+    start: str,
+    iters: int,
+    t_start: float,
+    t_reduce: float,
+) -> Result:
+    """Certify ``tokens``, polish them if the gap is above ``tol``, and wrap them."""
+    lam, lo, hi = sc.arrival_rate, sc.min_tokens, sc.max_tokens
+    obj = Objective(sc)
     ev = obj.evaluate(tokens)
     cert = _certify(obj, ev, lo, hi)
     raw_cert = None
