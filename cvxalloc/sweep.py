@@ -332,21 +332,11 @@ def _run(
     gammas = np.full(k, sc.latency_weight) if param == "slo" else values.copy()
 
     # The conic reference: compile once with a Parameter for the swept value (DPP).
-    cprob = gpar = spar = None
-    if name == "conic" and "problem" not in options:
-        import cvxpy as cp
-
-        from .solvers.conic import ConicProblem
-
-        try:
-            if param == "latency_weight":
-                gpar = cp.Parameter(nonneg=True, value=float(max(values[0], 0.0)))
-                cprob = ConicProblem(sc, latency_weight=gpar)
-            else:
-                spar = cp.Parameter(pos=True, value=float(max(values[0], 1e-12)))
-                cprob = ConicProblem(_point(sc, param, max(values[0], 1e-12)), slo=spar)
-        except CvxallocError:
-            cprob = None
+    cprob, par = (
+        _compiled(sc, param, values)
+        if name == "conic" and "problem" not in options
+        else (None, None)
+    )
     # Methods that take a warm start (the aggregate method) start from the previous point.
     warm = "warm_start" not in options and "warm_start" in _keywords(name)
     prev = None
@@ -357,7 +347,7 @@ def _run(
             sc_j = _point(sc, param, v)
             opts = dict(options)
             if cprob is not None:
-                (gpar if gpar is not None else spar).value = float(v)
+                par.value = float(v)
                 opts["problem"] = cprob
             if warm and prev is not None:
                 opts["warm_start"] = prev
@@ -371,14 +361,9 @@ def _run(
             continue
         status[j] = res.status
         tokens[j] = res.tokens
-        out["objective"][j], out["accuracy"][j] = res.objective, res.accuracy
-        out["mean_system_time"][j], out["utilization"][j] = (res.mean_system_time, res.utilization)
-        out["gap"][j] = res.certificate.gap
+        _record(out, j, res)
         if uniform:
-            u = best_uniform(sc_j)
-            uni["objective"][j], uni["accuracy"][j] = u.objective, u.accuracy
-            uni["mean_system_time"][j] = u.mean_system_time
-            uni["budget"][j] = u.diagnostics.get("budget", np.nan)
+            _record_uniform(uni, j, best_uniform(sc_j))
     elapsed = time.perf_counter() - t0
     if points is not values:
         points.close()
@@ -398,6 +383,40 @@ def _run(
         timing={"total": elapsed, "per_point": elapsed / k},
         **out,
     )
+
+
+def _compiled(sc, param: str, values: np.ndarray):
+    """The conic problem with a CVXPY Parameter for the swept value, and that Parameter.
+
+    ``(None, None)`` when the scenario cannot be compiled (each point then
+    reports its own error).
+    """
+    import cvxpy as cp
+
+    from .solvers.conic import ConicProblem
+
+    try:
+        if param == "latency_weight":
+            par = cp.Parameter(nonneg=True, value=float(max(values[0], 0.0)))
+            return ConicProblem(sc, latency_weight=par), par
+        par = cp.Parameter(pos=True, value=float(max(values[0], 1e-12)))
+        return ConicProblem(_point(sc, param, max(values[0], 1e-12)), slo=par), par
+    except CvxallocError:
+        return None, None
+
+
+def _record(out: dict[str, np.ndarray], j: int, res: Result) -> None:
+    """The figures of point ``j``."""
+    out["objective"][j], out["accuracy"][j] = res.objective, res.accuracy
+    out["mean_system_time"][j], out["utilization"][j] = (res.mean_system_time, res.utilization)
+    out["gap"][j] = res.certificate.gap
+
+
+def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
+    """The best uniform budget's figures at point ``j``."""
+    uni["objective"][j], uni["accuracy"][j] = u.objective, u.accuracy
+    uni["mean_system_time"][j] = u.mean_system_time
+    uni["budget"][j] = u.diagnostics.get("budget", np.nan)
 
 
 def _keywords(method: str) -> set[str]:

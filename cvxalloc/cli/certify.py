@@ -117,6 +117,42 @@ def run(args: argparse.Namespace) -> int:
     cert = certify(sc, tokens)
     constrained = constraints_of(sc) is not None
     report = constraint_report(sc, tokens) if constrained else {}
+    viol = _violations(report, cert)
+    feasible = not viol
+    ref = solve(sc, method="conic")
+    if feasible:
+        low = max(ref.objective - ev.objective, 0.0)
+        high = ref.certificate.upper_bound - ev.objective
+        shortfall: list[float] | None = [low, high]
+    else:
+        shortfall = None
+    if args.json:
+        out = {
+            "tokens": dict(zip(sc.names, map(float, tokens))),
+            "objective": ev.objective,
+            "accuracy": ev.accuracy,
+            "mean_system_time": ev.mean_system_time,
+            "utilization": ev.utilization,
+            "feasible": feasible,
+            "violations": viol,
+            "certificate": jsonable(cert.to_dict()),
+            "optimum": {
+                "objective": ref.objective,
+                "upper_bound": ref.certificate.upper_bound,
+                "status": ref.status,
+            },
+            "shortfall": shortfall,
+        }
+        if constrained:
+            out["constraints"] = jsonable(report)
+        emit(dumps(out), args.output)
+        return 0
+    emit("\n".join(_text(ev, cert, ref, viol, report, constrained, shortfall)), args.output)
+    return 0
+
+
+def _violations(report: dict, cert) -> list[dict]:
+    """The violated constraints; outside ``[lo', hi]`` without a named one, the bounds."""
     viol = violations(report)
     if not np.isfinite(cert.gap) and not viol:
         # Outside [lo', hi] without a named constraint being violated (rounding at a
@@ -133,35 +169,11 @@ def run(args: argparse.Namespace) -> int:
                 "message": str(reason),
             }
         ]
-    feasible = not viol
-    ref = solve(sc, method="conic")
-    if feasible:
-        low = max(ref.objective - ev.objective, 0.0)
-        high = ref.certificate.upper_bound - ev.objective
-        shortfall: list[float] | None = [low, high]
-    else:
-        shortfall = None
-    out = {
-        "tokens": dict(zip(sc.names, map(float, tokens))),
-        "objective": ev.objective,
-        "accuracy": ev.accuracy,
-        "mean_system_time": ev.mean_system_time,
-        "utilization": ev.utilization,
-        "feasible": feasible,
-        "violations": viol,
-        "certificate": jsonable(cert.to_dict()),
-        "optimum": {
-            "objective": ref.objective,
-            "upper_bound": ref.certificate.upper_bound,
-            "status": ref.status,
-        },
-        "shortfall": shortfall,
-    }
-    if constrained:
-        out["constraints"] = jsonable(report)
-    if args.json:
-        emit(dumps(out), args.output)
-        return 0
+    return viol
+
+
+def _text(ev, cert, ref, viol, report, constrained, shortfall) -> list[str]:
+    """The lines of the human-readable output."""
     lines = [
         f"utility U            {ev.objective:.10g}",
         f"weighted accuracy    {ev.accuracy:.6f}",
@@ -172,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         f"optimum (conic)      {ref.objective:.10g}  (status {ref.status}, U* <= "
         f"{ref.certificate.upper_bound:.10g})"
     )
-    if not feasible:
+    if viol:
         lines += [f"INFEASIBLE           the allocation violates {len(viol)} constraint(s):"]
         lines += [f"  {v['message']}" for v in viol]
         lines += [
@@ -180,8 +192,7 @@ def run(args: argparse.Namespace) -> int:
             ref_line + " under the constraints",
             "shortfall U* - U     not defined (the allocation is infeasible)",
         ]
-        emit("\n".join(lines), args.output)
-        return 0
+        return lines
     low, high = shortfall
     rel = 100 * high / max(abs(ref.objective), 1e-12)
     if constrained:
@@ -200,5 +211,4 @@ def run(args: argparse.Namespace) -> int:
         ref_line,
         f"shortfall U* - U     in [{low:.4e}, {high:.4e}]  (at most {rel:.3g}% of the optimum)",
     ]
-    emit("\n".join(lines), args.output)
-    return 0
+    return lines
