@@ -15,9 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="certified budgets over arrival rates (a policy file), or look one up",
         description=(
             "Build: solve the scenario at a grid of arrival rates from 0 to just below the "
-            "highest stable rate (every grid point certified to 1e-9 of |U|), refine the grid "
-            "until the proven gap of interpolated budgets is under --tolerance of |U| at "
-            "every probed rate, and write a JSON policy file. Query: with --query FILE "
+            "highest stable rate (every grid point certified to 1e-9), refine the grid "
+            "until the proven gap of the budgets it answers is under --tolerance at "
+            "every probed rate (both relative to max(|U|, weighted accuracy)), and write a "
+            "JSON policy file. Query: with --query FILE "
             "--rate R, print the budgets at rate R and their proven gap (evaluated at R)."
         ),
     )
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="REL",
-        help="bound on the interpolation gap relative to |U| (default: 1e-4)",
+        help="bound on the interpolation gap relative to max(|U|, weighted accuracy) "
+        "(default: 1e-4)",
     )
     p.add_argument(
         "--method",
@@ -157,9 +159,9 @@ def run(args: argparse.Namespace) -> int:
         emit(
             f"wrote {args.output}: {pol.rates.size} grid rates over [0, {pol.rate_range[1]:.6g}] "
             f"queries/s, {'integer' if pol.integer else 'continuous'} budgets\n"
-            f"grid points certified to {info['max_grid_relative_gap']:.2g} of |U|; "
-            f"interpolation gap at most {info['interpolation_max_relative_gap']:.2g} of |U| "
-            f"at the probed rates (tolerance {tol:g}"
+            f"gaps relative to max(|U|, weighted accuracy): grid points certified to "
+            f"{info['max_grid_relative_gap']:.2g}, interpolation at most "
+            f"{info['interpolation_max_relative_gap']:.2g} at the probed rates (tolerance {tol:g}"
             f"{'' if info['tolerance_met'] else ', NOT met: raise --points'}); "
             f"{info['seconds']:.2f} s",
             None,
