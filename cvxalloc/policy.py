@@ -540,7 +540,8 @@ def build_policy(
         Grid rates before refinement (evenly spaced over the range; >= 2).
     tolerance : float
         Refine until the proven gap of the interpolated budgets at every
-        probed rate is at most ``tolerance * |U|`` there (default 1e-4).
+        probed rate is at most ``tolerance * max(|U|, weighted accuracy)`` there
+        (default 1e-4).
     method : str, optional
         Solver (default: :func:`cvxalloc.solve`'s default); ``"rounding"``
         makes an integer policy.
@@ -559,7 +560,7 @@ def build_policy(
     ScenarioError
         Constraints in the scenario, or bad ``points`` / ``tolerance``.
     SolverError
-        A grid point that cannot be certified to 1e-9 of ``|U|``.
+        A grid point that cannot be certified to 1e-9 of ``max(|U|, weighted accuracy)``.
     """
     from . import __version__
 
