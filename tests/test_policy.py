@@ -278,7 +278,7 @@ def test_route_request_example_runs(policy_file):
     assert "task olympiad" in out and "held at the policy's top" in out
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(sc=scenarios(max_n=6), fracs=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_random_scenarios_within_stated_gap(sc, fracs):
     pol = build_policy(sc, points=9)
