@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import cvxalloc
 from cvxalloc.cli import main
 from cvxalloc.errors import ScenarioError
-from cvxalloc.fit_capacity import fit_capacity, read_throughput, server_toml
+from cvxalloc.fit.capacity import fit_capacity, read_throughput, server_toml
 
 PUBLISHED = str(resources.files("cvxalloc").joinpath("data/published_batch_throughput.csv"))
 EXAMPLE = str(resources.files("cvxalloc").joinpath("data/example.toml"))

@@ -7,8 +7,17 @@ import shlex
 import sys
 
 from ..accuracy import FAMILIES
-from ..fit import CRITERIA, POOLED, MeasurementError, calibrate, scenario_toml
-from ..io import load_scenario
+from ..fit import (
+    CRITERIA,
+    POOLED,
+    CapacityFit,
+    MeasurementError,
+    calibrate,
+    fit_capacity,
+    read_throughput,
+    server_toml,
+)
+from ..io import load_scenario, scenario_toml
 from ._common import dumps, emit
 
 
@@ -112,6 +121,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "only the fit report is printed",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never show a progress bar (default: on a terminal, one step per task)",
+    )
 
 
 def _per_task(flag: str, items: list[str] | None, *, allow_all: bool = True):
@@ -174,9 +188,7 @@ def _fixed(items: list[str] | None):
 def run(args: argparse.Namespace) -> int:
     capacity = None
     if args.throughput is not None or args.accuracy_csv is None:
-        from ..fit_capacity import run_cli
-
-        capacity = run_cli(args)  # None: done (no ACCURACY_CSV)
+        capacity = _capacity(args)  # None: done (no ACCURACY_CSV)
         if capacity is None:
             return 0
     template = load_scenario(args.template) if args.template else None
@@ -199,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         base=_per_task("base", args.base),
         per_token=_per_task("per-token", args.per_token),
         scv=_per_task("scv", args.scv),
+        progress=False if args.no_progress else None,
     )
     if capacity is not None and cal.scenario is not None:
         cal.scenario = cal.scenario.with_(server=capacity.curve)
@@ -231,3 +244,48 @@ def run(args: argparse.Namespace) -> int:
             text += f"\nwrote {args.output}"
         emit(text, None)
     return 0
+
+
+def _capacity(args: argparse.Namespace) -> CapacityFit | None:
+    """``cvxalloc fit --throughput CSV``: fit the curve; finish the command if no ACCURACY_CSV.
+
+    Returns the fit for the accuracy calibration to add to its scenario, or
+    None when the command is done (no ACCURACY_CSV: report, and with
+    ``--output`` the ``--template`` scenario with this ``[server]``, or the
+    ``[server]`` table alone).
+    """
+    if args.throughput is None:
+        raise MeasurementError(
+            "give ACCURACY_CSV (accuracy curves), --throughput CSV (a batching server's "
+            "capacity curve), or both"
+        )
+    fit = fit_capacity(*read_throughput(args.throughput), single_stream=args.single_stream)
+    if args.accuracy_csv is not None:
+        return fit
+    unused = [f"--{k.replace('_', '-')}" for k in ("service", "family", "fix") if getattr(args, k)]
+    if unused:
+        raise MeasurementError(f"{', '.join(unused)} need ACCURACY_CSV")
+    command = "  cvxalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    header = [
+        "Written by cvxalloc fit:",
+        command if sys.argv[1:2] == ["fit"] else "  (cvxalloc.fit_capacity)",
+        f"one query alone: {fit.single_stream:.4g} per second ({fit.single_stream_source}); "
+        f"service.per_token for a query alone = {1.0 / fit.single_stream:.4g} s",
+        *fit.notes,
+    ]
+    if args.output is not None:
+        if args.template:
+            scenario = load_scenario(args.template).with_(server=fit.curve)
+            text = scenario_toml(scenario, header)
+        else:
+            text = "\n".join(f"# {line}".rstrip() for line in header) + "\n\n"
+            text += server_toml(fit.curve)
+        emit(text, args.output)
+    if args.json:
+        out = fit.to_dict()
+        if args.output is not None:
+            out["output"] = args.output
+        emit(dumps(out), None)
+    else:
+        emit(fit.report() + (f"\nwrote {args.output}" if args.output else ""), None)
+    return None

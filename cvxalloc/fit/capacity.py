@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ScenarioError
-from .queue.batching import CapacityCurve
+from ..errors import ScenarioError
+from ..queue.batching import CapacityCurve
 
 __all__ = ["CapacityFit", "fit_capacity", "read_throughput", "server_toml"]
 
@@ -281,55 +281,3 @@ def fit_capacity(
     curve = CapacityCurve(tuple(int(v) for v in k_all), tuple(float(v) for v in y))
     fitted = r1 * np.asarray(curve.rate(uk))
     return CapacityFit(curve, r1, source, uk, ut, fitted, projected, notes)
-
-
-def run_cli(args) -> CapacityFit | None:
-    """``cvxalloc fit --throughput CSV``: fit the curve; finish the command if no ACCURACY_CSV.
-
-    Returns the fit for the accuracy calibration to add to its scenario, or
-    None when the command is done (no ACCURACY_CSV: report, and with
-    ``--output`` the ``--template`` scenario with this ``[server]``, or the
-    ``[server]`` table alone).
-    """
-    import shlex
-    import sys
-
-    from .cli._common import dumps, emit
-    from .fit import MeasurementError, scenario_toml
-    from .io import load_scenario
-
-    if args.throughput is None:
-        raise MeasurementError(
-            "give ACCURACY_CSV (accuracy curves), --throughput CSV (a batching server's "
-            "capacity curve), or both"
-        )
-    fit = fit_capacity(*read_throughput(args.throughput), single_stream=args.single_stream)
-    if args.accuracy_csv is not None:
-        return fit
-    unused = [f"--{k.replace('_', '-')}" for k in ("service", "family", "fix") if getattr(args, k)]
-    if unused:
-        raise MeasurementError(f"{', '.join(unused)} need ACCURACY_CSV")
-    command = "  cvxalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    header = [
-        "Written by cvxalloc fit:",
-        command if sys.argv[1:2] == ["fit"] else "  (cvxalloc.fit_capacity)",
-        f"one query alone: {fit.single_stream:.4g} per second ({fit.single_stream_source}); "
-        f"service.per_token for a query alone = {1.0 / fit.single_stream:.4g} s",
-        *fit.notes,
-    ]
-    if args.output is not None:
-        if args.template:
-            scenario = load_scenario(args.template).with_(server=fit.curve)
-            text = scenario_toml(scenario, header)
-        else:
-            text = "\n".join(f"# {line}".rstrip() for line in header) + "\n\n"
-            text += server_toml(fit.curve)
-        emit(text, args.output)
-    if args.json:
-        out = fit.to_dict()
-        if args.output is not None:
-            out["output"] = args.output
-        emit(dumps(out), None)
-    else:
-        emit(fit.report() + (f"\nwrote {args.output}" if args.output else ""), None)
-    return None
