@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import CvxallocError
 
 __all__ = ["main", "SUBCOMMANDS"]
@@ -44,8 +45,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ),
         epilog="Run 'cvxalloc COMMAND --help' for each command. Docs: docs/cli.md.",
     )
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"cvxalloc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMANDS if only is None else [only]:
