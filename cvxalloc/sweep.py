@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import status as st
+from ._bisect import bisect
 from ._source import REPR_MAX, source
 from .baselines import uniform_budget
 from .constraints import Constraints, constraints_of, slacks_of
@@ -260,11 +261,7 @@ def best_uniform(scenario, objective: Objective | None = None) -> Result:
 
     left, right = float(np.min(lo2)), float(np.max(hi))
     if terms and not ok(right):
-        for _ in range(200):
-            mid = 0.5 * (left + right)
-            if mid in (left, right):
-                break
-            left, right = (mid, right) if ok(mid) else (left, mid)
+        left, _ = bisect(ok, left, right)  # the largest feasible uniform budget
         hi = np.maximum(lo2, np.minimum(hi, left))
     box = sc.with_(min_tokens=lo2, max_tokens=hi, levels=[None] * sc.n, constraints=None)
     res = uniform_budget(box)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _options as _opt
 from .. import status as st
+from .._bisect import bisect, integer_midpoint
 from .._reduce import dot
 from ..certificate import certificate_box, frank_wolfe_gap, relative_scale
 from ..errors import OptionError, SolverError
@@ -275,15 +276,11 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
 
         if F(rho_f) < 0:  # rounding only: F(rho_f) >= U(t_f) - U_f = 0 in exact arithmetic
             continue
-        a_, b_ = rho_f, min(rho_bar, 1.0)
+        b_ = min(rho_bar, 1.0)
         if F(b_ - 1e-300) >= 0 if b_ < 1 else False:
             continue
-        for _ in range(100):
-            m = 0.5 * (a_ + b_)
-            if F(m) >= 0:
-                a_ = m
-            else:
-                b_ = m
+        # the first utilization where F < 0 (the cap keeps the side F < 0: a bound)
+        _, b_ = bisect(lambda rho, F=F: F(rho) >= 0, rho_f, b_, max_iter=100)
         rho_bar = min(rho_bar, b_)
     # margin for the rounding of F (its root may sit exactly at rho*, e.g. t* = hi)
     return float(min(rho_bar + CAP_MARGIN * (1 - rho_bar), 1.0))
@@ -578,26 +575,15 @@ def project(
 
     if bp.size == 0 or f(bp[-1]) > 0:  # cannot happen when a . lower <= cap
         return np.clip(lower, lower, upper)
-    lo_i, hi_i = -1, bp.size - 1  # f(0) > 0 at index -1 (mu = 0), f(bp[hi_i]) <= 0
-    while hi_i - lo_i > 1:
-        mid = (lo_i + hi_i) // 2
-        if f(bp[mid]) > 0:
-            lo_i = mid
-        else:
-            hi_i = mid
+    # f(0) > 0 at index -1 (mu = 0), f(bp[-1]) <= 0: the breakpoints around the root
+    lo_i, hi_i = bisect(lambda i: f(bp[i]) > 0, -1, bp.size - 1, mid=integer_midpoint)
     m0 = 0.0 if lo_i < 0 else float(bp[lo_i])
     m1 = float(bp[hi_i])
     f0, f1 = f(m0), f(m1)
     mu = m1 if f0 == f1 else m0 + (m1 - m0) * f0 / (f0 - f1)
     x = np.clip(y - mu * r, lower, upper)
     if dot(a, x) > cap:  # rounding: bisect towards m1, where the point is feasible
-        m_in, m_out = m1, mu
-        for _ in range(60):
-            m = 0.5 * (m_in + m_out)
-            if f(m) <= 0:
-                m_in = m
-            else:
-                m_out = m
+        m_in, _ = bisect(lambda m: f(m) <= 0, m1, mu, max_iter=60)
         x = np.clip(y - m_in * r, lower, upper)
     return x
 

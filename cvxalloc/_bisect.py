@@ -1,0 +1,73 @@
+"""One bisection for every monotone search in cvxalloc (beside :mod:`cvxalloc._roots`).
+
+:func:`bisect` narrows a bracket ``[good, bad]`` of a monotone predicate, on the
+reals or on integer indices, and returns both ends, so each caller keeps the
+side its guarantee needs (the feasible side of a cap, the last index where a
+function is still positive). Where a plain root of a continuous function is
+wanted, the solvers use :func:`cvxalloc._roots.brentq` (SciPy's) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["bisect", "midpoint", "integer_midpoint"]
+
+T = TypeVar("T", float, int)
+
+
+def midpoint(a: float, b: float) -> float:
+    """``(a + b) / 2`` for real brackets."""
+    return 0.5 * (a + b)
+
+
+def integer_midpoint(a: int, b: int) -> int:
+    """``(a + b) // 2`` for brackets of indices."""
+    return (a + b) // 2
+
+
+def bisect(
+    holds: Callable[[T], bool],
+    good: T,
+    bad: T,
+    *,
+    max_iter: int = 200,
+    mid: Callable[[T, T], T] = midpoint,
+) -> tuple[T, T]:
+    """Narrow ``[good, bad]`` where ``holds(good)`` and not ``holds(bad)``.
+
+    ``holds`` must be monotone along the bracket (true up to some point, false
+    after it, in either direction: ``good`` may be above ``bad``). Neither end
+    is evaluated. Each step evaluates ``holds`` at ``mid(good, bad)`` and moves
+    the matching end; it stops after ``max_iter`` steps or when the midpoint
+    equals an end (adjacent floats or indices), which changes nothing that
+    further steps would.
+
+    Returns
+    -------
+    (good, bad) : tuple
+        The last point where ``holds`` was true and the first where it was false.
+
+    Examples
+    --------
+    >>> good, bad = bisect(lambda x: x * x <= 2.0, 1.0, 2.0)
+    >>> good * good <= 2.0 < bad * bad, bad - good <= 2.3e-16
+    (True, True)
+
+    Indices: the last ``i`` with ``values[i] > 0`` (``-1`` stands for "before
+    the first"):
+
+    >>> values = [5, 3, 1, -2, -4]
+    >>> bisect(lambda i: values[i] > 0, -1, len(values) - 1, mid=integer_midpoint)
+    (2, 3)
+    """
+    for _ in range(max_iter):
+        m = mid(good, bad)
+        if m == good or m == bad:
+            break
+        if holds(m):
+            good = m
+        else:
+            bad = m
+    return good, bad
