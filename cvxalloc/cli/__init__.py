@@ -30,12 +30,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser: every subcommand, or only the one named ``only``.
+def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand, or only those named in ``only``.
 
     A subcommand's module imports what its command needs (the simulator, the
     plots, ...), so :func:`main` builds the parser of the command it runs alone
-    and ``cvxalloc solve`` does not pay for the others.
+    and ``cvxalloc solve`` (or ``--version``) does not pay for the others.
     """
     parser = _Parser(
         prog="cvxalloc",
@@ -47,20 +47,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cvxalloc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMANDS if only is None else [only]:
+    for name in SUBCOMMANDS if only is None else only:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
 
 
-def _command(argv: Sequence[str]) -> str | None:
-    """The subcommand when it is the first argument (then its parser alone is built)."""
-    return argv[0] if argv and argv[0] in SUBCOMMANDS else None
+def _commands(argv: Sequence[str]) -> list[str] | None:
+    """The subcommands whose parsers ``argv`` needs (None: all, e.g. for ``--help``)."""
+    if list(argv) == ["--version"]:
+        return []
+    return [argv[0]] if argv and argv[0] in SUBCOMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cvxalloc`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command(argv))
+    parser = build_parser(_commands(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
