@@ -57,7 +57,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,12 @@ _KINK_PROBES = (1 / 32, 1 / 16, 15 / 16, 31 / 32)
 _RESPONSE_STEPS = 2
 #: Refinement aims at this fraction of the tolerance, a margin for rates between probes.
 _REFINE_MARGIN = 0.5
+#: Rates (fractions of the range) where the arrival_scv interpolation is probed.
+_SCV_RATE_PROBES = (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
+#: Keys of one entry of ``by_arrival_scv`` besides ``arrival_scv``.
+_SUB_KEYS = ("rates", "budgets", "gaps", "info")
+#: At most this many ``arrival_scv`` values in a grid.
+MAX_SCV_POINTS = 33
 #: Refinement stops at this many grid rates even if the tolerance is not met.
 MAX_POINTS = 4097
 
@@ -191,6 +197,23 @@ def highest_rate(scenario) -> float:
 
 # --------------------------------------------------------------------------
 # evaluation at one rate
+def _scv_theta(c0: float, c1: float, c: float) -> float:
+    """Where ``c`` lies between ``c0 < c1``: on a log scale when both are positive.
+
+    Budgets fall roughly with the logarithm of the burstiness (the wait grows linearly in
+    ``arrival_scv``, and each extra token's price with it), so a log scale spreads the
+    grid where the budgets change.
+    """
+    if c0 > 0:
+        return math.log(c / c0) / math.log(c1 / c0)
+    return (c - c0) / (c1 - c0)
+
+
+def _scv_mid(c0: float, c1: float) -> float:
+    """The midpoint of ``c0 < c1`` on the scale of :func:`_scv_theta`."""
+    return math.sqrt(c0 * c1) if c0 > 0 else 0.5 * (c0 + c1)
+
+
 def _scale(objective: float, accuracy: float) -> float:
     """``max(|U|, weighted accuracy, 1e-12)``: what relative gaps of a policy refer to."""
     acc = accuracy if math.isfinite(accuracy) else 0.0
@@ -347,6 +370,7 @@ class Policy:
         gaps: np.ndarray,
         integer_budgets: np.ndarray | None = None,
         info: Mapping[str, Any] | None = None,
+        by_arrival_scv: Sequence[Policy] | None = None,
     ) -> None:
         self.scenario = scenario
         self.names = list(scenario.names)
@@ -357,6 +381,10 @@ class Policy:
         self.info = dict(info or {})
         self._last: Lookup | None = None
         self._d1 = _d1_bounds(scenario)
+        subs = sorted(by_arrival_scv or [], key=lambda p: p.scenario.arrival_scv)
+        #: Policies at other ``arrival_scv`` values (with this one), or empty.
+        self.by_arrival_scv: list[Policy] = subs
+        self._scv = np.array([p.scenario.arrival_scv for p in subs], dtype=float)
 
     # --- queries ------------------------------------------------------------
     @property
@@ -396,24 +424,112 @@ class Policy:
             )
         return r
 
-    def lookup(self, rate: float) -> Lookup:
-        """Budgets, utility and proven gap at ``rate`` (see the module docstring)."""
+    @property
+    def arrival_scv_range(self) -> tuple[float, float]:
+        """``(lowest, highest)`` ``arrival_scv`` covered (the scenario's, without a grid)."""
+        if self._scv.size:
+            return float(self._scv[0]), float(self._scv[-1])
+        c = float(self.scenario.arrival_scv)
+        return c, c
+
+    def lookup(self, rate: float, arrival_scv: float | None = None) -> Lookup:
+        """Budgets, utility and proven gap at ``rate`` (see the module docstring).
+
+        ``arrival_scv`` (default: the scenario's) must lie in :attr:`arrival_scv_range`;
+        between two values of the grid the candidates are both neighbours' answers at
+        ``rate``, their interpolation in ``arrival_scv`` and two best-response steps from
+        it, all evaluated at ``(rate, arrival_scv)``.
+        """
         r = self._check_rate(rate)
+        c = self._check_scv(arrival_scv)
+        if c is not None:
+            return self._lookup_scv(r, c)
         if self._last is not None and self._last.rate == r:
             return self._last
         ans = _answer(self.scenario, r, self.rates, self._cont, self._int, self._d1)
         self._last = ans
         return ans
 
-    def budgets(self, rate: float) -> np.ndarray:
+    def _interp(self, r: float) -> np.ndarray:
+        """The plain linear interpolation of the continuous grid budgets at rate ``r``."""
+        j = min(max(int(np.searchsorted(self.rates, r, side="right")) - 1, 0), self.rates.size - 2)
+        theta = min(max((r - self.rates[j]) / (self.rates[j + 1] - self.rates[j]), 0.0), 1.0)
+        return (1 - theta) * self._cont[j] + theta * self._cont[j + 1]
+
+    def _check_scv(self, arrival_scv: float | None) -> float | None:
+        """None for the scenario's own ``arrival_scv``, else the value (checked)."""
+        if arrival_scv is None:
+            return None
+        try:
+            c = float(arrival_scv)
+        except (TypeError, ValueError):
+            raise PolicyError(f"arrival_scv must be a number (got {arrival_scv!r})") from None
+        if c == self.scenario.arrival_scv:
+            return None
+        low, high = self.arrival_scv_range
+        if not math.isfinite(c) or c < low or c > high:
+            hint = (
+                "build the policy over a grid of them (--arrival-scv A,B,...)"
+                if low == high
+                else "give a value within the range"
+            )
+            raise PolicyError(
+                f"arrival_scv {c:g} is outside the policy's range [{low:g}, {high:g}]; {hint}"
+            )
+        return c
+
+    def _lookup_scv(self, r: float, c: float) -> Lookup:
+        k = int(np.searchsorted(self._scv, c, side="right")) - 1
+        k = min(max(k, 0), self._scv.size - 1)
+        if self._scv[k] == c or k == self._scv.size - 1:
+            return self.by_arrival_scv[k].lookup(r)
+        a = self.by_arrival_scv[k].lookup(r)
+        b = self.by_arrival_scv[k + 1].lookup(r)
+        theta = _scv_theta(self._scv[k], self._scv[k + 1], c)
+        base = copy.copy(self.scenario)
+        base.arrival_scv = c
+        ev = _AtRate(base, r, self._d1)
+        subs = self.by_arrival_scv
+        # bilinear: each neighbour's plain rate interpolation, then across arrival_scv
+        plain = (1 - theta) * subs[k]._interp(r) + theta * subs[k + 1]._interp(r)
+        answers = np.clip((1 - theta) * a.tokens + theta * b.tokens, ev.lo, ev.hi)
+        cands = [("bilinear", np.clip(plain, ev.lo, ev.hi))]
+        cands += [("interpolated answers", answers), ("lower scv", a.tokens)]
+        cands.append(("upper scv", b.tokens))
+        for name, start in (("bilinear", cands[0][1]), ("interpolated answers", answers)):
+            step = start
+            for i in range(_RESPONSE_STEPS):
+                step = ev.response(step)
+                if step is None:
+                    break
+                cands.append((f"{name}+{i + 1} response", step))
+        bounds = [ev.bound(t) for _, t in cands]
+        best = int(np.argmax([U for U, _ in bounds]))
+        U = bounds[best][0]
+        ub = min(u for _, u in bounds)
+        if not math.isfinite(U):  # pragma: no cover - grid answers are stable at r
+            raise SolverError(f"no stable budgets at rate {r:g}, arrival_scv {c:g}")
+        gap = max(ub - U, 0.0)
+        tokens = cands[best][1]
+        return Lookup(
+            rate=r,
+            tokens=np.array(tokens, dtype=float),
+            objective=float(U),
+            gap=float(gap),
+            upper_bound=float(U + gap),
+            source=cands[best][0],
+            accuracy=float(ev.obj.pw @ self.scenario.accuracy.value(tokens)),
+        )
+
+    def budgets(self, rate: float, arrival_scv: float | None = None) -> np.ndarray:
         """Budgets per type at ``rate`` (numpy array, task order), stable at that rate."""
-        return self.lookup(rate).tokens.copy()
+        return self.lookup(rate, arrival_scv).tokens.copy()
 
-    def gap(self, rate: float) -> float:
+    def gap(self, rate: float, arrival_scv: float | None = None) -> float:
         """Proven bound on ``U*(rate)`` minus the utility of :meth:`budgets` at ``rate``."""
-        return self.lookup(rate).gap
+        return self.lookup(rate, arrival_scv).gap
 
-    def budget(self, task: str, rate: float) -> float:
+    def budget(self, task: str, rate: float, arrival_scv: float | None = None) -> float:
         """The budget of one task type (by name) at ``rate``."""
         try:
             i = self.names.index(task)
@@ -423,7 +539,7 @@ class Policy:
                 + (", ..." if len(self.names) > 20 else "")
                 + ")"
             ) from None
-        return float(self.lookup(rate).tokens[i])
+        return float(self.lookup(rate, arrival_scv).tokens[i])
 
     def __repr__(self) -> str:
         low, high = self.rate_range
@@ -455,6 +571,15 @@ class Policy:
             }
         out["info"] = jsonable(self.info)
         out["scenario"] = self.scenario.to_dict()
+        if self.by_arrival_scv:
+            out["arrival_scv_grid"] = self._scv.tolist()
+            out["by_arrival_scv"] = [
+                {
+                    "arrival_scv": float(p.scenario.arrival_scv),
+                    **{k: v for k, v in p.to_dict().items() if k in _SUB_KEYS},
+                }
+                for p in self.by_arrival_scv
+            ]
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -527,10 +652,140 @@ def build_policy(
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
     method: str | None = None,
-    arrival_scv: float | None = None,
+    arrival_scv: float | Sequence[float] | None = None,
     max_points: int = MAX_POINTS,
 ) -> Policy:
     """The certified optimum over arrival rates from 0 to near saturation.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The workload; its ``arrival_rate`` is ignored (the policy covers every rate).
+    points : int
+        Grid rates before refinement (evenly spaced over the range; >= 2).
+    tolerance : float
+        Refine until the proven gap of the answer at every probed rate is at most
+        ``tolerance * max(|U|, weighted accuracy)`` there (default 1e-4).
+    method : str, optional
+        Solver (default: :func:`cvxalloc.solve`'s default); ``"rounding"``
+        makes an integer policy.
+    arrival_scv : float or sequence of float, optional
+        One value: replace the scenario's ``[queue] arrival_scv``. Several: a
+        policy over that grid of ``arrival_scv`` too (the scenario's own value is
+        always one of them; midpoints are added while the answer between two
+        values has a larger gap than ``tolerance`` at a probe; continuous policies
+        only). ``Policy.budgets(rate, arrival_scv)`` then answers for any value in
+        the range.
+    max_points : int
+        Stop refining at this many grid rates (the file then records that the
+        tolerance was not met at some probe).
+
+    Returns
+    -------
+    Policy
+
+    Raises
+    ------
+    ScenarioError
+        Constraints in the scenario, bad ``points`` / ``tolerance`` /
+        ``arrival_scv``, an ``arrival_scv`` grid with integer budgets or a batching
+        server.
+    SolverError
+        A grid point that cannot be certified to 1e-9 of ``max(|U|, weighted accuracy)``.
+    """
+    kw = dict(points=points, tolerance=tolerance, method=method, max_points=max_points)
+    if arrival_scv is None or isinstance(arrival_scv, (int, float)):
+        return _build_single(scenario, arrival_scv=arrival_scv, **kw)
+    clock = time.perf_counter()
+    values = set()
+    for c in arrival_scv:
+        if (
+            isinstance(c, bool)
+            or not isinstance(c, (int, float))
+            or not (math.isfinite(c) and c >= 0)
+        ):
+            raise ScenarioError(f"policy: arrival_scv values must be numbers >= 0 (got {c!r})")
+        values.add(float(c))
+    own = float(scenario.arrival_scv)
+    values.add(own)
+    if len(values) == 1:
+        return _build_single(scenario, **kw)
+    if _is_integer(scenario, method):
+        raise ScenarioError(
+            "policy: a grid over arrival_scv is supported for continuous budgets only; "
+            "build one integer policy per arrival_scv"
+        )
+    subs: dict[float, Policy] = {
+        c: _build_single(scenario.with_(arrival_scv=c), **kw) for c in sorted(values)
+    }
+    passed: dict[tuple[float, float], float] = {}
+    worst_all = 0.0
+    while True:
+        grid = sorted(subs)
+        top = Policy(
+            subs[own].scenario,
+            subs[own].rates,
+            subs[own]._cont,
+            subs[own].grid_gaps,
+            by_arrival_scv=[subs[c] for c in grid],
+        )
+        high = top.rate_range[1]
+        add = []
+        for c0, c1 in zip(grid[:-1], grid[1:]):
+            if (c0, c1) in passed:
+                continue
+            probes = (
+                _scv_mid(c0, _scv_mid(c0, c1)),
+                _scv_mid(c0, c1),
+                _scv_mid(_scv_mid(c0, c1), c1),
+            )
+            worst = max(
+                top.lookup(f * high, c).scaled_gap for c in probes for f in _SCV_RATE_PROBES
+            )
+            # each neighbour's own rate interpolation is held to half the tolerance;
+            # the interpolation in arrival_scv may add the other half
+            if worst > tolerance and len(subs) + len(add) < MAX_SCV_POINTS:
+                add.append(_scv_mid(c0, c1))
+            else:
+                passed[(c0, c1)] = worst
+        if not add:
+            break
+        for c in add:
+            subs[c] = _build_single(scenario.with_(arrival_scv=c), **kw)
+    worst_all = max(passed.values(), default=0.0)
+    grid = sorted(subs)
+    base = subs[own]
+    info = dict(base.info)
+    info.update(
+        arrival_scv_grid=grid,
+        arrival_scv_max_scaled_gap=worst_all,
+        arrival_scv_probes="3 arrival_scv x 7 rates per pair of neighbours",
+        tolerance_met=bool(
+            all(subs[c].info["tolerance_met"] for c in grid) and worst_all <= tolerance
+        ),
+        seconds=time.perf_counter() - clock,
+    )
+    return Policy(
+        base.scenario,
+        base.rates,
+        base._cont,
+        base.grid_gaps,
+        None,
+        info,
+        by_arrival_scv=[subs[c] for c in grid],
+    )
+
+
+def _build_single(
+    scenario,
+    *,
+    points: int = DEFAULT_POINTS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    method: str | None = None,
+    arrival_scv: float | None = None,
+    max_points: int = MAX_POINTS,
+) -> Policy:
+    """One policy at one ``arrival_scv``: see :func:`build_policy`.
 
     Parameters
     ----------
@@ -754,6 +1009,7 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
         if bad.size:
             raise _fail(source, f"budgets at rate {rates[bad[0]]:g} are unstable at that rate")
     info = data.get("info", {})
+    subs = _scv_entries(data, source, sc, integer)
     return Policy(
         sc,
         rates,
@@ -761,7 +1017,48 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
         gaps,
         budgets if integer else None,
         info if isinstance(info, Mapping) else {},
+        by_arrival_scv=subs,
     )
+
+
+def _scv_entries(data: Mapping[str, Any], source: str, sc, integer: bool) -> list[Policy]:
+    """The policies of ``by_arrival_scv`` (empty without it), validated like the top level."""
+    if "by_arrival_scv" not in data:
+        return []
+    entries = data["by_arrival_scv"]
+    if integer or not isinstance(entries, list) or len(entries) < 2:
+        raise _fail(
+            source,
+            "by_arrival_scv must be a list of at least two policies (continuous budgets only)",
+        )
+    subs = []
+    for i, entry in enumerate(entries):
+        where = f"{source} by_arrival_scv[{i}]"
+        if not isinstance(entry, Mapping) or "arrival_scv" not in entry:
+            raise _fail(where, 'each entry needs "arrival_scv", "rates", "budgets" and "gaps"')
+        c = entry["arrival_scv"]
+        if (
+            isinstance(c, bool)
+            or not isinstance(c, (int, float))
+            or not (math.isfinite(c) and c >= 0)
+        ):
+            raise _fail(where, f"arrival_scv must be a number >= 0 (got {c!r})")
+        scenario = sc.to_dict()
+        scenario["queue"]["arrival_scv"] = float(c)
+        sub = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tasks": data["tasks"],
+            "scenario": scenario,
+            **{k: entry[k] for k in _SUB_KEYS if k in entry},
+        }
+        subs.append(policy_from_dict(sub, where))
+    scv = [p.scenario.arrival_scv for p in subs]
+    if any(b <= a for a, b in zip(scv[:-1], scv[1:])):
+        raise _fail(source, "by_arrival_scv must be in strictly increasing arrival_scv")
+    if sc.arrival_scv not in scv:
+        raise _fail(source, "by_arrival_scv must include the scenario's own arrival_scv")
+    return subs
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -278,7 +278,7 @@ def test_route_request_example_runs(policy_file):
     assert "task olympiad" in out and "held at the policy's top" in out
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(sc=scenarios(max_n=6), fracs=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_random_scenarios_within_stated_gap(sc, fracs):
     pol = build_policy(sc, points=9)
@@ -293,3 +293,61 @@ def test_random_scenarios_within_stated_gap(sc, fracs):
         assert fresh.objective - ans.objective <= ans.gap + 1e-9 * max(abs(fresh.objective), 1)
         if pol.info["tolerance_met"]:
             assert ans.scaled_gap <= DEFAULT_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def scv_policy():
+    return build_policy(cvxalloc.example_scenario(), arrival_scv=[1.0, 1.4])
+
+
+def test_arrival_scv_grid(scv_policy, rng, tmp_path):
+    pol = scv_policy
+    sc = pol.scenario
+    assert pol.arrival_scv_range == (1.0, 1.4) and len(pol.by_arrival_scv) >= 2
+    low, high = pol.rate_range
+    for rate, c in zip(rng.uniform(low, high, 25), rng.uniform(1.0, 1.4, 25)):
+        ans = pol.lookup(rate, c)
+        at = sc.with_(arrival_rate=rate, arrival_scv=c)
+        assert at.utilization(ans.tokens) < 1
+        fresh = cvxalloc.solve(at)
+        assert fresh.objective - ans.objective <= ans.gap + 1e-12 * abs(fresh.objective)
+    # the scenario's own arrival_scv is the top level
+    np.testing.assert_array_equal(pol.budgets(0.05), pol.budgets(0.05, sc.arrival_scv))
+    path = tmp_path / "p.json"
+    pol.save(path)
+    again = load_policy(path)
+    np.testing.assert_array_equal(again.budgets(0.05, 1.3), pol.budgets(0.05, 1.3))
+    with pytest.raises(PolicyError, match="outside the policy's range"):
+        pol.budgets(0.05, 3.0)
+    data = json.loads(path.read_text())
+    data["by_arrival_scv"].reverse()
+    path.write_text(json.dumps(data))
+    with pytest.raises(PolicyError, match="increasing"):
+        load_policy(path)
+
+
+def test_arrival_scv_grid_refusals(example_policy):
+    with pytest.raises(PolicyError, match="grid of them"):
+        example_policy.budgets(0.05, 2.0)
+    sc = cvxalloc.example_scenario().with_(step=[256.0] * 5)
+    with pytest.raises(cvxalloc.ScenarioError, match="continuous budgets only"):
+        build_policy(sc, arrival_scv=[1.0, 1.4])
+    with pytest.raises(cvxalloc.ScenarioError, match=">= 0"):
+        build_policy(cvxalloc.example_scenario(), arrival_scv=[1.0, -2.0])
+
+
+def test_cli_arrival_scv(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert main(["policy", "--arrival-scv", "1,1.1", "--output", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["arrival_scv_range"] == [1.0, 1.1]
+    argv = ["policy", "--query", str(out), "--rate", "0.05", "--arrival-scv", "1.05", "--json"]
+    assert main(argv) == 0
+    ans = json.loads(capsys.readouterr().out)
+    assert ans["tokens"]["olympiad"] == pytest.approx(
+        load_policy(out).budget("olympiad", 0.05, 1.05)
+    )
+    assert main(["policy", "--query", str(out), "--rate", "0.05", "--arrival-scv", "9"]) == 2
+    assert "outside" in capsys.readouterr().err
+    assert main(["policy", "--arrival-scv", "a,b"]) == 2
+    assert "--arrival-scv" in capsys.readouterr().err

@@ -51,14 +51,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--arrival-scv",
-        type=float,
-        metavar="C",
-        help="replace the scenario's [queue] arrival_scv (bursty arrivals, Kingman)",
+        metavar="C[,C...]",
+        help="build: replace the scenario's [queue] arrival_scv (bursty arrivals, Kingman), "
+        "or with several values a policy over arrival_scv too (e.g. 0.5,4,16); query: the "
+        "arrival_scv to answer for (default: the scenario's)",
     )
     p.add_argument("--query", metavar="FILE", help="a policy file to look up (with --rate)")
     p.add_argument("--rate", type=float, metavar="R", help="arrival rate, queries per second")
     p.add_argument("--task", metavar="NAME", help="print only this task type's budget")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _scv_values(text: str | None) -> list[float] | None:
+    """``--arrival-scv 0.5,4,16`` -> [0.5, 4.0, 16.0] (numbers >= 0)."""
+    if text is None:
+        return None
+    out = []
+    for part in str(text).split(","):
+        try:
+            c = float(part)
+        except ValueError:
+            raise ScenarioError(
+                f"--arrival-scv {text!r}: give numbers >= 0 separated by commas"
+            ) from None
+        if not (math.isfinite(c) and c >= 0):
+            raise ScenarioError(f"--arrival-scv {text!r}: every value must be a number >= 0")
+        out.append(c)
+    return out
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -74,7 +93,6 @@ def _query(args: argparse.Namespace) -> int:
             ("--points", args.points),
             ("--tolerance", args.tolerance),
             ("--method", args.method),
-            ("--arrival-scv", args.arrival_scv),
         )
         if v is not None
     ]
@@ -82,10 +100,14 @@ def _query(args: argparse.Namespace) -> int:
         raise ScenarioError(
             f"--query looks up an existing policy; {', '.join(extra)} apply to building one"
         )
+    scv = _scv_values(args.arrival_scv)
+    if scv is not None and len(scv) != 1:
+        raise ScenarioError("--query answers for one --arrival-scv value")
+    c = None if scv is None else scv[0]
     pol = load_policy(args.query)
-    ans = pol.lookup(args.rate)
+    ans = pol.lookup(args.rate, c)
     if args.task is not None:
-        value = pol.budget(args.task, args.rate)
+        value = pol.budget(args.task, args.rate, c)
         if args.json:
             emit(
                 dumps({"task": args.task, "rate": ans.rate, "tokens": value, "gap": ans.gap}), None
@@ -124,10 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(tol) and tol > 0):
         raise ScenarioError(f"--tolerance {tol:g}: give a number > 0")
     points = DEFAULT_POINTS if args.points is None else args.points
-    if args.arrival_scv is not None and not (
-        math.isfinite(args.arrival_scv) and args.arrival_scv >= 0
-    ):
-        raise ScenarioError(f"--arrival-scv {args.arrival_scv:g}: give a number >= 0")
+    scv = _scv_values(args.arrival_scv)
     sc = scenario_from_args(args)
     if args.method is not None:
         from ..solve import METHODS
@@ -135,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
         if args.method not in METHODS:
             raise ScenarioError(f"--method {args.method!r}: choose one of {', '.join(METHODS)}")
     pol = build_policy(
-        sc, points=points, tolerance=tol, method=args.method, arrival_scv=args.arrival_scv
+        sc,
+        points=points,
+        tolerance=tol,
+        method=args.method,
+        arrival_scv=None if scv is None else (scv[0] if len(scv) == 1 else scv),
     )
     text = dumps(pol.to_dict())
     if args.output is None:
@@ -148,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "rates": int(pol.rates.size),
         "rate_range": list(pol.rate_range),
         "integer": pol.integer,
+        "arrival_scv_range": list(pol.arrival_scv_range),
         "max_grid_relative_gap": info["max_grid_relative_gap"],
         "interpolation_max_relative_gap": info["interpolation_max_relative_gap"],
         "tolerance_met": info["tolerance_met"],
@@ -158,10 +182,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(
             f"wrote {args.output}: {pol.rates.size} grid rates over [0, {pol.rate_range[1]:.6g}] "
-            f"queries/s, {'integer' if pol.integer else 'continuous'} budgets\n"
+            f"queries/s, {'integer' if pol.integer else 'continuous'} budgets"
+            + (
+                f", {len(pol.by_arrival_scv)} arrival_scv values over "
+                f"[{pol.arrival_scv_range[0]:g}, {pol.arrival_scv_range[1]:g}]"
+                if pol.by_arrival_scv
+                else ""
+            )
+            + "\n"
             f"gaps relative to max(|U|, weighted accuracy): grid points certified to "
             f"{info['max_grid_relative_gap']:.2g}, interpolation at most "
-            f"{info['interpolation_max_relative_gap']:.2g} at the probed rates (tolerance {tol:g}"
+            f"{info['interpolation_max_relative_gap']:.2g} at the probed rates"
+            + (
+                f" and {info['arrival_scv_max_scaled_gap']:.2g} between arrival_scv values"
+                if pol.by_arrival_scv
+                else ""
+            )
+            + f" (tolerance {tol:g}"
             f"{'' if info['tolerance_met'] else ', NOT met: raise --points'}); "
             f"{info['seconds']:.2f} s",
             None,
