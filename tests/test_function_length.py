@@ -38,6 +38,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("fit", "build_scenario"): "issue 15 item 3 (fit as a package)",
     ("io", "scenario_from_dict"): "issue 15 item 1 (serialization in io)",
     ("policy", "build_policy"): "issue 15 item 3 (policy; unassigned)",
+    ("policy", "_build_single"): "issue 15 item 3 (policy; unassigned)",
     ("requestlog", "read_request_log"): "issue 15 item 3 (request logs; unassigned)",
     ("simulate", "simulate"): "issue 15 item 3 (simulator; unassigned)",
     ("simulate", "simulate_replay"): "issue 15 item 3 (simulator; unassigned)",
