@@ -1,8 +1,12 @@
 """Status strings shared by every solver (one set, never relabelled).
 
-A solver reports exactly what happened. ``OPTIMAL`` means the solver's own
-stopping test passed; the certificate on the result says how close to optimal
-the returned allocation provably is, independently of the solver.
+A solver reports exactly what happened. For the first-order and aggregate
+methods ``OPTIMAL`` means the Frank-Wolfe gap is within the method's ``tol``;
+for the conic reference after polishing it means the certificate is within
+``polish_rtol`` (the raw solver's status is kept in
+``solver_stats["solver_status"]``); for the integer methods it is the integer
+solver's own proof. The certificate on the result says how close to optimal the
+returned allocation provably is, independently of the solver.
 """
 
 from __future__ import annotations
