@@ -23,9 +23,11 @@ class Result:
     ----------
     status : str
         One of :mod:`cvxalloc.status` (``"optimal"``, ``"optimal_inaccurate"``,
-        ``"iteration_limit"``, ...), exactly as the solver reported it.
+        ``"iteration_limit"``, ...); after a polish, the certificate's (see
+        :mod:`cvxalloc.status`).
     method : str
-        The method that produced ``tokens`` (a fallback is named here too).
+        The method that was asked for (``solve(..., method=...)``), even when it
+        handed over or fell back (see the next two).
     tokens : ndarray
         Tokens per type, in the scenario's task order.
     evaluation : Evaluation
@@ -44,6 +46,14 @@ class Result:
         Per-iteration ``gap`` and ``objective`` where the method records them.
     message : str
         Human-readable explanation of the status.
+    handed_over_to : str or None
+        The method that produced ``tokens`` when the one asked for handed over
+        (``"gradient"`` after ``method="fixed-point"`` finds no contraction
+        guarantee); the reason is ``diagnostics["handed_over"]``.
+    fallback : str or None
+        The solver that produced ``tokens`` when the one asked for failed
+        (``"SCS"`` after Clarabel, for ``method="conic"``); the attempts are in
+        ``solver_stats["solver"]``.
     """
 
     status: str
@@ -58,6 +68,8 @@ class Result:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     message: str = ""
+    handed_over_to: str | None = None
+    fallback: str | None = None
 
     @classmethod
     def from_tokens(
@@ -120,7 +132,8 @@ class Result:
 
         ``status``, ``method``, ``tokens`` (name -> tokens), ``objective``,
         ``accuracy``, ``mean_system_time``, ``utilization`` and ``certificate``
-        (``gap``, ``upper_bound``, ...), plus extras.
+        (``gap``, ``upper_bound``, ...), plus extras (``handed_over_to`` and
+        ``fallback`` only when set).
         """
         ev = self.evaluation
         names = self.names or [str(i) for i in range(len(self.tokens))]
@@ -147,6 +160,10 @@ class Result:
             }
         out["iterations"] = self.iterations
         out["message"] = self.message
+        if self.handed_over_to is not None:
+            out["handed_over_to"] = self.handed_over_to
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
         if self.solver_stats:
             out["solver_stats"] = jsonable(self.solver_stats)
         if self.diagnostics:

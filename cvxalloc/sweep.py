@@ -41,7 +41,7 @@ from ._bisect import bisect
 from ._source import REPR_MAX, source
 from .baselines import uniform_budget
 from .constraints import Constraints, constraints_of, slacks_of
-from .errors import CvxallocError
+from .errors import CvxallocError, OptionError
 from .objective import Objective
 from .result import Result, jsonable
 
@@ -350,6 +350,8 @@ def _run(
                 opts["warm_start"] = prev
             res = solve(sc_j, method=name, **opts)
             prev = res if res.status in st.SOLUTION_PRESENT else None
+        except OptionError:  # a bad option is wrong at every point: say so once
+            raise
         except CvxallocError as exc:
             from .constraints import InfeasibleError
 
@@ -469,7 +471,9 @@ def sweep_latency_weight(
     SweepResult
         Points that fail carry status ``"infeasible"`` or ``"invalid"`` and
         ``NaN`` figures (e.g. ``gamma = 0`` where the maximum budgets are
-        unstable); the sweep itself does not raise for them.
+        unstable); the sweep itself does not raise for them. An option the
+        method refuses (:class:`~cvxalloc.errors.OptionError`) is raised at
+        once, as for :func:`cvxalloc.solve`.
     """
     w = _grid(weights, "latency weights")
     if np.any(w < 0):

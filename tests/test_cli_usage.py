@@ -51,6 +51,41 @@ from cvxalloc.cli import main
         (["solve", "--method", "conic", "--option", "solver_options=5"], "option solver_options"),
         (["solve", "--method", "rounding", "--option", "max_moves=-1"], "option max_moves"),
         (["solve", "--method", "mixed-integer", "--option", "time_limit=-1"], "option time_limit"),
+        # names and internal arguments are refused up front, not silently replaced
+        (["solve", "--method", "conic", "--option", 'solver="FOO"'], "option solver"),
+        (["solve", "--method", "conic", "--option", "solver=3"], "option solver"),
+        (["solve", "--method", "conic", "--option", 'fallback="XYZ"'], "option fallback"),
+        (["solve", "--method", "conic", "--option", "problem=1"], "option problem is internal"),
+        (["solve", "--method", "mixed-integer", "--option", "continuous=1"], "option continuous"),
+        (
+            ["solve", "--method", "mixed-integer", "--option", 'continuous_method="FOO"'],
+            "option continuous_method",
+        ),
+        # a sweep with a bad option fails once, naming the option (not "no point ... solution")
+        (
+            [
+                "sweep",
+                "cvxalloc/data/example.toml",
+                "--latency-weight",
+                "1e-4:1e-2:3",
+                "--option",
+                "tol=-1",
+            ],
+            "option tol must be",
+        ),
+        (
+            [
+                "sweep",
+                "cvxalloc/data/example.toml",
+                "--latency-weight",
+                "1e-4:1e-2:3",
+                "--method",
+                "conic",
+                "--option",
+                'solver="FOO"',
+            ],
+            "option solver must be",
+        ),
     ],
 )
 def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
@@ -60,6 +95,7 @@ def test_usage_error_is_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+    assert "no point of the sweep" not in err
 
 
 def test_simulate_reports_the_seed_it_drew(capsys):
@@ -84,3 +120,29 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "cvxalloc", "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and proc.stdout.startswith("cvxalloc ")
+
+
+def test_a_solver_fallback_is_recorded_and_shown(monkeypatch, capsys):
+    """Clarabel raising on every attempt: SCS answers, result.fallback and the CLI say so."""
+    import cvxalloc.solvers.conic as conic
+
+    real = conic._solve_once
+
+    def clarabel_fails(cprob, name, opts, verbose, times):
+        if name == "CLARABEL":
+            raise conic.cp.error.SolverError("injected failure")
+        return real(cprob, name, opts, verbose, times)
+
+    monkeypatch.setattr(conic, "_solve_once", clarabel_fails)
+    assert main(["solve", "--method", "conic", "--no-baselines"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("cvxalloc: method conic, status ")
+    assert lines[1].startswith("fell back to solver SCS")
+    assert main(["solve", "--method", "conic", "--no-baselines", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["method"], d["fallback"]) == ("conic", "SCS")
+    assert "injected failure" in d["solver_stats"]["solver"]
+    # without a fallback the failure is one line, exit 2
+    assert main(["solve", "--method", "conic", "--option", "fallback=null"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "injected failure" in err and "Traceback" not in err

@@ -62,14 +62,15 @@ def test_regression_against_conic(sc):
     assert res.certificate.upper_bound >= ref.objective - 1e-12 * relative_scale(ref.objective)
     assert ref.certificate.upper_bound >= res.objective - 1e-12 * relative_scale(ref.objective)
     fp = res.diagnostics.get("fixed_point", res.diagnostics)
+    assert res.method == "fixed-point"  # the method asked for, hand-over or not
     if fp["guarantee"]:
-        assert res.method == "fixed-point"
+        assert res.handed_over_to is None
         check_rate(res)
         if fp["contraction_bound"] > 0.99:  # 10^4 steps at a rate > 0.99 may not suffice
             if res.status != status.OPTIMAL:
                 return
     else:  # handed over to the gradient's default variant, which must finish
-        assert res.method == "gradient" and res.diagnostics["handed_over"]
+        assert res.handed_over_to == "gradient" and res.diagnostics["handed_over"]
     assert res.status == status.OPTIMAL, res.message
     assert_near_optimal(sc, res.tokens, rtol=1e-7, reference=ref, tokens_rtol=1e-3)
 
@@ -118,7 +119,8 @@ def test_example_is_guaranteed_or_honest(example, example_optimum):
     # By default a missing guarantee hands over to the gradient, which finishes.
     default = cvxalloc.solve(example, method="fixed-point")
     check_honest(example, default)
-    assert default.method == ("fixed-point" if fp["guarantee"] else "gradient")
+    assert default.method == "fixed-point"
+    assert default.handed_over_to == (None if fp["guarantee"] else "gradient")
     assert default.status == status.OPTIMAL, default.message
     assert_near_optimal(
         example, default.tokens, rtol=1e-7, reference=example_optimum, tokens_rtol=1e-3
@@ -180,7 +182,8 @@ def test_hand_over_is_reported():
     """No contraction on the token box and no refinement allowed: the gradient takes over."""
     sc = cvxalloc.example_scenario()
     res = solve_fixed_point(sc, refine_rounds=0)
-    assert res.method == "gradient"
+    assert res.method == "fixed-point" and res.handed_over_to == "gradient"
+    assert res.to_dict()["handed_over_to"] == "gradient"
     assert "handed over" in res.message
     assert res.diagnostics["fixed_point"]["guarantee"] is False
     assert res.diagnostics["handed_over"]
@@ -241,5 +244,21 @@ def test_cli_method_fixed_point(tmp_path):
         main(["solve", "--method", "fixed-point", "--json", "--no-baselines", "-o", str(out)]) == 0
     )
     d = json.loads(out.read_text())
-    assert d["method"] in ("fixed-point", "gradient") and d["status"] == "optimal"
+    assert d["method"] == "fixed-point" and d["status"] == "optimal"
+    assert d.get("handed_over_to") in (None, "gradient")
     assert "contraction_bound" in json.dumps(d["diagnostics"])
+
+
+def test_cli_shows_the_hand_over(capsys):
+    """cvxalloc solve names the method asked for and, under it, the hand-over and why."""
+    import json
+
+    from cvxalloc.cli import main
+
+    assert main(["solve", "--method", "fixed-point", "--no-baselines"]) == 0
+    head, second = capsys.readouterr().out.splitlines()[:2]
+    assert head.startswith("cvxalloc: method fixed-point, status optimal")
+    assert second.startswith("handed over to method gradient: ")
+    assert main(["solve", "--method", "fixed-point", "--no-baselines", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["method"], d["handed_over_to"]) == ("fixed-point", "gradient")

@@ -40,7 +40,8 @@ bound below 1 is found, the guarantee does not hold: by default the solver
 hands over to the projected gradient in its default variant
 (:func:`~cvxalloc.solvers.gradient.solve_gradient`, ``variant="local"``:
 diagonally scaled, curvature bounded over a trust box around each iterate),
-says so in ``message`` and ``diagnostics["handed_over"]``; with
+says so in ``message`` and ``diagnostics["handed_over"]``, and names it in
+``result.handed_over_to`` (``result.method`` stays ``"fixed-point"``); with
 ``fallback=None`` it iterates anyway, each step projected onto ``B`` and the
 proven utilization cap, without a guarantee.
 """
@@ -173,8 +174,9 @@ def solve_fixed_point(
     Result
         ``diagnostics`` holds ``contraction_bound``, ``norm``, ``guarantee``,
         ``measured_rate`` (largest ratio of consecutive steps in that norm),
-        ``asymptotic_rate``, ``refine_rounds``, ``rho_bar``; after a hand-over
-        ``method`` is ``"gradient"`` and ``diagnostics["handed_over"]`` says why.
+        ``asymptotic_rate``, ``refine_rounds``, ``rho_bar``. After a hand-over
+        ``method`` is still ``"fixed-point"``, ``handed_over_to`` is
+        ``"gradient"`` and ``diagnostics["handed_over"]`` says why.
 
     Examples
     --------
@@ -184,8 +186,8 @@ def solve_fixed_point(
     the solver says so and hands over:
 
     >>> res = cvxalloc.solve(cvxalloc.example_scenario(), method="fixed-point")
-    >>> res.diagnostics["guarantee"], res.method, res.status
-    (False, 'gradient', 'optimal')
+    >>> res.diagnostics["guarantee"], res.method, res.handed_over_to, res.status
+    (False, 'fixed-point', 'gradient', 'optimal')
     """
     check_options(tol, max_iter)
     fallback = _opt.choice("fallback", fallback, ("gradient", None))
@@ -272,6 +274,7 @@ def _hand_over(
         else f"contraction bound {cb['bound']:.3g} >= 1"
     )
     res = solve_gradient(sc, tol=tol, max_iter=max_iter, warm_start=x0, variant="local")
+    res.method, res.handed_over_to = "fixed-point", "gradient"
     res.diagnostics = {
         **res.diagnostics,
         "handed_over": why,

@@ -52,7 +52,7 @@ import scipy.sparse as sp
 from .. import _options as _opt
 from .. import status as st
 from ..certificate import relative_scale
-from ..errors import MissingDependencyError, SolverError
+from ..errors import MissingDependencyError, OptionError, SolverError
 from ..integer import (
     Grids,
     _refuse_constraints,
@@ -452,6 +452,18 @@ def solve_mixed_integer(
     max_rounds = _opt.count("max_rounds", max_rounds, minimum=1)
     scip_params = _opt.mapping("scip_params", scip_params)
     verbose = _opt.flag("verbose", verbose)
+    if continuous is not None and not isinstance(continuous, Result):
+        raise OptionError(
+            f"option continuous must be a Result of cvxalloc.solve (got {continuous!r}); "
+            "from the command line use continuous_method instead"
+        )
+    if continuous_method is not None:
+        from ..solve import METHODS
+
+        # any continuous method (the integer one would call itself)
+        _opt.choice(
+            "continuous_method", continuous_method, [m for m in METHODS if m != "mixed-integer"]
+        )
     require_scip()
     sc = scenario
     _refuse_constraints(sc)
