@@ -298,27 +298,80 @@ def replay_controller(
     """
     from .baselines import uniform_budget
     from .policy import build_policy
-    from .simulate import TypeSampler, _replay_types, lindley_waits, service_distribution
+    from .simulate import TypeSampler
 
     clock = time.perf_counter()
     sc0 = scenario
-    if getattr(sc0, "server", None) is not None:
+    names = _check_options(sc0, seeds, confidence, estimator, strategies)
+    world = _World.of(sc0, log, target_utilization, window, use_tokens)
+    if world.x is None and world.types is None and "adaptive-mix" in names:
+        names.remove("adaptive-mix")
+    static_sc = world.base.with_(arrival_rate=world.lam_bar)
+    static = _optimum(static_sc)
+    uniform = uniform_budget(static_sc)
+    if policy is None:
+        policy = build_policy(world.base)
+    elif list(policy.names) != list(sc0.names):
+        raise ScenarioError("control: the policy's task types differ from the scenario's")
+    fixed = {"static": static.tokens, "uniform": uniform.tokens, "oracle": world.oracle()}
+    sampler = TypeSampler(sc0.probability) if world.types is None else None
+    runs = {s: _Runs(world.K) for s in names}
+    for child in np.random.SeedSequence(int(seed)).spawn(int(seeds)):
+        draws = world.draws(np.random.default_rng(child), sampler)
+        for s in names:
+            if s in fixed:
+                plan = _Fixed(fixed[s])
+            else:
+                plan = _Controller(world, s, policy, estimator, backlog, draws, static.tokens)
+            rep = world.replay(draws, plan)
+            runs[s].add(_figures(world, draws, rep), rep, getattr(plan, "planned", None))
+    out = _summaries(runs, names, confidence)
+    windows = {
+        "start": world.starts,
+        "length": world.lengths,
+        "true_rate": world.true_rate,
+        "planned_rate": runs["adaptive"].planned_rates() if "adaptive" in names else None,
+        "mean_tokens": {s: runs[s].window_mean("tokens") for s in names},
+        "system_time": {
+            s: np.where(world.counts == 0, np.nan, runs[s].window_mean("system")) for s in names
+        },
+    }
+    settings = {
+        "source": getattr(log, "source", "arrival times"),
+        "requests": world.n,
+        "rescale": world.factor,
+        "log_rate": world.rate_log,
+        "average_rate": world.lam_bar,
+        "target_utilization": target_utilization,
+        "static_utilization": static.evaluation.utilization,
+        "window": world.window,
+        "windows": world.K,
+        "seeds": int(seeds),
+        "seed": seed,
+        "confidence": confidence,
+        "backlog": backlog,
+        "backlog_rule": "rate_hat + Q / window" if backlog else None,
+        "estimator": estimator,
+        "answer_tokens": None
+        if world.x is None
+        else {"mean": world.tok_all[0], "variance": world.tok_all[1]},
+        "types": "drawn" if world.types is None else "log",
+        "static_gap": static.certificate.gap,
+        "policy_rates": int(policy.rates.size),
+        "policy_range": list(policy.rate_range),
+        "elapsed": time.perf_counter() - clock,
+    }
+    return ControlReplay(strategies=out, windows=windows, settings=settings)
+
+
+def _check_options(sc, seeds, confidence, estimator, strategies) -> list[str]:
+    """Validate the replay's options; the strategies to run (``static`` always)."""
+    if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "control: the replay simulates one FIFO server (one query at a time); a batching "
             '[server] is not supported yet: use model = "single"'
         )
-    times = np.asarray(getattr(log, "times", log), dtype=float)
-    n = times.size
-    if n < 2 or not np.all(np.isfinite(times)) or not times[-1] > times[0]:
-        raise ScenarioError("control: the log needs at least two finite, distinct arrival times")
-    order = np.argsort(times, kind="stable")
-    times = times[order] - times[order[0]]
-    log_types = getattr(log, "types", None)
-    types_log = None if log_types is None else _replay_types(sc0, np.asarray(log_types)[order])
-    x = getattr(log, "tokens", None) if use_tokens else None
-    x = None if x is None else np.asarray(x, dtype=float)[order]
-    seeds = int(seeds)
-    if seeds < 1:
+    if int(seeds) < 1:
         raise ScenarioError(f"control: seeds must be >= 1 (got {seeds})")
     if not 0 < confidence < 1:
         raise ScenarioError(f"control: confidence must be in (0, 1) (got {confidence})")
@@ -330,230 +383,317 @@ def replay_controller(
     bad = [s for s in chosen if s not in STRATEGIES]
     if bad:
         raise ScenarioError(f"control: unknown strategy {bad[0]!r}; use {', '.join(STRATEGIES)}")
-    estimate_mix = x is not None or types_log is not None
-    names = [s for s in STRATEGIES if s in chosen or s == "static"]
-    if not estimate_mix and "adaptive-mix" in names:
-        names.remove("adaptive-mix")
+    return [s for s in STRATEGIES if s in chosen or s == "static"]
 
-    # --- what the static plans know: the whole log's averages -----------------
-    N = sc0.n
-    mix_all = _mix(types_log, N, sc0.probability)
-    tok_all = None if x is None else (float(x.mean()), float(x.var()))
-    base_sc = _plan_scenario(sc0, 0.0, mix_all, tok_all)
-    rate_log = (n - 1) / float(times[-1])
-    if target_utilization is None:
+
+@dataclass
+class _Draws:
+    """One replication's randomness, shared by every strategy (common random numbers)."""
+
+    types: np.ndarray
+    u_service: np.ndarray
+    u_correct: np.ndarray
+    unit: np.ndarray  # unit-mean service draws (scv k), where the variance v is 0
+    extra: Any  # answer seconds per query (0.0 without a token column)
+
+
+@dataclass
+class _Replication:
+    """What one strategy did in one replication: per query, and per window."""
+
+    tokens: np.ndarray
+    accuracy: np.ndarray  # A_type(budget) per query
+    service: np.ndarray
+    waits: np.ndarray
+    window_tokens: np.ndarray
+    window_system: np.ndarray
+    end: float  # the last departure's delay after the last arrival
+
+
+@dataclass
+class _World:
+    """The replay every strategy shares: rescaled arrivals, windows, the log's columns."""
+
+    sc: Any
+    t: np.ndarray
+    types: np.ndarray | None
+    x: np.ndarray | None
+    mix_all: np.ndarray | None
+    tok_all: tuple[float, float] | None
+    base: Any
+    rate_log: float
+    factor: float
+    window: float
+
+    @classmethod
+    def of(cls, sc, log, target_utilization, window, use_tokens) -> _World:
+        """Sort and rescale the log's times (static plan at ``target_utilization``)."""
+        from .simulate import _replay_types
+
+        times = np.asarray(getattr(log, "times", log), dtype=float)
+        n = times.size
+        if n < 2 or not np.all(np.isfinite(times)) or not times[-1] > times[0]:
+            raise ScenarioError(
+                "control: the log needs at least two finite, distinct arrival times"
+            )
+        order = np.argsort(times, kind="stable")
+        times = times[order] - times[order[0]]
+        log_types = getattr(log, "types", None)
+        types = None if log_types is None else _replay_types(sc, np.asarray(log_types)[order])
+        x = getattr(log, "tokens", None) if use_tokens else None
+        x = None if x is None else np.asarray(x, dtype=float)[order]
+        # what the static plans know: the whole log's averages
+        mix_all = _mix(types, sc.n, sc.probability)
+        tok_all = None if x is None else (float(x.mean()), float(x.var()))
+        base = _plan_scenario(sc, 0.0, mix_all, tok_all)
+        rate_log = (n - 1) / float(times[-1])
         factor = 1.0
-    else:
-        u = float(target_utilization)
-        if not (math.isfinite(u) and 0 < u < 1):
-            raise ScenarioError(f"control: utilization must be in (0, 1) (got {u:g})")
-        factor = rate_log / _rate_for_utilization(base_sc, u)
-    t = times * factor
-    span = float(t[-1])
-    lam_bar = rate_log / factor
-    if window is None:
-        window = span / DEFAULT_WINDOWS
-    window = float(window)
-    if not (math.isfinite(window) and window > 0):
-        raise ScenarioError(f"control: window must be a number of seconds > 0 (got {window})")
-    K = max(1, math.ceil(span / window - 1e-12))
-    if K > 100_000:
-        raise ScenarioError(f"control: {K:,} windows; use a longer window")
-    starts = window * np.arange(K)
-    widx = np.minimum((t / window).astype(np.int64), K - 1)
-    bounds = np.searchsorted(widx, np.arange(K + 1))  # queries of window k: bounds[k]:bounds[k+1]
-    lengths = np.minimum(starts + window, max(span, window * K)) - starts
-    counts = np.diff(bounds)
-    true_rate = counts / window
+        if target_utilization is not None:
+            u = float(target_utilization)
+            if not (math.isfinite(u) and 0 < u < 1):
+                raise ScenarioError(f"control: utilization must be in (0, 1) (got {u:g})")
+            factor = rate_log / _rate_for_utilization(base, u)
+        t = times * factor
+        if window is None:
+            window = float(t[-1]) / DEFAULT_WINDOWS
+        window = float(window)
+        if not (math.isfinite(window) and window > 0):
+            raise ScenarioError(f"control: window must be a number of seconds > 0 (got {window})")
+        if math.ceil(float(t[-1]) / window - 1e-12) > 100_000:
+            raise ScenarioError("control: more than 100,000 windows; use a longer window")
+        return cls(sc, t, types, x, mix_all, tok_all, base, rate_log, factor, window)
 
-    static_sc = base_sc.with_(arrival_rate=lam_bar)
-    static = _optimum(static_sc)
-    uniform = uniform_budget(static_sc)
-    if policy is None:
-        policy = build_policy(base_sc)
-    elif list(policy.names) != list(sc0.names):
-        raise ScenarioError("control: the policy's task types differ from the scenario's")
-    top = policy.rate_range[1]
+    def __post_init__(self) -> None:
+        t, window = self.t, self.window
+        self.n = t.size
+        self.span = float(t[-1])
+        self.lam_bar = self.rate_log / self.factor
+        self.K = K = max(1, math.ceil(self.span / window - 1e-12))
+        self.starts = window * np.arange(K)
+        widx = np.minimum((t / window).astype(np.int64), K - 1)
+        # queries of window k: bounds[k]:bounds[k + 1]
+        self.bounds = np.searchsorted(widx, np.arange(K + 1))
+        self.lengths = np.minimum(self.starts + window, max(self.span, window * K)) - self.starts
+        self.counts = np.diff(self.bounds)
+        self.true_rate = self.counts / window
+        self.gaps = np.diff(t, prepend=0.0)
 
-    # --- oracle plans: each window's truth ------------------------------------
-    oracle = np.empty((K, N))
-    warm = None
-    for k in range(K):
-        a, b = bounds[k], bounds[k + 1]
-        mix_k = None if types_log is None else _mix(types_log[a:b], N, sc0.probability)
-        tok_k = tok_all if x is None or b - a < 2 else (float(x[a:b].mean()), float(x[a:b].var()))
-        sck = _plan_scenario(sc0, 0.0, mix_k, tok_k)
-        sck = sck.with_(arrival_rate=min(true_rate[k], _top(sck)))
-        warm = _optimum(sck, warm)
-        oracle[k] = warm.tokens
+    def oracle(self) -> np.ndarray:
+        """Budgets per window planned with each window's true rate, mix and answer lengths."""
+        sc, N = self.sc, self.sc.n
+        out = np.empty((self.K, N))
+        warm = None
+        for k in range(self.K):
+            a, b = self.bounds[k], self.bounds[k + 1]
+            mix_k = None if self.types is None else _mix(self.types[a:b], N, sc.probability)
+            tok_k = self.tok_all
+            if self.x is not None and b - a >= 2:
+                tok_k = (float(self.x[a:b].mean()), float(self.x[a:b].var()))
+            sck = _plan_scenario(sc, 0.0, mix_k, tok_k)
+            warm = _optimum(sck.with_(arrival_rate=min(self.true_rate[k], _top(sck))), warm)
+            out[k] = warm.tokens
+        return out
 
-    fixed = {"static": static.tokens, "uniform": uniform.tokens}
-    # --- the replications -------------------------------------------------------
-    gamma = sc0.latency_weight
-    w = np.asarray(sc0.weight, dtype=float)
-    a_, b_ = np.asarray(sc0.base, dtype=float), np.asarray(sc0.per_token, dtype=float)
-    k_, v_ = np.asarray(sc0.scv, dtype=float), np.asarray(sc0.variance, dtype=float)
-    sampler = TypeSampler(sc0.probability) if types_log is None else None
-    gaps = np.diff(t, prepend=0.0)
-    with_v = bool(np.any(v_ > 0))
-    per = {
-        s: {"acc": [], "W": [], "p95": [], "p99": [], "U": [], "tok": [], "busy": []} for s in names
-    }
-    win_tokens = {s: np.zeros(K) for s in names}
-    win_system = {s: np.zeros(K) for s in names}
-    planned = np.zeros(K)
-    children = np.random.SeedSequence(seed).spawn(seeds)
-    for child in children:
-        rng = np.random.default_rng(child)
-        ty = types_log if sampler is None else sampler(rng, n)
+    def draws(self, rng: np.random.Generator, sampler) -> _Draws:
+        """Types (the log's, or drawn), service and correctness uniforms of one replication."""
+        n, k_ = self.n, np.asarray(self.sc.scv, dtype=float)
+        ty = self.types if sampler is None else sampler(rng, n)
         u_srv = rng.random(n)
         u_ok = rng.random(n)
-        # unit service: mean 1, scv k (gamma); the variance v is added per budget below
         with np.errstate(divide="ignore"):
             shape_k = np.where(k_ > 0, 1.0 / np.where(k_ > 0, k_, 1.0), np.inf)
         unit = np.ones(n)
         rand = k_[ty] > 0
-        if rand.any() and not with_v:
+        if rand.any() and not np.any(np.asarray(self.sc.variance) > 0):
             sh = shape_k[ty[rand]]
             unit[rand] = special.gammaincinv(sh, u_srv[rand]) / sh
-        extra = 0.0 if x is None else b_[ty] * x
-        for s in names:
-            tok = np.empty(n)
-            a_prob = np.empty(n)
-            service = np.empty(n)
-            waits = np.empty(n)
-            prev_w = prev_s = 0.0
-            plan_warm = None
-            mix_est, tok_est = mix_all, tok_all
-            current = static.tokens
-            for k in range(K):
-                a, b = bounds[k], bounds[k + 1]
-                if s in fixed:
-                    current = fixed[s]
-                elif s == "oracle":
-                    current = oracle[k]
-                elif k > 0:  # adaptive: plan from what was seen up to starts[k]
-                    lam_hat = counts[k - 1] / window
-                    if estimator == "cautious":  # never below the long-run rate seen so far
-                        lam_hat = max(lam_hat, bounds[k] / (window * k))
-                    elif estimator == "floor":  # never below the rate the static plan is for
-                        lam_hat = max(lam_hat, lam_bar)
-                    q = 0
-                    if backlog:
-                        done = bounds[k]
-                        depart = t[:done] + waits[:done] + service[:done]
-                        q = int(np.count_nonzero(depart > starts[k]))
-                    lam_eff = lam_hat + q / window
-                    if s == "adaptive":
-                        rate = min(lam_eff, top)
-                        current = policy.budgets(rate)
-                    else:
-                        pa, pb = bounds[k - 1], bounds[k]
-                        if pb > pa:
-                            dep = t[pa:pb] + waits[pa:pb] + service[pa:pb]
-                            fin = np.flatnonzero(dep <= starts[k]) + pa
-                            if types_log is not None:
-                                mix_est = _mix(ty[pa:pb], N, sc0.probability)
-                            if x is not None and fin.size >= MIN_FINISHED:
-                                tok_est = (float(x[fin].mean()), float(x[fin].var()))
-                        sck = _plan_scenario(sc0, 0.0, mix_est, tok_est)
-                        rate = min(lam_eff, _top(sck))
-                        plan_warm = _optimum(sck.with_(arrival_rate=rate), plan_warm)
-                        current = plan_warm.tokens
-                    if s == "adaptive":
-                        planned[k] += rate / seeds
-                if b <= a:
-                    win_tokens[s][k] += float(sc0.probability @ current) / seeds
-                    continue
-                tyk = ty[a:b]
-                tok[a:b] = current[tyk]
-                a_prob[a:b] = np.clip(sc0.accuracy.value(current), 0.0, 1.0)[tyk]
-                mean_k = a_[tyk] + b_[tyk] * current[tyk]
-                if with_v:  # gamma with mean m and variance k m^2 + v, same uniforms
-                    shp, scl, det = service_distribution(mean_k, k_[tyk], v_[tyk])
-                    srv = np.where(
-                        det, mean_k, special.gammaincinv(np.where(det, 1.0, shp), u_srv[a:b])
-                    )
-                    srv = np.where(det, mean_k, srv * np.where(det, 1.0, scl))
-                else:
-                    srv = mean_k * unit[a:b]
-                if x is not None:
-                    srv = srv + extra[a:b]
-                service[a:b] = srv
-                wk = lindley_waits(gaps[a:b], srv, prev_w, prev_s)
-                waits[a:b] = wk
-                prev_w, prev_s = float(wk[-1]), float(srv[-1])
-                win_tokens[s][k] += float(sc0.probability @ current) / seeds
-                win_system[s][k] += float((wk + srv).mean()) / seeds
-            system = waits + service
-            score = w[ty] * (u_ok < a_prob)
-            d = per[s]
-            d["acc"].append(float(score.mean()))
-            d["W"].append(float(system.mean()))
-            p95, p99 = np.percentile(system, [95, 99])
-            d["p95"].append(float(p95))
-            d["p99"].append(float(p99))
-            d["U"].append(float(score.mean()) - gamma * float(system.mean()))
-            d["tok"].append(float(tok.mean()))
-            d["busy"].append(float(service.sum()) / (span + prev_w + prev_s))
+        extra = 0.0 if self.x is None else np.asarray(self.sc.per_token)[ty] * self.x
+        return _Draws(ty, u_srv, u_ok, unit, extra)
+
+    def service(self, d: _Draws, a: int, b: int, current: np.ndarray) -> np.ndarray:
+        """Service times of queries ``a:b`` under budgets ``current`` (same uniforms)."""
+        from .simulate import service_distribution
+
+        sc = self.sc
+        tyk = d.types[a:b]
+        mean_k = sc.base[tyk] + sc.per_token[tyk] * current[tyk]
+        if np.any(sc.variance > 0):  # gamma with mean m and variance k m^2 + v
+            shp, scl, det = service_distribution(mean_k, sc.scv[tyk], sc.variance[tyk])
+            srv = np.where(
+                det, mean_k, special.gammaincinv(np.where(det, 1.0, shp), d.u_service[a:b])
+            )
+            srv = np.where(det, mean_k, srv * np.where(det, 1.0, scl))
+        else:
+            srv = mean_k * d.unit[a:b]
+        if self.x is not None:
+            srv = srv + d.extra[a:b]
+        return srv
+
+    def replay(self, d: _Draws, plan) -> _Replication:
+        """One strategy over the whole log: ``plan(k, rep)`` gives window ``k``'s budgets."""
+        from .simulate import lindley_waits
+
+        n, K, sc = self.n, self.K, self.sc
+        rep = _Replication(
+            tokens=np.empty(n),
+            accuracy=np.empty(n),
+            service=np.empty(n),
+            waits=np.empty(n),
+            window_tokens=np.zeros(K),
+            window_system=np.zeros(K),
+            end=0.0,
+        )
+        prev_w = prev_s = 0.0
+        for k in range(K):
+            a, b = self.bounds[k], self.bounds[k + 1]
+            current = plan(k, rep)
+            rep.window_tokens[k] = float(sc.probability @ current)
+            if b <= a:
+                continue
+            tyk = d.types[a:b]
+            rep.tokens[a:b] = current[tyk]
+            rep.accuracy[a:b] = np.clip(sc.accuracy.value(current), 0.0, 1.0)[tyk]
+            srv = self.service(d, a, b, current)
+            rep.service[a:b] = srv
+            wk = lindley_waits(self.gaps[a:b], srv, prev_w, prev_s)
+            rep.waits[a:b] = wk
+            prev_w, prev_s = float(wk[-1]), float(srv[-1])
+            rep.window_system[k] = float((wk + srv).mean())
+        rep.end = prev_w + prev_s
+        return rep
+
+
+class _Fixed:
+    """A plan made in advance: one allocation, or one per window (the oracle)."""
+
+    def __init__(self, tokens: np.ndarray) -> None:
+        self.tokens = np.asarray(tokens, dtype=float)
+
+    def __call__(self, k: int, rep: _Replication) -> np.ndarray:
+        return self.tokens[k] if self.tokens.ndim == 2 else self.tokens
+
+
+class _Controller:
+    """The adaptive controllers' plan for one replication (the past only)."""
+
+    def __init__(self, world, kind, policy, estimator, backlog, draws, start) -> None:
+        self.world, self.kind, self.policy = world, kind, policy
+        self.estimator, self.backlog, self.draws = estimator, backlog, draws
+        self.current = start
+        self.warm = None
+        self.mix, self.tok = world.mix_all, world.tok_all
+        self.planned = np.full(world.K, np.nan)
+
+    def rate(self, k: int, rep: _Replication) -> float:
+        """The rate to plan window ``k`` for: the estimate plus the backlog term."""
+        w = self.world
+        lam_hat = w.counts[k - 1] / w.window
+        if self.estimator == "cautious":  # never below the long-run rate seen so far
+            lam_hat = max(lam_hat, w.bounds[k] / (w.window * k))
+        elif self.estimator == "floor":  # never below the rate the static plan is for
+            lam_hat = max(lam_hat, w.lam_bar)
+        q = 0
+        if self.backlog:
+            done = w.bounds[k]
+            depart = w.t[:done] + rep.waits[:done] + rep.service[:done]
+            q = int(np.count_nonzero(depart > w.starts[k]))
+        return lam_hat + q / w.window
+
+    def __call__(self, k: int, rep: _Replication) -> np.ndarray:
+        if k == 0:  # nothing seen yet: the static plan
+            return self.current
+        w = self.world
+        lam_eff = self.rate(k, rep)
+        if self.kind == "adaptive":
+            rate = min(lam_eff, self.policy.rate_range[1])
+            self.current = self.policy.budgets(rate)
+            self.planned[k] = rate
+            return self.current
+        pa, pb = w.bounds[k - 1], w.bounds[k]
+        if pb > pa:  # the last window's mix, and answer lengths of its finished queries
+            dep = w.t[pa:pb] + rep.waits[pa:pb] + rep.service[pa:pb]
+            fin = np.flatnonzero(dep <= w.starts[k]) + pa
+            if w.types is not None:
+                self.mix = _mix(self.draws.types[pa:pb], w.sc.n, w.sc.probability)
+            if w.x is not None and fin.size >= MIN_FINISHED:
+                self.tok = (float(w.x[fin].mean()), float(w.x[fin].var()))
+        sck = _plan_scenario(w.sc, 0.0, self.mix, self.tok)
+        self.warm = _optimum(sck.with_(arrival_rate=min(lam_eff, _top(sck))), self.warm)
+        self.current = self.warm.tokens
+        return self.current
+
+
+def _figures(world: _World, d: _Draws, rep: _Replication) -> dict[str, float]:
+    """Per-replication figures: accuracy, mean/p95/p99 system time, utility, budget, load."""
+    sc = world.sc
+    system = rep.waits + rep.service
+    score = np.asarray(sc.weight, dtype=float)[d.types] * (d.u_correct < rep.accuracy)
+    p95, p99 = np.percentile(system, [95, 99])
+    acc, W = float(score.mean()), float(system.mean())
+    return {
+        "acc": acc,
+        "W": W,
+        "p95": float(p95),
+        "p99": float(p99),
+        "U": acc - sc.latency_weight * W,
+        "tok": float(rep.tokens.mean()),
+        "busy": float(rep.service.sum()) / (world.span + rep.end),
+    }
+
+
+class _Runs:
+    """One strategy's figures over the replications."""
+
+    def __init__(self, K: int) -> None:
+        self.figures: dict[str, list[float]] = {}
+        self.windows: dict[str, list[np.ndarray]] = {"tokens": [], "system": []}
+        self.planned: list[np.ndarray] = []
+
+    def add(self, figures: dict[str, float], rep: _Replication, planned) -> None:
+        for key, value in figures.items():
+            self.figures.setdefault(key, []).append(value)
+        self.windows["tokens"].append(rep.window_tokens)
+        self.windows["system"].append(rep.window_system)
+        if planned is not None:
+            self.planned.append(planned.copy())
+
+    def window_mean(self, key: str) -> np.ndarray:
+        return np.mean(self.windows[key], axis=0)
+
+    def planned_rates(self) -> np.ndarray:
+        """The adaptive controller's planned rate per window (mean over seeds; NaN at 0)."""
+        return np.mean(self.planned, axis=0)
+
+    def array(self, key: str) -> np.ndarray:
+        return np.asarray(self.figures[key], dtype=float)
+
+
+def _summaries(runs: dict[str, _Runs], names: list[str], confidence: float):
+    """Means over seeds with Student-t intervals; paired differences against static."""
     out: dict[str, StrategyStats] = {}
-    base_U = np.array(per["static"]["U"])
+    base_U = runs["static"].array("U")
     for s in names:
-        d = {k: np.array(v) for k, v in per[s].items()}
-        diff = d["U"] - base_U
+        r = runs[s]
+        diff = r.array("U") - base_U
+        kw = {}
+        for key, name in (
+            ("acc", "accuracy"),
+            ("W", "mean_system_time"),
+            ("p95", "p95"),
+            ("p99", "p99"),
+            ("U", "utility"),
+        ):
+            kw[name] = float(r.array(key).mean())
+            kw[f"{name}_ci"] = _interval(r.array(key), confidence)
         out[s] = StrategyStats(
             name=s,
-            accuracy=float(d["acc"].mean()),
-            accuracy_ci=_interval(d["acc"], confidence),
-            mean_system_time=float(d["W"].mean()),
-            mean_system_time_ci=_interval(d["W"], confidence),
-            p95=float(d["p95"].mean()),
-            p95_ci=_interval(d["p95"], confidence),
-            p99=float(d["p99"].mean()),
-            p99_ci=_interval(d["p99"], confidence),
-            utility=float(d["U"].mean()),
-            utility_ci=_interval(d["U"], confidence),
+            **kw,
             utility_vs_static=float(diff.mean()),
             utility_vs_static_ci=_interval(diff, confidence),
-            mean_tokens=float(d["tok"].mean()),
-            utilization=float(d["busy"].mean()),
+            mean_tokens=float(r.array("tok").mean()),
+            utilization=float(r.array("busy").mean()),
         )
-    for s in names:
-        win_system[s][counts == 0] = np.nan
-    windows = {
-        "start": starts,
-        "length": lengths,
-        "true_rate": true_rate,
-        "planned_rate": np.where(np.arange(K) == 0, np.nan, planned)
-        if "adaptive" in names
-        else None,
-        "mean_tokens": win_tokens,
-        "system_time": win_system,
-    }
-    settings = {
-        "source": getattr(log, "source", "arrival times"),
-        "requests": n,
-        "rescale": factor,
-        "log_rate": rate_log,
-        "average_rate": lam_bar,
-        "target_utilization": target_utilization,
-        "static_utilization": static.evaluation.utilization,
-        "window": window,
-        "windows": K,
-        "seeds": seeds,
-        "seed": seed,
-        "confidence": confidence,
-        "backlog": backlog,
-        "backlog_rule": "rate_hat + Q / window" if backlog else None,
-        "estimator": estimator,
-        "answer_tokens": None if x is None else {"mean": tok_all[0], "variance": tok_all[1]},
-        "types": "drawn" if types_log is None else "log",
-        "static_gap": static.certificate.gap,
-        "policy_rates": int(policy.rates.size),
-        "policy_range": list(policy.rate_range),
-        "elapsed": time.perf_counter() - clock,
-    }
-    return ControlReplay(strategies=out, windows=windows, settings=settings)
+    return out
 
 
 def control_figure(rep: ControlReplay, title: str = ""):
