@@ -33,10 +33,8 @@ PACKAGE = Path(cvxalloc.__file__).parent
 ALLOWED: dict[tuple[str, str], str] = {
     ("cli.fit", "add_parser"): "issue 15 item 3 (CLI fit; unassigned)",
     ("cli.simulate", "add_parser"): "issue 15 item 3 (CLI simulate; unassigned)",
-    ("controller", "replay_controller"): "issue 15 item 3 (controller; unassigned)",
     ("fit", "fit_family"): "issue 15 item 3 (fit as a package)",
     ("fit", "build_scenario"): "issue 15 item 3 (fit as a package)",
-    ("io", "scenario_from_dict"): "issue 15 item 1 (serialization in io)",
     ("policy", "build_policy"): "issue 15 item 3 (policy; unassigned)",
     ("policy", "_build_single"): "issue 15 item 3 (policy; unassigned)",
     ("requestlog", "read_request_log"): "issue 15 item 3 (request logs; unassigned)",
