@@ -697,7 +697,40 @@ def build_policy(
     if arrival_scv is None or isinstance(arrival_scv, (int, float)):
         return _build_single(scenario, arrival_scv=arrival_scv, **kw)
     clock = time.perf_counter()
-    values = set()
+    values = _scv_grid_values(scenario, arrival_scv)
+    if len(values) == 1:
+        return _build_single(scenario, **kw)
+    if _is_integer(scenario, method):
+        raise ScenarioError(
+            "policy: a grid over arrival_scv is supported for continuous budgets only; "
+            "build one integer policy per arrival_scv"
+        )
+    subs = {c: _build_single(scenario.with_(arrival_scv=c), **kw) for c in values}
+    worst = _refine_scv(scenario, subs, tolerance, kw)
+    grid = sorted(subs)
+    base = subs[float(scenario.arrival_scv)]
+    info = dict(base.info)
+    info.update(
+        arrival_scv_grid=grid,
+        arrival_scv_max_scaled_gap=worst,
+        arrival_scv_probes="3 arrival_scv x 7 rates per pair of neighbours",
+        tolerance_met=bool(all(subs[c].info["tolerance_met"] for c in grid) and worst <= tolerance),
+        seconds=time.perf_counter() - clock,
+    )
+    return Policy(
+        base.scenario,
+        base.rates,
+        base._cont,
+        base.grid_gaps,
+        None,
+        info,
+        by_arrival_scv=[subs[c] for c in grid],
+    )
+
+
+def _scv_grid_values(scenario, arrival_scv) -> list[float]:
+    """The requested ``arrival_scv`` values and the scenario's own, sorted, checked."""
+    values = {float(scenario.arrival_scv)}
     for c in arrival_scv:
         if (
             isinstance(c, bool)
@@ -706,20 +739,15 @@ def build_policy(
         ):
             raise ScenarioError(f"policy: arrival_scv values must be numbers >= 0 (got {c!r})")
         values.add(float(c))
+    return sorted(values)
+
+
+def _refine_scv(scenario, subs: dict[float, Policy], tolerance: float, kw) -> float:
+    """Add log-scale midpoints of ``arrival_scv`` while a probe between two exceeds the
+    tolerance (each neighbour's own rate interpolation is held to half of it; the
+    interpolation in ``arrival_scv`` may add the other half). The largest probe left."""
     own = float(scenario.arrival_scv)
-    values.add(own)
-    if len(values) == 1:
-        return _build_single(scenario, **kw)
-    if _is_integer(scenario, method):
-        raise ScenarioError(
-            "policy: a grid over arrival_scv is supported for continuous budgets only; "
-            "build one integer policy per arrival_scv"
-        )
-    subs: dict[float, Policy] = {
-        c: _build_single(scenario.with_(arrival_scv=c), **kw) for c in sorted(values)
-    }
     passed: dict[tuple[float, float], float] = {}
-    worst_all = 0.0
     while True:
         grid = sorted(subs)
         top = Policy(
@@ -734,46 +762,19 @@ def build_policy(
         for c0, c1 in zip(grid[:-1], grid[1:]):
             if (c0, c1) in passed:
                 continue
-            probes = (
-                _scv_mid(c0, _scv_mid(c0, c1)),
-                _scv_mid(c0, c1),
-                _scv_mid(_scv_mid(c0, c1), c1),
-            )
+            mid = _scv_mid(c0, c1)
+            probes = (_scv_mid(c0, mid), mid, _scv_mid(mid, c1))
             worst = max(
                 top.lookup(f * high, c).scaled_gap for c in probes for f in _SCV_RATE_PROBES
             )
-            # each neighbour's own rate interpolation is held to half the tolerance;
-            # the interpolation in arrival_scv may add the other half
             if worst > tolerance and len(subs) + len(add) < MAX_SCV_POINTS:
-                add.append(_scv_mid(c0, c1))
+                add.append(mid)
             else:
                 passed[(c0, c1)] = worst
         if not add:
-            break
+            return max(passed.values(), default=0.0)
         for c in add:
             subs[c] = _build_single(scenario.with_(arrival_scv=c), **kw)
-    worst_all = max(passed.values(), default=0.0)
-    grid = sorted(subs)
-    base = subs[own]
-    info = dict(base.info)
-    info.update(
-        arrival_scv_grid=grid,
-        arrival_scv_max_scaled_gap=worst_all,
-        arrival_scv_probes="3 arrival_scv x 7 rates per pair of neighbours",
-        tolerance_met=bool(
-            all(subs[c].info["tolerance_met"] for c in grid) and worst_all <= tolerance
-        ),
-        seconds=time.perf_counter() - clock,
-    )
-    return Policy(
-        base.scenario,
-        base.rates,
-        base._cont,
-        base.grid_gaps,
-        None,
-        info,
-        by_arrival_scv=[subs[c] for c in grid],
-    )
 
 
 def _build_single(
@@ -817,113 +818,139 @@ def _build_single(
     SolverError
         A grid point that cannot be certified to 1e-9 of ``max(|U|, weighted accuracy)``.
     """
-    from . import __version__
-
     clock = time.perf_counter()
+    _check_build(scenario, points, tolerance)
+    sc = scenario if arrival_scv is None else scenario.with_(arrival_scv=float(arrival_scv))
+    grid = _RateGrid(sc.with_(arrival_rate=0.0), method, tolerance)
+    for rate in np.linspace(0.0, grid.top, int(points)):
+        grid.solve(float(rate))
+    rounds = grid.refine(max_points)
+    pol = grid.policy()
+    pol.info.update(initial_points=int(points), refine_rounds=rounds)
+    pol.info["seconds"] = time.perf_counter() - clock
+    return pol
+
+
+def _check_build(scenario, points: int, tolerance: float) -> None:
+    """Refuse constraints and bad ``points`` / ``tolerance``."""
     if getattr(scenario, "constraints", None) is not None and not scenario.constraints.empty:
         raise ScenarioError(
             "policy: operator constraints ([constraints]) are not supported: interpolated "
             "budgets could break a latency constraint between grid rates; remove the "
             "[constraints] table"
         )
-    points = int(points)
-    if points < 2:
-        raise ScenarioError(f"policy: points must be >= 2 (got {points})")
+    if int(points) < 2:
+        raise ScenarioError(f"policy: points must be >= 2 (got {int(points)})")
     if not (math.isfinite(tolerance) and tolerance > 0):
         raise ScenarioError(f"policy: tolerance must be a number > 0 (got {tolerance})")
-    sc = scenario if arrival_scv is None else scenario.with_(arrival_scv=float(arrival_scv))
-    sc = sc.with_(arrival_rate=0.0)
-    integer = _is_integer(sc, method)
-    top = highest_rate(sc)
-    if not top > 0:  # pragma: no cover - validated scenarios have a positive stable rate
-        raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
-    solved: dict[float, tuple[Any, Any]] = {}
-    d1 = _d1_bounds(sc)
 
-    def solve_rate(rate: float) -> None:
-        near = min(solved, key=lambda r: abs(r - rate)) if solved else None
-        warm = solved[near][0] if near is not None else None
-        solved[rate] = _solve_at(sc, rate, method, warm, integer)
 
-    for rate in np.linspace(0.0, top, points):
-        solve_rate(float(rate))
-    refine_rounds = 0
-    # interval -> largest relative gap at its probes, once it met the target
-    passed: dict[tuple[float, float], tuple[float, float]] = {}
-    while True:
-        rates = np.array(sorted(solved))
-        cont = np.array([solved[r][0].tokens for r in rates])
-        split = []
+class _RateGrid:
+    """The grid of one policy while it is built: solved rates and refined intervals."""
+
+    def __init__(self, sc, method: str | None, tolerance: float) -> None:
+        self.sc, self.method, self.tolerance = sc, method, tolerance
+        self.integer = _is_integer(sc, method)
+        self.top = highest_rate(sc)
+        if not self.top > 0:  # pragma: no cover - validated scenarios have a stable rate
+            raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
+        self.solved: dict[float, tuple[Any, Any]] = {}
+        self.d1 = _d1_bounds(sc)
+        # interval -> (largest scaled gap at its probes, where), once it met the target
+        self.passed: dict[tuple[float, float], tuple[float, float]] = {}
+
+    def solve(self, rate: float) -> None:
+        """Certified optimum at ``rate``, warm-started from the nearest solved rate."""
+        near = min(self.solved, key=lambda r: abs(r - rate)) if self.solved else None
+        warm = self.solved[near][0] if near is not None else None
+        self.solved[rate] = _solve_at(self.sc, rate, self.method, warm, self.integer)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        rates = np.array(sorted(self.solved))
+        return rates, np.array([self.solved[r][0].tokens for r in rates])
+
+    def probe(self, rates, cont, j: int) -> tuple[float, float]:
+        """Largest scaled gap at the probes of interval ``j`` (stops once over target)."""
+        target = _REFINE_MARGIN * self.tolerance
+        lo, hi = float(rates[j]), float(rates[j + 1])
+        worst, at = 0.0, lo
+        # quick probes first; an interval that passes them is probed in between too
+        stages = [_REFINE_PROBES, _CHECK_PROBES]
+        scale = target * abs(self.solved[hi][0].objective)
+        if _active_set_changes(self.sc, cont[j], cont[j + 1], scale):
+            stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
+        for probes in stages:
+            for th in probes:
+                g = _probe_gap(self.sc, rates, cont, j, th, self.d1)
+                if g > worst:
+                    worst, at = g, lo + th * (hi - lo)
+            if worst > target:
+                break
+        return worst, at
+
+    def refine(self, max_points: int) -> int:
+        """Split intervals at their midpoints until every probe meets the target."""
+        rounds = 0
+        while True:
+            rates, cont = self.arrays()
+            split = []
+            for j in range(rates.size - 1):
+                key = (float(rates[j]), float(rates[j + 1]))
+                if key in self.passed:
+                    continue
+                worst, at = self.probe(rates, cont, j)
+                if worst > _REFINE_MARGIN * self.tolerance:
+                    split.append(0.5 * (key[0] + key[1]))
+                else:
+                    self.passed[key] = (worst, at)
+            if not split or rates.size + len(split) > max_points:
+                return rounds
+            rounds += 1
+            for rate in split:
+                self.solve(float(rate))
+
+    def policy(self) -> Policy:
+        """The finished policy, after checking every grid point's certificate."""
+        from . import __version__
+
+        rates, cont = self.arrays()
+        results = [self.solved[r] for r in rates]
+        ints = np.array([r.tokens for _, r in results]) if self.integer else None
+        gaps = np.array([(r if self.integer else c).certificate.gap for c, r in results])
+        rel = np.array([_grid_gap(c) for c, _ in results])
+        worst_grid = float(rel.max())
+        if worst_grid > GRID_CERTIFICATE_TOL:
+            raise SolverError(
+                f"policy: the optimum at rate {rates[int(np.argmax(rel))]:g} is certified "
+                f"only to {worst_grid:.3g} of max(|U|, accuracy) (needed "
+                f"{GRID_CERTIFICATE_TOL:g}); try another --method"
+            )
+        # the largest gap found at the probes of the final grid
+        worst, at = 0.0, float(rates[0])
         for j in range(rates.size - 1):
             key = (float(rates[j]), float(rates[j + 1]))
-            if key in passed:
-                continue
-            # quick probes first; an interval that passes them is probed in between too
-            worst, at = 0.0, key[0]
-            stages = [_REFINE_PROBES, _CHECK_PROBES]
-            scale = _REFINE_MARGIN * tolerance * abs(solved[key[1]][0].objective)
-            if _active_set_changes(sc, cont[j], cont[j + 1], scale):
-                stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
-            for probes in stages:
-                for th in probes:
-                    g = _probe_gap(sc, rates, cont, j, th, d1)
-                    if g > worst:
-                        worst, at = g, key[0] + th * (key[1] - key[0])
-                if worst > _REFINE_MARGIN * tolerance:
-                    break
-            if worst > _REFINE_MARGIN * tolerance:
-                split.append(0.5 * (rates[j] + rates[j + 1]))
-            else:
-                passed[key] = (worst, at)
-        if not split or rates.size + len(split) > max_points:
-            break
-        refine_rounds += 1
-        for rate in split:
-            solve_rate(float(rate))
-    rates = np.array(sorted(solved))
-    results = [solved[r] for r in rates]
-    cont = np.array([c.tokens for c, _ in results])
-    if integer:
-        ints = np.array([r.tokens for _, r in results])
-        gaps = np.array([r.certificate.gap for _, r in results])
-    else:
-        ints = None
-        gaps = np.array([c.certificate.gap for c, _ in results])
-    rel = np.array([_grid_gap(c) for c, _ in results])
-    worst_grid = float(rel.max())
-    if worst_grid > GRID_CERTIFICATE_TOL:
-        bad = int(np.argmax(rel))
-        raise SolverError(
-            f"policy: the optimum at rate {rates[bad]:g} is certified only to "
-            f"{worst_grid:.3g} of max(|U|, accuracy) (needed {GRID_CERTIFICATE_TOL:g}); try "
-            "another --method"
-        )
-    # the largest gap found at the probes of the final grid (7 per interval)
-    worst, at = 0.0, float(rates[0])
-    for j in range(rates.size - 1):
-        key = (float(rates[j]), float(rates[j + 1]))
-        if key not in passed:  # only when max_points stopped the refinement
-            passed[key] = max(
-                (_probe_gap(sc, rates, cont, j, th, d1), key[0] + th * (key[1] - key[0]))
-                for th in _REFINE_PROBES + _CHECK_PROBES + _KINK_PROBES
-            )
-        if passed[key][0] > worst:
-            worst, at = passed[key]
-    info = {
-        "created_by": f"cvxalloc {__version__}",
-        "method": results[0][0].method if not integer else "rounding",
-        "tolerance": tolerance,
-        "initial_points": points,
-        "refine_rounds": refine_rounds,
-        "max_grid_relative_gap": worst_grid,
-        "interpolation_max_relative_gap": worst,
-        "interpolation_worst_rate": at,
-        "interpolation_probes_per_interval": len(_REFINE_PROBES) + len(_CHECK_PROBES),
-        "interpolation_probes_at_kinks": len(_KINK_PROBES),
-        "tolerance_met": bool(worst <= tolerance),
-        "seconds": time.perf_counter() - clock,
-    }
-    return Policy(sc, rates, cont, gaps, ints, info)
+            if key not in self.passed:  # only when max_points stopped the refinement
+                self.passed[key] = max(
+                    (
+                        _probe_gap(self.sc, rates, cont, j, th, self.d1),
+                        key[0] + th * (key[1] - key[0]),
+                    )
+                    for th in _REFINE_PROBES + _CHECK_PROBES + _KINK_PROBES
+                )
+            if self.passed[key][0] > worst:
+                worst, at = self.passed[key]
+        info = {
+            "created_by": f"cvxalloc {__version__}",
+            "method": results[0][0].method if not self.integer else "rounding",
+            "tolerance": self.tolerance,
+            "max_grid_relative_gap": worst_grid,
+            "interpolation_max_relative_gap": worst,
+            "interpolation_worst_rate": at,
+            "interpolation_probes_per_interval": len(_REFINE_PROBES) + len(_CHECK_PROBES),
+            "interpolation_probes_at_kinks": len(_KINK_PROBES),
+            "tolerance_met": bool(worst <= self.tolerance),
+        }
+        return Policy(self.sc, rates, cont, gaps, ints, info)
 
 
 # --------------------------------------------------------------------------
