@@ -32,6 +32,7 @@ import numpy as np
 from . import _options as _opt
 from . import status as st
 from .certificate import Certificate, certify, relative_scale
+from .constraints import ConstraintError, constraints_of
 from .errors import SolverError, UnstableError
 from .objective import Objective
 from .result import Result
@@ -325,8 +326,6 @@ def integer_certificate(
 
 def _refuse_constraints(sc) -> None:
     """Integer budgets do not honour operator constraints yet: refuse, never ignore."""
-    from .constraints import ConstraintError, constraints_of
-
     cons = constraints_of(sc)
     if cons is not None:
         raise ConstraintError(

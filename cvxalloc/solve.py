@@ -6,6 +6,7 @@ import importlib
 import inspect
 from typing import Any
 
+from .constraints import ConstraintError
 from .errors import OptionError
 from .result import Result
 
@@ -113,8 +114,6 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
     missing = [k for k in kinds if k not in CONSTRAINT_SUPPORT.get(name, ())]
     if missing:
-        from .constraints import ConstraintError
-
         able = [m for m in METHODS if set(kinds) <= set(CONSTRAINT_SUPPORT.get(m, ()))]
         raise ConstraintError(
             f"method {name!r} does not support the constraint(s) {', '.join(missing)}; "
@@ -134,8 +133,6 @@ def _check_server(scenario, name: str) -> None:
         )
     kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
     if kinds:
-        from .constraints import ConstraintError
-
         raise ConstraintError(
             f"constraints ({', '.join(kinds)}) are not supported with a batching server "
             '([server] model = "batching") yet; remove them or use model = "single"'

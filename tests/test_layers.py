@@ -134,8 +134,6 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("cli.traffic", "io"): "subcommand loads its workflow on run",
     ("cli.traffic", "scenario"): "subcommand loads its workflow on run",
     # Left over from import circles that are gone; to move to the top:
-    ("solve", "constraints"): "was a circle (constraints imported result)",
-    ("integer", "constraints"): "was a circle",
     ("solvers.conic", "constraints"): "was a circle",
     ("solvers.conic", "certificate"): "was a circle",
     ("sweep", "constraints"): "was a circle",
