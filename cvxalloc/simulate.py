@@ -44,7 +44,8 @@ import numpy as np
 from scipy import special
 
 from .errors import ScenarioError, UnstableError
-from .objective import Objective
+from .objective import Objective, evaluate
+from .queue import kingman, pollaczek_khinchine
 
 __all__ = [
     "SimulationResult",
@@ -864,9 +865,6 @@ def simulate_replay(
     >>> round(rep.utilization_model, 12), rep.interval
     (0.5, 'replications')
     """
-    from .objective import evaluate
-    from .queue import kingman, pollaczek_khinchine
-
     sc = scenario
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(

@@ -51,6 +51,7 @@ from scipy import special
 
 from .errors import ScenarioError, UnstableError
 from .objective import Objective
+from .queue import BatchingQueue
 from .queue.batching import CapacityCurve, capacity_curve
 from .simulate import TypeSampler, batch_means_interval, sample_service, service_distribution
 
@@ -301,8 +302,6 @@ def simulate_batching(
     z = float(special.ndtri(0.5 + confidence / 2))
     half_a = z * float(score.std(ddof=1)) / math.sqrt(score.size)
     gamma = sc.latency_weight
-    from .queue import BatchingQueue
-
     model = BatchingQueue(lam, curve=curve).value(m1)
     u = mean_a - gamma * mean_T
     half_u = half_a + gamma * 0.5 * (ci_T[1] - ci_T[0])

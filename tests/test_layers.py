@@ -142,9 +142,6 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("controller", "result"): "was a circle",
     ("result", "report"): "was a circle",
     ("plots", "objective"): "was a circle",
-    ("simulate", "objective"): "was a circle",
-    ("simulate", "queue"): "was a circle",
-    ("simulate_batching", "queue"): "was a circle",
     # The standard library, inside a function for no reason left:
     ("requestlog", "csv"): "to move to the top",
     ("sweep", "time"): "to move to the top",

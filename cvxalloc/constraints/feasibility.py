@@ -9,14 +9,11 @@ along ``lo' -> t`` (:func:`restore_feasible`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .terms import InfeasibleError, Term
-
-if TYPE_CHECKING:  # for the annotation only (spec imports this module, via certificate)
-    from .spec import Constraints
 
 __all__ = [
     "constraints_of",
@@ -28,8 +25,11 @@ __all__ = [
 ]
 
 
-def constraints_of(scenario) -> Constraints | None:
-    """The scenario's constraints, or None when it has none (or an empty set)."""
+def constraints_of(scenario) -> Any:
+    """The scenario's :class:`~cvxalloc.constraints.Constraints`, or None when it has none.
+
+    An empty set of constraints counts as none.
+    """
     cons = getattr(scenario, "constraints", None)
     return None if cons is None or cons.empty else cons
 
