@@ -53,6 +53,7 @@ longer exists, so the list stays true).
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -371,3 +372,18 @@ def test_function_level_imports_only_defer_heavy_dependencies():
 def test_everyday_modules_do_not_load_heavy_dependencies(module):
     """``import cvxalloc``, the CLI, io and the default solver never load CVXPY, matplotlib, ..."""
     assert module not in heavy_modules()
+
+
+def test_certifying_a_constrained_scenario_does_not_load_cvxpy():
+    """The constraint terms take a number or a CVXPY Parameter without importing CVXPY."""
+    code = (
+        "import sys, cvxalloc\n"
+        "from cvxalloc.constraints import Constraints\n"
+        "sc = cvxalloc.example_scenario()\n"
+        "sc = sc.with_(constraints=Constraints(max_mean_system_time=30.0, max_mean_tokens=3000))\n"
+        "cert = cvxalloc.certify(sc, sc.min_tokens)\n"
+        "assert cert.kind == 'lagrangian-frank-wolfe', cert.kind\n"
+        "assert 'cvxpy' not in sys.modules, 'CVXPY was imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
