@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .baselines import baselines
 from .certificate import Certificate, certify
 from .errors import (
@@ -43,8 +44,6 @@ from .policy import Policy, load_policy
 from .result import Result
 from .scenario import Scenario
 from .solve import METHODS, available_methods, solve
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Certificate",

@@ -64,6 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_text
+from ._version import __version__
 from .certificate import frank_wolfe_gap, relative_scale
 from .errors import CvxallocError, ScenarioError, SolverError
 from .objective import Objective
@@ -584,10 +586,7 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy file (JSON) atomically."""
-        from .cli._common import dumps, emit
-
-        emit(dumps(self.to_dict()), str(path))
-        return Path(path)
+        return write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False))
 
 
 # --------------------------------------------------------------------------
@@ -911,8 +910,6 @@ class _RateGrid:
 
     def policy(self) -> Policy:
         """The finished policy, after checking every grid point's certificate."""
-        from . import __version__
-
         rates, cont = self.arrays()
         results = [self.solved[r] for r in rates]
         ints = np.array([r.tokens for _, r in results]) if self.integer else None

@@ -69,6 +69,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "status",
         "_options",
         "_files",
+        "_version",
         "_source",
         "_reduce",
         "_roots",
@@ -103,9 +104,6 @@ HEAVY = ("cvxpy", "pyscipopt", "matplotlib", "tqdm", "scipy.optimize", "scipy.st
 #: Remove an entry when its import moves to the top of its module.
 HIDDEN: dict[tuple[str, str], str] = {
     # Upward, left for the modules' owners to mend:
-    ("policy", "cli._common"): "Policy.save writes through the CLI's emit/dumps; io should own it",
-    # The version lives in the package __init__ (the facade); a policy file records it.
-    ("policy", ""): "policy files record cvxalloc.__version__ (the facade holds it)",
     # Dispatchers that pick a solver at run time, resolved on use like solve's registry:
     ("integer", "solve"): "rounding solves the relaxation through the registry",
     ("solvers.mixed_integer", "solve"): "the fallback solves through the registry",

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from .._files import publish
+from .._files import write_text
 from ..errors import ScenarioError
 from ..io import example_scenario, load_scenario
 
@@ -60,15 +57,4 @@ def emit(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    path = Path(output)
-    if path.parent and not path.parent.exists():
-        raise ScenarioError(f"--output {output!r}: directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(output, text)

@@ -1,0 +1,3 @@
+"""The package version (one place: the package, the CLI and policy files read it)."""
+
+__version__ = "0.1.0"
