@@ -58,6 +58,7 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -489,76 +490,20 @@ def read_request_log(
         ``time_unit``.
     """
     source = str(path)
-    if time_unit is not None and time_unit not in TIME_UNITS:
-        raise _err(
-            source, f"--time-unit {time_unit!r} is not a unit; use one of {', '.join(TIME_UNITS)}"
-        )
+    _check_time_unit(source, time_unit)
     text = _decode(Path(path), source)
-    stripped = text.lstrip()
-    if not stripped:
-        raise _err(
-            source, "the file is empty; a request log needs a header row and one row per request"
+    fmt = _log_format(source, text)
+    with _collector_paused():
+        columns, lines, raw, (tcol, ycol, kcol) = _read_columns(
+            source, text, fmt, time_column, type_column, tokens_column
         )
-    fmt = "jsonl" if stripped.startswith("{") else "csv"
-    enabled = gc.isenabled()
-    gc.disable()  # millions of small lists: the cyclic collector would triple the time
-    try:
-        if fmt == "csv":
-            columns, rows, lines = _csv_rows(source, text)
-            if not rows:
-                raise _err(
-                    source,
-                    f"header only (columns: {', '.join(columns)}), no requests; "
-                    "add one row per request",
-                )
-        else:
-            columns, objs, lines = _jsonl_rows(source, text)
-        tcol = _find_column(source, columns, time_column, "--time-column", TIME_COLUMNS)
-        ycol = (
-            None
-            if type_column is None
-            else _find_column(source, columns, type_column, "--type-column", ())
-        )
-        kcol = (
-            None
-            if tokens_column is None
-            else _find_column(source, columns, tokens_column, "--tokens-column", ())
-        )
-        wanted = [c for c in dict.fromkeys([tcol, ycol, kcol]) if c is not None]
-        if fmt == "csv":
-            raw: dict[str, list[Any]] = _csv_columns(source, columns, rows, lines, wanted)
-            del rows
-        else:
-            raw = {c: _jsonl_column(source, objs, lines, c) for c in wanted}
-            del objs
-        n = len(raw[tcol])
-        if n == 1:
-            raise _err(
-                source,
-                f"only one request (line {lines[0]}); measuring an arrival rate needs at least two",
-            )
         times, unit = _times_seconds(source, tcol, raw[tcol], lines, time_unit)
         types = None if ycol is None else np.array([str(v) for v in raw[ycol]], dtype=str)
         tokens = None if kcol is None else _tokens(source, kcol, raw[kcol], lines)
-    finally:
-        if enabled:
-            gc.enable()
-    is_sorted = bool(np.all(times[1:] >= times[:-1]))
-    if not is_sorted:
-        order = np.argsort(times, kind="stable")
-        times = times[order]
-        types = None if types is None else types[order]
-        tokens = None if tokens is None else tokens[order]
-    if times[-1] <= times[0]:
-        raise _err(
-            source,
-            f"all {n:,} requests arrive at the same instant (column {tcol!r}); no arrival "
-            "rate can be measured: check the time column and --time-unit",
-        )
-    if not math.isfinite(float(times[-1])):  # pragma: no cover - finite inputs, finite span
-        raise _err(source, f"column {tcol!r}: the time span overflows")
-    times.flags.writeable = False
-    for arr in (types, tokens):
+    del raw
+    is_sorted, times, types, tokens = _in_time_order(times, types, tokens)
+    _check_span(source, times, tcol)
+    for arr in (times, types, tokens):
         if arr is not None:
             arr.flags.writeable = False
     return RequestLog(
@@ -574,3 +519,95 @@ def read_request_log(
         sorted=is_sorted,
         format=fmt,
     )
+
+
+def _check_time_unit(source: str, time_unit: str | None) -> None:
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise _err(
+            source, f"--time-unit {time_unit!r} is not a unit; use one of {', '.join(TIME_UNITS)}"
+        )
+
+
+def _log_format(source: str, text: str) -> str:
+    """``"jsonl"`` when the first non-blank character is ``{``, else ``"csv"``."""
+    stripped = text.lstrip()
+    if not stripped:
+        raise _err(
+            source, "the file is empty; a request log needs a header row and one row per request"
+        )
+    return "jsonl" if stripped.startswith("{") else "csv"
+
+
+@contextmanager
+def _collector_paused():
+    """No cyclic garbage collection inside: millions of small lists would triple the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_columns(
+    source: str,
+    text: str,
+    fmt: str,
+    time_column: str | None,
+    type_column: str | None,
+    tokens_column: str | None,
+) -> tuple[list[str], np.ndarray, dict[str, list[Any]], tuple[str, str | None, str | None]]:
+    """Every column, each request's line, the raw values of the columns asked for, and
+    the names of the time, type and tokens columns (at least two requests)."""
+    if fmt == "csv":
+        columns, rows, lines = _csv_rows(source, text)
+        if not rows:
+            raise _err(
+                source,
+                f"header only (columns: {', '.join(columns)}), no requests; "
+                "add one row per request",
+            )
+    else:
+        columns, objs, lines = _jsonl_rows(source, text)
+    tcol = _find_column(source, columns, time_column, "--time-column", TIME_COLUMNS)
+    ycol = _optional_column(source, columns, type_column, "--type-column")
+    kcol = _optional_column(source, columns, tokens_column, "--tokens-column")
+    wanted = [c for c in dict.fromkeys([tcol, ycol, kcol]) if c is not None]
+    if fmt == "csv":
+        raw: dict[str, list[Any]] = _csv_columns(source, columns, rows, lines, wanted)
+    else:
+        raw = {c: _jsonl_column(source, objs, lines, c) for c in wanted}
+    if len(raw[tcol]) == 1:
+        raise _err(
+            source,
+            f"only one request (line {lines[0]}); measuring an arrival rate needs at least two",
+        )
+    return columns, lines, raw, (tcol, ycol, kcol)
+
+
+def _optional_column(source: str, columns: list[str], name: str | None, option: str) -> str | None:
+    return None if name is None else _find_column(source, columns, name, option, ())
+
+
+def _in_time_order(times: np.ndarray, types: np.ndarray | None, tokens: np.ndarray | None):
+    """``(was sorted, times, types, tokens)``, stably sorted by time when they were not."""
+    is_sorted = bool(np.all(times[1:] >= times[:-1]))
+    if not is_sorted:
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        types = None if types is None else types[order]
+        tokens = None if tokens is None else tokens[order]
+    return is_sorted, times, types, tokens
+
+
+def _check_span(source: str, times: np.ndarray, tcol: str) -> None:
+    """Refuse a log whose requests all arrive at one instant (or whose span overflows)."""
+    if times[-1] <= times[0]:
+        raise _err(
+            source,
+            f"all {times.size:,} requests arrive at the same instant (column {tcol!r}); no "
+            "arrival rate can be measured: check the time column and --time-unit",
+        )
+    if not math.isfinite(float(times[-1])):  # pragma: no cover - finite inputs, finite span
+        raise _err(source, f"column {tcol!r}: the time span overflows")

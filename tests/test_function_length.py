@@ -31,13 +31,7 @@ PACKAGE = Path(cvxalloc.__file__).parent
 
 #: ``(module, qualified name) -> owner``: long functions that another task is splitting.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("cli.fit", "add_parser"): "issue 15 item 3 (CLI fit; unassigned)",
     ("cli.simulate", "add_parser"): "issue 15 item 3 (CLI simulate; unassigned)",
-    ("fit", "fit_family"): "issue 15 item 3 (fit as a package)",
-    ("fit", "build_scenario"): "issue 15 item 3 (fit as a package)",
-    ("policy", "build_policy"): "issue 15 item 3 (policy; unassigned)",
-    ("policy", "_build_single"): "issue 15 item 3 (policy; unassigned)",
-    ("requestlog", "read_request_log"): "issue 15 item 3 (request logs; unassigned)",
     ("simulate", "simulate"): "issue 15 item 3 (simulator; unassigned)",
     ("simulate", "simulate_replay"): "issue 15 item 3 (simulator; unassigned)",
 }
