@@ -33,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "a scenario TOML that 'cvxalloc solve' reads. File formats: docs/calibration.md."
         ),
     )
+    _add_inputs(p)
+    _add_fit_options(p)
+    _add_scenario_options(p)
+    _add_output_options(p)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """The measurement files: accuracy, throughput (batching capacity), service times."""
     p.add_argument(
         "accuracy_csv",
         metavar="ACCURACY_CSV",
@@ -60,6 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="columns tokens,seconds[,task]: one row per query (service time, "
         "no queueing); rows without a task are pooled for every task",
     )
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    """Which families are fitted, with which parameters held, chosen how."""
     p.add_argument(
         "--family",
         action="append",
@@ -80,6 +92,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="aic",
         help="family choice: aic (default), aicc, loo (leave-one-out rmse)",
     )
+
+
+def _add_scenario_options(p: argparse.ArgumentParser) -> None:
+    """The operator's numbers of the scenario the fits go into (or a template that has them)."""
     p.add_argument(
         "--template",
         metavar="SCENARIO",
@@ -113,6 +129,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             metavar="[TASK=]VALUE",
             help=f"{what}; for TASK or every task; repeatable",
         )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """Where the scenario goes, how the report is printed, and the progress bar."""
     p.add_argument(
         "--output",
         "-o",

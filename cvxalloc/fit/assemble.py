@@ -73,16 +73,62 @@ def build_scenario(
         The assembled scenario is invalid (e.g. probabilities not summing to 1).
     """
     service_fits = dict(service_fits or {})
-    if template is not None:
-        names = list(template.names)
-        unknown = [t for t in task_fits if t not in names]
-        if unknown:
-            raise MeasurementError(
-                f'measured task "{unknown[0]}" is not in the template scenario '
-                f"(its tasks: {', '.join(names)})"
-            )
-    else:
-        names = list(task_fits)
+    names = _task_names(task_fits, template)
+    lam, gamma = _rates(arrival_rate, latency_weight, template)
+    _check_probability(probability, names)
+    given = {
+        "weight": weight,
+        "min_tokens": min_tokens,
+        "max_tokens": max_tokens,
+        "base": base,
+        "per_token": per_token,
+        "scv": scv,
+    }
+    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS}
+    blocks: list[tuple[AccuracyFamily, np.ndarray]] = []
+    for i, task in enumerate(names):
+        it = names.index(task) if template is not None else None
+        tf = task_fits.get(task)
+        sf = service_fits.get(task, service_fits.get(POOLED))
+        row = _task_row(task, it, len(names), tf, sf, template, probability, given)
+        for key in _COLUMNS:
+            cols[key].append(row[key])
+        curve = _task_curve(task, it, tf, row["max_tokens"], template, notes)
+        blocks.append((curve, np.array([i])))
+    return _scenario(names, cols, blocks, lam, gamma, template)
+
+
+#: The per-task columns of the scenario, in the order they are filled.
+_COLUMNS = (
+    "probability",
+    "weight",
+    "min_tokens",
+    "max_tokens",
+    "base",
+    "per_token",
+    "scv",
+    "variance",
+)
+
+
+def _task_names(task_fits: Mapping[str, TaskFit], template) -> list[str]:
+    """The template's tasks (every measured task must be one), else the measured ones."""
+    if template is None:
+        return list(task_fits)
+    names = list(template.names)
+    unknown = [t for t in task_fits if t not in names]
+    if unknown:
+        raise MeasurementError(
+            f'measured task "{unknown[0]}" is not in the template scenario '
+            f"(its tasks: {', '.join(names)})"
+        )
+    return names
+
+
+def _rates(
+    arrival_rate: float | None, latency_weight: float | None, template
+) -> tuple[float, float]:
+    """``(arrival_rate, latency_weight)``: given, else the template's; required."""
     lam = (
         arrival_rate
         if arrival_rate is not None
@@ -97,86 +143,107 @@ def build_scenario(
         raise MeasurementError("arrival_rate is required (give --arrival-rate or --template)")
     if gamma is None:
         raise MeasurementError("latency_weight is required (give --latency-weight or --template)")
-    n = len(names)
-    if probability is not None:
-        missing = [t for t in names if t not in probability]
-        if missing:
-            raise MeasurementError(
-                f'probability missing for task "{missing[0]}" '
-                "(give --probability TASK=P for every task)"
-            )
-        extra = [t for t in probability if t not in names]
-        if extra:
-            raise MeasurementError(
-                f'probability given for unknown task "{extra[0]}" (tasks: {", ".join(names)})'
-            )
+    return lam, gamma
 
-    def tmpl(attr: str, i_t: int | None, default: Any) -> Any:
-        if template is None or i_t is None:
-            return default
-        return float(getattr(template, attr)[i_t])
 
-    cols: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "probability",
-            "weight",
-            "min_tokens",
+def _check_probability(probability: Mapping[str, float] | None, names: list[str]) -> None:
+    """A given mix names every task and no other."""
+    if probability is None:
+        return
+    missing = [t for t in names if t not in probability]
+    if missing:
+        raise MeasurementError(
+            f'probability missing for task "{missing[0]}" '
+            "(give --probability TASK=P for every task)"
+        )
+    extra = [t for t in probability if t not in names]
+    if extra:
+        raise MeasurementError(
+            f'probability given for unknown task "{extra[0]}" (tasks: {", ".join(names)})'
+        )
+
+
+def _from_template(template, attr: str, it: int | None, default: Any) -> Any:
+    """The template's value of a per-task column for task ``it``, else ``default``."""
+    if template is None or it is None:
+        return default
+    return float(getattr(template, attr)[it])
+
+
+def _task_row(
+    task: str,
+    it: int | None,
+    n: int,
+    tf: TaskFit | None,
+    sf: ServiceFit | None,
+    template,
+    probability: Mapping[str, float] | None,
+    given: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One task's column values (argument, else fit, else template, else default)."""
+
+    def tmpl(attr: str, default: Any) -> Any:
+        return _from_template(template, attr, it, default)
+
+    hi_default = float(tf.data.tokens.max()) if tf is not None else None
+    row = {
+        "probability": (
+            probability[task] if probability is not None else tmpl("probability", 1.0 / n)
+        ),
+        "weight": _per_task("weight", given["weight"], task, tmpl("weight", 1.0)),
+        "min_tokens": _per_task("min_tokens", given["min_tokens"], task, tmpl("min_tokens", 0.0)),
+        "max_tokens": _per_task(
             "max_tokens",
-            "base",
-            "per_token",
-            "scv",
-            "variance",
-        )
-    }
-    blocks: list[tuple[AccuracyFamily, np.ndarray]] = []
-    for i, task in enumerate(names):
-        it = names.index(task) if template is not None else None
-        tf = task_fits.get(task)
-        cols["probability"].append(
-            probability[task] if probability is not None else tmpl("probability", it, 1.0 / n)
-        )
-        cols["weight"].append(_per_task("weight", weight, task, tmpl("weight", it, 1.0)))
-        cols["min_tokens"].append(
-            _per_task("min_tokens", min_tokens, task, tmpl("min_tokens", it, 0.0))
-        )
-        hi_default = float(tf.data.tokens.max()) if tf is not None else None
-        hi = _per_task(
-            "max_tokens",
-            max_tokens,
+            given["max_tokens"],
             task,
-            hi_default if template is None else tmpl("max_tokens", it, hi_default),
-        )
-        cols["max_tokens"].append(hi)
-        sf = service_fits.get(task, service_fits.get(POOLED))
-        for key in ("base", "per_token", "scv"):
-            arg = {"base": base, "per_token": per_token, "scv": scv}[key]
-            val = _per_task(key, arg, task, None)
-            if val is None and sf is not None:
-                val = getattr(sf, key)
-            if val is None:
-                val = tmpl(key, it, 0.0 if key != "per_token" else None)
-            if val is None:
-                raise MeasurementError(
-                    f'task "{task}": no service time: give a service CSV with rows for it '
-                    "(or pooled rows), --per-token, or --template"
-                )
-            cols[key].append(float(val))
-        cols["variance"].append(tmpl("variance", it, 0.0) if sf is None else 0.0)
-        if tf is not None:
-            note = tf.restrict_to(float(hi))
-            if notes is not None:
-                if note:
-                    notes.append(note)
-                if hi > tf.data.tokens.max():
-                    notes.append(
-                        f'task "{task}": max_tokens {hi:g} extrapolates the curve '
-                        f"beyond the largest measured budget {tf.data.tokens.max():g}"
-                    )
-            blocks.append((tf.best.curve(), np.array([i])))
-        else:
-            fam, j = template.accuracy.family_of(it)
-            blocks.append((fam.take(np.array([j])) if len(fam) > 1 else fam, np.array([i])))
+            hi_default if template is None else tmpl("max_tokens", hi_default),
+        ),
+    }
+    for key in ("base", "per_token", "scv"):
+        val = _per_task(key, given[key], task, None)
+        if val is None and sf is not None:
+            val = getattr(sf, key)
+        if val is None:
+            val = tmpl(key, 0.0 if key != "per_token" else None)
+        if val is None:
+            raise MeasurementError(
+                f'task "{task}": no service time: give a service CSV with rows for it '
+                "(or pooled rows), --per-token, or --template"
+            )
+        row[key] = float(val)
+    row["variance"] = tmpl("variance", 0.0) if sf is None else 0.0
+    return row
+
+
+def _task_curve(
+    task: str, it: int | None, tf: TaskFit | None, hi: float, template, notes: list[str] | None
+) -> AccuracyFamily:
+    """A measured task's fitted curve (valid up to ``hi``, noted), else the template's."""
+    if tf is None:
+        fam, j = template.accuracy.family_of(it)
+        return fam.take(np.array([j])) if len(fam) > 1 else fam
+    note = tf.restrict_to(float(hi))
+    if notes is not None:
+        if note:
+            notes.append(note)
+        if hi > tf.data.tokens.max():
+            notes.append(
+                f'task "{task}": max_tokens {hi:g} extrapolates the curve '
+                f"beyond the largest measured budget {tf.data.tokens.max():g}"
+            )
+    return tf.best.curve()
+
+
+def _scenario(
+    names: list[str],
+    cols: Mapping[str, list[float]],
+    blocks: list[tuple[AccuracyFamily, np.ndarray]],
+    lam: float,
+    gamma: float,
+    template,
+) -> Scenario:
+    """The scenario of the columns and curves (levels, steps and constraints from the template)."""
+    n = len(names)
     return Scenario(
         names=names,
         **{k: np.array(v, dtype=float) for k, v in cols.items()},

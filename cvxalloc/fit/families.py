@@ -402,6 +402,39 @@ def fit_family(
     (0.8, 1500.0)
     """
     where = f'task "{task}": ' if task else ""
+    fixed = _checked_fixed(family, fixed, where)
+    t = np.asarray(tokens, dtype=float)
+    y = np.asarray(accuracy, dtype=float)
+    n_tr = None if trials is None else np.asarray(trials, dtype=float)
+    par = _Param(family, fixed)
+    k, n = len(par.free), len(t)
+    _check_points(family, par.free, t, where)
+    params, w = _solve(family, t, y, n_tr, fixed)
+    params = {key: params[key] for key in FAMILIES[family].params}
+    resid = _model(family, params, t) - y
+    rss = float(resid @ resid)
+    chi2 = float((resid**2) @ w) if n_tr is not None else None
+    se = _stderr(family, params, par.free, t, y, w, scale_by_residuals=n_tr is None)
+    aic, aicc = _information_criteria(rss, chi2, n, k)
+    return FamilyFit(
+        family=family,
+        params=params,
+        stderr={key: se.get(key, 0.0) for key in FAMILIES[family].params},
+        fixed=tuple(sorted(fixed)),
+        n_points=n,
+        n_params=k,
+        weighted=n_tr is not None,
+        rss=rss,
+        chi2=chi2,
+        aic=aic,
+        aicc=aicc,
+        loo_rmse=_loo_rmse(family, t, y, n_tr, fixed, params, w, k) if loo else math.nan,
+        at_bound=_at_bound(par, params),
+    )
+
+
+def _checked_fixed(family: str, fixed: Mapping[str, float] | None, where: str) -> dict[str, float]:
+    """The fixed parameters as a dict, after checking the family and its parameter names."""
     if family not in FAMILIES:
         raise MeasurementError(
             f"{where}unknown family {family!r}; use one of " + ", ".join(FAMILIES)
@@ -413,15 +446,16 @@ def fit_family(
                 f"{where}{family} has no parameter {key!r} to fix "
                 f"(its parameters: {', '.join(FAMILIES[family].params)})"
             )
-    t = np.asarray(tokens, dtype=float)
-    y = np.asarray(accuracy, dtype=float)
-    n_tr = None if trials is None else np.asarray(trials, dtype=float)
-    par = _Param(family, fixed)
-    k, n = len(par.free), len(t)
+    return fixed
+
+
+def _check_points(family: str, free: list[str], t: np.ndarray, where: str) -> None:
+    """At least as many points, and distinct budgets, as free parameters."""
+    k, n = len(free), len(t)
     if n < k:
         raise MeasurementError(
             f"{where}{n} measurement(s), fewer than the {k} free parameters of the {family} "
-            f"family ({', '.join(par.free)}); add measurements at more budgets or fix a "
+            f"family ({', '.join(free)}); add measurements at more budgets or fix a "
             "parameter"
         )
     if len(np.unique(t)) < min(k, n):
@@ -429,58 +463,60 @@ def fit_family(
             f"{where}the {family} family needs measurements at >= {k} "
             f"distinct budgets (got {len(np.unique(t))})"
         )
-    params, w = _solve(family, t, y, n_tr, fixed)
-    params = {key: params[key] for key in FAMILIES[family].params}
-    resid = _model(family, params, t) - y
-    rss = float(resid @ resid)
-    chi2 = float((resid**2) @ w) if n_tr is not None else None
-    se = _stderr(family, params, par.free, t, y, w, scale_by_residuals=n_tr is None)
-    stderr = {key: se.get(key, 0.0) for key in FAMILIES[family].params}
-    # AIC up to a constant shared by the families fitted to the same data.
-    if n_tr is not None:
+
+
+def _information_criteria(rss: float, chi2: float | None, n: int, k: int) -> tuple[float, float]:
+    """AIC (up to a constant shared by the families fitted to the same data) and AICc."""
+    if chi2 is not None:
         aic = chi2 + 2 * k
     else:
         aic = n * math.log(max(rss, 1e-300) / n) + 2 * k
     aicc = aic + 2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf
-    loo_rmse = math.nan
-    if loo and n > k and n >= 3:
-        errs = []
-        for j in range(n):
-            keep = np.arange(n) != j
-            if len(np.unique(t[keep])) < k:
-                continue
-            # one pass from the full fit, with its binomial weights held fixed
-            pj, _ = _solve(
-                family,
-                t[keep],
-                y[keep],
-                None if n_tr is None else n_tr[keep],
-                fixed,
-                start=params,
-                weights=w[keep],
-            )
-            errs.append(float(_model(family, pj, t[j : j + 1])[0] - y[j]))
-        if errs:
-            loo_rmse = math.sqrt(float(np.mean(np.square(errs))))
+    return aic, aicc
+
+
+def _loo_rmse(
+    family: str,
+    t: np.ndarray,
+    y: np.ndarray,
+    n_tr: np.ndarray | None,
+    fixed: Mapping[str, float],
+    params: dict[str, float],
+    w: np.ndarray,
+    k: int,
+) -> float:
+    """Leave-one-out prediction error: each point predicted by a refit without it.
+
+    Each refit is one pass from the full fit, with its binomial weights held
+    fixed. NaN when there are too few points (``n <= k`` or ``n < 3``).
+    """
+    n = len(t)
+    if not (n > k and n >= 3):
+        return math.nan
+    errs = []
+    for j in range(n):
+        keep = np.arange(n) != j
+        if len(np.unique(t[keep])) < k:
+            continue
+        pj, _ = _solve(
+            family,
+            t[keep],
+            y[keep],
+            None if n_tr is None else n_tr[keep],
+            fixed,
+            start=params,
+            weights=w[keep],
+        )
+        errs.append(float(_model(family, pj, t[j : j + 1])[0] - y[j]))
+    return math.sqrt(float(np.mean(np.square(errs)))) if errs else math.nan
+
+
+def _at_bound(par: _Param, params: Mapping[str, float]) -> list[str]:
+    """Parameters that ended on a bound of the valid region."""
     lo_b, hi_b = par.bounds()
     u = par.internal(params)
-    at_bound = [
+    return [
         ("floor" if c == "ratio" else c)
         for c, x, lo, hi in zip(par.coords, u, lo_b, hi_b)
         if (np.isfinite(lo) and x <= lo + 1e-7) or (np.isfinite(hi) and x >= hi - 1e-7)
     ]
-    return FamilyFit(
-        family=family,
-        params=params,
-        stderr=stderr,
-        fixed=tuple(sorted(fixed)),
-        n_points=n,
-        n_params=k,
-        weighted=n_tr is not None,
-        rss=rss,
-        chi2=chi2,
-        aic=aic,
-        aicc=aicc,
-        loo_rmse=loo_rmse,
-        at_bound=at_bound,
-    )
