@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 
 from ._reduce import dot
+from ._source import source
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
 from .queue.batching import CapacityCurve, capacity_curve
-from .scenario_format import scenario_fields, scenario_structure
+from .scenario_format import scenario_fields, scenario_structure, without_defaults
 
 __all__ = ["Scenario", "PROBABILITY_TOL"]
 
 #: Probabilities must sum to 1 within this tolerance (no silent renormalization).
 PROBABILITY_TOL = 1e-9
+#: Scenarios with at most this many types have a repr that rebuilds them; larger
+#: ones a summary (see :meth:`Scenario.__repr__`).
+REPR_MAX_TYPES = 50
 #: Largest token budget accepted: far beyond any model's context, small enough that
 #: squared service times and the solvers' brackets stay in float range.
 MAX_TOKENS = 1e12
@@ -147,11 +151,41 @@ class Scenario:
     def __len__(self) -> int:
         return self.n
 
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
     def __repr__(self) -> str:
-        server = "" if self.server is None else ", server='batching'"
+        """Python source that rebuilds the scenario, up to :data:`REPR_MAX_TYPES` (50) types.
+
+        Up to that size the repr is ``Scenario.from_dict({...})`` with the file
+        structure of :meth:`to_dict` (keys at their defaults left out, every float
+        exact), so ``eval`` with :class:`Scenario` in scope gives back a scenario
+        with the same ``to_dict()``, and a failing test's output can be pasted
+        back. Beyond it, source would be too long to read, so the repr is a
+        summary in angle brackets (not source) that says so; serialize such a
+        scenario with ``sc.to_dict()`` (or :func:`cvxalloc.io.scenario_toml`).
+
+        >>> from cvxalloc.accuracy import Exponential
+        >>> sc = Scenario.from_arrays(probability=[1.0], max_tokens=100.0, per_token=0.01,
+        ...     accuracy=Exponential(floor=0.1, ceiling=0.9, scale=50.0),
+        ...     arrival_rate=0.5, latency_weight=0.01)
+        >>> sc  # doctest: +NORMALIZE_WHITESPACE
+        Scenario.from_dict({'queue': {'arrival_rate': 0.5, 'latency_weight': 0.01},
+          'task': [{'name': 'type0', 'probability': 1.0, 'max_tokens': 100.0,
+          'service': {'per_token': 0.01},
+          'accuracy': {'model': 'exponential', 'floor': 0.1, 'ceiling': 0.9, 'scale': 50.0}}]})
+        >>> eval(repr(sc)).to_dict() == sc.to_dict()
+        True
+        """
+        if self.n <= REPR_MAX_TYPES:
+            return f"Scenario.from_dict({source(without_defaults(self.to_dict()))})"
+        server = "" if self.server is None else ", batching server"
         return (
-            f"Scenario(n={self.n}, arrival_rate={self.arrival_rate:g}, "
-            f"latency_weight={self.latency_weight:g}, arrival_scv={self.arrival_scv:g}{server})"
+            f"<Scenario of {self.n:,} types (a summary, not source; sc.to_dict() serializes "
+            f"it): arrival_rate={source(self.arrival_rate)}, "
+            f"latency_weight={source(self.latency_weight)}, "
+            f"arrival_scv={source(self.arrival_scv)}{server}>"
         )
 
     @property

@@ -13,6 +13,7 @@ fix); :func:`scenario_structure` is the inverse. :meth:`Scenario.from_dict` and
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,14 @@ from .accuracy import FAMILIES, AccuracyCurves
 from .constraints import constraints_from_file
 from .errors import ScenarioError
 
-__all__ = ["scenario_fields", "scenario_structure", "unknown_key", "number", "table"]
+__all__ = [
+    "scenario_fields",
+    "scenario_structure",
+    "without_defaults",
+    "unknown_key",
+    "number",
+    "table",
+]
 
 #: Keys of [queue]; ``None`` marks a required key, anything else is its default.
 _QUEUE_KEYS = {"arrival_rate": None, "latency_weight": None, "arrival_scv": 1.0}
@@ -246,3 +254,49 @@ def scenario_structure(scenario) -> dict[str, Any]:
     if sc.server is not None:
         out["server"] = sc.server.to_dict()
     return out if sc.constraints is None else sc.constraints.write_dict(out)
+
+
+def without_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A scenario structure without the keys that hold their default value.
+
+    :func:`scenario_fields` reads both the same way (a default is the value of
+    a missing key), so this is the shortest structure of the same scenario:
+    what ``repr(scenario)`` writes. Only exact defaults go (``-0.0`` stays).
+
+    >>> without_defaults({"queue": {"arrival_rate": 0.5, "latency_weight": 0.0,
+    ...     "arrival_scv": 1.0}, "task": [{"name": "a", "probability": 1.0, "weight": 1.0,
+    ...     "min_tokens": -0.0, "max_tokens": 10.0, "service": {"base": 0.0, "per_token": 0.1},
+    ...     "accuracy": {"model": "power", "floor": 0.1, "ceiling": 0.9, "scale": 5.0,
+    ...     "exponent": 1.0}}]})  # doctest: +NORMALIZE_WHITESPACE
+    {'queue': {'arrival_rate': 0.5, 'latency_weight': 0.0},
+     'task': [{'name': 'a', 'probability': 1.0, 'min_tokens': -0.0, 'max_tokens': 10.0,
+               'service': {'per_token': 0.1},
+               'accuracy': {'model': 'power', 'floor': 0.1, 'ceiling': 0.9, 'scale': 5.0}}]}
+    """
+    out = dict(data)
+    out["queue"] = _drop(data["queue"], _QUEUE_KEYS)
+    tasks = []
+    for raw in data["task"]:
+        task = _drop(raw, _TASK_KEYS)
+        if "step" in task and _is(task["step"], 1.0):
+            del task["step"]
+        task["service"] = _drop(raw["service"], _SERVICE_KEYS)
+        acc = raw["accuracy"]
+        task["accuracy"] = _drop(acc, FAMILIES[acc["model"]].defaults)
+        tasks.append(task)
+    out["task"] = tasks
+    return out
+
+
+def _drop(table: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``table`` without the keys whose value is exactly their (non-None) default."""
+    return {k: v for k, v in table.items() if defaults.get(k) is None or not _is(v, defaults[k])}
+
+
+def _is(value: Any, default: float) -> bool:
+    """Whether ``value`` is the float ``default`` bit for bit (so ``-0.0`` is not ``0.0``)."""
+    return (
+        isinstance(value, float)
+        and value == default
+        and math.copysign(1.0, value) == math.copysign(1.0, default)
+    )

@@ -169,4 +169,4 @@ def test_log_accuracy_above_one_is_rejected():
 
 
 def test_repr(example):
-    assert repr(example).startswith("Scenario(n=5")
+    assert repr(example).startswith("Scenario.from_dict({")  # more in test_reprs.py
