@@ -7,11 +7,13 @@ gives every figure of an allocation at once; :func:`utility`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from ._reduce import dot
+from ._source import REPR_MAX, source
 from .queue import Latency
 
 __all__ = ["Evaluation", "evaluate", "utility", "gradient", "hessian_parts", "Objective"]
@@ -55,6 +57,32 @@ class Evaluation:
     def stable(self) -> bool:
         """Whether ``rho < 1``."""
         return self.utilization < 1
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the evaluation (with ``np`` and ``Evaluation`` in scope).
+
+        Every float exact (``float('inf')`` when unstable); arrays summarized
+        (not source) beyond 100 types.
+
+        >>> Evaluation(np.array([1.0]), 0.5, 0.75, np.array([0.75]), np.array([2.0]),
+        ...            float("inf"), 1.5, 2.0, 4.0)  # doctest: +NORMALIZE_WHITESPACE
+        Evaluation(tokens=np.array([1.0]), objective=0.5, accuracy=0.75,
+                   type_accuracy=np.array([0.75]), service_time=np.array([2.0]),
+                   mean_system_time=float('inf'), utilization=1.5, m1=2.0, m2=4.0)
+        """
+        args = ", ".join(f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self))
+        return f"Evaluation({args})"
+
+
+def ndarray_source(value: Any) -> str:
+    """``value`` as source, an ndarray as ``np.array([...])`` (summarized beyond 100 entries)."""
+    if not isinstance(value, np.ndarray):
+        return source(value)
+    return source(value) if value.size > REPR_MAX else f"np.array({source(value.tolist())})"
 
 
 class Objective:

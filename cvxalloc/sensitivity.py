@@ -28,14 +28,14 @@ one-sided derivatives; they are listed in :attr:`Sensitivity.kinks`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from .certificate import certify, relative_scale
 from .errors import CvxallocError
-from .objective import Objective
+from .objective import Objective, ndarray_source
 from .polish import newton_direction, polish
 
 __all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES", "OPTIMALITY_RTOL"]
@@ -71,6 +71,20 @@ class Derivative:
     mean_system_time: float
     utilization: float
     accuracy: float
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the derivative (with ``np`` and ``Derivative`` in scope).
+
+        >>> Derivative(np.array([2.5, 0.0]), -0.125, 0.5, 0.25, 0.0)
+        Derivative(tokens=np.array([2.5, 0.0]), objective=-0.125, mean_system_time=0.5, \
+utilization=0.25, accuracy=0.0)
+        """
+        args = ", ".join(f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self))
+        return f"Derivative({args})"
 
 
 @dataclass
@@ -109,6 +123,23 @@ class Sensitivity:
     arrival_scv: Derivative | None = None
     mix: list[Derivative] | None = None
     _objective: Objective | None = field(default=None, repr=False)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the sensitivity (its scenario's repr inside).
+
+        ``eval`` needs ``np``, :class:`Sensitivity`, :class:`Derivative` and
+        :class:`~cvxalloc.Scenario` in scope; it is source as long as the
+        scenario's repr is (up to 50 types) and arrays are written out (up to
+        100 entries; the mix matrix has N rows of N).
+        """
+        args = ", ".join(
+            f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self) if f.repr
+        )
+        return f"Sensitivity({args})"
 
     # --- convenient names ------------------------------------------------
     @property

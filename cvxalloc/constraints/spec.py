@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._source import REPR_MAX, source
 from ..certificate import Certificate
 from ..objective import Objective
 from .certificate import certify_constrained
@@ -84,6 +85,30 @@ class Constraints:
                     )
                 m.setflags(write=False)
             self.min_accuracy = m
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the constraints (the ones set; NaN where a task has none).
+
+        ``min_accuracy`` is summarized (not source) beyond 100 tasks.
+
+        >>> Constraints(max_mean_system_time=30, min_accuracy=[0.5, float("nan")])
+        Constraints(max_mean_system_time=30.0, min_accuracy=[0.5, float('nan')])
+        """
+        args = [f"{k}={source(getattr(self, k))}" for k in TERMS if getattr(self, k) is not None]
+        m = self.min_accuracy
+        if m is not None and m.size > REPR_MAX:
+            set_ = m[~np.isnan(m)]
+            args.append(
+                f"min_accuracy=<{m.size} values, {set_.size} set, in "
+                f"[{set_.min():g}, {set_.max():g}]>"
+            )
+        elif m is not None:
+            args.append(f"min_accuracy={source(m)}")
+        return f"Constraints({', '.join(args)})"
 
     # --- structure ----------------------------------------------------------
     @property

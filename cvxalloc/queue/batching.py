@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from .._roots import brentq
+from .._source import source
 from ..errors import ScenarioError, UnstableError
 
 __all__ = ["BatchingQueue", "CapacityCurve", "TangentCuts", "capacity_curve"]
@@ -330,6 +331,22 @@ class BatchingQueue:
         object.__setattr__(self, "concurrency", curve.concurrency)
         object.__setattr__(self, "speedup", curve.speedup)
         object.__setattr__(self, "arrival_rate", float(self.arrival_rate))
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the queue (its curve as the two lists).
+
+        >>> BatchingQueue(0.5, [1, 2], [1.0, 1.5])
+        BatchingQueue(arrival_rate=0.5, concurrency=(1, 2), speedup=(1.0, 1.5))
+        """
+        name = "" if self.name == "batching" else f", name={self.name!r}"
+        return (
+            f"BatchingQueue(arrival_rate={source(self.arrival_rate)}, "
+            f"concurrency={source(self.concurrency)}, speedup={source(self.speedup)}{name})"
+        )
 
     @property
     def capacity(self) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._source import source
 from ..errors import UnstableError
 
 __all__ = ["FIFOQueue", "pollaczek_khinchine", "kingman"]
@@ -116,6 +117,25 @@ class FIFOQueue:
     #: The utilization ``lam m1 / capacity`` must stay below 1.
     capacity: float = 1.0
     name: str = "single"
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the queue (exact floats; defaults left out).
+
+        >>> FIFOQueue(0.5, arrival_scv=0.25)
+        FIFOQueue(arrival_rate=0.5, arrival_scv=0.25)
+        """
+        args = [f"arrival_rate={source(self.arrival_rate)}"]
+        if self.arrival_scv != 1.0:
+            args.append(f"arrival_scv={source(self.arrival_scv)}")
+        if self.capacity != 1.0:
+            args.append(f"capacity={source(self.capacity)}")
+        if self.name != "single":
+            args.append(f"name={self.name!r}")
+        return f"FIFOQueue({', '.join(args)})"
 
     @property
     def poisson(self) -> bool:

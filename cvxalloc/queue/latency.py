@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._reduce import dot
+from .._source import source
 from .batching import BatchingQueue
 from .fifo import FIFOQueue
 
@@ -48,6 +49,18 @@ class Moments:
     m1: float
     m2: float
     rho: float
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the moments (exact floats, ``float('inf')``).
+
+        >>> Moments(m1=1.5, m2=3.0, rho=float("inf"))
+        Moments(m1=1.5, m2=3.0, rho=float('inf'))
+        """
+        return f"Moments(m1={source(self.m1)}, m2={source(self.m2)}, rho={source(self.rho)})"
 
 
 class Latency:
