@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,6 +456,162 @@ def _check_tokens(scenario, tokens: Any) -> np.ndarray:
     return np.clip(t, scenario.min_tokens, scenario.max_tokens)
 
 
+def _check_run(confidence: float, chunk_size: int) -> None:
+    """The run parameters :func:`simulate` and :func:`simulate_replay` both take."""
+    if not 0 < confidence < 1:
+        raise ScenarioError(f"confidence must be in (0, 1) (got {confidence})")
+    if chunk_size < 1:
+        raise ScenarioError(f"chunk_size must be >= 1 (got {chunk_size})")
+
+
+class _FifoServer:
+    """The draws of one FIFO server, chunk by chunk, and what a chunk hands to the next.
+
+    :meth:`serve` draws a chunk's service times and correctness from ``rng`` (in
+    that order) and solves its waits, carrying the last wait and service over;
+    ``busy`` sums the service times since :meth:`reset` (an empty system).
+    """
+
+    def __init__(
+        self,
+        mean: np.ndarray,
+        scv: Any,
+        variance: Any,
+        accuracy: np.ndarray,
+        weight: np.ndarray,
+    ) -> None:
+        self.mean = mean
+        self.scv = np.asarray(scv, dtype=float)
+        self.variance = np.asarray(variance, dtype=float)
+        self.shape, self.scale, self.det = service_distribution(mean, self.scv, self.variance)
+        self.accuracy, self.weight = accuracy, weight
+        self.reset()
+
+    @classmethod
+    def of(cls, scenario, tokens: np.ndarray, deterministic: bool = False) -> _FifoServer:
+        """The scenario's server under ``tokens`` (every service its mean if ``deterministic``)."""
+        zeros = np.zeros(scenario.n)
+        return cls(
+            scenario.service_time(tokens),
+            zeros if deterministic else scenario.scv,
+            zeros if deterministic else scenario.variance,
+            np.clip(scenario.accuracy.value(tokens), 0.0, 1.0),
+            np.asarray(scenario.weight, dtype=float),
+        )
+
+    def reset(self) -> None:
+        self.prev_wait = self.prev_service = 0.0
+        self.busy = 0.0
+
+    def serve(
+        self, rng: np.random.Generator, types: np.ndarray, gaps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Waits, service times and scores (``w_type x correct``) of one chunk of queries."""
+        serv = sample_service(rng, types, self.mean, self.shape, self.scale, self.det)
+        correct = rng.random(types.size) < self.accuracy[types]
+        wait = lindley_waits(gaps, serv, self.prev_wait, self.prev_service)
+        self.prev_wait, self.prev_service = float(wait[-1]), float(serv[-1])
+        self.busy += float(serv.sum())
+        return wait, serv, self.weight[types] * correct
+
+    def utilization(self, span: float) -> float:
+        """Busy fraction up to the last departure, the last arrival ``span`` after time 0."""
+        busy_end = span + self.prev_wait + self.prev_service
+        return self.busy / busy_end if busy_end > 0 else 0.0
+
+    def moments(self, mix: np.ndarray) -> tuple[float, float]:
+        """First two moments of the service time of a query drawn from ``mix``."""
+        m1 = float(mix @ self.mean)
+        m2 = float(mix @ ((1 + self.scv) * self.mean**2 + self.variance))
+        return m1, m2
+
+
+class _Kept:
+    """What the statistics keep of the queries ``warmup .. end - 1`` of each replication.
+
+    System times go to ``records`` (float32, one block per replication, for the
+    percentiles); waits, scores and squared scores are summed over the run,
+    system times and scores also per replication (``rep_system``,
+    ``rep_score``); with ``scores``, one replication's scores are recorded too.
+    """
+
+    def __init__(self, warmup: int, end: int, replications: int = 1, scores: bool = False):
+        self.warmup, self.end = warmup, end
+        self.records = np.empty(replications * (end - warmup), dtype=np.float32)
+        self.scores = np.empty(end - warmup) if scores else None
+        self.wait = self.score = self.score_sq = 0.0
+        self.replication(0)
+
+    def replication(self, r: int) -> None:
+        """Start replication ``r`` (its records and per-replication sums)."""
+        self.offset = r * (self.end - self.warmup)
+        self.rep_system = self.rep_score = 0.0
+
+    def add(self, start: int, wait: np.ndarray, serv: np.ndarray, score: np.ndarray) -> None:
+        """A chunk of queries from query ``start`` on: keep its part in ``[warmup, end)``."""
+        lo, hi = max(start, self.warmup), min(start + wait.size, self.end)
+        if lo >= hi:
+            return
+        a, b = lo - start, hi - start
+        at = lo - self.warmup
+        system = wait[a:b] + serv[a:b]
+        self.records[self.offset + at : self.offset + at + b - a] = system
+        self.rep_system += float(system.sum())
+        self.wait += float(wait[a:b].sum())
+        kept = score[a:b]
+        s = float(kept.sum())
+        self.rep_score += s
+        self.score += s
+        self.score_sq += float(kept @ kept)
+        if self.scores is not None:
+            self.scores[at : at + b - a] = kept
+
+    def fields(self, confidence: float) -> dict[str, Any]:
+        """Result fields of the kept queries: mean wait, system-time percentiles, accuracy.
+
+        The accuracy's interval is that of independent draws (correctness is
+        independent across queries).
+        """
+        total = self.records.size
+        a_mean = self.score / total
+        a_var = max(self.score_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
+        z = special.stdtrit(max(total - 1, 1), 0.5 + confidence / 2)
+        a_half = z * math.sqrt(a_var / total)
+        p50, p95, p99 = np.percentile(self.records, [50, 95, 99])
+        return {
+            "mean_waiting_time": self.wait / total,
+            "percentiles": {"p50": float(p50), "p95": float(p95), "p99": float(p99)},
+            "accuracy": a_mean,
+            "accuracy_ci": (a_mean - a_half, a_mean + a_half),
+        }
+
+
+def _mean_fields(
+    system: np.ndarray,
+    score: np.ndarray,
+    gamma: float,
+    confidence: float,
+    exact: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Result fields from batch (or replication) means of system time and score.
+
+    The intervals are Student-t on those means, centered on ``exact`` (mean
+    system time and utility) when given, else on the mean of the means.
+    """
+    utility = score - gamma * system
+    if exact is None:
+        w_mean, u_mean = float(system.mean()), float(utility.mean())
+    else:
+        w_mean, u_mean = exact
+    return {
+        "mean_system_time": w_mean,
+        "mean_system_time_ci": _interval(w_mean, system, confidence),
+        "utility": u_mean,
+        "utility_ci": _interval(u_mean, utility, confidence),
+        "batch_means": {"system": system, "score": score, "utility": utility},
+    }
+
+
 def simulate(
     scenario,
     tokens: Any,
@@ -508,6 +666,46 @@ def simulate(
         exists to measure.
     """
     sc = scenario
+    t, queries, warmup, batches = _check_simulate(
+        sc, tokens, queries, warmup, batches, confidence, chunk_size
+    )
+    ev = Objective(sc).evaluate(t)
+    if ev.utilization >= 1:
+        raise UnstableError(
+            f"allocation is unstable (utilization {ev.utilization:.4g} >= 1): the queue "
+            "grows without bound; lower the budgets or the arrival rate"
+        )
+    server = _FifoServer.of(sc, t)
+    bm = _Batches(warmup, (queries - warmup) // batches, batches)
+    kept = _Kept(warmup, bm.end)
+    rng = np.random.default_rng(seed)
+    with _progress(progress, queries, chunk_size) as bar:
+        clock = time.perf_counter()
+        span = _poisson_chunks(rng, sc, server, queries, chunk_size, bm, kept, bar)
+    elapsed = time.perf_counter() - clock
+    return SimulationResult(
+        tokens=t,
+        names=list(sc.names),
+        queries=queries,
+        warmup=warmup,
+        batches=batches,
+        seed=seed,
+        confidence=confidence,
+        **_mean_fields(bm.means("system"), bm.means("score"), sc.latency_weight, confidence),
+        **kept.fields(confidence),
+        utilization=server.utilization(span),
+        mean_system_time_model=float(ev.mean_system_time),
+        accuracy_model=float(ev.accuracy),
+        utility_model=float(ev.objective),
+        utilization_model=float(ev.utilization),
+        elapsed=elapsed,
+    )
+
+
+def _check_simulate(
+    sc, tokens: Any, queries: int, warmup: int | None, batches: int, confidence, chunk_size
+) -> tuple[np.ndarray, int, int, int]:
+    """:func:`simulate`'s arguments checked: tokens, queries, warm-up, batches."""
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "simulate: this simulator serves one query at a time (FIFO) and the scenario has "
@@ -519,8 +717,7 @@ def simulate(
     warmup = queries // 10 if warmup is None else int(warmup)
     if sc.arrival_rate <= 0:
         raise ScenarioError("queue: arrival_rate must be > 0 to simulate (no queries arrive)")
-    if not 0 < confidence < 1:
-        raise ScenarioError(f"confidence must be in (0, 1) (got {confidence})")
+    _check_run(confidence, chunk_size)
     if batches < 2:
         raise ScenarioError(f"batches must be >= 2 (got {batches})")
     if warmup < 0 or queries - warmup < batches:
@@ -528,116 +725,54 @@ def simulate(
             f"queries ({queries}) minus warmup ({warmup}) must leave at least one query per "
             f"batch ({batches}); raise queries"
         )
-    if chunk_size < 1:
-        raise ScenarioError(f"chunk_size must be >= 1 (got {chunk_size})")
-    ev = Objective(sc).evaluate(t)
-    if ev.utilization >= 1:
-        raise UnstableError(
-            f"allocation is unstable (utilization {ev.utilization:.4g} >= 1): the queue "
-            "grows without bound; lower the budgets or the arrival rate"
-        )
+    return t, queries, warmup, batches
 
-    lam = sc.arrival_rate
-    mean = sc.service_time(t)
-    shape, scale, det = service_distribution(mean, sc.scv, sc.variance)
-    acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
-    draw_types = TypeSampler(sc.probability)
-    weight = sc.weight
 
-    size = (queries - warmup) // batches
-    bm = _Batches(warmup, size, batches)
-    kept = np.empty(batches * size, dtype=np.float32)
-    rng = np.random.default_rng(seed)
+@contextmanager
+def _progress(show: bool | None, total: int, chunk_size: int) -> Iterator[Any]:
+    """A tqdm bar on stderr, or None; by default shown on a terminal for more than one chunk."""
+    if show is None:
+        show = total > chunk_size and bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
 
-    if progress is None:
-        progress = queries > chunk_size and bool(getattr(sys.stderr, "isatty", lambda: False)())
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=queries,
-            unit="query",
-            unit_scale=True,
-            desc="simulate",
-            file=sys.stderr,
-            leave=False,
-        )
-
-    prev_w = prev_s = 0.0  # an empty system at time 0
-    busy = span = 0.0
-    wait_sum = 0.0
-    acc_sum = acc_sq = 0.0
-    clock = time.perf_counter()
-    try:
-        for start in range(0, queries, chunk_size):
-            m = min(chunk_size, queries - start)
-            gaps = rng.standard_exponential(m)
-            gaps /= lam
-            types = draw_types(rng, m)
-            serv = sample_service(rng, types, mean, shape, scale, det)
-            correct = rng.random(m) < acc[types]
-
-            wait = lindley_waits(gaps, serv, prev_w, prev_s)
-            prev_w, prev_s = float(wait[-1]), float(serv[-1])
-            system = wait + serv
-
-            busy += float(serv.sum())
-            span += float(gaps.sum())
-            score = weight[types] * correct
-            bm.add("system", start, system)
-            bm.add("score", start, score)
-            lo, hi = max(start, warmup), min(start + m, bm.end)
-            if lo < hi:
-                kept[lo - warmup : hi - warmup] = system[lo - start : hi - start]
-                wait_sum += float(wait[lo - start : hi - start].sum())
-                sc_kept = score[lo - start : hi - start]
-                acc_sum += float(sc_kept.sum())
-                acc_sq += float(sc_kept @ sc_kept)
-            if bar is not None:
-                bar.update(m)
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - clock
-
-    n_kept = batches * size
-    sys_means = bm.means("system")
-    score_means = bm.means("score")
-    gamma = sc.latency_weight
-    util_means = score_means - gamma * sys_means
-    w_mean = float(sys_means.mean())
-    a_mean = acc_sum / n_kept
-    u_mean = float(util_means.mean())
-    a_var = max(acc_sq / n_kept - a_mean**2, 0.0) * n_kept / max(n_kept - 1, 1)
-    z = special.stdtrit(max(n_kept - 1, 1), 0.5 + confidence / 2)
-    a_half = z * math.sqrt(a_var / n_kept)
-    p50, p95, p99 = np.percentile(kept, [50, 95, 99])
-    busy_end = span + prev_w + prev_s
-    return SimulationResult(
-        tokens=t,
-        names=list(sc.names),
-        queries=queries,
-        warmup=warmup,
-        batches=batches,
-        seed=seed,
-        confidence=confidence,
-        mean_system_time=w_mean,
-        mean_system_time_ci=_interval(w_mean, sys_means, confidence),
-        mean_waiting_time=wait_sum / n_kept,
-        percentiles={"p50": float(p50), "p95": float(p95), "p99": float(p99)},
-        accuracy=a_mean,
-        accuracy_ci=(a_mean - a_half, a_mean + a_half),
-        utility=u_mean,
-        utility_ci=_interval(u_mean, util_means, confidence),
-        utilization=busy / busy_end if busy_end > 0 else 0.0,
-        mean_system_time_model=float(ev.mean_system_time),
-        accuracy_model=float(ev.accuracy),
-        utility_model=float(ev.objective),
-        utilization_model=float(ev.utilization),
-        elapsed=elapsed,
-        batch_means={"system": sys_means, "score": score_means, "utility": util_means},
+    bar = tqdm(
+        total=total, unit="query", unit_scale=True, desc="simulate", file=sys.stderr, leave=False
     )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _poisson_chunks(
+    rng: np.random.Generator,
+    sc,
+    server: _FifoServer,
+    queries: int,
+    chunk_size: int,
+    bm: _Batches,
+    kept: _Kept,
+    bar: Any,
+) -> float:
+    """Serve ``queries`` Poisson arrivals chunk by chunk; the time of the last arrival."""
+    lam = sc.arrival_rate
+    draw_types = TypeSampler(sc.probability)
+    span = 0.0
+    for start in range(0, queries, chunk_size):
+        m = min(chunk_size, queries - start)
+        gaps = rng.standard_exponential(m)
+        gaps /= lam
+        wait, serv, score = server.serve(rng, draw_types(rng, m), gaps)
+        span += float(gaps.sum())
+        bm.add("system", start, wait + serv)
+        bm.add("score", start, score)
+        kept.add(start, wait, serv, score)
+        if bar is not None:
+            bar.update(m)
+    return span
 
 
 # --------------------------------------------------------------------------
@@ -866,6 +1001,66 @@ def simulate_replay(
     (0.5, 'replications')
     """
     sc = scenario
+    t, times, type_idx, where, log_tokens = _replay_input(sc, tokens, arrival_times, types, source)
+    n = times.size
+    replications, batches, warmup = _check_replay(
+        n, service, replications, batches, warmup, confidence, chunk_size
+    )
+
+    # what is simulated: the scenario's mix, or the log's types, at the replay's time scale
+    server = _FifoServer.of(sc, t, deterministic=service == "deterministic")
+    mix = sc.probability if type_idx is None else np.bincount(type_idx, minlength=sc.n) / n
+    mix = np.asarray(mix, dtype=float)
+    m1, m2 = server.moments(mix)
+    gaps, clock = _replay_clock(times, m1, target_utilization)
+    lam = clock["rate"]
+    w_model, u_model = _replay_model(sc, t, service, mix, type_idx is not None, lam)
+
+    kept = _Kept(warmup, n, replications, scores=replications == 1)
+    started = time.perf_counter()
+    rep_sys, rep_score, utilization = _replay_runs(
+        np.random.SeedSequence(seed).spawn(replications),
+        server,
+        gaps,
+        type_idx,
+        TypeSampler(sc.probability) if type_idx is None else None,
+        chunk_size,
+        kept,
+        span=float(times[-1] - times[0]) * clock["rescale"],
+    )
+    elapsed = time.perf_counter() - started
+    return ReplayResult(
+        tokens=t,
+        names=list(sc.names),
+        queries=n,
+        warmup=warmup,
+        batches=replications if replications >= 2 else batches,
+        seed=seed,
+        confidence=confidence,
+        **_replay_means(rep_sys, rep_score, kept, batches, sc.latency_weight, confidence),
+        **kept.fields(confidence),
+        utilization=utilization,
+        mean_system_time_model=w_model,
+        accuracy_model=float((mix * server.weight) @ server.accuracy),
+        utility_model=float(u_model),
+        utilization_model=lam * m1,
+        elapsed=elapsed,
+        replications=replications,
+        service=service,
+        arrivals={
+            "source": where,
+            "requests": n,
+            **clock,
+            "types": "drawn" if type_idx is None else "log",
+            **({} if log_tokens is None else {"tokens": log_tokens}),
+        },
+        predictions=_replay_predictions(sc, w_model, clock, m1, m2),
+    )
+
+
+def _replay_input(sc, tokens: Any, arrival_times: Any, types: Any, source: str | None):
+    """Checked tokens, sorted arrival times, their task indices (None: drawn), the log's
+    name and tokens summary."""
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "the replay simulates one FIFO server serving one query at a time; this scenario's "
@@ -873,6 +1068,16 @@ def simulate_replay(
             "against the single-server model"
         )
     t = _check_tokens(sc, tokens)
+    times, types, source, log_tokens = _unpack_log(arrival_times, types, source)
+    where = source or "arrival_times"
+    times, type_idx = _sorted_arrivals(sc, times, types, where)
+    return t, times, type_idx, where, log_tokens
+
+
+def _unpack_log(
+    arrival_times: Any, types: Any, source: str | None
+) -> tuple[np.ndarray, Any, str | None, dict[str, Any] | None]:
+    """Times, types, name and tokens summary of a RequestLog (or of plain times)."""
     log_types = log_tokens = None
     if hasattr(arrival_times, "times"):  # a RequestLog
         source = arrival_times.source if source is None else source
@@ -886,11 +1091,13 @@ def simulate_replay(
                 "scv": float(x.var() / mean_x**2) if mean_x > 0 else None,
             }
         arrival_times = arrival_times.times
-    if types is None:
-        types = log_types
     times = np.asarray(arrival_times, dtype=float).ravel()
+    return times, log_types if types is None else types, source, log_tokens
+
+
+def _sorted_arrivals(sc, times: np.ndarray, types: Any, where: str):
+    """Finite arrival times in order, with their task indices (None: to be drawn)."""
     n = times.size
-    where = source or "arrival_times"
     if n < 2:
         raise ScenarioError(f"{where}: a replay needs at least two arrivals (got {n})")
     if not np.all(np.isfinite(times)):
@@ -902,9 +1109,15 @@ def simulate_replay(
         order = np.argsort(times, kind="stable")
         times = times[order]
         type_idx = None if type_idx is None else type_idx[order]
-    span = float(times[-1] - times[0])
-    if not span > 0:
+    if not float(times[-1] - times[0]) > 0:
         raise ScenarioError(f"{where}: all arrivals at one instant; no rate to replay")
+    return times, type_idx
+
+
+def _check_replay(
+    n: int, service: str, replications, batches, warmup, confidence, chunk_size
+) -> tuple[int, int, int]:
+    """:func:`simulate_replay`'s run parameters for ``n`` arrivals, checked."""
     if service not in REPLAY_SERVICES:
         raise ScenarioError(
             f"service must be one of {', '.join(REPLAY_SERVICES)} (got {service!r})"
@@ -912,32 +1125,28 @@ def simulate_replay(
     replications, batches, warmup = int(replications), int(batches), int(warmup)
     if replications < 1:
         raise ScenarioError(f"replications must be >= 1 (got {replications})")
-    if not 0 < confidence < 1:
-        raise ScenarioError(f"confidence must be in (0, 1) (got {confidence})")
+    _check_run(confidence, chunk_size)
     if warmup < 0 or warmup >= n:
         raise ScenarioError(f"warmup must be in [0, {n - 1}] requests (got {warmup})")
-    units = replications if replications >= 2 else batches
     if replications == 1 and (batches < 2 or n - warmup < batches):
         raise ScenarioError(
             f"one replication needs batches >= 2 and at least one request per batch after the "
             f"warm-up ({n - warmup} requests, {batches} batches); raise replications or lower "
             "batches"
         )
-    if chunk_size < 1:
-        raise ScenarioError(f"chunk_size must be >= 1 (got {chunk_size})")
+    return replications, batches, warmup
 
-    # service moments of what is simulated: the scenario's mix, or the log's types
-    mean = sc.service_time(t)
-    k = np.zeros(sc.n) if service == "deterministic" else np.asarray(sc.scv, dtype=float)
-    v = np.zeros(sc.n) if service == "deterministic" else np.asarray(sc.variance, dtype=float)
-    shape, scale, det = service_distribution(mean, k, v)
-    if type_idx is None:
-        mix = np.asarray(sc.probability, dtype=float)
-    else:
-        mix = np.bincount(type_idx, minlength=sc.n) / n
-    m1 = float(mix @ mean)
-    m2 = float(mix @ ((1 + k) * mean**2 + v))
 
+def _replay_clock(
+    times: np.ndarray, m1: float, target_utilization: float | None
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Gaps of the replayed times and their ``rate``, ``arrival_scv``, ``rescale``, ``log_rate``.
+
+    The times are multiplied by ``rescale``: 1, or what brings ``rate x m1`` to
+    the target utilization.
+    """
+    n = times.size
+    span = float(times[-1] - times[0])
     rate_log = (n - 1) / span
     if target_utilization is None:
         factor = 1.0
@@ -952,148 +1161,110 @@ def simulate_replay(
         factor = rate_log * m1 / target
     gaps = np.diff(times, prepend=times[0])
     gaps *= factor
-    lam = rate_log / factor
     mean_gap = span * factor / (n - 1)
-    ca2 = float(np.var(gaps[1:]) / mean_gap**2)
-    rho = lam * m1
+    return gaps, {
+        "rate": rate_log / factor,
+        "arrival_scv": float(np.var(gaps[1:]) / mean_gap**2),
+        "rescale": factor,
+        "log_rate": rate_log,
+    }
 
-    # predictions at the replay's rate
+
+def _replay_model(
+    sc, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam: float
+) -> tuple[float, float]:
+    """Mean system time and utility the scenario's queue model predicts at the replay's rate.
+
+    With the log's types, over the types present in their measured mix;
+    ``(inf, -inf)`` where the model has no steady state.
+    """
     kw: dict[str, Any] = {"arrival_rate": lam}
     if service == "deterministic":
         kw.update(scv=np.zeros(sc.n), variance=np.zeros(sc.n))
     model_sc, model_t = sc, t
-    if type_idx is not None:
+    if log_types:
         present = np.flatnonzero(mix > 0)
         model_sc, model_t = sc.take(present), t[present]
         kw["probability"] = mix[present]
         if service == "deterministic":
             kw.update(scv=np.zeros(present.size), variance=np.zeros(present.size))
-    acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
-    weight = np.asarray(sc.weight, dtype=float)
-    acc_model = float((mix * weight) @ acc)
     try:
         ev = evaluate(model_sc.with_(**kw), model_t)
-        w_model, u_model = float(ev.mean_system_time), float(ev.objective)
     except ScenarioError:  # e.g. unstable even at the minimum budgets at this rate
-        w_model, u_model = math.inf, -math.inf
-    model_scv = float(getattr(sc, "arrival_scv", 1.0))
-    predictions = {
+        return math.inf, -math.inf
+    return float(ev.mean_system_time), float(ev.objective)
+
+
+def _replay_predictions(
+    sc, w_model: float, clock: dict[str, float], m1: float, m2: float
+) -> dict[str, Any]:
+    """Mean system time at the replay's rate by the scenario's model, Pollaczek-Khinchine
+    and Kingman at the measured arrival SCV (None where unstable), and their inputs."""
+    lam, ca2 = clock["rate"], clock["arrival_scv"]
+    return {
         "model": _finite_or_none(w_model),
         "pollaczek_khinchine": _finite_or_none(pollaczek_khinchine(lam, m1, m2)),
         "kingman_measured_scv": _finite_or_none(kingman(lam, m1, m2, ca2)),
         "arrival_rate": lam,
-        "model_arrival_scv": model_scv,
+        "model_arrival_scv": float(getattr(sc, "arrival_scv", 1.0)),
         "measured_arrival_scv": ca2,
         "m1": m1,
         "m2": m2,
     }
 
-    draw_types = TypeSampler(sc.probability) if type_idx is None else None
-    kept_n = n - warmup
-    kept = np.empty(replications * kept_n, dtype=np.float32)
-    rep_sys = np.empty(replications)
-    rep_score = np.empty(replications)
-    score_all = np.empty(kept_n) if replications == 1 else None
-    wait_sum = acc_sum = acc_sq = 0.0
-    util = 0.0
-    children = np.random.SeedSequence(seed).spawn(replications)
-    clock = time.perf_counter()
+
+def _replay_runs(
+    children: list[np.random.SeedSequence],
+    server: _FifoServer,
+    gaps: np.ndarray,
+    type_idx: np.ndarray | None,
+    draw_types: TypeSampler | None,
+    chunk_size: int,
+    kept: _Kept,
+    span: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Replay the gaps once per seed, from an empty system each time.
+
+    Returns each replication's mean system time and mean score and the mean
+    utilization (the last arrival ``span`` after the first).
+    """
+    n, count = gaps.size, len(children)
+    kept_n = n - kept.warmup
+    rep_sys, rep_score = np.empty(count), np.empty(count)
+    utilization = 0.0
     for r, child in enumerate(children):
         rng = np.random.default_rng(child)
-        prev_w = prev_s = 0.0
-        busy = 0.0
-        sys_sum = score_sum = 0.0
-        base = r * kept_n
+        server.reset()
+        kept.replication(r)
         for start in range(0, n, chunk_size):
             m = min(chunk_size, n - start)
             ty = type_idx[start : start + m] if draw_types is None else draw_types(rng, m)
-            serv = sample_service(rng, ty, mean, shape, scale, det)
-            correct = rng.random(m) < acc[ty]
-            wait = lindley_waits(gaps[start : start + m], serv, prev_w, prev_s)
-            prev_w, prev_s = float(wait[-1]), float(serv[-1])
-            busy += float(serv.sum())
-            lo = max(start, warmup)
-            if lo >= start + m:
-                continue
-            a, b = lo - start, m
-            system = wait[a:b] + serv[a:b]
-            score = weight[ty[a:b]] * correct[a:b]
-            kept[base + lo - warmup : base + start + m - warmup] = system
-            sys_sum += float(system.sum())
-            wait_sum += float(wait[a:b].sum())
-            s_sum = float(score.sum())
-            score_sum += s_sum
-            acc_sum += s_sum
-            acc_sq += float(score @ score)
-            if score_all is not None:
-                score_all[lo - warmup : start + m - warmup] = score
-        rep_sys[r] = sys_sum / kept_n
-        rep_score[r] = score_sum / kept_n
-        busy_end = float(times[-1] - times[0]) * factor + prev_w + prev_s
-        util += busy / busy_end
-    elapsed = time.perf_counter() - clock
+            wait, serv, score = server.serve(rng, ty, gaps[start : start + m])
+            kept.add(start, wait, serv, score)
+        rep_sys[r] = kept.rep_system / kept_n
+        rep_score[r] = kept.rep_score / kept_n
+        utilization += server.utilization(span)
+    return rep_sys, rep_score, utilization / count
 
-    gamma = sc.latency_weight
-    total = replications * kept_n
-    if replications >= 2:
-        interval = "replications"
-        w_mean = float(rep_sys.mean())
-        w_ci = _interval(w_mean, rep_sys, confidence)
-        rep_util = rep_score - gamma * rep_sys
-        u_mean = float(rep_util.mean())
-        u_ci = _interval(u_mean, rep_util, confidence)
-        means = {"system": rep_sys, "score": rep_score, "utility": rep_util}
-    else:  # one replication: the exact mean, a batch-means interval
-        interval = "batch means"
-        size = kept_n // batches
-        sys_b = kept[: size * batches].astype(float).reshape(batches, size).mean(axis=1)
-        sc_b = score_all[: size * batches].reshape(batches, size).mean(axis=1)
-        util_b = sc_b - gamma * sys_b
-        w_mean = float(rep_sys[0])
-        w_ci = _interval(w_mean, sys_b, confidence)
-        u_mean = float(rep_score[0] - gamma * rep_sys[0])
-        u_ci = _interval(u_mean, util_b, confidence)
-        means = {"system": sys_b, "score": sc_b, "utility": util_b}
-    a_mean = acc_sum / total
-    a_var = max(acc_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
-    z = special.stdtrit(max(total - 1, 1), 0.5 + confidence / 2)
-    a_half = z * math.sqrt(a_var / total)
-    p50, p95, p99 = np.percentile(kept, [50, 95, 99])
-    return ReplayResult(
-        tokens=t,
-        names=list(sc.names),
-        queries=n,
-        warmup=warmup,
-        batches=units,
-        seed=seed,
-        confidence=confidence,
-        mean_system_time=w_mean,
-        mean_system_time_ci=w_ci,
-        mean_waiting_time=wait_sum / total,
-        percentiles={"p50": float(p50), "p95": float(p95), "p99": float(p99)},
-        accuracy=a_mean,
-        accuracy_ci=(a_mean - a_half, a_mean + a_half),
-        utility=u_mean,
-        utility_ci=u_ci,
-        utilization=util / replications,
-        mean_system_time_model=w_model,
-        accuracy_model=float(acc_model),
-        utility_model=float(u_model),
-        utilization_model=rho,
-        elapsed=elapsed,
-        batch_means=means,
-        replications=replications,
-        interval=interval,
-        service=service,
-        arrivals={
-            "source": where,
-            "requests": n,
-            "rate": lam,
-            "arrival_scv": ca2,
-            "rescale": factor,
-            "log_rate": rate_log,
-            "types": "drawn" if type_idx is None else "log",
-            **({} if log_tokens is None else {"tokens": log_tokens}),
-        },
-        predictions=predictions,
-    )
+
+def _replay_means(
+    rep_sys: np.ndarray,
+    rep_score: np.ndarray,
+    kept: _Kept,
+    batches: int,
+    gamma: float,
+    confidence: float,
+) -> dict[str, Any]:
+    """Mean system time and utility with their intervals, and how they were made.
+
+    Over replications (Student-t on the replication means) when there are two
+    or more; else the one replication's exact means with batch-means intervals.
+    """
+    if rep_sys.size >= 2:
+        fields = _mean_fields(rep_sys, rep_score, gamma, confidence)
+        return {"interval": "replications", **fields}
+    size = kept.records.size // batches
+    sys_b = kept.records[: size * batches].astype(float).reshape(batches, size).mean(axis=1)
+    sc_b = kept.scores[: size * batches].reshape(batches, size).mean(axis=1)
+    exact = (float(rep_sys[0]), float(rep_score[0] - gamma * rep_sys[0]))
+    return {"interval": "batch means", **_mean_fields(sys_b, sc_b, gamma, confidence, exact)}

@@ -32,8 +32,6 @@ PACKAGE = Path(cvxalloc.__file__).parent
 #: ``(module, qualified name) -> owner``: long functions that another task is splitting.
 ALLOWED: dict[tuple[str, str], str] = {
     ("cli.simulate", "add_parser"): "issue 15 item 3 (CLI simulate; unassigned)",
-    ("simulate", "simulate"): "issue 15 item 3 (simulator; unassigned)",
-    ("simulate", "simulate_replay"): "issue 15 item 3 (simulator; unassigned)",
 }
 
 
