@@ -65,12 +65,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from scipy import special
 
+from ._source import REPR_MAX, source
 from .errors import ScenarioError
 
 __all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES", "control_figure"]
@@ -106,6 +107,17 @@ class StrategyStats:
     mean_tokens: float
     utilization: float
 
+    def __repr__(self) -> str:
+        """Python source that rebuilds the figures (every float exact).
+
+        >>> StrategyStats("static", 0.5, (0.4, 0.6), 1.0, (0.9, 1.1), 2.0, (1.9, 2.1), 3.0,
+        ...               (2.9, 3.1), 0.1, (0.0, 0.2), 0.0, (0.0, 0.0), 400.0, 0.7)
+        ... # doctest: +ELLIPSIS
+        StrategyStats(name='static', accuracy=0.5, accuracy_ci=(0.4, 0.6), ..., utilization=0.7)
+        """
+        parts = [f"{f.name}={source(getattr(self, f.name))}" for f in fields(self)]
+        return f"StrategyStats({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         for k, v in out.items():
@@ -130,11 +142,23 @@ class ControlReplay:
     settings : dict
         Window, seeds, rescale factor, average rate and utilization, backlog
         rule, what was estimated, plan certificates.
+
+    Notes
+    -----
+    ``repr`` is Python source that rebuilds the replay (with ``np``,
+    ``ControlReplay`` and ``StrategyStats`` in scope): every float exact, the
+    window arrays as ``np.array([...])`` up to 100 windows (summarized beyond,
+    so a longer replay's repr does not evaluate).
     """
 
     strategies: dict[str, StrategyStats]
     windows: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the replay (see the class notes)."""
+        parts = [f"{f.name}={_value_source(getattr(self, f.name))}" for f in fields(self)]
+        return f"ControlReplay({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
         from .result import jsonable
@@ -167,6 +191,18 @@ class ControlReplay:
             )
         lines.append(f"{s['elapsed']:.2f} s wall")
         return "\n".join(lines)
+
+
+def _value_source(value: Any) -> str:
+    """:func:`~cvxalloc._source.source`, but arrays (also inside dicts) read
+    ``np.array([...])`` (with their dtype unless float64) up to
+    :data:`~cvxalloc._source.REPR_MAX` entries."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{source(k)}: {_value_source(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
+        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
+        return f"np.array({source(value.tolist())}{dtype})"
+    return source(value)
 
 
 # --------------------------------------------------------------------------

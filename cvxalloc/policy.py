@@ -544,6 +544,10 @@ class Policy:
         return float(self.lookup(rate, arrival_scv).tokens[i])
 
     def __repr__(self) -> str:
+        """A summary, not source: a policy holds a whole scenario (every type's accuracy
+        curve and service law) and its grid, too much to read in a repr.
+        ``policy_from_dict(pol.to_dict())`` is what rebuilds it.
+        """
         low, high = self.rate_range
         kind = "integer" if self.integer else "continuous"
         return (

@@ -43,13 +43,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._files import publish
+from ._source import REPR_MAX, source
 from .errors import ScenarioError
 from .requestlog import RequestLog
 
@@ -139,6 +140,15 @@ def window_rates(times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarr
     return edges, counts / np.diff(edges)
 
 
+def _array_source(value: Any) -> str:
+    """:func:`~cvxalloc._source.source`, but an array reads ``np.array([...])`` (with its
+    dtype unless float64) up to :data:`~cvxalloc._source.REPR_MAX` entries."""
+    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
+        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
+        return f"np.array({source(value.tolist())}{dtype})"
+    return source(value)
+
+
 def _check_window(window: float) -> None:
     try:
         w = float(window)
@@ -180,6 +190,13 @@ class TrafficSummary:
         Where the log came from and how its times were read.
     sorted : bool
         Whether the file was in time order.
+
+    Notes
+    -----
+    ``repr`` is Python source that rebuilds the summary (with ``np`` and
+    ``TrafficSummary`` in scope): every float exact, the window arrays as
+    ``np.array([...])`` up to 100 windows (summarized beyond, so a longer one
+    does not evaluate; ``measure_traffic`` of the log rebuilds it).
     """
 
     requests: int
@@ -197,6 +214,21 @@ class TrafficSummary:
     time_column: str
     time_unit: str
     sorted: bool = True
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the summary (see the class notes).
+
+        >>> from cvxalloc.requestlog import RequestLog
+        >>> log = RequestLog(times=np.array([0.0, 1.0, 3.0]), types=None, tokens=None,
+        ...                  source="x", columns=("ts",), time_column="ts", time_unit="s")
+        >>> tr = measure_traffic(log, window=2.0)
+        >>> tr  # doctest: +ELLIPSIS
+        TrafficSummary(requests=3, ..., window_edges=np.array([0.0, 2.0, 3.0]), ...)
+        >>> eval(repr(tr)).to_dict() == tr.to_dict()
+        True
+        """
+        parts = [f"{f.name}={_array_source(getattr(self, f.name))}" for f in fields(self)]
+        return f"TrafficSummary({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the keys of ``cvxalloc traffic --json``)."""

@@ -10,7 +10,13 @@ import pytest
 
 import cvxalloc
 from cvxalloc.cli import main
-from cvxalloc.controller import STRATEGIES, control_figure, replay_controller
+from cvxalloc.controller import (
+    STRATEGIES,
+    ControlReplay,
+    StrategyStats,
+    control_figure,
+    replay_controller,
+)
 from cvxalloc.policy import build_policy
 from cvxalloc.queue import pollaczek_khinchine
 from cvxalloc.requestlog import RequestLog
@@ -187,3 +193,31 @@ def test_cli_control_errors(tmp_path, capsys, extra, words):
     assert main(["control", str(log), *extra]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_repr_rebuilds_the_replay(policy):
+    sc = cvxalloc.example_scenario()
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.exponential(1.0, 3_000))
+    types = rng.choice(sc.names, times.size)
+    rep = replay_controller(sc, _log(times, types=types), seeds=2, policy=policy)
+    assert rep.settings["windows"] <= 100 and np.isnan(rep.windows["planned_rate"][0])
+    scope = {"np": np, "ControlReplay": ControlReplay, "StrategyStats": StrategyStats}
+    again = eval(repr(rep), scope)
+    assert again.strategies == rep.strategies  # StrategyStats compare field by field
+    assert list(again.strategies) == list(rep.strategies)
+    assert again.settings == rep.settings
+    np.testing.assert_equal(again.windows, rep.windows)  # NaN where a window is empty
+
+    def arrays(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from arrays(v, prefix + k + ".")
+            elif isinstance(v, np.ndarray):
+                yield prefix + k, v
+
+    for (name, a), (_, b) in zip(arrays(rep.windows), arrays(again.windows)):
+        assert b.dtype == a.dtype, name
+    for st in rep.strategies.values():
+        assert eval(repr(st), scope) == st
+    assert repr(again) == repr(rep)

@@ -351,3 +351,17 @@ def test_cli_arrival_scv(tmp_path, capsys):
     assert "outside" in capsys.readouterr().err
     assert main(["policy", "--arrival-scv", "a,b"]) == 2
     assert "--arrival-scv" in capsys.readouterr().err
+
+
+def test_repr_is_a_summary_and_the_dict_rebuilds(example_policy):
+    """A policy's repr is not source (it would write out the whole scenario and grid):
+    ``policy_from_dict(pol.to_dict())`` is the round trip."""
+    text = repr(example_policy)
+    low, high = example_policy.rate_range
+    assert text == (
+        f"Policy(n=5, rates={example_policy.rates.size}, rate_range=({low:g}, {high:g}), "
+        "continuous)"
+    )
+    again = policy_from_dict(json.loads(json.dumps(example_policy.to_dict())))
+    assert again.to_dict() == example_policy.to_dict()
+    assert repr(again) == text

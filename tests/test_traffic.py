@@ -16,7 +16,7 @@ import cvxalloc
 from cvxalloc.cli import main
 from cvxalloc.errors import ScenarioError
 from cvxalloc.requestlog import RequestLog, read_request_log
-from cvxalloc.traffic import measure_traffic, traffic_figure, window_rates
+from cvxalloc.traffic import TrafficSummary, measure_traffic, traffic_figure, window_rates
 
 TRACES = Path(__file__).resolve().parent.parent / "validation" / "data" / "traces"
 CODE = TRACES / "AzureLLMInferenceTrace_code.csv"
@@ -260,3 +260,44 @@ def test_cli_unstable_scenario_writes_nothing(tmp_path, capsys, monkeypatch):
     argv = ["traffic", str(CODE), "--scenario", "in.toml", "-o", "out.toml", "--plot", "r.png"]
     _cli_error(argv, tmp_path, capsys, "unstable")
     assert not os.path.exists("out.toml") and not os.path.exists("r.png")
+
+
+def _same_fields(a, b):
+    from dataclasses import fields
+
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and y.dtype == x.dtype, f.name
+        np.testing.assert_equal(y, x, err_msg=f.name)
+        assert type(y) is type(x), f.name
+
+
+@pytest.mark.parametrize(
+    ("path", "kw"),
+    [(CODE, {}), (CONV, {"tokens_column": "GeneratedTokens", "type_column": "ContextTokens"})],
+)
+def test_repr_rebuilds_the_summary(path, kw):
+    tr = measure_traffic(read_request_log(path, **kw), window=60.0)
+    assert tr.window_rates.size <= 100
+    again = eval(repr(tr), {"np": np, "TrafficSummary": TrafficSummary})
+    _same_fields(tr, again)
+    assert repr(again) == repr(tr)
+    assert "values in" not in repr(tr)  # no array summarized
+
+
+def test_repr_of_a_summary_with_undefined_dispersion_and_scv():
+    log = RequestLog(
+        times=np.array([0.0, 0.5, 0.5]),
+        types=np.array(["a", "b", "a"]),
+        tokens=np.zeros(3),
+        source="t",
+        columns=("ts", "kind", "n"),
+        time_column="ts",
+        time_unit="s",
+        tokens_column="n",
+        sorted=False,
+    )
+    tr = measure_traffic(log, window=0.25)
+    assert tr.dispersion["1s"] is None and tr.tokens["scv"] is None
+    _same_fields(tr, eval(repr(tr), {"np": np, "TrafficSummary": TrafficSummary}))
