@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 
@@ -132,3 +133,30 @@ def test_cli_bad_files_exit_2(tmp_path, capsys, rows, needle):
 def test_cli_needs_some_input(capsys):
     assert main(["fit"]) == 2
     assert "ACCURACY_CSV" in capsys.readouterr().err
+
+
+def test_capacity_fit_repr_rebuilds_it():
+    """Measured, extrapolated and projected fits come back from their reprs, field by field."""
+    from cvxalloc.fit.capacity import CapacityFit
+    from cvxalloc.queue import CapacityCurve
+
+    namespace = {"np": np, "CapacityFit": CapacityFit, "CapacityCurve": CapacityCurve}
+    fits = [
+        fit_capacity(*read_throughput(PUBLISHED)),  # extrapolated one stream, with a note
+        fit_capacity([1, 2, 4, 4], [50.0, 90.0, 150.0, 152.0]),  # measured, averaged
+        fit_capacity([1, 2, 4], [50.0, 120.0, 150.0]),  # superlinear: projected
+    ]
+    assert [f.single_stream_source for f in fits] == ["extrapolated", "measured", "measured"]
+    assert fits[2].projected
+    for fit in fits:
+        text = repr(fit)
+        assert "object at 0x" not in text and "array(" not in text.replace("np.array(", "")
+        again = eval(text, dict(namespace))  # noqa: S307 - our own repr
+        assert type(again) is CapacityFit and repr(again) == text
+        for f in dataclasses.fields(fit):
+            a, b = getattr(fit, f.name), getattr(again, f.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+            else:
+                assert a == b and type(a) is type(b)
+        assert again.report() == fit.report() and again.to_dict() == fit.to_dict()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -419,3 +421,82 @@ def test_published_code_rows_reproduce_the_example_curve(tmp_path, example, caps
     for key in ("floor", "ceiling", "scale"):
         assert fit["params"][key] == pytest.approx(want[key], rel=2e-3), key
     assert fit["params"]["exponent"] == 0.5 and fit["n_params"] == 3
+
+
+# ----------------------------------------------------------------------------
+# reprs that rebuild the results
+# ----------------------------------------------------------------------------
+#: What a repr of a fit result needs in scope: numpy, the classes of cvxalloc.fit, Scenario.
+NAMESPACE = {
+    "np": np,
+    "Scenario": cvxalloc.Scenario,
+    **{name: getattr(cvxalloc.fit, name) for name in cvxalloc.fit.__all__},
+}
+
+
+def rebuilt(x, namespace=NAMESPACE):
+    """``eval(repr(x))``: source (no ``object at 0x``, no bare ``array(``) that prints the same."""
+    text = repr(x)
+    assert "object at 0x" not in text and "array(" not in text.replace("np.array(", "")
+    again = eval(text, dict(namespace))  # noqa: S307 - our own repr
+    assert type(again) is type(x)
+    assert repr(again) == text
+    return again
+
+
+def assert_same(a, b):
+    """Equal field by field: arrays with their dtype, NaN equal to NaN, scenarios by to_dict()."""
+    if isinstance(a, cvxalloc.Scenario):
+        assert isinstance(b, cvxalloc.Scenario) and a.to_dict() == b.to_dict()
+    elif dataclasses.is_dataclass(a):
+        assert type(b) is type(a)
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name))
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert type(b) is type(a) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b)
+    else:
+        assert a == b and type(a) is type(b)
+
+
+def test_calibration_repr_rebuilds_it(example):
+    """The whole calibration (fits with NaN scores, bounds, fixed parameters, weighted and
+    unweighted data, service lines, the scenario) comes back from its repr."""
+    cal = calibrate(
+        ACC_CSV,
+        SERVICE_CSV,
+        fixed={"code": {"power": {"exponent": 0.5}}},
+        template=example,
+        progress=False,
+    )
+    fits = [f for tf in cal.tasks.values() for f in tf.fits.values()]
+    assert any(math.isnan(f.loo_rmse) for f in fits) or any(f.at_bound for f in fits)
+    assert any(f.fixed for f in fits) and any(f.chi2 is None for f in fits)
+    assert cal.scenario is not None and cal.notes
+    again = rebuilt(cal)
+    assert_same(cal, again)
+    assert again.report() == cal.report()
+    assert again.to_dict() == cal.to_dict()
+
+
+def test_fit_result_reprs_rebuild_them(rng):
+    """Each result class on its own, including a report-only calibration (no scenario)."""
+    t = np.array([0, 500, 1000, 2000, 4000, 8000.0])
+    data = AccuracyData(t, 0.8 - 0.5 * np.exp(-t / 1500), rows=np.arange(2, 8))
+    family = fit_family(data.tokens, data.accuracy, "exponential")
+    task = fit_task(data, task="t")
+    service = fit_service(np.repeat([100.0, 400.0, 900.0], 4), rng.gamma(4.0, 0.25, 12) + 1.0)
+    cal = calibrate(ACC_CSV, build=False, progress=False)
+    assert cal.scenario is None
+    for x in (data, cvxalloc.fit.ServiceData(t, 2 * t), family, task, service, cal):
+        assert_same(x, rebuilt(x))

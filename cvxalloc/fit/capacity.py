@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..queue.batching import CapacityCurve
+from ._repr import fields_source
 
 __all__ = ["CapacityFit", "fit_capacity", "read_throughput", "server_toml"]
 
@@ -107,6 +108,18 @@ class CapacityFit:
     fitted: np.ndarray
     projected: bool
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the fit (``np``, ``CapacityFit`` and
+        ``CapacityCurve`` in scope).
+
+        >>> fit_capacity([1, 2, 4], [50.0, 90.0, 150.0])  # doctest: +NORMALIZE_WHITESPACE
+        CapacityFit(curve=CapacityCurve(concurrency=(1, 2, 4), speedup=(1.0, 1.8, 3.0)),
+          single_stream=50.0, single_stream_source='measured',
+          concurrency=np.array([1.0, 2.0, 4.0]), throughput=np.array([50.0, 90.0, 150.0]),
+          fitted=np.array([50.0, 90.0, 150.0]), projected=False, notes=[])
+        """
+        return fields_source(self)
 
     @property
     def max_relative_error(self) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..accuracy import FAMILIES
+from ._repr import fields_source
 from .families import FamilyFit, fit_family
 from .measurements import AccuracyData, MeasurementError
 
@@ -43,6 +44,11 @@ class TaskFit:
     skipped: dict[str, str]
     chosen: str
     criterion: str
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the fits (``np``, ``TaskFit``, ``AccuracyData`` and
+        ``FamilyFit`` in scope)."""
+        return fields_source(self)
 
     @property
     def best(self) -> FamilyFit:

@@ -18,6 +18,7 @@ from scipy.optimize import least_squares
 
 from ..accuracy import FAMILIES, AccuracyFamily
 from ..result import jsonable
+from ._repr import fields_source
 from .measurements import MeasurementError
 
 __all__ = ["FamilyFit", "fit_family"]
@@ -89,6 +90,10 @@ class FamilyFit:
     aicc: float
     loo_rmse: float
     at_bound: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the fit (``FamilyFit`` in scope; floats exact)."""
+        return fields_source(self)
 
     @property
     def rmse(self) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CvxallocError
+from ._repr import fields_source
 
 __all__ = [
     "MeasurementError",
@@ -52,6 +53,15 @@ class AccuracyData:
     trials: np.ndarray | None = None
     rows: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        """Source that rebuilds the data (``np`` and ``AccuracyData`` in scope).
+
+        >>> AccuracyData(np.array([100.0, 200.0]), np.array([0.5, 0.6]))
+        AccuracyData(tokens=np.array([100.0, 200.0]), accuracy=np.array([0.5, 0.6]), \
+trials=None, rows=None)
+        """
+        return fields_source(self)
+
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -62,6 +72,10 @@ class ServiceData:
 
     tokens: np.ndarray
     seconds: np.ndarray
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the data (``np`` and ``ServiceData`` in scope)."""
+        return fields_source(self)
 
     def __len__(self) -> int:
         return len(self.tokens)

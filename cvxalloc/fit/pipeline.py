@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..accuracy import FAMILIES
+from ._repr import fields_source
 from .assemble import _per_task, build_scenario
 from .compare import TaskFit, fit_task
 from .measurements import POOLED, MeasurementError, read_accuracy_csv, read_service_csv
@@ -39,6 +40,11 @@ class Calibration:
     service: dict[str, ServiceFit]
     scenario: Any = None
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the calibration (``np``, :class:`Scenario` and the
+        classes of :mod:`cvxalloc.fit` in scope; the scenario by its own repr)."""
+        return fields_source(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (fits, service lines, notes, and the scenario)."""

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from ..result import jsonable
+from ._repr import fields_source
 from .measurements import POOLED, MeasurementError
 
 __all__ = ["ServiceFit", "fit_service"]
@@ -48,6 +49,15 @@ class ServiceFit:
     scv_se: float
     n_points: int
     rmse: float
+
+    def __repr__(self) -> str:
+        """Source that rebuilds the fit (``ServiceFit`` in scope; floats exact).
+
+        >>> ServiceFit(0.5, 0.01, 0.02, 1e-4, 0.3, float("nan"), 30, 0.1)
+        ServiceFit(base=0.5, per_token=0.01, base_se=0.02, per_token_se=0.0001, scv=0.3, \
+scv_se=float('nan'), n_points=30, rmse=0.1)
+        """
+        return fields_source(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
