@@ -288,7 +288,7 @@ def _capacity(args: argparse.Namespace) -> CapacityFit | None:
     command = "  cvxalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = [
         "Written by cvxalloc fit:",
-        command if sys.argv[1:2] == ["fit"] else "  (cvxalloc.fit_capacity)",
+        command if sys.argv[1:2] == ["fit"] else "  (cvxalloc.fit.fit_capacity)",
         f"one query alone: {fit.single_stream:.4g} per second ({fit.single_stream_source}); "
         f"service.per_token for a query alone = {1.0 / fit.single_stream:.4g} s",
         *fit.notes,
