@@ -53,7 +53,10 @@ def test_reprs_rebuild_certificate_and_result(example, example_optimum):
 
 def test_validation_run_shows_progress_on_a_terminal_only(tmp_path, capsys, monkeypatch):
     import sys
+    from pathlib import Path
 
+    # validation/ is a folder of the repository, not of the installed package
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     from validation import run
 
     argv = ["--only", "c", "--quick", "--out", str(tmp_path)]
