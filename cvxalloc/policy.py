@@ -58,13 +58,14 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._files import write_text
+from ._source import source as _source
 from ._version import __version__
 from .certificate import frank_wolfe_gap, relative_scale
 from .errors import CvxallocError, ScenarioError, SolverError
@@ -146,6 +147,24 @@ class Lookup:
     upper_bound: float
     source: str
     accuracy: float = math.nan
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the answer (with ``np`` and ``Lookup`` in scope).
+
+        Every float exact; ``tokens`` as ``np.array([...])`` (summarized beyond 100 types).
+
+        >>> Lookup(0.5, np.array([10.0, 20.5]), 0.25, 1e-9, 0.250000001, "grid", 0.75)
+        ... # doctest: +ELLIPSIS
+        Lookup(rate=0.5, tokens=np.array([10.0, 20.5]), objective=0.25, gap=1e-09, ...)
+        """
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = _source(value)
+            if isinstance(value, np.ndarray) and not text.startswith("<"):
+                text = f"np.array({text})"
+            parts.append(f"{f.name}={text}")
+        return f"Lookup({', '.join(parts)})"
 
     @property
     def relative_gap(self) -> float:

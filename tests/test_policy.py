@@ -365,3 +365,16 @@ def test_repr_is_a_summary_and_the_dict_rebuilds(example_policy):
     again = policy_from_dict(json.loads(json.dumps(example_policy.to_dict())))
     assert again.to_dict() == example_policy.to_dict()
     assert repr(again) == text
+
+
+def test_lookup_repr_rebuilds_it(example_policy):
+    from dataclasses import fields
+
+    from cvxalloc.policy import Lookup
+
+    for rate in (0.0, 0.37 * example_policy.rate_range[1], example_policy.rates[3]):
+        ans = example_policy.lookup(rate)
+        again = eval(repr(ans), {"np": np, "Lookup": Lookup})
+        for f in fields(ans):
+            np.testing.assert_equal(getattr(again, f.name), getattr(ans, f.name), f.name)
+        assert again.tokens.dtype == ans.tokens.dtype and repr(again) == repr(ans)
