@@ -103,79 +103,92 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     rows, ablation, numbers, shown = [], [], {}, {}
     for name, fname in TRACES.items():
         log = read_request_log(TRACE_DIR / fname, tokens_column="GeneratedTokens")
-        x = np.asarray(log.tokens, dtype=float)
-        # the adaptive controller's policy: the example with the log's average answer lengths
-        pol = build_policy(_plan_scenario(sc, 0.0, None, (float(x.mean()), float(x.var()))))
+        pol = _policy(sc, log)
         for u in UTILIZATIONS:
             rep = replay_controller(sc, log, target_utilization=u, seeds=seeds, policy=pol)
             key = f"{name}@{u:g}"
             numbers[key] = rep.to_dict()["strategies"] | {"settings": rep.to_dict()["settings"]}
             if u == FIGURE_UTILIZATION:
                 shown[name] = rep
-            for st in rep.strategies.values():
-                lo, hi = st.utility_ci
-                rows.append(
-                    [
-                        name,
-                        f"{u:g}",
-                        st.name,
-                        f"{st.mean_tokens:.0f}",
-                        f"{st.accuracy:.4f}",
-                        f"{st.mean_system_time:.4g}",
-                        f"{st.p95:.4g}",
-                        f"{st.p99:.4g}",
-                        f"{st.utility:.4f} [{lo:.4f}, {hi:.4f}]",
-                        ""
-                        if st.name == "static"
-                        else f"{st.utility_vs_static:+.4f} " + _ci(st.utility_vs_static_ci),
-                    ]
-                )
-            for label, kw in (
-                ("floor rate, no backlog", {"backlog": False}),
-                ("cautious rate (max of last window, average so far)", {"estimator": "cautious"}),
-                ("last window's rate", {"estimator": "last"}),
-            ):
-                abl = replay_controller(
-                    sc,
-                    log,
-                    target_utilization=u,
-                    seeds=seeds,
-                    policy=pol,
-                    strategies=("static", "adaptive"),
-                    **kw,
-                )
-                st = abl.strategies["adaptive"]
+            rows.extend(_strategy_row(name, u, st) for st in rep.strategies.values())
+            for label, st in _ablations(sc, log, u, seeds, pol):
                 numbers[key][f"adaptive ({label})"] = st.to_dict()
-                ablation.append(
-                    [
-                        name,
-                        f"{u:g}",
-                        label,
-                        f"{st.mean_system_time:.4g}",
-                        f"{st.p99:.4g}",
-                        f"{st.utility:.4f}",
-                        f"{st.utility_vs_static:+.4f} " + _ci(st.utility_vs_static_ci),
-                    ]
-                )
+                ablation.append(_ablation_row(name, u, label, st))
     fig = figure(shown)
     fig.savefig(out_dir / "validation_controller.png", dpi=110)
+    ok = all(np.isfinite(v["static"]["utility"]) for v in numbers.values())
+    return Section(
+        key="g-controller",
+        title="(g) Load that changes: a budget controller on the Azure traces",
+        figures=["validation_controller.png"],
+        text=_text(seeds, rows, ablation, numbers),
+        numbers=numbers,
+        ok=ok,
+    )
 
-    def gain(trace: str, u: float, strat: str) -> float:
-        return numbers[f"{trace}@{u:g}"][strat]["utility_vs_static"]
 
-    pays = [
-        f"{t} at {u:g}"
-        for t in TRACES
-        for u in UTILIZATIONS
-        if numbers[f"{t}@{u:g}"]["adaptive"]["utility_vs_static_ci"][0] > 0
+def _policy(sc, log):
+    """The adaptive controller's policy: the example with the log's average answer lengths."""
+    x = np.asarray(log.tokens, dtype=float)
+    return build_policy(_plan_scenario(sc, 0.0, None, (float(x.mean()), float(x.var()))))
+
+
+#: The ablations of ``adaptive``: label -> options of :func:`replay_controller`.
+ABLATIONS = (
+    ("floor rate, no backlog", {"backlog": False}),
+    ("cautious rate (max of last window, average so far)", {"estimator": "cautious"}),
+    ("last window's rate", {"estimator": "last"}),
+)
+
+
+def _ablations(sc, log, u: float, seeds: int, pol):
+    """``(label, adaptive's figures)`` of each ablation, replayed beside static."""
+    for label, kw in ABLATIONS:
+        abl = replay_controller(
+            sc,
+            log,
+            target_utilization=u,
+            seeds=seeds,
+            policy=pol,
+            strategies=("static", "adaptive"),
+            **kw,
+        )
+        yield label, abl.strategies["adaptive"]
+
+
+def _strategy_row(name: str, u: float, st) -> list[str]:
+    lo, hi = st.utility_ci
+    return [
+        name,
+        f"{u:g}",
+        st.name,
+        f"{st.mean_tokens:.0f}",
+        f"{st.accuracy:.4f}",
+        f"{st.mean_system_time:.4g}",
+        f"{st.p95:.4g}",
+        f"{st.p99:.4g}",
+        f"{st.utility:.4f} [{lo:.4f}, {hi:.4f}]",
+        ""
+        if st.name == "static"
+        else f"{st.utility_vs_static:+.4f} " + _ci(st.utility_vs_static_ci),
     ]
-    loses = [
-        f"{t} at {u:g}"
-        for t in TRACES
-        for u in UTILIZATIONS
-        if numbers[f"{t}@{u:g}"]["adaptive"]["utility_vs_static_ci"][1] < 0
+
+
+def _ablation_row(name: str, u: float, label: str, st) -> list[str]:
+    return [
+        name,
+        f"{u:g}",
+        label,
+        f"{st.mean_system_time:.4g}",
+        f"{st.p99:.4g}",
+        f"{st.utility:.4f}",
+        f"{st.utility_vs_static:+.4f} " + _ci(st.utility_vs_static_ci),
     ]
-    text = "\n\n".join(
+
+
+def _text(seeds: int, rows, ablation, numbers) -> str:
+    """The section's text: the setting, both tables, and where adaptation pays."""
+    return "\n\n".join(
         [
             f"Both traces, the example scenario, {seeds} seeds per row (types, services and "
             "correctness redrawn; the same draws for every strategy), 60 windows of one "
@@ -210,23 +223,31 @@ def run(out_dir: Path, quick: bool = False) -> Section:
                 ],
                 ablation,
             ),
-            "Adaptation (the policy controller) pays, with the interval above 0, on: "
-            + (", ".join(pays) or "none")
-            + "; it loses, with the interval below 0, on: "
-            + (", ".join(loses) or "none")
-            + ". The oracle's gain over static: "
-            + ", ".join(
-                f"{t} at {u:g} {gain(t, u, 'oracle'):+.4f}" for t in TRACES for u in UTILIZATIONS
-            )
-            + ".",
+            _verdict(numbers),
         ]
     )
-    ok = all(np.isfinite(v["static"]["utility"]) for v in numbers.values())
-    return Section(
-        key="g-controller",
-        title="(g) Load that changes: a budget controller on the Azure traces",
-        figures=["validation_controller.png"],
-        text=text,
-        numbers=numbers,
-        ok=ok,
+
+
+def _verdict(numbers) -> str:
+    """Where the policy controller's gain over static has its interval above or below 0,
+    and the oracle's gain."""
+    cases = [(t, u) for t in TRACES for u in UTILIZATIONS]
+
+    def adaptive_ci(t: str, u: float) -> tuple[float, float]:
+        return numbers[f"{t}@{u:g}"]["adaptive"]["utility_vs_static_ci"]
+
+    pays = [f"{t} at {u:g}" for t, u in cases if adaptive_ci(t, u)[0] > 0]
+    loses = [f"{t} at {u:g}" for t, u in cases if adaptive_ci(t, u)[1] < 0]
+    oracle = ", ".join(
+        f"{t} at {u:g} {numbers[f'{t}@{u:g}']['oracle']['utility_vs_static']:+.4f}"
+        for t, u in cases
+    )
+    return (
+        "Adaptation (the policy controller) pays, with the interval above 0, on: "
+        + (", ".join(pays) or "none")
+        + "; it loses, with the interval below 0, on: "
+        + (", ".join(loses) or "none")
+        + ". The oracle's gain over static: "
+        + oracle
+        + "."
     )
