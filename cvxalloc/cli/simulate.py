@@ -33,22 +33,34 @@ _REPLAY_ONLY = {
 }
 
 
+#: ``cvxalloc simulate --help``'s description.
+_DESCRIPTION = (
+    "Simulate Poisson arrivals, the type mix, gamma service times with the model's "
+    "two moments and Bernoulli correctness; report the mean system time with a 99% "
+    "batch-means interval, its p50/p95/p99, realized accuracy and utility, beside "
+    "the Pollaczek-Khinchine prediction. Without --tokens, simulates the optimal "
+    "allocation. Without SCENARIO, the built-in example. With --arrivals LOG, replay "
+    "the arrival times of a request log instead of Poisson arrivals (optionally "
+    "rescaled to --target-utilization), beside the model, Pollaczek-Khinchine and "
+    "Kingman with the log's measured arrival SCV."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
         help="simulate the FIFO server under an allocation and compare with the model",
-        description=(
-            "Simulate Poisson arrivals, the type mix, gamma service times with the model's "
-            "two moments and Bernoulli correctness; report the mean system time with a 99% "
-            "batch-means interval, its p50/p95/p99, realized accuracy and utility, beside "
-            "the Pollaczek-Khinchine prediction. Without --tokens, simulates the optimal "
-            "allocation. Without SCENARIO, the built-in example. With --arrivals LOG, replay "
-            "the arrival times of a request log instead of Poisson arrivals (optionally "
-            "rescaled to --target-utilization), beside the model, Pollaczek-Khinchine and "
-            "Kingman with the log's measured arrival SCV."
-        ),
+        description=_DESCRIPTION,
     )
     add_scenario_argument(p, optional=True)
+    _add_allocation_arguments(p)
+    _add_run_arguments(p)
+    _add_replay_arguments(p.add_argument_group("trace replay"))
+    _add_output_arguments(p)
+
+
+def _add_allocation_arguments(p: argparse.ArgumentParser) -> None:
+    """What to simulate: an allocation file, or the optimum by a method."""
     p.add_argument(
         "--tokens",
         metavar="ALLOCATION",
@@ -61,6 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=available_methods(),
         help=f"solver for the optimum when --tokens is absent (default: {DEFAULT_METHOD})",
     )
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """How long to simulate and how the intervals are made."""
     p.add_argument(
         "--queries",
         type=int,
@@ -83,7 +99,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="batches of the batch-means intervals (default: 30; with --arrivals, used only "
         "with --replications 1)",
     )
-    g = p.add_argument_group("trace replay")
+
+
+def _add_replay_arguments(g: argparse._ArgumentGroup) -> None:
+    """The trace replay's options (all of :data:`_REPLAY_ONLY`, and --arrivals)."""
     g.add_argument(
         "--arrivals",
         metavar="LOG",
@@ -109,6 +128,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="service times of the replay: gamma with the model's two moments (default) or "
         "each type's mean",
     )
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Seed, output format and destination, progress."""
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
