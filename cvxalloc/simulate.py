@@ -39,12 +39,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from scipy import special
 
+from ._source import REPR_MAX, source
 from .errors import ScenarioError, UnstableError
 from .objective import Objective, evaluate
 from .queue import kingman, pollaczek_khinchine
@@ -308,6 +309,15 @@ class SimulationResult:
         Pollaczek-Khinchine ``W``, ``sum p_i w_i A_i``, ``U`` and ``rho``.
     elapsed : float
         Wall-clock seconds of the run.
+    batch_means : dict of ndarray
+        ``system``, ``score`` and ``utility`` means of the batches the
+        intervals are made from.
+
+    Notes
+    -----
+    ``repr`` is Python source that rebuilds the result (with ``np`` and the
+    class in scope): every float exact, arrays as ``np.array([...])`` up to
+    100 entries (summarized beyond, and then not source).
     """
 
     tokens: np.ndarray
@@ -332,6 +342,27 @@ class SimulationResult:
     utilization_model: float
     elapsed: float = 0.0
     batch_means: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the result (``np`` and the class in scope).
+
+        >>> import cvxalloc
+        >>> sc = cvxalloc.example_scenario()
+        >>> sim = simulate(sc, sc.min_tokens, queries=2_000, seed=1, batches=4)
+        >>> sim  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        SimulationResult(tokens=np.array([0.0, 1024.0, 0.0, 0.0, 0.0]), names=[...],
+            queries=2000, ..., batch_means={'system': np.array([...]), ...})
+        >>> again = eval(repr(sim))
+        >>> again.to_dict() == sim.to_dict()
+        True
+        >>> np.array_equal(again.batch_means["utility"], sim.batch_means["utility"])
+        True
+        """
+        return _dataclass_source(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
 
     @property
     def queries_per_second(self) -> float:
@@ -399,6 +430,24 @@ class SimulationResult:
                 f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
             ]
         )
+
+
+def _value_source(value: Any) -> str:
+    """:func:`~cvxalloc._source.source`, but an array reads ``np.array([...])`` (with its
+    dtype unless float64) up to :data:`~cvxalloc._source.REPR_MAX` entries, in dicts too."""
+    if isinstance(value, dict):
+        items = (f"{source(k)}: {_value_source(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
+        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
+        return f"np.array({source(value.tolist())}{dtype})"
+    return source(value)
+
+
+def _dataclass_source(obj: Any) -> str:
+    """``Class(field=value, ...)`` of a data class's every field, as source."""
+    args = ", ".join(f"{f.name}={_value_source(getattr(obj, f.name))}" for f in fields(obj))
+    return f"{type(obj).__name__}({args})"
 
 
 # --------------------------------------------------------------------------
@@ -783,7 +832,7 @@ DEFAULT_REPLICATIONS = 10
 REPLAY_SERVICES = ("gamma", "deterministic")
 
 
-@dataclass
+@dataclass(repr=False)  # SimulationResult's repr: source that rebuilds it
 class ReplayResult(SimulationResult):
     """A replay of a request log's arrival times, beside three predictions.
 

@@ -53,7 +53,13 @@ from .errors import ScenarioError, UnstableError
 from .objective import Objective
 from .queue import BatchingQueue
 from .queue.batching import CapacityCurve, capacity_curve
-from .simulate import TypeSampler, batch_means_interval, sample_service, service_distribution
+from .simulate import (
+    TypeSampler,
+    _dataclass_source,
+    batch_means_interval,
+    sample_service,
+    service_distribution,
+)
 
 __all__ = ["system_times", "simulate_batching", "BatchingSimulation", "simulate_work"]
 
@@ -186,6 +192,13 @@ class BatchingSimulation:
     queries, warmup : int
     seconds : float
         Wall time of the simulation.
+    extra : dict
+        ``model_utility``: the model's utility at the simulated allocation.
+
+    Notes
+    -----
+    ``repr`` is Python source that rebuilds the result (with the class in
+    scope), every float exact.
     """
 
     mean_system_time: float
@@ -201,6 +214,22 @@ class BatchingSimulation:
     warmup: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Python source that rebuilds the result (the class in scope).
+
+        >>> BatchingSimulation(1.5, (1.25, 1.75), 1.5, 0.5, 0.75, (0.7, 0.8), 0.7, (0.6, 0.8),
+        ...                    None, 1000, 100, 0.25)  # doctest: +NORMALIZE_WHITESPACE
+        BatchingSimulation(mean_system_time=1.5, mean_system_time_ci=(1.25, 1.75),
+            model_mean_system_time=1.5, utilization=0.5, realized_accuracy=0.75,
+            realized_accuracy_ci=(0.7, 0.8), realized_utility=0.7, realized_utility_ci=(0.6, 0.8),
+            limit=None, queries=1000, warmup=100, seconds=0.25, extra={})
+        """
+        return _dataclass_source(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
+        p.text(repr(self))
 
     @property
     def relative_error(self) -> float:

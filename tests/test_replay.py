@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_simulate import assert_same_fields
 
 import cvxalloc
 from cvxalloc.cli import main
@@ -14,7 +15,7 @@ from cvxalloc.errors import ScenarioError
 from cvxalloc.objective import evaluate
 from cvxalloc.queue import kingman, pollaczek_khinchine
 from cvxalloc.requestlog import read_request_log
-from cvxalloc.simulate import simulate_replay
+from cvxalloc.simulate import ReplayResult, simulate_replay
 
 TRACES = Path(__file__).resolve().parent.parent / "validation" / "data" / "traces"
 CODE = TRACES / "AzureLLMInferenceTrace_code.csv"
@@ -309,3 +310,27 @@ def test_batching_server_is_refused_not_silently_simulated_as_fifo():
 
     with pytest.raises(ScenarioError, match=r"\[server\] model"):
         simulate_replay(Batching(), [1.0], [0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("target", "replications", "tokens_column"),
+    [(None, 1, "GeneratedTokens"), (1.3, 3, None)],  # batch means; overload: no predictions
+)
+def test_repr_rebuilds_the_replay_result(tmp_path, target, replications, tokens_column):
+    sc, _ = _load(TWO_TYPES, tmp_path)
+    log = read_request_log(CODE, tokens_column=tokens_column)
+    rep = simulate_replay(
+        sc,
+        np.array([1000.0, 2000.0]),
+        log,
+        seed=5,
+        target_utilization=target,
+        replications=replications,
+        batches=12,
+        warmup=20,
+    )
+    text = repr(rep)
+    assert text.startswith("ReplayResult(tokens=np.array([1000.0, 2000.0]), ")
+    again = eval(text, {"np": np, "ReplayResult": ReplayResult})
+    assert_same_fields(again, rep)
+    assert again.to_dict() == rep.to_dict()

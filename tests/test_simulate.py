@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from scipy import special
 import cvxalloc
 from cvxalloc.errors import ScenarioError, UnstableError
 from cvxalloc.simulate import (
+    SimulationResult,
     TypeSampler,
     batch_means_interval,
     lindley_waits,
@@ -269,3 +271,57 @@ def test_progress_bar_only_when_asked(capsys):
     b = simulate(sc, t, queries=300_000, seed=2, chunk_size=100_000)  # stderr not a terminal
     assert capsys.readouterr().err == ""
     assert a.mean_system_time == b.mean_system_time
+
+
+def assert_same_fields(again, x):
+    """``again`` equals ``x`` field by field: arrays with their dtype, NaN equal to NaN."""
+    assert type(again) is type(x)
+
+    def same(a, b, where):
+        if isinstance(b, np.ndarray):
+            assert isinstance(a, np.ndarray) and a.dtype == b.dtype, where
+            np.testing.assert_array_equal(a, b, err_msg=where)
+        elif isinstance(b, dict):
+            assert isinstance(a, dict) and list(a) == list(b), where
+            for k in b:
+                same(a[k], b[k], f"{where}[{k!r}]")
+        elif isinstance(b, (list, tuple)):
+            assert type(a) is type(b) and len(a) == len(b), where
+            for i, (u, v) in enumerate(zip(a, b)):
+                same(u, v, f"{where}[{i}]")
+        elif isinstance(b, float) and math.isnan(b):
+            assert isinstance(a, float) and math.isnan(a), where
+        else:
+            assert a == b, f"{where}: {a!r} != {b!r}"
+
+    for f in dataclasses.fields(x):
+        same(getattr(again, f.name), getattr(x, f.name), f.name)
+
+
+def test_repr_rebuilds_the_simulation_result():
+    sc, t = CASES["example-rho0.5-min"]
+    sim = simulate(sc, t, queries=20_000, seed=4, batches=7, chunk_size=3_000)
+    text = repr(sim)
+    assert text.startswith("SimulationResult(tokens=np.array([")
+    assert_same_fields(eval(text, {"np": np, "SimulationResult": SimulationResult}), sim)
+    # non-finite numbers and other dtypes read back too
+    odd = dataclasses.replace(
+        sim,
+        mean_system_time_ci=(-math.inf, math.inf),
+        utility_model=math.nan,
+        seed=None,
+        batch_means={"system": np.array([1, 2], dtype=np.int32), "score": np.array([])},
+    )
+    assert_same_fields(eval(repr(odd), {"np": np, "SimulationResult": SimulationResult}), odd)
+
+
+@pytest.mark.parametrize("limit", [None, 4])
+def test_repr_rebuilds_the_batching_simulation(limit):
+    from importlib import resources
+
+    from cvxalloc.simulate_batching import BatchingSimulation, simulate_batching
+
+    sc = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
+    sim = simulate_batching(sc, sc.min_tokens, queries=5_000, seed=2, limit=limit)
+    again = eval(repr(sim), {"BatchingSimulation": BatchingSimulation})
+    assert_same_fields(again, sim)
