@@ -7,11 +7,12 @@ pasted back to rebuild its case.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
-__all__ = ["REPR_MAX", "source", "array_source"]
+__all__ = ["REPR_MAX", "source", "array_source", "value_source", "fields_source"]
 
 #: Arrays longer than this are summarized (not valid source) instead of written out.
 REPR_MAX = 100
@@ -58,6 +59,41 @@ def array_source(x: Any) -> str:
     if x.size == 1 and x.dtype.kind == "f":  # a broadcast parameter
         return source(float(x.flat[0]))
     return source(x.ravel())
+
+
+def value_source(value: Any) -> str:
+    """:func:`source`, but an array (also inside a dict) reads ``np.array([...])``.
+
+    Its dtype is written where the listed values would not give it back; beyond
+    :data:`REPR_MAX` entries the array is summarized (not valid source).
+
+    >>> value_source(np.array([1.0, 2.5])), value_source(np.array([2, 3], dtype=np.int32))
+    ('np.array([1.0, 2.5])', "np.array([2, 3], dtype='int32')")
+    >>> value_source({"edges": np.array([0.0, 1.0]), "n": 2})
+    "{'edges': np.array([0.0, 1.0]), 'n': 2}"
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{source(k)}: {value_source(v)}" for k, v in value.items()) + "}"
+    if not isinstance(value, np.ndarray) or value.size > REPR_MAX:
+        return source(value)
+    listed = value.tolist()
+    dtype = "" if np.array(listed).dtype == value.dtype else f", dtype={value.dtype.name!r}"
+    return f"np.array({source(listed)}{dtype})"
+
+
+def fields_source(obj: Any) -> str:
+    """``Class(field=value, ...)`` of a dataclass instance, its fields as source.
+
+    The fields its constructor takes, but private ones (``_name``: caches). The
+    reprs of the package's data classes are this, so ``eval`` of one (with
+    ``np`` and the class in scope) rebuilds the object.
+    """
+    args = ", ".join(
+        f"{f.name}={value_source(getattr(obj, f.name))}"
+        for f in fields(obj)
+        if f.init and not f.name.startswith("_")
+    )
+    return f"{type(obj).__name__}({args})"
 
 
 def _summary(x: np.ndarray) -> str:

@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from ._source import REPR_MAX, source
+from ._source import fields_source, source
 from .errors import ScenarioError
 
 __all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES", "control_figure"]
@@ -157,8 +157,7 @@ class ControlReplay:
 
     def __repr__(self) -> str:
         """Python source that rebuilds the replay (see the class notes)."""
-        parts = [f"{f.name}={_value_source(getattr(self, f.name))}" for f in fields(self)]
-        return f"ControlReplay({', '.join(parts)})"
+        return fields_source(self)
 
     def to_dict(self) -> dict[str, Any]:
         from .result import jsonable
@@ -191,18 +190,6 @@ class ControlReplay:
             )
         lines.append(f"{s['elapsed']:.2f} s wall")
         return "\n".join(lines)
-
-
-def _value_source(value: Any) -> str:
-    """:func:`~cvxalloc._source.source`, but arrays (also inside dicts) read
-    ``np.array([...])`` (with their dtype unless float64) up to
-    :data:`~cvxalloc._source.REPR_MAX` entries."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{source(k)}: {_value_source(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
-        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
-        return f"np.array({source(value.tolist())}{dtype})"
-    return source(value)
 
 
 # --------------------------------------------------------------------------

@@ -7,13 +7,12 @@ gives every figure of an allocation at once; :func:`utility`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._reduce import dot
-from ._source import REPR_MAX, source
+from ._source import fields_source
 from .queue import Latency
 
 __all__ = ["Evaluation", "evaluate", "utility", "gradient", "hessian_parts", "Objective"]
@@ -74,15 +73,7 @@ class Evaluation:
                    type_accuracy=np.array([0.75]), service_time=np.array([2.0]),
                    mean_system_time=float('inf'), utilization=1.5, m1=2.0, m2=4.0)
         """
-        args = ", ".join(f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self))
-        return f"Evaluation({args})"
-
-
-def ndarray_source(value: Any) -> str:
-    """``value`` as source, an ndarray as ``np.array([...])`` (summarized beyond 100 entries)."""
-    if not isinstance(value, np.ndarray):
-        return source(value)
-    return source(value) if value.size > REPR_MAX else f"np.array({source(value.tolist())})"
+        return fields_source(self)
 
 
 class Objective:

@@ -58,14 +58,14 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._files import write_text
-from ._source import source as _source
+from ._source import fields_source
 from ._version import __version__
 from .certificate import frank_wolfe_gap, relative_scale
 from .errors import CvxallocError, ScenarioError, SolverError
@@ -157,14 +157,7 @@ class Lookup:
         ... # doctest: +ELLIPSIS
         Lookup(rate=0.5, tokens=np.array([10.0, 20.5]), objective=0.25, gap=1e-09, ...)
         """
-        parts = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            text = _source(value)
-            if isinstance(value, np.ndarray) and not text.startswith("<"):
-                text = f"np.array({text})"
-            parts.append(f"{f.name}={text}")
-        return f"Lookup({', '.join(parts)})"
+        return fields_source(self)
 
     @property
     def relative_gap(self) -> float:

@@ -28,14 +28,15 @@ one-sided derivatives; they are listed in :attr:`Sensitivity.kinks`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ._source import fields_source
 from .certificate import certify, relative_scale
 from .errors import CvxallocError
-from .objective import Objective, ndarray_source
+from .objective import Objective
 from .polish import newton_direction, polish
 
 __all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES", "OPTIMALITY_RTOL"]
@@ -83,8 +84,7 @@ class Derivative:
         Derivative(tokens=np.array([2.5, 0.0]), objective=-0.125, mean_system_time=0.5, \
 utilization=0.25, accuracy=0.0)
         """
-        args = ", ".join(f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self))
-        return f"Derivative({args})"
+        return fields_source(self)
 
 
 @dataclass
@@ -136,10 +136,7 @@ class Sensitivity:
         scenario's repr is (up to 50 types) and arrays are written out (up to
         100 entries; the mix matrix has N rows of N).
         """
-        args = ", ".join(
-            f"{f.name}={ndarray_source(getattr(self, f.name))}" for f in fields(self) if f.repr
-        )
-        return f"Sensitivity({args})"
+        return fields_source(self)
 
     # --- convenient names ------------------------------------------------
     @property

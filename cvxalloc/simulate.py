@@ -39,13 +39,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from ._source import REPR_MAX, source
+from ._source import fields_source
 from .errors import ScenarioError, UnstableError
 from .objective import Objective, evaluate
 from .queue import kingman, pollaczek_khinchine
@@ -358,7 +358,7 @@ class SimulationResult:
         >>> np.array_equal(again.batch_means["utility"], sim.batch_means["utility"])
         True
         """
-        return _dataclass_source(self)
+        return fields_source(self)
 
     def _repr_pretty_(self, p, cycle) -> None:
         """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
@@ -430,24 +430,6 @@ class SimulationResult:
                 f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
             ]
         )
-
-
-def _value_source(value: Any) -> str:
-    """:func:`~cvxalloc._source.source`, but an array reads ``np.array([...])`` (with its
-    dtype unless float64) up to :data:`~cvxalloc._source.REPR_MAX` entries, in dicts too."""
-    if isinstance(value, dict):
-        items = (f"{source(k)}: {_value_source(v)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
-    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
-        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
-        return f"np.array({source(value.tolist())}{dtype})"
-    return source(value)
-
-
-def _dataclass_source(obj: Any) -> str:
-    """``Class(field=value, ...)`` of a data class's every field, as source."""
-    args = ", ".join(f"{f.name}={_value_source(getattr(obj, f.name))}" for f in fields(obj))
-    return f"{type(obj).__name__}({args})"
 
 
 # --------------------------------------------------------------------------

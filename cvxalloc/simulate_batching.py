@@ -49,13 +49,13 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from ._source import fields_source
 from .errors import ScenarioError, UnstableError
 from .objective import Objective
 from .queue import BatchingQueue
 from .queue.batching import CapacityCurve, capacity_curve
 from .simulate import (
     TypeSampler,
-    _dataclass_source,
     batch_means_interval,
     sample_service,
     service_distribution,
@@ -225,7 +225,7 @@ class BatchingSimulation:
             realized_accuracy_ci=(0.7, 0.8), realized_utility=0.7, realized_utility_ci=(0.6, 0.8),
             limit=None, queries=1000, warmup=100, seconds=0.25, extra={})
         """
-        return _dataclass_source(self)
+        return fields_source(self)
 
     def _repr_pretty_(self, p, cycle) -> None:
         """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""

@@ -30,7 +30,7 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from . import status as st
 from ._bisect import bisect
-from ._source import REPR_MAX, source
+from ._source import fields_source
 from .baselines import uniform_budget
 from .constraints import Constraints, constraints_of, slacks_of
 from .errors import CvxallocError, OptionError
@@ -115,18 +115,7 @@ class SweepResult:
         float exactly.
         """
 
-        def arr(x: Any) -> str:
-            if x is None:
-                return "None"
-            a = np.asarray(x)
-            return source(a) if a.size > REPR_MAX else f"np.array({source(a.tolist())})"
-
-        parts = [f"parameter={self.parameter!r}"]
-        for f in fields(self)[1:]:
-            val = getattr(self, f.name)
-            text = arr(val) if isinstance(val, np.ndarray) or val is None else source(val)
-            parts.append(f"{f.name}={text}")
-        return f"SweepResult({', '.join(parts)})"
+        return fields_source(self)
 
     @property
     def values(self) -> np.ndarray:

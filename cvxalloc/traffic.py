@@ -43,14 +43,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._files import publish
-from ._source import REPR_MAX, source
+from ._source import fields_source
 from .errors import ScenarioError
 from .requestlog import RequestLog
 
@@ -140,15 +140,6 @@ def window_rates(times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarr
     return edges, counts / np.diff(edges)
 
 
-def _array_source(value: Any) -> str:
-    """:func:`~cvxalloc._source.source`, but an array reads ``np.array([...])`` (with its
-    dtype unless float64) up to :data:`~cvxalloc._source.REPR_MAX` entries."""
-    if isinstance(value, np.ndarray) and value.size <= REPR_MAX:
-        dtype = "" if value.dtype == np.float64 else f", dtype={str(value.dtype)!r}"
-        return f"np.array({source(value.tolist())}{dtype})"
-    return source(value)
-
-
 def _check_window(window: float) -> None:
     try:
         w = float(window)
@@ -227,8 +218,7 @@ class TrafficSummary:
         >>> eval(repr(tr)).to_dict() == tr.to_dict()
         True
         """
-        parts = [f"{f.name}={_array_source(getattr(self, f.name))}" for f in fields(self)]
-        return f"TrafficSummary({', '.join(parts)})"
+        return fields_source(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the keys of ``cvxalloc traffic --json``)."""

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .._source import fields_source
 from ..errors import ScenarioError
 from ..queue.batching import CapacityCurve
-from ._repr import fields_source
 
 __all__ = ["CapacityFit", "fit_capacity", "read_throughput", "server_toml"]
 

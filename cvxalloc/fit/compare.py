@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .._source import fields_source
 from ..accuracy import FAMILIES
-from ._repr import fields_source
 from .families import FamilyFit, fit_family
 from .measurements import AccuracyData, MeasurementError
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from .._source import fields_source
 from ..accuracy import FAMILIES, AccuracyFamily
 from ..result import jsonable
-from ._repr import fields_source
 from .measurements import MeasurementError
 
 __all__ = ["FamilyFit", "fit_family"]

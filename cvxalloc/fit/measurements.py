@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._source import fields_source
 from ..errors import CvxallocError
-from ._repr import fields_source
 
 __all__ = [
     "MeasurementError",

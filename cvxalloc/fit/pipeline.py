@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .._source import fields_source
 from ..accuracy import FAMILIES
-from ._repr import fields_source
 from .assemble import _per_task, build_scenario
 from .compare import TaskFit, fit_task
 from .measurements import POOLED, MeasurementError, read_accuracy_csv, read_service_csv

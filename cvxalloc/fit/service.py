@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from .._source import fields_source
 from ..result import jsonable
-from ._repr import fields_source
 from .measurements import POOLED, MeasurementError
 
 __all__ = ["ServiceFit", "fit_service"]
