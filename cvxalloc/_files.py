@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ScenarioError
 
-__all__ = ["publish", "write_text"]
+__all__ = ["publish", "write_atomic", "write_text"]
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
@@ -23,8 +24,14 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def write_text(path: str | Path, text: str, what: str = "--output") -> Path:
-    """Write ``text`` (newline-terminated) to ``path`` atomically: all or nothing.
+def write_atomic(
+    path: str | Path, write: Callable[[str], None], what: str = "--output", suffix: str = ".tmp"
+) -> Path:
+    """Write a file all or nothing: ``write(tmp)`` fills a temporary file beside ``path``.
+
+    The temporary file is renamed to ``path`` only when ``write`` returns (with
+    the mode a new file gets here); on any error it is removed and ``path`` is
+    untouched.
 
     Raises
     ------
@@ -32,15 +39,27 @@ def write_text(path: str | Path, text: str, what: str = "--output") -> Path:
         If the directory of ``path`` does not exist (named as ``what``).
     """
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ScenarioError(f"{what} {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ScenarioError(f"{what} {str(path)!r}: directory {str(parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
+        write(tmp)
         publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text(path: str | Path, text: str, what: str = "--output") -> Path:
+    """Write ``text`` (newline-terminated) to ``path`` atomically (:func:`write_atomic`)."""
+    body = text if text.endswith("\n") else text + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(body)
+
+    return write_atomic(path, write, what)

@@ -23,7 +23,6 @@ Examples
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,8 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ._files import publish
-from .errors import ScenarioError  # noqa: E402
+from ._files import write_atomic
 
 __all__ = [
     "save",
@@ -112,22 +110,14 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> Path:
     ScenarioError
         If the directory of ``path`` does not exist.
     """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise ScenarioError(f"--output {str(path)!r}: directory {str(parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return write_atomic(
+            path,
+            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"),
+            suffix=".png",
+        )
     finally:
         plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------

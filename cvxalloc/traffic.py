@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._files import publish
+from ._files import write_atomic
 from ._source import fields_source
 from .errors import ScenarioError
 from .requestlog import RequestLog
@@ -402,17 +401,7 @@ def plot_traffic(summary: TrafficSummary, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ScenarioError(f"--plot {str(path)!r}: the figure is a PNG; name it *.png")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ScenarioError(f"--plot {str(path)!r}: directory {str(parent)!r} does not exist")
     fig = traffic_figure(summary)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130, format="png")
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(
+        path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"), what="--plot", suffix=".png"
+    )

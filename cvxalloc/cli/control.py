@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from .._files import write_atomic
 from ..errors import ScenarioError
 from ._common import dumps, emit
 from .traffic import add_log_arguments, read_log_from_args
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.plot is not None:
         fig = control_figure(rep, title=Path(args.log).name)
-        fig.savefig(args.plot, dpi=110)
+        write_atomic(args.plot, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "--plot")
     text = dumps(rep.to_dict()) if args.json else rep.summary()
     emit(text, args.output)
     return 0
