@@ -73,6 +73,7 @@ from scipy import special
 
 from ._source import fields_source, source
 from .errors import ScenarioError
+from .result import jsonable
 
 __all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES", "control_figure"]
 
@@ -160,8 +161,6 @@ class ControlReplay:
         return fields_source(self)
 
     def to_dict(self) -> dict[str, Any]:
-        from .result import jsonable
-
         return {
             "settings": jsonable(self.settings),
             "strategies": {k: jsonable(v.to_dict()) for k, v in self.strategies.items()},

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ._files import write_atomic
+from .objective import evaluate
 
 __all__ = [
     "save",
@@ -133,8 +134,6 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
     """
     gamma = scenario.latency_weight
     if gamma <= 0:
-        from .objective import evaluate
-
         pw = scenario.probability * scenario.weight
         span = float(
             pw

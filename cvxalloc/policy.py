@@ -70,6 +70,8 @@ from ._version import __version__
 from .certificate import frank_wolfe_gap, relative_scale
 from .errors import CvxallocError, ScenarioError, SolverError
 from .objective import Objective
+from .result import jsonable
+from .scenario import Scenario
 
 __all__ = [
     "Policy",
@@ -570,8 +572,6 @@ class Policy:
     # --- file -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The policy file's content (see docs/policy.md)."""
-        from .result import jsonable
-
         budgets = self.grid_budgets
         out: dict[str, Any] = {
             "format": FORMAT,
@@ -987,8 +987,6 @@ def _array(path: str, key: str, value: Any, length: int | None = None) -> np.nda
 
 def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
     """A :class:`Policy` from the content of a policy file, validated."""
-    from .scenario import Scenario
-
     if not isinstance(data, Mapping):
         raise _fail(source, "must hold a JSON object at top level")
     if data.get("format") != FORMAT:

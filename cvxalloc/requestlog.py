@@ -53,6 +53,7 @@ array([0. , 0.5, 0.5, 2. ])
 
 from __future__ import annotations
 
+import csv
 import gc
 import json
 import math
@@ -348,8 +349,6 @@ def _csv_rows(source: str, text: str) -> tuple[list[str], list[list[str]], np.nd
         rows = [line.split(delim) for line in body]
         numbers = np.asarray(line_no, dtype=np.intp)
     else:
-        import csv
-
         reader = csv.reader(body, delimiter=delim)
         rows, starts, consumed = [], [], 0
         for row in reader:  # a quoted field may span lines: number a row by its first line

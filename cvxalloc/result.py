@@ -11,6 +11,7 @@ from . import status as st
 from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
+from .report import result_table
 
 __all__ = ["Result", "jsonable"]
 
@@ -172,8 +173,6 @@ class Result:
 
     def summary(self) -> str:
         """A readable table of per-type tokens, accuracy and service time."""
-        from .report import result_table
-
         return result_table(self)
 
     def __repr__(self) -> str:

@@ -27,9 +27,12 @@ True
 from __future__ import annotations
 
 import csv
+import importlib
+import inspect
 import io
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from . import status as st
 from ._bisect import bisect
 from ._source import fields_source
 from .baselines import uniform_budget
-from .constraints import Constraints, constraints_of, slacks_of
+from .constraints import Constraints, InfeasibleError, check_feasible, constraints_of, slacks_of
 from .errors import CvxallocError, OptionError
 from .objective import Objective
 from .result import Result, jsonable
@@ -235,8 +238,6 @@ def best_uniform(scenario, objective: Objective | None = None) -> Result:
     InfeasibleError
         If no allocation meets the constraints.
     """
-    from .constraints import check_feasible
-
     sc = scenario
     cons = constraints_of(sc)
     if cons is None:
@@ -299,8 +300,6 @@ def _run(
     options: dict[str, Any],
     progress: bool | None = None,
 ) -> SweepResult:
-    import time
-
     from .solve import choose_method, solve
 
     sc = scenario
@@ -342,8 +341,6 @@ def _run(
         except OptionError:  # a bad option is wrong at every point: say so once
             raise
         except CvxallocError as exc:
-            from .constraints import InfeasibleError
-
             status[j] = INFEASIBLE if isinstance(exc, InfeasibleError) else INVALID
             messages[j] = str(exc)
             continue
@@ -409,9 +406,6 @@ def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
 
 def _keywords(method: str) -> set[str]:
     """Keyword options of a registered method's solver function."""
-    import importlib
-    import inspect
-
     from .solve import METHODS
 
     if method not in METHODS:

@@ -132,20 +132,6 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("cli.sweep", "sweep"): "subcommand loads its workflow on run",
     ("cli.traffic", "io"): "subcommand loads its workflow on run",
     ("cli.traffic", "scenario"): "subcommand loads its workflow on run",
-    # Left over from import circles that are gone; to move to the top:
-    ("solvers.conic", "constraints"): "was a circle",
-    ("solvers.conic", "certificate"): "was a circle",
-    ("sweep", "constraints"): "was a circle",
-    ("policy", "result"): "was a circle",
-    ("policy", "scenario"): "was a circle (scenario <-> io)",
-    ("controller", "result"): "was a circle",
-    ("result", "report"): "was a circle",
-    ("plots", "objective"): "was a circle",
-    # The standard library, inside a function for no reason left:
-    ("requestlog", "csv"): "to move to the top",
-    ("sweep", "time"): "to move to the top",
-    ("sweep", "importlib"): "to move to the top",
-    ("sweep", "inspect"): "to move to the top",
 }
 
 

@@ -37,8 +37,10 @@ import cvxpy as cp
 import numpy as np
 
 from .. import _options as _opt
+from .. import constraints as cons_mod
 from .. import status as st
 from ..certificate import certificate_box, frank_wolfe_gap, relative_scale
+from ..constraints import ConstraintError, conic_constraints
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import newton_direction, polish
@@ -117,8 +119,6 @@ class ConicProblem:
             objective = acc - (gamma * self.time_unit) * w_scaled
         else:
             objective = acc
-        from ..constraints import ConstraintError, conic_constraints
-
         has_constraints = slo is not None or not (sc.constraints is None or sc.constraints.empty)
         if has_constraints and getattr(sc, "server", None) is not None:
             raise ConstraintError(
@@ -238,8 +238,6 @@ def solve_conic(
     t0 = time.perf_counter()
     constrained = sc.constraints is not None and not sc.constraints.empty
     if constrained:
-        from .. import constraints as cons_mod
-
         lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
         if cons_mod.single_point(sc, lo2):
             return cons_mod.single_point_result(sc, lo2)
@@ -396,8 +394,6 @@ def _assemble(
     status = _STATUS_MAP.get(raw_status, st.SOLVER_ERROR)
     x = cprob.token_values()
     if constrained and status == st.INFEASIBLE:
-        from .. import constraints as cons_mod
-
         raise cons_mod.InfeasibleError(
             f"constraints conflict: {run.label} reports the problem {raw_status} "
             f"({', '.join(sc.constraints.kinds)}); relax one of them"
@@ -475,8 +471,6 @@ def _polish(
     """Polished tokens and the diagnostics (constraint report); fills ``solver_stats``."""
     diagnostics: dict[str, Any] = {}
     if constrained:
-        from .. import constraints as cons_mod
-
         tokens, solver_stats["polish_steps"], note = cons_mod.finish(
             sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps
         )
@@ -606,8 +600,6 @@ def _refine_cuts(
     add the tangent at the point's load and re-solve (Parameters: no
     recompilation).
     """
-    from ..certificate import relative_scale
-
     cuts = cprob.cuts
     obj = Objective(sc)
     lo, hi = cprob.lo, cprob.hi
