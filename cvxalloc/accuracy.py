@@ -95,6 +95,11 @@ class AccuracyFamily:
         """Second derivative ``A''(t) < 0``."""
         raise NotImplementedError
 
+    def inverse(self, a: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Inverse of the accuracy: the ``t`` with ``A(t) = a`` (``inf`` where ``a`` is at
+        or above the curve's ceiling; below ``A(0)`` the root is negative)."""
+        raise NotImplementedError
+
     def inv_d1(self, y: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """Inverse of the first derivative: the ``t`` with ``A'(t) = y``.
 
@@ -177,6 +182,12 @@ class Exponential(AccuracyFamily):
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -self.scale * np.log(y * self.scale / (self.ceiling - self.floor))
         return np.where(y > 0, t, np.inf)
+
+    def inverse(self, a):
+        a = np.asarray(a, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = self.scale * np.log((self.ceiling - self.floor) / (self.ceiling - a))
+        return np.where(a < self.ceiling, t, np.inf)
 
     def solve_marginal(self, alpha, beta, t0=None):
         """Closed form through the Wright omega function.
@@ -272,6 +283,13 @@ class Power(AccuracyFamily):
             base = y * self.scale / ((self.ceiling - self.floor) * e)
             t = self.scale * (base ** (-1.0 / (e + 1)) - 1)
         return np.where(y > 0, t, np.inf)
+
+    def inverse(self, a):
+        a = np.asarray(a, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratio = (self.ceiling - self.floor) / (self.ceiling - a)
+            t = self.scale * np.expm1(np.log(ratio) / self.exponent)
+        return np.where(a < self.ceiling, t, np.inf)
 
     def solve_marginal(self, alpha, beta, t0=None):
         """Safeguarded vectorized Newton in ``u = log(1 + t / tau)``.
@@ -398,6 +416,11 @@ class Logarithmic(AccuracyFamily):
             t = self.gain / y - self.scale
         return np.where(y > 0, t, np.inf)
 
+    def inverse(self, a):
+        a = np.asarray(a, dtype=float)
+        with np.errstate(over="ignore"):
+            return self.scale * np.expm1((a - self.floor) / self.gain)
+
     def solve_marginal(self, alpha, beta, t0=None):
         """Closed form: with ``z = tau + t``, ``beta z^2 + (alpha - beta tau) z - g = 0``.
 
@@ -492,6 +515,17 @@ class AccuracyCurves:
     def value(self, t: np.ndarray) -> np.ndarray:
         """Accuracy of every type at ``t``."""
         return self._apply("value", t)
+
+    def inverse(self, a: np.ndarray) -> np.ndarray:
+        """Per type, the ``t`` with ``A_i(t) = a_i`` (closed form in every family).
+
+        >>> from cvxalloc.accuracy import Exponential
+        >>> c = AccuracyCurves.single(Exponential(floor=0.2, ceiling=0.9, scale=1000.0), 2)
+        >>> t = c.inverse(np.array([0.5, 0.95]))
+        >>> bool(np.isclose(c.value(t[:1])[0], 0.5)), bool(t[1] == np.inf)
+        (True, True)
+        """
+        return self._apply("inverse", a)
 
     def d1(self, t: np.ndarray) -> np.ndarray:
         """First derivatives at ``t``."""

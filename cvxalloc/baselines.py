@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import status as st
+from ._bisect import bisect
 from .objective import Objective
 from .result import Result
 
@@ -68,16 +69,7 @@ def uniform_budget(scenario, objective: Objective | None = None) -> Result:
         elif not open_right and dfdT(R_eff, free) >= 0:
             T = R_eff
         else:
-            a, b = L, R_eff
-            for _ in range(200):
-                m = 0.5 * (a + b)
-                if m in (a, b):
-                    break
-                if dfdT(m, free) > 0:
-                    a = m
-                else:
-                    b = m
-            T = a
+            T, _ = bisect(lambda m, free=free: dfdT(m, free) > 0, L, R_eff)
         U = obj.value(clip(T))
         if U > best_U:
             best_T, best_U = float(T), U

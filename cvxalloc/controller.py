@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from ._bisect import bisect
 from ._source import fields_source, source
 from .errors import ScenarioError
 from .result import jsonable
@@ -238,14 +239,13 @@ def _rate_for_utilization(sc, target: float) -> float:
             f"utilization {target:g}: the optimum never reaches it below saturation "
             f"(at most {res.evaluation.utilization:.4g})"
         )
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if _optimum(sc.with_(arrival_rate=mid)).evaluation.utilization < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-10 * hi:
-            break
+    # each step is a solve: 34 halvings leave a bracket of 1e-10 of the top rate
+    lo, hi = bisect(
+        lambda rate: _optimum(sc.with_(arrival_rate=rate)).evaluation.utilization < target,
+        lo,
+        hi,
+        max_iter=34,
+    )
     return 0.5 * (lo + hi)
 
 

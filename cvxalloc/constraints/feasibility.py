@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._bisect import bisect
 from .terms import InfeasibleError, Term
 
 __all__ = [
@@ -37,9 +38,9 @@ def constraints_of(scenario) -> Any:
 def required_tokens(scenario) -> np.ndarray:
     """Per task, the fewest tokens meeting its ``min_accuracy`` (``lo`` where none).
 
-    ``A_i`` is increasing, so the bound is ``A_i^{-1}(alpha_i)``, found by
-    bisection on ``[lo_i, hi_i]`` to machine precision, on the side where
-    ``A_i(t) >= alpha_i`` holds in floating point. ``inf`` where even ``hi_i``
+    ``A_i`` is increasing, so the bound is ``A_i^{-1}(alpha_i)``, in closed form
+    (:meth:`AccuracyCurves.inverse`), then moved up by a few ulps where rounding
+    left ``A_i(t) < alpha_i`` in floating point. ``inf`` where even ``hi_i``
     does not reach ``alpha_i``.
     """
     sc = scenario
@@ -54,17 +55,17 @@ def required_tokens(scenario) -> np.ndarray:
     out[has & (a_hi < alpha)] = np.inf
     todo = np.flatnonzero(has & (a_lo < alpha) & (a_hi >= alpha))
     if todo.size:
-        sub = sc.accuracy.take(todo)
-        left, right, target = lo[todo].copy(), hi[todo].copy(), alpha[todo]
-        for _ in range(200):
-            mid = 0.5 * (left + right)
-            moved = (mid > left) & (mid < right)
-            if not moved.any():
+        sub, target = sc.accuracy.take(todo), alpha[todo]
+        t = np.clip(sub.inverse(target), lo[todo], hi[todo])
+        for _ in range(16):  # rounding of the closed form: a few ulps at most
+            short = sub.value(t) < target
+            if not short.any():
                 break
-            ok = sub.value(mid) >= target
-            right = np.where(moved & ok, mid, right)
-            left = np.where(moved & ~ok, mid, left)
-        out[todo] = right
+            t = np.where(short, np.minimum(np.nextafter(t, np.inf), hi[todo]), t)
+        for k in np.flatnonzero(sub.value(t) < target):  # a flat tail (A near its ceiling)
+            one = sub.take(np.array([k]))
+            _, t[k] = bisect(lambda x, one=one, k=k: one.value(x)[0] < target[k], t[k], hi[todo][k])
+        out[todo] = t
     return out
 
 
@@ -157,13 +158,7 @@ def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = No
     terms = cons.terms()
     if not terms or np.all(slacks_of(sc, terms, t) >= 0):
         return t
-    left, right = 0.0, 1.0
-    for _ in range(100):
-        mid = 0.5 * (left + right)
-        if mid in (left, right):
-            break
-        if np.all(slacks_of(sc, terms, lo2 + mid * (t - lo2)) >= 0):
-            left = mid
-        else:
-            right = mid
+    left, _ = bisect(
+        lambda mid: bool(np.all(slacks_of(sc, terms, lo2 + mid * (t - lo2)) >= 0)), 0.0, 1.0
+    )
     return np.clip(lo2 + left * (t - lo2), lo2, sc.max_tokens)
