@@ -406,12 +406,27 @@ class SimulationResult:
             "queries_per_second": self.queries_per_second,
         }
 
-    def summary(self) -> str:
-        """A short plain-text report."""
-        lo, hi = self.mean_system_time_ci
+    def _tail_lines(self) -> list[str]:
+        """The report's lines after the mean system time (percentiles to speed)."""
         alo, ahi = self.accuracy_ci
         ulo, uhi = self.utility_ci
         pct = self.percentiles
+        level = f"{100 * self.confidence:g}%"
+        return [
+            f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
+            f"{pct['p99']:.3f} s",
+            f"mean waiting time  {self.mean_waiting_time:.4f} s",
+            f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
+            f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
+            f"model {self.accuracy_model:.5f}",
+            f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
+            f"model {self.utility_model:.5f}",
+            f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
+        ]
+
+    def summary(self) -> str:
+        """A short plain-text report."""
+        lo, hi = self.mean_system_time_ci
         level = f"{100 * self.confidence:g}%"
         return "\n".join(
             [
@@ -419,16 +434,8 @@ class SimulationResult:
                 f"{self.batches} batches, seed {self.seed})",
                 f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
                 f"[{lo:.4f}, {hi:.4f}]   model (PK) {self.mean_system_time_model:.4f} s",
-                f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
-                f"{pct['p99']:.3f} s",
-                f"mean waiting time  {self.mean_waiting_time:.4f} s",
-                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
-                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
-                f"model {self.accuracy_model:.5f}",
-                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
-                f"model {self.utility_model:.5f}",
-                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
             ]
+            + self._tail_lines()
         )
 
 
@@ -700,7 +707,10 @@ def simulate(
     t, queries, warmup, batches = _check_simulate(
         sc, tokens, queries, warmup, batches, confidence, chunk_size
     )
-    ev = Objective(sc).evaluate(t)
+    # The arrivals drawn here are Poisson, so the model to hold them against is P-K,
+    # whatever arrival_scv the scenario plans for (replay a log for bursty traffic).
+    poisson = sc if sc.arrival_scv == 1.0 else sc.with_(arrival_scv=1.0)
+    ev = Objective(poisson).evaluate(t)
     if ev.utilization >= 1:
         raise UnstableError(
             f"allocation is unstable (utilization {ev.utilization:.4g} >= 1): the queue "
@@ -875,9 +885,6 @@ class ReplayResult(SimulationResult):
     def summary(self) -> str:
         """A short plain-text report."""
         lo, hi = self.mean_system_time_ci
-        alo, ahi = self.accuracy_ci
-        ulo, uhi = self.utility_ci
-        pct = self.percentiles
         arr, pred = self.arrivals, self.predictions
         level = f"{100 * self.confidence:g}%"
         how = (
@@ -901,16 +908,8 @@ class ReplayResult(SimulationResult):
                 f"  predicted: model {w(pred['model'])} (arrival SCV "
                 f"{pred['model_arrival_scv']:g})   P-K {w(pred['pollaczek_khinchine'])}   "
                 f"Kingman at measured SCV {w(pred['kingman_measured_scv'])}",
-                f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
-                f"{pct['p99']:.3f} s",
-                f"mean waiting time  {self.mean_waiting_time:.4f} s",
-                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
-                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
-                f"model {self.accuracy_model:.5f}",
-                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
-                f"model {self.utility_model:.5f}",
-                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
             ]
+            + self._tail_lines()
         )
 
 

@@ -327,3 +327,18 @@ def test_slo_constraint_holds_under_kingman(example):
     assert free.evaluation.mean_system_time > 30.0
     assert res.evaluation.mean_system_time == pytest.approx(30.0, rel=1e-6)
     assert Latency(sc).value(res.tokens) <= 30.0 * (1 + 1e-9)
+
+
+def test_poisson_simulation_is_held_against_pk(example):
+    """``simulate`` draws Poisson arrivals: its model column is P-K, not the plan's Kingman."""
+    from cvxalloc.simulate import simulate
+
+    bursty = example.with_(arrival_scv=20.0)
+    t = cvxalloc.solve(bursty).tokens
+    sim = simulate(bursty, t, queries=200_000, seed=5)
+    mo = Latency(example).moments(t)
+    assert sim.mean_system_time_model == pytest.approx(
+        pollaczek_khinchine(example.arrival_rate, mo.m1, mo.m2), rel=1e-12
+    )
+    lo, hi = sim.mean_system_time_ci
+    assert lo <= sim.mean_system_time_model <= hi

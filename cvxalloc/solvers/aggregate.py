@@ -278,16 +278,7 @@ class _Reduced:
             outer += 1
             return inner(u)
 
-        f_lo = h(u_lo)
-        if f_lo <= 0:
-            u = u_lo
-        else:
-            f_hi = h(u_hi)
-            u = (
-                u_hi
-                if f_hi >= 0
-                else brentq(h, u_lo, u_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
-            )
+        u = _decreasing_root(h, u_lo, u_hi)
         h(u)
         X = lam / u
         m2 = 2.0 * cache["Y"] / (X * X)
@@ -305,18 +296,22 @@ class _Reduced:
             t_prev[0] = pt.tokens
             return pt.r1
 
-        f_lo = h(u_lo)
-        if f_lo <= 0:
-            u = u_lo
-        else:
-            f_hi = h(u_hi)
-            u = (
-                u_hi
-                if f_hi >= 0
-                else brentq(h, u_lo, u_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
-            )
+        u = _decreasing_root(h, u_lo, u_hi)
         pt = self.point(u, self.m2_lo, t_prev[0])
         return self.point(u, self.moments(pt.tokens)[1], pt.tokens), outer
+
+
+def _decreasing_root(h, lo: float, hi: float) -> float:
+    """The root of a decreasing ``h`` on ``[lo, hi]``, or the end where ``h`` keeps its sign.
+
+    ``lo`` when ``h(lo) <= 0``, ``hi`` when ``h(hi) >= 0``, else Brent's root to
+    the last bits (the nested fallback's brackets).
+    """
+    if h(lo) <= 0:
+        return lo
+    if h(hi) >= 0:
+        return hi
+    return brentq(h, lo, hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
 
 
 def _sample(sc, size: int) -> tuple[np.ndarray, np.ndarray]:
