@@ -1,8 +1,10 @@
-"""cvxalloc: certified thinking-token budgets for an LLM server (M/G/1 FIFO).
+"""cvxalloc: certified thinking-token budgets for an LLM server.
 
 Maximize ``U(t) = sum_i p_i w_i A_i(t_i) - gamma W(t)`` over per-type budgets
-``lo <= t <= hi`` with ``W`` the Pollaczek-Khinchine mean system time, and prove
-how close the answer is to optimal.
+``lo <= t <= hi`` with ``W`` the mean system time of the scenario's queue model
+(:mod:`cvxalloc.queue`: one FIFO server with Poisson arrivals, Pollaczek-Khinchine,
+or bursty ones, Kingman; or a continuous-batching server), and prove how close
+the answer is to optimal.
 
 Main entry points
 -----------------

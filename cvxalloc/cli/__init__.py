@@ -40,7 +40,8 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cvxalloc",
         description=(
-            "Certified allocation of LLM thinking-token budgets on a FIFO M/G/1 server: "
+            "Certified allocation of LLM thinking-token budgets on a queueing server (one FIFO "
+            "server, Poisson or bursty arrivals, or continuous batching): "
             "maximize weighted accuracy minus a price on mean system time."
         ),
         epilog="Run 'cvxalloc COMMAND --help' for each command. Docs: docs/cli.md.",

@@ -49,7 +49,7 @@ _DESCRIPTION = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
-        help="simulate the FIFO server under an allocation and compare with the model",
+        help="simulate the server under an allocation and compare with the model",
         description=_DESCRIPTION,
     )
     add_scenario_argument(p, optional=True)
