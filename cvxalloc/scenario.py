@@ -26,7 +26,7 @@ from .errors import ScenarioError, UnstableError
 from .queue.batching import CapacityCurve, capacity_curve
 from .scenario_format import scenario_fields, scenario_structure, without_defaults
 
-__all__ = ["Scenario", "PROBABILITY_TOL"]
+__all__ = ["Scenario", "PROBABILITY_TOL", "ARRAY_FIELDS"]
 
 #: Probabilities must sum to 1 within this tolerance (no silent renormalization).
 PROBABILITY_TOL = 1e-9
@@ -39,7 +39,8 @@ MAX_TOKENS = 1e12
 #: Largest mean service time accepted at the maximum budget, in seconds.
 MAX_SERVICE_SECONDS = 1e12
 
-_ARRAY_FIELDS = (
+#: The per-task array fields of a scenario, in order.
+ARRAY_FIELDS = (
     "probability",
     "weight",
     "min_tokens",
@@ -117,7 +118,7 @@ class Scenario:
 
     def __post_init__(self) -> None:
         n = len(self.names)
-        for name in _ARRAY_FIELDS:
+        for name in ARRAY_FIELDS:
             val = np.asarray(getattr(self, name), dtype=float)
             if val.ndim > 1:
                 raise ScenarioError(f"{name} must be one-dimensional (got shape {val.shape})")
@@ -239,7 +240,7 @@ class Scenario:
             name: getattr(self, name)
             for name in (
                 "names",
-                *_ARRAY_FIELDS,
+                *ARRAY_FIELDS,
                 "accuracy",
                 "arrival_rate",
                 "latency_weight",
@@ -260,7 +261,7 @@ class Scenario:
         return Scenario(
             names=[self.names[i] for i in idx],
             probability=p / p.sum(),
-            **{f: getattr(self, f)[idx] for f in _ARRAY_FIELDS if f != "probability"},
+            **{f: getattr(self, f)[idx] for f in ARRAY_FIELDS if f != "probability"},
             accuracy=self.accuracy.take(idx),
             arrival_rate=self.arrival_rate,
             latency_weight=self.latency_weight,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..accuracy import AccuracyCurves, AccuracyFamily
-from ..scenario import Scenario
+from ..scenario import ARRAY_FIELDS, Scenario
 from .compare import TaskFit
 from .measurements import POOLED, MeasurementError
 from .service import ServiceFit
@@ -84,31 +84,18 @@ def build_scenario(
         "per_token": per_token,
         "scv": scv,
     }
-    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS}
+    cols: dict[str, list[float]] = {k: [] for k in ARRAY_FIELDS}
     blocks: list[tuple[AccuracyFamily, np.ndarray]] = []
     for i, task in enumerate(names):
         it = names.index(task) if template is not None else None
         tf = task_fits.get(task)
         sf = service_fits.get(task, service_fits.get(POOLED))
         row = _task_row(task, it, len(names), tf, sf, template, probability, given)
-        for key in _COLUMNS:
+        for key in ARRAY_FIELDS:
             cols[key].append(row[key])
         curve = _task_curve(task, it, tf, row["max_tokens"], template, notes)
         blocks.append((curve, np.array([i])))
     return _scenario(names, cols, blocks, lam, gamma, template)
-
-
-#: The per-task columns of the scenario, in the order they are filled.
-_COLUMNS = (
-    "probability",
-    "weight",
-    "min_tokens",
-    "max_tokens",
-    "base",
-    "per_token",
-    "scv",
-    "variance",
-)
 
 
 def _task_names(task_fits: Mapping[str, TaskFit], template) -> list[str]:
