@@ -1,0 +1,293 @@
+"""The aggregate method's outer system: N per-type equations tied by two queue scalars.
+
+Given the queue scalars ``(A, B)`` (from the slack ``u = 1 - rho`` and the
+second moment ``m2``, :meth:`FIFOQueue.scalars`), each type's optimal tokens
+solve ``A_i'(t) = alpha_i + beta_i t`` in closed form or by a vectorized
+Newton (:meth:`AccuracyCurves.solve_marginal`). :class:`Reduced` holds what
+that needs, for all types or a probability-weighted sample, and solves
+``F(u, m2) = 0`` by damped Newton with the exact 2x2 Jacobian
+(:meth:`Reduced.newton`) or by nested bracketing (:meth:`Reduced.nested`).
+The derivation is in :mod:`cvxalloc.solvers.aggregate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._reduce import dot
+from .._roots import brentq
+from ..queue import FIFOQueue, queue_model
+
+__all__ = ["Point", "Reduced", "decreasing_root", "sample"]
+
+_EPS = np.finfo(float).eps
+
+
+@dataclass
+class Point:
+    """One evaluation of the outer map at ``(u, m2)``."""
+
+    u: float
+    m2: float
+    X: float
+    Y: float
+    tokens: np.ndarray
+    r1: float
+    r2: float
+
+    def merit(self, us: float, ms: float) -> float:
+        return max(abs(self.r1) / us, abs(self.r2) / ms)
+
+
+class Reduced:
+    """What the outer problem needs, for all types or for a weighted sample.
+
+    ``p`` are the weights of the moments (the probabilities, or sample
+    frequencies); the per-type equations do not involve them.
+    """
+
+    def __init__(self, p, w, lo, hi, a, b, k1, pv, curves, queue: FIFOQueue, gamma) -> None:
+        self.p, self.w, self.lo, self.hi = p, w, lo, hi
+        self.a, self.b, self.k1, self.pv = a, b, k1, float(pv)
+        self.curves, self.queue, self.gamma = curves, queue, float(gamma)
+        self.lam = float(queue.arrival_rate)
+        # rho = lam m1 / capacity (capacity 1 for one server: the FIFO case is unchanged)
+        self.cap = float(queue.capacity)
+        self.lam_c = self.lam if self.cap == 1.0 else self.lam / self.cap
+        # a queue whose W ignores m2 (batching: B = 0) has a one-dimensional outer system
+        self.uses_m2 = getattr(queue, "name", "single") != "batching"
+        self.gb_w = gamma * b / w
+        # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
+        self.ca = self.gb_w * k1 * a
+        self.cb = self.gb_w * b * k1
+        self.pk1 = p * k1
+        self.m1_lo, self.m2_lo = self.moments(lo)
+        self.m1_hi, self.m2_hi = self.moments(hi)
+        self.evaluations = 0
+        self._u_bracket: tuple[float, float] | None = None
+        self.d1_bounds = (curves.d1(lo), curves.d1(hi))
+
+    @classmethod
+    def of(cls, sc, idx: np.ndarray | None = None, weights: np.ndarray | None = None):
+        """The whole scenario, or the types ``idx`` with moment weights ``weights``."""
+        if idx is None:
+            p = sc.probability
+            return cls(
+                p,
+                sc.weight,
+                sc.min_tokens,
+                sc.max_tokens,
+                sc.base,
+                sc.per_token,
+                1.0 + sc.scv,
+                dot(p, sc.variance),
+                sc.accuracy,
+                queue_model(sc),
+                sc.latency_weight,
+            )
+        return cls(
+            weights,
+            sc.weight[idx],
+            sc.min_tokens[idx],
+            sc.max_tokens[idx],
+            sc.base[idx],
+            sc.per_token[idx],
+            1.0 + sc.scv[idx],
+            dot(weights, sc.variance[idx]),
+            sc.accuracy.take(idx),
+            queue_model(sc),
+            sc.latency_weight,
+        )
+
+    # --- pieces -------------------------------------------------------------
+    def moments(self, t: np.ndarray) -> tuple[float, float]:
+        s = self.a + self.b * t
+        return dot(self.p, s), float(np.einsum("i,i,i->", self.pk1, s, s)) + self.pv
+
+    def tokens(self, A: float, B: float, t0: np.ndarray | None = None) -> np.ndarray:
+        """The per-type optimum given the queue scalars ``(A, B)``, clipped to the box."""
+        self.evaluations += 1
+        alpha = self.gb_w * A + B * self.ca
+        beta = B * self.cb
+        return self.curves.solve_marginal(alpha, beta, t0, self.lo, self.hi, self.d1_bounds)
+
+    def u_bracket(self) -> tuple[float, float]:
+        """``[u_min, u_max]`` holding the optimal slack ``1 - rho*``.
+
+        ``u_max = 1 - lam m1(lo) / c`` (``c`` the queue's capacity, 1 for one
+        server); ``u_min`` is ``1 - lam m1(hi) / c`` where that is positive,
+        else the cap of the model: ``W(t*) <= Wbar = W(lo) + (Acc_max -
+        Acc(lo)) / gamma`` and the queue's ``min_slack``.
+        """
+        if self._u_bracket is not None:
+            return self._u_bracket
+        lam_c, pw = self.lam_c, self.p * self.w
+        u_max = 1.0 - lam_c * self.m1_lo
+        if lam_c * self.m1_hi < 1:
+            # the whole box is stable: 1 - lam m1(hi) / c bounds the slack already
+            self._u_bracket = (1.0 - lam_c * self.m1_hi, u_max)
+            return self._u_bracket
+        acc_max = dot(pw, self.curves.value(self.hi))
+        acc_lo = dot(pw, self.curves.value(self.lo))
+        w_lo = self.queue.value(self.m1_lo, self.m2_lo)
+        wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
+        u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
+        self._u_bracket = (u_cap, u_max)
+        return self._u_bracket
+
+    def point(self, u: float, m2: float, t0: np.ndarray | None = None) -> Point:
+        A, B = self.queue.scalars(u, m2)[:2]
+        t = self.tokens(A, B, t0)
+        m1n, m2n = self.moments(t)
+        X = self.lam / u
+        return Point(u, m2, X, 0.5 * X * X * m2, t, 1.0 - self.lam_c * m1n - u, m2n - m2)
+
+    def jacobian(self, pt: Point) -> np.ndarray:
+        """``dF/d(u, m2)`` by implicit differentiation of the per-type equations.
+
+        For a type strictly inside its box, ``dt/dA = -psi`` with
+        ``psi = gamma b / (gamma B (1+k) b^2 - w A''(t)) > 0`` and
+        ``dt/dB = (1+k) s dt/dA``; types at a bound do not move. The queue model
+        gives ``(A, B)`` and their partials in ``(u, m2)``.
+        """
+        t, u = pt.tokens, pt.u
+        _, B, dA_du, dA_dm2, dB_du = self.queue.scalars(u, pt.m2)
+        fi = np.flatnonzero((t > self.lo) & (t < self.hi))
+        b, k1 = self.b[fi], self.k1[fi]
+        ks = k1 * (self.a[fi] + b * t[fi])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            psi = (
+                self.gamma * b / (self.gamma * B * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
+            )
+        psi[~np.isfinite(psi)] = 0.0
+        c1 = self.p[fi] * b * psi
+        c2 = 2.0 * c1 * ks
+        A1, B1 = dot(c1, ks), float(c1.sum())
+        A2, B2 = dot(c2, ks), float(c2.sum())
+        # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi dA/dm2
+        m1u, m1m = -(dA_du * B1 + dB_du * A1), -dA_dm2 * B1
+        m2u, m2m = -(dA_du * B2 + dB_du * A2), -dA_dm2 * B2
+        return np.array([[-self.lam_c * m1u - 1.0, -self.lam_c * m1m], [m2u, m2m - 1.0]])
+
+    # --- the two outer methods ----------------------------------------------
+    def newton(self, u0: float, m20: float, max_iter: int, xtol: float) -> tuple[Point, int, bool]:
+        """Damped Newton on ``F``; returns (last point, iterations, converged)."""
+        u_lo, u_hi = self.u_bracket()
+        m_lo, m_hi = self.m2_lo, self.m2_hi
+        u0 = min(max(u0, u_lo), u_hi)
+        m20 = min(max(m20, m_lo), m_hi)
+        pt = self.point(u0, m20)
+        tiny = 1e-300
+        for it in range(1, max_iter + 1):
+            us, ms = max(pt.u, tiny), max(pt.m2, m_hi * 1e-300, tiny)
+            merit = pt.merit(us, ms)
+            if merit <= xtol:
+                return pt, it, True
+            J = self.jacobian(pt)
+            try:
+                du, dm = np.linalg.solve(J, [-pt.r1, -pt.r2])
+            except np.linalg.LinAlgError:
+                return pt, it, False
+            if not (np.isfinite(du) and np.isfinite(dm)):
+                return pt, it, False
+            step, trial = 1.0, None
+            un, mn = pt.u, pt.m2
+            for _ in range(40):
+                un = min(max(pt.u + step * du, u_lo), u_hi)
+                mn = min(max(pt.m2 + step * dm, m_lo), m_hi)
+                if un == pt.u and mn == pt.m2:
+                    break
+                trial = self.point(un, mn, pt.tokens)
+                if trial.merit(us, ms) <= (1.0 - 1e-4 * step) * merit:
+                    break
+                step *= 0.5
+            else:
+                trial = None
+            rel = max(abs(step * du) / us, abs(step * dm) / ms)
+            if trial is None or (un == pt.u and mn == pt.m2):
+                # no decrease possible: converged to rounding or stuck
+                return pt, it, merit <= 1e3 * xtol + 1e3 * _EPS / us
+            pt = trial
+            if rel <= xtol:
+                return pt, it + 1, True
+        return pt, max_iter, False
+
+    def nested(self) -> tuple[Point, int]:
+        """Brent on ``u`` over its bracket, Brent on ``Y`` inside (guaranteed)."""
+        u_lo, u_hi = self.u_bracket()
+        lam = self.lam
+        cache: dict[str, Any] = {}
+        if not self.uses_m2:
+            return self._nested_1d(u_lo, u_hi)
+
+        def inner(u: float) -> float:
+            X = lam / u
+            A0 = self.queue.scalars(u, 0.0)[0]  # A = A0 + Y, Y = X^2 m2 / 2
+            y_lo, y_hi = 0.5 * X * X * self.m2_lo, 0.5 * X * X * self.m2_hi
+
+            def k(Y: float) -> float:
+                t = self.tokens(A0 + Y, X, cache.get("t"))
+                cache["t"] = t
+                return 0.5 * X * X * self.moments(t)[1] - Y
+
+            if y_hi > y_lo and k(y_lo) > 0 and k(y_hi) < 0:
+                Y = brentq(k, y_lo, y_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+            else:
+                Y = y_lo if k(y_lo) <= 0 else y_hi
+            t = self.tokens(A0 + Y, X, cache.get("t"))
+            cache["t"], cache["Y"] = t, Y
+            return 1.0 - lam * self.moments(t)[0] - u
+
+        outer = 0
+
+        def h(u: float) -> float:
+            nonlocal outer
+            outer += 1
+            return inner(u)
+
+        u = decreasing_root(h, u_lo, u_hi)
+        h(u)
+        X = lam / u
+        m2 = 2.0 * cache["Y"] / (X * X)
+        return self.point(u, m2, cache["t"]), outer
+
+    def _nested_1d(self, u_lo: float, u_hi: float) -> tuple[Point, int]:
+        """Brent on ``u`` alone: the queue's scalars do not depend on ``m2``."""
+        outer = 0
+        t_prev: list[np.ndarray | None] = [None]
+
+        def h(u: float) -> float:
+            nonlocal outer
+            outer += 1
+            pt = self.point(u, self.m2_lo, t_prev[0])
+            t_prev[0] = pt.tokens
+            return pt.r1
+
+        u = decreasing_root(h, u_lo, u_hi)
+        pt = self.point(u, self.m2_lo, t_prev[0])
+        return self.point(u, self.moments(pt.tokens)[1], pt.tokens), outer
+
+
+def decreasing_root(h, lo: float, hi: float) -> float:
+    """The root of a decreasing ``h`` on ``[lo, hi]``, or the end where ``h`` keeps its sign.
+
+    ``lo`` when ``h(lo) <= 0``, ``hi`` when ``h(hi) >= 0``, else Brent's root to
+    the last bits (the nested fallback's brackets).
+    """
+    if h(lo) <= 0:
+        return lo
+    if h(hi) >= 0:
+        return hi
+    return brentq(h, lo, hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+
+
+def sample(sc, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A systematic probability-weighted sample of the types: (indices, weights)."""
+    cdf = np.cumsum(sc.probability)
+    pos = (np.arange(size) + 0.5) / size * cdf[-1]
+    idx = np.minimum(np.searchsorted(cdf, pos), sc.n - 1)
+    uniq, counts = np.unique(idx, return_counts=True)
+    return uniq, counts / counts.sum()
