@@ -37,6 +37,7 @@ DEFAULT_METHOD = "aggregate"
 #: A method not listed refuses any constrained scenario instead of ignoring it.
 CONSTRAINT_SUPPORT: dict[str, tuple[str, ...]] = {
     "conic": ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy"),
+    "aggregate": ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy"),
 }
 
 #: Methods that take a batching server (``[server] model = "batching"``); the

@@ -306,12 +306,13 @@ def test_boundary_feasible_single_point(base):
 def test_methods_without_support_refuse(base):
     sc0, _ = base
     sc = sc0.with_(constraints=Constraints(max_mean_tokens=1000.0))
-    others = [m for m in cvxalloc.available_methods() if m != "conic"]
+    able = ["conic", "aggregate"]
+    others = [m for m in cvxalloc.available_methods() if m not in able]
     assert others
-    # Without a method, solve() picks one that honours the constraints.
-    assert cvxalloc.solve(sc).method == "conic"
+    # Without a method, solve() uses the default, which honours every constraint.
+    assert cvxalloc.solve(sc).method == "aggregate"
     for m in others:
-        with pytest.raises(ConstraintError, match=r"max_mean_tokens.*'conic'"):
+        with pytest.raises(ConstraintError, match=r"max_mean_tokens.*'conic' or 'aggregate'"):
             cvxalloc.solve(sc, method=m)
 
 

@@ -103,7 +103,7 @@ def slo_sweep(example):
 def test_slo_sweep(example, slo_sweep):
     slos, W_free, sw = slo_sweep
     assert sw.parameter == "slo" and np.array_equal(sw.slo, slos)
-    assert sw.method == "conic"  # chosen for the SLO whatever the default method
+    assert sw.method == "aggregate"  # the default honours the SLO
     assert np.all(sw.latency_weight == example.latency_weight)
     assert sw.status[0] == "infeasible" and "max_mean_system_time" in sw.messages[0]
     assert np.isnan(sw.objective[0]) and np.isnan(sw.uniform_objective[0])

@@ -42,11 +42,13 @@ import numpy as np
 from .. import _options as _opt
 from .. import status as st
 from ..certificate import Certificate, certificate_box, frank_wolfe_gap
+from ..constraints import constraints_of
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
 from ..queue import Latency
 from ..result import Result
+from .constrained import solve_constrained
 from .reduction import Reduced, sample
 
 __all__ = ["solve_aggregate"]
@@ -133,6 +135,10 @@ def solve_aggregate(
     sample_size = _opt.count("sample_size", sample_size, minimum=2)
     xtol = _opt.positive("xtol", xtol)
     sc = scenario
+    if constraints_of(sc) is not None:
+        warm = _warm(warm_start, sc.arrival_rate)
+        settings = dict(max_iter=max_iter, polish_steps=polish_steps, sample_size=sample_size)
+        return solve_constrained(sc, tol=tol, warm=warm, xtol=xtol, **settings)
     t_start = time.perf_counter()
     lam, gamma = sc.arrival_rate, sc.latency_weight
     lo, hi = sc.min_tokens, sc.max_tokens

@@ -71,14 +71,25 @@ class Reduced:
         self.d1_bounds = (curves.d1(lo), curves.d1(hi))
 
     @classmethod
-    def of(cls, sc, idx: np.ndarray | None = None, weights: np.ndarray | None = None):
-        """The whole scenario, or the types ``idx`` with moment weights ``weights``."""
+    def of(
+        cls,
+        sc,
+        idx: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        lo: np.ndarray | None = None,
+    ):
+        """The whole scenario, or the types ``idx`` with moment weights ``weights``.
+
+        ``lo`` (all types) replaces ``min_tokens`` as the lower end of the box
+        (the bounds min_accuracy raises).
+        """
+        lo = sc.min_tokens if lo is None else lo
         if idx is None:
             p = sc.probability
             return cls(
                 p,
                 sc.weight,
-                sc.min_tokens,
+                lo,
                 sc.max_tokens,
                 sc.base,
                 sc.per_token,
@@ -91,7 +102,7 @@ class Reduced:
         return cls(
             weights,
             sc.weight[idx],
-            sc.min_tokens[idx],
+            lo[idx],
             sc.max_tokens[idx],
             sc.base[idx],
             sc.per_token[idx],
