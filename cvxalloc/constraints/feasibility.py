@@ -8,6 +8,7 @@ along ``lo' -> t`` (:func:`restore_feasible`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +36,30 @@ def constraints_of(scenario) -> Any:
     return None if cons is None or cons.empty else cons
 
 
+#: required_tokens per scenario (a solve asks for it several times; at N = 10^6 with
+#: 10^5 floors each call costs about 0.4 s). Keyed by the scenario object, checked
+#: against the arrays and constraints it was computed from.
+_REQUIRED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def required_tokens(scenario) -> np.ndarray:
+    """Per task, the fewest tokens meeting its ``min_accuracy`` (see :func:`_required_tokens`).
+
+    Remembered per scenario object (a copy is returned).
+    """
+    key = (id(scenario.min_tokens), id(scenario.max_tokens), id(scenario.accuracy))
+    key += (id(getattr(scenario, "constraints", None)),)
+    try:
+        hit = _REQUIRED.get(scenario)
+    except TypeError:  # not weak-referenceable: compute every time
+        return _required_tokens(scenario)
+    if hit is None or hit[0] != key:
+        hit = (key, _required_tokens(scenario))
+        _REQUIRED[scenario] = hit
+    return hit[1].copy()
+
+
+def _required_tokens(scenario) -> np.ndarray:
     """Per task, the fewest tokens meeting its ``min_accuracy`` (``lo`` where none).
 
     ``A_i`` is increasing, so the bound is ``A_i^{-1}(alpha_i)``, in closed form

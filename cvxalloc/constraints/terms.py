@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from .._reduce import dot
 from ..errors import ScenarioError
 from ..queue import Latency
 
@@ -119,7 +120,7 @@ class MeanTokens(Term):
         return scenario.probability, 0.0
 
     def value(self, scenario, t):
-        return float(scenario.probability @ np.asarray(t, dtype=float))
+        return dot(scenario.probability, np.asarray(t, dtype=float))
 
     def gradient(self, scenario, t):
         return np.array(scenario.probability, dtype=float)

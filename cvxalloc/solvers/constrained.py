@@ -141,7 +141,9 @@ def _certify_and_polish(sc, state: State, lo2, mu, tol: float, polish_steps: int
     """Exactly feasible tokens, their certificate, polish steps kept, and the raw certificate."""
     obj = Objective(sc)
     tokens = cons_mod.restore_feasible(sc, state.tokens, lo2)
-    cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu)
+    cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu, search=False)
+    if not cert.within(tol):  # the bound minimized over the multipliers
+        cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu)
     if cert.within(tol) or polish_steps == 0 or not np.isfinite(cert.gap):
         return tokens, cert, 0, None
     again, steps, _ = cons_mod.finish(sc, tokens, obj, polish_rtol=tol, polish_steps=polish_steps)

@@ -210,7 +210,26 @@ class Multipliers(Reduced):
     def newton(
         self, z0: np.ndarray, active: list[int], max_iter: int, xtol: float
     ) -> tuple[State, int, bool]:
-        """Damped, projected Newton on the outer map; (last state, iterations, converged)."""
+        """Damped, projected Newton on the outer map; (last state, iterations, converged).
+
+        With no active constraint (the multipliers fixed), a failed Newton
+        falls back to the unconstrained method's nested bracketing, which
+        converges on the brackets by monotonicity.
+        """
+        st, it, ok = self._newton(z0, active, max_iter, xtol)
+        self.mu[:] = self.fixed
+        if ok or active or self.G == 0:  # G = 0: the tokens ignore (u, m2)
+            return st, it, ok
+        try:
+            pt, outer = Reduced.nested(self)
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return st, it, False
+        st = self.evaluate(np.array([pt.u, pt.m2]), [], pt.tokens)
+        return st, it + outer, True
+
+    def _newton(
+        self, z0: np.ndarray, active: list[int], max_iter: int, xtol: float
+    ) -> tuple[State, int, bool]:
         self.active = list(active)
         st = self.evaluate(self.project(z0), active)
         for it in range(1, max_iter + 1):
