@@ -51,6 +51,24 @@ def _arr(x: ArrayLike) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))
 
 
+def _log_ratio(t: cp.Expression, scale: np.ndarray, upper: np.ndarray | None) -> cp.Expression:
+    """CVXPY ``log(1 + t / scale)`` for the log-based families' conic forms.
+
+    Written ``log(scale + t) - log(scale)`` (measured to solve where
+    ``log(1 + t/scale)`` stalls Clarabel) or, given an upper bound ``upper`` of
+    ``t``, ``log((scale + t) / ref) + log(ref / scale)`` with ``ref = scale + upper``:
+    the cone's argument is then at most one. Unnormalized, it held token counts
+    (10^4 to 10^9 on wide boxes) next to entries of order one, and Clarabel
+    stopped with InsufficientProgress (docs/solvers.md, the conic campaign).
+    """
+    import cvxpy as cp
+
+    if upper is None:
+        return cp.log(_c(scale) + t) - np.log(_c(scale))
+    ref = scale + np.asarray(upper, dtype=float)
+    return cp.log(cp.multiply(_c(1.0 / ref), _c(scale) + t)) + _c(np.log(ref / scale))
+
+
 def _c(x: np.ndarray) -> float | np.ndarray:
     """A parameter array as CVXPY wants it: a scalar when it is broadcast."""
     return float(x.flat[0]) if x.size == 1 else x
@@ -123,8 +141,16 @@ class AccuracyFamily:
         raise NotImplementedError
 
     # --- conic form -------------------------------------------------------
-    def cvxpy(self, t: cp.Expression) -> cp.Expression:  # pragma: no cover - abstract
-        """Concave CVXPY expression of ``A(t)`` for an affine expression ``t``."""
+    def cvxpy(
+        self, t: cp.Expression, upper: np.ndarray | None = None
+    ) -> cp.Expression:  # pragma: no cover - abstract
+        """Concave CVXPY expression of ``A(t)`` for an affine expression ``t``.
+
+        ``upper``, optional, is an upper bound of ``t`` (per type): families whose
+        conic form takes ``log(scale + t)`` divide its argument by ``scale + upper``,
+        so the exponential cone holds entries of at most one instead of
+        ``scale + t`` tokens (the same function; only the cone's scaling changes).
+        """
         raise NotImplementedError
 
     # --- bookkeeping ------------------------------------------------------
@@ -213,7 +239,7 @@ class Exponential(AccuracyFamily):
             t_flat = tau * np.log(C / (alpha * tau))
         return np.where(flat, t_flat, t)
 
-    def cvxpy(self, t):
+    def cvxpy(self, t, upper=None):
         import cvxpy as cp
 
         # exp(-min(t/tau, 40)) differs from exp(-t/tau) by < 5e-18 (below double
@@ -362,16 +388,16 @@ class Power(AccuracyFamily):
             act = act[~done]
         return tau_b * np.expm1(u)
 
-    def cvxpy(self, t):
-        import cvxpy as cp
-
+    def cvxpy(self, t, upper=None):
         # (1 + t/tau)^(-eta) = exp(-eta (log(tau + t) - log(tau))): exp of a convex
         # argument, so DCP with a vector of exponents and exact (no rational
         # approximation of eta). Measured against cp.power(..., approx=False): one
         # atom per distinct exponent took minutes to compile at N = 2000 and
         # Clarabel stalled (InsufficientProgress) on power cones at N = 10^4,
         # where this form compiles in 0.3 s and solves optimal.
-        r = cp.log(_c(self.scale) + t) - np.log(_c(self.scale))
+        import cvxpy as cp
+
+        r = _log_ratio(t, self.scale, upper)
         decay = cp.exp(-cp.multiply(_c(self.exponent), r))
         return _c(self.ceiling) - cp.multiply(_c(self.ceiling - self.floor), decay)
 
@@ -435,13 +461,10 @@ class Logarithmic(AccuracyFamily):
             z = np.where(c >= 0, 2.0 * g / (c + root), (root - c) / (2.0 * beta))
         return z - tau
 
-    def cvxpy(self, t):
+    def cvxpy(self, t, upper=None):
         import cvxpy as cp
 
-        # log(tau + t) - log(tau): measured to solve where log(1 + t/tau) stalls Clarabel.
-        return _c(self.floor) + cp.multiply(
-            _c(self.gain), cp.log(_c(self.scale) + t) - np.log(_c(self.scale))
-        )
+        return _c(self.floor) + cp.multiply(_c(self.gain), _log_ratio(t, self.scale, upper))
 
     @classmethod
     def check(cls, where, values):
@@ -588,16 +611,23 @@ class AccuracyCurves:
             out[idx] = res
         return out
 
-    def weighted_cvxpy(self, t: cp.Expression, weights: np.ndarray) -> cp.Expression:
-        """CVXPY expression of ``sum_i weights_i A_i(t_i)`` (concave for weights >= 0)."""
+    def weighted_cvxpy(
+        self, t: cp.Expression, weights: np.ndarray, upper: np.ndarray | None = None
+    ) -> cp.Expression:
+        """CVXPY expression of ``sum_i weights_i A_i(t_i)`` (concave for weights >= 0).
+
+        ``upper``, optional, bounds ``t`` above per type and scales the cones
+        (see :meth:`AccuracyFamily.cvxpy`).
+        """
         import cvxpy as cp
 
         terms = []
         for fam, idx in self.blocks:
+            up = None if upper is None else np.asarray(upper, dtype=float)[idx]
             if isinstance(idx, slice):
-                terms.append(weights @ fam.cvxpy(t))
+                terms.append(weights @ fam.cvxpy(t, up))
             else:
-                terms.append(weights[idx] @ fam.cvxpy(t[idx]))
+                terms.append(weights[idx] @ fam.cvxpy(t[idx], up))
         return cp.sum(cp.hstack(terms)) if len(terms) > 1 else terms[0]
 
     def family_of(self, i: int) -> tuple[AccuracyFamily, int]:

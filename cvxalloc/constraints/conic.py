@@ -21,11 +21,14 @@ def conic_constraints(
     x: cp.Variable,
     time_unit: float,
     slo: cp.Parameter | None = None,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[tuple[Any, cp.Constraint, float]]:
     """The CVXPY constraints of the scenario, as ``(term, constraint, unit)``.
 
     ``slo``, a CVXPY Parameter, stands for ``max_mean_system_time`` when given
     (a sweep over the SLO compiles once); the scenario must then set one.
+    ``box = (lo, hi)`` is the box ``x`` is normalized on, ``tokens = lo + (hi - lo) x``
+    (default: ``min_tokens`` and :meth:`Scenario.stable_max_tokens`).
 
     ``term`` is a :class:`Term` or the string ``"min_accuracy"`` (whose
     constraint bounds the normalized variable ``x``; ``unit`` is unused).
@@ -43,23 +46,29 @@ def conic_constraints(
         if con is not None:
             out.append((term, con, unit))
     if cons.min_accuracy is not None:
-        idx = _min_accuracy_bounds(sc)
+        idx, lo, width = _min_accuracy_rows(sc, box)
         if idx.size:
-            lo, width = sc.min_tokens[idx], (sc.max_tokens - sc.min_tokens)[idx]
             xm = (required_tokens(sc)[idx] - lo) / width
             out.append(("min_accuracy", x[idx] >= np.minimum(xm, 1.0), 1.0))
     return out
 
 
-def _min_accuracy_bounds(scenario) -> np.ndarray:
-    """Tasks whose min_accuracy raises the lower bound of a non-degenerate box."""
-    tau = required_tokens(scenario)
-    width = scenario.max_tokens - scenario.min_tokens
-    return np.flatnonzero((tau > scenario.min_tokens) & (width > 0))
+def _min_accuracy_rows(
+    scenario, box: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tasks whose min_accuracy raises the lower bound of a non-degenerate box, with its
+    lower end and width (the box ``x`` is normalized on; see :func:`conic_constraints`)."""
+    lo, hi = (scenario.min_tokens, scenario.stable_max_tokens()) if box is None else box
+    idx = np.flatnonzero((required_tokens(scenario) > lo) & (hi > lo))
+    return idx, lo[idx], (hi - lo)[idx]
 
 
 def constraint_report(
-    scenario, tokens: np.ndarray, compiled=(), objective_scale: float = 1.0
+    scenario,
+    tokens: np.ndarray,
+    compiled=(),
+    objective_scale: float = 1.0,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Slack and shadow price of every constraint at ``tokens``.
 
@@ -73,6 +82,8 @@ def constraint_report(
         solve; their duals give the shadow prices.
     objective_scale : float
         The factor the conic objective was multiplied by.
+    box : (ndarray, ndarray), optional
+        The box the conic problem normalized ``x`` on (as in :func:`conic_constraints`).
 
     Returns
     -------
@@ -113,10 +124,9 @@ def constraint_report(
         alpha = cons.min_accuracy
         acc = sc.accuracy.value(t)
         tau = required_tokens(sc)
-        idx = _min_accuracy_bounds(sc)
+        idx, _, width = _min_accuracy_rows(sc, box)
         prices = np.zeros(sc.n) if compiled else np.full(sc.n, np.nan)
         if "min_accuracy" in duals and idx.size:
-            width = (sc.max_tokens - sc.min_tokens)[idx]
             # dual per unit of x -> per token (/width) -> per unit of accuracy (/A').
             prices[idx] = duals["min_accuracy"] / (width * sc.accuracy.d1(tau)[idx])
         for i in np.flatnonzero(~np.isnan(alpha)):

@@ -44,10 +44,10 @@ from ..constraints import ConstraintError, conic_constraints
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import newton_direction, polish
-from ..queue import Latency
+from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
 
-__all__ = ["build_problem", "solve_conic", "ConicProblem", "conic_solvers"]
+__all__ = ["build_problem", "solve_conic", "ConicProblem", "conic_solvers", "optimum_box"]
 
 #: Solver settings used unless overridden. Tighter iterative refinement keeps
 #: Clarabel from stalling at "almost solved" on N = 10^4 instances (measured:
@@ -90,15 +90,17 @@ class ConicProblem:
         # max_mean_system_time, so a sweep compiles once (DPP) and re-solves.
         sc = scenario
         n = sc.n
-        # the box, clipped where no stable point lies (huge max_tokens stay scaled)
-        lo, hi = sc.min_tokens, sc.stable_max_tokens()
+        # a box that holds the optimum: max_tokens clipped where no stable point
+        # lies and, for a fixed gamma > 0, where the marginal accuracy no longer
+        # pays for the marginal latency (huge boxes stay scaled)
+        lo, hi = optimum_box(sc, latency_weight)
         self.lo, self.hi = lo, hi
         width = hi - lo
         self.x = cp.Variable(n, name="x")
         self.tokens = lo + cp.multiply(width, self.x)
         mid = 0.5 * (lo + hi)
         self.time_unit = float(sc.probability @ sc.service_time(mid)) or 1.0
-        acc = sc.accuracy.weighted_cvxpy(self.tokens, sc.probability * sc.weight)
+        acc = sc.accuracy.weighted_cvxpy(self.tokens, sc.probability * sc.weight, upper=hi)
         latency = Latency(sc)
         constraints = [self.x >= 0, self.x <= 1]
         #: Tangent cuts of a batching server's latency (None for one FIFO server).
@@ -128,7 +130,7 @@ class ConicProblem:
             )
         #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
         self.operator_constraints = conic_constraints(
-            sc, self.tokens, self.x, self.time_unit, slo=slo
+            sc, self.tokens, self.x, self.time_unit, slo=slo, box=(lo, hi)
         )
         constraints += [con for _, con, _ in self.operator_constraints]
         # Each p_i w_i is about 1/N: scale the objective so per-type terms are of
@@ -141,6 +143,64 @@ class ConicProblem:
         if self.x.value is None:
             return None
         return np.clip(self.x.value, 0.0, 1.0)
+
+
+def optimum_box(sc, latency_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, ub)``: a box that holds every optimal allocation, for the conic model.
+
+    ``ub`` starts from :meth:`Scenario.stable_max_tokens`. With a fixed
+    ``gamma > 0`` (not a sweep's Parameter) it is lowered further: where
+    ``t_i* > lo_i`` the optimum cannot gain by lowering ``t_i``, so
+    ``w_i A_i'(t_i*) >= gamma b_i D_i`` with ``D_i = A + B (1 + k_i) s_i``
+    (:meth:`Latency.marginal`); every constraint (a token or utilization cap,
+    the SLO) only adds non-negative costs to the right side, so the same holds
+    with them. With ``D_i >= D_min + lam (1 + k_i) s_i`` (:func:`_marginal_floor`,
+    and ``B = lam / (1 - rho) >= lam``) and ``A_i'`` decreasing,
+    ``t_i* <= max(lo_i', r_i)`` where ``r_i`` solves
+    ``w_i A_i'(r) = gamma b_i (D_min + lam (1 + k_i) (a_i + b_i r))``
+    (:meth:`AccuracyCurves.solve_marginal`), and ``lo_i'`` is the lower bound
+    raised by a min_accuracy constraint.
+
+    Only the model uses it: the polish and the certificate keep
+    :func:`cvxalloc.certificate.certificate_box`, so a wrong bound could cost
+    accuracy of the solver's point, never the honesty of the certificate.
+    """
+    lo, hi = sc.min_tokens, sc.stable_max_tokens()
+    gamma, lam = sc.latency_weight, sc.arrival_rate
+    if latency_weight is not None or not gamma > 0:
+        return lo, hi
+    floor = _marginal_floor(queue_model(sc))
+    if floor is None:
+        return lo, hi
+    k1, a, b, w = 1.0 + sc.scv, sc.base, sc.per_token, sc.weight
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        alpha = gamma * b * (floor + lam * k1 * a) / w
+        beta = gamma * lam * k1 * b * b / w
+    root = sc.accuracy.solve_marginal(alpha, beta, lo=lo, hi=hi)
+    # a margin for the root's rounding; a type held at lo keeps a zero width (a
+    # width of 1e-6 of its box would put entries of 1e-13 in the model)
+    ub = np.where(root > lo, np.minimum(hi, root + 1e-6 * (root - lo) + 1e-12 * root), lo)
+    if sc.constraints is not None and sc.constraints.min_accuracy is not None:
+        ub = np.maximum(ub, np.minimum(cons_mod.required_tokens(sc), hi))
+    return lo, np.where(np.isfinite(ub), np.maximum(ub, lo), hi)
+
+
+def _marginal_floor(queue) -> float | None:
+    """A lower bound ``D_min > 0`` of ``A = dW/dm1`` at every stable point (None if none).
+
+    FIFO (:meth:`FIFOQueue.scalars`): ``A = 1 + lam^2 N / (2 u^2) - d lam m1 / u``
+    with ``N = m2 - d m1^2 >= c m1^2`` (``m2 >= m1^2``), ``c = c_a^2`` and
+    ``d = 1 - c``; with ``z = lam m1 / u``, ``A >= 1 - d z + c z^2 / 2``, which is
+    at least 1 for ``c >= 1`` and ``1 - d^2 / (2 c)`` for ``c < 1`` (positive for
+    ``c > 2 - sqrt(3) ~ 0.27``). A batching server: None (not derived).
+    """
+    if not isinstance(queue, FIFOQueue):
+        return None
+    if queue.arrival_rate == 0 or queue.arrival_scv >= 1.0:
+        return 1.0
+    c = queue.arrival_scv
+    floor = 1.0 - (1.0 - c) ** 2 / (2.0 * c) if c > 0 else -1.0
+    return floor if floor > 0 else None
 
 
 def _min_slack(sc, queue, latency_weight) -> float | None:
@@ -287,24 +347,39 @@ def _check_solver_names(solver: Any, fallback: Any) -> tuple[str, str | None]:
     return solver.upper(), None if fallback is None else fallback.upper()
 
 
+#: Clarabel settings retried, in order, when it stops short of "optimal".
+#: Measured on the 19 random instances (N <= 3000) of the baseline campaign
+#: whose first solve failed, with the model of this module (scaled cones,
+#: clipped box): default settings 9 optimal; equilibrate_enable=False alone 10;
+#: with max_step_fraction=0.9 14; adding static_regularization_constant=1e-10
+#: 17 (the one before the last); max_step_fraction=0.8 14, the other two. A
+#: smaller regularization as a default made small instances worse (5 vs 2 of
+#: 300 not optimal, an earlier model), so it stays a retry.
+CLARABEL_RETRIES: tuple[dict[str, Any], ...] = (
+    {
+        "equilibrate_enable": False,
+        "max_step_fraction": 0.9,
+        "static_regularization_constant": 1e-10,
+    },
+    {"equilibrate_enable": False, "max_step_fraction": 0.8},
+    {"static_regularization_constant": 1e-10},
+)
+
+
 def _attempts(
     solver: str, fallback: str | None, solver_options: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
     """The solves to try, in order: ``(solver name, settings added for this attempt)``.
 
-    Clarabel is retried once without equilibration when it stops short of
-    "optimal" (measured: that retry solves 6 of 7 random instances, N <= 200,
-    that end optimal_inaccurate or InsufficientProgress by default), then once
-    with a smaller static regularization (measured: at N = 10^4 on random
-    mixed-family instances the first two attempts ended optimal_inaccurate or
-    failed on 2 of 3, and this setting solved all 3 optimal; as a default it
-    made small instances worse, 5 vs 2 of 300 not optimal). The fallback comes last.
+    Clarabel is retried with the settings of :data:`CLARABEL_RETRIES` (those the
+    caller did not set) when it stops short of "optimal". The fallback comes
+    last, and a result it produced says so (``result.fallback``).
     """
     attempts: list[tuple[str, dict[str, Any]]] = [(solver, {})]
-    if solver == "CLARABEL" and "equilibrate_enable" not in solver_options:
-        attempts.append((solver, {"equilibrate_enable": False}))
-    if solver == "CLARABEL" and "static_regularization_constant" not in solver_options:
-        attempts.append((solver, {"static_regularization_constant": 1e-10}))
+    if solver == "CLARABEL":
+        for extra in CLARABEL_RETRIES:
+            if not set(extra) & set(solver_options):
+                attempts.append((solver, extra))
     if fallback and fallback != solver:
         attempts.append((fallback, {}))
     return attempts
@@ -476,7 +551,7 @@ def _polish(
         )
         solver_stats["polish"] = note
         diagnostics["constraints"] = cons_mod.constraint_report(
-            sc, tokens, cprob.operator_constraints, cprob.objective_scale
+            sc, tokens, cprob.operator_constraints, cprob.objective_scale, box=(cprob.lo, cprob.hi)
         )
     elif polish_steps > 0:
         tokens, info = polish(
@@ -627,10 +702,7 @@ def _refine_cuts(
         # the same retries as the first solve when Clarabel stops short of optimal
         variants = [opts]
         if name == "CLARABEL":
-            variants += [
-                {**opts, "equilibrate_enable": False},
-                {**opts, "static_regularization_constant": 1e-10},
-            ]
+            variants += [{**opts, **extra} for extra in CLARABEL_RETRIES]
         for variant in variants:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
