@@ -154,22 +154,24 @@ def _certify_and_polish(sc, state: State, lo2, mu, tol: float, polish_steps: int
 
 
 def _report(sc, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
-    """Slack and shadow price of every constraint (the multipliers, and min_accuracy's)."""
+    """Slack and shadow price of every constraint (the multipliers, and min_accuracy's).
+
+    A floor's price is the Lagrangian's slope at its raised bound per unit of
+    accuracy, ``max(-dL/dt_i, 0) / A_i'(lo'_i)``, where the task sits at that bound.
+    """
     report = cons_mod.constraint_report(sc, tokens)
     for term, price in zip(terms, mu):
         report[term.kind]["shadow_price"] = float(price)
     floors = [key for key in report if key.startswith("min_accuracy[")]
-    if floors:
-        obj = Objective(sc)
-        grad = obj.gradient(tokens) - (
-            mu @ np.array([tm.gradient(sc, tokens) for tm in terms]) if terms else 0.0
-        )
-        raised = lo2 > sc.min_tokens
-        d1 = sc.accuracy.d1(lo2)
-        index = {name: i for i, name in enumerate(sc.names)}
-        for key in floors:
-            i = index[report[key]["task"]]
-            at_floor = raised[i] and tokens[i] <= lo2[i]
-            price = max(-grad[i], 0.0) / d1[i] if at_floor else 0.0
-            report[key]["shadow_price"] = float(price)
+    if not floors:
+        return report
+    grad = Objective(sc).gradient(tokens)
+    if terms:
+        grad = grad - mu @ np.array([tm.gradient(sc, tokens) for tm in terms])
+    at_floor = (lo2 > sc.min_tokens) & (tokens <= lo2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prices = np.where(at_floor, np.maximum(-grad, 0.0) / sc.accuracy.d1(lo2), 0.0)
+    # constraint_report lists the floors in task order
+    for key, i in zip(floors, np.flatnonzero(~np.isnan(sc.constraints.min_accuracy))):
+        report[key]["shadow_price"] = float(prices[i])
     return report
