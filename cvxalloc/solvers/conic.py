@@ -39,11 +39,11 @@ import numpy as np
 from .. import _options as _opt
 from .. import constraints as cons_mod
 from .. import status as st
-from ..certificate import certificate_box, frank_wolfe_gap, relative_scale
+from ..certificate import relative_scale
 from ..constraints import ConstraintError, conic_constraints
 from ..errors import OptionError, SolverError
 from ..objective import Objective
-from ..polish import newton_direction, polish
+from ..polish import finish_newton, polish, snap_and_polish
 from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
 
@@ -559,91 +559,16 @@ def _polish(
         )
         solver_stats["polish_steps"] = info.steps
         if info.gap_after > polish_rtol * relative_scale(obj.value(tokens)):
-            tokens, snapped = _snap_and_polish(sc, tokens, obj, polish_rtol, polish_steps)
+            tokens, snapped = snap_and_polish(sc, tokens, obj, polish_rtol, polish_steps)
             solver_stats["polish_snapped"] = snapped
             # within the same step budget as the polish
             budget = min(5, polish_steps - info.steps)
-            tokens, solver_stats["polish_finish_steps"] = _finish_newton(
+            tokens, solver_stats["polish_finish_steps"] = finish_newton(
                 sc, tokens, obj, polish_rtol, budget
             )
     else:
         tokens = raw_tokens
     return tokens, diagnostics
-
-
-#: Types this close to a bound (a fraction of their box width), with the gradient
-#: pointing out of the box, are moved onto it before a second polish. Interior-point
-#: points stop about this far inside a bound; the Newton polish holds such a type
-#: fixed (it is "at" the bound to 1e-9 of the width) but the Frank-Wolfe gap still
-#: counts ``g_i (hi_i - t_i)``: measured, this left gaps of 1e-9 to 2e-7 of |U| on 14
-#: of 40 random instances, and 1e-14 or less after snapping.
-SNAP_WIDTH = 1e-6
-
-
-def _snap_and_polish(
-    sc, tokens: np.ndarray, obj: Objective, polish_rtol: float, polish_steps: int
-) -> tuple[np.ndarray, int]:
-    """Snap near-bound types whose gradient points outward onto the bound and polish again.
-
-    Returns the better point (smaller certified gap, ``U`` not lower beyond
-    rounding) and how many types were snapped (0 when the first point is kept).
-    """
-    lo, hi = certificate_box(sc)
-    width = hi - lo
-    g = obj.gradient(tokens)
-    to_lo = (tokens - lo <= SNAP_WIDTH * width) & (g <= 0)
-    to_hi = (hi - tokens <= SNAP_WIDTH * width) & (g >= 0)
-    snapped = int(np.count_nonzero((to_lo & (tokens > lo)) | (to_hi & (tokens < hi))))
-    if snapped == 0:
-        return tokens, 0
-    start = np.where(to_lo, lo, np.where(to_hi, hi, tokens))
-    if sc.utilization(start) >= 1:
-        return tokens, 0
-    again, _ = polish(sc, start, rtol=polish_rtol, max_steps=polish_steps, objective=obj)
-    U0, U1 = obj.value(tokens), obj.value(again)
-    slack = 8 * np.finfo(float).eps * relative_scale(U0)
-    gap0 = frank_wolfe_gap(g, tokens, lo, hi)
-    gap1 = frank_wolfe_gap(obj.gradient(again), again, lo, hi)
-    if np.isfinite(U1) and U1 >= U0 - slack and gap1 < gap0:
-        return again, snapped
-    return tokens, 0
-
-
-def _finish_newton(
-    sc, tokens: np.ndarray, obj: Objective, polish_rtol: float, max_steps: int = 5
-) -> tuple[np.ndarray, int]:
-    """Newton steps accepted on a smaller certified gap with ``U`` unchanged to its rounding.
-
-    :func:`cvxalloc.polish.polish` accepts a step only when ``U`` does not drop by
-    more than 8 ulps of ``|U|``; near the optimum a step's true gain (``g^2/H``) is
-    far below that, while ``U``, a sum of ``N`` terms, rounds by up to about ``N``
-    ulps. Measured (N = 190 identical types, overloaded): the full Newton step took
-    the gap from 1.6e-10 to 1e-15 of ``|U|`` but ``U`` rounded 3e-15 lower, so the
-    polish stopped. Here ``U`` may drop by the rounding bound of its sum,
-    ``8 (N + 4) eps |U|``, no more. Returns the point and the steps taken.
-    """
-    lo, hi = certificate_box(sc)
-    width = hi - lo
-    t = tokens
-    U, g = obj.value(t), obj.gradient(t)
-    gap = frank_wolfe_gap(g, t, lo, hi)
-    slack = 8 * (sc.n + 4) * np.finfo(float).eps * relative_scale(U)
-    steps = 0
-    while steps < max_steps and gap > polish_rtol * relative_scale(U):
-        at_lo = (t - lo <= 1e-9 * width) & (g <= 0)
-        at_hi = (hi - t <= 1e-9 * width) & (g >= 0)
-        d, V, M = obj.hessian_parts(t)
-        cand = np.clip(t + newton_direction(d, V, M, g, ~(at_lo | at_hi) & (width > 0)), lo, hi)
-        Uc = obj.value(cand)
-        if not (np.isfinite(Uc) and Uc >= U - slack):
-            break
-        gc = obj.gradient(cand)
-        gapc = frank_wolfe_gap(gc, cand, lo, hi)
-        if not gapc < gap:
-            break
-        t, U, g, gap = cand, Uc, gc, gapc
-        steps += 1
-    return t, steps
 
 
 def _relaxed_bound(cprob: ConicProblem, raw_solution: Any) -> float:
