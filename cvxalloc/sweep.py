@@ -6,8 +6,8 @@
 alongside it the best uniform budget that satisfies the same constraints
 (:func:`best_uniform`), so a plot shows what the per-type allocation buys.
 
-The method is chosen as :func:`cvxalloc.solve` chooses it (its default, or the
-conic reference where constraints require it, e.g. every SLO sweep). With the
+The method is chosen as :func:`cvxalloc.solve` chooses it (its default, which
+honours the SLO and every other constraint, unless ``method`` says). With the
 conic reference the problem is compiled once with CVXPY Parameters for
 ``gamma`` or the SLO (DPP) and re-solved at each point; other methods are
 called point by point, warm-started from the previous point where they

@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         default=None,
         choices=available_methods(),
-        help=f"solver (default: {DEFAULT_METHOD}; conic where constraints need it)",
+        help=f"solver (default: {DEFAULT_METHOD}, which honours every constraint)",
     )
     p.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="solver option, repeatable"
