@@ -86,11 +86,29 @@ def _required_tokens(scenario) -> np.ndarray:
             if not short.any():
                 break
             t = np.where(short, np.minimum(np.nextafter(t, np.inf), hi[todo]), t)
-        for k in np.flatnonzero(sub.value(t) < target):  # a flat tail (A near its ceiling)
-            one = sub.take(np.array([k]))
-            _, t[k] = bisect(lambda x, one=one, k=k: one.value(x)[0] < target[k], t[k], hi[todo][k])
+        flat = np.flatnonzero(sub.value(t) < target)  # a flat tail (A near its ceiling)
+        if flat.size:
+            t[flat] = _first_reaching(sub.take(flat), target[flat], t[flat], hi[todo][flat])
         out[todo] = t
     return out
+
+
+def _first_reaching(curves, target: np.ndarray, below: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Per type, the first float ``t`` in ``(below, above]`` with ``A(t) >= target``.
+
+    A bisection of all the types at once (``A`` is increasing, ``A(below) < target
+    <= A(above)``), until each bracket is two adjacent floats.
+    """
+    a, b = below.copy(), above.copy()
+    for _ in range(2100):  # enough for any pair of floats
+        mid = 0.5 * (a + b)
+        done = (mid <= a) | (mid >= b)
+        if done.all():
+            break
+        reach = curves.value(mid) >= target
+        b = np.where(~done & reach, mid, b)
+        a = np.where(~done & ~reach, mid, a)
+    return b
 
 
 def effective_lower(scenario) -> np.ndarray:
