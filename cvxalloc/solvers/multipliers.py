@@ -265,11 +265,11 @@ def active_set(
     """Newton on the outer map, moving constraints in and out until none moves.
 
     After each Newton solve the most violated constraint (relative slack below
-    ``-xtol``) enters with multiplier 0, and an active one whose multiplier is
-    0 leaves: when Newton converged, only if it has slack; when it stalled (the
-    system wants a negative multiplier), in any case, and else the active one
-    with the most slack (two constraints that bind the same types, one of them
-    loose). Returns
+    ``-xtol``) enters, its multiplier started at :func:`entering_multiplier`,
+    and an active one whose multiplier is 0 leaves: when Newton converged, only
+    if it has slack; when it stalled (the system wants a negative multiplier),
+    in any case, and else the active one with the most slack (two constraints
+    that bind the same types, one of them loose). Returns
     ``(state, active set, Newton iterations, converged)``.
     """
     active = sorted(active)
@@ -309,8 +309,8 @@ def entering_multiplier(
 
     With ``(u, m2)`` and the other multipliers held, every type's tokens fall
     as ``mu_j`` grows, so the slack of ``j`` rises, to ``>= 0`` once every
-    type sits at ``lo'`` (feasible). Its root, bracketed by doubling and found
-    by Brent's method to a relative 1e-6, starts Newton where the types that
+    type sits at ``lo'`` (feasible). Its root (:func:`multiplier_root`, to a
+    relative 1e-6) starts Newton where the types that
     move are free (from 0 they may all be clipped at ``hi``, where the
     Jacobian's column is 0).
     """
@@ -374,7 +374,7 @@ def coordinate(
     unconstrained method's system; the value of constraint ``j`` at its
     solution decreases as ``mu_j`` grows (its derivative is
     ``grad h_j' (Hess L)^-1 grad h_j <= 0``), so ``mu_j`` is the root of its
-    slack, bracketed by doubling, or 0 when the slack is positive there. Cyclic
+    slack (:func:`multiplier_root`), or 0 when the slack is positive there. Cyclic
     passes are coordinate descent on the smooth convex dual. Returns the last
     state, the multipliers and whether a pass left them unchanged (to ``xtol``).
     """
