@@ -98,3 +98,29 @@ def test_a_former_scs_case_solves_with_clarabel():
     assert res.status == "optimal" and res.fallback is None
     ref = cvxalloc.solve(sc)
     assert abs(res.objective - ref.objective) <= 1e-9 * max(abs(ref.objective), 1.0)
+
+
+def test_both_log_scalings_are_the_same_problem():
+    """The retries' unscaled model has the scaled one's optimum (to Clarabel's tolerance)."""
+    from cvxalloc.solvers.conic import ConicProblem
+
+    sc = random_scenario(21, 30, load="heavy", families=["power", "logarithmic"])
+    values = []
+    for scaled in (True, False):
+        prob = ConicProblem(sc, scaled_logs=scaled)
+        prob.problem.solve(solver="CLARABEL")
+        assert prob.problem.status == "optimal"
+        values.append(prob.problem.value / prob.objective_scale)
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+def test_clarabel_is_retried_on_both_models_before_the_fallback():
+    from cvxalloc.solvers.conic import CLARABEL_RETRIES, _attempts
+
+    attempts = _attempts("CLARABEL", "SCS", {})
+    assert attempts[0] == ("CLARABEL", {}, True) and attempts[1] == ("CLARABEL", {}, False)
+    assert attempts[-1][0] == "SCS"
+    assert len(attempts) == 2 + 2 * len(CLARABEL_RETRIES) + 1
+    # a setting the caller fixed is not overridden by a retry
+    fixed = _attempts("CLARABEL", None, {"equilibrate_enable": True})
+    assert all("equilibrate_enable" not in extra for _, extra, _ in fixed)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +85,18 @@ class ConicProblem:
     """
 
     def __init__(
-        self, scenario, latency_weight: cp.Parameter | None = None, slo: cp.Parameter | None = None
+        self,
+        scenario,
+        latency_weight: cp.Parameter | None = None,
+        slo: cp.Parameter | None = None,
+        scaled_logs: bool = True,
     ) -> None:
         # latency_weight, slo: optional CVXPY Parameters standing for gamma and
         # max_mean_system_time, so a sweep compiles once (DPP) and re-solves.
+        # scaled_logs: the log-based families' cones divided by scale + ub (the
+        # default) or not; the two are the same problem, and Clarabel fails on
+        # different rare instances of each (the retries try the other one).
+        self.scaled_logs = scaled_logs
         sc = scenario
         n = sc.n
         # a box that holds the optimum: max_tokens clipped where no stable point
@@ -100,7 +109,8 @@ class ConicProblem:
         self.tokens = lo + cp.multiply(width, self.x)
         mid = 0.5 * (lo + hi)
         self.time_unit = float(sc.probability @ sc.service_time(mid)) or 1.0
-        acc = sc.accuracy.weighted_cvxpy(self.tokens, sc.probability * sc.weight, upper=hi)
+        pw = sc.probability * sc.weight
+        acc = sc.accuracy.weighted_cvxpy(self.tokens, pw, upper=hi if scaled_logs else None)
         latency = Latency(sc)
         constraints = [self.x >= 0, self.x <= 1]
         #: Tangent cuts of a batching server's latency (None for one FIFO server).
@@ -301,13 +311,20 @@ def solve_conic(
         lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
         if cons_mod.single_point(sc, lo2):
             return cons_mod.single_point_result(sc, lo2)
-    # build
-    cprob = ConicProblem(sc) if problem is None else problem
+    # build (the unscaled variant only if a retry needs it)
+    models = {True: ConicProblem(sc) if problem is None else problem}
     t_build = time.perf_counter() - t0
+
+    def model(scaled: bool) -> ConicProblem:
+        if scaled not in models:
+            models[scaled] = ConicProblem(sc, scaled_logs=scaled)
+        return models[scaled]
+
     # solve, retrying and falling back
     attempts = _attempts(solver, fallback, solver_options)
-    run = _solve_with_retries(cprob, attempts, solver_options, verbose)
+    run = _solve_with_retries(model, attempts, solver_options, verbose)
     run.times["build_time"] = t_build
+    cprob = run.cprob
     cut_details: dict[str, Any] = {}
     if cprob.cuts is not None and cprob.x.value is not None:
         run.raw_solution, t_cuts, cut_details = _refine_cuts(
@@ -368,20 +385,23 @@ CLARABEL_RETRIES: tuple[dict[str, Any], ...] = (
 
 def _attempts(
     solver: str, fallback: str | None, solver_options: dict[str, Any]
-) -> list[tuple[str, dict[str, Any]]]:
-    """The solves to try, in order: ``(solver name, settings added for this attempt)``.
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """The solves to try, in order: ``(solver name, settings added, scaled_logs)``.
 
-    Clarabel is retried with the settings of :data:`CLARABEL_RETRIES` (those the
-    caller did not set) when it stops short of "optimal". The fallback comes
-    last, and a result it produced says so (``result.fallback``).
+    When Clarabel stops short of "optimal" it is retried on the model with
+    unscaled log cones (:class:`ConicProblem`, ``scaled_logs=False``), then with
+    each setting of :data:`CLARABEL_RETRIES` the caller did not set, on both
+    models. The fallback comes last, and a result it produced says so
+    (``result.fallback``).
     """
-    attempts: list[tuple[str, dict[str, Any]]] = [(solver, {})]
+    attempts: list[tuple[str, dict[str, Any], bool]] = [(solver, {}, True)]
     if solver == "CLARABEL":
+        attempts.append((solver, {}, False))
         for extra in CLARABEL_RETRIES:
             if not set(extra) & set(solver_options):
-                attempts.append((solver, extra))
+                attempts += [(solver, extra, True), (solver, extra, False)]
     if fallback and fallback != solver:
-        attempts.append((fallback, {}))
+        attempts.append((fallback, {}, True))
     return attempts
 
 
@@ -392,6 +412,7 @@ class _Run:
     label: str  # solver name and the settings of the attempt
     name: str  # CVXPY solver name
     opts: dict[str, Any]
+    cprob: ConicProblem  # the model it solved
     raw_solution: Any
     chain: Any
     inverse: Any
@@ -418,23 +439,26 @@ def _solve_once(
 
 
 def _solve_with_retries(
-    cprob: ConicProblem,
-    attempts: list[tuple[str, dict[str, Any]]],
+    model: Callable[[bool], ConicProblem],
+    attempts: list[tuple[str, dict[str, Any], bool]],
     solver_options: dict[str, Any],
     verbose: bool,
 ) -> _Run:
     """Try ``attempts`` in order until one ends optimal (or is the last of its solver).
 
-    A retry of the same solver follows only a status short of optimal; a point
-    short of optimal is kept and used if the retries raise.
+    ``model(scaled_logs)`` gives the problem of an attempt. A retry of the same
+    solver follows only a status short of optimal; a point short of optimal is
+    kept and used if the retries raise.
     """
     errors: list[str] = []
     times = {"compile_time": 0.0, "solve_time": 0.0}
     kept = used = None
-    for k, (name, extra) in enumerate(attempts):
+    for k, (name, extra, scaled) in enumerate(attempts):
         opts = {**_DEFAULT_OPTIONS.get(name, {}), **solver_options, **extra}
-        label = name + "".join(f" {key}={val}" for key, val in extra.items())
+        label = name + ("" if scaled else " (unscaled log cones)")
+        label += "".join(f" {key}={val}" for key, val in extra.items())
         same_next = k + 1 < len(attempts) and attempts[k + 1][0] == name
+        cprob = model(scaled)
         try:
             solution = _solve_once(cprob, name, opts, verbose, times)
         except (cp.error.SolverError, ValueError) as exc:
@@ -442,7 +466,7 @@ def _solve_with_retries(
             if kept is not None and not same_next:  # retries failed: use the kept point
                 break
             continue
-        used, kept = _Run(label, name, opts, *solution), None
+        used, kept = _Run(label, name, opts, cprob, *solution), None
         if not same_next or cprob.problem.status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
             break
         errors.append(f"{label}: status {cprob.problem.status}")
@@ -450,7 +474,7 @@ def _solve_with_retries(
     else:
         raise SolverError("conic solve failed: " + "; ".join(errors))
     if kept is not None:
-        cprob.problem.unpack_results(kept.raw_solution, kept.chain, kept.inverse)
+        kept.cprob.problem.unpack_results(kept.raw_solution, kept.chain, kept.inverse)
     used.errors, used.times = errors, times
     return used
 
