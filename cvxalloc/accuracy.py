@@ -57,9 +57,9 @@ def _log_ratio(t: cp.Expression, scale: np.ndarray, upper: np.ndarray | None) ->
     Written ``log(scale + t) - log(scale)`` (measured to solve where
     ``log(1 + t/scale)`` stalls Clarabel) or, given an upper bound ``upper`` of
     ``t``, ``log((scale + t) / ref) + log(ref / scale)`` with ``ref = scale + upper``:
-    the cone's argument is then at most one. Unnormalized, it held token counts
-    (10^4 to 10^9 on wide boxes) next to entries of order one, and Clarabel
-    stopped with InsufficientProgress (docs/solvers.md, the conic campaign).
+    the cone's argument is then at most one instead of a token count. Neither
+    form suits Clarabel on every instance: the conic reference solves the
+    unscaled one first and the scaled one when that fails (docs/solvers.md).
     """
     import cvxpy as cp
 

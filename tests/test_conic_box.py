@@ -101,7 +101,7 @@ def test_a_former_scs_case_solves_with_clarabel():
 
 
 def test_both_log_scalings_are_the_same_problem():
-    """The retries' unscaled model has the scaled one's optimum (to Clarabel's tolerance)."""
+    """The retries' scaled model has the unscaled one's optimum (to Clarabel's tolerance)."""
     from cvxalloc.solvers.conic import ConicProblem
 
     sc = random_scenario(21, 30, load="heavy", families=["power", "logarithmic"])
@@ -118,7 +118,7 @@ def test_clarabel_is_retried_on_both_models_before_the_fallback():
     from cvxalloc.solvers.conic import CLARABEL_RETRIES, _attempts
 
     attempts = _attempts("CLARABEL", "SCS", {})
-    assert attempts[0] == ("CLARABEL", {}, True) and attempts[1] == ("CLARABEL", {}, False)
+    assert attempts[0] == ("CLARABEL", {}, False) and attempts[1] == ("CLARABEL", {}, True)
     assert attempts[-1][0] == "SCS"
     assert len(attempts) == 2 + 2 * len(CLARABEL_RETRIES) + 1
     # a setting the caller fixed is not overridden by a retry
