@@ -124,3 +124,16 @@ def test_clarabel_is_retried_on_both_models_before_the_fallback():
     # a setting the caller fixed is not overridden by a retry
     fixed = _attempts("CLARABEL", None, {"equilibrate_enable": True})
     assert all("equilibrate_enable" not in extra for _, extra, _ in fixed)
+
+
+def test_an_unstable_solver_point_is_not_kept():
+    """A point past the stability limit is refused as a retry's starting point."""
+    from cvxalloc.solvers.conic import ConicProblem
+
+    sc = random_scenario(4, 20, load="overloaded")
+    # a swept gamma keeps the stable box, whose top is unstable when every type is there
+    prob = ConicProblem(sc, latency_weight=cp.Parameter(nonneg=True, value=0.1))
+    prob.x.value = np.zeros(sc.n)
+    assert prob.stable_point()
+    prob.x.value = np.ones(sc.n)  # max_tokens clipped by the stability cap: still unstable
+    assert sc.utilization(prob.hi) >= 1 and not prob.stable_point()

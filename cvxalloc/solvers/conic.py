@@ -97,7 +97,7 @@ class ConicProblem:
         # not (the default); the two are the same problem, and Clarabel fails on
         # different instances of each (the retries try the other one).
         self.scaled_logs = scaled_logs
-        sc = scenario
+        self.scenario = sc = scenario
         n = sc.n
         # a box that holds the optimum: max_tokens clipped where no stable point
         # lies and, for a fixed gamma > 0, where the marginal accuracy no longer
@@ -153,6 +153,13 @@ class ConicProblem:
         if self.x.value is None:
             return None
         return np.clip(self.x.value, 0.0, 1.0)
+
+    def stable_point(self) -> bool:
+        """Whether the solver left a finite point whose queue is stable (lam m1 < capacity)."""
+        x = self.token_values()
+        if x is None or not np.all(np.isfinite(x)):
+            return False
+        return bool(self.scenario.utilization(self.lo + (self.hi - self.lo) * x) < 1.0)
 
 
 def optimum_box(sc, latency_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -469,15 +476,25 @@ def _solve_with_retries(
             if kept is not None and not same_next:  # retries failed: use the kept point
                 break
             continue
+        status = cprob.problem.status
+        if status != cp.OPTIMAL and not cprob.stable_point():
+            # measured: Clarabel stopped at user_limit on an iterate with utilization
+            # 1.3 (U = -inf), which no polish can use; a failure, not a point to keep
+            errors.append(f"{label}: status {status} at an unstable point")
+            if kept is not None and not same_next:
+                break
+            continue
         used, kept = _Run(label, name, opts, cprob, *solution), None
-        if not same_next or cprob.problem.status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
+        if not same_next or status not in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
             break
         errors.append(f"{label}: status {cprob.problem.status}")
         kept = used
     else:
         raise SolverError("conic solve failed: " + "; ".join(errors))
     if kept is not None:
-        kept.cprob.problem.unpack_results(kept.raw_solution, kept.chain, kept.inverse)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kept.cprob.problem.unpack_results(kept.raw_solution, kept.chain, kept.inverse)
     used.errors, used.times = errors, times
     return used
 
@@ -531,7 +548,12 @@ def _assemble(
         diagnostics=diagnostics,
         message=f"{used} status {raw_status}; Frank-Wolfe certified",
     )
-    if polish_steps > 0 and polish_rtol > 0 and status in st.SOLUTION_PRESENT:
+    if (
+        polish_steps > 0
+        and polish_rtol > 0
+        and status in st.SOLUTION_PRESENT
+        and np.isfinite(res.objective)
+    ):
         # after polishing the certificate decides; the solver's word stays in solver_stats
         res.status = st.OPTIMAL if res.certificate.within(polish_rtol) else st.OPTIMAL_INACCURATE
         rel = res.certificate.relative_gap
