@@ -137,3 +137,23 @@ def test_an_unstable_solver_point_is_not_kept():
     assert prob.stable_point()
     prob.x.value = np.ones(sc.n)  # max_tokens clipped by the stability cap: still unstable
     assert sc.utilization(prob.hi) >= 1 and not prob.stable_point()
+
+
+def test_an_slo_shares_the_objectives_latency_cone():
+    """With an SLO the model holds the N-dimensional latency cone once, not twice."""
+    from cvxalloc.solvers.conic import ConicProblem
+
+    sc = random_scenario(8, 40, load="heavy")
+    free = cvxalloc.solve(sc)
+    slo = sc.with_(constraints=Constraints(max_mean_system_time=0.9 * free.mean_system_time))
+
+    def soc_sizes(s):
+        data, _, _ = ConicProblem(s).problem.get_problem_data("CLARABEL")
+        return sorted(data["dims"].soc)
+
+    assert soc_sizes(slo) == soc_sizes(sc)
+    res = cvxalloc.solve(slo, method="conic", fallback=None)
+    assert res.status == "optimal"
+    assert res.mean_system_time <= 0.9 * free.mean_system_time * (1 + 1e-9)
+    ref = cvxalloc.solve(slo)
+    assert abs(res.objective - ref.objective) <= 1e-8 * abs(ref.objective)

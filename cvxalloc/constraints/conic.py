@@ -22,6 +22,7 @@ def conic_constraints(
     time_unit: float,
     slo: cp.Parameter | None = None,
     box: tuple[np.ndarray, np.ndarray] | None = None,
+    latency: cp.Expression | None = None,
 ) -> list[tuple[Any, cp.Constraint, float]]:
     """The CVXPY constraints of the scenario, as ``(term, constraint, unit)``.
 
@@ -29,6 +30,8 @@ def conic_constraints(
     (a sweep over the SLO compiles once); the scenario must then set one.
     ``box = (lo, hi)`` is the box ``x`` is normalized on, ``tokens = lo + (hi - lo) x``
     (default: ``min_tokens`` and :meth:`Scenario.stable_max_tokens`).
+    ``latency``, optional, is ``W / time_unit`` as the model already holds it (an
+    epigraph variable): the SLO then bounds it instead of a second copy of ``W``.
 
     ``term`` is a :class:`Term` or the string ``"min_accuracy"`` (whose
     constraint bounds the normalized variable ``x``; ``unit`` is unused).
@@ -42,7 +45,10 @@ def conic_constraints(
     for term in cons.terms():
         if slo is not None and isinstance(term, MeanSystemTime):
             term = MeanSystemTime(slo)
-        con, unit = term.cvxpy(sc, tokens, time_unit, token_unit)
+        if latency is not None and isinstance(term, MeanSystemTime):
+            con, unit = latency <= term.limit / time_unit, time_unit
+        else:
+            con, unit = term.cvxpy(sc, tokens, time_unit, token_unit)
         if con is not None:
             out.append((term, con, unit))
     if cons.min_accuracy is not None:

@@ -111,26 +111,7 @@ class ConicProblem:
         self.time_unit = float(sc.probability @ sc.service_time(mid)) or 1.0
         pw = sc.probability * sc.weight
         acc = sc.accuracy.weighted_cvxpy(self.tokens, pw, upper=hi if scaled_logs else None)
-        latency = Latency(sc)
         constraints = [self.x >= 0, self.x <= 1]
-        #: Tangent cuts of a batching server's latency (None for one FIFO server).
-        self.cuts = None
-        if sc.arrival_rate > 0:
-            m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
-            constraints.append(sc.arrival_rate * m1 <= latency.queue.capacity)
-        if sc.latency_weight > 0 or latency_weight is not None:
-            extra = {}
-            if getattr(latency.queue, "name", "single") == "batching":
-                extra["min_slack"] = _min_slack(sc, latency.queue, latency_weight)
-            w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit, **extra)
-            if hasattr(w_scaled, "constraints"):  # an epigraph with tangent cuts
-                self.cuts = w_scaled
-                constraints += w_scaled.constraints
-                w_scaled = w_scaled.expr
-            gamma = sc.latency_weight if latency_weight is None else latency_weight
-            objective = acc - (gamma * self.time_unit) * w_scaled
-        else:
-            objective = acc
         has_constraints = slo is not None or not (sc.constraints is None or sc.constraints.empty)
         if has_constraints and getattr(sc, "server", None) is not None:
             raise ConstraintError(
@@ -138,15 +119,58 @@ class ConicProblem:
                 'supported with a batching server ([server] model = "batching") yet; remove '
                 'them or use model = "single"'
             )
+        has_slo = slo is not None or (
+            sc.constraints is not None and sc.constraints.max_mean_system_time is not None
+        )
+        #: ``W / time_unit`` in the model (an epigraph variable when an SLO shares it).
+        self.latency = self._latency(sc, latency_weight, has_slo, constraints)
+        objective = acc
+        if self.latency is not None and (sc.latency_weight > 0 or latency_weight is not None):
+            gamma = sc.latency_weight if latency_weight is None else latency_weight
+            objective = acc - (gamma * self.time_unit) * self.latency
         #: Operator constraints as ``(term, cvxpy constraint, unit)`` (duals -> shadow prices).
         self.operator_constraints = conic_constraints(
-            sc, self.tokens, self.x, self.time_unit, slo=slo, box=(lo, hi)
+            sc, self.tokens, self.x, self.time_unit, slo=slo, box=(lo, hi), latency=self.latency
         )
         constraints += [con for _, con, _ in self.operator_constraints]
         # Each p_i w_i is about 1/N: scale the objective so per-type terms are of
         # order one (unscaled, Clarabel stalls at N = 10^4).
         self.objective_scale = float(n / np.sum(sc.probability * sc.weight))
         self.problem = cp.Problem(cp.Maximize(self.objective_scale * objective), constraints)
+
+    def _latency(
+        self, sc, latency_weight: Any, has_slo: bool, constraints: list
+    ) -> cp.Expression | None:
+        """``W / time_unit`` for the objective and the SLO (None if neither needs it).
+
+        Appends the stability constraint and, for a batching server, the tangent
+        cuts to ``constraints``. With an SLO, ``W`` enters once, as an epigraph
+        variable ``omega >= W / T0`` shared by the objective (where ``-gamma omega``
+        pushes it down to ``W``) and the SLO ``omega <= L / T0``: measured, two
+        copies of the N-dimensional cone (one per use) made Clarabel fail on a
+        binding SLO at N = 10^4 with every setting (benchmarks/hard_instances.py).
+        """
+        latency = Latency(sc)
+        #: Tangent cuts of a batching server's latency (None for one FIFO server).
+        self.cuts = None
+        if sc.arrival_rate > 0:
+            m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
+            constraints.append(sc.arrival_rate * m1 <= latency.queue.capacity)
+        if not (sc.latency_weight > 0 or latency_weight is not None or has_slo):
+            return None
+        extra = {}
+        if getattr(latency.queue, "name", "single") == "batching":
+            extra["min_slack"] = _min_slack(sc, latency.queue, latency_weight)
+        w_scaled = latency.cvxpy(self.tokens, time_unit=self.time_unit, **extra)
+        if hasattr(w_scaled, "constraints"):  # an epigraph with tangent cuts
+            self.cuts = w_scaled
+            constraints += w_scaled.constraints
+            return w_scaled.expr
+        if has_slo:
+            omega = cp.Variable(name="mean_system_time")
+            constraints.append(w_scaled <= omega)
+            return omega
+        return w_scaled
 
     def token_values(self) -> np.ndarray | None:
         """Tokens of the solver's point, clipped into the box (None if no point)."""
