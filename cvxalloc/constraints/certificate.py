@@ -84,6 +84,35 @@ def _estimate_multipliers(g, grads, slacks, limits, t, lo, hi) -> np.ndarray:
     return mu
 
 
+def _lp_multipliers(g, grads, slacks, t, lo, hi) -> np.ndarray:
+    """The multipliers that minimize the bound, from the LP they are the duals of.
+
+    ``min_{mu >= 0} mu . s + FWbox(g - mu G)`` is, by LP duality, the linear
+    program ``max g . d`` over ``lo - t <= d <= hi - t``, ``G d <= s`` (``m``
+    rows, ``N`` bounded columns): its row duals are the minimizing ``mu``. With
+    two or more constraints the coordinate search can stall at a kink of the
+    piecewise-linear bound (measured: N = 8,819, token budget and utilization
+    cap both active, 1.2e-5 of ``|U|`` by the search, 2e-8 with these). The LP
+    (SciPy's HiGHS, scaled) only proposes ``mu``; the bound is recomputed
+    exactly from it, so an inaccurate LP can only weaken it. Zeros if it fails.
+    """
+    from scipy.optimize import linprog  # heavy import, only with two or more constraints
+
+    g_scale = float(np.max(np.abs(g))) or 1.0
+    rows = np.linalg.norm(grads, axis=1)
+    rows[rows == 0] = 1.0
+    res = linprog(
+        -g / g_scale,
+        A_ub=grads / rows[:, None],
+        b_ub=slacks / rows,
+        bounds=np.column_stack([lo - t, hi - t]),
+        method="highs",
+    )
+    if res.status != 0 or res.ineqlin is None:
+        return np.zeros(grads.shape[0])
+    return np.maximum(-np.asarray(res.ineqlin.marginals) * g_scale / rows, 0.0)
+
+
 def certify_constrained(
     scenario,
     tokens: np.ndarray,
@@ -157,6 +186,8 @@ def certify_constrained(
     starts = [np.zeros(len(terms)), _estimate_multipliers(g, grads, slacks, limits, t, lo2, hi)]
     if multipliers is not None:
         starts.append(np.maximum(np.asarray(multipliers, dtype=float), 0.0))
+    if len(terms) > 1:  # one term: the weighted median is exact already
+        starts.append(_lp_multipliers(g, grads, slacks, t, lo2, hi))
     best_mu, best = None, np.inf
     for mu in starts:
         mu = mu.copy()
