@@ -12,6 +12,7 @@ the allocation alone: no solver output is trusted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,7 +65,14 @@ class Certificate:
         return self.gap / relative_scale(self.objective)
 
     def within(self, rtol: float) -> bool:
-        """Whether ``gap <= rtol * |objective|``."""
+        """Whether ``gap <= rtol * |objective|``, both finite (an unstable point proves nothing).
+
+        >>> inf = float("inf")
+        >>> Certificate(objective=-inf, gap=inf, upper_bound=inf).within(1.0)
+        False
+        """
+        if not (math.isfinite(self.gap) and math.isfinite(self.objective)):
+            return False
         return bool(self.gap <= rtol * relative_scale(self.objective))
 
     def __repr__(self) -> str:
