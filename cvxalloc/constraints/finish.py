@@ -11,7 +11,7 @@ from .. import status as st
 from ..certificate import relative_scale
 from ..errors import ScenarioError
 from ..objective import Objective
-from ..polish import newton_direction, polish
+from ..polish import newton_direction, polish_fully
 from ..queue import Latency
 from ..result import Result
 from .certificate import certify_constrained
@@ -33,12 +33,13 @@ def finish(
     """Make a solver's point exactly feasible and polish it where that is safe.
 
     * The point is restored into the feasible set (:func:`restore_feasible`).
-    * Only min_accuracy (a box ``[lo', hi]``): the projected Newton polish of
-      :mod:`cvxalloc.polish` on that box, exact.
+    * Only min_accuracy (a box ``[lo', hi]``): the whole polish of
+      :mod:`cvxalloc.polish` on that box (:func:`~cvxalloc.polish.polish_fully`:
+      Newton, then near-bound types snapped and finishing steps), exact.
     * Scalar constraints: the box polish is tried and kept only if its point
-      satisfies every constraint and has a higher utility (typically when no
-      constraint is active); otherwise the restored solver point is returned
-      unpolished, with the certificate it can prove.
+      satisfies every constraint and has the smaller certified gap (typically
+      when no constraint is active); otherwise the active-set Newton steps of
+      the KKT system, each kept only when the certified gap shrinks.
 
     Returns
     -------
@@ -64,11 +65,14 @@ def finish(
         tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
         return tc, steps, "active-set Newton on the KKT system (box alone is unbounded)"
     box_obj = Objective(box)
-    tp, info = polish(box, t, rtol=polish_rtol, max_steps=polish_steps, objective=box_obj)
+    tp, stats = polish_fully(box, t, box_obj, polish_rtol, polish_steps)
+    steps = stats["polish_steps"] + stats.get("polish_finish_steps", 0)
     if not terms:
-        return tp, info.steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
-    if info.steps > 0 and np.all(slacks_of(sc, terms, tp) >= 0) and obj.value(tp) >= obj.value(t):
-        return tp, info.steps, "box polish kept: no constraint active at the polished point"
+        return tp, steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
+    if np.all(slacks_of(sc, terms, tp) >= 0):
+        # kept when its certificate is the better one (typically no constraint is active)
+        if certify_constrained(sc, tp, obj).gap < certify_constrained(sc, t, obj).gap:
+            return tp, steps, "box polish kept: no constraint active at the polished point"
     tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
     return (
         tc,

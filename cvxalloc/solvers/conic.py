@@ -44,7 +44,7 @@ from ..certificate import relative_scale
 from ..constraints import ConstraintError, conic_constraints
 from ..errors import OptionError, SolverError
 from ..objective import Objective
-from ..polish import finish_newton, polish, snap_and_polish
+from ..polish import polish_fully
 from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
 
@@ -630,25 +630,8 @@ def _polish(
             sc, tokens, cprob.operator_constraints, cprob.objective_scale, box=(cprob.lo, cprob.hi)
         )
     elif polish_steps > 0:
-        # aim 1000 times below polish_rtol (the status still refers to polish_rtol):
-        # Newton steps are cheap near the optimum, and a point that just meets the
-        # tolerance can sit 1e-5 tokens off (a gap of 7.6e-11 of |U|), which finite
-        # differences of re-solves (tests/test_sensitivity.py) turn into 0.2% errors
-        tokens, info = polish(
-            sc, raw_tokens, rtol=polish_rtol * 1e-3, max_steps=polish_steps, objective=obj
-        )
-        solver_stats["polish_steps"] = info.steps
-        if info.gap_after > polish_rtol * relative_scale(obj.value(tokens)):
-            tokens, snapped = snap_and_polish(sc, tokens, obj, polish_rtol, polish_steps)
-            solver_stats["polish_snapped"] = snapped
-            # five steps at most, whatever the polish used: measured, it can spend
-            # all of its budget on gap decreases of 1e-20 while the one Newton step
-            # that ends it lowers U by 5e-16, below U's rounding but beyond the
-            # polish's slack of 8 ulps of |U| (|U| = 9e-4, terms of order one)
-            budget = min(5, polish_steps)
-            tokens, solver_stats["polish_finish_steps"] = finish_newton(
-                sc, tokens, obj, polish_rtol, budget
-            )
+        tokens, stats = polish_fully(sc, raw_tokens, obj, polish_rtol, polish_steps)
+        solver_stats.update(stats)
     else:
         tokens = raw_tokens
     return tokens, diagnostics
