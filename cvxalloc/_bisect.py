@@ -3,8 +3,9 @@
 :func:`bisect` narrows a bracket ``[good, bad]`` of a monotone predicate, on the
 reals or on integer indices, and returns both ends, so each caller keeps the
 side its guarantee needs (the feasible side of a cap, the last index where a
-function is still positive). Where a plain root of a continuous function is
-wanted, the solvers use :func:`cvxalloc._roots.brentq` (SciPy's) instead.
+function is still positive); :func:`bisect_each` does the same for many real
+brackets at once. Where a plain root of a continuous function is wanted, the
+solvers use :func:`cvxalloc._roots.brentq` (SciPy's) instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["bisect", "midpoint", "integer_midpoint"]
+import numpy as np
+
+__all__ = ["bisect", "bisect_each", "midpoint", "integer_midpoint"]
 
 T = TypeVar("T", float, int)
 
@@ -70,4 +73,29 @@ def bisect(
             good = m
         else:
             bad = m
+    return good, bad
+
+
+def bisect_each(
+    holds: Callable[[np.ndarray], np.ndarray], good: np.ndarray, bad: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bisect` on many real brackets at once (``holds`` is elementwise).
+
+    Each ``[good_i, bad_i]`` is narrowed until its ends are adjacent floats;
+    one call of ``holds`` per step serves every bracket still open.
+
+    >>> import numpy as np
+    >>> good, bad = bisect_each(lambda x: x * x <= np.array([2.0, 3.0]), np.ones(2), 2 * np.ones(2))
+    >>> bool(np.all(good * good <= [2.0, 3.0])), bool(np.all(bad * bad > [2.0, 3.0]))
+    (True, True)
+    """
+    good, bad = np.array(good, dtype=float), np.array(bad, dtype=float)
+    for _ in range(2100):  # enough for any pair of floats
+        m = 0.5 * (good + bad)
+        done = (m == good) | (m == bad)
+        if done.all():
+            break
+        ok = holds(m)
+        good = np.where(~done & ok, m, good)
+        bad = np.where(~done & ~ok, m, bad)
     return good, bad

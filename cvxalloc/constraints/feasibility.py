@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._bisect import bisect
+from .._bisect import bisect, bisect_each
 from .terms import InfeasibleError, Term
 
 __all__ = [
@@ -88,27 +88,10 @@ def _required_tokens(scenario) -> np.ndarray:
             t = np.where(short, np.minimum(np.nextafter(t, np.inf), hi[todo]), t)
         flat = np.flatnonzero(sub.value(t) < target)  # a flat tail (A near its ceiling)
         if flat.size:
-            t[flat] = _first_reaching(sub.take(flat), target[flat], t[flat], hi[todo][flat])
+            part, aim = sub.take(flat), target[flat]  # the first float reaching aim
+            t[flat] = bisect_each(lambda x: part.value(x) < aim, t[flat], hi[todo][flat])[1]
         out[todo] = t
     return out
-
-
-def _first_reaching(curves, target: np.ndarray, below: np.ndarray, above: np.ndarray) -> np.ndarray:
-    """Per type, the first float ``t`` in ``(below, above]`` with ``A(t) >= target``.
-
-    A bisection of all the types at once (``A`` is increasing, ``A(below) < target
-    <= A(above)``), until each bracket is two adjacent floats.
-    """
-    a, b = below.copy(), above.copy()
-    for _ in range(2100):  # enough for any pair of floats
-        mid = 0.5 * (a + b)
-        done = (mid <= a) | (mid >= b)
-        if done.all():
-            break
-        reach = curves.value(mid) >= target
-        b = np.where(~done & reach, mid, b)
-        a = np.where(~done & ~reach, mid, a)
-    return b
 
 
 def effective_lower(scenario) -> np.ndarray:
