@@ -101,8 +101,7 @@ def test_coordinate_fallback_reaches_the_newton_multipliers():
     lo2 = check_feasible(sc)
     terms = constraints_of(sc).terms()
     red = Multipliers.of(sc, lo=lo2).constrain(terms)
-    u_lo, u_hi = red.u_bracket()
-    z0 = np.array([np.sqrt(u_lo * u_hi), 0.5 * (red.m2_lo + red.m2_hi)])
+    z0 = np.array(red.middle())
     st_n, active, _, ok = active_set(red, z0, [], 50, 1e-14)
     assert ok and active
     mu_n = np.zeros(len(terms))

@@ -69,11 +69,12 @@ def finish(
     steps = stats["polish_steps"] + stats.get("polish_finish_steps", 0)
     if not terms:
         return tp, steps, "projected Newton on the box [lo', hi] (min_accuracy bounds)"
+    cert = certify_constrained(sc, t, obj)
     if np.all(slacks_of(sc, terms, tp) >= 0):
         # kept when its certificate is the better one (typically no constraint is active)
-        if certify_constrained(sc, tp, obj).gap < certify_constrained(sc, t, obj).gap:
+        if certify_constrained(sc, tp, obj).gap < cert.gap:
             return tp, steps, "box polish kept: no constraint active at the polished point"
-    tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps)
+    tc, steps = _constrained_polish(sc, t, obj, lo2, terms, polish_rtol, polish_steps, cert)
     return (
         tc,
         steps,
@@ -81,7 +82,9 @@ def finish(
     )
 
 
-def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.ndarray, int]:
+def _constrained_polish(
+    sc, t, obj, lo2, terms, rtol, max_steps, cert=None
+) -> tuple[np.ndarray, int]:
     """Active-set Newton steps for ``max U`` s.t. the active constraints as equalities.
 
     The Hessian of the Lagrangian keeps the diagonal-plus-rank-2 form (the SLO
@@ -89,13 +92,14 @@ def _constrained_polish(sc, t, obj, lo2, terms, rtol, max_steps) -> tuple[np.nda
     O(N) Woodbury solves plus an ``m x m`` system for the multipliers. A step
     is restored to exact feasibility and kept only if the certified gap
     (:func:`certify_constrained`) shrinks, so the result is never worse than
-    the start and its certificate is exactly what it proves.
+    the start and its certificate is exactly what it proves. ``cert`` is the
+    start's certificate when the caller has it.
     """
 
     hi = sc.max_tokens
     width = hi - lo2
     slo = [j for j, tm in enumerate(terms) if not tm.linear]
-    cert = certify_constrained(sc, t, obj)
+    cert = certify_constrained(sc, t, obj) if cert is None else cert
     mu = np.array([cert.details.get("multipliers", {}).get(tm.kind, 0.0) for tm in terms])
     gap = cert.gap
     steps = 0

@@ -33,7 +33,6 @@ with projected Newton steps (:mod:`cvxalloc.polish`) where the gap exceeds
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -177,16 +176,12 @@ def _start(
     else:
         sub, start = red, "cold"
     try:
-        u_lo, u_hi = sub.u_bracket()
-        pt, _, ok = sub.newton(
-            math.sqrt(u_lo * u_hi), 0.5 * (sub.m2_lo + sub.m2_hi), max_iter, xtol
-        )
+        pt, _, ok = sub.newton(*sub.middle(), max_iter, xtol)
         if not ok:
             pt, _ = sub.nested()
         u0, m20 = pt.u, pt.m2
     except (ValueError, ZeroDivisionError, FloatingPointError):
-        u_lo, u_hi = red.u_bracket()
-        u0, m20 = math.sqrt(u_lo * u_hi), 0.5 * (red.m2_lo + red.m2_hi)
+        u0, m20 = red.middle()
     sample_iters = sub.evaluations if sub is not red else 0
     if sub is red:
         sample_iters, red.evaluations = red.evaluations, 0

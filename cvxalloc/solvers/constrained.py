@@ -74,7 +74,10 @@ def solve_constrained(
             f"{[red.kinds[j] for j in active]}, residual {state.merit():.2e}); use method='conic'"
         )
     t_reduce = time.perf_counter() - t0
-    tokens, cert, polished, raw_cert = _certify_and_polish(sc, state, lo2, mu, tol, polish_steps)
+    obj = Objective(sc)
+    tokens, cert, polished, raw_cert = _certify_and_polish(
+        sc, obj, state, lo2, mu, (tol, polish_steps)
+    )
     diag: dict[str, Any] = {
         "path": path,
         "start": start,
@@ -86,10 +89,9 @@ def solve_constrained(
         "sample_iterations": sample_iters,
         "polish_steps": polished,
         "tol": tol,
-        "constraints": _report(sc, tokens, terms, mu, lo2),
+        "constraints": _report(sc, obj, tokens, terms, mu, lo2),
     }
     status = st.OPTIMAL if cert.within(tol) else st.OPTIMAL_INACCURATE
-    obj = Objective(sc)
     return Result(
         status=status,
         method="aggregate",
@@ -121,25 +123,25 @@ def _start(
     max_iter, sample_size, xtol = settings
     if warm is not None:
         return np.array(warm, dtype=float), [], "warm", 0
-    u_lo, u_hi = red.u_bracket()
-    mid = np.array([np.sqrt(u_lo * u_hi), 0.5 * (red.m2_lo + red.m2_hi)])
+    mid = np.array(red.middle())
     if sc.n <= sample_size:
         return mid, [], "cold", 0
     idx, wts = sample(sc, sample_size)
     sub = Multipliers.of(sc, idx, wts, lo=lo2).constrain(terms)
-    s_lo, s_hi = sub.u_bracket()
-    z = np.array([np.sqrt(s_lo * s_hi), 0.5 * (sub.m2_lo + sub.m2_hi)])
     try:
-        state, active, _, _ = active_set(sub, z, [], max_iter, xtol)
+        state, active, _, _ = active_set(sub, np.array(sub.middle()), [], max_iter, xtol)
     except (ValueError, ZeroDivisionError, FloatingPointError):
         return mid, [], "cold", sub.evaluations
     z0 = np.concatenate([red.project(state.z[:2])[:2], state.z[2:]])
     return z0, active, "sample", sub.evaluations
 
 
-def _certify_and_polish(sc, state: State, lo2, mu, tol: float, polish_steps: int):
-    """Exactly feasible tokens, their certificate, polish steps kept, and the raw certificate."""
-    obj = Objective(sc)
+def _certify_and_polish(sc, obj: Objective, state: State, lo2, mu, settings: tuple[float, int]):
+    """Exactly feasible tokens, their certificate, polish steps kept, and the raw certificate.
+
+    ``settings`` is ``(tol, polish_steps)``.
+    """
+    tol, polish_steps = settings
     tokens = cons_mod.restore_feasible(sc, state.tokens, lo2)
     cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu, search=False)
     if not cert.within(tol):  # the bound minimized over the multipliers
@@ -153,7 +155,7 @@ def _certify_and_polish(sc, state: State, lo2, mu, tol: float, polish_steps: int
     return tokens, cert, 0, None
 
 
-def _report(sc, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
+def _report(sc, obj: Objective, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
     """Slack and shadow price of every constraint (the multipliers, and min_accuracy's).
 
     A floor's price is the Lagrangian's slope at its raised bound per unit of
@@ -165,7 +167,7 @@ def _report(sc, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
     floors = [key for key in report if key.startswith("min_accuracy[")]
     if not floors:
         return report
-    grad = Objective(sc).gradient(tokens)
+    grad = obj.gradient(tokens)
     if terms:
         grad = grad - mu @ np.array([tm.gradient(sc, tokens) for tm in terms])
     at_floor = (lo2 > sc.min_tokens) & (tokens <= lo2)

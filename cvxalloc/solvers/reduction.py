@@ -12,6 +12,7 @@ The derivation is in :mod:`cvxalloc.solvers.aggregate`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,12 @@ class Reduced:
         u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
         self._u_bracket = (u_cap, u_max)
         return self._u_bracket
+
+    def middle(self) -> tuple[float, float]:
+        """The cold start ``(u, m2)``: the geometric middle of the slack's bracket
+        (it spans decades near saturation) and the middle of ``[m2(lo), m2(hi)]``."""
+        u_lo, u_hi = self.u_bracket()
+        return math.sqrt(u_lo * u_hi), 0.5 * (self.m2_lo + self.m2_hi)
 
     def point(self, u: float, m2: float, t0: np.ndarray | None = None) -> Point:
         A, B = self.queue.scalars(u, m2)[:2]
