@@ -1,12 +1,41 @@
-"""Shared fixtures: the example scenario, a seeded rng and small reference scenarios."""
+"""Shared fixtures: the example scenario, a seeded rng and small reference scenarios.
+
+Hypothesis profiles (docs/testing.md):
+
+* ``ci`` (the default): derandomized and database-free, so ``pytest -q`` draws the
+  same examples on every machine and every run: CI and a newcomer's first run see
+  the same draws, and a failure reproduces anywhere.
+* ``seeded``: random draws from ``--hypothesis-seed=N`` (selected automatically when
+  that option is given without a profile), database-free; ``.ci/run`` runs the
+  property tests once more this way with a second, fixed seed.
+* ``explore``: fresh random draws each run, with the example database, for
+  looking for new failures locally (``pytest --hypothesis-profile=explore``).
+
+A draw that fails is pinned with ``@example`` beside its test and its cause fixed.
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import cvxalloc
 from cvxalloc.accuracy import Exponential
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("seeded", derandomize=False, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``--hypothesis-seed`` without a profile means the seeded profile (else the seed is moot)."""
+    seeded = config.getoption("hypothesis_seed", None) is not None
+    if seeded and config.getoption("hypothesis_profile", None) is None:
+        settings.load_profile("seeded")
 
 
 @pytest.fixture

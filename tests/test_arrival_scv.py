@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import cvxpy as cp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 import cvxalloc
@@ -140,8 +141,15 @@ def test_latency_numeric_equals_cvxpy_form(sc, ca2, data):
 
 
 # ------------------------------------------------------------------ optimum
-def _independent_optimum(sc) -> np.ndarray:
-    """An independent CVXPY model: numerator sum p k s^2 + pv + sum p (s - m1)^2 + c m1^2."""
+def _independent_optimum(sc) -> tuple[np.ndarray, bool]:
+    """An independent CVXPY model: numerator sum p k s^2 + pv + sum p (s - m1)^2 + c m1^2.
+
+    Returns the point and whether the model's own solve is verified: Clarabel
+    reports ``optimal`` at the tight tolerances, or at its default ones on a
+    second try. A reference that did not verify its own solve (``optimal_inaccurate``
+    on about one draw in eight) still gives a feasible point, hence a lower bound
+    on U*, but it cannot judge how close another method came to the optimum.
+    """
     lo, hi = sc.min_tokens, sc.max_tokens
     x = cp.Variable(sc.n)
     t = lo + cp.multiply(hi - lo, x)
@@ -157,28 +165,57 @@ def _independent_optimum(sc) -> np.ndarray:
     ]
     W = m1 + lam / 2 * cp.quad_over_lin(cp.hstack(terms), 1 - lam * m1)
     obj = sc.accuracy.weighted_cvxpy(t, p * sc.weight) - sc.latency_weight * unit * W
+    problem = cp.Problem(cp.Maximize(obj), [x >= 0, x <= 1])
     tight = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
-    cp.Problem(cp.Maximize(obj), [x >= 0, x <= 1]).solve(solver="CLARABEL", **tight)
-    return np.clip(lo + (hi - lo) * x.value, lo, hi)
+    for settings_ in (tight, {}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Solution may be inaccurate"
+            problem.solve(solver="CLARABEL", **settings_)
+        if problem.status == cp.OPTIMAL:
+            break
+    point = np.clip(lo + (hi - lo) * x.value, lo, hi)
+    return point, problem.status == cp.OPTIMAL
+
+
+# The draw of issue 22: latency weight 0, so the optimum is every type at its maximum;
+# both cvxalloc methods return it with gap 0 while the reference stops
+# optimal_inaccurate 2.4e-6 short (it judged them wrong before it checked its own status).
+ISSUE_22_DRAW = dict(
+    rng=12869,
+    n=8,
+    load="light",
+    families=["logarithmic"],
+    identical=False,
+    scv=False,
+    variance=False,
+    lower_bounds=False,
+    latency_weight=0.0,
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios(max_n=8), ca2=st.sampled_from(SCVS))
+@example(sc=random_scenario(**ISSUE_22_DRAW), ca2=0.3)
+@example(sc=random_scenario(**ISSUE_22_DRAW), ca2=173.0)
 def test_default_and_conic_agree_with_an_independent_model(sc, ca2):
     sc = sc.with_(arrival_scv=ca2)
     assume(not _no_cap(sc))
     agg = cvxalloc.solve(sc)
     con = cvxalloc.solve(sc, method="conic")
-    U_ind = Objective(sc).value(_independent_optimum(sc))
+    t_ind, verified = _independent_optimum(sc)
+    U_ind = Objective(sc).value(t_ind)
     scale = abs(agg.objective)
     assert agg.status == "optimal"
     assert agg.certificate.gap <= 1e-9 * scale
     assert abs(agg.objective - con.objective) <= 1e-6 * scale
-    assert abs(agg.objective - U_ind) <= 1e-6 * scale
-    # certificates hold both ways: no allocation beats an upper bound
+    # certificates hold both ways: no allocation, the reference's included, beats an
+    # upper bound (this needs only that the reference's point is feasible)
     slack = 1e-12 * scale
     for res in (agg, con):
         assert res.certificate.upper_bound >= max(agg.objective, con.objective, U_ind) - slack
+    event(f"independent reference verified: {verified}")
+    if verified:
+        assert abs(agg.objective - U_ind) <= 1e-6 * scale
 
 
 def _no_cap(sc) -> bool:

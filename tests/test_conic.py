@@ -132,11 +132,21 @@ def test_large_n_optimal_and_certified():
     # N = 10^4 exponential-family types with boxes up to 8000 tokens at load 0.9.
     # (Wider random instances, cvxalloc.testing.random_scenario at N >= 2000, still
     # end in Clarabel InsufficientProgress on some seeds: see the issue-2 report.)
+    # What the user is promised is the status, the certificate and agreement with an
+    # independently certified answer, not which of the conic retries got there: on
+    # another CPU the first two Clarabel settings end optimal_inaccurate and the third
+    # succeeds (issue 22), with the same certified optimum.
     sc = small_scenario(10_000, load=0.9, seed=0)
     res = cvxalloc.solve(sc, method="conic")
     assert res.status == status.OPTIMAL, res.message
     assert res.certificate.within(RTOL), res.certificate
-    assert "fallback" not in res.solver_stats["solver"]
+    ref = cvxalloc.solve(sc)  # the default method, certified on its own
+    assert ref.status == status.OPTIMAL and ref.certificate.within(RTOL)
+    scale = abs(ref.objective)
+    assert abs(res.objective - ref.objective) <= 1e-9 * scale
+    # certificates hold both ways
+    assert res.certificate.upper_bound >= ref.objective - 1e-12 * scale
+    assert ref.certificate.upper_bound >= res.objective - 1e-12 * scale
 
 
 def test_result_carries_both_certificates_and_duality_gap(example_optimum):
