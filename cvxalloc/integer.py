@@ -47,15 +47,32 @@ __all__ = [
     "solve_rounding",
 ]
 
-#: Relative slack in ``(hi - lo) / step`` so that a whole number of steps that
-#: floating point puts a hair above an integer still reaches ``max_tokens``.
-_STEP_SLACK = 1e-12
+#: Most steps a grid may count: the scenario refuses steps that would need more
+#: (:data:`cvxalloc.scenario.MIN_STEP_ULPS`); the clip keeps the cast to int64 exact
+#: whatever the input.
+_MAX_STEPS = 2**53
+#: A grid point ``lo + k step`` this many spacings of doubles above ``max_tokens`` is
+#: ``max_tokens`` put a hair above by rounding (``0.3 / 0.1`` is ``2.9999999999999996``).
+_TOP_ULPS = 4
 
 
 def _step_count(lo: np.ndarray, hi: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Number of steps ``K`` with ``lo + K step <= hi`` (grid has ``K + 1`` points)."""
-    ratio = (hi - lo) / step
-    return np.floor(ratio * (1 + _STEP_SLACK) + _STEP_SLACK).astype(np.int64)
+    """Number of steps ``K`` with ``lo + K step <= hi`` (grid has ``K + 1`` points).
+
+    A point that rounding puts a few spacings of doubles above ``hi`` counts as
+    ``hi`` (a step that divides the width reaches ``max_tokens``). Computed in
+    floating point and clipped to ``[0, 2^53]`` before the cast, so no step,
+    however small, can overflow the index (the scenario refuses steps below
+    what doubles resolve at the type's budgets, so a step is far above the
+    rounding tolerance and ``K`` is exact).
+    """
+    lo, hi, step = (np.asarray(x, dtype=float) for x in (lo, hi, step))
+    top = hi + _TOP_ULPS * np.spacing(np.maximum(np.abs(lo), np.abs(hi)))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        k = np.clip(np.nan_to_num(np.floor((hi - lo) / step), nan=0.0), 0, _MAX_STEPS)
+        k = np.where(lo + (k + 1) * step <= top, k + 1, k)
+        k = np.where((k > 0) & (lo + k * step > top), k - 1, k)
+    return np.clip(k, 0, _MAX_STEPS).astype(np.int64)
 
 
 def grid(scenario, i: int) -> np.ndarray:

@@ -38,6 +38,11 @@ REPR_MAX_TYPES = 50
 MAX_TOKENS = 1e12
 #: Largest mean service time accepted at the maximum budget, in seconds.
 MAX_SERVICE_SECONDS = 1e12
+#: Smallest grid step accepted, in units of the spacing of doubles at the type's largest
+#: budget: a grid point ``min_tokens + k step`` is computed to about one such unit, so a
+#: step of this many keeps every point within 1/1000 of a step of where it belongs (and
+#: the number of grid points below 2^53, exact in floating point and in int64).
+MIN_STEP_ULPS = 1024
 
 #: The per-task array fields of a scenario, in order.
 ARRAY_FIELDS = (
@@ -501,6 +506,16 @@ class Scenario:
         i = self._first_bad(~np.isfinite(self.step) | (self.step <= 0))
         if i is not None:
             raise ScenarioError(f"{self._task(i)}: step must be > 0 (got {self.step[i]:g})")
+        stepped = np.array([lv is None for lv in self.levels], dtype=bool)
+        resolved = MIN_STEP_ULPS * np.spacing(np.maximum(self.min_tokens, self.max_tokens))
+        i = self._first_bad(stepped & (self.max_tokens > self.min_tokens) & (self.step < resolved))
+        if i is not None:
+            raise ScenarioError(
+                f"{self._task(i)}: step {self.step[i]:g} is below what double precision "
+                f"resolves at budgets up to {self.max_tokens[i]:g} tokens (neighbouring grid "
+                f"points would coincide or be misplaced); give step >= {resolved[i]:.3g} "
+                "or a list of levels"
+            )
 
     def _validate_stability(self) -> None:
         lam, cap = self.arrival_rate, self.capacity

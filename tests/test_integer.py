@@ -9,6 +9,8 @@ from __future__ import annotations
 import builtins
 import itertools
 import json
+import pathlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,8 +19,9 @@ import cvxalloc
 from cvxalloc.certificate import certify
 from cvxalloc.cli import main as cli_main
 from cvxalloc.errors import MissingDependencyError, ScenarioError, UnstableError
-from cvxalloc.integer import Grids, grid, local_search, round_allocation
+from cvxalloc.integer import Grids, _step_count, grid, local_search, round_allocation
 from cvxalloc.objective import Objective
+from cvxalloc.scenario import MIN_STEP_ULPS
 from cvxalloc.testing import random_scenario
 
 FAMILIES = ("exponential", "power", "logarithmic")
@@ -331,3 +334,110 @@ def test_operator_constraints_are_refused_not_ignored(example):
         round_allocation(sc)
     with pytest.raises(ConstraintError, match="max_utilization"):
         cvxalloc.solve(sc, method="rounding")
+
+
+# --- steps at the resolution of doubles (issue 22) -----------------------------
+CASES = pathlib.Path(__file__).parent / "data" / "cases"
+
+
+def _exact_step_count(lo: float, hi: float, step: float) -> int:
+    """Steps K with lo + K step <= hi, in exact rational arithmetic (the ground truth)."""
+    lo_q, hi_q, step_q = Fraction(lo), Fraction(hi), Fraction(step)
+    return int((hi_q - lo_q) // step_q)
+
+
+def test_step_count_matches_exact_arithmetic_down_to_the_resolution_limit(rng):
+    for _ in range(2000):
+        hi = float(10.0 ** rng.uniform(-6, 12))
+        lo = hi * float(rng.choice([0.0, rng.uniform(0, 1)]))
+        if hi == lo:
+            continue
+        # from the smallest accepted step to a few steps over the width
+        resolved = MIN_STEP_ULPS * np.spacing(hi)
+        step = float(np.exp(rng.uniform(np.log(resolved), np.log(2 * (hi - lo) + resolved))))
+        k = int(_step_count(np.array([lo]), np.array([hi]), np.array([step]))[0])
+        exact = _exact_step_count(lo, hi, step)
+        # one more step only where lo + (K + 1) step is max_tokens up to rounding
+        assert k in (exact, exact + 1), (lo, hi, step, k, exact)
+        if k == exact + 1:
+            over = Fraction(lo) + (exact + 1) * Fraction(step) - Fraction(hi)
+            assert over <= 4 * Fraction(float(np.spacing(hi))), (lo, hi, step)
+        g = Grids(
+            cvxalloc.Scenario.from_arrays(
+                probability=[1.0],
+                min_tokens=lo,
+                max_tokens=hi,
+                per_token=1e-9 / hi,
+                step=[step],
+                accuracy=cvxalloc.accuracy.Exponential(floor=0.1, ceiling=0.9, scale=hi),
+                arrival_rate=1.0,
+                latency_weight=0.01,
+            )
+        )
+        ends = g.values_of(0, np.array([0, g.size[0] - 1]))
+        assert g.size[0] == k + 1 and ends[0] == lo and lo <= ends[1] <= hi
+
+
+def test_grids_of_a_huge_count_never_overflow_the_index():
+    # the arithmetic alone (no scenario): a step far below the resolution clips, never wraps
+    k = _step_count(np.array([0.0, 0.0]), np.array([8192.0, 1.0]), np.array([1e-300, 5e-324]))
+    assert np.all(k >= 0) and np.all(k <= 2**53)
+
+
+@pytest.mark.parametrize("name", ["example_step_1e-16.toml", "example_step_1e-300.toml"])
+def test_a_step_below_the_resolution_of_doubles_is_refused(name, capsys):
+    with pytest.raises(ScenarioError, match=r'task "chat": step .* double precision') as err:
+        cvxalloc.load_scenario(CASES / name)
+    assert "give step >= 1.86e-09" in str(err.value)
+    for extra in (["--integer"], ["--method", "mixed-integer"]):
+        assert cli_main(["solve", str(CASES / name), "--json", *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+
+
+def test_the_smallest_accepted_step_rounds_inside_the_box(example):
+    hi = example.max_tokens[0]
+    resolved = MIN_STEP_ULPS * np.spacing(hi)
+    with pytest.raises(ScenarioError, match="double precision"):
+        example.with_(step=[resolved * 0.99] + [1.0] * (example.n - 1))
+    sc = example.with_(step=[resolved] + [1.0] * (example.n - 1))
+    g = Grids(sc)
+    assert g.size[0] == _exact_step_count(0.0, hi, resolved) + 1
+    top = g.values_of(0, g.size[0] - 1 - np.arange(4))
+    assert np.all(np.diff(top) < 0) and top[0] <= hi
+    res = round_allocation(sc)
+    t = res.tokens
+    assert np.all(t >= sc.min_tokens) and np.all(t <= sc.max_tokens) and sc.utilization(t) < 1
+    assert g.contains(t).all()  # on the grid (4.4e12 points: not materialized)
+    assert res.certificate.gap >= 0
+    assert res.objective <= res.certificate.upper_bound
+
+
+def _scaled_tokens(sc, f: float):
+    """The same problem with tokens in units ``1 / f`` (bounds, steps, scales times f)."""
+    data = sc.to_dict()
+    for task in data["task"]:
+        for key in ("min_tokens", "max_tokens", "step"):
+            if key in task:
+                task[key] *= f
+        if "levels" in task:
+            task["levels"] = [x * f for x in task["levels"]]
+        task["service"]["per_token"] /= f
+        task["accuracy"]["scale"] *= f
+    return cvxalloc.Scenario.from_dict(data)
+
+
+@pytest.mark.parametrize("f", [1e-100, 1e-12, 1e6])
+def test_step_grids_at_any_token_scale_round_as_brute_force_says(rng, f):
+    # the grid arithmetic is scale-free: the same problem in other token units keeps
+    # its brute-force optimum, and rounding stays within its certificate of it
+    for kind in ("step", "mixed"):
+        base = stable_grid_scenario(rng, 3, "exponential", kind, "overloaded")
+        sc = _scaled_tokens(base, f)
+        _, u_base = brute_force(base)
+        t_bf, u_bf = brute_force(sc)
+        assert u_bf == pytest.approx(u_base, rel=1e-12)
+        res = round_allocation(sc)
+        _check_grid_allocation(sc, res.tokens)
+        assert res.objective <= u_bf + 1e-13 * abs(u_bf)
+        assert u_bf - res.objective <= res.certificate.gap + 1e-13 * abs(u_bf)

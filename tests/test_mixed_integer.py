@@ -22,6 +22,7 @@ pytest.importorskip("pyscipopt")
 
 from test_integer import (  # noqa: E402
     FAMILIES,
+    _scaled_tokens,
     brute_force,
     stable_grid_scenario,
 )
@@ -507,3 +508,41 @@ def test_cutting_plane_loop_reaches_the_brute_force_optimum():
         assert res.diagnostics["violated_chords_left"] == 0
         rounds.append(res.diagnostics["rounds"])
     assert max(rounds) >= 2
+
+
+@pytest.mark.parametrize("f", [1e-100, 1e6])
+def test_mixed_integer_at_any_token_scale_equals_brute_force(rng, f):
+    # the same problems in other token units (issue 22: tiny steps overflowed the grid)
+    for kind in ("step", "menu"):
+        sc = _scaled_tokens(stable_grid_scenario(rng, 3, "power", kind, "overloaded"), f)
+        _, u_bf = brute_force(sc)
+        check_exact(sc, cvxalloc.solve(sc, method="mixed-integer"), u_bf)
+
+
+def test_a_fine_grid_builds_only_the_chords_it_uses(example):
+    # 4.4e12 levels on chat: chords are built from their two levels, not from a table
+    # of every level up to the highest chord (which asked for 30 TiB)
+    hi = example.max_tokens[0]
+    sc = example.with_(step=[1024 * np.spacing(hi)] + [1.0] * (example.n - 1))
+    res = cvxalloc.solve(sc, method="mixed-integer", max_rounds=2, time_limit=10)
+    d = res.diagnostics
+    assert np.all(res.tokens >= sc.min_tokens) and np.all(res.tokens <= sc.max_tokens)
+    assert res.objective >= d["rounding_objective"]
+    # honest: optimal only with a bound that covers the answer
+    assert res.status != "optimal" or d["scip_bound"] >= res.objective - 1e-9 * abs(res.objective)
+    assert res.objective <= res.certificate.upper_bound
+
+
+def test_a_scip_bound_below_the_answer_is_not_called_optimal(monkeypatch, example):
+    from cvxalloc.solvers import mixed_integer as mi
+
+    sc = example.with_(step=[2048.0] * example.n)
+    honest = cvxalloc.solve(sc, method="mixed-integer")
+    assert honest.status == "optimal"
+    # SCIP's "proven" bound 1e-3 of |U| under the grid point it returned (the
+    # 1e-300 step once reported 0.59528 with the grid holding 0.59770)
+    monkeypatch.setattr(mi, "_scip_bound_units", lambda smodel, problem: -1e3)
+    res = cvxalloc.solve(sc, method="mixed-integer")
+    assert res.objective == honest.objective
+    assert res.status == "optimal_inaccurate"
+    assert "not a proof" in res.message
