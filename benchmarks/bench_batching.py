@@ -22,7 +22,7 @@ from importlib import resources
 import numpy as np
 
 import cvxalloc
-from cvxalloc.simulate_batching import simulate_batching
+from cvxalloc.simulate import simulate_batching
 
 
 def main() -> None:

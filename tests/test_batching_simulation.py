@@ -11,8 +11,7 @@ import pytest
 import cvxalloc
 from cvxalloc.errors import ScenarioError, UnstableError
 from cvxalloc.queue import CapacityCurve
-from cvxalloc.simulate import simulate
-from cvxalloc.simulate_batching import simulate_batching, simulate_work, system_times
+from cvxalloc.simulate import simulate, simulate_batching, simulate_work, system_times
 
 CURVES = {
     "published": CapacityCurve((1, 4, 8, 16, 32, 48), (1.0, 3.82, 6.85, 11.7, 17.7, 21.6)),
@@ -99,3 +98,11 @@ def test_fifo_simulator_refuses_a_batching_scenario():
     sc = cvxalloc.load_scenario(Path(cvxalloc.__file__).parent / "data" / "example_batching.toml")
     with pytest.raises(ScenarioError, match="batching server"):
         simulate(sc, sc.min_tokens, queries=1000)
+
+
+def test_the_former_module_path_still_works():
+    """``cvxalloc.simulate_batching`` (the module before ``cvxalloc/simulate/``) re-exports."""
+    import cvxalloc.simulate_batching as former
+
+    assert former.simulate_batching is simulate_batching
+    assert former.system_times is system_times and former.simulate_work is simulate_work

@@ -319,7 +319,7 @@ def test_repr_rebuilds_the_simulation_result():
 def test_repr_rebuilds_the_batching_simulation(limit):
     from importlib import resources
 
-    from cvxalloc.simulate_batching import BatchingSimulation, simulate_batching
+    from cvxalloc.simulate import BatchingSimulation, simulate_batching
 
     sc = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
     sim = simulate_batching(sc, sc.min_tokens, queries=5_000, seed=2, limit=limit)

@@ -5,7 +5,7 @@ Run alone: ``python -m validation.batching --out validation/output [--quick]``.
 Part 1. The batching example's optimal allocation (cvxalloc/data/example_batching.toml:
 the published Mistral-7B / RTX 4090 vLLM capacity curve, five task types) is held fixed
 while the arrival rate sets the utilization ``lam m1 / c_max`` from 0.1 to 0.95. Each point
-is simulated (``cvxalloc.simulate_batching``, 99% batch-means interval) twice: processor
+is simulated (``cvxalloc.simulate.simulate_batching``, 99% batch-means interval) twice: processor
 sharing (every query in the system decodes: the model) and the engine's rule (at most 48
 decode, the rest wait FIFO), for three service distributions with the same means: the
 example's (gamma, scv 0.3), deterministic, and a high-variance one (scv 4).
@@ -29,7 +29,7 @@ import numpy as np
 
 import cvxalloc
 from cvxalloc.errors import UnstableError
-from cvxalloc.simulate_batching import simulate_batching
+from cvxalloc.simulate import simulate_batching
 
 from .common import Section, progress, table
 

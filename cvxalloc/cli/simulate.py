@@ -14,9 +14,9 @@ from ..simulate import (
     DEFAULT_REPLICATIONS,
     REPLAY_SERVICES,
     simulate,
+    simulate_batching,
     simulate_replay,
 )
-from ..simulate_batching import simulate_batching
 from ..solve import DEFAULT_METHOD, available_methods, solve
 from ._common import add_scenario_argument, dumps, emit, scenario_from_args
 from .traffic import add_log_arguments, read_log_from_args
