@@ -13,7 +13,7 @@ Strategies
     The certified optimum at the whole log's average rate (and average type mix
     and answer lengths), all the time. It knows the log's averages in advance.
 ``uniform``
-    The best single budget for every type (:func:`cvxalloc.baselines.uniform_budget`)
+    The best single budget for every type (:func:`cvxalloc.baselines.best_uniform`)
     at the same average.
 ``adaptive``
     At each boundary: the estimated rate plus the backlog term, looked up in the
@@ -73,6 +73,7 @@ from scipy import special
 
 from ._bisect import bisect
 from ._source import fields_source, source
+from .baselines import best_uniform
 from .errors import ScenarioError
 from .result import jsonable
 
@@ -318,7 +319,6 @@ def replay_controller(
         A batching scenario, fewer than two arrivals, a bad window, seeds or
         utilization, or types that are not tasks of the scenario.
     """
-    from .baselines import uniform_budget
     from .policy import build_policy
     from .simulate import TypeSampler
 
@@ -330,7 +330,7 @@ def replay_controller(
         names.remove("adaptive-mix")
     static_sc = world.base.with_(arrival_rate=world.lam_bar)
     static = _optimum(static_sc)
-    uniform = uniform_budget(static_sc)
+    uniform = best_uniform(static_sc)
     if policy is None:
         policy = build_policy(world.base)
     elif list(policy.names) != list(sc0.names):

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ._files import write_atomic
+from .baselines import best_uniform
 from .objective import evaluate
 
 __all__ = [
@@ -340,7 +341,6 @@ def scenario_figure(
     the frontier, and the legend says whether it binds at the optimum.
     """
     from .solve import solve
-    from .sweep import best_uniform
 
     if result is None:
         result = solve(scenario, method=method)

@@ -81,16 +81,23 @@ def solve_report(result, baselines: dict | None = None) -> str:
         out.append("against baselines (same evaluation):")
         U = result.objective
         for name, base in baselines.items():
-            if base is None:
-                out.append(f"  {name:<8} unstable (utilization >= 1)")
-                continue
-            diff = U - base.objective
-            rel = 100 * diff / abs(base.objective) if base.objective else np.inf
-            extra = ""
-            if name == "uniform":
-                extra = f" at {base.diagnostics['budget']:,.1f} tokens"
-            out.append(
-                f"  {name:<8} U = {base.objective:.6f}{extra}; optimum gains "
-                f"{diff:+.6f} ({rel:+.2f}%)"
-            )
+            out.append(f"  {name:<8} " + _baseline_line(U, name, base))
     return "\n".join(out)
+
+
+def _baseline_line(U: float, name: str, base) -> str:
+    """One baseline against the optimum's ``U``: the gain, or why there is none to claim."""
+    if base is None:
+        return "unstable (utilization >= 1)"
+    extra = ""
+    if name == "uniform":
+        extra = f" at {base.diagnostics['budget']:,.1f} tokens"
+    violated = (base.diagnostics or {}).get("violated")
+    if violated:
+        shown = ", ".join(violated[:3]) + (
+            f" and {len(violated) - 3} more" if len(violated) > 3 else ""
+        )
+        return f"U = {base.objective:.6f}{extra}; breaks {shown}: no gain claimed"
+    diff = U - base.objective
+    rel = 100 * diff / abs(base.objective) if base.objective else np.inf
+    return f"U = {base.objective:.6f}{extra}; optimum gains {diff:+.6f} ({rel:+.2f}%)"

@@ -4,7 +4,8 @@
 ``gamma``; :func:`sweep_slo` for each mean-latency SLO
 (``max_mean_system_time``). Each point is a full solve with its certificate;
 alongside it the best uniform budget that satisfies the same constraints
-(:func:`best_uniform`), so a plot shows what the per-type allocation buys.
+(:func:`cvxalloc.baselines.best_uniform`), so a plot shows what the per-type
+allocation buys.
 
 The method is chosen as :func:`cvxalloc.solve` chooses it (its default, which
 honours the SLO and every other constraint, unless ``method`` says). With the
@@ -40,15 +41,13 @@ from typing import Any
 import numpy as np
 
 from . import status as st
-from ._bisect import bisect
 from ._source import fields_source
-from .baselines import uniform_budget
-from .constraints import Constraints, InfeasibleError, check_feasible, constraints_of, slacks_of
+from .baselines import best_uniform
+from .constraints import Constraints, InfeasibleError, constraints_of
 from .errors import CvxallocError, OptionError
-from .objective import Objective
 from .result import Result, jsonable
 
-__all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo", "best_uniform"]
+__all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo"]
 
 #: Status of a point with no feasible allocation, or a scenario that cannot be solved.
 INFEASIBLE = st.INFEASIBLE
@@ -217,53 +216,6 @@ class SweepResult:
         if path is not None:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
-
-
-# ---------------------------------------------------------------------------
-# the best uniform budget under constraints
-
-
-def best_uniform(scenario, objective: Objective | None = None) -> Result:
-    """The best single budget ``T`` for every type that meets the scenario's constraints.
-
-    ``T`` is clipped into each type's ``[lo'_i, hi_i]`` (``lo'`` raised by
-    min_accuracy). Every scalar constraint is increasing in ``T``, so the
-    feasible budgets are ``T <= T_max`` (found by bisection); capping each
-    ``hi_i`` at ``max(lo'_i, T_max)`` leaves ``clip(T)`` unchanged for
-    ``T <= T_max``, so :func:`cvxalloc.baselines.uniform_budget` on the capped
-    box is exactly the constrained best uniform budget.
-
-    Raises
-    ------
-    InfeasibleError
-        If no allocation meets the constraints.
-    """
-    sc = scenario
-    cons = constraints_of(sc)
-    if cons is None:
-        return uniform_budget(sc, objective)
-    lo2 = check_feasible(sc)
-    hi = np.array(sc.max_tokens, dtype=float)
-    terms = cons.terms()
-
-    def ok(T: float) -> bool:
-        return bool(np.all(slacks_of(sc, terms, np.clip(T, lo2, hi)) >= 0))
-
-    left, right = float(np.min(lo2)), float(np.max(hi))
-    if terms and not ok(right):
-        left, _ = bisect(ok, left, right)  # the largest feasible uniform budget
-        hi = np.maximum(lo2, np.minimum(hi, left))
-    box = sc.with_(min_tokens=lo2, max_tokens=hi, levels=[None] * sc.n, constraints=None)
-    res = uniform_budget(box)
-    return Result.from_tokens(
-        sc,
-        res.tokens,
-        method="uniform",
-        status=res.status,
-        objective=objective,
-        message=res.message,
-        diagnostics=res.diagnostics,
-    )
 
 
 # ---------------------------------------------------------------------------

@@ -117,7 +117,6 @@ HIDDEN: dict[tuple[str, str], str] = {
     # Workflows that lean on one another only on some paths:
     ("policy.build", "integer"): "integer policies only",
     ("controller", "policy"): "policy-driven controllers only",
-    ("controller", "baselines"): "the uniform baseline strategy only",
     ("controller", "simulate"): "replays only",
     ("plots", "sweep"): "frontier figures only",
     # Subcommands import their workflow when they run (keeps `cvxalloc --help` light):

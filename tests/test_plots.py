@@ -13,9 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import cvxalloc
 from cvxalloc import plots
-from cvxalloc.baselines import uniform_budget
+from cvxalloc.baselines import best_uniform
 from cvxalloc.cli import main
-from cvxalloc.sweep import best_uniform
 
 
 def _tiny_sweep(sc, weights):
@@ -23,7 +22,7 @@ def _tiny_sweep(sc, weights):
     rows = []
     for g in weights:
         s = sc.with_(latency_weight=float(g))
-        r, u = cvxalloc.solve(s), uniform_budget(s)
+        r, u = cvxalloc.solve(s), best_uniform(s)
         rows.append((r.accuracy, r.mean_system_time, u.accuracy, u.mean_system_time))
     a, w, ua, uw = map(np.array, zip(*rows))
     return SimpleNamespace(

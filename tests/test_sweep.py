@@ -11,11 +11,11 @@ import pytest
 from conftest import small_scenario
 
 import cvxalloc
-from cvxalloc.baselines import uniform_budget
+from cvxalloc.baselines import best_uniform
 from cvxalloc.cli import main
 from cvxalloc.constraints import Constraints
 from cvxalloc.objective import Objective
-from cvxalloc.sweep import best_uniform, sweep_latency_weight, sweep_slo
+from cvxalloc.sweep import sweep_latency_weight, sweep_slo
 
 WEIGHTS = np.geomspace(1e-4, 1e-2, 5)
 
@@ -60,7 +60,7 @@ def test_frontier_is_monotone_and_beats_uniform(example, gamma_sweep):
     assert np.all(np.diff(sw.accuracy) < 0)
     # The best uniform budget is the baseline of cvxalloc.baselines, and never wins.
     for k, w in enumerate(WEIGHTS):
-        u = uniform_budget(example.with_(latency_weight=w))
+        u = best_uniform(example.with_(latency_weight=w))
         assert sw.uniform_objective[k] == pytest.approx(u.objective, rel=1e-12)
         assert sw.uniform_mean_system_time[k] == pytest.approx(u.mean_system_time, rel=1e-12)
         assert sw.uniform_accuracy[k] == pytest.approx(u.accuracy, rel=1e-12)

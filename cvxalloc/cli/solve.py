@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..baselines import baselines
+from ..baselines import baseline_dict, baselines
 from ..report import solve_report
 from ..solve import DEFAULT_METHOD, available_methods, solve
 from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
@@ -73,18 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = result.to_dict()
         if base is not None:
-            out["baselines"] = {
-                name: None
-                if b is None
-                else {
-                    "objective": b.objective,
-                    "accuracy": b.accuracy,
-                    "mean_system_time": b.mean_system_time,
-                    "utilization": b.utilization,
-                    "tokens": dict(zip(sc.names, map(float, b.tokens))),
-                }
-                for name, b in base.items()
-            }
+            out["baselines"] = {name: baseline_dict(b) for name, b in base.items()}
         emit(dumps(out), args.output)
     else:
         emit(_with_hand_over(solve_report(result, base), result), args.output)
