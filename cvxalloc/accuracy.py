@@ -201,7 +201,7 @@ class Exponential(AccuracyFamily):
         return (self.ceiling - self.floor) / self.scale * np.exp(-t / self.scale)
 
     def d2(self, t):
-        return -(self.ceiling - self.floor) / self.scale**2 * np.exp(-t / self.scale)
+        return -(self.ceiling - self.floor) / self.scale / self.scale * np.exp(-t / self.scale)
 
     def inv_d1(self, y):
         y = np.asarray(y, dtype=float)
@@ -298,7 +298,8 @@ class Power(AccuracyFamily):
             -(self.ceiling - self.floor)
             * e
             * (e + 1)
-            / self.scale**2
+            / self.scale
+            / self.scale
             * (1 + t / self.scale) ** (-e - 2)
         )
 
@@ -434,7 +435,7 @@ class Logarithmic(AccuracyFamily):
         return self.gain / (self.scale + t)
 
     def d2(self, t):
-        return -self.gain / (self.scale + t) ** 2
+        return -self.gain / (self.scale + t) / (self.scale + t)
 
     def inv_d1(self, y):
         y = np.asarray(y, dtype=float)
@@ -598,8 +599,10 @@ class AccuracyCurves:
                 d_lo, d_hi = fam.d1(lo_b), fam.d1(hi_b)
             else:
                 d_lo, d_hi = d1_bounds[0][idx], d1_bounds[1][idx]
-            at_lo = d_lo <= al + be * lo_b
-            at_hi = ~at_lo & (d_hi >= al + be * hi_b)
+            # (0 * inf is 0 here: an infinite price on tokens at zero tokens costs nothing)
+            with np.errstate(invalid="ignore"):
+                at_lo = d_lo <= al + np.where(lo_b > 0, be * lo_b, 0.0)
+                at_hi = ~at_lo & (d_hi >= al + be * hi_b)
             res = np.where(at_lo, lo_b, hi_b)
             inner = np.flatnonzero(~(at_lo | at_hi))
             if inner.size:

@@ -25,6 +25,7 @@ from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
 from .queue.batching import CapacityCurve, capacity_curve
 from .scenario_format import scenario_fields, scenario_structure, without_defaults
+from .scenario_range import check_range, check_resolvable
 
 __all__ = ["Scenario", "PROBABILITY_TOL", "ARRAY_FIELDS"]
 
@@ -449,11 +450,13 @@ class Scenario:
                 f"arithmetic of the model holds (squared service times overflow); give at most "
                 f"{MAX_TOKENS:g} tokens"
             )
-        s_hi = self.base + self.per_token * self.max_tokens
+        with np.errstate(over="ignore"):
+            s_hi = self.base + self.per_token * self.max_tokens
         i = self._first_bad(s_hi > MAX_SERVICE_SECONDS)
         if i is not None:
+            got = f"is {s_hi[i]:g} s" if np.isfinite(s_hi[i]) else "overflows a double"
             raise ScenarioError(
-                f"{self._task(i)}: the service time at max_tokens is {s_hi[i]:g} s, beyond "
+                f"{self._task(i)}: the service time at max_tokens {got}, beyond "
                 f"{MAX_SERVICE_SECONDS:g} s; lower service.per_token, service.base or max_tokens"
             )
         i = self._first_bad(self.min_tokens > self.max_tokens)
@@ -473,17 +476,18 @@ class Scenario:
         self._validate_stability()
 
     def _validate_accuracy(self) -> None:
-        hi_acc = self.accuracy.value(self.max_tokens)
-        lo_acc = self.accuracy.value(self.min_tokens)
-        i = self._first_bad(~np.isfinite(hi_acc) | ~np.isfinite(lo_acc))
-        if i is not None:
-            raise ScenarioError(f"{self._task(i)}: accuracy is not finite on the token bounds")
+        with np.errstate(over="ignore", invalid="ignore"):
+            hi_acc = self.accuracy.value(self.max_tokens)
+            lo_acc = self.accuracy.value(self.min_tokens)
         i = self._first_bad(hi_acc > 1 + 1e-12)
         if i is not None:
             raise ScenarioError(
                 f"{self._task(i)}: accuracy reaches {hi_acc[i]:.4g} > 1 at max_tokens; "
                 "lower accuracy.gain or max_tokens"
             )
+        i = self._first_bad(~np.isfinite(hi_acc) | ~np.isfinite(lo_acc))
+        if i is not None:
+            raise ScenarioError(f"{self._task(i)}: accuracy is not finite on the token bounds")
 
     def _validate_grids(self) -> None:
         for i in range(self.n):
@@ -532,6 +536,7 @@ class Scenario:
                 f"{lam * m1_lo / cap:.4g} >= 1); lower arrival_rate below {cap / m1_lo:.6g} "
                 "queries/s or the minimum budgets"
             )
+        check_range(self)
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
         cons = self.constraints
         # An SLO or a utilization cap below 1 keeps the optimum away from saturation.
@@ -545,6 +550,8 @@ class Scenario:
                 f"lower max_tokens (or arrival_rate below {cap / m1_hi:.6g} queries/s), or add "
                 "a max_mean_system_time or max_utilization < 1 constraint"
             )
+        if lam * m1_hi >= cap and not bounded and self.server is None:
+            check_resolvable(self)
 
 
 #: Keys of [server]; ``None`` marks a key the batching model requires.

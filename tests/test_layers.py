@@ -79,7 +79,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "requestlog",
     ),
     "numerics": ("objective", "certificate", "polish", "result", "report", "constraints"),
-    "scenario": ("scenario", "scenario_format", "io"),
+    "scenario": ("scenario", "scenario_format", "scenario_range", "io"),
     "solvers": ("solvers", "solve", "baselines", "integer"),
     "workflows": (
         "sweep",

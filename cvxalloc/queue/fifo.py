@@ -89,6 +89,33 @@ def pollaczek_khinchine(arrival_rate: float, m1: float, m2: float) -> float:
     return kingman(arrival_rate, m1, m2, 1.0)
 
 
+def smaller_root(e: float, L: float, C: float) -> float:
+    """``(e + L) / (e + C + sqrt((e + C)^2 - e (e + L)))`` without overflow, in ``(0, 1]``.
+
+    The smaller root ``u`` of ``e (1 - u)^2 + L = 2 C u`` (:meth:`FIFOQueue.min_slack`),
+    written with the square root scaled by ``e + C`` so that no intermediate leaves
+    the range of doubles: ``C`` near 1e308 (a price on latency of 1e-300, weights of
+    1e308) gives about ``(e + L) / (2 C)``, never an OverflowError. Where even that
+    underflows, the smallest normal double stands in: still a lower bound of the
+    slack, and one every solver can divide by.
+
+    >>> smaller_root(1.0, 0.0, 0.0)
+    1.0
+    >>> smaller_root(1.0, 0.0, 1e300) == 0.5e-300
+    True
+    """
+    if not math.isfinite(C):
+        return _TINY
+    ec = e + C
+    ratio = (e / ec) * ((e + L) / ec) if ec > 0 else 1.0
+    u = ((e + L) / ec) / (1.0 + math.sqrt(max(1.0 - ratio, 0.0)))
+    return min(max(u, _TINY), 1.0)
+
+
+#: The smallest normal double: the least slack a bracket of ``1 - rho`` may reach.
+_TINY = float(np.finfo(float).tiny)
+
+
 @dataclass(frozen=True)
 class FIFOQueue:
     """One server, FIFO, arrivals of rate ``lam`` and gap variability ``c_a^2``.
@@ -174,7 +201,13 @@ class FIFOQueue:
         """``A``, ``B`` and their partial derivatives in the slack ``u = 1 - lam m1`` and ``m2``.
 
         With ``X = lam / u``, ``Y = X^2 m2 / 2``, ``r = (1 - u) / u`` and
-        ``d = 1 - c_a^2``: ``A = 1 + Y - d (r^2 / 2 + r)`` and ``B = X``.
+        ``d = 1 - c_a^2``: ``A = 1 + Y - d (r^2 / 2 + r)`` and ``B = X``, written as
+        products and quotients by ``u > 0`` (``u**3`` underflows to 0 from
+        ``u ~ 1e-103`` on). Where ``Y`` and the ``d`` term both overflow (``u``
+        below about 1e-154), ``A`` is ``1 + d / 2 + (lam^2 m2 - d) / (2 u^2)``
+        (the same, since ``r^2 / 2 + r = (1 / u^2 - 1) / 2``): ``inf`` or ``-inf``,
+        never ``inf - inf``. (That form is not used throughout: at moderate ``u``
+        its two ``d`` terms cancel.)
 
         Returns
         -------
@@ -182,13 +215,18 @@ class FIFOQueue:
             (``dB/dm2 = 0``.)
         """
         lam, d = self.arrival_rate, 1.0 - self.arrival_scv
+        u, m2 = float(u), float(m2)
         X = lam / u
-        Y = 0.5 * X * X * m2
+        Y = 0.5 * X * (X * m2)  # 0 at m2 = 0 even where X * X overflows
         A, dA_du = 1.0 + Y, -2.0 * Y / u
         if d != 0.0:
             r = (1.0 - u) / u
-            A -= d * (0.5 * r * r + r)
-            dA_du += d / (u * u * u)
+            A -= d * (r * (0.5 * r + 1.0))
+            dA_du += d / u / u / u
+            if math.isnan(A) or math.isnan(dA_du):
+                excess = lam * (lam * m2) - d  # lam^2 m2 - d
+                A = 1.0 + 0.5 * d + 0.5 * (excess / u / u)
+                dA_du = -(excess / u / u / u)
         return A, X, dA_du, 0.5 * X * X, -X / u
 
     def hessian(self, m1: float, m2: float) -> np.ndarray:
@@ -204,11 +242,15 @@ class FIFOQueue:
         ``c_a^2 >= 1`` both grow with ``m1`` and ``m2``.
         """
         lam, d = self.arrival_rate, 1.0 - self.arrival_scv
-        h11 = lam**3 * m2 / u**3
+        u, m2 = float(u), float(m2)
+        X = lam / u  # products of X, not powers of u: inf near saturation, never an error
+        h11 = X * (X * (X * m2))
         if d != 0.0:
             r = (1.0 - u) / u  # lam m1 / u
-            h11 -= d * (lam * r * r / u + lam / u + 2.0 * lam * r / u)
-        return h11, lam * lam / (2.0 * u * u)
+            h11 -= d * X * (r * r + 1.0 + 2.0 * r)
+            if math.isnan(h11):  # both terms overflowed: (r + 1)^2 = 1 / u^2
+                h11 = X * ((lam * (lam * m2) - d) / u / u)
+        return h11, 0.5 * X * X
 
     def change(self, m1: float, m2: float, d_m1: np.ndarray, d_m2: np.ndarray) -> np.ndarray:
         """``W(m1 + d_m1, m2 + d_m2) - W(m1, m2)``, vectorized, without cancellation.
@@ -282,7 +324,7 @@ class FIFOQueue:
                 "arrival_scv > 0 or lower max_tokens until the box is stable"
             )
         C = self.arrival_rate * w_max
-        return (e + L) / (e + C + math.sqrt((e + C) ** 2 - e * (e + L)))
+        return smaller_root(e, L, C)
 
     # --- conic --------------------------------------------------------------
     def numerator(

@@ -246,9 +246,7 @@ def _polish_and_certify(
         ev = obj.evaluate(tokens)
         cert = _certify(obj, ev, lo, hi)
     if not np.isfinite(cert.gap):
-        raise SolverError(
-            "aggregate: the allocation found is unstable or outside the box; use method='conic'"
-        )
+        raise SolverError(_no_certificate(ev, diag))
     status = st.OPTIMAL if cert.within(tol) else st.OPTIMAL_INACCURATE
     rho = ev.utilization
     diag.update(
@@ -273,6 +271,19 @@ def _polish_and_certify(
         diagnostics=diag,
         message=msg,
     )
+
+
+def _no_certificate(ev, diag: dict[str, Any]) -> str:
+    """Why the allocation found cannot be certified, and what to do."""
+    u = diag.get("u")
+    if ev.utilization >= 1 and u is not None and u < 1e3 * _EPS:
+        return (
+            f"aggregate: the optimum lies within {u:.2g} of saturation, so close that its "
+            f"allocation rounds to utilization {ev.utilization:.17g} >= 1; raise "
+            "latency_weight (only its ratio to the weights matters) or add a "
+            "max_utilization < 1 constraint"
+        )
+    return "aggregate: the allocation found is unstable or outside the box; use method='conic'"
 
 
 def _certify(obj: Objective, ev, lo: np.ndarray, hi: np.ndarray) -> Certificate:

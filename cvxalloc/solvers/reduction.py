@@ -60,10 +60,11 @@ class Reduced:
         self.lam_c = self.lam if self.cap == 1.0 else self.lam / self.cap
         # a queue whose W ignores m2 (batching: B = 0) has a one-dimensional outer system
         self.uses_m2 = getattr(queue, "name", "single") != "batching"
-        self.gb_w = gamma * b / w
-        # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
-        self.ca = self.gb_w * k1 * a
-        self.cb = self.gb_w * b * k1
+        with np.errstate(over="ignore"):  # inf for a weight of 5e-324: that type stays at lo
+            self.gb_w = gamma * b / w
+            # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
+            self.ca = self.gb_w * k1 * a
+            self.cb = self.gb_w * b * k1
         self.pk1 = p * k1
         self.m1_lo, self.m2_lo = self.moments(lo)
         self.m1_hi, self.m2_hi = self.moments(hi)
@@ -122,8 +123,13 @@ class Reduced:
     def tokens(self, A: float, B: float, t0: np.ndarray | None = None) -> np.ndarray:
         """The per-type optimum given the queue scalars ``(A, B)``, clipped to the box."""
         self.evaluations += 1
-        alpha = self.gb_w * A + B * self.ca
-        beta = B * self.cb
+        if not (A < math.inf and B < math.inf):
+            # the price of a token overflowed (or is inf - inf, both of its parts past
+            # 1e308): only far below any resolvable slack, where it is infinite
+            return self.lo.copy()
+        with np.errstate(over="ignore"):
+            alpha = self.gb_w * A + B * self.ca
+            beta = B * self.cb
         return self.curves.solve_marginal(alpha, beta, t0, self.lo, self.hi, self.d1_bounds)
 
     def u_bracket(self) -> tuple[float, float]:
@@ -147,14 +153,14 @@ class Reduced:
         w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
         u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
-        self._u_bracket = (u_cap, u_max)
+        self._u_bracket = (min(u_cap, u_max), u_max)
         return self._u_bracket
 
     def middle(self) -> tuple[float, float]:
         """The cold start ``(u, m2)``: the geometric middle of the slack's bracket
         (it spans decades near saturation) and the middle of ``[m2(lo), m2(hi)]``."""
         u_lo, u_hi = self.u_bracket()
-        return math.sqrt(u_lo * u_hi), 0.5 * (self.m2_lo + self.m2_hi)
+        return math.sqrt(u_lo) * math.sqrt(u_hi), 0.5 * (self.m2_lo + self.m2_hi)
 
     def point(self, u: float, m2: float, t0: np.ndarray | None = None) -> Point:
         A, B = self.queue.scalars(u, m2)[:2]
@@ -299,7 +305,18 @@ def decreasing_root(h, lo: float, hi: float) -> float:
         return lo
     if h(hi) >= 0:
         return hi
+    if lo > 0 and hi > _DECADES * lo:
+        # a bracket over many decades (the slack near saturation reaches 1e-300):
+        # narrow it to a factor exp(1e-3) in log u first, where Brent's steps are even
+        s = brentq(lambda x: h(math.exp(x)), math.log(lo), math.log(hi), xtol=1e-3, rtol=4 * _EPS)
+        a, b = max(lo, math.exp(s - 2e-3)), min(hi, math.exp(s + 2e-3))
+        if h(a) > 0 > h(b):
+            lo, hi = a, b
     return brentq(h, lo, hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+
+
+#: A bracket whose ends differ by more than this factor is first narrowed in log space.
+_DECADES = 1e3
 
 
 def sample(sc, size: int) -> tuple[np.ndarray, np.ndarray]:
