@@ -85,13 +85,18 @@ def read_structured_file(path: str | Path, what: str = "scenario") -> dict[str, 
     return data
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, *, server: Mapping[str, Any] | None = None) -> Scenario:
     """Load and validate a scenario from a ``.toml`` or ``.json`` file.
 
     Parameters
     ----------
     path : str or Path
         The scenario file.
+    server : dict, optional
+        Keys that replace those of the file's ``[server]`` table before the
+        scenario is validated (its other keys stay), e.g. a capacity curve
+        fitted by ``cvxalloc fit --throughput``: a load that only the new server
+        carries is then checked against it, not against the file's.
 
     Returns
     -------
@@ -103,7 +108,10 @@ def load_scenario(path: str | Path) -> Scenario:
         If the file is missing, not TOML/JSON, or any field is invalid; the
         message names the field.
     """
-    return scenario_from_dict(read_structured_file(path))
+    data = read_structured_file(path)
+    if server is not None:
+        data = {**data, "server": {**data.get("server", {}), **server}}
+    return scenario_from_dict(data)
 
 
 def example_scenario() -> Scenario:

@@ -160,3 +160,73 @@ def test_capacity_fit_repr_rebuilds_it():
             else:
                 assert a == b and type(a) is type(b)
         assert again.report() == fit.report() and again.to_dict() == fit.to_dict()
+
+
+# ----------------------------------------------------- calibration keeps the server (issue 19)
+ACCURACY = "docs/examples/accuracy_measurements.csv"
+
+
+def _accuracy_csv() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1] / ACCURACY)
+
+
+def test_template_keeps_server_arrival_scv_and_constraints(tmp_path):
+    # the batching template's [server] survives an accuracy fit
+    out = tmp_path / "batching.toml"
+    assert main(["fit", _accuracy_csv(), "--template", BATCHING, "-o", str(out)]) == 0
+    fitted, template = cvxalloc.load_scenario(out), cvxalloc.load_scenario(BATCHING)
+    assert fitted.server == template.server
+    # arrival_scv and [constraints] of a template are kept, not reset to their defaults
+    bursty = tmp_path / "bursty.toml"
+    sc = cvxalloc.example_scenario().with_(arrival_scv=2.5)
+    text = cvxalloc.io.scenario_toml(sc)
+    bursty.write_text(text + "\n[constraints]\nmax_mean_system_time = 60.0\n")
+    out2 = tmp_path / "fitted.toml"
+    assert main(["fit", _accuracy_csv(), "--template", str(bursty), "-o", str(out2)]) == 0
+    kept = cvxalloc.load_scenario(out2)
+    assert kept.arrival_scv == 2.5
+    assert kept.constraints is not None and kept.constraints.max_mean_system_time == 60.0
+
+
+def test_throughput_fit_checks_stability_with_the_batching_server(tmp_path, capsys):
+    # 2 queries/s is far beyond one query at a time (utilization ~15) but a third of what
+    # the fitted batching server carries: the scenario is validated with that server.
+    out = tmp_path / "fitted.toml"
+    args = [
+        "fit", _accuracy_csv(), "--throughput", PUBLISHED, "--single-stream", "55",
+        "--arrival-rate", "2", "--latency-weight", "0.001", "--per-token", str(1 / 55),
+        "--base", "2.8",
+        "-o", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    sc = cvxalloc.load_scenario(out)
+    assert sc.server is not None and sc.utilization(sc.min_tokens) < 1
+    assert 2.0 * sc.probability @ sc.service_time(sc.min_tokens) > 1  # one at a time: unstable
+    assert "per-token times disagree" not in capsys.readouterr().out  # 1/55 s and 55 tokens/s
+
+
+def test_per_token_disagreement_is_reported_with_its_size(tmp_path, capsys):
+    # the template's 1/55 s per token against the extrapolated 56.53 tokens/s alone: 2.9%
+    out = tmp_path / "fitted.toml"
+    assert main(["fit", "--throughput", PUBLISHED, "--template", BATCHING, "-o", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "per-token times disagree" in report and "+2.9%" in report
+    assert "per-token times disagree" in out.read_text()  # in the file's header too
+
+
+@pytest.mark.parametrize("rate", ["500", "40"])
+def test_a_single_stream_that_fits_badly_is_refused_with_the_residuals(tmp_path, capsys, rate):
+    out = tmp_path / "fitted.toml"
+    args = ["fit", "--throughput", PUBLISHED, "--single-stream", rate, "-o", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fits the throughputs badly" in err[0]
+    assert "4: 210 fitted" in err[0]  # the residuals
+    assert "between 52.5 and 84.75" in err[0]  # the rates that keep the curve concave
+    assert not out.exists()
+    # a rate inside that range fits the points as measured
+    for r1 in (53.0, 60.0, 84.0):
+        fit = fit_capacity([4, 8, 16, 32, 48], [210, 377, 644, 975, 1190], single_stream=r1)
+        assert not fit.projected and fit.max_relative_error < 1e-12

@@ -14,6 +14,7 @@ from ..fit import (
     MeasurementError,
     calibrate,
     fit_capacity,
+    per_token_note,
     read_throughput,
     server_toml,
 )
@@ -99,8 +100,9 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--template",
         metavar="SCENARIO",
-        help="scenario whose tasks, mix, weights, bounds and queue are kept "
-        "(measured tasks get the fitted curves and service lines)",
+        help="scenario whose tasks, mix, weights, bounds, queue (arrival_rate, "
+        "latency_weight, arrival_scv), [server] and [constraints] are kept (measured tasks "
+        "get the fitted curves and service lines; --throughput replaces the server's curve)",
     )
     p.add_argument(
         "--arrival-rate",
@@ -211,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         capacity = _capacity(args)  # None: done (no ACCURACY_CSV)
         if capacity is None:
             return 0
-    template = load_scenario(args.template) if args.template else None
+    server = None if capacity is None else capacity.server()
+    template = load_scenario(args.template, server=server) if args.template else None
     build = args.output is not None
     prob = _per_task("probability", args.probability, allow_all=False)
     cal = calibrate(
@@ -231,10 +234,13 @@ def run(args: argparse.Namespace) -> int:
         base=_per_task("base", args.base),
         per_token=_per_task("per-token", args.per_token),
         scv=_per_task("scv", args.scv),
+        server=None if capacity is None else capacity.curve,
         progress=False if args.no_progress else None,
     )
     if capacity is not None and cal.scenario is not None:
-        cal.scenario = cal.scenario.with_(server=capacity.curve)
+        note = per_token_note(capacity, cal.scenario.per_token, cal.scenario.names)
+        if note is not None:
+            cal.notes.append(note)
     if build:
         header = [
             "Written by cvxalloc fit:",
@@ -295,7 +301,11 @@ def _capacity(args: argparse.Namespace) -> CapacityFit | None:
     ]
     if args.output is not None:
         if args.template:
-            scenario = load_scenario(args.template).with_(server=fit.curve)
+            scenario = load_scenario(args.template, server=fit.server())
+            note = per_token_note(fit, scenario.per_token, scenario.names)
+            if note is not None:
+                fit.notes.append(note)
+                header.append(note)
             text = scenario_toml(scenario, header)
         else:
             text = "\n".join(f"# {line}".rstrip() for line in header) + "\n\n"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from ..io import scenario_toml
 from .assemble import build_scenario
-from .capacity import CapacityFit, fit_capacity, read_throughput, server_toml
+from .capacity import CapacityFit, fit_capacity, per_token_note, read_throughput, server_toml
 from .compare import CRITERIA, TaskFit, fit_task
 from .families import FamilyFit, fit_family
 from .measurements import (
@@ -73,6 +73,7 @@ __all__ = [
     "POOLED",
     "CapacityFit",
     "fit_capacity",
+    "per_token_note",
     "read_throughput",
     "server_toml",
 ]

@@ -45,6 +45,7 @@ def build_scenario(
     base: Mapping[str, float] | float | None = None,
     per_token: Mapping[str, float] | float | None = None,
     scv: Mapping[str, float] | float | None = None,
+    server: Any = None,
     notes: list[str] | None = None,
 ):
     """Assemble a :class:`~cvxalloc.scenario.Scenario` from the fits.
@@ -64,6 +65,12 @@ def build_scenario(
     A chosen curve that exceeds accuracy 1 before ``max_tokens`` is replaced by
     the next best fitted family that does not (see :meth:`TaskFit.restrict_to`);
     the change is appended to ``notes``.
+
+    The template's queue is kept whole: its ``arrival_scv``, its ``[server]``
+    (unless ``server`` gives another one, e.g. a capacity curve fitted by
+    :func:`~cvxalloc.fit.fit_capacity`) and its constraints, levels and steps.
+    The scenario is validated once, with the server it will have, so a load that
+    only a batching server can carry is checked against that server.
 
     Raises
     ------
@@ -95,7 +102,7 @@ def build_scenario(
             cols[key].append(row[key])
         curve = _task_curve(task, it, tf, row["max_tokens"], template, notes)
         blocks.append((curve, np.array([i])))
-    return _scenario(names, cols, blocks, lam, gamma, template)
+    return _scenario(names, cols, blocks, lam, gamma, template, server)
 
 
 def _task_names(task_fits: Mapping[str, TaskFit], template) -> list[str]:
@@ -228,20 +235,21 @@ def _scenario(
     lam: float,
     gamma: float,
     template,
+    server: Any = None,
 ) -> Scenario:
-    """The scenario of the columns and curves (levels, steps and constraints from the template)."""
+    """The scenario of the columns and curves; everything else from the template, if any."""
     n = len(names)
-    return Scenario(
-        names=names,
+    fields: dict[str, Any] = {
+        "names": names,
         **{k: np.array(v, dtype=float) for k, v in cols.items()},
-        accuracy=AccuracyCurves(blocks, n),
-        arrival_rate=float(lam),
-        latency_weight=float(gamma),
-        levels=[None] * n if template is None else list(template.levels),
-        step=np.ones(n) if template is None else template.step,
-        **(
-            {}
-            if getattr(template, "constraints", None) is None
-            else {"constraints": template.constraints}
-        ),
-    )
+        "accuracy": AccuracyCurves(blocks, n),
+        "arrival_rate": float(lam),
+        "latency_weight": float(gamma),
+    }
+    if server is not None:
+        fields["server"] = server
+    if template is not None:
+        # the template's tasks in its order: its queue (arrival_scv, [server]),
+        # constraints, levels and steps stay as they are
+        return template.with_(**fields)
+    return Scenario(**fields, levels=[None] * n, step=np.ones(n))

@@ -34,7 +34,14 @@ from .._source import fields_source
 from ..errors import ScenarioError
 from ..queue.batching import CapacityCurve
 
-__all__ = ["CapacityFit", "fit_capacity", "read_throughput", "server_toml"]
+__all__ = [
+    "BAD_FIT",
+    "CapacityFit",
+    "fit_capacity",
+    "per_token_note",
+    "read_throughput",
+    "server_toml",
+]
 
 #: Accepted column names (first match wins).
 CONCURRENCY_COLUMNS = ("concurrency", "max_concurrency")
@@ -293,4 +300,74 @@ def fit_capacity(
         notes.append("the measured points were not increasing and concave: projected")
     curve = CapacityCurve(tuple(int(v) for v in k_all), tuple(float(v) for v in y))
     fitted = r1 * np.asarray(curve.rate(uk))
-    return CapacityFit(curve, r1, source, uk, ut, fitted, projected, notes)
+    fit = CapacityFit(curve, r1, source, uk, ut, fitted, projected, notes)
+    if source == "given" and fit.max_relative_error > BAD_FIT:
+        raise ScenarioError(_bad_single_stream(fit, ks, ts))
+    return fit
+
+
+#: A given single-stream rate whose curve misses a measured throughput by more than this
+#: (relative) is refused: the speedups would describe another server than the one measured.
+BAD_FIT = 0.05
+
+
+def _concave_range(ks: np.ndarray, ts: np.ndarray) -> tuple[float, float] | None:
+    """Single-stream rates ``r1`` that make ``(1, r1), (k, t)...`` increasing and concave.
+
+    From the origin through ``(1, r1)`` and the first two measured points: the slope
+    ``r1`` must be at least the next one, ``(t1 - r1) / (k1 - 1)`` (so ``r1 >= t1 / k1``),
+    and ``(t1 - r1) / (k1 - 1)`` at least ``(t2 - t1) / (k2 - k1)``. None when the
+    measured points are not increasing and concave themselves (no ``r1`` helps).
+    """
+    if ks.size > 1:
+        slopes = np.diff(ts) / np.diff(ks)
+        if not (np.all(slopes > 0) and np.all(np.diff(slopes) <= 0)):
+            return None
+    lo = float(ts[0] / ks[0])
+    hi = float(ts[0])
+    if ks.size > 1:
+        hi = min(hi, float(ts[0] - (ks[0] - 1.0) * (ts[1] - ts[0]) / (ks[1] - ks[0])))
+    return (lo, hi) if lo <= hi else None
+
+
+def _bad_single_stream(fit: CapacityFit, ks: np.ndarray, ts: np.ndarray) -> str:
+    """The refusal of a given single-stream rate, with the fit's residuals and the fix."""
+    rows = ", ".join(
+        f"{int(k)}: {t:.4g} fitted {f:.4g} ({(f - t) / t:+.1%})"
+        for k, t, f in zip(fit.concurrency, fit.throughput, fit.fitted)
+    )
+    span = _concave_range(ks, ts)
+    fix = (
+        f"give --single-stream between {span[0]:.4g} and {span[1]:.4g}, or measure concurrency 1"
+        if span is not None
+        else "the measured throughputs are not increasing and concave themselves: check them"
+    )
+    return (
+        f"fit: single_stream {fit.single_stream:g} fits the throughputs badly (largest "
+        f"relative error {fit.max_relative_error:.1%} > {BAD_FIT:.0%}; concurrency: measured, "
+        f"fitted: {rows}); {fix}"
+    )
+
+
+def per_token_note(fit: CapacityFit, per_token: np.ndarray, names: list[str]) -> str | None:
+    """A warning where the tasks' seconds per token disagree with the fitted rate alone.
+
+    The capacity curve's speedups are relative to ``fit.single_stream`` (tokens per
+    second alone, if the throughputs are in tokens per second), so a task's
+    ``service.per_token`` is consistent with the curve when it is ``1 / single_stream``.
+    Returns None when every task is within 1%.
+    """
+    alone = 1.0 / fit.single_stream
+    rel = np.asarray(per_token, dtype=float) / alone - 1.0
+    worst = int(np.argmax(np.abs(rel)))
+    if abs(rel[worst]) <= 0.01:
+        return None
+    return (
+        "per-token times disagree: service.per_token of the tasks (up to "
+        f'{per_token[worst]:.4g} s for "{names[worst]}") differs from one query alone in the '
+        "throughput fit "
+        f"(1/{fit.single_stream:.4g} = {alone:.4g} s per token, if the throughputs are "
+        f"tokens per second) by up to {rel[worst]:+.1%}: the speedups are relative to "
+        f"{fit.single_stream:.4g} per second alone; give --per-token {alone:.4g} to use the "
+        "fit's, or --single-stream with the measured rate of one query alone"
+    )
