@@ -75,6 +75,7 @@ from ._bisect import bisect
 from ._source import fields_source, source
 from .baselines import best_uniform
 from .errors import ScenarioError
+from .requestlog import RequestLog
 from .result import jsonable
 
 __all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES", "control_figure"]
@@ -281,8 +282,10 @@ def replay_controller(
     scenario : Scenario
         Types, service and accuracy models (one FIFO server; its
         ``arrival_rate`` is not used).
-    log : RequestLog
-        Arrival times; its ``types`` (task names) are replayed when present,
+    log : RequestLog or array_like
+        Arrival times (plain times are made a log by
+        :meth:`RequestLog.of <cvxalloc.requestlog.RequestLog.of>`, which checks and
+        sorts them); its ``types`` (task names) are replayed when present,
         else types are drawn from the scenario's mix; its ``tokens`` are
         answer lengths added to each service when ``use_tokens``.
     target_utilization : float or None
@@ -325,6 +328,7 @@ def replay_controller(
     clock = time.perf_counter()
     sc0 = scenario
     names = _check_options(sc0, seeds, confidence, estimator, strategies)
+    log = RequestLog.of(log)
     world = _World.of(sc0, log, target_utilization, window, use_tokens)
     if world.x is None and world.types is None and "adaptive-mix" in names:
         names.remove("adaptive-mix")
@@ -359,7 +363,7 @@ def replay_controller(
         },
     }
     settings = {
-        "source": getattr(log, "source", "arrival times"),
+        "source": log.source,
         "requests": world.n,
         "rescale": world.factor,
         "log_rate": world.rate_log,
@@ -448,27 +452,17 @@ class _World:
     window: float
 
     @classmethod
-    def of(cls, sc, log, target_utilization, window, use_tokens) -> _World:
-        """Sort and rescale the log's times (static plan at ``target_utilization``)."""
-        from .simulate import _replay_types
-
-        times = np.asarray(getattr(log, "times", log), dtype=float)
-        n = times.size
-        if n < 2 or not np.all(np.isfinite(times)) or not times[-1] > times[0]:
-            raise ScenarioError(
-                "control: the log needs at least two finite, distinct arrival times"
-            )
-        order = np.argsort(times, kind="stable")
-        times = times[order] - times[order[0]]
-        log_types = getattr(log, "types", None)
-        types = None if log_types is None else _replay_types(sc, np.asarray(log_types)[order])
-        x = getattr(log, "tokens", None) if use_tokens else None
-        x = None if x is None else np.asarray(x, dtype=float)[order]
+    def of(cls, sc, log: RequestLog, target_utilization, window, use_tokens) -> _World:
+        """Rescale the log's times (static plan at ``target_utilization``)."""
+        times = log.times - log.times[0]
+        types = log.task_indices(sc.names)
+        x = log.tokens if use_tokens else None
+        x = None if x is None else np.asarray(x, dtype=float)
         # what the static plans know: the whole log's averages
         mix_all = _mix(types, sc.n, sc.probability)
-        tok_all = None if x is None else (float(x.mean()), float(x.var()))
+        tok_all = None if x is None else log.token_moments
         base = _plan_scenario(sc, 0.0, mix_all, tok_all)
-        rate_log = (n - 1) / float(times[-1])
+        rate_log = log.arrival_rate
         factor = 1.0
         if target_utilization is not None:
             u = float(target_utilization)

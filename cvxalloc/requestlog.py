@@ -26,6 +26,18 @@ sorted is sorted (stably, so simultaneous requests keep their order) and
 :attr:`RequestLog.sorted` says it was not. Simultaneous arrivals (zero gaps)
 are valid.
 
+One normal form
+---------------
+:class:`RequestLog` is the one place where a log is normalized: every log is
+time-ordered and checked when it is made (at least two requests, finite times,
+not all at one instant; :meth:`RequestLog.of` also takes plain arrival times
+and sorts them), and it computes once what the workflows read from it: the
+arrival rate, the squared coefficient of variation of the gaps, the type mix,
+the token summary, and the task index of each request for a scenario
+(:meth:`RequestLog.task_indices`). :mod:`cvxalloc.traffic`,
+:mod:`cvxalloc.simulate` (the replay) and :mod:`cvxalloc.controller` take a log
+and read these; none sorts or checks times again.
+
 Errors
 ------
 Every failure is a :class:`~cvxalloc.errors.ScenarioError` whose message names
@@ -54,6 +66,7 @@ array([0. , 0.5, 0.5, 2. ])
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gc
 import json
 import math
@@ -61,6 +74,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +82,7 @@ import numpy as np
 
 from .errors import ScenarioError
 
-__all__ = ["RequestLog", "read_request_log", "TIME_COLUMNS", "TIME_UNITS"]
+__all__ = ["RequestLog", "read_request_log", "task_indices", "TIME_COLUMNS", "TIME_UNITS"]
 
 #: Column names recognized as the arrival time, in order of preference (case-insensitive).
 TIME_COLUMNS = ("timestamp", "time", "arrival_time", "arrival", "ts", "created_at")
@@ -92,11 +106,12 @@ class RequestLog:
     Attributes
     ----------
     times : ndarray of float
-        Arrival times in seconds since the first arrival, sorted ascending
-        (``times[0] == 0``).
-    types : ndarray of str or None
-        Type (task name) of each request, in the order of ``times``; None
-        without a type column.
+        Arrival times in seconds, sorted ascending: since the first arrival
+        (``times[0] == 0``) for a log read from a file, the given origin for
+        :meth:`of` plain times.
+    types : ndarray of str (or int) or None
+        Type (task name, or task index) of each request, in the order of
+        ``times``; None without a type column.
     tokens : ndarray of float or None
         Token count of each request, in the order of ``times``; None without a
         tokens column.
@@ -116,12 +131,16 @@ class RequestLog:
         Whether the file listed the requests in time order (when not, they were
         stably sorted).
     format : str
-        ``"csv"`` or ``"jsonl"``.
+        ``"csv"`` or ``"jsonl"`` (read from a file), ``"array"`` (:meth:`of` plain times).
 
     Notes
     -----
     ``repr`` is the call that reads the log again (``eval`` of it gives an
     equal log), followed by a comment with its size and span.
+
+    A log is checked when it is made: at least two requests, finite times in
+    ascending order, not all at one instant, one type and one token count per
+    request where given (:class:`~cvxalloc.errors.ScenarioError` otherwise).
     """
 
     times: np.ndarray
@@ -136,6 +155,74 @@ class RequestLog:
     sorted: bool = True
     format: str = "csv"
 
+    def __post_init__(self) -> None:
+        _check_times(self.source, np.asarray(self.times, dtype=float))
+        for name, column in (("types", self.types), ("tokens", self.tokens)):
+            if column is not None and len(column) != self.times.size:
+                raise _err(
+                    self.source,
+                    f"{name}: one per arrival ({self.times.size:,}), got {len(column):,}",
+                )
+
+    @classmethod
+    def of(
+        cls,
+        log: Any,
+        *,
+        types: Any = None,
+        tokens: Any = None,
+        source: str | None = None,
+    ) -> RequestLog:
+        """A checked, time-ordered log from a :class:`RequestLog` or plain arrival times.
+
+        Parameters
+        ----------
+        log : RequestLog or array_like
+            A log (returned as it is unless ``types`` replaces its types or
+            ``source`` its name), or arrival times in seconds (any origin, sorted
+            stably with their types and tokens when they are not in order).
+        types, tokens : array_like, optional
+            One per arrival, in the order of the given times: task names or
+            indices, and token counts.
+        source : str, optional
+            The log's name in messages and reports (default ``"arrival_times"``).
+
+        Examples
+        --------
+        >>> log = RequestLog.of([3.0, 1.0, 2.0, 5.0], types=["b", "a", "a", "b"])
+        >>> log.times, log.types.tolist(), log.sorted
+        (array([1., 2., 3., 5.]), ['a', 'a', 'b', 'b'], False)
+        >>> log.arrival_rate, log.arrival_scv   # gaps 1, 1, 2
+        (0.75, 0.125)
+        """
+        if isinstance(log, RequestLog):
+            if types is None and source is None:
+                return log
+            return dataclasses.replace(
+                log,
+                types=log.types if types is None else np.asarray(types),
+                source=log.source if source is None else source,
+            )
+        where = source or "arrival_times"
+        times = np.asarray(log, dtype=float).ravel()
+        if times.size >= 2 and np.all(np.isfinite(times)):
+            types = None if types is None else _one_each(where, "types", types, times.size)
+            tokens = None if tokens is None else _one_each(where, "tokens", tokens, times.size)
+            in_order, times, types, tokens = _in_time_order(times, types, tokens)
+        else:
+            in_order = True  # refused below, naming what is wrong
+        return cls(
+            times=times,
+            types=types,
+            tokens=tokens,
+            source=where,
+            columns=(),
+            time_column="",
+            time_unit="s",
+            sorted=in_order,
+            format="array",
+        )
+
     def __len__(self) -> int:
         return int(self.times.size)
 
@@ -149,7 +236,68 @@ class RequestLog:
         """Seconds from the first to the last arrival."""
         return float(self.times[-1] - self.times[0])
 
+    @cached_property
+    def gaps(self) -> np.ndarray:
+        """The ``n - 1`` inter-arrival gaps ``T_{j+1} - T_j``, seconds."""
+        return np.diff(np.asarray(self.times, dtype=float))
+
+    @cached_property
+    def arrival_rate(self) -> float:
+        """``(n - 1) / (T_n - T_1)``, requests per second (the inverse of the mean gap)."""
+        return (self.requests - 1) / self.duration
+
+    @cached_property
+    def arrival_scv(self) -> float:
+        """``var(G) / mean(G)^2`` of the gaps (population variance; 1 for Poisson)."""
+        mean_gap = self.duration / (self.requests - 1)
+        return float(self.gaps.var() / mean_gap**2)
+
+    @cached_property
+    def type_mix(self) -> dict[str, float] | None:
+        """Type -> share of the requests, largest first (None without types)."""
+        if self.types is None:
+            return None
+        names, counts = np.unique(np.asarray(self.types), return_counts=True)
+        order = sorted(range(names.size), key=lambda i: (-counts[i], str(names[i])))
+        return {str(names[i]): float(counts[i] / self.requests) for i in order}
+
+    @cached_property
+    def token_moments(self) -> tuple[float, float] | None:
+        """``(mean, variance)`` of the token column (population variance), or None."""
+        if self.tokens is None:
+            return None
+        x = np.asarray(self.tokens, dtype=float)
+        return float(x.mean()), float(x.var())
+
+    @cached_property
+    def token_summary(self) -> dict[str, Any] | None:
+        """``column``, ``mean``, ``scv`` (None at mean 0), ``min``, ``max`` of the token
+        column, or None without one."""
+        if self.token_moments is None:
+            return None
+        x = np.asarray(self.tokens, dtype=float)
+        mean, var = self.token_moments
+        return {
+            "column": self.tokens_column,
+            "mean": mean,
+            "scv": float(var / mean**2) if mean > 0 else None,
+            "min": float(x.min()),
+            "max": float(x.max()),
+        }
+
+    def task_indices(self, names: Sequence[str]) -> np.ndarray | None:
+        """Each request's task index among ``names`` (None without types).
+
+        See :func:`task_indices`.
+        """
+        return None if self.types is None else task_indices(self.types, names)
+
     def __repr__(self) -> str:
+        if self.format == "array":
+            return (
+                f"RequestLog.of(<{self.requests:,} arrival times>, source={self.source!r})  "
+                f"# over {self.duration:,.6g} s"
+            )
         args = [repr(self.source), f"time_column={self.time_column!r}"]
         if self.time_unit in TIME_UNITS:
             args.append(f"time_unit={self.time_unit!r}")
@@ -163,10 +311,66 @@ class RequestLog:
         return f"read_request_log({', '.join(args)})  # {note}"
 
 
+def task_indices(types: Any, names: Sequence[str]) -> np.ndarray:
+    """Task indices of request types: task names, or integer indices, checked.
+
+    Raises
+    ------
+    ScenarioError
+        An index outside ``0 .. len(names) - 1``, or a name that is not a task
+        (the message lists the tasks).
+
+    Examples
+    --------
+    >>> task_indices(["code", "chat", "code"], ["chat", "code"]).tolist()
+    [1, 0, 1]
+    """
+    arr = np.asarray(types)
+    n = len(names)
+    if arr.dtype.kind in "iu":
+        idx = arr.astype(np.intp)
+        bad = (idx < 0) | (idx >= n)
+        if bad.any():
+            raise ScenarioError(
+                f"types: index {idx[np.flatnonzero(bad)[0]]} is not a task (0..{n - 1})"
+            )
+        return idx
+    found, inverse = np.unique(arr.astype(str), return_inverse=True)
+    lookup = {name: i for i, name in enumerate(names)}
+    unknown = [str(x) for x in found if str(x) not in lookup]
+    if unknown:
+        raise ScenarioError(
+            f"the log's type {unknown[0]!r} is not a task of the scenario (tasks: "
+            f"{', '.join(names)}); rename it in the log or drop --type-column"
+        )
+    return np.array([lookup[str(x)] for x in found], dtype=np.intp)[inverse.ravel()]
+
+
 # --------------------------------------------------------------------------
 # helpers
 def _err(source: str, message: str) -> ScenarioError:
     return ScenarioError(f"{source}: {message}")
+
+
+def _one_each(source: str, name: str, values: Any, n: int) -> np.ndarray:
+    """``values`` as an array of one entry per arrival."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size != n:
+        raise _err(source, f"{name}: one per arrival ({n:,}), got {arr.size:,}")
+    return arr
+
+
+def _check_times(source: str, times: np.ndarray) -> None:
+    """At least two finite arrival times, in ascending order, not all at one instant."""
+    n = times.size
+    if times.ndim != 1 or n < 2:
+        raise _err(source, f"a request log needs at least two arrivals (got {n})")
+    if not np.all(np.isfinite(times)):
+        raise _err(source, "arrival times must be finite numbers")
+    if np.any(times[1:] < times[:-1]):
+        raise _err(source, "arrival times must be in ascending order (RequestLog.of sorts them)")
+    if not times[-1] > times[0]:
+        raise _err(source, f"all {n:,} arrivals at one instant; no arrival rate to measure")
 
 
 def _decode(path: Path, source: str) -> str:

@@ -285,9 +285,10 @@ def measure_traffic(log: RequestLog, window: float = 60.0) -> TrafficSummary:
 
     Parameters
     ----------
-    log : RequestLog
-        From :func:`cvxalloc.requestlog.read_request_log` (sorted times, at
-        least two distinct instants).
+    log : RequestLog or array_like
+        From :func:`cvxalloc.requestlog.read_request_log`, or arrival times
+        (normalized by :meth:`RequestLog.of <cvxalloc.requestlog.RequestLog.of>`,
+        which computes the rate, the gaps' SCV, the type mix and the token summary).
     window : float, optional
         Window length in seconds of the rate-over-time series (default 60).
 
@@ -299,49 +300,25 @@ def measure_traffic(log: RequestLog, window: float = 60.0) -> TrafficSummary:
     ------
     ScenarioError
         If ``window`` is not a positive finite number (or gives too many
-        windows), or the log has fewer than two requests or no time span.
+        windows), or plain times that do not make a log (fewer than two, or no
+        time span).
     """
     _check_window(window)
+    log = RequestLog.of(log)
     t = np.asarray(log.times, dtype=float)
-    n = t.size
-    if n < 2 or not t[-1] > t[0]:
-        raise ScenarioError(
-            f"{log.source}: need at least two requests at different instants to measure a rate"
-        )
-    if np.any(t[1:] < t[:-1]):
-        raise ScenarioError(f"{log.source}: times must be sorted ascending")
-    gaps = np.diff(t)
-    span = float(t[-1] - t[0])
-    mean_gap = span / (n - 1)
     edges, rates = window_rates(t, window)
-    type_mix = None
-    if log.types is not None:
-        names, counts = np.unique(np.asarray(log.types), return_counts=True)
-        order = sorted(range(names.size), key=lambda i: (-counts[i], str(names[i])))
-        type_mix = {str(names[i]): float(counts[i] / n) for i in order}
-    tokens = None
-    if log.tokens is not None:
-        x = np.asarray(log.tokens, dtype=float)
-        mean = float(x.mean())
-        tokens = {
-            "column": log.tokens_column,
-            "mean": mean,
-            "scv": float(x.var() / mean**2) if mean > 0 else None,
-            "min": float(x.min()),
-            "max": float(x.max()),
-        }
     return TrafficSummary(
-        requests=int(n),
-        duration_seconds=span,
-        arrival_rate=(n - 1) / span,
-        arrival_scv=float(gaps.var() / mean_gap**2),
-        zero_gaps=int(np.count_nonzero(gaps == 0)),
+        requests=log.requests,
+        duration_seconds=log.duration,
+        arrival_rate=log.arrival_rate,
+        arrival_scv=log.arrival_scv,
+        zero_gaps=int(np.count_nonzero(log.gaps == 0)),
         dispersion={_label(w): dispersion_of_counts(t, w) for w in DISPERSION_WINDOWS},
         window_seconds=float(window),
         window_edges=edges,
         window_rates=rates,
-        type_mix=type_mix,
-        tokens=tokens,
+        type_mix=log.type_mix,
+        tokens=log.token_summary,
         source=log.source,
         time_column=log.time_column,
         time_unit=log.time_unit,

@@ -236,3 +236,84 @@ def test_request_log_is_frozen():
         log.source = "x"  # type: ignore[misc]
     with pytest.raises(ValueError):
         log.times[0] = 1.0
+
+
+# --------------------------------------------------------------------------
+# one normal form: RequestLog.of and what a log computes once
+def test_of_plain_times_sorts_them_with_their_columns():
+    log = RequestLog.of([4.0, 1.0, 2.0, 2.0], types=["d", "a", "b", "c"], tokens=[4, 1, 2, 3])
+    assert log.times.tolist() == [1.0, 2.0, 2.0, 4.0] and not log.sorted
+    assert log.types.tolist() == ["a", "b", "c", "d"]  # stable: b before c
+    assert log.tokens.tolist() == [1, 2, 3, 4]
+    assert RequestLog.of(log) is log
+    renamed = RequestLog.of(log, types=[0, 1, 1, 0], source="x")
+    assert renamed.source == "x" and renamed.task_indices(["p", "q"]).tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "times, needle",
+    [
+        ([1.0], "at least two arrivals"),
+        ([0.0, np.nan], "finite"),
+        ([2.0, 2.0, 2.0], "one instant"),
+    ],
+)
+def test_of_refuses_what_is_not_a_log(times, needle):
+    with pytest.raises(ScenarioError, match=needle):
+        RequestLog.of(times)
+
+
+def test_a_log_made_directly_is_checked_too():
+    kw = dict(types=None, tokens=None, source="t", columns=("ts",), time_column="ts")
+    with pytest.raises(ScenarioError, match="ascending order"):
+        RequestLog(times=np.array([0.0, 2.0, 1.0]), time_unit="s", **kw)
+    with pytest.raises(ScenarioError, match="types: one per arrival"):
+        RequestLog(times=np.array([0.0, 1.0]), time_unit="s", **{**kw, "types": np.array(["a"])})
+
+
+def test_rate_scv_mix_and_tokens_against_the_definitions():
+    rng = np.random.default_rng(4)
+    times = np.cumsum(rng.exponential(0.5, 2001))
+    names = rng.choice(["x", "y", "z"], size=times.size, p=[0.5, 0.3, 0.2])
+    tok = rng.integers(0, 900, size=times.size).astype(float)
+    log = RequestLog.of(times, types=names, tokens=tok)
+    gaps = [b - a for a, b in zip(times[:-1], times[1:])]
+    mean = sum(gaps) / len(gaps)
+    var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
+    assert log.arrival_rate == pytest.approx(1 / mean, rel=1e-12)
+    assert log.arrival_scv == pytest.approx(var / mean**2, rel=1e-9)
+    assert list(log.type_mix) == ["x", "y", "z"]
+    assert log.type_mix["y"] == pytest.approx(np.mean(names == "y"), rel=1e-15)
+    m, v = log.token_moments
+    assert m == pytest.approx(tok.mean()) and v == pytest.approx(tok.var())
+    assert log.token_summary["scv"] == pytest.approx(tok.var() / tok.mean() ** 2)
+    assert log.arrival_scv is log.arrival_scv  # computed once
+
+
+def test_task_indices_names_and_indices():
+    from cvxalloc.requestlog import task_indices
+
+    assert task_indices(np.array([2, 0]), ["a", "b", "c"]).tolist() == [2, 0]
+    with pytest.raises(ScenarioError, match="index 3 is not a task"):
+        task_indices(np.array([3]), ["a", "b", "c"])
+    with pytest.raises(ScenarioError, match="type 'q' is not a task of the scenario.*a, b"):
+        task_indices(["a", "q"], ["a", "b"])
+
+
+def test_traffic_replay_and_controller_read_the_same_log_figures():
+    """The three workflows report the log's own rate and SCV (computed by RequestLog)."""
+    import cvxalloc
+    from cvxalloc.controller import replay_controller
+    from cvxalloc.simulate import simulate_replay
+    from cvxalloc.traffic import measure_traffic
+
+    log = read_request_log(CODE)
+    sc = cvxalloc.example_scenario()
+    tr = measure_traffic(log)
+    assert (tr.arrival_rate, tr.arrival_scv) == (log.arrival_rate, log.arrival_scv)
+    rep = simulate_replay(sc, sc.min_tokens, log, seed=1, replications=2)
+    assert rep.arrivals["log_rate"] == log.arrival_rate
+    assert rep.arrivals["arrival_scv"] == log.arrival_scv
+    first = RequestLog.of(log.times[:400], source=log.source)
+    ctl = replay_controller(sc, first, seeds=1, strategies=("static",))
+    assert ctl.settings["log_rate"] == first.arrival_rate

@@ -38,7 +38,6 @@ from .replay import (
     DEFAULT_REPLICATIONS,
     REPLAY_SERVICES,
     ReplayResult,
-    _replay_types,  # noqa: F401  (the controller's until RequestLog resolves types)
     simulate_replay,
 )
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ScenarioError
 from ..objective import evaluate
 from ..queue import kingman, pollaczek_khinchine
+from ..requestlog import RequestLog
 from .engine import (
     DEFAULT_CHUNK,
     TypeSampler,
@@ -128,28 +129,6 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _replay_types(scenario, types: Any) -> np.ndarray:
-    """Task indices of the log's types (task names, or integer indices)."""
-    arr = np.asarray(types)
-    if arr.dtype.kind in "iu":
-        idx = arr.astype(np.intp)
-        bad = (idx < 0) | (idx >= scenario.n)
-        if bad.any():
-            raise ScenarioError(
-                f"types: index {idx[np.flatnonzero(bad)[0]]} is not a task (0..{scenario.n - 1})"
-            )
-        return idx
-    names, inverse = np.unique(arr.astype(str), return_inverse=True)
-    lookup = {name: i for i, name in enumerate(scenario.names)}
-    unknown = [str(x) for x in names if str(x) not in lookup]
-    if unknown:
-        raise ScenarioError(
-            f"the log's type {unknown[0]!r} is not a task of the scenario (tasks: "
-            f"{', '.join(scenario.names)}); rename it in the log or drop --type-column"
-        )
-    return np.array([lookup[str(x)] for x in names], dtype=np.intp)[inverse.ravel()]
-
-
 def simulate_replay(
     scenario,
     tokens: Any,
@@ -183,9 +162,11 @@ def simulate_replay(
     tokens : array_like or Result
         Tokens per type (task order).
     arrival_times : array_like or RequestLog
-        Arrival times in seconds (any origin; sorted stably if they are not).
-        A :class:`~cvxalloc.requestlog.RequestLog` also gives ``source``, and
-        its ``types`` when it has a type column.
+        Arrival times in seconds (any origin; made a log, sorted stably, by
+        :meth:`RequestLog.of <cvxalloc.requestlog.RequestLog.of>`). A
+        :class:`~cvxalloc.requestlog.RequestLog` also gives ``source``, its
+        ``types`` when it has a type column, and its rate, gaps' SCV and token
+        summary.
     types : array_like, optional
         Type of each arrival: task names or indices, in the order of
         ``arrival_times``. Default: drawn from the scenario's probabilities.
@@ -241,8 +222,9 @@ def simulate_replay(
     (0.5, 'replications')
     """
     sc = scenario
-    t, times, type_idx, where, log_tokens = _replay_input(sc, tokens, arrival_times, types, source)
-    n = times.size
+    t, log = _replay_input(sc, tokens, arrival_times, types, source)
+    type_idx = log.task_indices(sc.names)
+    n = log.requests
     replications, batches, warmup = _check_replay(
         n, service, replications, batches, warmup, confidence, chunk_size
     )
@@ -252,7 +234,7 @@ def simulate_replay(
     mix = sc.probability if type_idx is None else np.bincount(type_idx, minlength=sc.n) / n
     mix = np.asarray(mix, dtype=float)
     m1, m2 = server.moments(mix)
-    gaps, clock = _replay_clock(times, m1, target_utilization)
+    gaps, clock = _replay_clock(log, m1, target_utilization)
     lam = clock["rate"]
     w_model, u_model = _replay_model(sc, t, service, mix, type_idx is not None, lam)
 
@@ -266,7 +248,7 @@ def simulate_replay(
         TypeSampler(sc.probability) if type_idx is None else None,
         chunk_size,
         kept,
-        span=float(times[-1] - times[0]) * clock["rescale"],
+        span=log.duration * clock["rescale"],
     )
     elapsed = time.perf_counter() - started
     return ReplayResult(
@@ -288,19 +270,20 @@ def simulate_replay(
         replications=replications,
         service=service,
         arrivals={
-            "source": where,
+            "source": log.source,
             "requests": n,
             **clock,
             "types": "drawn" if type_idx is None else "log",
-            **({} if log_tokens is None else {"tokens": log_tokens}),
+            **_tokens_entry(log),
         },
         predictions=_replay_predictions(sc, w_model, clock, m1, m2),
     )
 
 
-def _replay_input(sc, tokens: Any, arrival_times: Any, types: Any, source: str | None):
-    """Checked tokens, sorted arrival times, their task indices (None: drawn), the log's
-    name and tokens summary."""
+def _replay_input(
+    sc, tokens: Any, arrival_times: Any, types: Any, source: str | None
+) -> tuple[np.ndarray, RequestLog]:
+    """Checked tokens and the log (checked and time-ordered by :meth:`RequestLog.of`)."""
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "the replay simulates one FIFO server serving one query at a time; this scenario's "
@@ -308,50 +291,15 @@ def _replay_input(sc, tokens: Any, arrival_times: Any, types: Any, source: str |
             "against the single-server model"
         )
     t = _check_tokens(sc, tokens)
-    times, types, source, log_tokens = _unpack_log(arrival_times, types, source)
-    where = source or "arrival_times"
-    times, type_idx = _sorted_arrivals(sc, times, types, where)
-    return t, times, type_idx, where, log_tokens
+    return t, RequestLog.of(arrival_times, types=types, source=source)
 
 
-def _unpack_log(
-    arrival_times: Any, types: Any, source: str | None
-) -> tuple[np.ndarray, Any, str | None, dict[str, Any] | None]:
-    """Times, types, name and tokens summary of a RequestLog (or of plain times)."""
-    log_types = log_tokens = None
-    if hasattr(arrival_times, "times"):  # a RequestLog
-        source = arrival_times.source if source is None else source
-        log_types = getattr(arrival_times, "types", None)
-        if getattr(arrival_times, "tokens", None) is not None:
-            x = np.asarray(arrival_times.tokens, dtype=float)
-            mean_x = float(x.mean())
-            log_tokens = {
-                "column": arrival_times.tokens_column,
-                "mean": mean_x,
-                "scv": float(x.var() / mean_x**2) if mean_x > 0 else None,
-            }
-        arrival_times = arrival_times.times
-    times = np.asarray(arrival_times, dtype=float).ravel()
-    return times, log_types if types is None else types, source, log_tokens
-
-
-def _sorted_arrivals(sc, times: np.ndarray, types: Any, where: str):
-    """Finite arrival times in order, with their task indices (None: to be drawn)."""
-    n = times.size
-    if n < 2:
-        raise ScenarioError(f"{where}: a replay needs at least two arrivals (got {n})")
-    if not np.all(np.isfinite(times)):
-        raise ScenarioError(f"{where}: arrival times must be finite numbers")
-    type_idx = None if types is None else _replay_types(sc, types)
-    if type_idx is not None and type_idx.shape != (n,):
-        raise ScenarioError(f"types: one per arrival ({n}), got {type_idx.size}")
-    if np.any(times[1:] < times[:-1]):
-        order = np.argsort(times, kind="stable")
-        times = times[order]
-        type_idx = None if type_idx is None else type_idx[order]
-    if not float(times[-1] - times[0]) > 0:
-        raise ScenarioError(f"{where}: all arrivals at one instant; no rate to replay")
-    return times, type_idx
+def _tokens_entry(log: RequestLog) -> dict[str, Any]:
+    """``{"tokens": {column, mean, scv}}`` of the log's token column (reported only), or {}."""
+    summary = log.token_summary
+    if summary is None:
+        return {}
+    return {"tokens": {key: summary[key] for key in ("column", "mean", "scv")}}
 
 
 def _check_replay(
@@ -378,16 +326,14 @@ def _check_replay(
 
 
 def _replay_clock(
-    times: np.ndarray, m1: float, target_utilization: float | None
+    log: RequestLog, m1: float, target_utilization: float | None
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Gaps of the replayed times and their ``rate``, ``arrival_scv``, ``rescale``, ``log_rate``.
 
     The times are multiplied by ``rescale``: 1, or what brings ``rate x m1`` to
-    the target utilization.
+    the target utilization (the gaps' SCV, the log's, does not change with it).
     """
-    n = times.size
-    span = float(times[-1] - times[0])
-    rate_log = (n - 1) / span
+    rate_log = log.arrival_rate
     if target_utilization is None:
         factor = 1.0
     else:
@@ -399,12 +345,12 @@ def _replay_clock(
         if m1 <= 0:
             raise ScenarioError("mean service time is 0: no time scale reaches a utilization")
         factor = rate_log * m1 / target
+    times = np.asarray(log.times, dtype=float)
     gaps = np.diff(times, prepend=times[0])
     gaps *= factor
-    mean_gap = span * factor / (n - 1)
     return gaps, {
         "rate": rate_log / factor,
-        "arrival_scv": float(np.var(gaps[1:]) / mean_gap**2),
+        "arrival_scv": log.arrival_scv,
         "rescale": factor,
         "log_rate": rate_log,
     }
