@@ -224,12 +224,9 @@ def _top(sc) -> float:
 
 
 def _optimum(sc, warm=None):
-    from .solve import solve
+    from .solve import solve, warm_options
 
-    kw = {}
-    if warm is not None and warm.scenario.arrival_rate > 0 and sc.arrival_rate > 0:
-        kw["warm_start"] = warm
-    return solve(sc, **kw)
+    return solve(sc, **warm_options(sc, warm))
 
 
 def _rate_for_utilization(sc, target: float) -> float:

@@ -16,6 +16,8 @@ __all__ = [
     "DEFAULT_METHOD",
     "available_methods",
     "choose_method",
+    "method_options",
+    "warm_options",
     "CONSTRAINT_SUPPORT",
 ]
 
@@ -64,6 +66,32 @@ def choose_method(scenario, method: str | None = None) -> str:
 def _resolve(method: str):
     module, func = METHODS[method].split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def method_options(method: str) -> set[str]:
+    """Keyword options of a registered method (empty for an unknown name; imports the solver)."""
+    if method not in METHODS:
+        return set()
+    return set(inspect.signature(_resolve(method)).parameters)
+
+
+def warm_options(scenario, warm: Result | None, method: str | None = None) -> dict[str, Any]:
+    """``{"warm_start": warm}`` where a warm start applies, else ``{}``: the options to pass
+    :func:`solve` when re-solving ``scenario`` near a previous result.
+
+    It applies when the method :func:`solve` uses for ``scenario`` (see
+    :func:`choose_method`) takes ``warm_start`` and both ``warm``'s scenario and
+    ``scenario`` have arrivals (at rate 0 there is no queue to start from).
+    Workflows that solve a sequence of nearby scenarios (policies over rates,
+    controllers over windows, sweeps) ask here, so the rule is written once.
+    """
+    if warm is None or getattr(warm, "scenario", None) is None:
+        return {}
+    if not (warm.scenario.arrival_rate > 0 and scenario.arrival_rate > 0):
+        return {}
+    if "warm_start" not in method_options(choose_method(scenario, method)):
+        return {}
+    return {"warm_start": warm}
 
 
 def solve(scenario, method: str | None = None, **options: Any) -> Result:

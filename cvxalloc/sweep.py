@@ -28,8 +28,6 @@ True
 from __future__ import annotations
 
 import csv
-import importlib
-import inspect
 import io
 import json
 import sys
@@ -252,7 +250,7 @@ def _run(
     options: dict[str, Any],
     progress: bool | None = None,
 ) -> SweepResult:
-    from .solve import choose_method, solve
+    from .solve import choose_method, solve, warm_options
 
     sc = scenario
     name = choose_method(_point(sc, param, values[0]) if param == "slo" else sc, method)
@@ -275,7 +273,7 @@ def _run(
         else (None, None)
     )
     # Methods that take a warm start (the aggregate method) start from the previous point.
-    warm = "warm_start" not in options and "warm_start" in _keywords(name)
+    warm = "warm_start" not in options
     prev = None
     t0 = time.perf_counter()
     points = _progress(values, f"sweep {param}", progress)
@@ -286,8 +284,8 @@ def _run(
             if cprob is not None:
                 par.value = float(v)
                 opts["problem"] = cprob
-            if warm and prev is not None:
-                opts["warm_start"] = prev
+            if warm:
+                opts.update(warm_options(sc_j, prev, name))
             res = solve(sc_j, method=name, **opts)
             prev = res if res.status in st.SOLUTION_PRESENT else None
         except OptionError:  # a bad option is wrong at every point: say so once
@@ -354,16 +352,6 @@ def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
     uni["objective"][j], uni["accuracy"][j] = u.objective, u.accuracy
     uni["mean_system_time"][j] = u.mean_system_time
     uni["budget"][j] = u.diagnostics.get("budget", np.nan)
-
-
-def _keywords(method: str) -> set[str]:
-    """Keyword options of a registered method's solver function."""
-    from .solve import METHODS
-
-    if method not in METHODS:
-        return set()
-    module, func = METHODS[method].split(":")
-    return set(inspect.signature(getattr(importlib.import_module(module), func)).parameters)
 
 
 def _point(sc, param: str, value: float):

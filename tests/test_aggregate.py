@@ -351,6 +351,22 @@ def test_warm_start_same_answer_fewer_iterations():
     assert abs(swept.objective - fresh.objective) <= 1e-9 * relative_scale(fresh.objective)
 
 
+def test_warm_options_is_the_one_rule_for_a_warm_start():
+    """Policies, controllers and sweeps pass a warm start only where it applies."""
+    from cvxalloc.solve import warm_options
+
+    sc = cvxalloc.example_scenario()
+    prev = cvxalloc.solve(sc)
+    nxt = sc.with_(arrival_rate=1.1 * sc.arrival_rate)
+    assert warm_options(nxt, prev) == {"warm_start": prev}  # aggregate takes one
+    assert warm_options(nxt, prev, "gradient") == {"warm_start": prev}
+    assert warm_options(nxt, prev, "conic") == {}  # conic takes none
+    assert warm_options(nxt, None) == {}
+    assert warm_options(sc.with_(arrival_rate=0.0), prev) == {}  # no queue to start from
+    again = cvxalloc.solve(nxt, **warm_options(nxt, prev))
+    assert again.diagnostics["start"] == "warm"
+
+
 def test_bad_warm_start_and_options_raise():
     sc = _scenario()
     with pytest.raises(ValueError, match="warm_start"):

@@ -91,14 +91,12 @@ def _grid_gap(res) -> float:
 # building
 def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
     """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
-    from ..solve import choose_method, solve
+    from ..solve import choose_method, solve, warm_options
 
     sc = scenario.with_(arrival_rate=rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
-    kw = {}
-    if name == "aggregate" and warm is not None and warm.scenario.arrival_rate > 0 and rate > 0:
-        kw["warm_start"] = warm
+    kw = warm_options(sc, warm, name)
     res = solve(sc, method=name, **kw)
     if _grid_gap(res) > GRID_CERTIFICATE_TOL and kw:
         res = solve(sc, method=name)  # retry cold
