@@ -7,6 +7,9 @@ these into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "CvxallocError",
     "ScenarioError",
@@ -14,6 +17,7 @@ __all__ = [
     "SolverError",
     "MissingDependencyError",
     "OptionError",
+    "did_you_mean",
 ]
 
 
@@ -39,3 +43,29 @@ class MissingDependencyError(CvxallocError):
 
 class OptionError(CvxallocError):
     """An unknown method, or an option the chosen method does not take."""
+
+
+def did_you_mean(key: object, allowed: Iterable[str], listed: Iterable[str] | None = None) -> str:
+    """The tail of an "unknown key" message: the closest allowed key, or the list of them.
+
+    Parameters
+    ----------
+    key : object
+        What was given.
+    allowed : iterable of str
+        The keys accepted (searched for a close match).
+    listed : iterable of str, optional
+        What to list when nothing is close (default: ``allowed``, in its order).
+
+    Examples
+    --------
+    >>> did_you_mean("arival_rate", ["arrival_rate", "latency_weight"])
+    '; did you mean "arrival_rate"?'
+    >>> did_you_mean("zzz", ["b", "a"])
+    '; allowed: b, a'
+    """
+    allowed = list(allowed)
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    if close:
+        return f'; did you mean "{close[0]}"?'
+    return "; allowed: " + ", ".join(allowed if listed is None else listed)

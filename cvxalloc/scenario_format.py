@@ -12,7 +12,6 @@ fix); :func:`scenario_structure` is the inverse. :meth:`Scenario.from_dict` and
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from .accuracy import FAMILIES, AccuracyCurves
 from .constraints import constraints_from_file
-from .errors import ScenarioError
+from .errors import ScenarioError, did_you_mean
 
 __all__ = [
     "scenario_fields",
@@ -55,8 +54,7 @@ _COLUMNS = ("probability", "weight", "min_tokens", "max_tokens", *_SERVICE_KEYS,
 
 def unknown_key(where: str, key: str, allowed: Mapping[str, Any] | set[str]) -> ScenarioError:
     """The error for an unknown key, with the closest allowed key or the list of them."""
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else f"; allowed: {', '.join(sorted(allowed))}"
+    hint = did_you_mean(key, allowed, sorted(allowed))
     return ScenarioError(f'{where}: unknown key "{key}"{hint}')
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy as np
 
 from .._source import REPR_MAX, source
 from ..certificate import Certificate
+from ..errors import did_you_mean
 from ..objective import Objective
 from .certificate import certify_constrained
 from .terms import KINDS, TERMS, ConstraintError, Term
@@ -185,8 +185,7 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
         raise ConstraintError(f"constraints must be a table (got {type(table).__name__})")
     for key in table:
         if key not in TERMS:
-            close = difflib.get_close_matches(key, list(KINDS), n=1)
-            hint = f'; did you mean "{close[0]}"?' if close else f"; allowed: {', '.join(TERMS)}"
+            hint = did_you_mean(key, KINDS, TERMS)
             if key == "min_accuracy":
                 hint = "; min_accuracy is set per task ([[task]] min_accuracy = ...)"
             raise ConstraintError(f'constraints: unknown key "{key}"{hint}')
