@@ -21,7 +21,14 @@ import numpy as np
 from ._source import source
 from .objective import Objective
 
-__all__ = ["Certificate", "frank_wolfe_gap", "certificate_box", "certify", "relative_scale"]
+__all__ = [
+    "Certificate",
+    "frank_wolfe_gap",
+    "certificate_box",
+    "certify",
+    "box_certificate",
+    "relative_scale",
+]
 
 
 def relative_scale(objective: float) -> float:
@@ -131,11 +138,24 @@ def certify(scenario, tokens: np.ndarray, objective: Objective | None = None) ->
         # Constrained: the constraints certify themselves (Frank-Wolfe over the
         # polytope or a Lagrangian bound), so this module imports none of them.
         return cons.certify(scenario, t, obj)
-    U = obj.value(t)
+    return box_certificate(scenario, t, obj)
+
+
+def box_certificate(
+    scenario, tokens: np.ndarray, objective: Objective, value: float | None = None
+) -> Certificate:
+    """The Frank-Wolfe certificate over the box (no constraints), as :func:`certify` gives.
+
+    ``value`` is ``U(tokens)`` when the caller has it already (a solver that
+    has just evaluated its point), else it is computed. ``gap = inf`` where
+    ``tokens`` is unstable or outside ``[min_tokens, max_tokens]``.
+    """
+    t = np.asarray(tokens, dtype=float)
+    U = objective.value(t) if value is None else value
     lo, hi = scenario.min_tokens, scenario.max_tokens
     if not np.isfinite(U) or np.any(t < lo) or np.any(t > hi):
         return Certificate(objective=U, gap=np.inf, upper_bound=np.inf)
-    gap = frank_wolfe_gap(obj.gradient(t), t, *certificate_box(scenario))
+    gap = frank_wolfe_gap(objective.gradient(t), t, *certificate_box(scenario))
     return Certificate(objective=U, gap=gap, upper_bound=U + gap)
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import _options as _opt
 from .. import status as st
-from ..certificate import Certificate, certificate_box, frank_wolfe_gap
+from ..certificate import box_certificate
 from ..constraints import constraints_of
 from ..errors import OptionError, SolverError
 from ..objective import Objective
@@ -233,10 +233,10 @@ def _polish_and_certify(
     t_reduce: float,
 ) -> Result:
     """Certify ``tokens``, polish them if the gap is above ``tol``, and wrap them."""
-    lam, lo, hi = sc.arrival_rate, sc.min_tokens, sc.max_tokens
+    lam = sc.arrival_rate
     obj = Objective(sc)
     ev = obj.evaluate(tokens)
-    cert = _certify(obj, ev, lo, hi)
+    cert = box_certificate(sc, ev.tokens, obj, ev.objective)
     raw_cert = None
     polished = 0
     if not cert.within(tol) and polish_steps > 0 and np.isfinite(cert.gap):
@@ -244,7 +244,7 @@ def _polish_and_certify(
         tokens, info = polish(sc, tokens, rtol=tol, max_steps=polish_steps, objective=obj)
         polished = info.steps
         ev = obj.evaluate(tokens)
-        cert = _certify(obj, ev, lo, hi)
+        cert = box_certificate(sc, ev.tokens, obj, ev.objective)
     if not np.isfinite(cert.gap):
         raise SolverError(_no_certificate(ev, diag))
     status = st.OPTIMAL if cert.within(tol) else st.OPTIMAL_INACCURATE
@@ -284,12 +284,3 @@ def _no_certificate(ev, diag: dict[str, Any]) -> str:
             "max_utilization < 1 constraint"
         )
     return "aggregate: the allocation found is unstable or outside the box; use method='conic'"
-
-
-def _certify(obj: Objective, ev, lo: np.ndarray, hi: np.ndarray) -> Certificate:
-    """Frank-Wolfe certificate of an evaluated allocation (as :func:`certificate.certify`)."""
-    t, U = ev.tokens, ev.objective
-    if not np.isfinite(U) or np.any(t < lo) or np.any(t > hi):
-        return Certificate(objective=U, gap=np.inf, upper_bound=np.inf)
-    gap = frank_wolfe_gap(obj.gradient(t), t, *certificate_box(obj.scenario))
-    return Certificate(objective=U, gap=gap, upper_bound=U + gap)
