@@ -49,7 +49,6 @@ else:  # pragma: no cover
 
 __all__ = [
     "load_scenario",
-    "scenario_from_dict",
     "load_allocation",
     "example_scenario",
     "read_structured_file",
@@ -111,21 +110,13 @@ def load_scenario(path: str | Path, *, server: Mapping[str, Any] | None = None) 
     data = read_structured_file(path)
     if server is not None:
         data = {**data, "server": {**data.get("server", {}), **server}}
-    return scenario_from_dict(data)
+    return Scenario.from_dict(data)
 
 
 def example_scenario() -> Scenario:
     """The built-in example scenario (``cvxalloc/data/example.toml``)."""
     text = resources.files("cvxalloc").joinpath(EXAMPLE_PATH).read_text(encoding="utf-8")
-    return scenario_from_dict(tomllib.loads(text))
-
-
-def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
-    """Validate the nested file structure and build a :class:`Scenario`.
-
-    The same as :meth:`Scenario.from_dict`, kept under its historical name.
-    """
-    return Scenario.from_dict(data)
+    return Scenario.from_dict(tomllib.loads(text))
 
 
 def load_allocation(path: str | Path, scenario) -> np.ndarray:
