@@ -148,7 +148,7 @@ def check_feasible(scenario) -> np.ndarray:
     conflicts = []
     for term in cons.terms():
         v = term.value(sc, lo2)
-        if v > term.limit:
+        if term.slack(sc, lo2, ties=True) < 0:  # a tie within rounding meets the limit
             unit = f" {term.unit}" if term.unit and term.unit != "tokens" else ""
             conflicts.append(
                 f"{term.kind} = {term.limit:g}{unit} is below the {term.what} {at} "
@@ -159,9 +159,9 @@ def check_feasible(scenario) -> np.ndarray:
     return lo2
 
 
-def slacks_of(scenario, terms: Sequence[Term], t: np.ndarray) -> np.ndarray:
-    """The slack of each term at ``t`` (>= 0 where satisfied)."""
-    return np.array([term.slack(scenario, t) for term in terms])
+def slacks_of(scenario, terms: Sequence[Term], t: np.ndarray, ties: bool = False) -> np.ndarray:
+    """The slack of each term at ``t`` (>= 0 where satisfied; ``ties``: see :meth:`Term.slack`)."""
+    return np.array([term.slack(scenario, t, ties) for term in terms])
 
 
 def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here
 
 __all__ = [
     "KINDS",
+    "TIE_RTOL",
     "TERMS",
     "ConstraintError",
     "InfeasibleError",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 KINDS = ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy")
+
+#: Relative rounding within which a constraint's value meets its limit (8 units of
+#: double rounding: ties at a limit, found 0-2 ulps apart, are feasible).
+TIE_RTOL = 8 * float(np.finfo(float).eps)
 
 
 class ConstraintError(ScenarioError):
@@ -84,9 +89,20 @@ class Term:
         """
         raise NotImplementedError
 
-    def slack(self, scenario, t: np.ndarray) -> float:
-        """``limit - value(t)`` (>= 0 when satisfied)."""
-        return self.limit - self.value(scenario, t)
+    def slack(self, scenario, t: np.ndarray, ties: bool = False) -> float:
+        """``limit - value(t)`` (>= 0 when satisfied).
+
+        With ``ties``, plus the rounding of the comparison: a value within
+        :data:`TIE_RTOL` of its limit (relative) meets it. A limit set to the value
+        at the minimum budgets, computed in another order, differs from it by a
+        few ulps either way: a tie, not a conflict. The feasibility test and the
+        certificate read this slack (a certificate that uses it bounds the optimum
+        under the limit plus that rounding, an upper bound of the optimum); the
+        solvers' points are restored to the strict one.
+        """
+        value = self.value(scenario, t)
+        tie = TIE_RTOL * max(abs(self.limit), abs(value)) if ties else 0.0
+        return self.limit - value + tie
 
 
 class MeanSystemTime(Term):

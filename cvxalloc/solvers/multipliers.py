@@ -285,12 +285,26 @@ def active_set(
         loose = [j for j in active if st.slack[j] > xtol]
         if not ok and not leave and loose:  # stalled: the loosest constraint is not binding
             leave = [max(loose, key=lambda j: st.slack[j])]
+        if not ok and not leave and len(active) > 1:
+            # stalled with every active constraint violated: two of them may act on
+            # the same free types (a token budget and a utilization cap with one type
+            # free), so their multipliers are not both determined; drop the one whose
+            # removal converges with it satisfied, and go on from that solution
+            found = _redundant(red, st, active, max_iter, xtol)
+            if found is not None:
+                active, st = found
+                mu, z0 = dict(zip(active, st.z[2:])), st.z[:2]
+                continue
         violated = [j for j in range(len(red.kinds)) if j not in active and st.slack[j] < -xtol]
         if not (leave or violated):
             return st, active, total, ok
         active = sorted(set(active) - set(leave))
         for j in leave:
             mu.pop(j)
+        if leave and not ok and active:
+            # the stalled multipliers shared the work with the one that left: restart
+            # the others at the roots of their slacks
+            mu = _reseed(red, st, active)
         if violated:
             j = min(violated, key=lambda j: st.slack[j])
             active = sorted([*active, j])
@@ -300,6 +314,42 @@ def active_set(
             st.z[:2] = z[:2]
         z0 = st.z[:2]
     return st, st_active, total, False
+
+
+def _reseed(red: Multipliers, st: State, active: list[int]) -> dict[int, float]:
+    """Multipliers of ``active``, each at the root of its slack with the earlier ones set.
+
+    The start :func:`entering_multiplier` gives an entering constraint, for a whole
+    active set: Newton cannot move a multiplier whose free types are all clipped
+    (its Jacobian column is 0), which stale multipliers can leave them.
+    """
+    red.active = list(active)
+    z = red.project(np.concatenate([st.z[:2], np.zeros(len(active))]))
+    for k in active:
+        z[2 + active.index(k)] = entering_multiplier(red, z, st.tokens, active, k)
+    return dict(zip(active, z[2:]))
+
+
+def _redundant(
+    red: Multipliers, st: State, active: list[int], max_iter: int, xtol: float
+) -> tuple[list[int], State] | None:
+    """The active set without a constraint the others enforce, and its solution (or None).
+
+    Newton runs on the active set without ``j`` (each ``j`` in turn), its
+    multipliers restarted at the roots of their slacks (:func:`entering_multiplier`:
+    the stalled ones may leave every free type clipped, where Newton cannot move
+    them); ``j`` is redundant when that converges with ``j``'s slack ``>= -xtol``
+    and every multiplier left ``>= 0``.
+    """
+    for j in active:
+        rest = [k for k in active if k != j]
+        mu = _reseed(red, st, rest)
+        z = np.concatenate([st.z[:2], [mu[k] for k in rest]])
+        trial, _, ok = red.newton(z, rest, max_iter, xtol)
+        if ok and trial.slack[j] >= -xtol and np.all(trial.z[2:] >= 0):
+            return rest, trial
+    red.active = list(active)
+    return None
 
 
 def entering_multiplier(
@@ -376,7 +426,12 @@ def coordinate(
     ``grad h_j' (Hess L)^-1 grad h_j <= 0``), so ``mu_j`` is the root of its
     slack (:func:`multiplier_root`), or 0 when the slack is positive there. Cyclic
     passes are coordinate descent on the smooth convex dual. Returns the last
-    state, the multipliers and whether a pass left them unchanged (to ``xtol``).
+    state, the multipliers and whether it converged: a pass left them unchanged
+    (to ``xtol``), or its state satisfies the KKT conditions to ``xtol``
+    (:func:`kkt_holds`). The second matters where a binding constraint's slack is
+    a few ulps of noise around 0 (a utilization cap that pins ``u`` at its
+    bracket): its multiplier's root then moves by more than ``xtol`` between
+    passes while the point does not.
     """
     mu = np.maximum(np.asarray(mu0, dtype=float), 0.0)
     z = np.array(z0[:2], dtype=float)
@@ -402,8 +457,28 @@ def coordinate(
                 scale = max(mu[j], _multiplier_scale(red, j, red.queue.scalars(*z)[0]))
             mu[j] = multiplier_root(slack, scale, rtol=4 * np.finfo(float).eps)
         st = solve_at(mu)
-        if np.all(np.abs(mu - before) <= xtol * np.maximum(np.abs(mu), 1e-300)):
+        if np.all(np.abs(mu - before) <= xtol * np.maximum(np.abs(mu), 1e-300)) or kkt_holds(
+            st, mu, xtol
+        ):
             red.fixed[:] = 0.0
             return st, mu, True
     red.fixed[:] = 0.0
     return st, mu, False
+
+
+def kkt_holds(st: State, mu: np.ndarray, xtol: float) -> bool:
+    """Whether ``st`` with multipliers ``mu`` is a KKT point to ``xtol``.
+
+    The tokens already solve the Lagrangian's per-type conditions for ``mu``, so
+    what is left is: the outer residuals (``st.merit()``, the slack ``u`` and
+    ``m2`` equations) within ``xtol``, every constraint feasible to ``xtol``
+    (relative slack ``>= -xtol``), every multiplier ``>= 0``, and a positive
+    multiplier only on a constraint that binds (``|slack| <= xtol``).
+    """
+    slack = st.slack
+    return bool(
+        st.merit() <= xtol
+        and np.all(slack >= -xtol)
+        and np.all(mu >= 0)
+        and np.all((mu == 0) | (np.abs(slack) <= xtol))
+    )
