@@ -1,0 +1,346 @@
+"""Percentiles of the system time (wait plus service) that the queue models predict.
+
+:func:`system_time_quantiles` is the one entry point: it takes a scenario and
+an allocation and returns a :class:`SystemTimeQuantiles`, each queue model
+with its own method:
+
+* one FIFO server, Poisson arrivals (M/G/1): **exact**. The service law is
+  the mixture of the types' gamma or constant laws (:class:`.ServiceLaw`), the
+  wait has the Pollaczek-Khinchine transform and the distribution of
+  ``T = W + S`` is inverted numerically (:mod:`.mg1`, absolute error about
+  1e-9 in probability). Above :data:`MAX_COMPONENTS` distinct service laws,
+  the law is first compressed (:mod:`.compress`): the result is then labelled
+  ``compressed`` with an error estimate (twice the change from a compression
+  with half as many components; the error falls about as one over their number).
+* one FIFO server, bursty arrivals (``arrival_scv != 1``): **approximation**,
+  the M/G/1 wait scaled to Kingman's mean, ``T ~ kappa W + S`` with
+  ``kappa = (c_a^2 + c_s^2) / (1 + c_s^2)`` (exact for Poisson arrivals and
+  for deterministic arrivals and services, right in heavy traffic).
+* a continuous-batching server: **approximation**, ``T ~ S R`` with ``R`` the
+  slowdown a query meets at arrival, ``(N + 1) / c(N + 1)`` for ``N`` the
+  stationary number in system (its mean is the model's exact mean slowdown
+  ``W / m1``; exact for small queries).
+
+Levels are probabilities in ``(0, 1)``; JSON keys are their shortest decimal
+spelling (``"0.99"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from ..errors import ScenarioError
+from .batching import BatchingQueue
+from .compress import compress
+from .fifo import FIFOQueue
+from .latency import queue_model
+from .mg1 import MG1
+from .quantile import solve_quantiles
+from .service_law import ServiceLaw
+
+__all__ = [
+    "DEFAULT_QUANTILES",
+    "MAX_COMPONENTS",
+    "SystemTimeQuantiles",
+    "check_quantiles",
+    "quantile_key",
+    "system_time_quantiles",
+]
+
+#: The levels reported when the caller does not say.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+#: Above this many distinct service laws the law is compressed to this many.
+MAX_COMPONENTS = 1024
+
+
+def quantile_key(p: float) -> str:
+    """The JSON key of level ``p``: its shortest decimal spelling (``0.99 -> "0.99"``)."""
+    return repr(float(p))
+
+
+def check_quantiles(levels: Any, where: str = "quantiles") -> tuple[float, ...]:
+    """Levels as a sorted tuple of distinct floats in ``(0, 1)``; a clear error otherwise.
+
+    ``levels`` may be a sequence of numbers or a comma-separated string
+    (``"0.5,0.99"``); percentages are not accepted (``99`` is an error that
+    says to write ``0.99``).
+    """
+    if isinstance(levels, str):
+        parts = [x.strip() for x in levels.split(",") if x.strip()]
+        try:
+            levels = [float(x) for x in parts]
+        except ValueError:
+            raise ScenarioError(
+                f"{where}: expected numbers separated by commas, e.g. 0.5,0.99 (got {levels!r})"
+            ) from None
+    try:
+        vals = [float(x) for x in levels]
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{where}: expected a list of numbers in (0, 1)") from None
+    if not vals:
+        raise ScenarioError(f"{where}: give at least one level, e.g. 0.99")
+    for v in vals:
+        if not (0.0 < v < 1.0) or not math.isfinite(v):
+            hint = f"; write {v / 100:g} for the {v:g}th percentile" if 1 < v < 100 else ""
+            raise ScenarioError(f"{where}: levels must be in (0, 1) (got {v:g}){hint}")
+    return tuple(sorted(set(vals)))
+
+
+@dataclass(frozen=True)
+class SystemTimeQuantiles:
+    """Predicted percentiles of the system time of one allocation.
+
+    Attributes
+    ----------
+    levels : tuple of float
+        The probabilities ``p``.
+    seconds : ndarray
+        ``q_p``: the smallest ``x`` with ``P(T <= x) >= p`` (``inf`` when unstable).
+    method : str
+        ``"exact"``, ``"compressed"`` (exact on a compressed service law) or
+        ``"approximation"``.
+    model : str
+        What was computed, in words.
+    error : ndarray
+        Estimated absolute error in seconds (``nan`` for an approximation,
+        whose error is measured against simulation in docs/tail.md).
+    details : dict
+        ``components`` (of the service law used), ``types``, and the
+        method's own figures.
+    """
+
+    levels: tuple[float, ...]
+    seconds: np.ndarray
+    method: str
+    model: str
+    error: np.ndarray
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, p: float) -> float:
+        """``q_p`` for a level that was computed."""
+        for level, value in zip(self.levels, self.seconds):
+            if level == float(p):
+                return float(value)
+        raise KeyError(f"level {p!r} was not computed (levels: {list(self.levels)})")
+
+    def as_dict(self) -> dict[str, float | None]:
+        """``{"0.99": seconds, ...}`` (None where unstable): the JSON ``system_time_quantiles``."""
+        return {
+            quantile_key(p): (float(v) if math.isfinite(v) else None)
+            for p, v in zip(self.levels, self.seconds)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """How they were computed: ``method``, ``model``, ``error`` (by level), ``details``."""
+        return {
+            "method": self.method,
+            "model": self.model,
+            "error": {
+                quantile_key(p): (float(e) if math.isfinite(e) else None)
+                for p, e in zip(self.levels, self.error)
+            },
+            **self.details,
+        }
+
+    def summary(self) -> str:
+        """One line: ``p50 20.1 s, p90 139 s, ... (exact)``."""
+        parts = [f"p{_percent(p)} {_seconds(v)}" for p, v in zip(self.levels, self.seconds)]
+        return ", ".join(parts) + f" ({self.method})"
+
+
+def _percent(p: float) -> str:
+    return f"{100 * p:.10g}"
+
+
+def _seconds(v: float) -> str:
+    return f"{v:.4g} s" if math.isfinite(v) else "unstable"
+
+
+def system_time_quantiles(
+    scenario,
+    tokens,
+    levels: Iterable[float] | None = None,
+    *,
+    max_components: int = MAX_COMPONENTS,
+) -> SystemTimeQuantiles:
+    """Percentiles of the system time under an allocation, by the scenario's queue model.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    tokens : array_like
+        Tokens per type, task order.
+    levels : iterable of float, optional
+        Default :data:`DEFAULT_QUANTILES`.
+    max_components : int
+        Service laws with more distinct components are compressed to this many.
+
+    Returns
+    -------
+    SystemTimeQuantiles
+
+    Examples
+    --------
+    >>> import cvxalloc
+    >>> sc = cvxalloc.example_scenario()
+    >>> q = system_time_quantiles(sc, cvxalloc.solve(sc).tokens)
+    >>> q.method, round(q[0.99], 1)
+    ('exact', 338.9)
+    """
+    levels = DEFAULT_QUANTILES if levels is None else check_quantiles(levels)
+    law = ServiceLaw.of_scenario(scenario, tokens)
+    queue = queue_model(scenario)
+    probs = np.asarray(levels, dtype=float)
+    if scenario.utilization(np.asarray(tokens, dtype=float)) >= 1:
+        inf = np.full(probs.size, np.inf)
+        nan = np.full(probs.size, np.nan)
+        return SystemTimeQuantiles(levels, inf, "exact", "unstable: no steady state", nan)
+    if isinstance(queue, BatchingQueue):
+        return _batching(queue, law, levels, max_components)
+    if isinstance(queue, FIFOQueue):
+        return _fifo(queue, law, levels, max_components)
+    raise ScenarioError(f"no system-time percentiles for the queue model {type(queue).__name__}")
+
+
+# --- one FIFO server -------------------------------------------------------------
+#: The searches start from the quantiles of a law compressed to this many components.
+GUESS_COMPONENTS = 64
+
+
+def _fifo(queue: FIFOQueue, law: ServiceLaw, levels: Sequence[float], max_components: int):
+    """M/G/1 (exact, or exact on a compressed law) or the scaled-wait approximation."""
+    lam = queue.arrival_rate
+    probs = np.asarray(levels, dtype=float)
+    kappa = 1.0
+    if not queue.poisson:
+        m1, m2 = law.moment(1), law.moment(2)
+        cs2 = m2 / (m1 * m1) - 1.0 if m1 > 0 else 0.0
+        kappa = (queue.arrival_scv + cs2) / (1.0 + cs2)
+    used = compress(law, max_components)
+    guess = None
+    if used.size > GUESS_COMPONENTS:  # a cheap first answer, refined by a few exact steps
+        guess = _mg1_quantiles(compress(law, GUESS_COMPONENTS), lam, probs, kappa)[0]
+    q, err, dist = _mg1_quantiles(used, lam, probs, kappa, law, guess)
+    details: dict[str, Any] = {"components": used.size, "types": law.types}
+    if queue.poisson and used.exact:
+        model = "M/G/1 FIFO: Pollaczek-Khinchine transform, Euler inversion"
+        method = "exact"
+        details["euler_terms"] = dist.terms
+    elif queue.poisson:
+        coarse = compress(law, max(max_components // 2, 4))
+        err = np.maximum(err, 2.0 * _moved(dist, MG1(coarse, lam, service=law), q))
+        model = (
+            f"M/G/1 FIFO on a compressed service law ({law.size} distinct laws -> "
+            f"{used.size} components; error: twice the change from {coarse.size} components)"
+        )
+        method = "compressed"
+    else:
+        model = (
+            f"GI/G/1 FIFO approximation: M/G/1 wait scaled to Kingman's mean "
+            f"(arrival_scv {queue.arrival_scv:g}, kappa {kappa:.4g})"
+        )
+        method = "approximation"
+        details["kappa"] = kappa
+        err = np.full(probs.size, np.nan)
+    return SystemTimeQuantiles(tuple(levels), q, method, model, err, details)
+
+
+def _moved(dist: MG1, other: MG1, q: np.ndarray) -> np.ndarray:
+    """How far the quantiles ``q`` of ``dist`` move under ``other``: ``|dF(q)| / f(q)``."""
+    c1, f1, _ = dist.evaluate(q)
+    c2 = other.evaluate(q)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.abs(c2 - c1) / f1
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def _mg1_quantiles(
+    law: ServiceLaw,
+    lam: float,
+    probs: np.ndarray,
+    kappa: float = 1.0,
+    service: ServiceLaw | None = None,
+    guess: np.ndarray | None = None,
+):
+    """Quantiles of ``kappa W + S`` for the M/G/1 wait ``W``; also their error and the distribution.
+
+    ``service``: the exact law when ``law`` is its compression (see :class:`.MG1`);
+    ``guess``: where the search starts (default: the gamma law with the mean and
+    variance of ``T``).
+    """
+    dist = MG1(law, lam, wait_scale=kappa, service=service)
+    if guess is None:
+        guess = _gamma_guess(dist.mean, dist.variance, probs)
+    q, err, _ = solve_quantiles(dist.evaluate, probs, guess, dist.atom_points(), dist.jump)
+    return q, err, dist
+
+
+def _gamma_guess(mean: float, variance: float, probs: np.ndarray) -> np.ndarray:
+    """Quantiles of the gamma law with this mean and variance: where the search starts."""
+    if not (mean > 0 and variance > 0 and math.isfinite(variance)):
+        return np.full(probs.size, max(mean, 1e-12))
+    shape = mean * mean / variance
+    return np.maximum(special.gammaincinv(shape, probs) * variance / mean, 1e-12 * mean)
+
+
+# --- continuous batching ---------------------------------------------------------
+def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int):
+    """``T ~ S R``: the service law scaled by the slowdown met at arrival."""
+    used = compress(law, max_components)
+    rate, weight = slowdown_distribution(queue, law.moment(1))
+    probs = np.asarray(levels, dtype=float)
+
+    def evaluate(x):
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        y = x[:, None] / rate[None, :]
+        ccdf = used.ccdf(y) @ weight
+        pdf = (used.pdf(y) / rate[None, :]) @ weight
+        return ccdf, pdf, np.zeros_like(x)
+
+    mean = law.moment(1) * float(weight @ rate)
+    var = law.moment(2) * float(weight @ rate**2) - mean * mean
+    q, _, _ = solve_quantiles(evaluate, probs, _gamma_guess(mean, var, probs))
+    model = (
+        "continuous batching approximation: service time times the slowdown "
+        "(N + 1) / c(N + 1) met at arrival"
+    )
+    details = {"components": used.size, "types": law.types, "mean_slowdown": float(weight @ rate)}
+    return SystemTimeQuantiles(tuple(levels), q, "approximation", model, q * np.nan, details)
+
+
+def slowdown_distribution(queue: BatchingQueue, m1: float, states: int = 64):
+    """The slowdown ``(N + 1) / c(N + 1)`` at arrival and its probabilities (grouped).
+
+    ``N`` has the product form ``pi(n) ∝ x^n / (c(1) ... c(n))`` (``x = lam m1``),
+    geometric with ratio ``x / c_max`` beyond the last concurrency point; the
+    states are summed until the tail is below 1e-12 and grouped into at most
+    ``states`` groups of neighbouring states (weight and mean slowdown kept).
+    """
+    curve = queue.curve
+    x = queue.arrival_rate * m1
+    cmax = curve.capacity
+    ratio = x / cmax
+    last = curve.concurrency[-1]
+    tail_terms = 0 if ratio <= 0 else int(math.ceil(math.log(1e-12) / math.log(ratio)))
+    n = np.arange(0, last + 2 + min(max(tail_terms, 0), 200_000))
+    c = curve.rate(n + 1)
+    logc = np.concatenate([[0.0], np.cumsum(np.log(curve.rate(n[1:])))])
+    with np.errstate(divide="ignore"):
+        logp = n * (math.log(x) if x > 0 else -np.inf) - logc
+    logp = np.where(n == 0, 0.0, logp)
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    slow = (n + 1) / c
+    if slow.size > states:
+        groups = np.minimum((np.cumsum(p) * states).astype(int), states - 1)
+        w = np.bincount(groups, p, states)
+        s = np.bincount(groups, p * slow, states)
+        keep = w > 0
+        return s[keep] / w[keep], w[keep]
+    return slow, p
