@@ -1,0 +1,275 @@
+"""Predicted percentiles of the system time: against closed forms, simulation and themselves.
+
+* M/M/1: ``T`` is exponential with rate ``mu - lam``.
+* M/D/1: the waiting-time distribution of Erlang and Crommelin,
+  ``P(W <= x) = (1 - rho) sum_{k <= x/D} (lam (kD - x))^k / k! e^{-lam (kD - x)}``,
+  summed in 60-digit decimal arithmetic.
+* M/H2/1 (a mixture of two exponential services): ``T`` has a rational
+  transform, inverted by partial fractions (an independent method).
+* Simulation of the example, replications with a 99.9% interval.
+* Properties over random scenarios: the mean of the inverted distribution is
+  the Pollaczek-Khinchine mean, quantiles grow with the level and lie above
+  the service quantiles.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, getcontext
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special
+
+import cvxalloc
+from cvxalloc.errors import ScenarioError
+from cvxalloc.queue.mg1 import MG1
+from cvxalloc.queue.service_law import ServiceLaw
+from cvxalloc.queue.tail import (
+    DEFAULT_QUANTILES,
+    _mg1_quantiles,
+    check_quantiles,
+    quantile_key,
+    system_time_quantiles,
+)
+from cvxalloc.simulate import lindley_waits, sample_service, service_distribution
+from cvxalloc.testing import scenarios
+
+LEVELS = np.array([0.5, 0.9, 0.95, 0.99, 0.999])
+
+
+def _single(scv: float, rho: float):
+    law = ServiceLaw.of([1.0], [1.0], [scv], [0.0])
+    return law, rho
+
+
+@pytest.mark.parametrize("rho", [0.05, 0.5, 0.9, 0.99])
+def test_mm1_closed_form(rho):
+    law, lam = _single(1.0, rho)
+    q, err, _ = _mg1_quantiles(law, lam, LEVELS)
+    exact = -np.log(1.0 - LEVELS) / (1.0 - rho)
+    np.testing.assert_allclose(q, exact, rtol=1e-8)
+    assert np.all(err < 1e-6 * q)  # the estimate is small, and conservative here
+
+
+def _md1_wait_cdf(x: float, rho: float) -> float:
+    """Erlang-Crommelin M/D/1 waiting-time distribution (D = 1, lam = rho), 60 digits."""
+    getcontext().prec = 60
+    if x < 0:
+        return 0.0
+    xd, lam = Decimal(x), Decimal(rho)
+    total, fact = Decimal(0), Decimal(1)
+    for k in range(int(x) + 1):
+        u = lam * (Decimal(k) - xd)
+        total += (u**k if k else Decimal(1)) / fact * (-u).exp()
+        fact *= k + 1
+    return float((1 - lam) * total)
+
+
+@pytest.mark.parametrize("rho", [0.1, 0.5, 0.9])
+def test_md1_against_erlang_crommelin(rho):
+    law, lam = _single(0.0, rho)
+    q, err, _ = _mg1_quantiles(law, lam, LEVELS)
+    for p, x in zip(LEVELS, q):
+        below = _md1_wait_cdf(x - 1.0, rho)  # P(T <= x) = P(W <= x - D)
+        if x == 1.0:  # an atom: P(T < 1) = 0 < p <= P(T <= 1) = 1 - rho
+            assert p <= below + 1e-12
+        else:
+            assert abs(below - p) < 1e-8, (p, x, below)
+    # the light-load median is the service time itself (no wait with probability 0.9)
+    assert rho != 0.1 or q[0] == 1.0
+
+
+def _h2_system_time_ccdf(p, mu, lam, x):
+    """``P(T > x)`` of M/H2/1 by partial fractions of its rational transform."""
+    P = np.polynomial.Polynomial
+    D = P([mu[0], 1]) * P([mu[1], 1])
+    NS = p[0] * mu[0] * P([mu[1], 1]) + p[1] * mu[1] * P([mu[0], 1])
+    rho = lam * float(p @ (1 / mu))
+    Q = P([-lam, 1]) * D + lam * NS  # = z * Q1(z)
+    Q1 = P(Q.coef[1:])
+    roots = Q1.roots().real
+    res = (1 - rho) * NS(roots) / Q1.deriv()(roots)
+    return np.array([float(np.sum(res * np.exp(roots * xx) / -roots)) for xx in x])
+
+
+def test_hyperexponential_against_partial_fractions():
+    p, mu, lam = np.array([0.7, 0.3]), np.array([2.0, 0.25]), 0.45
+    law = ServiceLaw.of(p, 1 / mu, [1.0, 1.0], [0.0, 0.0])
+    q, _, dist = _mg1_quantiles(law, lam, LEVELS)
+    np.testing.assert_allclose(_h2_system_time_ccdf(p, mu, lam, q), 1 - LEVELS, atol=2e-9)
+    x = np.linspace(0.1, 60, 7)
+    np.testing.assert_allclose(dist.ccdf(x), _h2_system_time_ccdf(p, mu, lam, x), atol=2e-9)
+
+
+def test_service_law_is_the_simulators():
+    s = np.array([0.0, 2.0, 3.0, 4.0])
+    k = np.array([0.0, 0.0, 0.5, 2.0])
+    v = np.array([0.0, 0.0, 1.0, 0.0])
+    law = ServiceLaw.of(np.full(4, 0.25), s, k, v)
+    shape, scale, det = service_distribution(s, k, v)
+    np.testing.assert_array_equal(law.deterministic, det)
+    np.testing.assert_allclose(law.shape[~det], shape[~det])
+    np.testing.assert_allclose(law.scale[~det], scale[~det])
+
+
+def test_equal_laws_are_merged():
+    law = ServiceLaw.of([0.2, 0.3, 0.5], [2.0, 2.0, 3.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0])
+    assert law.size == 2 and law.types == 3
+    np.testing.assert_allclose(sorted(law.weight), [0.5, 0.5])
+
+
+def _simulated_percentiles(sc, t, reps: int, queries: int, seed: int) -> np.ndarray:
+    """Per replication, system-time percentiles of a FIFO run (after a 10% warm-up)."""
+    s = sc.service_time(t)
+    shape, scale, det = service_distribution(s, sc.scv, sc.variance)
+    out = []
+    for child in np.random.SeedSequence(seed).spawn(reps):
+        rng = np.random.default_rng(child)
+        types = rng.choice(sc.n, size=queries, p=sc.probability)
+        serv = sample_service(rng, types, s, shape, scale, det)
+        gaps = rng.exponential(1 / sc.arrival_rate, size=queries)
+        sys_t = (lindley_waits(gaps, serv) + serv)[queries // 10 :]
+        out.append(np.percentile(sys_t, [50, 95, 99]))
+    return np.array(out)
+
+
+def test_example_against_simulation(example):
+    t = cvxalloc.solve(example).tokens
+    pred = system_time_quantiles(example, t, [0.5, 0.95, 0.99])
+    assert pred.method == "exact"
+    sims = _simulated_percentiles(example, t, reps=10, queries=300_000, seed=11)
+    mean = sims.mean(axis=0)
+    half = special.stdtrit(9, 0.9995) * sims.std(axis=0, ddof=1) / np.sqrt(10)
+    assert np.all(np.abs(pred.seconds - mean) <= half), (pred.seconds, mean, half)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenarios(max_n=6, loads=("light", "heavy")), st.floats(0.05, 0.95))
+def test_mean_of_the_distribution_is_pollaczek_khinchine(sc, load):
+    # an allocation at the drawn utilization (inside the box where possible)
+    t = sc.min_tokens + load * (sc.max_tokens - sc.min_tokens)
+    if sc.utilization(t) >= 0.97:
+        t = sc.min_tokens
+    if sc.utilization(t) >= 0.97:
+        return
+    law = ServiceLaw.of_scenario(sc, t)
+    dist = MG1(law, sc.arrival_rate)
+    q = _mg1_quantiles(law, sc.arrival_rate, np.array([0.5, 0.999999]))[0]
+    # E[T] = int_0^inf P(T > x) dx on Gauss-Legendre panels up to the 1 - 1e-6 quantile,
+    # with the atoms of S (jumps of P(T > x)) on panel edges
+    grid = np.geomspace(max(q[0], 1e-9) * 1e-4, 3 * q[1], 240)
+    edges = np.unique(np.concatenate([[0.0], grid, dist.atom_points()]))
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
+    x = (mid[:, None] + half[:, None] * nodes[None, :]).ravel()
+    integral = float(dist.ccdf(x) @ (half[:, None] * weights[None, :]).ravel())
+    assert integral == pytest.approx(dist.mean, rel=2e-5, abs=1e-9 * dist.mean)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenarios(max_n=6, loads=("light", "heavy")))
+def test_quantiles_grow_and_lie_above_the_service_quantiles(sc):
+    t = sc.min_tokens
+    if sc.utilization(t) >= 0.97:
+        return
+    res = system_time_quantiles(sc, t, [0.5, 0.9, 0.99])
+    q = res.seconds
+    assert np.all(np.diff(q) >= 0)
+    law = ServiceLaw.of_scenario(sc, t)
+    # P(S <= q) >= P(T <= q) >= p: T is at least S
+    assert np.all(law.cdf(q) >= np.array([0.5, 0.9, 0.99]) - 1e-9)
+
+
+def test_compressed_law_within_its_error_estimate():
+    sc = cvxalloc.testing.random_scenario(5, 600, load="heavy")
+    t = cvxalloc.solve(sc).tokens
+    exact = system_time_quantiles(sc, t, max_components=10_000)
+    small = system_time_quantiles(sc, t, max_components=128)
+    assert exact.method == "exact" and small.method == "compressed"
+    assert small.details["components"] <= 128
+    assert np.all(np.abs(small.seconds - exact.seconds) <= small.error)
+    assert np.all(small.error <= 0.05 * exact.seconds)
+
+
+def test_bursty_arrivals_approximation(example):
+    t = cvxalloc.solve(example).tokens
+    poisson = system_time_quantiles(example, t)
+    bursty = system_time_quantiles(example.with_(arrival_scv=3.0), t)
+    smooth = system_time_quantiles(example.with_(arrival_scv=0.2), t)
+    assert poisson.method == "exact" and bursty.method == "approximation"
+    assert np.all(smooth.seconds < poisson.seconds) and np.all(poisson.seconds < bursty.seconds)
+
+
+def test_deterministic_arrivals_and_service_never_wait(example):
+    one = example.take([0])  # one type: a constant service time
+    sc = one.with_(arrival_scv=0.0, scv=np.zeros(1), probability=np.ones(1))
+    q = system_time_quantiles(sc, one.min_tokens, [0.5, 0.99])
+    # D/D/1 below saturation never waits (kappa = 0): T is the service time
+    assert q.details["kappa"] == 0.0
+    np.testing.assert_array_equal(q.seconds, sc.service_time(one.min_tokens)[0])
+
+
+def test_batching_mean_is_the_models(example):
+    from importlib import resources
+
+    sc = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
+    res = cvxalloc.solve(sc)
+    q = res.quantiles()
+    assert q.method == "approximation"
+    assert q.details["mean_slowdown"] * res.evaluation.m1 == pytest.approx(
+        res.mean_system_time, rel=1e-9
+    )
+
+
+def test_unstable_allocation_reports_no_quantiles(example):
+    q = system_time_quantiles(example, example.max_tokens)
+    assert all(v is None for v in q.as_dict().values())
+
+
+def test_levels_are_checked():
+    assert check_quantiles("0.99, 0.5") == (0.5, 0.99)
+    assert quantile_key(0.99) == "0.99" and quantile_key(0.5) == "0.5"
+    for bad in ("99", "0,0.5", "1", "abc", []):
+        with pytest.raises(ScenarioError):
+            check_quantiles(bad)
+
+
+def test_result_reports_them(example):
+    res = cvxalloc.solve(example)
+    out = res.to_dict()
+    assert list(out["system_time_quantiles"]) == [quantile_key(p) for p in DEFAULT_QUANTILES]
+    assert out["system_time_quantiles"] == res.system_time_quantiles
+    assert out["system_time_quantiles_model"]["method"] == "exact"
+    q = res.system_time_quantiles
+    assert q["0.5"] < res.mean_system_time < q["0.9"]
+
+
+def test_cli_solve_and_certify_report_them(tmp_path, capsys):
+    import json
+
+    from cvxalloc.cli import main
+
+    assert main(["solve", "--json", "--no-baselines", "--quantiles", "0.5,0.999"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["system_time_quantiles"]) == ["0.5", "0.999"]
+    assert out["system_time_quantiles_model"]["method"] == "exact"
+    alloc = tmp_path / "alloc.json"
+    alloc.write_text(json.dumps(out))
+    assert main(["certify", "cvxalloc/data/example.toml", str(alloc), "--json"]) == 0
+    cert = json.loads(capsys.readouterr().out)
+    median = out["system_time_quantiles"]["0.5"]
+    assert cert["system_time_quantiles"]["0.5"] == pytest.approx(median)
+    assert main(["solve", "--no-baselines"]) == 0
+    assert "system time          p50 " in capsys.readouterr().out
+
+
+def test_cli_bad_levels_exit_2_without_output(tmp_path, capsys):
+    from cvxalloc.cli import main
+
+    target = tmp_path / "out.json"
+    assert main(["solve", "--quantiles", "99", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "--quantiles" in err and "0.99" in err and len(err.strip().splitlines()) == 1
+    assert not target.exists()
