@@ -11,8 +11,12 @@ def _fmt_tokens(x: float) -> str:
     return f"{x:,.1f}"
 
 
-def result_table(result, max_rows: int = 50) -> str:
-    """Per-type tokens, accuracy and service time, then the headline figures."""
+def result_table(result, max_rows: int = 50, quantiles=None) -> str:
+    """Per-type tokens, accuracy and service time, then the headline figures.
+
+    ``quantiles``: the levels of the system-time percentiles line (default
+    p50, p90, p95, p99).
+    """
     ev = result.evaluation
     names = result.names or [str(i) for i in range(len(result.tokens))]
     width = max(8, *(len(n) for n in names[:max_rows]))
@@ -27,6 +31,8 @@ def result_table(result, max_rows: int = 50) -> str:
         lines.append(f"... {len(names) - max_rows} more task types (use --json for all)")
     lines.append("")
     lines.append(f"mean system time W   {ev.mean_system_time:.4f} s")
+    if getattr(result, "scenario", None) is not None:
+        lines.append(f"system time          {result.quantiles(quantiles).summary()}")
     lines.append(f"utilization rho      {ev.utilization:.4f}")
     lines.append(f"weighted accuracy    {ev.accuracy:.6f}")
     lines.append(f"utility U            {ev.objective:.10g}")
@@ -67,12 +73,12 @@ def constraint_table(constraints: dict) -> list[str]:
     return lines
 
 
-def solve_report(result, baselines: dict | None = None) -> str:
+def solve_report(result, baselines: dict | None = None, quantiles=None) -> str:
     """The full human-readable output of ``cvxalloc solve``."""
     head = f"cvxalloc: method {result.method}, status {result.status}"
     if result.solver_stats.get("solver"):
         head += f" ({result.solver_stats['solver']})"
-    out = [head, "", result_table(result)]
+    out = [head, "", result_table(result, quantiles=quantiles)]
     constraints = (result.diagnostics or {}).get("constraints")
     if constraints:
         out += ["", *constraint_table(constraints)]

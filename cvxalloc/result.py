@@ -11,6 +11,7 @@ from . import status as st
 from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
+from .queue.tail import SystemTimeQuantiles, system_time_quantiles
 from .report import result_table
 
 __all__ = ["Result", "jsonable"]
@@ -71,6 +72,7 @@ class Result:
     message: str = ""
     handed_over_to: str | None = None
     fallback: str | None = None
+    _quantiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_tokens(
@@ -123,18 +125,43 @@ class Result:
         return self.evaluation.utilization
 
     @property
+    def system_time_quantiles(self) -> dict[str, float | None]:
+        """Predicted p50, p90, p95, p99 of the system time, seconds: ``{"0.99": ..., ...}``.
+
+        The JSON ``system_time_quantiles`` of ``cvxalloc solve --json``, computed
+        on first use by the scenario's queue model (:meth:`quantiles` for other
+        levels and for how they were computed).
+        """
+        return self.quantiles().as_dict()
+
+    def quantiles(self, levels=None, **options) -> SystemTimeQuantiles:
+        """Predicted percentiles of the system time at :attr:`tokens` (remembered per levels).
+
+        See :func:`cvxalloc.queue.tail.system_time_quantiles` for the levels,
+        the options and the method of each queue model.
+        """
+        key = (None if levels is None else tuple(levels), tuple(sorted(options.items())))
+        if key not in self._quantiles:
+            self._quantiles[key] = system_time_quantiles(
+                self.scenario, self.tokens, levels, **options
+            )
+        return self._quantiles[key]
+
+    @property
     def names(self) -> list[str]:
         """Task names in order."""
         return list(self.scenario.names) if self.scenario is not None else []
 
     # --- output -----------------------------------------------------------------
-    def to_dict(self, per_type: bool = True) -> dict[str, Any]:
+    def to_dict(self, per_type: bool = True, quantiles=None) -> dict[str, Any]:
         """JSON-ready dict with the stable keys of the interface contract.
 
         ``status``, ``method``, ``tokens`` (name -> tokens), ``objective``,
-        ``accuracy``, ``mean_system_time``, ``utilization`` and ``certificate``
-        (``gap``, ``upper_bound``, ...), plus extras (``handed_over_to`` and
-        ``fallback`` only when set).
+        ``accuracy``, ``mean_system_time``, ``utilization``, ``certificate``
+        (``gap``, ``upper_bound``, ...) and ``system_time_quantiles`` (at the
+        levels ``quantiles``, default p50, p90, p95, p99; how they were
+        computed in ``system_time_quantiles_model``), plus extras
+        (``handed_over_to`` and ``fallback`` only when set).
         """
         ev = self.evaluation
         names = self.names or [str(i) for i in range(len(self.tokens))]
@@ -148,6 +175,10 @@ class Result:
             "utilization": ev.utilization,
             "certificate": jsonable(self.certificate.to_dict()),
         }
+        if self.scenario is not None:
+            tail = self.quantiles(quantiles)
+            out["system_time_quantiles"] = tail.as_dict()
+            out["system_time_quantiles_model"] = jsonable(tail.to_dict())
         if self.raw_certificate is not None:
             out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:

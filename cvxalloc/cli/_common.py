@@ -9,8 +9,17 @@ from typing import Any
 from .._files import write_text
 from ..errors import ScenarioError
 from ..io import example_scenario, load_scenario
+from ..queue.tail import check_quantiles
 
-__all__ = ["add_scenario_argument", "scenario_from_args", "parse_options", "emit", "dumps"]
+__all__ = [
+    "add_scenario_argument",
+    "scenario_from_args",
+    "parse_options",
+    "emit",
+    "dumps",
+    "add_quantiles_argument",
+    "quantiles_from_args",
+]
 
 
 def add_scenario_argument(parser, optional: bool = False) -> None:
@@ -31,6 +40,24 @@ def scenario_from_args(args):
     if getattr(args, "scenario", None) is None:
         return example_scenario()
     return load_scenario(args.scenario)
+
+
+def add_quantiles_argument(parser) -> None:
+    """Add ``--quantiles P,P,...``: the system-time percentiles to report."""
+    parser.add_argument(
+        "--quantiles",
+        metavar="P,P,...",
+        help="system-time percentiles to predict, levels in (0, 1) "
+        "(default 0.5,0.9,0.95,0.99; see docs/tail.md)",
+    )
+
+
+def quantiles_from_args(args) -> tuple[float, ...] | None:
+    """The levels of ``--quantiles`` (checked), or None for the default."""
+    raw = getattr(args, "quantiles", None)
+    if raw is None:
+        return None
+    return check_quantiles(raw, where="--quantiles")
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:

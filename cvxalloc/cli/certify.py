@@ -20,9 +20,17 @@ from ..certificate import certify
 from ..constraints import constraint_report, constraints_of
 from ..io import load_allocation
 from ..objective import evaluate
+from ..queue.tail import system_time_quantiles
 from ..result import jsonable
 from ..solve import solve
-from ._common import add_scenario_argument, dumps, emit, scenario_from_args
+from ._common import (
+    add_quantiles_argument,
+    add_scenario_argument,
+    dumps,
+    emit,
+    quantiles_from_args,
+    scenario_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("allocation", metavar="ALLOCATION", help="allocation file (.toml or .json)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (only on success)")
+    add_quantiles_argument(p)
 
 
 def _unit(unit: str) -> str:
@@ -112,8 +121,10 @@ def _constraint_lines(report: dict[str, dict[str, Any]]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
+    levels = quantiles_from_args(args)
     tokens = load_allocation(args.allocation, sc)
     ev = evaluate(sc, tokens)
+    tail = system_time_quantiles(sc, tokens, levels)
     cert = certify(sc, tokens)
     constrained = constraints_of(sc) is not None
     report = constraint_report(sc, tokens) if constrained else {}
@@ -132,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             "objective": ev.objective,
             "accuracy": ev.accuracy,
             "mean_system_time": ev.mean_system_time,
+            "system_time_quantiles": tail.as_dict(),
+            "system_time_quantiles_model": jsonable(tail.to_dict()),
             "utilization": ev.utilization,
             "feasible": feasible,
             "violations": viol,
@@ -147,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
             out["constraints"] = jsonable(report)
         emit(dumps(out), args.output)
         return 0
-    emit("\n".join(_text(ev, cert, ref, viol, report, constrained, shortfall)), args.output)
+    lines = _text(ev, cert, ref, viol, report, constrained, shortfall)
+    lines.insert(3, f"system time          {tail.summary()}")
+    emit("\n".join(lines), args.output)
     return 0
 
 

@@ -7,7 +7,15 @@ import argparse
 from ..baselines import baseline_dict, baselines
 from ..report import solve_report
 from ..solve import DEFAULT_METHOD, available_methods, solve
-from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
+from ._common import (
+    add_quantiles_argument,
+    add_scenario_argument,
+    dumps,
+    emit,
+    parse_options,
+    quantiles_from_args,
+    scenario_from_args,
+)
 
 #: Above this many types the baselines (uniform budget search) are skipped.
 BASELINE_MAX_TYPES = 10_000
@@ -51,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-baselines", action="store_true", help="skip the uniform/minimum/maximum comparison"
     )
+    add_quantiles_argument(p)
     p.add_argument(
         "--integer",
         action="store_true",
@@ -62,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
+    levels = quantiles_from_args(args)
     result = solve(sc, method=args.method, **parse_options(args.option))
     if args.integer and result.method not in ("rounding", "mixed-integer"):
         from ..integer import round_allocation
@@ -71,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
         base = baselines(sc)
     if args.json:
-        out = result.to_dict()
+        out = result.to_dict(quantiles=levels)
         if base is not None:
             out["baselines"] = {name: baseline_dict(b) for name, b in base.items()}
         emit(dumps(out), args.output)
     else:
-        emit(_with_hand_over(solve_report(result, base), result), args.output)
+        emit(_with_hand_over(solve_report(result, base, levels), result), args.output)
     return 0
 
 
