@@ -14,9 +14,9 @@ from cvxalloc.controller import (
     STRATEGIES,
     ControlReplay,
     StrategyStats,
-    control_figure,
     replay_controller,
 )
+from cvxalloc.plots import control_figure
 from cvxalloc.policy import build_policy
 from cvxalloc.queue import pollaczek_khinchine
 from cvxalloc.requestlog import RequestLog

@@ -113,12 +113,12 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("policy.build", "solve"): "plans through the registry",
     ("controller", "solve"): "plans through the registry",
     ("sweep", "solve"): "each sweep point through the registry",
-    ("plots", "solve"): "figures solve through the registry",
+    ("plots.frontier", "solve"): "figures solve through the registry",
     # Workflows that lean on one another only on some paths:
     ("policy.build", "integer"): "integer policies only",
     ("controller", "policy"): "policy-driven controllers only",
     ("controller", "simulate"): "replays only",
-    ("plots", "sweep"): "frontier figures only",
+    ("plots.frontier", "sweep"): "frontier figures only",
     # Subcommands import their workflow when they run (keeps `cvxalloc --help` light):
     ("cli.control", "controller"): "subcommand loads its workflow on run",
     ("cli.control", "policy"): "subcommand loads its workflow on run",

@@ -344,7 +344,9 @@ def test_cli_sweep_plot_marks_where_the_slo_binds(tmp_path, capsys, monkeypatch)
 
     drawn = []
     real_save = plots.save
-    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or real_save(fig, path))
+    monkeypatch.setattr(
+        plots, "save", lambda fig, path, **kw: drawn.append(fig) or real_save(fig, path, **kw)
+    )
     scenario = tmp_path / "example.toml"
     scenario.write_text(resources.files("cvxalloc").joinpath(EXAMPLE_PATH).read_text("utf-8"))
     png = tmp_path / "slo.png"

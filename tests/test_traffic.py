@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 import cvxalloc
 from cvxalloc.cli import main
 from cvxalloc.errors import ScenarioError
+from cvxalloc.plots import traffic_figure
 from cvxalloc.requestlog import RequestLog, read_request_log
-from cvxalloc.traffic import TrafficSummary, measure_traffic, traffic_figure, window_rates
+from cvxalloc.traffic import TrafficSummary, measure_traffic, window_rates
 
 TRACES = Path(__file__).resolve().parent.parent / "validation" / "data" / "traces"
 CODE = TRACES / "AzureLLMInferenceTrace_code.csv"

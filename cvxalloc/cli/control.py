@@ -6,7 +6,6 @@ import argparse
 import math
 from pathlib import Path
 
-from .._files import write_atomic
 from ..errors import ScenarioError
 from ._common import dumps, emit
 from .traffic import add_log_arguments, read_log_from_args
@@ -73,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..controller import control_figure, replay_controller
+    from ..controller import replay_controller
     from ..io import example_scenario, load_scenario
     from ..policy import load_policy
 
@@ -109,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
     )
     if args.plot is not None:
-        fig = control_figure(rep, title=Path(args.log).name)
-        write_atomic(args.plot, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "--plot")
+        from .. import plots
+
+        plots.save(plots.control_figure(rep, title=Path(args.log).name), args.plot, 110, "--plot")
     text = dumps(rep.to_dict()) if args.json else rep.summary()
     emit(text, args.output)
     return 0

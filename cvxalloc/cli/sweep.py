@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     if args.csv is not None:
         emit(sw.to_csv(), args.csv)
     if args.plot is not None:
-        _plot(sw, args.plot, sc)
+        from .. import plots
+
+        plots.save(plots.sweep_figure(sw, sc), args.plot, what="--plot")
     if args.json:
         emit(dumps(sw.to_dict()), None)
     else:
@@ -151,46 +153,3 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def _plot(sw, path: str, scenario=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plots import LATENCY_WEIGHT_UNIT, frontier_axes, save
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.4), layout="constrained")
-    if sw.parameter == "slo":
-        what, unit, slo = "SLO on mean system time", "s", None
-    else:
-        # an SLO of the scenario holds at every point of a latency-weight sweep
-        cons = getattr(scenario, "constraints", None)
-        what, unit = "latency weight", LATENCY_WEIGHT_UNIT
-        slo = None if cons is None else cons.max_mean_system_time
-    ok = sw.solved
-    frontier_axes(
-        ax,
-        _Solved(sw, ok),
-        title=f"Frontier over the {what}: {sw.values[ok].min():.3g} to "
-        f"{sw.values[ok].max():.3g} {unit}",
-        slo=slo,
-    )
-    save(fig, path)
-
-
-class _Solved:
-    """The solved points of a sweep (what the frontier figure reads)."""
-
-    def __init__(self, sw, mask: np.ndarray) -> None:
-        for key in (
-            "mean_system_time",
-            "accuracy",
-            "latency_weight",
-            "slo",
-            "uniform_mean_system_time",
-            "uniform_accuracy",
-        ):
-            val = getattr(sw, key)
-            setattr(self, key, None if val is None else np.asarray(val)[mask])

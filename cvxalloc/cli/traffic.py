@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ScenarioError
 from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
-from ..traffic import measure_traffic, plot_traffic
+from ..traffic import measure_traffic
 from ._common import dumps, emit
 
 
@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     traffic = measure_traffic(log, window=args.window)
     scenario_text = None if args.scenario is None else _updated_scenario(args.scenario, traffic)
     if args.plot is not None:
+        from ..plots import plot_traffic
+
         plot_traffic(traffic, args.plot)
     if scenario_text is not None:
         emit(scenario_text, args.output)
