@@ -98,6 +98,14 @@ class Certificate:
             parts.append(f"details={source(self.details)}")
         return f"Certificate({', '.join(parts)})"
 
+    def summary(self) -> str:
+        """The gap, the bound it proves and its size relative to ``|U|``, on one line.
+
+        >>> Certificate(objective=0.5, gap=2.5e-4, upper_bound=0.50025).summary()
+        '2.500e-04  (U* <= 0.50025; 5.0e-04 of |U|)'
+        """
+        return f"{self.gap:.3e}  (U* <= {self.upper_bound:.10g}; {self.relative_gap:.1e} of |U|)"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``gap``, ``upper_bound``, ``relative_gap``, ``kind``, ...)."""
         out = asdict(self)

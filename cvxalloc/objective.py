@@ -7,7 +7,10 @@ gives every figure of an allocation at once; :func:`utility`,
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +60,34 @@ class Evaluation:
         """Whether ``rho < 1``."""
         return self.utilization < 1
 
+    def to_dict(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready dict: the figures (non-finite as None) and, per task, tokens, accuracy
+        and service time (keyed by ``names``, else by index)."""
+        keys = [str(i) for i in range(self.tokens.size)] if names is None else list(names)
+        return {
+            "objective": _finite(self.objective),
+            "accuracy": float(self.accuracy),
+            "mean_system_time": _finite(self.mean_system_time),
+            "utilization": float(self.utilization),
+            "m1": float(self.m1),
+            "m2": float(self.m2),
+            "per_type": {
+                n: {"tokens": float(t), "accuracy": float(a), "service_time": float(s)}
+                for n, t, a, s in zip(keys, self.tokens, self.type_accuracy, self.service_time)
+            },
+        }
+
+    def summary(self) -> str:
+        """The headline figures, one per line."""
+        return "\n".join(
+            [
+                f"mean system time W   {self.mean_system_time:.4f} s",
+                f"utilization rho      {self.utilization:.4f}",
+                f"weighted accuracy    {self.accuracy:.6f}",
+                f"utility U            {self.objective:.10g}",
+            ]
+        )
+
     def _repr_pretty_(self, p, cycle) -> None:
         """Print the repr in IPython and hypothesis (which spell a dataclass field by field)."""
         p.text(repr(self))
@@ -74,6 +105,11 @@ class Evaluation:
                    mean_system_time=float('inf'), utilization=1.5, m1=2.0, m2=4.0)
         """
         return fields_source(self)
+
+
+def _finite(x: float) -> float | None:
+    """``x`` as a float, or None where it is not finite (JSON has no infinity)."""
+    return float(x) if math.isfinite(x) else None
 
 
 class Objective:

@@ -30,17 +30,11 @@ def result_table(result, max_rows: int = 50, quantiles=None) -> str:
     if len(names) > max_rows:
         lines.append(f"... {len(names) - max_rows} more task types (use --json for all)")
     lines.append("")
-    lines.append(f"mean system time W   {ev.mean_system_time:.4f} s")
+    figures = ev.summary().splitlines()  # W, utilization, accuracy, U
     if getattr(result, "scenario", None) is not None:
-        lines.append(f"system time          {result.quantiles(quantiles).summary()}")
-    lines.append(f"utilization rho      {ev.utilization:.4f}")
-    lines.append(f"weighted accuracy    {ev.accuracy:.6f}")
-    lines.append(f"utility U            {ev.objective:.10g}")
-    cert = result.certificate
-    lines.append(
-        f"certified gap        {cert.gap:.3e}  (U* <= {cert.upper_bound:.10g}; "
-        f"{cert.relative_gap:.1e} of |U|)"
-    )
+        figures.insert(1, f"system time          {result.quantiles(quantiles).summary()}")
+    lines += figures
+    lines.append(f"certified gap        {result.certificate.summary()}")
     return "\n".join(lines)
 
 
@@ -74,11 +68,17 @@ def constraint_table(constraints: dict) -> list[str]:
 
 
 def solve_report(result, baselines: dict | None = None, quantiles=None) -> str:
-    """The full human-readable output of ``cvxalloc solve``."""
+    """The full human-readable output of ``cvxalloc solve`` (:meth:`Result.summary`).
+
+    The head names the method and status, with a line under it for a hand-over
+    or a solver fallback; then the per-type table (with the system-time
+    percentiles at ``quantiles``), the constraints and the ``baselines`` (from
+    :func:`cvxalloc.baselines.baselines`) when given.
+    """
     head = f"cvxalloc: method {result.method}, status {result.status}"
     if result.solver_stats.get("solver"):
         head += f" ({result.solver_stats['solver']})"
-    out = [head, "", result_table(result, quantiles=quantiles)]
+    out = [head, *_hand_over(result), "", result_table(result, quantiles=quantiles)]
     constraints = (result.diagnostics or {}).get("constraints")
     if constraints:
         out += ["", *constraint_table(constraints)]
@@ -107,3 +107,14 @@ def _baseline_line(U: float, name: str, base) -> str:
     diff = U - base.objective
     rel = 100 * diff / abs(base.objective) if base.objective else np.inf
     return f"U = {base.objective:.6f}{extra}; optimum gains {diff:+.6f} ({rel:+.2f}%)"
+
+
+def _hand_over(result) -> list[str]:
+    """The lines naming a hand-over to another method or a fallback to another solver."""
+    notes = []
+    if getattr(result, "handed_over_to", None):
+        why = (result.diagnostics or {}).get("handed_over") or "see the message"
+        notes.append(f"handed over to method {result.handed_over_to}: {why}")
+    if getattr(result, "fallback", None):
+        notes.append(f"fell back to solver {result.fallback} (attempts: see the solver above)")
+    return notes

@@ -12,7 +12,7 @@ from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
 from .queue.tail import SystemTimeQuantiles, system_time_quantiles
-from .report import result_table
+from .report import solve_report
 
 __all__ = ["Result", "jsonable"]
 
@@ -202,9 +202,12 @@ class Result:
             out["diagnostics"] = jsonable(self.diagnostics)
         return out
 
-    def summary(self) -> str:
-        """A readable table of per-type tokens, accuracy and service time."""
-        return result_table(self)
+    def summary(self, baselines: dict | None = None, quantiles=None) -> str:
+        """What ``cvxalloc solve`` prints: method and status, the per-type table (tokens,
+        accuracy, service time), the headline figures (system-time percentiles at
+        ``quantiles``) and certificate, the constraints, and the ``baselines`` when given
+        (:func:`cvxalloc.baselines.baselines`)."""
+        return solve_report(self, baselines, quantiles)
 
     def __repr__(self) -> str:
         """A summary with what rebuilds the result: the exact tokens, method and status.

@@ -239,7 +239,7 @@ class Sensitivity:
         }
         return out
 
-    def report(self, change: float = 0.10, top: int = 20) -> str:
+    def summary(self, change: float = 0.10, top: int = 20) -> str:
         """Readable summary: "if traffic grows 10%, these budgets move by ...".
 
         Parameters
@@ -298,6 +298,9 @@ class Sensitivity:
                 )
             lines.append("  (columns: change of each type's budget, tokens)")
         return "\n".join(lines)
+
+    #: The former name of :meth:`summary`.
+    report = summary
 
 
 def _partials(sc, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float, dscv: float = 0.0):

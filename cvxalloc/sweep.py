@@ -173,6 +173,38 @@ class SweepResult:
             Path(path).write_text(text, encoding="utf-8")
         return text
 
+    def summary(self) -> str:
+        """A plain-text table, one row per point (what ``cvxalloc sweep`` prints)."""
+        label = "SLO s" if self.parameter == "slo" else "latency_wt"
+        head = (
+            f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
+            f"{'rho':>6} {'gap':>8}"
+        )
+        uniform = self.uniform_objective is not None
+        if uniform:
+            head += f" {'uniform U':>10} {'gain %':>7}"
+        title = f"cvxalloc sweep: method {self.method}, {len(self)} points"
+        lines = [title, "", head, "-" * len(head)]
+        for k in range(len(self)):
+            row = f"{self.values[k]:>11.4g}  {self.status[k]:<18}"
+            if np.isfinite(self.objective[k]):
+                row += (
+                    f" {self.objective[k]:>10.6f} {self.accuracy[k]:>9.5f} "
+                    f"{self.mean_system_time[k]:>9.3f} {self.utilization[k]:>6.3f} "
+                    f"{self.gap[k]:>8.1e}"
+                )
+                if uniform and np.isfinite(self.uniform_objective[k]):
+                    base = self.uniform_objective[k]
+                    gain = 100 * (self.objective[k] - base) / abs(base)
+                    row += f" {self.uniform_objective[k]:>10.6f} {gain:>7.2f}"
+            lines.append(row.rstrip())
+        bad = [(self.values[k], m) for k, m in enumerate(self.messages) if m]
+        if bad:
+            lines.append("")
+            v, m = bad[0]
+            lines.append(f"{len(bad)} point(s) without a solution; first ({v:.4g}): {m}")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the arrays as lists (``null`` for missing values)."""
 

@@ -159,7 +159,7 @@ def test_capacity_fit_repr_rebuilds_it():
                 assert a.dtype == b.dtype and np.array_equal(a, b)
             else:
                 assert a == b and type(a) is type(b)
-        assert again.report() == fit.report() and again.to_dict() == fit.to_dict()
+        assert again.summary() == fit.summary() and again.to_dict() == fit.to_dict()
 
 
 # ----------------------------------------------------- calibration keeps the server (issue 19)

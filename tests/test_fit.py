@@ -485,7 +485,7 @@ def test_calibration_repr_rebuilds_it(example):
     assert cal.scenario is not None and cal.notes
     again = rebuilt(cal)
     assert_same(cal, again)
-    assert again.report() == cal.report()
+    assert again.summary() == cal.summary()
     assert again.to_dict() == cal.to_dict()
 
 

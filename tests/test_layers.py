@@ -111,13 +111,13 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("sensitivity", "solve"): "re-solves through the registry",
     ("testing", "solve"): "the reference solve, through the registry",
     ("policy.build", "solve"): "plans through the registry",
-    ("controller", "solve"): "plans through the registry",
+    ("controller.replay", "solve"): "plans through the registry",
     ("sweep", "solve"): "each sweep point through the registry",
     ("plots.frontier", "solve"): "figures solve through the registry",
     # Workflows that lean on one another only on some paths:
     ("policy.build", "integer"): "integer policies only",
-    ("controller", "policy"): "policy-driven controllers only",
-    ("controller", "simulate"): "replays only",
+    ("controller.replay", "policy"): "policy-driven controllers only",
+    ("controller.replay", "simulate"): "replays only",
     ("plots.frontier", "sweep"): "frontier figures only",
     # Subcommands import their workflow when they run (keeps `cvxalloc --help` light):
     ("cli.control", "controller"): "subcommand loads its workflow on run",

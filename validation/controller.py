@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import cvxalloc
-from cvxalloc.controller import _plan_scenario, replay_controller
+from cvxalloc.controller import plan_scenario, replay_controller
 from cvxalloc.policy import build_policy
 from cvxalloc.requestlog import read_request_log
 
@@ -129,8 +129,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
 
 def _policy(sc, log):
     """The adaptive controller's policy: the example with the log's average answer lengths."""
-    x = np.asarray(log.tokens, dtype=float)
-    return build_policy(_plan_scenario(sc, 0.0, None, (float(x.mean()), float(x.var()))))
+    return build_policy(plan_scenario(sc, 0.0, None, log.token_moments))
 
 
 #: The ablations of ``adaptive``: label -> options of :func:`replay_controller`.

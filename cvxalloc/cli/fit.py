@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             out["output"] = args.output
         emit(dumps(out), None)
     else:
-        text = cal.report() if capacity is None else capacity.report() + "\n\n" + cal.report()
+        text = cal.summary() if capacity is None else capacity.summary() + "\n\n" + cal.summary()
         if build:
             text += f"\nwrote {args.output}"
         emit(text, None)
@@ -317,5 +317,5 @@ def _capacity(args: argparse.Namespace) -> CapacityFit | None:
             out["output"] = args.output
         emit(dumps(out), None)
     else:
-        emit(fit.report() + (f"\nwrote {args.output}" if args.output else ""), None)
+        emit(fit.summary() + (f"\nwrote {args.output}" if args.output else ""), None)
     return None

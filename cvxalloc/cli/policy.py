@@ -118,20 +118,11 @@ def _query(args: argparse.Namespace) -> int:
     if args.json:
         emit(dumps(ans.to_dict(pol.names)), None)
         return 0
-    width = max(len(n) for n in pol.names[:50])
-    lines = [
+    head = (
         f"rate {ans.rate:.6g} queries/s  (policy range {pol.rate_range[0]:g} to "
         f"{pol.rate_range[1]:.6g})"
-    ]
-    for name, t in list(zip(pol.names, ans.tokens))[:50]:
-        lines.append(f"  {name:<{width}}  {t:10.1f} tokens")
-    if len(pol.names) > 50:
-        lines.append(f"  ... {len(pol.names) - 50} more types (use --json)")
-    lines.append(
-        f"utility {ans.objective:.8g}   proven gap {ans.gap:.3g} ({ans.relative_gap:.2g} of |U|)"
-        f"   from {ans.source} budgets"
     )
-    emit("\n".join(lines), None)
+    emit(f"{head}\n{ans.summary(pol.names)}", None)
     return 0
 
 
@@ -180,27 +171,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit(dumps(summary), None)
     else:
-        emit(
-            f"wrote {args.output}: {pol.rates.size} grid rates over [0, {pol.rate_range[1]:.6g}] "
-            f"queries/s, {'integer' if pol.integer else 'continuous'} budgets"
-            + (
-                f", {len(pol.by_arrival_scv)} arrival_scv values over "
-                f"[{pol.arrival_scv_range[0]:g}, {pol.arrival_scv_range[1]:g}]"
-                if pol.by_arrival_scv
-                else ""
-            )
-            + "\n"
-            f"gaps relative to max(|U|, weighted accuracy): grid points certified to "
-            f"{info['max_grid_relative_gap']:.2g}, interpolation at most "
-            f"{info['interpolation_max_relative_gap']:.2g} at the probed rates"
-            + (
-                f" and {info['arrival_scv_max_scaled_gap']:.2g} between arrival_scv values"
-                if pol.by_arrival_scv
-                else ""
-            )
-            + f" (tolerance {tol:g}"
-            f"{'' if info['tolerance_met'] else ', NOT met: raise --points'}); "
-            f"{info['seconds']:.2f} s",
-            None,
-        )
+        emit(f"wrote {args.output}: {pol.summary()}", None)
     return 0

@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit(dumps(sens.to_dict()), args.output)
     else:
-        emit(sens.report(change=args.change), args.output)
+        emit(sens.summary(change=args.change), args.output)
     return 0

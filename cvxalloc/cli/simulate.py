@@ -162,27 +162,6 @@ def _check_replay_options(args: argparse.Namespace) -> None:
         raise ScenarioError(f"--replications must be >= 1 (got {args.replications})")
 
 
-class _BatchingReport:
-    """``simulate``'s output for a batching server (processor sharing by concurrency)."""
-
-    def __init__(self, sim) -> None:
-        self.sim = sim
-
-    def to_dict(self) -> dict:
-        return {"server": "batching", **self.sim.to_dict()}
-
-    def summary(self) -> str:
-        s = self.sim
-        lo, hi = s.mean_system_time_ci
-        return (
-            f"batching server (processor sharing), {s.queries:,} queries "
-            f"({s.warmup:,} warm-up), utilization {s.utilization:.4g} of capacity\n"
-            f"mean system time {s.mean_system_time:.6g} s, 99% interval [{lo:.6g}, {hi:.6g}]; "
-            f"model {s.model_mean_system_time:.6g} s\n"
-            f"realized utility {s.realized_utility:.6g}, accuracy {s.realized_accuracy:.6g}"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise ScenarioError(f"--warmup must be >= 0 queries (got {args.warmup})")
@@ -209,14 +188,12 @@ def run(args: argparse.Namespace) -> int:
             batches=args.batches,
         )
     elif sc.server is not None:
-        sim = _BatchingReport(
-            simulate_batching(
-                sc,
-                tokens,
-                queries=DEFAULT_QUERIES if args.queries is None else args.queries,
-                seed=args.seed,
-                batches=args.batches,
-            )
+        sim = simulate_batching(
+            sc,
+            tokens,
+            queries=DEFAULT_QUERIES if args.queries is None else args.queries,
+            seed=args.seed,
+            batches=args.batches,
         )
     else:
         sim = simulate(

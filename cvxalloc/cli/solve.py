@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..baselines import baseline_dict, baselines
-from ..report import solve_report
 from ..solve import DEFAULT_METHOD, available_methods, solve
 from ._common import (
     add_quantiles_argument,
@@ -86,19 +85,5 @@ def run(args: argparse.Namespace) -> int:
             out["baselines"] = {name: baseline_dict(b) for name, b in base.items()}
         emit(dumps(out), args.output)
     else:
-        emit(_with_hand_over(solve_report(result, base, levels), result), args.output)
+        emit(result.summary(base, levels), args.output)
     return 0
-
-
-def _with_hand_over(report: str, result) -> str:
-    """The report with a line under its head naming a hand-over or a solver fallback."""
-    notes = []
-    if getattr(result, "handed_over_to", None):
-        why = (result.diagnostics or {}).get("handed_over") or "see the message"
-        notes.append(f"handed over to method {result.handed_over_to}: {why}")
-    if getattr(result, "fallback", None):
-        notes.append(f"fell back to solver {result.fallback} (attempts: see the solver above)")
-    if not notes:
-        return report
-    head, _, rest = report.partition("\n")
-    return "\n".join([head, *notes, rest]) if rest else "\n".join([head, *notes])

@@ -79,38 +79,6 @@ def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
     return np.linspace(a, b, n)
 
 
-def _table(sw) -> str:
-    label = "SLO s" if sw.parameter == "slo" else "latency_wt"
-    head = (
-        f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
-        f"{'rho':>6} {'gap':>8}"
-    )
-    uniform = sw.uniform_objective is not None
-    if uniform:
-        head += f" {'uniform U':>10} {'gain %':>7}"
-    lines = [f"cvxalloc sweep: method {sw.method}, {len(sw)} points", "", head, "-" * len(head)]
-    for k in range(len(sw)):
-        row = f"{sw.values[k]:>11.4g}  {sw.status[k]:<18}"
-        if np.isfinite(sw.objective[k]):
-            row += (
-                f" {sw.objective[k]:>10.6f} {sw.accuracy[k]:>9.5f} "
-                f"{sw.mean_system_time[k]:>9.3f} {sw.utilization[k]:>6.3f} "
-                f"{sw.gap[k]:>8.1e}"
-            )
-            if uniform and np.isfinite(sw.uniform_objective[k]):
-                gain = (
-                    100 * (sw.objective[k] - sw.uniform_objective[k]) / abs(sw.uniform_objective[k])
-                )
-                row += f" {sw.uniform_objective[k]:>10.6f} {gain:>7.2f}"
-        lines.append(row.rstrip())
-    bad = [(sw.values[k], m) for k, m in enumerate(sw.messages) if m]
-    if bad:
-        lines.append("")
-        v, m = bad[0]
-        lines.append(f"{len(bad)} point(s) without a solution; first ({v:.4g}): {m}")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..sweep import sweep_latency_weight, sweep_slo
 
@@ -148,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit(dumps(sw.to_dict()), None)
     else:
-        emit(_table(sw), None)
+        emit(sw.summary(), None)
     for path in (args.csv, args.plot):
         if path is not None:
             print(f"wrote {path}", file=sys.stderr)

@@ -138,6 +138,7 @@ class CapacityFit:
         return self.curve.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``[server]`` table, the points, measured and fitted)."""
         return {
             "server": self.server(),
             "single_stream": self.single_stream,
@@ -153,7 +154,8 @@ class CapacityFit:
             "notes": list(self.notes),
         }
 
-    def report(self) -> str:
+    def summary(self) -> str:
+        """The curve's points, measured and fitted, its notes and its ``[server]`` table."""
         lines = [
             f"capacity curve: {len(self.curve.concurrency)} points, c_max = "
             f"{self.curve.capacity:.4g} (total rate / rate of one query alone)",
@@ -171,6 +173,9 @@ class CapacityFit:
         lines += self.notes
         lines += ["", server_toml(self.curve)]
         return "\n".join(lines)
+
+    #: The former name of :meth:`summary`.
+    report = summary
 
 
 def server_toml(curve: CapacityCurve) -> str:

@@ -90,6 +90,23 @@ class TaskFit:
             "family"
         )
 
+    def summary(self) -> str:
+        """The task's points, each family's row (``*`` the chosen) and the choice."""
+        d = self.data
+        kind = "binomial weights (trials)" if d.trials is not None else "unweighted"
+        lines = [
+            f'task "{self.task}": {len(d)} points, tokens {d.tokens.min():g}..'
+            f"{d.tokens.max():g}, {kind}",
+            f"  {'family':<12} {'AIC':>9} {'AICc':>9} {'LOO rmse':>9} "
+            f"{'rmse':>8}  parameters (+- standard error)",
+        ]
+        for fam, f in self.fits.items():
+            lines.append(f" {'*' if fam == self.chosen else ' '}{f.summary()}")
+        for fam, why in self.skipped.items():
+            lines.append(f"  {fam:<12} skipped: {why}")
+        lines.append(f"  chosen: {self.chosen} ({self.criterion})")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {

@@ -108,6 +108,18 @@ class FamilyFit:
         """The value of a selection criterion (smaller is better)."""
         return {"aic": self.aic, "aicc": self.aicc, "loo": self.loo_rmse}[criterion]
 
+    def summary(self) -> str:
+        """One row: family, AIC, AICc, leave-one-out and plain rmse, parameters +- SE."""
+        ps = ", ".join(
+            _param(k, self.params[k], self.stderr[k], k in self.fixed)
+            for k in FAMILIES[self.family].params
+        )
+        bound = f"  [at bound: {', '.join(self.at_bound)}]" if self.at_bound else ""
+        return (
+            f"{self.family:<12} {self.aic:>9.3f} {number(self.aicc):>9} "
+            f"{number(self.loo_rmse):>9} {self.rmse:>8.4f}  {ps}{bound}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return jsonable(
@@ -525,3 +537,14 @@ def _at_bound(par: _Param, params: Mapping[str, float]) -> list[str]:
         for c, x, lo, hi in zip(par.coords, u, lo_b, hi_b)
         if (np.isfinite(lo) and x <= lo + 1e-7) or (np.isfinite(hi) and x >= hi - 1e-7)
     ]
+
+
+def number(x: float) -> str:
+    """``x`` to 4 significant digits, ``-`` where it is not finite (no value)."""
+    return "-" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def _param(key: str, val: float, se: float, fixed: bool) -> str:
+    if fixed:
+        return f"{key} {val:.4g} (fixed)"
+    return f"{key} {val:.4g} +- {number(se)}"

@@ -8,10 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._source import fields_source
-from ..accuracy import FAMILIES
 from .assemble import _per_task, build_scenario
 from .compare import TaskFit, fit_task
 from .measurements import POOLED, MeasurementError, read_accuracy_csv, read_service_csv
@@ -55,53 +52,17 @@ class Calibration:
             "scenario": None if self.scenario is None else self.scenario.to_dict(),
         }
 
-    def report(self) -> str:
+    def summary(self) -> str:
         """A readable report: per task, each family's parameters +- SE and scores."""
-        lines: list[str] = []
-        for name, tf in self.tasks.items():
-            d = tf.data
-            kind = "binomial weights (trials)" if d.trials is not None else "unweighted"
-            lines.append(
-                f'task "{name}": {len(d)} points, tokens {d.tokens.min():g}..'
-                f"{d.tokens.max():g}, {kind}"
-            )
-            lines.append(
-                f"  {'family':<12} {'AIC':>9} {'AICc':>9} {'LOO rmse':>9} "
-                f"{'rmse':>8}  parameters (+- standard error)"
-            )
-            for fam, f in tf.fits.items():
-                mark = "*" if fam == tf.chosen else " "
-                ps = ", ".join(
-                    _fmt_param(k, f.params[k], f.stderr[k], k in f.fixed)
-                    for k in FAMILIES[fam].params
-                )
-                bound = f"  [at bound: {', '.join(f.at_bound)}]" if f.at_bound else ""
-                lines.append(
-                    f" {mark}{fam:<12} {f.aic:>9.3f} {_g(f.aicc):>9} "
-                    f"{_g(f.loo_rmse):>9} {f.rmse:>8.4f}  {ps}{bound}"
-                )
-            for fam, why in tf.skipped.items():
-                lines.append(f"  {fam:<12} skipped: {why}")
-            lines.append(f"  chosen: {tf.chosen} ({tf.criterion})")
+        lines = [tf.summary() for tf in self.tasks.values()]
         for key, sf in self.service.items():
             label = "all tasks (pooled)" if key == POOLED else f'task "{key}"'
-            lines.append(
-                f"service {label}: {sf.n_points} points, base {sf.base:.4g} +- {sf.base_se:.2g}"
-                f" s, per_token {sf.per_token:.4g} +- {sf.per_token_se:.2g} s/token, "
-                f"scv {sf.scv:.3g} +- {sf.scv_se:.2g}, rmse {sf.rmse:.3g} s"
-            )
+            lines.append(f"service {label}: {sf.summary()}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-
-def _g(x: float) -> str:
-    return "-" if not np.isfinite(x) else f"{x:.4g}"
-
-
-def _fmt_param(key: str, val: float, se: float, fixed: bool) -> str:
-    if fixed:
-        return f"{key} {val:.4g} (fixed)"
-    return f"{key} {val:.4g} +- {_g(se)}"
+    #: The former name of :meth:`summary`.
+    report = summary
 
 
 def _precheck(tasks: list[str], sfits: Mapping[str, ServiceFit], args: Mapping[str, Any]) -> None:

@@ -59,6 +59,14 @@ scv_se=float('nan'), n_points=30, rmse=0.1)
         """
         return fields_source(self)
 
+    def summary(self) -> str:
+        """One line: points, the line with standard errors, spread, rmse."""
+        return (
+            f"{self.n_points} points, base {self.base:.4g} +- {self.base_se:.2g}"
+            f" s, per_token {self.per_token:.4g} +- {self.per_token_se:.2g} s/token, "
+            f"scv {self.scv:.3g} +- {self.scv_se:.2g}, rmse {self.rmse:.3g} s"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return jsonable(dict(self.__dict__))

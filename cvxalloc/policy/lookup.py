@@ -116,11 +116,14 @@ class Lookup:
         """
         return self.gap / _scale(self.objective, self.accuracy)
 
-    def to_dict(self, names: list[str]) -> dict[str, Any]:
-        """JSON-ready form (tokens by task name)."""
+    def _names(self, names: Sequence[str] | None) -> list[str]:
+        return [str(i) for i in range(self.tokens.size)] if names is None else list(names)
+
+    def to_dict(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready form (tokens by task name; by index without ``names``)."""
         return {
             "rate": self.rate,
-            "tokens": {n: float(x) for n, x in zip(names, self.tokens)},
+            "tokens": {n: float(x) for n, x in zip(self._names(names), self.tokens)},
             "objective": self.objective,
             "gap": self.gap,
             "relative_gap": self.relative_gap,
@@ -129,6 +132,22 @@ class Lookup:
             "upper_bound": self.upper_bound,
             "source": self.source,
         }
+
+    def summary(self, names: Sequence[str] | None = None, max_rows: int = 50) -> str:
+        """The budgets, one line per task type, then the utility and its proven gap."""
+        names = self._names(names)
+        width = max(len(n) for n in names[:max_rows])
+        lines = [
+            f"  {name:<{width}}  {t:10.1f} tokens"
+            for name, t in list(zip(names, self.tokens))[:max_rows]
+        ]
+        if len(names) > max_rows:
+            lines.append(f"  ... {len(names) - max_rows} more types (use --json)")
+        lines.append(
+            f"utility {self.objective:.8g}   proven gap {self.gap:.3g} "
+            f"({self.relative_gap:.2g} of |U|)   from {self.source} budgets"
+        )
+        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------
@@ -502,6 +521,34 @@ class Policy:
         return (
             f"Policy(n={len(self.names)}, rates={self.rates.size}, "
             f"rate_range=({low:g}, {high:g}), {kind})"
+        )
+
+    def summary(self) -> str:
+        """Its grid, budgets and the gaps proven when it was built (what ``cvxalloc policy``
+        prints after writing the file)."""
+        info = self.info
+        low, high = self.arrival_scv_range
+        scv = self.by_arrival_scv
+        text = (
+            f"{self.rates.size} grid rates over [0, {self.rate_range[1]:.6g}] queries/s, "
+            f"{'integer' if self.integer else 'continuous'} budgets"
+            + (f", {len(scv)} arrival_scv values over [{low:g}, {high:g}]" if scv else "")
+        )
+        if "max_grid_relative_gap" not in info:  # a file without how it was built
+            return text
+        return (
+            text + "\n"
+            f"gaps relative to max(|U|, weighted accuracy): grid points certified to "
+            f"{info['max_grid_relative_gap']:.2g}, interpolation at most "
+            f"{info['interpolation_max_relative_gap']:.2g} at the probed rates"
+            + (
+                f" and {info['arrival_scv_max_scaled_gap']:.2g} between arrival_scv values"
+                if scv
+                else ""
+            )
+            + f" (tolerance {info['tolerance']:g}"
+            f"{'' if info['tolerance_met'] else ', NOT met: raise --points'}); "
+            f"{info['seconds']:.2f} s"
         )
 
     # --- file -----------------------------------------------------------------

@@ -239,8 +239,9 @@ class BatchingSimulation:
         return (self.model_mean_system_time - self.mean_system_time) / self.mean_system_time
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain numbers for JSON."""
+        """Plain numbers for JSON (``server`` is ``"batching"``: which simulator ran)."""
         return {
+            "server": "batching",
             "mean_system_time": self.mean_system_time,
             "mean_system_time_ci": list(self.mean_system_time_ci),
             "model_mean_system_time": self.model_mean_system_time,
@@ -254,6 +255,19 @@ class BatchingSimulation:
             "warmup": self.warmup,
             "seconds": self.seconds,
         }
+
+    def summary(self) -> str:
+        """A short plain-text report (what ``cvxalloc simulate`` prints for a batching server;
+        its interval is at :func:`simulate_batching`'s default level, 99%)."""
+        lo, hi = self.mean_system_time_ci
+        rule = "processor sharing" if self.limit is None else f"at most {self.limit} decoding"
+        return (
+            f"batching server ({rule}), {self.queries:,} queries "
+            f"({self.warmup:,} warm-up), utilization {self.utilization:.4g} of capacity\n"
+            f"mean system time {self.mean_system_time:.6g} s, 99% interval [{lo:.6g}, "
+            f"{hi:.6g}]; model {self.model_mean_system_time:.6g} s\n"
+            f"realized utility {self.realized_utility:.6g}, accuracy {self.realized_accuracy:.6g}"
+        )
 
 
 def simulate_batching(

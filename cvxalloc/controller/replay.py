@@ -1,84 +1,26 @@
-"""A budget controller replayed on a request log, beside static plans and an oracle.
+"""The replay itself: the log's arrivals through one FIFO server under each strategy.
 
-The log's arrival times (rescaled to a target load) go through one FIFO server.
-Time is cut into windows of ``window`` seconds; budgets change only at window
-boundaries, and a query is served with the budgets in force when it arrives.
-Every strategy sees the same replay: the same arrivals, and per seed the same
-types, the same unit service draws and the same uniforms deciding correctness
-(common random numbers), so their differences are measured on equal terms.
-
-Strategies
-----------
-``static``
-    The certified optimum at the whole log's average rate (and average type mix
-    and answer lengths), all the time. It knows the log's averages in advance.
-``uniform``
-    The best single budget for every type (:func:`cvxalloc.baselines.best_uniform`)
-    at the same average.
-``adaptive``
-    At each boundary: the estimated rate plus the backlog term, looked up in the
-    policy (:mod:`cvxalloc.policy`) built for the log's average mix and answer
-    lengths. No look-ahead beyond the long-run average the static plan also
-    uses: the first window runs the static plan. The rate estimate
-    (``estimator``) is ``"floor"`` by default: the larger of the rate of the
-    window just ended and the long-run average rate (the rate the operator
-    planned for; here the log's average). A quiet window does not announce a
-    quiet next one: on the Azure code trace silences end in bursts, and budgets
-    raised in a silence meet the burst with a long queue. So the controller only
-    ever cuts budgets below the static plan's (busy windows, or a backlog), never
-    raises them above. ``"cautious"``: the larger of the last window's rate and
-    the average of everything seen so far (no prior); ``"last"``: the last
-    window's rate alone. Both are measured in docs/validation.md (g).
-``adaptive-mix`` (when the log has types or token counts)
-    As ``adaptive``, and also the type mix and answer lengths of the window just
-    ended (of its queries finished by the boundary), re-solved at each boundary
-    (certified, warm-started).
-``oracle``
-    Each window's true rate (and mix and answer lengths), known in advance, no
-    backlog term.
-
-The backlog rule
-----------------
-At a boundary the server knows how many queries ``Q`` are in the system. They
-are served in the coming window on top of its arrivals, so the controller plans
-for the effective rate ``rate_hat + Q / window``: the queue's queries spread over
-the window as extra arrivals. The steady-state wait formula then prices the load
-the server actually faces (new work plus carried-over work), and the term
-vanishes with an empty queue. Rates above the policy's range are held at its top
-(the budgets that are stable closest to saturation).
-
-Service of a query
-------------------
-``s_i(t) X`` with ``X`` of mean 1 and squared coefficient of variation ``k_i``
-(gamma, as :func:`cvxalloc.simulate.simulate`); with a token column, plus
-``b_i x`` for the request's own answer tokens ``x`` (its generated tokens, at
-the model's seconds per token). Plans then use the scenario with ``base + b E[x]``
-and ``variance + b^2 Var[x]`` from what each strategy knows.
-
-Figures per strategy (means over seeds with Student-t intervals over seeds):
-realized weighted accuracy (``w_i`` per correct answer), mean and p95/p99 system
-time, realized utility ``accuracy - gamma * mean system time``, and the paired
-difference of utility against ``static``.
+Layer: workflows (:mod:`cvxalloc.controller`; the strategies are described there).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from ._bisect import bisect
-from ._source import fields_source, source
-from .baselines import best_uniform
-from .errors import ScenarioError
-from .requestlog import RequestLog
-from .result import jsonable
+from .._bisect import bisect
+from ..baselines import best_uniform
+from ..errors import ScenarioError
+from ..requestlog import RequestLog
+from .results import ControlReplay, _Runs, _summaries
 
-__all__ = ["ControlReplay", "StrategyStats", "replay_controller", "STRATEGIES"]
+__all__ = ["replay_controller", "plan_scenario", "STRATEGIES", "ESTIMATORS"]
+
 
 #: Strategy names in report order.
 STRATEGIES = ("static", "uniform", "adaptive", "adaptive-mix", "oracle")
@@ -91,122 +33,13 @@ DEFAULT_WINDOWS = 60
 MIN_FINISHED = 10
 
 
-@dataclass
-class StrategyStats:
-    """Replay figures of one strategy (means over seeds, intervals over seeds)."""
+def plan_scenario(sc, rate: float, mix=None, tokens=None):
+    """The scenario a plan uses: rate, type mix, and answer-token moments ``(mean, var)``.
 
-    name: str
-    accuracy: float
-    accuracy_ci: tuple[float, float]
-    mean_system_time: float
-    mean_system_time_ci: tuple[float, float]
-    p95: float
-    p95_ci: tuple[float, float]
-    p99: float
-    p99_ci: tuple[float, float]
-    utility: float
-    utility_ci: tuple[float, float]
-    utility_vs_static: float
-    utility_vs_static_ci: tuple[float, float]
-    mean_tokens: float
-    utilization: float
-
-    def __repr__(self) -> str:
-        """Python source that rebuilds the figures (every float exact).
-
-        >>> StrategyStats("static", 0.5, (0.4, 0.6), 1.0, (0.9, 1.1), 2.0, (1.9, 2.1), 3.0,
-        ...               (2.9, 3.1), 0.1, (0.0, 0.2), 0.0, (0.0, 0.0), 400.0, 0.7)
-        ... # doctest: +ELLIPSIS
-        StrategyStats(name='static', accuracy=0.5, accuracy_ci=(0.4, 0.6), ..., utilization=0.7)
-        """
-        parts = [f"{f.name}={source(getattr(self, f.name))}" for f in fields(self)]
-        return f"StrategyStats({', '.join(parts)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        for k, v in out.items():
-            if isinstance(v, tuple):
-                out[k] = [float(x) for x in v]
-        return out
-
-
-@dataclass
-class ControlReplay:
-    """The outcome of :func:`replay_controller`.
-
-    Attributes
-    ----------
-    strategies : dict of str -> StrategyStats
-    windows : dict
-        Per window (arrays over windows): ``start`` (seconds of the replay),
-        ``true_rate``, ``planned_rate`` (the adaptive controller's effective
-        rate, mean over seeds), and per strategy ``mean_tokens`` (budget per
-        query, mean over seeds) and ``system_time`` (mean over the window's
-        queries and the seeds; NaN for an empty window).
-    settings : dict
-        Window, seeds, rescale factor, average rate and utilization, backlog
-        rule, what was estimated, plan certificates.
-
-    Notes
-    -----
-    ``repr`` is Python source that rebuilds the replay (with ``np``,
-    ``ControlReplay`` and ``StrategyStats`` in scope): every float exact, the
-    window arrays as ``np.array([...])`` up to 100 windows (summarized beyond,
-    so a longer replay's repr does not evaluate).
+    A request's answer tokens ``x`` add ``b_i x`` to its service, so a plan that
+    knows their mean and variance sees ``base + b E[x]`` and ``variance + b^2 Var[x]``
+    (e.g. ``tokens=log.token_moments``).
     """
-
-    strategies: dict[str, StrategyStats]
-    windows: dict[str, Any]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        """Python source that rebuilds the replay (see the class notes)."""
-        return fields_source(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "settings": jsonable(self.settings),
-            "strategies": {k: jsonable(v.to_dict()) for k, v in self.strategies.items()},
-            "windows": jsonable(self.windows),
-        }
-
-    def summary(self) -> str:
-        s = self.settings
-        level = f"{100 * s['confidence']:g}%"
-        lines = [
-            f"replayed {s['source']}: {s['requests']:,} requests, times x {s['rescale']:.6g}, "
-            f"average rate {s['average_rate']:.6g}/s (static plan utilization "
-            f"{s['static_utilization']:.3f}), {s['windows']} windows of {s['window']:.6g} s, "
-            f"{s['seeds']} seeds, {s['estimator']} rate estimate, backlog term "
-            f"{'on' if s['backlog'] else 'off'}",
-            f"{'strategy':<13} {'accuracy':>9} {'mean W (s)':>11} {'p95 (s)':>9} "
-            f"{'p99 (s)':>9} {'utility':>9}  {level} CI of utility     vs static",
-        ]
-        for st in self.strategies.values():
-            lo, hi = st.utility_ci
-            dlo, dhi = st.utility_vs_static_ci
-            lines.append(
-                f"{st.name:<13} {st.accuracy:9.4f} {st.mean_system_time:11.4g} {st.p95:9.4g} "
-                f"{st.p99:9.4g} {st.utility:9.4f}  [{lo:.4f}, {hi:.4f}]  "
-                f"{st.utility_vs_static:+.4f} [{dlo:+.4f}, {dhi:+.4f}]"
-            )
-        lines.append(f"{s['elapsed']:.2f} s wall")
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    m = float(values.mean())
-    if values.size < 2:
-        return (m, m)
-    half = special.stdtrit(values.size - 1, 0.5 + confidence / 2) * values.std(ddof=1)
-    half /= math.sqrt(values.size)
-    return (m - half, m + half)
-
-
-def _plan_scenario(sc, rate: float, mix=None, tokens=None):
-    """The scenario a plan uses: rate, type mix, and answer-token moments ``(mean, var)``."""
     kw: dict[str, Any] = {"arrival_rate": rate}
     if mix is not None:
         kw["probability"] = mix
@@ -218,13 +51,13 @@ def _plan_scenario(sc, rate: float, mix=None, tokens=None):
 
 
 def _top(sc) -> float:
-    from .policy import highest_rate
+    from ..policy import highest_rate
 
     return highest_rate(sc)
 
 
 def _optimum(sc, warm=None):
-    from .solve import solve, warm_options
+    from ..solve import solve, warm_options
 
     return solve(sc, **warm_options(sc, warm))
 
@@ -319,8 +152,8 @@ def replay_controller(
         A batching scenario, fewer than two arrivals, a bad window, seeds or
         utilization, or types that are not tasks of the scenario.
     """
-    from .policy import build_policy
-    from .simulate import TypeSampler
+    from ..policy import build_policy
+    from ..simulate import TypeSampler
 
     clock = time.perf_counter()
     sc0 = scenario
@@ -458,7 +291,7 @@ class _World:
         # what the static plans know: the whole log's averages
         mix_all = _mix(types, sc.n, sc.probability)
         tok_all = None if x is None else log.token_moments
-        base = _plan_scenario(sc, 0.0, mix_all, tok_all)
+        base = plan_scenario(sc, 0.0, mix_all, tok_all)
         rate_log = log.arrival_rate
         factor = 1.0
         if target_utilization is not None:
@@ -502,7 +335,7 @@ class _World:
             tok_k = self.tok_all
             if self.x is not None and b - a >= 2:
                 tok_k = (float(self.x[a:b].mean()), float(self.x[a:b].var()))
-            sck = _plan_scenario(sc, 0.0, mix_k, tok_k)
+            sck = plan_scenario(sc, 0.0, mix_k, tok_k)
             warm = _optimum(sck.with_(arrival_rate=min(self.true_rate[k], _top(sck))), warm)
             out[k] = warm.tokens
         return out
@@ -525,7 +358,7 @@ class _World:
 
     def service(self, d: _Draws, a: int, b: int, current: np.ndarray) -> np.ndarray:
         """Service times of queries ``a:b`` under budgets ``current`` (same uniforms)."""
-        from .simulate import service_distribution
+        from ..simulate import service_distribution
 
         sc = self.sc
         tyk = d.types[a:b]
@@ -544,7 +377,7 @@ class _World:
 
     def replay(self, d: _Draws, plan) -> _Replication:
         """One strategy over the whole log: ``plan(k, rep)`` gives window ``k``'s budgets."""
-        from .simulate import lindley_waits
+        from ..simulate import lindley_waits
 
         n, K, sc = self.n, self.K, self.sc
         rep = _Replication(
@@ -630,7 +463,7 @@ class _Controller:
                 self.mix = _mix(self.draws.types[pa:pb], w.sc.n, w.sc.probability)
             if w.x is not None and fin.size >= MIN_FINISHED:
                 self.tok = (float(w.x[fin].mean()), float(w.x[fin].var()))
-        sck = _plan_scenario(w.sc, 0.0, self.mix, self.tok)
+        sck = plan_scenario(w.sc, 0.0, self.mix, self.tok)
         self.warm = _optimum(sck.with_(arrival_rate=min(lam_eff, _top(sck))), self.warm)
         self.current = self.warm.tokens
         return self.current
@@ -652,58 +485,3 @@ def _figures(world: _World, d: _Draws, rep: _Replication) -> dict[str, float]:
         "tok": float(rep.tokens.mean()),
         "busy": float(rep.service.sum()) / (world.span + rep.end),
     }
-
-
-class _Runs:
-    """One strategy's figures over the replications."""
-
-    def __init__(self, K: int) -> None:
-        self.figures: dict[str, list[float]] = {}
-        self.windows: dict[str, list[np.ndarray]] = {"tokens": [], "system": []}
-        self.planned: list[np.ndarray] = []
-
-    def add(self, figures: dict[str, float], rep: _Replication, planned) -> None:
-        for key, value in figures.items():
-            self.figures.setdefault(key, []).append(value)
-        self.windows["tokens"].append(rep.window_tokens)
-        self.windows["system"].append(rep.window_system)
-        if planned is not None:
-            self.planned.append(planned.copy())
-
-    def window_mean(self, key: str) -> np.ndarray:
-        return np.mean(self.windows[key], axis=0)
-
-    def planned_rates(self) -> np.ndarray:
-        """The adaptive controller's planned rate per window (mean over seeds; NaN at 0)."""
-        return np.mean(self.planned, axis=0)
-
-    def array(self, key: str) -> np.ndarray:
-        return np.asarray(self.figures[key], dtype=float)
-
-
-def _summaries(runs: dict[str, _Runs], names: list[str], confidence: float):
-    """Means over seeds with Student-t intervals; paired differences against static."""
-    out: dict[str, StrategyStats] = {}
-    base_U = runs["static"].array("U")
-    for s in names:
-        r = runs[s]
-        diff = r.array("U") - base_U
-        kw = {}
-        for key, name in (
-            ("acc", "accuracy"),
-            ("W", "mean_system_time"),
-            ("p95", "p95"),
-            ("p99", "p99"),
-            ("U", "utility"),
-        ):
-            kw[name] = float(r.array(key).mean())
-            kw[f"{name}_ci"] = _interval(r.array(key), confidence)
-        out[s] = StrategyStats(
-            name=s,
-            **kw,
-            utility_vs_static=float(diff.mean()),
-            utility_vs_static_ci=_interval(diff, confidence),
-            mean_tokens=float(r.array("tok").mean()),
-            utilization=float(r.array("busy").mean()),
-        )
-    return out
