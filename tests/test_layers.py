@@ -125,7 +125,6 @@ HIDDEN: dict[tuple[str, str], str] = {
     ("cli.control", "io"): "subcommand loads its workflow on run",
     ("cli.plot", "errors"): "subcommand loads its workflow on run",
     ("cli.policy", "policy"): "subcommand loads its workflow on run",
-    ("cli.policy", "solve"): "subcommand loads its workflow on run",
     ("cli.sensitivity", "sensitivity"): "subcommand loads its workflow on run",
     ("cli.solve", "integer"): "subcommand loads its workflow on run",
     ("cli.sweep", "sweep"): "subcommand loads its workflow on run",

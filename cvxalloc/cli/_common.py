@@ -1,7 +1,15 @@
-"""Helpers shared by the subcommands: scenario loading, options, safe output."""
+"""Helpers shared by the subcommands: the options they share, scenario loading, safe output.
+
+Layer: CLI. Every option that more than one subcommand takes is declared here
+once (flag, metavar, default and help), so ``--method``, ``--json``,
+``--output``, ``--option``, ``--no-progress`` and ``--plot`` read the same in
+every ``--help``; a subcommand passes only what is its own (what ``--output``
+writes, what ``--plot`` draws).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -10,9 +18,16 @@ from .._files import write_text
 from ..errors import ScenarioError
 from ..io import example_scenario, load_scenario
 from ..queue.tail import check_quantiles
+from ..solve import DEFAULT_METHOD, available_methods
 
 __all__ = [
     "add_scenario_argument",
+    "add_method_option",
+    "add_solver_options",
+    "add_json_option",
+    "add_output_option",
+    "add_progress_option",
+    "add_plot_option",
     "scenario_from_args",
     "parse_options",
     "emit",
@@ -20,6 +35,59 @@ __all__ = [
     "add_quantiles_argument",
     "quantiles_from_args",
 ]
+
+#: ``--output``'s help where it takes what the command prints.
+OUTPUT_HELP = "write the output to FILE instead of stdout (written only on success)"
+#: ``--no-progress``'s help.
+PROGRESS_HELP = "never show a progress bar (default: shown on stderr when it is a terminal)"
+
+
+def add_method_option(
+    parser: argparse.ArgumentParser, help: str | None = None, metavar: str | None = None
+) -> None:
+    """``--method NAME``: one of the registered methods (default: :func:`cvxalloc.solve`'s)."""
+    parser.add_argument(
+        "--method",
+        default=None,
+        choices=available_methods(),
+        metavar=metavar,
+        help=help or f"solver (default: {DEFAULT_METHOD})",
+    )
+
+
+def add_solver_options(parser: argparse.ArgumentParser) -> None:
+    """``--option KEY=VALUE``, repeatable: options of the solver (read by :func:`parse_options`)."""
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="solver option, repeatable (e.g. --option tol=1e-12; see docs/solvers.md)",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser, help: str = "print one JSON object") -> None:
+    """``--json``: print one JSON object instead of the text report."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_output_option(
+    parser: argparse.ArgumentParser,
+    help: str = OUTPUT_HELP,
+    metavar: str = "FILE",
+    default: str | None = None,
+) -> None:
+    """``--output FILE`` / ``-o FILE``: where the command writes (all or nothing, :func:`emit`)."""
+    parser.add_argument("--output", "-o", metavar=metavar, default=default, help=help)
+
+
+def add_progress_option(parser: argparse.ArgumentParser, help: str = PROGRESS_HELP) -> None:
+    """``--no-progress``: never draw a progress bar."""
+    parser.add_argument("--no-progress", action="store_true", help=help)
+
+
+def add_plot_option(parser: argparse.ArgumentParser, help: str, metavar: str = "FILE.png") -> None:
+    """``--plot FILE.png``: also draw the command's figure (:mod:`cvxalloc.plots`)."""
+    parser.add_argument("--plot", metavar=metavar, help=help)
 
 
 def add_scenario_argument(parser, optional: bool = False) -> None:

@@ -24,6 +24,8 @@ from ..queue.tail import system_time_quantiles
 from ..result import jsonable
 from ..solve import solve
 from ._common import (
+    add_json_option,
+    add_output_option,
     add_quantiles_argument,
     add_scenario_argument,
     dumps,
@@ -49,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_scenario_argument(p)
     p.add_argument("allocation", metavar="ALLOCATION", help="allocation file (.toml or .json)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (only on success)")
+    add_json_option(p)
+    add_output_option(p)
     add_quantiles_argument(p)
 
 

@@ -7,7 +7,13 @@ import math
 from pathlib import Path
 
 from ..errors import ScenarioError
-from ._common import dumps, emit
+from ._common import (
+    add_json_option,
+    add_output_option,
+    add_plot_option,
+    dumps,
+    emit,
+)
 from .traffic import add_log_arguments, read_log_from_args
 
 
@@ -66,9 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-backlog", action="store_true", help="leave the backlog term Q / window out"
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="rate, budgets and system time over time")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the output here instead")
+    add_json_option(p)
+    add_plot_option(p, help="rate, budgets and system time over time")
+    add_output_option(p)
 
 
 def run(args: argparse.Namespace) -> int:

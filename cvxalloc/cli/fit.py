@@ -19,7 +19,13 @@ from ..fit import (
     server_toml,
 )
 from ..io import load_scenario, scenario_toml
-from ._common import dumps, emit
+from ._common import (
+    add_json_option,
+    add_output_option,
+    add_progress_option,
+    dumps,
+    emit,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -135,18 +141,14 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     """Where the scenario goes, how the report is printed, and the progress bar."""
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="FILE",
+    add_output_option(
+        p,
         help="write the fitted scenario TOML here (only on success); without it "
         "only the fit report is printed",
     )
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="never show a progress bar (default: on a terminal, one step per task)",
+    add_json_option(p, help="print the report as one JSON object")
+    add_progress_option(
+        p, help="never show a progress bar (default: on a terminal, one step per task)"
     )
 
 

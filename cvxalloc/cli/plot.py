@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..solve import DEFAULT_METHOD, available_methods
-from ._common import add_scenario_argument, scenario_from_args
+from ._common import (
+    add_method_option,
+    add_output_option,
+    add_progress_option,
+    add_scenario_argument,
+    scenario_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p, optional=True)
-    p.add_argument(
-        "--output",
-        "-o",
+    add_output_option(
+        p,
+        help="PNG file to write (default: cvxalloc_frontier.png)",
         metavar="PNG",
         default="cvxalloc_frontier.png",
-        help="PNG file to write (default: cvxalloc_frontier.png)",
     )
     p.add_argument(
         "--points", type=int, default=25, help="latency weights in the sweep (default: 25)"
@@ -38,17 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=2.0,
         help="the sweep spans latency_weight x 10^[-D, D] (default: 2)",
     )
-    p.add_argument(
-        "--method",
-        default=None,
-        choices=available_methods(),
-        help=f"solver (default: {DEFAULT_METHOD})",
-    )
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="never show a progress bar (default: shown on stderr when it is a terminal)",
-    )
+    add_method_option(p)
+    add_progress_option(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,14 @@ import argparse
 import math
 
 from ..errors import ScenarioError
-from ._common import dumps, emit, scenario_from_args
+from ._common import (
+    add_json_option,
+    add_method_option,
+    add_output_option,
+    dumps,
+    emit,
+    scenario_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SCENARIO",
         help="scenario file (.toml or .json); default: the built-in example",
     )
-    p.add_argument("--output", "-o", metavar="FILE", help="where to write the policy (JSON)")
+    add_output_option(p, help="where to write the policy (JSON)")
     p.add_argument(
         "--points",
         type=int,
@@ -44,10 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bound on the interpolation gap relative to max(|U|, weighted accuracy) "
         "(default: 1e-4)",
     )
-    p.add_argument(
-        "--method",
-        metavar="NAME",
+    add_method_option(
+        p,
         help="solver at the grid rates (default: aggregate); 'rounding' for integer budgets",
+        metavar="NAME",
     )
     p.add_argument(
         "--arrival-scv",
@@ -59,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query", metavar="FILE", help="a policy file to look up (with --rate)")
     p.add_argument("--rate", type=float, metavar="R", help="arrival rate, queries per second")
     p.add_argument("--task", metavar="NAME", help="print only this task type's budget")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(p)
 
 
 def _scv_values(text: str | None) -> list[float] | None:
@@ -139,11 +146,6 @@ def run(args: argparse.Namespace) -> int:
     points = DEFAULT_POINTS if args.points is None else args.points
     scv = _scv_values(args.arrival_scv)
     sc = scenario_from_args(args)
-    if args.method is not None:
-        from ..solve import METHODS
-
-        if args.method not in METHODS:
-            raise ScenarioError(f"--method {args.method!r}: choose one of {', '.join(METHODS)}")
     pol = build_policy(
         sc,
         points=points,

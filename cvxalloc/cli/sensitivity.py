@@ -6,7 +6,14 @@ import argparse
 import math
 
 from ..errors import ScenarioError
-from ._common import add_scenario_argument, dumps, emit, scenario_from_args
+from ._common import (
+    add_json_option,
+    add_output_option,
+    add_scenario_argument,
+    dumps,
+    emit,
+    scenario_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,13 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="relative traffic change shown in the report (default 0.10 = +10%%)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="FILE",
-        help="write the output to FILE instead of stdout (written only on success)",
-    )
+    add_json_option(p)
+    add_output_option(p)
 
 
 def run(args: argparse.Namespace) -> int:

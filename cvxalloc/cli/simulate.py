@@ -17,8 +17,17 @@ from ..simulate import (
     simulate_batching,
     simulate_replay,
 )
-from ..solve import DEFAULT_METHOD, available_methods, solve
-from ._common import add_scenario_argument, dumps, emit, scenario_from_args
+from ..solve import DEFAULT_METHOD, solve
+from ._common import (
+    add_json_option,
+    add_method_option,
+    add_output_option,
+    add_progress_option,
+    add_scenario_argument,
+    dumps,
+    emit,
+    scenario_from_args,
+)
 from .traffic import add_log_arguments, read_log_from_args
 
 #: Options that only a replay (--arrivals) takes, with their defaults.
@@ -67,11 +76,8 @@ def _add_allocation_arguments(p: argparse.ArgumentParser) -> None:
         help="allocation file (task = tokens, or a 'cvxalloc solve --json' output); "
         "default: solve for the optimum",
     )
-    p.add_argument(
-        "--method",
-        default=None,
-        choices=available_methods(),
-        help=f"solver for the optimum when --tokens is absent (default: {DEFAULT_METHOD})",
+    add_method_option(
+        p, help=f"solver for the optimum when --tokens is absent (default: {DEFAULT_METHOD})"
     )
 
 
@@ -133,14 +139,9 @@ def _add_replay_arguments(g: argparse._ArgumentGroup) -> None:
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     """Seed, output format and destination, progress."""
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="FILE",
-        help="write the output to FILE instead of stdout (written only on success)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_json_option(p)
+    add_output_option(p)
+    add_progress_option(p)
 
 
 def _check_replay_options(args: argparse.Namespace) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..baselines import baseline_dict, baselines
-from ..solve import DEFAULT_METHOD, available_methods, solve
+from ..solve import solve
 from ._common import (
+    add_json_option,
+    add_method_option,
+    add_output_option,
     add_quantiles_argument,
     add_scenario_argument,
+    add_solver_options,
     dumps,
     emit,
     parse_options,
@@ -32,29 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p, optional=True)
-    p.add_argument(
-        "--method",
-        default=None,
-        choices=available_methods(),
-        help=f"solver (default: {DEFAULT_METHOD})",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="print the result as one JSON object (keys in docs/cli.md)",
-    )
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="FILE",
-        help="write the output to FILE instead of stdout (written only on success)",
-    )
-    p.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="solver option, repeatable (e.g. --option tol=1e-12; see docs/solvers.md)",
-    )
+    add_method_option(p)
+    add_json_option(p, help="print the result as one JSON object (keys in docs/cli.md)")
+    add_output_option(p)
+    add_solver_options(p)
     p.add_argument(
         "--no-baselines", action="store_true", help="skip the uniform/minimum/maximum comparison"
     )

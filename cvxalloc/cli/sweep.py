@@ -8,8 +8,19 @@ import sys
 import numpy as np
 
 from ..errors import ScenarioError
-from ..solve import DEFAULT_METHOD, available_methods
-from ._common import add_scenario_argument, dumps, emit, parse_options, scenario_from_args
+from ..solve import DEFAULT_METHOD
+from ._common import (
+    add_json_option,
+    add_method_option,
+    add_plot_option,
+    add_progress_option,
+    add_scenario_argument,
+    add_solver_options,
+    dumps,
+    emit,
+    parse_options,
+    scenario_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,26 +45,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--slo", metavar="A:B:N", help="max_mean_system_time values (seconds) from A to B, N points"
     )
     p.add_argument("--log", action="store_true", help="geometric spacing (A, B > 0)")
-    p.add_argument(
-        "--method",
-        default=None,
-        choices=available_methods(),
-        help=f"solver (default: {DEFAULT_METHOD}, which honours every constraint)",
-    )
-    p.add_argument(
-        "--option", action="append", metavar="KEY=VALUE", help="solver option, repeatable"
-    )
+    add_method_option(p, help=f"solver (default: {DEFAULT_METHOD}, which honours every constraint)")
+    add_solver_options(p)
     p.add_argument(
         "--no-uniform", action="store_true", help="skip the best uniform budget at each point"
     )
     p.add_argument("--csv", metavar="FILE", help="write the points as CSV to FILE")
-    p.add_argument("--json", action="store_true", help="print the points as one JSON object")
-    p.add_argument("--plot", metavar="PNG", help="draw accuracy against mean system time")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="never show a progress bar (default: shown on stderr when it is a terminal)",
-    )
+    add_json_option(p, help="print the points as one JSON object")
+    add_plot_option(p, help="draw accuracy against mean system time", metavar="PNG")
+    add_progress_option(p)
 
 
 def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:

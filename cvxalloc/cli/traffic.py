@@ -9,7 +9,13 @@ from pathlib import Path
 from ..errors import ScenarioError
 from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
 from ..traffic import measure_traffic
-from ._common import dumps, emit
+from ._common import (
+    add_json_option,
+    add_output_option,
+    add_plot_option,
+    dumps,
+    emit,
+)
 
 
 def add_log_arguments(p, replay: bool = False) -> None:
@@ -77,18 +83,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="window of the rate-over-time series (default: 60)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="plot the rate per window over time")
+    add_json_option(p)
+    add_plot_option(p, help="plot the rate per window over time")
     p.add_argument(
         "--scenario",
         metavar="IN",
         help="scenario whose [queue] arrival_rate and arrival_scv to replace (needs --output)",
     )
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="OUT",
-        help="where to write the updated scenario (TOML; needs --scenario)",
+    add_output_option(
+        p, help="where to write the updated scenario (TOML; needs --scenario)", metavar="OUT"
     )
 
 
