@@ -236,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
         base=_per_task("base", args.base),
         per_token=_per_task("per-token", args.per_token),
         scv=_per_task("scv", args.scv),
-        server=None if capacity is None else capacity.curve,
+        # with a template the fitted curve is already in it (load_scenario(server=...)
+        # replaced the curve and kept the table's other keys, e.g. max_running)
+        server=None if capacity is None or template is not None else capacity.curve,
         progress=False if args.no_progress else None,
     )
     if capacity is not None and cal.scenario is not None:
