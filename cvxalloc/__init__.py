@@ -1,5 +1,7 @@
 """cvxalloc: certified thinking-token budgets for an LLM server.
 
+Layer: facade (the public names of every layer; the whole list is docs/api.md).
+
 Maximize ``U(t) = sum_i p_i w_i A_i(t_i) - gamma W(t)`` over per-type budgets
 ``lo <= t <= hi`` with ``W`` the mean system time of the scenario's queue model
 (:mod:`cvxalloc.queue`: one FIFO server with Poisson arrivals, Pollaczek-Khinchine,

@@ -1,4 +1,7 @@
-"""``python -m cvxalloc``: the same as the ``cvxalloc`` command."""
+"""``python -m cvxalloc``: the same as the ``cvxalloc`` command.
+
+Layer: cli.
+"""
 
 import sys
 

@@ -1,5 +1,7 @@
 """One bisection for every monotone search in cvxalloc (beside :mod:`cvxalloc._roots`).
 
+Layer: parts.
+
 :func:`bisect` narrows a bracket ``[good, bad]`` of a monotone predicate, on the
 reals or on integer indices, and returns both ends, so each caller keeps the
 side its guarantee needs (the feasible side of a cap, the last index where a

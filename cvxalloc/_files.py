@@ -1,4 +1,7 @@
-"""Writing output files atomically: all or nothing, with ordinary permissions."""
+"""Writing output files atomically: all or nothing, with ordinary permissions.
+
+Layer: parts.
+"""
 
 from __future__ import annotations
 

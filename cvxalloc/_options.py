@@ -1,5 +1,7 @@
 """Validation of solver options: one clear :class:`~cvxalloc.errors.OptionError` each.
 
+Layer: parts.
+
 Every solver checks its keyword options with these at entry, so a bad value
 (from Python or from ``--option KEY=VALUE`` on the command line) gives one
 message that names the option and says what it must be, and the CLI turns it

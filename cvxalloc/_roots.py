@@ -1,5 +1,7 @@
 """Root finding for the model and the solvers, with SciPy's optimizer loaded on first use.
 
+Layer: parts.
+
 ``import scipy.optimize`` costs about 0.1 s (it pulls in linprog, the sparse
 linear algebra and more); the paths that need a bracketing root finder are
 fallbacks and bounds, not the everyday solve, so the import waits until one runs.

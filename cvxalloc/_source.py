@@ -1,5 +1,7 @@
 """Python source for values in reprs: ``eval`` of the text gives the value back.
 
+Layer: parts.
+
 The reprs of the public data classes (accuracy families and curves,
 certificates, results) are built from these, so a failing test's output can be
 pasted back to rebuild its case.

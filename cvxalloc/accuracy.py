@@ -1,5 +1,7 @@
 """Accuracy-versus-tokens families: the single source of truth for each curve.
 
+Layer: parts.
+
 Each family is one small class holding its parameters as numpy arrays (one
 entry per task type that uses it). It defines, in one place, the value
 ``A(t)``, the first and second derivatives, the inverse of the (strictly

@@ -1,5 +1,7 @@
 """Certificates: solver-independent proof of how far an allocation is from optimal.
 
+Layer: numerics.
+
 Frank-Wolfe bound. ``U`` is concave and the box ``[lo, hi]`` contains the
 feasible set, so for any feasible ``t`` with ``g = grad U(t)``::
 

@@ -1,5 +1,7 @@
 """Exceptions raised by cvxalloc.
 
+Layer: parts.
+
 Every error a user can cause is a :class:`CvxallocError`; its message names the
 field that is wrong and what to do about it. The command-line interface turns
 these into one line on stderr and exit code 2.

@@ -1,5 +1,7 @@
 """Integer budgets: grids, certified rounding with local search.
 
+Layer: solvers.
+
 Servers take whole tokens, and operators often offer only a few budgets. Per
 task type the allowed budgets (the *grid*) are
 
@@ -341,7 +343,7 @@ def integer_certificate(
     )
 
 
-def _refuse_constraints(sc) -> None:
+def refuse_constraints(sc) -> None:
     """Integer budgets do not honour operator constraints yet: refuse, never ignore."""
     cons = constraints_of(sc)
     if cons is not None:
@@ -413,7 +415,7 @@ def round_allocation(
     from .solve import solve
 
     sc = scenario
-    _refuse_constraints(sc)
+    refuse_constraints(sc)
     t0 = time.perf_counter()
     if continuous is None:
         continuous = solve(sc, method=method)

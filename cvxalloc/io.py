@@ -1,5 +1,7 @@
 """Reading and writing scenarios, and reading allocations: TOML or JSON files.
 
+Layer: scenario.
+
 The file structure is the contract of ``docs/scenario.md``::
 
     [queue]

@@ -1,5 +1,7 @@
 """The utility ``U(t) = sum_i p_i w_i A_i(t_i) - gamma W(t)`` and its derivatives.
 
+Layer: numerics.
+
 Vectorized over N types (numpy arrays, N up to millions). :func:`evaluate`
 gives every figure of an allocation at once; :func:`utility`,
 :func:`gradient` and :func:`hessian_parts` are the pieces solvers use.

@@ -1,5 +1,7 @@
 """Projected Newton polishing of a near-optimal allocation.
 
+Layer: numerics.
+
 Interior-point solvers return points whose objective is right to ~1e-9 but
 whose Frank-Wolfe gap is only ~1e-5 of ``|U|`` (flat directions of wide
 boxes). A few projected Newton steps on the first-order conditions fix that.

@@ -1,4 +1,7 @@
-"""Plain-text reports of results (what ``cvxalloc solve`` prints)."""
+"""Plain-text reports of results (what ``cvxalloc solve`` prints).
+
+Layer: numerics.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Reading request logs: one arrival time per request, from CSV or JSON lines.
 
+Layer: parts.
+
 A request log is a text file with one row per request: a CSV file with a
 header row, or JSON lines (one object per line). The format is decided by the
 content, not the extension: a file whose first non-blank character is ``{``

@@ -1,4 +1,7 @@
-"""One result object for every solver (the shape of scipy's ``OptimizeResult``)."""
+"""One result object for every solver (the shape of scipy's ``OptimizeResult``).
+
+Layer: numerics.
+"""
 
 from __future__ import annotations
 

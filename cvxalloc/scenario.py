@@ -1,5 +1,7 @@
 """The scenario: queue, task types, service model and accuracy curves.
 
+Layer: scenario.
+
 A :class:`Scenario` holds one numpy array per per-type quantity (so N can be
 millions) and validates itself on construction: every error names the field
 and the fix, e.g. ``task "math": probability must be > 0 (got -0.1)``.

@@ -1,5 +1,7 @@
 """The scenario file format as nested data: validation and conversion both ways, no files.
 
+Layer: scenario.
+
 The structure is the contract of ``docs/scenario.md``::
 
     {"queue": {...}, "server": {...}, "constraints": {...}, "task": [{...}, ...]}

@@ -1,5 +1,7 @@
 """The numeric range of a scenario: what the model computes must stay a resolved double.
 
+Layer: scenario.
+
 A scenario can hold values that are valid one by one (positive, finite) and still
 take the model's arithmetic out of the range of doubles: a squared coefficient of
 variation of 1e308 overflows the second moment of the service time, a latency

@@ -1,5 +1,7 @@
 """Sensitivity of the optimum to the arrival rate and to the task mix.
 
+Layer: workflows.
+
 At the optimum ``t*`` of ``U(t; theta)`` over the box, every free type
 (``lo_i < t_i < hi_i``) satisfies ``dU/dt_i = 0``. While the active set does
 not change, the implicit function theorem gives

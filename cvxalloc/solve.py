@@ -1,4 +1,7 @@
-"""One entry point for every solver: :func:`solve` with a method registry."""
+"""One entry point for every solver: :func:`solve` with a method registry.
+
+Layer: solvers.
+"""
 
 from __future__ import annotations
 

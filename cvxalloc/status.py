@@ -1,5 +1,7 @@
 """Status strings shared by every solver (one set, never relabelled).
 
+Layer: parts.
+
 A solver reports exactly what happened. For the first-order and aggregate
 methods ``OPTIMAL`` means the Frank-Wolfe gap is within the method's ``tol``;
 for the conic reference after polishing it means the certificate is within

@@ -1,5 +1,7 @@
 """The accuracy-latency frontier: sweeps over the latency weight or the SLO.
 
+Layer: workflows.
+
 :func:`sweep_latency_weight` solves the scenario for each latency weight
 ``gamma``; :func:`sweep_slo` for each mean-latency SLO
 (``max_mean_system_time``). Each point is a full solve with its certificate;

@@ -1,5 +1,7 @@
 """Regression-test your own solver against the certified reference.
 
+Layer: workflows.
+
 Two tools, the same ones cvxalloc's own test-suite uses:
 
 * :func:`scenarios`: a hypothesis strategy drawing valid scenarios across regimes

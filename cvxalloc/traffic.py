@@ -1,5 +1,7 @@
 """Arrival statistics of a request log: rate, burstiness, mix, per-window rates.
 
+Layer: workflows.
+
 The queue model needs two numbers about arrivals: the rate ``lam`` and the
 squared coefficient of variation ``c_a^2`` of the inter-arrival gaps (1 for a
 Poisson process). :func:`measure_traffic` measures them from a

@@ -53,6 +53,7 @@ longer exists, so the list stays true).
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -74,6 +75,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_reduce",
         "_roots",
         "_bisect",
+        "_public",
         "accuracy",
         "queue",
         "requestlog",
@@ -369,3 +371,26 @@ def test_certifying_a_constrained_scenario_does_not_load_cvxpy():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def _stated_layer(module: str) -> str | None:
+    """The layer a module's docstring states (a line starting ``Layer: <name>``), or None."""
+    doc = ast.get_docstring(ast.parse(MODULES[module].read_text(encoding="utf-8"))) or ""
+    found = re.search(r"^Layer: (\w+)", doc, re.M)
+    return found.group(1) if found else None
+
+
+def test_module_docstrings_name_their_layer():
+    """Every top-level module and package states its layer; a module inside a package states
+    it too or goes by its package's; a statement is the layer this test assigns."""
+    names = list(LAYERS)
+    missing, wrong = [], []
+    for m in MODULES:
+        stated = _stated_layer(m)
+        own = names[layer_of(m)]
+        if stated is None and (m in PACKAGES or "." not in m):
+            missing.append(_label(m))
+        elif stated is not None and stated != own:
+            wrong.append(f"{_label(m)} says {stated}, is {own}")
+    assert not missing, "docstrings without 'Layer: <name>': " + ", ".join(sorted(missing))
+    assert not wrong, "docstrings naming the wrong layer: " + "; ".join(sorted(wrong))

@@ -1,5 +1,7 @@
 """The ``cvxalloc`` command line.
 
+Layer: cli.
+
 Each subcommand lives in its own module of this package with two functions,
 ``add_parser(subparsers)`` and ``run(args) -> int``; :data:`SUBCOMMANDS` lists
 them in the order ``--help`` shows. Every :class:`~cvxalloc.errors.CvxallocError`

@@ -1,6 +1,6 @@
 """Helpers shared by the subcommands: the options they share, scenario loading, safe output.
 
-Layer: CLI. Every option that more than one subcommand takes is declared here
+Layer: cli. Every option that more than one subcommand takes is declared here
 once (flag, metavar, default and help), so ``--method``, ``--json``,
 ``--output``, ``--option``, ``--no-progress`` and ``--plot`` read the same in
 every ``--help``; a subcommand passes only what is its own (what ``--output``

@@ -1,5 +1,7 @@
 """Operator constraints: latency SLO, compute budget, utilization cap, accuracy floors.
 
+Layer: numerics.
+
 Operators state limits more often than prices. A scenario may carry, in an
 optional ``[constraints]`` table and per task:
 

@@ -1,5 +1,7 @@
 """Calibration: fit accuracy curves and service lines to measurements.
 
+Layer: workflows.
+
 Operators rarely know their accuracy curves; they have measurements. This
 module turns two CSV files into a scenario that ``cvxalloc solve`` reads:
 

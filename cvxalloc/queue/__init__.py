@@ -1,5 +1,7 @@
 """Queue models: the mean system time ``W`` as a function of a few aggregates.
 
+Layer: parts.
+
 A queue model is a component like an accuracy family. It states, in one place,
 ``W`` as a function of the service-time moments it depends on, the gradient
 and Hessian in those moments, its stability limit and its conic form; every

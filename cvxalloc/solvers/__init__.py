@@ -1,0 +1,4 @@
+"""The solver methods, one module each (reached through cvxalloc.solve).
+
+Layer: solvers.
+"""

@@ -55,9 +55,9 @@ from ..certificate import relative_scale
 from ..errors import MissingDependencyError, OptionError, SolverError
 from ..integer import (
     Grids,
-    _refuse_constraints,
     integer_certificate,
     local_search,
+    refuse_constraints,
     round_allocation,
 )
 from ..objective import Objective
@@ -468,7 +468,7 @@ def solve_mixed_integer(
         )
     require_scip()
     sc = scenario
-    _refuse_constraints(sc)
+    refuse_constraints(sc)
     t_start = time.perf_counter()
     if continuous is None:
         from ..solve import solve
