@@ -182,6 +182,8 @@ class Result:
             tail = self.quantiles(quantiles)
             out["system_time_quantiles"] = tail.as_dict()
             out["system_time_quantiles_model"] = jsonable(tail.to_dict())
+        if getattr(self.scenario, "server", None) is not None:  # what service_scv assumes
+            out["service_scv"] = ev.m2 / (ev.m1 * ev.m1) - 1.0
         if self.raw_certificate is not None:
             out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:

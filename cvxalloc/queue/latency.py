@@ -34,12 +34,14 @@ def queue_model(scenario) -> FIFOQueue | BatchingQueue:
 
     One FIFO server with its arrival process (``[server] model = "single"``, the
     default), or a continuous-batching server (``model = "batching"``:
-    :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's capacity curve).
+    :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's server, with
+    its arrival process).
     """
-    curve = getattr(scenario, "server", None)
-    if curve is not None:
-        return BatchingQueue(scenario.arrival_rate, curve=curve)
-    return FIFOQueue(scenario.arrival_rate, getattr(scenario, "arrival_scv", 1.0))
+    server = getattr(scenario, "server", None)
+    scv = getattr(scenario, "arrival_scv", 1.0)
+    if server is not None:
+        return BatchingQueue(scenario.arrival_rate, curve=server, arrival_scv=scv)
+    return FIFOQueue(scenario.arrival_rate, scv)
 
 
 @dataclass(frozen=True)
