@@ -25,6 +25,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # the facade: what most users need
     "cvxalloc": (
         "Certificate",
+        "Constraints",
         "CvxallocError",
         "Evaluation",
         "METHODS",
@@ -99,7 +100,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "cvxalloc.polish": ("polish", "polish_fully", "newton_direction", "PolishInfo"),
     "cvxalloc.result": ("Result", "jsonable"),
     "cvxalloc.constraints": (
-        "Constraints",
         "ConstraintError",
         "InfeasibleError",
         "KINDS",
@@ -112,10 +112,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "effective_lower",
         "check_feasible",
         "certify_constrained",
-        "constraint_report",
     ),
     # the scenario and its files
     "cvxalloc.scenario": ("Scenario", "ARRAY_FIELDS"),
+    "cvxalloc.scenario_constraints": ("Constraints", "constraints_from_file"),
     "cvxalloc.io": ("load_scenario", "load_allocation", "example_scenario", "scenario_toml"),
     # solvers
     "cvxalloc.solve": (
@@ -243,10 +243,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.cli.sweep",
     "cvxalloc.cli.traffic",
     "cvxalloc.constraints.certificate",
-    "cvxalloc.constraints.conic",
     "cvxalloc.constraints.feasibility",
-    "cvxalloc.constraints.finish",
-    "cvxalloc.constraints.spec",
     "cvxalloc.constraints.terms",
     "cvxalloc.controller.replay",
     "cvxalloc.controller.results",
@@ -283,7 +280,9 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.solvers",
     "cvxalloc.solvers.aggregate",
     "cvxalloc.solvers.constrained",
+    "cvxalloc.solvers.constraint_rows",
     "cvxalloc.solvers.curvature",
+    "cvxalloc.solvers.finish",
     "cvxalloc.solvers.fixed_point",
     "cvxalloc.solvers.gradient",
     "cvxalloc.solvers.mixed_integer",

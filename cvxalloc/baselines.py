@@ -32,9 +32,10 @@ import numpy as np
 
 from . import status as st
 from ._bisect import bisect
-from .constraints import check_feasible, constraint_report, constraints_of, slacks_of
+from .constraints import check_feasible, constraints_of, slacks_of
 from .objective import Objective
 from .result import Result
+from .solvers.constraint_rows import constraint_report
 
 __all__ = [
     "best_uniform",

@@ -68,7 +68,7 @@ def constraint_table(constraints: dict) -> list[str]:
     """Lines listing each constraint: limit, value at the solution, slack, shadow price.
 
     ``constraints`` is ``Result.diagnostics["constraints"]`` (see
-    :func:`cvxalloc.constraints.constraint_report`); the shadow price is the
+    :func:`cvxalloc.solvers.constraint_rows.constraint_report`); the shadow price is the
     utility gained per unit of relaxation, ``-`` where no dual is known.
     """
     names = list(constraints)

@@ -118,7 +118,7 @@ class Scenario:
     latency_weight: float
     levels: list[np.ndarray | None] = field(default_factory=list)
     step: np.ndarray | None = None
-    #: Operator constraints (:class:`cvxalloc.constraints.Constraints`) or None.
+    #: Operator constraints (:class:`cvxalloc.scenario_constraints.Constraints`) or None.
     constraints: Any = None
     arrival_scv: float = 1.0
     server: Any = None

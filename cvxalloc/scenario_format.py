@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from .accuracy import FAMILIES, AccuracyCurves
-from .constraints import constraints_from_file
 from .errors import ScenarioError, did_you_mean
 from .queue.batching import BatchingServer, CapacityCurve, capacity_curve
+from .scenario_constraints import constraints_from_file
 
 __all__ = [
     "scenario_fields",

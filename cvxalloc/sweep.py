@@ -43,9 +43,10 @@ import numpy as np
 from . import status as st
 from ._source import fields_source
 from .baselines import best_uniform
-from .constraints import Constraints, InfeasibleError, constraints_of
+from .constraints import InfeasibleError, constraints_of
 from .errors import CvxallocError, OptionError
 from .result import Result, jsonable
+from .scenario_constraints import Constraints
 
 __all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo"]
 

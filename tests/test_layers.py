@@ -21,13 +21,16 @@ numerics
     and never import :mod:`cvxalloc.scenario`.
 scenario
     the scenario (which holds accuracy curves, a queue model and constraints),
-    its file structure (:mod:`cvxalloc.scenario_format`) and the files (:mod:`cvxalloc.io`).
+    its file structure (:mod:`cvxalloc.scenario_format`), the record of its
+    constraints and their ``[constraints]`` table
+    (:mod:`cvxalloc.scenario_constraints`) and the files (:mod:`cvxalloc.io`).
     It sits above the numerics because a scenario is built from all the parts,
-    constraints included; nothing below it needs it.
+    constraint terms included; nothing below it needs it.
 solvers
     ``solve`` and its registry (a dispatcher lives above what it dispatches to,
-    so it shares this layer with the solvers it loads by name), every method,
-    baselines and integer rounding.
+    so it shares this layer with the solvers it loads by name), every method
+    and how it honours constraints (conic rows, multipliers, the finishing
+    polish), baselines and integer rounding.
 workflows
     sweeps, sensitivity, calibration (fit), simulation, traffic, policies, the
     controller, plots, the testing helpers.
@@ -81,7 +84,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "requestlog",
     ),
     "numerics": ("objective", "certificate", "polish", "result", "report", "constraints"),
-    "scenario": ("scenario", "scenario_format", "scenario_range", "io"),
+    "scenario": ("scenario", "scenario_format", "scenario_range", "scenario_constraints", "io"),
     "solvers": ("solvers", "solve", "baselines", "integer"),
     "workflows": (
         "sweep",
@@ -362,7 +365,7 @@ def test_certifying_a_constrained_scenario_does_not_load_cvxpy():
     """The constraint terms take a number or a CVXPY Parameter without importing CVXPY."""
     code = (
         "import sys, cvxalloc\n"
-        "from cvxalloc.constraints import Constraints\n"
+        "from cvxalloc import Constraints\n"
         "sc = cvxalloc.example_scenario()\n"
         "sc = sc.with_(constraints=Constraints(max_mean_system_time=30.0, max_mean_tokens=3000))\n"
         "cert = cvxalloc.certify(sc, sc.min_tokens)\n"

@@ -28,7 +28,7 @@ __all__ = [
 
 
 def constraints_of(scenario) -> Any:
-    """The scenario's :class:`~cvxalloc.constraints.Constraints`, or None when it has none.
+    """The scenario's :class:`~cvxalloc.scenario_constraints.Constraints`, or None when it has none.
 
     An empty set of constraints counts as none.
     """

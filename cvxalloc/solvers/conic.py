@@ -41,12 +41,14 @@ from .. import _options as _opt
 from .. import constraints as cons_mod
 from .. import status as st
 from ..certificate import relative_scale
-from ..constraints import ConstraintError, conic_constraints
+from ..constraints import ConstraintError
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish_fully
 from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
+from .constraint_rows import conic_constraints, constraint_report
+from .finish import finish, single_point, single_point_result
 
 __all__ = ["build_problem", "solve_conic", "ConicProblem", "conic_solvers", "optimum_box"]
 
@@ -340,8 +342,8 @@ def solve_conic(
     constrained = sc.constraints is not None and not sc.constraints.empty
     if constrained:
         lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
-        if cons_mod.single_point(sc, lo2):
-            return cons_mod.single_point_result(sc, lo2)
+        if single_point(sc, lo2):
+            return single_point_result(sc, lo2)
     # build (the other variant only if a retry needs it)
     first = ConicProblem(sc) if problem is None else problem
     models = {first.scaled_logs: first}
@@ -622,11 +624,11 @@ def _polish(
     """Polished tokens and the diagnostics (constraint report); fills ``solver_stats``."""
     diagnostics: dict[str, Any] = {}
     if constrained:
-        tokens, solver_stats["polish_steps"], note = cons_mod.finish(
+        tokens, solver_stats["polish_steps"], note = finish(
             sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps
         )
         solver_stats["polish"] = note
-        diagnostics["constraints"] = cons_mod.constraint_report(
+        diagnostics["constraints"] = constraint_report(
             sc, tokens, cprob.operator_constraints, cprob.objective_scale, box=(cprob.lo, cprob.hi)
         )
     elif polish_steps > 0:

@@ -1,5 +1,11 @@
 """The constraints of a scenario: the :class:`Constraints` record and its file structure.
 
+Layer: scenario. What a constraint *is* (the data a scenario carries, its
+parsing and validation) lives here, beside the scenario model; the terms that
+evaluate it, its feasibility and its certificate are :mod:`cvxalloc.constraints`
+(numerics), and how solvers honour it (conic rows, multipliers, the finishing
+polish) is in :mod:`cvxalloc.solvers`.
+
 ``[constraints]`` holds the scalar limits; ``min_accuracy`` is set per task.
 """
 
@@ -12,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .._source import REPR_MAX, source
-from ..certificate import Certificate
-from ..errors import did_you_mean
-from ..objective import Objective
-from .certificate import certify_constrained
-from .terms import KINDS, TERMS, ConstraintError, Term
+from ._source import REPR_MAX, source
+from .certificate import Certificate
+from .constraints.certificate import certify_constrained
+from .constraints.terms import KINDS, TERMS, ConstraintError, Term
+from .errors import did_you_mean
+from .objective import Objective
 
 __all__ = ["Constraints", "constraints_from_file"]
 

@@ -1,4 +1,8 @@
-"""The constraints in the conic problem; the report of slacks and shadow prices from its duals."""
+"""The constraints in the conic problem; the report of slacks and shadow prices from its duals.
+
+Layer: solvers (how the conic reference honours a constraint; the terms are
+:mod:`cvxalloc.constraints`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feasibility import constraints_of, required_tokens
-from .terms import MeanSystemTime
+from ..constraints.feasibility import constraints_of, required_tokens
+from ..constraints.terms import MeanSystemTime
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
     import cvxpy as cp

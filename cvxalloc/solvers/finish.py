@@ -1,6 +1,7 @@
 """Finishing a solver's point: exact feasibility, then a polish that keeps its certificate honest.
 
-The polish of a constrained point is kept only when the certified gap shrinks.
+Layer: solvers. The polish of a constrained point is kept only when the
+certified gap shrinks.
 """
 
 from __future__ import annotations
@@ -9,15 +10,15 @@ import numpy as np
 
 from .. import status as st
 from ..certificate import relative_scale
+from ..constraints.certificate import certify_constrained
+from ..constraints.feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
+from ..constraints.terms import Utilization
 from ..errors import ScenarioError
 from ..objective import Objective
 from ..polish import newton_direction, polish_fully
 from ..queue import Latency
 from ..result import Result
-from .certificate import certify_constrained
-from .conic import constraint_report
-from .feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
-from .terms import Utilization
+from .constraint_rows import constraint_report
 
 __all__ = ["finish", "single_point", "single_point_result"]
 
