@@ -38,6 +38,7 @@ from .constraints import ConstraintError, constraints_of
 from .errors import SolverError, UnstableError
 from .objective import Objective
 from .result import Result
+from .solve import solve
 
 __all__ = [
     "grid",
@@ -412,8 +413,6 @@ def round_allocation(
     >>> bool((res.tokens == res.tokens.round()).all()), res.certificate.kind
     (True, 'integer')
     """
-    from .solve import solve
-
     sc = scenario
     refuse_constraints(sc)
     t0 = time.perf_counter()

@@ -40,6 +40,7 @@ from .certificate import certify, relative_scale
 from .errors import CvxallocError
 from .objective import Objective
 from .polish import newton_direction, polish
+from .solve import solve
 
 __all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES", "OPTIMALITY_RTOL"]
 
@@ -430,8 +431,6 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
             "box lo <= t <= hi); remove the constraints or use finite differences of re-solves"
         )
     if result is None:
-        from .solve import solve
-
         result = solve(sc, method="conic")
     t = np.asarray(getattr(result, "tokens", result), dtype=float)
     if t.shape != (sc.n,):

@@ -47,6 +47,7 @@ from .constraints import InfeasibleError, constraints_of
 from .errors import CvxallocError, OptionError
 from .result import Result, jsonable
 from .scenario_constraints import Constraints
+from .solve import choose_method, solve, warm_options
 
 __all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo"]
 
@@ -285,8 +286,6 @@ def _run(
     options: dict[str, Any],
     progress: bool | None = None,
 ) -> SweepResult:
-    from .solve import choose_method, solve, warm_options
-
     sc = scenario
     name = choose_method(_point(sc, param, values[0]) if param == "slo" else sc, method)
     k, n = values.size, sc.n

@@ -108,33 +108,15 @@ HEAVY = ("cvxpy", "pyscipopt", "matplotlib", "tqdm", "scipy.optimize", "scipy.st
 #: Function-level imports of light modules that remain, (importer, imported) -> why.
 #: Remove an entry when its import moves to the top of its module.
 HIDDEN: dict[tuple[str, str], str] = {
-    # Upward, left for the modules' owners to mend:
     # Dispatchers that pick a solver at run time, resolved on use like solve's registry:
-    ("integer", "solve"): "rounding solves the relaxation through the registry",
-    ("solvers.mixed_integer", "solve"): "the fallback solves through the registry",
     ("solvers.fixed_point", "solvers.gradient"): "the fallback method, loaded when it runs",
-    ("sensitivity", "solve"): "re-solves through the registry",
-    ("testing", "solve"): "the reference solve, through the registry",
-    ("policy.build", "solve"): "plans through the registry",
-    ("controller.replay", "solve"): "plans through the registry",
-    ("sweep", "solve"): "each sweep point through the registry",
-    ("plots.frontier", "solve"): "figures solve through the registry",
-    # Workflows that lean on one another only on some paths:
-    ("policy.build", "integer"): "integer policies only",
-    ("controller.replay", "policy"): "policy-driven controllers only",
-    ("controller.replay", "simulate"): "replays only",
-    ("plots.frontier", "sweep"): "frontier figures only",
     # Subcommands import their workflow when they run (keeps `cvxalloc --help` light):
     ("cli.control", "controller"): "subcommand loads its workflow on run",
     ("cli.control", "policy"): "subcommand loads its workflow on run",
-    ("cli.control", "io"): "subcommand loads its workflow on run",
-    ("cli.plot", "errors"): "subcommand loads its workflow on run",
     ("cli.policy", "policy"): "subcommand loads its workflow on run",
     ("cli.sensitivity", "sensitivity"): "subcommand loads its workflow on run",
     ("cli.solve", "integer"): "subcommand loads its workflow on run",
     ("cli.sweep", "sweep"): "subcommand loads its workflow on run",
-    ("cli.traffic", "io"): "subcommand loads its workflow on run",
-    ("cli.traffic", "scenario"): "subcommand loads its workflow on run",
 }
 
 

@@ -16,7 +16,10 @@ from scipy import special
 from .._bisect import bisect
 from ..baselines import best_uniform
 from ..errors import ScenarioError
+from ..policy import build_policy, highest_rate
 from ..requestlog import RequestLog
+from ..simulate import TypeSampler, lindley_waits, service_distribution
+from ..solve import solve, warm_options
 from .results import ControlReplay, _Runs, _summaries
 
 __all__ = ["replay_controller", "plan_scenario", "STRATEGIES", "ESTIMATORS"]
@@ -51,14 +54,10 @@ def plan_scenario(sc, rate: float, mix=None, tokens=None):
 
 
 def _top(sc) -> float:
-    from ..policy import highest_rate
-
     return highest_rate(sc)
 
 
 def _optimum(sc, warm=None):
-    from ..solve import solve, warm_options
-
     return solve(sc, **warm_options(sc, warm))
 
 
@@ -152,9 +151,6 @@ def replay_controller(
         A batching scenario, fewer than two arrivals, a bad window, seeds or
         utilization, or types that are not tasks of the scenario.
     """
-    from ..policy import build_policy
-    from ..simulate import TypeSampler
-
     clock = time.perf_counter()
     sc0 = scenario
     names = _check_options(sc0, seeds, confidence, estimator, strategies)
@@ -358,8 +354,6 @@ class _World:
 
     def service(self, d: _Draws, a: int, b: int, current: np.ndarray) -> np.ndarray:
         """Service times of queries ``a:b`` under budgets ``current`` (same uniforms)."""
-        from ..simulate import service_distribution
-
         sc = self.sc
         tyk = d.types[a:b]
         mean_k = sc.base[tyk] + sc.per_token[tyk] * current[tyk]
@@ -377,8 +371,6 @@ class _World:
 
     def replay(self, d: _Draws, plan) -> _Replication:
         """One strategy over the whole log: ``plan(k, rep)`` gives window ``k``'s budgets."""
-        from ..simulate import lindley_waits
-
         n, K, sc = self.n, self.K, self.sc
         rep = _Replication(
             tokens=np.empty(n),

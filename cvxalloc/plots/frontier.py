@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 
 from ..baselines import best_uniform
 from ..objective import evaluate
+from ..solve import solve
+from ..sweep import sweep_latency_weight
 from .base import COLORS, LATENCY_WEIGHT_UNIT, UTILITY, W_LABEL, _figure, legend_below
 
 __all__ = [
@@ -58,8 +60,6 @@ def frontier_sweep(
     ``weights`` (default :func:`default_latency_weights`); ``progress`` as there
     (a bar on stderr, by default when it is a terminal).
     """
-    from ..sweep import sweep_latency_weight
-
     if weights is None:
         weights = default_latency_weights(scenario)
     return sweep_latency_weight(
@@ -238,8 +238,6 @@ def scenario_figure(
     A mean-latency SLO (``max_mean_system_time``) of the scenario is drawn on
     the frontier, and the legend says whether it binds at the optimum.
     """
-    from ..solve import solve
-
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:

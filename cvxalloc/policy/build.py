@@ -24,6 +24,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
+from ..integer import round_allocation
+from ..solve import choose_method, solve, warm_options
 from .lookup import Policy, _answer, _d1_bounds, _scale, _scv_mid
 
 __all__ = [
@@ -91,8 +93,6 @@ def _grid_gap(res) -> float:
 # building
 def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
     """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
-    from ..solve import choose_method, solve, warm_options
-
     sc = scenario.with_(arrival_rate=rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
@@ -110,8 +110,6 @@ def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
             res = ref
     rounded = None
     if integer:
-        from ..integer import round_allocation
-
         rounded = round_allocation(sc, continuous=res)
     return res, rounded
 

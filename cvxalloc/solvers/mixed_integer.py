@@ -62,6 +62,7 @@ from ..integer import (
 )
 from ..objective import Objective
 from ..result import Result
+from ..solve import METHODS, solve
 
 __all__ = ["solve_mixed_integer", "require_scip", "MixedIntegerModel"]
 
@@ -460,8 +461,6 @@ def solve_mixed_integer(
             "from the command line use continuous_method instead"
         )
     if continuous_method is not None:
-        from ..solve import METHODS
-
         # any continuous method (the integer one would call itself)
         _opt.choice(
             "continuous_method", continuous_method, [m for m in METHODS if m != "mixed-integer"]
@@ -471,8 +470,6 @@ def solve_mixed_integer(
     refuse_constraints(sc)
     t_start = time.perf_counter()
     if continuous is None:
-        from ..solve import solve
-
         continuous = solve(sc, method=continuous_method)
     # build: the model around the rounded continuous optimum
     rounded = round_allocation(sc, continuous=continuous)
