@@ -87,6 +87,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "queue_model",
     ),
     "cvxalloc.queue.tail": ("SystemTimeQuantiles", "system_time_quantiles", "DEFAULT_QUANTILES"),
+    "cvxalloc.protocols": ("ScenarioLike",),
     "cvxalloc.requestlog": ("RequestLog", "read_request_log", "task_indices", "TIME_COLUMNS"),
     # numerics: the objective, the certificate, the polish, the result
     "cvxalloc.objective": ("Evaluation", "evaluate", "utility", "gradient", "Objective"),

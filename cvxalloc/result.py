@@ -14,6 +14,7 @@ from . import status as st
 from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
+from .protocols import ScenarioLike
 from .queue.tail import SystemTimeQuantiles, system_time_quantiles
 from .report import solve_report
 
@@ -80,7 +81,7 @@ class Result:
     @classmethod
     def from_tokens(
         cls,
-        scenario,
+        scenario: ScenarioLike,
         tokens: np.ndarray,
         *,
         method: str,

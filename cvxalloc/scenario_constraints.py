@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .constraints.certificate import certify_constrained
 from .constraints.terms import KINDS, TERMS, ConstraintError, Term
 from .errors import did_you_mean
 from .objective import Objective
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["Constraints", "constraints_from_file"]
 
@@ -134,11 +137,11 @@ class Constraints:
         """The scalar terms (SLO, token budget, utilization cap) that are set."""
         return [cls(getattr(self, k)) for k, cls in TERMS.items() if getattr(self, k) is not None]
 
-    def certify(self, scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+    def certify(self, scenario: Scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
         """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
         return certify_constrained(scenario, tokens, objective)
 
-    def check(self, scenario) -> None:
+    def check(self, scenario: Scenario) -> None:
         """Validate against a scenario (one min_accuracy per task); errors name the task."""
         if self.min_accuracy is not None and self.min_accuracy.size != scenario.n:
             raise ConstraintError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .accuracy import FAMILIES, AccuracyCurves
 from .errors import ScenarioError, did_you_mean
 from .queue.batching import BatchingServer, CapacityCurve, capacity_curve
 from .scenario_constraints import constraints_from_file
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = [
     "scenario_fields",
@@ -284,7 +287,7 @@ def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
     return model, values
 
 
-def scenario_structure(scenario) -> dict[str, Any]:
+def scenario_structure(scenario: Scenario) -> dict[str, Any]:
     """The scenario in the file structure (:func:`scenario_fields` reads it back)."""
     sc = scenario
     tasks = []

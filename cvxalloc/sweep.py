@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from .errors import CvxallocError, OptionError
 from .result import Result, jsonable
 from .scenario_constraints import Constraints
 from .solve import choose_method, solve, warm_options
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo"]
 
@@ -278,7 +281,7 @@ def _progress(values: np.ndarray, desc: str, progress: bool | None):
 
 
 def _run(
-    scenario,
+    scenario: Scenario,
     param: str,
     values: np.ndarray,
     method: str | None,
@@ -354,7 +357,7 @@ def _run(
     )
 
 
-def _compiled(sc, param: str, values: np.ndarray):
+def _compiled(sc: Scenario, param: str, values: np.ndarray):
     """The conic problem with a CVXPY Parameter for the swept value, and that Parameter.
 
     ``(None, None)`` when the scenario cannot be compiled (each point then
@@ -388,7 +391,7 @@ def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
     uni["budget"][j] = u.diagnostics.get("budget", np.nan)
 
 
-def _point(sc, param: str, value: float):
+def _point(sc: Scenario, param: str, value: float):
     if param == "latency_weight":
         return sc.with_(latency_weight=float(value))
     cons = constraints_of(sc) or Constraints()
@@ -396,7 +399,7 @@ def _point(sc, param: str, value: float):
 
 
 def sweep_latency_weight(
-    scenario,
+    scenario: Scenario,
     weights: Any,
     method: str | None = None,
     uniform: bool = True,
@@ -439,7 +442,7 @@ def sweep_latency_weight(
 
 
 def sweep_slo(
-    scenario,
+    scenario: Scenario,
     slos: Any,
     method: str | None = None,
     uniform: bool = True,

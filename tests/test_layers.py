@@ -18,7 +18,7 @@ numerics
     the objective, the certificate, polish, the result object and its report,
     and the operator constraints (terms that evaluate, compile to CVXPY and
     certify themselves). They are written against any scenario-shaped object
-    and never import :mod:`cvxalloc.scenario`.
+    (:class:`cvxalloc.protocols.ScenarioLike`) and never import :mod:`cvxalloc.scenario`.
 scenario
     the scenario (which holds accuracy curves, a queue model and constraints),
     its file structure (:mod:`cvxalloc.scenario_format`), the record of its
@@ -79,6 +79,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_roots",
         "_bisect",
         "_public",
+        "protocols",
         "accuracy",
         "queue",
         "requestlog",

@@ -5,6 +5,8 @@ Layer: workflows (:mod:`cvxalloc.plots`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -13,6 +15,9 @@ from ..objective import evaluate
 from ..solve import solve
 from ..sweep import sweep_latency_weight
 from .base import COLORS, LATENCY_WEIGHT_UNIT, UTILITY, W_LABEL, _figure, legend_below
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = [
     "default_latency_weights",
@@ -24,7 +29,9 @@ __all__ = [
 ]
 
 
-def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) -> np.ndarray:
+def default_latency_weights(
+    scenario: Scenario, points: int = 25, decades: float = 2.0
+) -> np.ndarray:
     """A geometric grid of latency weights around the scenario's own.
 
     ``gamma * 10^[-decades, decades]`` (``points`` values); where the
@@ -49,7 +56,7 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
 
 
 def frontier_sweep(
-    scenario,
+    scenario: Scenario,
     weights: np.ndarray | None = None,
     method: str | None = None,
     progress: bool | None = None,
@@ -158,7 +165,11 @@ def frontier_axes(
 
 
 def allocation_axes(
-    ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None, max_types: int = 40
+    ax,
+    scenario: Scenario,
+    tokens: np.ndarray,
+    uniform: np.ndarray | None = None,
+    max_types: int = 40,
 ) -> None:
     """Bars of the tokens per type, with each type's bounds as a grey range.
 
@@ -201,7 +212,7 @@ def allocation_axes(
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
+def _slo_of(scenario: Scenario, result) -> tuple[float | None, bool | None]:
     """The scenario's mean-latency SLO (seconds) and whether it binds at ``result``."""
     cons = getattr(scenario, "constraints", None)
     slo = getattr(cons, "max_mean_system_time", None) if cons is not None else None
@@ -215,7 +226,7 @@ def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
 
 
 def scenario_figure(
-    scenario,
+    scenario: Scenario,
     result=None,
     sweep=None,
     points: int = 25,
@@ -266,7 +277,7 @@ def scenario_figure(
     return fig
 
 
-def sweep_figure(sweep, scenario=None) -> Figure:
+def sweep_figure(sweep, scenario: Scenario = None) -> Figure:
     """The frontier of a sweep's solved points (``cvxalloc sweep --plot``).
 
     Parameters

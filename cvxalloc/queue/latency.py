@@ -23,13 +23,14 @@ import numpy as np
 
 from .._reduce import dot
 from .._source import source
+from ..protocols import ScenarioLike
 from .batching import BatchingQueue
 from .fifo import FIFOQueue
 
 __all__ = ["Moments", "Latency", "queue_model"]
 
 
-def queue_model(scenario) -> FIFOQueue | BatchingQueue:
+def queue_model(scenario: ScenarioLike) -> FIFOQueue | BatchingQueue:
     """The queue model of a scenario.
 
     One FIFO server with its arrival process (``[server] model = "single"``, the
@@ -74,7 +75,7 @@ class Latency:
         Supplies ``lam``, ``p``, ``a``, ``b``, ``k``, ``v`` and the queue model.
     """
 
-    def __init__(self, scenario) -> None:
+    def __init__(self, scenario: ScenarioLike) -> None:
         self.queue = queue_model(scenario)
         self.lam = scenario.arrival_rate
         self.p = scenario.probability

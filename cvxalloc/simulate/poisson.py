@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .engine import (
     _mean_fields,
     _progress,
 )
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["SimulationResult", "simulate", "DEFAULT_QUERIES"]
 
@@ -213,7 +216,7 @@ class SimulationResult:
 
 
 def simulate(
-    scenario,
+    scenario: Scenario,
     tokens: Any,
     *,
     queries: int = DEFAULT_QUERIES,
@@ -306,7 +309,13 @@ def simulate(
 
 
 def _check_simulate(
-    sc, tokens: Any, queries: int, warmup: int | None, batches: int, confidence, chunk_size
+    sc: Scenario,
+    tokens: Any,
+    queries: int,
+    warmup: int | None,
+    batches: int,
+    confidence,
+    chunk_size,
 ) -> tuple[np.ndarray, int, int, int]:
     """:func:`simulate`'s arguments checked: tokens, queries, warm-up, batches."""
     if getattr(sc, "server", None) is not None:
@@ -333,7 +342,7 @@ def _check_simulate(
 
 def _poisson_chunks(
     rng: np.random.Generator,
-    sc,
+    sc: Scenario,
     server: _FifoServer,
     queries: int,
     chunk_size: int,

@@ -22,7 +22,7 @@ raised bound).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,11 +36,14 @@ from .finish import finish, single_point, single_point_result
 from .multipliers import Multipliers, State, active_set, coordinate
 from .reduction import sample
 
+if TYPE_CHECKING:
+    from ..scenario import Scenario
+
 __all__ = ["solve_constrained"]
 
 
 def solve_constrained(
-    sc,
+    sc: Scenario,
     *,
     tol: float,
     max_iter: int,
@@ -114,7 +117,7 @@ def solve_constrained(
 
 
 def _start(
-    sc, red: Multipliers, lo2, terms, warm, settings: tuple[int, int, float]
+    sc: Scenario, red: Multipliers, lo2, terms, warm, settings: tuple[int, int, float]
 ) -> tuple[np.ndarray, list[int], str, int]:
     """``(z0, active set, start, sample evaluations)``.
 
@@ -138,7 +141,9 @@ def _start(
     return z0, active, "sample", sub.evaluations
 
 
-def _certify_and_polish(sc, obj: Objective, state: State, lo2, mu, settings: tuple[float, int]):
+def _certify_and_polish(
+    sc: Scenario, obj: Objective, state: State, lo2, mu, settings: tuple[float, int]
+):
     """Exactly feasible tokens, their certificate, polish steps kept, and the raw certificate.
 
     ``settings`` is ``(tol, polish_steps)``.
@@ -157,7 +162,7 @@ def _certify_and_polish(sc, obj: Objective, state: State, lo2, mu, settings: tup
     return tokens, cert, 0, None
 
 
-def _report(sc, obj: Objective, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
+def _report(sc: Scenario, obj: Objective, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
     """Slack and shadow price of every constraint (the multipliers, and min_accuracy's).
 
     A floor's price is the Lagrangian's slope at its raised bound per unit of

@@ -6,6 +6,8 @@ certified gap shrinks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import status as st
@@ -20,11 +22,14 @@ from ..queue import Latency
 from ..result import Result
 from .constraint_rows import constraint_report
 
+if TYPE_CHECKING:
+    from ..scenario import Scenario
+
 __all__ = ["finish", "single_point", "single_point_result"]
 
 
 def finish(
-    scenario,
+    scenario: Scenario,
     tokens: np.ndarray,
     objective=None,
     *,
@@ -84,7 +89,7 @@ def finish(
 
 
 def _constrained_polish(
-    sc, t, obj, lo2, terms, rtol, max_steps, cert=None
+    sc: Scenario, t, obj, lo2, terms, rtol, max_steps, cert=None
 ) -> tuple[np.ndarray, int]:
     """Active-set Newton steps for ``max U`` s.t. the active constraints as equalities.
 
@@ -178,7 +183,7 @@ def _constrained_polish(
     return t, steps
 
 
-def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
+def single_point(scenario: Scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     """Whether a scalar constraint is tight at ``lo'``, leaving ``lo'`` the only feasible point.
 
     Every scalar constraint has a positive gradient in every ``t_i``, so if one
@@ -195,7 +200,7 @@ def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0) for tm in cons.terms())
 
 
-def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
+def single_point_result(scenario: Scenario, lower: np.ndarray, method: str = "conic"):
     """The result when :func:`single_point` holds: ``lo'``, certified, no shadow prices."""
 
     obj = Objective(scenario)
