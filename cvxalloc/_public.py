@@ -217,6 +217,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "traffic_figure",
         "plot_traffic",
         "control_figure",
+        "control_comparison_figure",
         "load_figure",
         "convergence_figure",
         "rounding_figure",

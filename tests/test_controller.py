@@ -16,7 +16,7 @@ from cvxalloc.controller import (
     StrategyStats,
     replay_controller,
 )
-from cvxalloc.plots import control_figure
+from cvxalloc.plots import control_comparison_figure, control_figure
 from cvxalloc.policy import build_policy
 from cvxalloc.queue import pollaczek_khinchine
 from cvxalloc.requestlog import RequestLog
@@ -128,6 +128,8 @@ def test_azure_code_trace_runs(policy):
     rep = replay_controller(cvxalloc.example_scenario(), log, seeds=2, policy=policy)
     fig = control_figure(rep, "code")
     assert len(fig.axes) == 3
+    both = control_comparison_figure({"code": rep, "again": rep})
+    assert len(both.axes) == 6 and both.axes[0].get_title().startswith("code trace")
     for st in rep.strategies.values():
         assert np.isfinite(st.utility) and st.mean_system_time > 0
 

@@ -29,6 +29,7 @@ import numpy as np
 
 import cvxalloc
 from cvxalloc.controller import plan_scenario, replay_controller
+from cvxalloc.plots import control_comparison_figure
 from cvxalloc.policy import build_policy
 from cvxalloc.requestlog import read_request_log
 
@@ -49,54 +50,6 @@ def _ci(lo_hi) -> str:
     return f"[{lo:+.4f}, {hi:+.4f}]"
 
 
-def figure(reps: dict[str, object]):
-    """Per trace (columns): rate, budget per query and system time per window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {
-        "static": "0.45",
-        "uniform": "tab:orange",
-        "adaptive": "tab:green",
-        "adaptive-mix": "tab:purple",
-        "oracle": "tab:blue",
-    }
-    fig, axes = plt.subplots(3, len(reps), figsize=(12, 8.5), sharex="col")
-    for col, (name, rep) in enumerate(reps.items()):
-        win = rep.windows
-        hours = (np.asarray(win["start"]) + 0.5 * np.asarray(win["length"])) / 3600.0
-        ax = axes[0, col]
-        ax.step(hours, win["true_rate"], where="mid", color="0.2", label="true rate per window")
-        ax.step(
-            hours,
-            win["planned_rate"],
-            where="mid",
-            color="tab:green",
-            lw=1,
-            label="adaptive: planned rate (estimate + backlog / window)",
-        )
-        ax.set_ylabel("arrival rate (queries/s)")
-        ax.set_title(
-            f"{name} trace, static plan at utilization {rep.settings['target_utilization']:g}"
-        )
-        for s, series in win["mean_tokens"].items():
-            axes[1, col].step(hours, series, where="mid", color=colors[s], lw=1, label=s)
-            axes[2, col].plot(
-                hours, win["system_time"][s], ".-", ms=2, lw=0.7, color=colors[s], label=s
-            )
-        axes[1, col].set_ylabel("budget per query (tokens, mean over the mix)")
-        axes[2, col].set_ylabel("mean system time in the window (s)")
-        axes[2, col].set_yscale("log")
-        axes[2, col].set_xlabel("replay time (hours)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    h2, l2 = axes[1, 0].get_legend_handles_labels()
-    fig.legend(handles + h2, labels + l2, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
-
-
 def run(out_dir: Path, quick: bool = False) -> Section:
     seeds = 3 if quick else 10
     sc = cvxalloc.example_scenario()
@@ -114,7 +67,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             for label, st in _ablations(sc, log, u, seeds, pol):
                 numbers[key][f"adaptive ({label})"] = st.to_dict()
                 ablation.append(_ablation_row(name, u, label, st))
-    fig = figure(shown)
+    fig = control_comparison_figure(shown)
     fig.savefig(out_dir / "validation_controller.png", dpi=110)
     ok = all(np.isfinite(v["static"]["utility"]) for v in numbers.values())
     return Section(

@@ -11,7 +11,8 @@ scripts in ``validation/`` use these; no other module draws.
 * :mod:`cvxalloc.plots.frontier`: the accuracy-latency frontier, the allocation,
   :func:`scenario_figure` and :func:`sweep_figure`;
 * :mod:`cvxalloc.plots.traffic`: :func:`traffic_figure`, a log's rate over time;
-* :mod:`cvxalloc.plots.control`: :func:`control_figure`, a controller replay;
+* :mod:`cvxalloc.plots.control`: :func:`control_figure`, a controller replay, and
+  :func:`control_comparison_figure`, several side by side;
 * :mod:`cvxalloc.plots.validation`: the figures of ``validation/``.
 
 Conventions: every axis label names its unit (utility is per query, the
@@ -40,7 +41,7 @@ from .base import (
     legend_below,
     save,
 )
-from .control import control_figure
+from .control import control_comparison_figure, control_figure
 from .frontier import (
     allocation_axes,
     default_latency_weights,
@@ -64,6 +65,7 @@ __all__ = [
     "traffic_figure",
     "plot_traffic",
     "control_figure",
+    "control_comparison_figure",
     "load_figure",
     "convergence_figure",
     "rounding_figure",
