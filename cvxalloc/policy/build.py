@@ -281,37 +281,10 @@ def _build_single(
     arrival_scv: float | None = None,
     max_points: int = MAX_POINTS,
 ) -> Policy:
-    """One policy at one ``arrival_scv``: see :func:`build_policy`.
+    """One policy at one ``arrival_scv`` (the scenario's, or ``arrival_scv`` in its place).
 
-    Parameters
-    ----------
-    scenario : Scenario
-        The workload; its ``arrival_rate`` is ignored (the policy covers every rate).
-    points : int
-        Grid rates before refinement (evenly spaced over the range; >= 2).
-    tolerance : float
-        Refine until the proven gap of the interpolated budgets at every
-        probed rate is at most ``tolerance * max(|U|, weighted accuracy)`` there
-        (default 1e-4).
-    method : str, optional
-        Solver (default: :func:`cvxalloc.solve`'s default); ``"rounding"``
-        makes an integer policy.
-    arrival_scv : float, optional
-        Replace the scenario's ``[queue] arrival_scv``.
-    max_points : int
-        Stop refining at this many grid rates (the file then records that the
-        tolerance was not met at some probe).
-
-    Returns
-    -------
-    Policy
-
-    Raises
-    ------
-    ScenarioError
-        Constraints in the scenario, or bad ``points`` / ``tolerance``.
-    SolverError
-        A grid point that cannot be certified to 1e-9 of ``max(|U|, weighted accuracy)``.
+    The other parameters, what it returns and raises: as :func:`build_policy`
+    with a single ``arrival_scv``.
     """
     clock = time.perf_counter()
     _check_build(scenario, points, tolerance)

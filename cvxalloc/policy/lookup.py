@@ -226,6 +226,19 @@ class _AtRate:
         x = sc.accuracy.solve_marginal(alpha, beta, t, self.lo, self.hi, self.d1_bounds)
         return np.clip(x, self.lo, self.hi) if np.all(np.isfinite(x)) else None
 
+    def lookup(self, source: str, tokens: np.ndarray, U: float, ub: float) -> Lookup:
+        """The answer ``tokens`` (of utility ``U``) with its gap to the proven bound ``ub``."""
+        gap = max(ub - U, 0.0)
+        return Lookup(
+            rate=float(self.scenario.arrival_rate),
+            tokens=np.array(tokens, dtype=float),
+            objective=float(U),
+            gap=float(gap),
+            upper_bound=float(U + gap),
+            source=source,
+            accuracy=float(self.obj.pw @ self.scenario.accuracy.value(tokens)),
+        )
+
     def bound(self, t: np.ndarray) -> tuple[float, float]:
         """``(U(t), U(t) + FWgap(t))``; ``(-inf, inf)`` where unstable."""
         U = self.value(t)
@@ -275,16 +288,7 @@ def _answer(
         src, tokens, U = ints[best][0], ints[best][1], vals[best]
     if not math.isfinite(U):
         raise SolverError(f"no stable integer budgets at rate {rate:g} in the policy")
-    gap = max(ub - U, 0.0)
-    return Lookup(
-        rate=float(rate),
-        tokens=np.array(tokens, dtype=float),
-        objective=float(U),
-        gap=float(gap),
-        upper_bound=float(U + gap),
-        source=src,
-        accuracy=float(ev.obj.pw @ scenario.accuracy.value(tokens)),
-    )
+    return ev.lookup(src, tokens, U, ub)
 
 
 # --------------------------------------------------------------------------
@@ -482,17 +486,7 @@ class Policy:
         ub = min(u for _, u in bounds)
         if not math.isfinite(U):  # pragma: no cover - grid answers are stable at r
             raise SolverError(f"no stable budgets at rate {r:g}, arrival_scv {c:g}")
-        gap = max(ub - U, 0.0)
-        tokens = cands[best][1]
-        return Lookup(
-            rate=r,
-            tokens=np.array(tokens, dtype=float),
-            objective=float(U),
-            gap=float(gap),
-            upper_bound=float(U + gap),
-            source=cands[best][0],
-            accuracy=float(ev.obj.pw @ self.scenario.accuracy.value(tokens)),
-        )
+        return ev.lookup(cands[best][0], cands[best][1], U, ub)
 
     def budgets(self, rate: float, arrival_scv: float | None = None) -> np.ndarray:
         """Budgets per type at ``rate`` (numpy array, task order), stable at that rate."""
