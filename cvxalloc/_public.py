@@ -25,7 +25,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # the facade: what most users need
     "cvxalloc": (
         "Certificate",
-        "Constraints",
         "CvxallocError",
         "Evaluation",
         "METHODS",
@@ -76,7 +75,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "cvxalloc.queue": (
         "BatchingQueue",
-        "BatchingServer",
         "CapacityCurve",
         "FIFOQueue",
         "Latency",
@@ -87,7 +85,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "queue_model",
     ),
     "cvxalloc.queue.tail": ("SystemTimeQuantiles", "system_time_quantiles", "DEFAULT_QUANTILES"),
-    "cvxalloc.protocols": ("ScenarioLike",),
     "cvxalloc.requestlog": ("RequestLog", "read_request_log", "task_indices", "TIME_COLUMNS"),
     # numerics: the objective, the certificate, the polish, the result
     "cvxalloc.objective": ("Evaluation", "evaluate", "utility", "gradient", "Objective"),
@@ -101,6 +98,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "cvxalloc.polish": ("polish", "polish_fully", "newton_direction", "PolishInfo"),
     "cvxalloc.result": ("Result", "jsonable"),
     "cvxalloc.constraints": (
+        "Constraints",
         "ConstraintError",
         "InfeasibleError",
         "KINDS",
@@ -108,15 +106,17 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "MeanSystemTime",
         "MeanTokens",
         "Utilization",
+        "TailSLO",
+        "TailPercentile",
         "constraints_of",
         "required_tokens",
         "effective_lower",
         "check_feasible",
         "certify_constrained",
+        "constraint_report",
     ),
     # the scenario and its files
     "cvxalloc.scenario": ("Scenario", "ARRAY_FIELDS"),
-    "cvxalloc.scenario_constraints": ("Constraints", "constraints_from_file"),
     "cvxalloc.io": ("load_scenario", "load_allocation", "example_scenario", "scenario_toml"),
     # solvers
     "cvxalloc.solve": (
@@ -139,7 +139,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "cvxalloc.integer": ("grid", "integer_certificate", "round_allocation", "local_search"),
     # workflows
-    "cvxalloc.sweep": ("SweepResult", "sweep_latency_weight", "sweep_slo"),
+    "cvxalloc.sweep": ("SweepResult", "sweep_latency_weight", "sweep_slo", "sweep_tail"),
     "cvxalloc.sensitivity": ("Sensitivity", "Derivative", "sensitivity"),
     "cvxalloc.fit": (
         "MeasurementError",
@@ -245,7 +245,11 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.cli.sweep",
     "cvxalloc.cli.traffic",
     "cvxalloc.constraints.certificate",
+    "cvxalloc.constraints.conic",
     "cvxalloc.constraints.feasibility",
+    "cvxalloc.constraints.finish",
+    "cvxalloc.constraints.spec",
+    "cvxalloc.constraints.tail",
     "cvxalloc.constraints.terms",
     "cvxalloc.controller.replay",
     "cvxalloc.controller.results",
@@ -266,13 +270,10 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.policy.lookup",
     "cvxalloc.queue.batching",
     "cvxalloc.queue.compress",
-    "cvxalloc.queue.curve",
-    "cvxalloc.queue.cuts",
     "cvxalloc.queue.fifo",
     "cvxalloc.queue.inversion",
     "cvxalloc.queue.latency",
     "cvxalloc.queue.mg1",
-    "cvxalloc.queue.occupancy",
     "cvxalloc.queue.quantile",
     "cvxalloc.queue.service_law",
     "cvxalloc.simulate.batching",
@@ -282,12 +283,11 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.solvers",
     "cvxalloc.solvers.aggregate",
     "cvxalloc.solvers.constrained",
-    "cvxalloc.solvers.constraint_rows",
     "cvxalloc.solvers.curvature",
-    "cvxalloc.solvers.finish",
     "cvxalloc.solvers.fixed_point",
     "cvxalloc.solvers.gradient",
     "cvxalloc.solvers.mixed_integer",
     "cvxalloc.solvers.multipliers",
+    "cvxalloc.solvers.tail",
     "cvxalloc.solvers.reduction",
 )

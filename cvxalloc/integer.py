@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,10 +38,6 @@ from .constraints import ConstraintError, constraints_of
 from .errors import SolverError, UnstableError
 from .objective import Objective
 from .result import Result
-from .solve import solve
-
-if TYPE_CHECKING:
-    from .scenario import Scenario
 
 __all__ = [
     "grid",
@@ -82,7 +77,7 @@ def _step_count(lo: np.ndarray, hi: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.clip(k, 0, _MAX_STEPS).astype(np.int64)
 
 
-def grid(scenario: Scenario, i: int) -> np.ndarray:
+def grid(scenario, i: int) -> np.ndarray:
     """The allowed budgets of task type ``i``, increasing.
 
     Parameters
@@ -127,7 +122,7 @@ class Grids:
     scenario : Scenario
     """
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario) -> None:
         sc = scenario
         n = sc.n
         self.n = n
@@ -218,12 +213,7 @@ class LocalSearchInfo:
 
 
 def _move_gains(
-    sc: Scenario,
-    obj: Objective,
-    t: np.ndarray,
-    t_new: np.ndarray,
-    ok: np.ndarray,
-    acc_t: np.ndarray,
+    sc, obj: Objective, t: np.ndarray, t_new: np.ndarray, ok: np.ndarray, acc_t: np.ndarray
 ) -> np.ndarray:
     """``U`` after moving type ``i`` alone to ``t_new[i]`` minus ``U(t)``, for every i.
 
@@ -245,7 +235,7 @@ def _move_gains(
 
 
 def local_search(
-    scenario: Scenario,
+    scenario,
     k: np.ndarray,
     grids: Grids | None = None,
     *,
@@ -311,10 +301,7 @@ def local_search(
 
 
 def integer_certificate(
-    scenario: Scenario,
-    tokens: np.ndarray,
-    continuous_tokens: np.ndarray,
-    objective: Objective | None = None,
+    scenario, tokens: np.ndarray, continuous_tokens: np.ndarray, objective: Objective | None = None
 ) -> Certificate:
     """Certified gap of a grid allocation against the continuous bound.
 
@@ -356,7 +343,7 @@ def integer_certificate(
     )
 
 
-def refuse_constraints(sc: Scenario) -> None:
+def refuse_constraints(sc) -> None:
     """Integer budgets do not honour operator constraints yet: refuse, never ignore."""
     cons = constraints_of(sc)
     if cons is not None:
@@ -367,7 +354,7 @@ def refuse_constraints(sc: Scenario) -> None:
         )
 
 
-def _stable_start(sc: Scenario, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
+def _stable_start(sc, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
     """Nearest grid point, or a stable fallback (floor, then the smallest levels)."""
     for how, k in (
         ("nearest", g.nearest(t_cont)),
@@ -385,7 +372,7 @@ def _stable_start(sc: Scenario, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarra
 
 
 def round_allocation(
-    scenario: Scenario,
+    scenario,
     continuous: Result | None = None,
     method: str | None = None,
     *,
@@ -425,6 +412,8 @@ def round_allocation(
     >>> bool((res.tokens == res.tokens.round()).all()), res.certificate.kind
     (True, 'integer')
     """
+    from .solve import solve
+
     sc = scenario
     refuse_constraints(sc)
     t0 = time.perf_counter()
@@ -482,7 +471,7 @@ def round_allocation(
 
 
 def solve_rounding(
-    scenario: Scenario, *, continuous_method: str | None = None, max_moves: int | None = None
+    scenario, *, continuous_method: str | None = None, max_moves: int | None = None
 ) -> Result:
     """``solve(scenario, method="rounding")``: :func:`round_allocation` as a method.
 

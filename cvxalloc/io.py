@@ -121,7 +121,7 @@ def example_scenario() -> Scenario:
     return Scenario.from_dict(tomllib.loads(text))
 
 
-def load_allocation(path: str | Path, scenario: Scenario) -> np.ndarray:
+def load_allocation(path: str | Path, scenario) -> np.ndarray:
     """Read an allocation file (task name -> tokens) into an array in task order.
 
     Accepts a flat table ``{name = tokens, ...}`` or the ``tokens`` object of a
@@ -168,6 +168,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):  # an inline table, e.g. [constraints] tail = { ... }
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

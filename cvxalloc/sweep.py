@@ -4,7 +4,11 @@ Layer: workflows.
 
 :func:`sweep_latency_weight` solves the scenario for each latency weight
 ``gamma``; :func:`sweep_slo` for each mean-latency SLO
-(``max_mean_system_time``). Each point is a full solve with its certificate;
+(``max_mean_system_time``); :func:`sweep_tail` for each tail SLO
+(``tail = { quantile = p, max_system_time = T0 }``), recording at each point
+the exact percentile of the optimum beside the surrogate's bound (the
+frontier of accuracy against p99); any sweep given ``quantile=p`` records
+the exact percentile too. Each point is a full solve with its certificate;
 alongside it the best uniform budget that satisfies the same constraints
 (:func:`cvxalloc.baselines.best_uniform`), so a plot shows what the per-type
 allocation buys.
@@ -36,23 +40,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import status as st
 from ._source import fields_source
 from .baselines import best_uniform
-from .constraints import InfeasibleError, constraints_of
+from .constraints import Constraints, InfeasibleError, TailSLO, constraints_of
 from .errors import CvxallocError, OptionError
+from .queue.tail import check_quantiles
 from .result import Result, jsonable
-from .scenario_constraints import Constraints
-from .solve import choose_method, solve, warm_options
 
-if TYPE_CHECKING:
-    from .scenario import Scenario
-
-__all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo"]
+__all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo", "sweep_tail"]
 
 #: Status of a point with no feasible allocation, or a scenario that cannot be solved.
 INFEASIBLE = st.INFEASIBLE
@@ -66,11 +66,20 @@ class SweepResult:
     Attributes
     ----------
     parameter : str
-        ``"latency_weight"`` or ``"slo"``.
+        ``"latency_weight"``, ``"slo"`` or ``"tail"``.
     latency_weight : ndarray, shape (k,)
         ``gamma`` at each point (constant in an SLO sweep).
     slo : ndarray or None, shape (k,)
-        ``max_mean_system_time`` at each point (SLO sweeps only).
+        ``max_mean_system_time`` at each point (SLO sweeps only); for a tail
+        sweep, the tail SLO's ``max_system_time``.
+    quantile : float or None
+        The level ``p`` of :attr:`system_time_quantile` (tail sweeps, or any
+        sweep given ``quantile``).
+    system_time_quantile : ndarray or None
+        The exact ``p``-percentile of the system time at each optimum, seconds.
+    tail_bound : ndarray or None
+        Tail sweeps: the surrogate's bound on it at each optimum (the figure the
+        constraint holds, at most ``max_system_time``).
     objective, accuracy, mean_system_time, utilization : ndarray, shape (k,)
         Figures of the optimum (``NaN`` where the point has no solution).
     gap : ndarray, shape (k,)
@@ -109,6 +118,9 @@ class SweepResult:
     uniform_accuracy: np.ndarray | None = None
     uniform_mean_system_time: np.ndarray | None = None
     uniform_budget: np.ndarray | None = None
+    quantile: float | None = None
+    system_time_quantile: np.ndarray | None = None
+    tail_bound: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -126,8 +138,8 @@ class SweepResult:
 
     @property
     def values(self) -> np.ndarray:
-        """The swept parameter (``latency_weight`` or ``slo``)."""
-        return self.slo if self.parameter == "slo" else self.latency_weight
+        """The swept parameter (``latency_weight``, ``slo``, or the tail's ``max_system_time``)."""
+        return self.latency_weight if self.parameter == "latency_weight" else self.slo
 
     @property
     def solved(self) -> np.ndarray:
@@ -138,8 +150,8 @@ class SweepResult:
     def columns(self) -> dict[str, np.ndarray]:
         """Per-point columns in output order (tokens as ``tokens[<task>]``)."""
         cols: dict[str, Any] = {}
-        if self.parameter == "slo":
-            cols["slo"] = self.slo
+        if self.parameter in ("slo", "tail"):
+            cols[self.parameter] = self.slo
         cols["latency_weight"] = self.latency_weight
         cols.update(
             status=self.status,
@@ -149,6 +161,10 @@ class SweepResult:
             utilization=self.utilization,
             gap=self.gap,
         )
+        if self.system_time_quantile is not None:
+            cols["system_time_quantile"] = self.system_time_quantile
+        if self.tail_bound is not None:
+            cols["tail_bound"] = self.tail_bound
         if self.uniform_objective is not None:
             cols.update(
                 uniform_budget=self.uniform_budget,
@@ -182,11 +198,15 @@ class SweepResult:
 
     def summary(self) -> str:
         """A plain-text table, one row per point (what ``cvxalloc sweep`` prints)."""
-        label = "SLO s" if self.parameter == "slo" else "latency_wt"
+        label = {"slo": "SLO s", "tail": "tail SLO s"}.get(self.parameter, "latency_wt")
         head = (
             f"{label:>11}  {'status':<18} {'utility':>10} {'accuracy':>9} {'W s':>9} "
             f"{'rho':>6} {'gap':>8}"
         )
+        tail = self.system_time_quantile is not None
+        if tail:
+            p = f"p{100 * self.quantile:g} s"
+            head += f" {p:>9}" + (f" {'bound s':>9}" if self.tail_bound is not None else "")
         uniform = self.uniform_objective is not None
         if uniform:
             head += f" {'uniform U':>10} {'gain %':>7}"
@@ -200,11 +220,21 @@ class SweepResult:
                     f"{self.mean_system_time[k]:>9.3f} {self.utilization[k]:>6.3f} "
                     f"{self.gap[k]:>8.1e}"
                 )
+                if tail:
+                    row += f" {self.system_time_quantile[k]:>9.4g}"
+                    if self.tail_bound is not None:
+                        row += f" {self.tail_bound[k]:>9.4g}"
                 if uniform and np.isfinite(self.uniform_objective[k]):
                     base = self.uniform_objective[k]
                     gain = 100 * (self.objective[k] - base) / abs(base)
                     row += f" {self.uniform_objective[k]:>10.6f} {gain:>7.2f}"
             lines.append(row.rstrip())
+        if self.tail_bound is not None:
+            lines += [
+                "",
+                f"(p{100 * self.quantile:g}: the exact percentile at the optimum; bound: the "
+                "convex surrogate the tail SLO holds, docs/tail.md)",
+            ]
         bad = [(self.values[k], m) for k, m in enumerate(self.messages) if m]
         if bad:
             lines.append("")
@@ -240,10 +270,14 @@ class SweepResult:
             "uniform_objective",
             "uniform_accuracy",
             "uniform_mean_system_time",
+            "system_time_quantile",
+            "tail_bound",
         ):
             val = getattr(self, key)
             if val is not None:
                 out[key] = clean(val)
+        if self.quantile is not None:
+            out["quantile"] = self.quantile
         out["messages"] = list(self.messages)
         return out
 
@@ -281,16 +315,20 @@ def _progress(values: np.ndarray, desc: str, progress: bool | None):
 
 
 def _run(
-    scenario: Scenario,
+    scenario,
     param: str,
     values: np.ndarray,
     method: str | None,
     uniform: bool,
     options: dict[str, Any],
     progress: bool | None = None,
+    quantile: float | None = None,
 ) -> SweepResult:
+    from .solve import choose_method, solve, warm_options
+
     sc = scenario
-    name = choose_method(_point(sc, param, values[0]) if param == "slo" else sc, method)
+    first = _point(sc, param, values[0], quantile) if param != "latency_weight" else sc
+    name = choose_method(first, method)
     k, n = values.size, sc.n
     nan = np.full(k, np.nan)
     out = {
@@ -301,7 +339,8 @@ def _run(
     tokens = np.full((k, n), np.nan)
     status = np.empty(k, dtype=object)
     messages = [""] * k
-    gammas = np.full(k, sc.latency_weight) if param == "slo" else values.copy()
+    gammas = values.copy() if param == "latency_weight" else np.full(k, sc.latency_weight)
+    tail = {key: nan.copy() for key in ("quantile", "bound")}
 
     # The conic reference: compile once with a Parameter for the swept value (DPP).
     cprob, par = (
@@ -316,7 +355,7 @@ def _run(
     points = _progress(values, f"sweep {param}", progress)
     for j, v in enumerate(points):
         try:
-            sc_j = _point(sc, param, v)
+            sc_j = _point(sc, param, v, quantile)
             opts = dict(options)
             if cprob is not None:
                 par.value = float(v)
@@ -334,6 +373,8 @@ def _run(
         status[j] = res.status
         tokens[j] = res.tokens
         _record(out, j, res)
+        if quantile is not None:
+            _record_tail(tail, j, res, quantile)
         if uniform:
             _record_uniform(uni, j, best_uniform(sc_j))
     elapsed = time.perf_counter() - t0
@@ -342,7 +383,10 @@ def _run(
     return SweepResult(
         parameter=param,
         latency_weight=gammas,
-        slo=values.copy() if param == "slo" else None,
+        slo=None if param == "latency_weight" else values.copy(),
+        quantile=quantile,
+        system_time_quantile=tail["quantile"] if quantile is not None else None,
+        tail_bound=tail["bound"] if param == "tail" else None,
         status=status.astype(str),
         tokens=tokens,
         names=list(sc.names),
@@ -357,7 +401,7 @@ def _run(
     )
 
 
-def _compiled(sc: Scenario, param: str, values: np.ndarray):
+def _compiled(sc, param: str, values: np.ndarray):
     """The conic problem with a CVXPY Parameter for the swept value, and that Parameter.
 
     ``(None, None)`` when the scenario cannot be compiled (each point then
@@ -367,6 +411,8 @@ def _compiled(sc: Scenario, param: str, values: np.ndarray):
 
     from .solvers.conic import ConicProblem
 
+    if param == "tail":  # eta_0 moves with T0 inside the cones: no Parameter, one build a point
+        return None, None
     try:
         if param == "latency_weight":
             par = cp.Parameter(nonneg=True, value=float(max(values[0], 0.0)))
@@ -384,6 +430,14 @@ def _record(out: dict[str, np.ndarray], j: int, res: Result) -> None:
     out["gap"][j] = res.certificate.gap
 
 
+def _record_tail(tail: dict[str, np.ndarray], j: int, res: Result, quantile: float) -> None:
+    """The exact percentile of point ``j`` and, under a tail SLO, the surrogate's bound."""
+    tail["quantile"][j] = res.quantiles([quantile]).seconds[0]
+    entry = (res.diagnostics or {}).get("constraints", {}).get("tail")
+    if entry is not None:
+        tail["bound"][j] = entry["bound"]
+
+
 def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
     """The best uniform budget's figures at point ``j``."""
     uni["objective"][j], uni["accuracy"][j] = u.objective, u.accuracy
@@ -391,19 +445,22 @@ def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
     uni["budget"][j] = u.diagnostics.get("budget", np.nan)
 
 
-def _point(sc: Scenario, param: str, value: float):
+def _point(sc, param: str, value: float, quantile: float | None = None):
     if param == "latency_weight":
         return sc.with_(latency_weight=float(value))
     cons = constraints_of(sc) or Constraints()
+    if param == "tail":
+        return sc.with_(constraints=cons.with_(tail=TailSLO(quantile, float(value))))
     return sc.with_(constraints=cons.with_(max_mean_system_time=float(value)))
 
 
 def sweep_latency_weight(
-    scenario: Scenario,
+    scenario,
     weights: Any,
     method: str | None = None,
     uniform: bool = True,
     progress: bool | None = None,
+    quantile: float | None = None,
     **options: Any,
 ) -> SweepResult:
     """Solve for each latency weight ``gamma`` in ``weights``: the frontier.
@@ -423,6 +480,9 @@ def sweep_latency_weight(
     progress : bool, optional
         Show a tqdm progress bar on stderr; default: when stderr is a
         terminal.
+    quantile : float, optional
+        Also record the exact ``quantile``-percentile of the system time at
+        each optimum (``system_time_quantile``; e.g. 0.99).
     **options
         Passed to the method.
 
@@ -438,15 +498,17 @@ def sweep_latency_weight(
     w = _grid(weights, "latency weights")
     if np.any(w < 0):
         raise CvxallocError(f"latency weights must be >= 0 (got {w.min():g})")
-    return _run(scenario, "latency_weight", w, method, uniform, options, progress)
+    q = None if quantile is None else check_quantiles([quantile], "quantile")[0]
+    return _run(scenario, "latency_weight", w, method, uniform, options, progress, q)
 
 
 def sweep_slo(
-    scenario: Scenario,
+    scenario,
     slos: Any,
     method: str | None = None,
     uniform: bool = True,
     progress: bool | None = None,
+    quantile: float | None = None,
     **options: Any,
 ) -> SweepResult:
     """Solve for each mean-latency SLO (``max_mean_system_time``, seconds) in ``slos``.
@@ -459,4 +521,32 @@ def sweep_slo(
     s = _grid(slos, "SLO values")
     if np.any(s <= 0):
         raise CvxallocError(f"SLO values must be > 0 seconds (got {s.min():g})")
-    return _run(scenario, "slo", s, method, uniform, options, progress)
+    q = None if quantile is None else check_quantiles([quantile], "quantile")[0]
+    return _run(scenario, "slo", s, method, uniform, options, progress, q)
+
+
+def sweep_tail(
+    scenario,
+    limits: Any,
+    quantile: float = 0.99,
+    method: str | None = None,
+    uniform: bool = True,
+    progress: bool | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Solve for each tail SLO ``q_p(T) <= T0``, ``T0`` in ``limits`` (seconds): the frontier
+    of accuracy against the ``p``-percentile.
+
+    The SLO is held through its convex surrogate (:mod:`cvxalloc.constraints.tail`);
+    each point records the exact percentile of its optimum
+    (``system_time_quantile``, at most ``T0``) and the surrogate's bound
+    (``tail_bound``, equal to ``T0`` where the SLO binds). The scenario's
+    ``latency_weight`` and other constraints are kept; a ``T0`` below the
+    bound at the minimum budgets gives a point with status ``"infeasible"``.
+    See :func:`sweep_latency_weight` for the other parameters.
+    """
+    s = _grid(limits, "tail limits")
+    if np.any(s <= 0):
+        raise CvxallocError(f"tail limits must be > 0 seconds (got {s.min():g})")
+    q = check_quantiles([quantile], "quantile")[0]
+    return _run(scenario, "tail", s, method, uniform, options, progress, q)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ..errors import ScenarioError
+from ..queue.tail import check_quantiles
 from ..solve import DEFAULT_METHOD
 from ._common import (
     add_json_option,
@@ -28,12 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="trace the accuracy-latency frontier over the latency weight or an SLO",
         description=(
-            "Solve the scenario at each latency weight (--latency-weight A:B:N) or each "
-            "mean-latency SLO in seconds (--slo A:B:N, the max_mean_system_time constraint), "
+            "Solve the scenario at each latency weight (--latency-weight A:B:N), each "
+            "mean-latency SLO in seconds (--slo A:B:N, the max_mean_system_time constraint) "
+            "or each tail SLO in seconds (--tail A:B:N, the tail constraint at --quantile), "
             "N points from A to B (geometric with --log). Prints one row per point: utility, "
             "weighted accuracy, mean system time, utilization, certified gap and the best "
-            "uniform budget under the same constraints. Points whose constraints conflict "
-            "are reported as infeasible."
+            "uniform budget under the same constraints; with --tail or --quantile also the "
+            "exact percentile of the system time. Points whose constraints conflict are "
+            "reported as infeasible."
         ),
     )
     add_scenario_argument(p)
@@ -43,6 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     grid.add_argument(
         "--slo", metavar="A:B:N", help="max_mean_system_time values (seconds) from A to B, N points"
+    )
+    grid.add_argument(
+        "--tail",
+        metavar="A:B:N",
+        help="tail SLO max_system_time values (seconds) from A to B, N points, at --quantile",
+    )
+    p.add_argument(
+        "--quantile",
+        type=float,
+        metavar="P",
+        help="the percentile level of --tail (default 0.99); with the other grids, adds the "
+        "exact P-percentile of the system time at each point",
     )
     p.add_argument("--log", action="store_true", help="geometric spacing (A, B > 0)")
     add_method_option(p, help=f"solver (default: {DEFAULT_METHOD}, which honours every constraint)")
@@ -80,21 +95,33 @@ def parse_grid(text: str, flag: str, log: bool) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweep import sweep_latency_weight, sweep_slo
+    from ..sweep import sweep_latency_weight, sweep_slo, sweep_tail
 
+    quantile = None
+    if args.quantile is not None:
+        quantile = check_quantiles([args.quantile], "--quantile")[0]
     if args.latency_weight is not None:
         values = parse_grid(args.latency_weight, "--latency-weight", args.log)
         if np.any(values < 0):
             raise ScenarioError("--latency-weight: values must be >= 0")
     else:
-        values = parse_grid(args.slo, "--slo", args.log)
+        flag = "--slo" if args.slo is not None else "--tail"
+        values = parse_grid(args.slo if args.slo is not None else args.tail, flag, args.log)
         if np.any(values <= 0):
-            raise ScenarioError("--slo: values must be > 0 seconds")
+            raise ScenarioError(f"{flag}: values must be > 0 seconds")
+    if args.tail is not None:
+        quantile = 0.99 if quantile is None else quantile
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise ScenarioError(f"--plot {args.plot!r}: give a .png file name")
     sc = scenario_from_args(args)
     options = parse_options(args.option)
-    fn = sweep_latency_weight if args.latency_weight is not None else sweep_slo
+    fn = (
+        sweep_latency_weight
+        if args.latency_weight is not None
+        else sweep_slo
+        if args.slo is not None
+        else sweep_tail
+    )
     if "progress" in options:
         raise ScenarioError("--option progress: use --no-progress")
     sw = fn(
@@ -103,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         uniform=not args.no_uniform,
         progress=False if args.no_progress else None,
+        quantile=quantile,
         **options,
     )
     if not sw.solved.any():

@@ -12,7 +12,13 @@ key                         constraint                                  convex b
 ``max_mean_tokens``         ``sum_i p_i t_i <= B`` (compute budget)      linear
 ``max_utilization``         ``lam m1(t) <= rho_max``                     linear
 ``min_accuracy`` (per task) ``A_i(t_i) >= alpha_i``                      A_i concave
+``tail``                    ``q_p(T) <= T0`` through a surrogate         see below
 ==========================  ==========================================  ==========
+
+The tail SLO (``tail = { quantile = p, max_system_time = T0 }``) is not a
+convex set in general; the optimization holds a convex conservative
+surrogate of it (:mod:`cvxalloc.constraints.tail`), and reports the exact
+percentile beside the surrogate's.
 
 Each constraint is a *model term* (as the latency and accuracy terms are): it
 evaluates numerically (value, slack, gradient) and compiles to CVXPY from the
@@ -43,24 +49,21 @@ constraints the minimum over ``mu`` is the Frank-Wolfe bound over the polytope
 ``box ∩ halfspaces`` (LP duality): ``kind = "frank-wolfe-polytope"``; with the
 SLO it is a Lagrangian (dual) bound: ``kind = "lagrangian-frank-wolfe"``.
 
-Where each part lives
----------------------
+Modules
+-------
 terms        the scalar terms (value, gradient, CVXPY form), KINDS and the errors
+spec         :class:`Constraints` and the ``[constraints]`` file structure
+tail         the tail SLO and its convex surrogate
 feasibility  min_accuracy as a token bound, the feasibility test, restoring a point
 certificate  Frank-Wolfe over the polytope / the Lagrangian bound
-
-What a constraint *is* for a scenario, the :class:`~cvxalloc.scenario_constraints.Constraints`
-record with its ``[constraints]`` file structure, sits beside the scenario
-(:mod:`cvxalloc.scenario_constraints`, also ``cvxalloc.Constraints``); how the
-solvers honour it sits with them: the conic rows and the slack / shadow-price
-report (:mod:`cvxalloc.solvers.constraint_rows`), the outer multipliers
-(:mod:`cvxalloc.solvers.multipliers`) and the finishing polish
-(:mod:`cvxalloc.solvers.finish`).
+conic        the CVXPY constraints and the slack / shadow-price report
+finish       exact feasibility and polish of a solver's point
 """
 
 from __future__ import annotations
 
 from .certificate import certify_constrained, lagrangian_bound
+from .conic import conic_constraints, constraint_report
 from .feasibility import (
     check_feasible,
     constraints_of,
@@ -69,6 +72,9 @@ from .feasibility import (
     restore_feasible,
     slacks_of,
 )
+from .finish import finish, single_point, single_point_result
+from .spec import Constraints, constraints_from_file
+from .tail import TailPercentile, TailSLO
 from .terms import (
     KINDS,
     ConstraintError,
@@ -81,12 +87,15 @@ from .terms import (
 
 __all__ = [
     "KINDS",
+    "Constraints",
     "ConstraintError",
     "InfeasibleError",
     "Term",
     "MeanSystemTime",
     "MeanTokens",
     "Utilization",
+    "TailSLO",
+    "TailPercentile",
     "constraints_of",
     "slacks_of",
     "required_tokens",
@@ -95,4 +104,10 @@ __all__ = [
     "restore_feasible",
     "certify_constrained",
     "lagrangian_bound",
+    "constraints_from_file",
+    "conic_constraints",
+    "constraint_report",
+    "finish",
+    "single_point",
+    "single_point_result",
 ]

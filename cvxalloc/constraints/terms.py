@@ -13,7 +13,6 @@ import numpy as np
 
 from .._reduce import dot
 from ..errors import ScenarioError
-from ..protocols import ScenarioLike
 from ..queue import Latency
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
@@ -31,7 +30,7 @@ __all__ = [
     "Utilization",
 ]
 
-KINDS = ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy")
+KINDS = ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy", "tail")
 
 #: Relative rounding within which a constraint's value meets its limit (8 units of
 #: double rounding: ties at a limit, found 0-2 ulps apart, are feasible).
@@ -71,16 +70,16 @@ class Term:
         """Key in reports (``diagnostics["constraints"]``)."""
         return self.kind
 
-    def value(self, scenario: ScenarioLike, t: np.ndarray) -> float:  # pragma: no cover - abstract
+    def value(self, scenario, t: np.ndarray) -> float:  # pragma: no cover - abstract
         """The constrained quantity at ``t``."""
         raise NotImplementedError
 
-    def gradient(self, scenario: ScenarioLike, t: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def gradient(self, scenario, t: np.ndarray) -> np.ndarray:  # pragma: no cover
         """``d value / dt`` (every entry >= 0)."""
         raise NotImplementedError
 
     def cvxpy(
-        self, scenario: ScenarioLike, tokens: cp.Expression, time_unit: float, token_unit: float
+        self, scenario, tokens: cp.Expression, time_unit: float, token_unit: float
     ) -> tuple[cp.Constraint | None, float]:  # pragma: no cover
         """The constraint in the conic problem's units, and that unit.
 
@@ -90,7 +89,7 @@ class Term:
         """
         raise NotImplementedError
 
-    def slack(self, scenario: ScenarioLike, t: np.ndarray, ties: bool = False) -> float:
+    def slack(self, scenario, t: np.ndarray, ties: bool = False) -> float:
         """``limit - value(t)`` (>= 0 when satisfied).
 
         With ``ties``, plus the rounding of the comparison: a value within
@@ -114,13 +113,13 @@ class MeanSystemTime(Term):
     what = "mean system time"
     linear = False
 
-    def value(self, scenario: ScenarioLike, t):
+    def value(self, scenario, t):
         return Latency(scenario).value(np.asarray(t, dtype=float))
 
-    def gradient(self, scenario: ScenarioLike, t):
+    def gradient(self, scenario, t):
         return Latency(scenario).gradient(np.asarray(t, dtype=float))
 
-    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario, tokens, time_unit, token_unit):
         expr = Latency(scenario).cvxpy(tokens, time_unit=time_unit)
         return expr <= self.limit / time_unit, time_unit
 
@@ -132,17 +131,17 @@ class MeanTokens(Term):
     unit = "tokens"
     what = "mean tokens per query"
 
-    def coefficients(self, scenario: ScenarioLike) -> tuple[np.ndarray, float]:
+    def coefficients(self, scenario) -> tuple[np.ndarray, float]:
         """``(c, c0)`` with ``value = c . t + c0``."""
         return scenario.probability, 0.0
 
-    def value(self, scenario: ScenarioLike, t):
+    def value(self, scenario, t):
         return dot(scenario.probability, np.asarray(t, dtype=float))
 
-    def gradient(self, scenario: ScenarioLike, t):
+    def gradient(self, scenario, t):
         return np.array(scenario.probability, dtype=float)
 
-    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario, tokens, time_unit, token_unit):
         return (scenario.probability @ tokens) / token_unit <= self.limit / token_unit, token_unit
 
 
@@ -153,18 +152,18 @@ class Utilization(Term):
     unit = ""
     what = "utilization"
 
-    def coefficients(self, scenario: ScenarioLike) -> tuple[np.ndarray, float]:
+    def coefficients(self, scenario) -> tuple[np.ndarray, float]:
         """``(c, c0)`` with ``value = c . t + c0``."""
         lam, p = scenario.arrival_rate, scenario.probability
         return lam * p * scenario.per_token, lam * float(p @ scenario.base)
 
-    def value(self, scenario: ScenarioLike, t):
+    def value(self, scenario, t):
         return scenario.utilization(np.asarray(t, dtype=float))
 
-    def gradient(self, scenario: ScenarioLike, t):
+    def gradient(self, scenario, t):
         return scenario.arrival_rate * scenario.probability * scenario.per_token
 
-    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario, tokens, time_unit, token_unit):
         if scenario.arrival_rate == 0:
             return None, 1.0
         c, c0 = self.coefficients(scenario)

@@ -49,6 +49,7 @@ from .frontier import (
     frontier_sweep,
     scenario_figure,
     sweep_figure,
+    tail_frontier_axes,
 )
 from .traffic import plot_traffic, traffic_figure
 from .validation import convergence_figure, load_figure, pk_figure, rounding_figure
@@ -59,6 +60,7 @@ __all__ = [
     "default_latency_weights",
     "frontier_sweep",
     "frontier_axes",
+    "tail_frontier_axes",
     "allocation_axes",
     "scenario_figure",
     "sweep_figure",

@@ -5,33 +5,25 @@ Layer: workflows (:mod:`cvxalloc.plots`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..baselines import best_uniform
 from ..objective import evaluate
-from ..solve import solve
-from ..sweep import sweep_latency_weight
 from .base import COLORS, LATENCY_WEIGHT_UNIT, UTILITY, W_LABEL, _figure, legend_below
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = [
     "default_latency_weights",
     "frontier_sweep",
     "frontier_axes",
+    "tail_frontier_axes",
     "allocation_axes",
     "scenario_figure",
     "sweep_figure",
 ]
 
 
-def default_latency_weights(
-    scenario: Scenario, points: int = 25, decades: float = 2.0
-) -> np.ndarray:
+def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) -> np.ndarray:
     """A geometric grid of latency weights around the scenario's own.
 
     ``gamma * 10^[-decades, decades]`` (``points`` values); where the
@@ -56,7 +48,7 @@ def default_latency_weights(
 
 
 def frontier_sweep(
-    scenario: Scenario,
+    scenario,
     weights: np.ndarray | None = None,
     method: str | None = None,
     progress: bool | None = None,
@@ -67,6 +59,8 @@ def frontier_sweep(
     ``weights`` (default :func:`default_latency_weights`); ``progress`` as there
     (a bar on stderr, by default when it is a terminal).
     """
+    from ..sweep import sweep_latency_weight
+
     if weights is None:
         weights = default_latency_weights(scenario)
     return sweep_latency_weight(
@@ -164,12 +158,52 @@ def frontier_axes(
         legend_below(ax)
 
 
+def tail_frontier_axes(ax, sweep, title: str = "Accuracy against the tail", legend=True) -> None:
+    """Draw weighted accuracy against a percentile of the system time, beside the mean.
+
+    ``sweep`` is a :class:`~cvxalloc.sweep.SweepResult` that recorded
+    ``system_time_quantile`` (a tail sweep, or any sweep given ``quantile``):
+    the exact percentile of each optimum, its mean system time, and for a tail
+    sweep the surrogate's bound (the figure the constraint holds).
+    """
+    p = 100 * float(sweep.quantile)
+    ok = np.isfinite(np.asarray(sweep.accuracy, dtype=float))
+    a = np.asarray(sweep.accuracy, dtype=float)[ok]
+    q = np.asarray(sweep.system_time_quantile, dtype=float)[ok]
+    w = np.asarray(sweep.mean_system_time, dtype=float)[ok]
+    o = np.argsort(q)
+    ax.plot(
+        q[o],
+        a[o],
+        "o-",
+        color=COLORS["optimal"],
+        ms=3.5,
+        zorder=3,
+        label=f"p{p:g} of the system time (exact)",
+    )
+    bound = getattr(sweep, "tail_bound", None)
+    if bound is not None:
+        b = np.asarray(bound, dtype=float)[ok]
+        ax.plot(
+            b[o],
+            a[o],
+            "^:",
+            color=COLORS["maximum"],
+            ms=3,
+            label=f"surrogate bound on p{p:g} (held <= SLO)",
+        )
+    o = np.argsort(w)
+    ax.plot(w[o], a[o], "s--", color=COLORS["uniform"], ms=3, label="mean system time W")
+    ax.set_xlabel("system time, s")
+    ax.set_ylabel("weighted accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        legend_below(ax)
+
+
 def allocation_axes(
-    ax,
-    scenario: Scenario,
-    tokens: np.ndarray,
-    uniform: np.ndarray | None = None,
-    max_types: int = 40,
+    ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None, max_types: int = 40
 ) -> None:
     """Bars of the tokens per type, with each type's bounds as a grey range.
 
@@ -212,7 +246,7 @@ def allocation_axes(
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def _slo_of(scenario: Scenario, result) -> tuple[float | None, bool | None]:
+def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
     """The scenario's mean-latency SLO (seconds) and whether it binds at ``result``."""
     cons = getattr(scenario, "constraints", None)
     slo = getattr(cons, "max_mean_system_time", None) if cons is not None else None
@@ -226,7 +260,7 @@ def _slo_of(scenario: Scenario, result) -> tuple[float | None, bool | None]:
 
 
 def scenario_figure(
-    scenario: Scenario,
+    scenario,
     result=None,
     sweep=None,
     points: int = 25,
@@ -249,6 +283,8 @@ def scenario_figure(
     A mean-latency SLO (``max_mean_system_time``) of the scenario is drawn on
     the frontier, and the legend says whether it binds at the optimum.
     """
+    from ..solve import solve
+
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:
@@ -277,7 +313,7 @@ def scenario_figure(
     return fig
 
 
-def sweep_figure(sweep, scenario: Scenario = None) -> Figure:
+def sweep_figure(sweep, scenario=None) -> Figure:
     """The frontier of a sweep's solved points (``cvxalloc sweep --plot``).
 
     Parameters
@@ -289,6 +325,18 @@ def sweep_figure(sweep, scenario: Scenario = None) -> Figure:
         latency-weight sweep and is drawn.
     """
     fig, ax = _figure(1, 6.4, 5.4)
+    ok = sweep.solved
+    if getattr(sweep, "system_time_quantile", None) is not None:  # the tail frontier
+        what = {"tail": "tail SLO", "slo": "SLO on mean system time"}.get(
+            sweep.parameter, "latency weight"
+        )
+        tail_frontier_axes(
+            ax,
+            sweep,
+            title=f"Accuracy against p{100 * sweep.quantile:g}, over the {what}: "
+            f"{sweep.values[ok].min():.3g} to {sweep.values[ok].max():.3g}",
+        )
+        return fig
     if sweep.parameter == "slo":
         what, unit, slo = "SLO on mean system time", "s", None
     else:
@@ -296,7 +344,6 @@ def sweep_figure(sweep, scenario: Scenario = None) -> Figure:
         cons = getattr(scenario, "constraints", None)
         what, unit = "latency weight", LATENCY_WEIGHT_UNIT
         slo = None if cons is None else cons.max_mean_system_time
-    ok = sweep.solved
     frontier_axes(
         ax,
         _Solved(sweep, ok),

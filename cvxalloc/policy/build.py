@@ -18,18 +18,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
-from ..integer import round_allocation
-from ..solve import choose_method, solve, warm_options
 from .lookup import Policy, _answer, _d1_bounds, _scale, _scv_mid
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = [
     "build_policy",
@@ -66,7 +61,7 @@ MAX_SCV_POINTS = 33
 MAX_POINTS = 4097
 
 
-def _is_integer(scenario: Scenario, method: str | None) -> bool:
+def _is_integer(scenario, method: str | None) -> bool:
     """Integer budgets: asked for, or a menu / non-unit step in the scenario."""
     if method == "rounding":
         return True
@@ -74,7 +69,7 @@ def _is_integer(scenario: Scenario, method: str | None) -> bool:
     return bool(has_menu or np.any(np.asarray(scenario.step) != 1))
 
 
-def highest_rate(scenario: Scenario) -> float:
+def highest_rate(scenario) -> float:
     """The highest rate the policy covers: :data:`TOP_FRACTION` of the highest stable rate.
 
     The highest stable rate is ``capacity / m1(lo)`` (above it no budgets are
@@ -94,8 +89,10 @@ def _grid_gap(res) -> float:
 
 # --------------------------------------------------------------------------
 # building
-def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer: bool):
+def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
     """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
+    from ..solve import choose_method, solve, warm_options
+
     sc = scenario.with_(arrival_rate=rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
@@ -113,11 +110,13 @@ def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer
             res = ref
     rounded = None
     if integer:
+        from ..integer import round_allocation
+
         rounded = round_allocation(sc, continuous=res)
     return res, rounded
 
 
-def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
+def _active_set_changes(sc, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
     """Whether types that matter reach or leave a bound inside an interval.
 
     Types at a bound at one end and not at the other, weighted by the most utility they
@@ -135,7 +134,7 @@ def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: flo
     return bool(reach[changed].sum() > scale)
 
 
-def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
+def _probe_gap(scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
     """Relative proven gap of the continuous interpolation at one interior rate."""
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
     ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
@@ -143,7 +142,7 @@ def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=
 
 
 def build_policy(
-    scenario: Scenario,
+    scenario,
     *,
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -223,7 +222,7 @@ def build_policy(
     )
 
 
-def _scv_grid_values(scenario: Scenario, arrival_scv) -> list[float]:
+def _scv_grid_values(scenario, arrival_scv) -> list[float]:
     """The requested ``arrival_scv`` values and the scenario's own, sorted, checked."""
     values = {float(scenario.arrival_scv)}
     for c in arrival_scv:
@@ -237,7 +236,7 @@ def _scv_grid_values(scenario: Scenario, arrival_scv) -> list[float]:
     return sorted(values)
 
 
-def _refine_scv(scenario: Scenario, subs: dict[float, Policy], tolerance: float, kw) -> float:
+def _refine_scv(scenario, subs: dict[float, Policy], tolerance: float, kw) -> float:
     """Add log-scale midpoints of ``arrival_scv`` while a probe between two exceeds the
     tolerance (each neighbour's own rate interpolation is held to half of it; the
     interpolation in ``arrival_scv`` may add the other half). The largest probe left."""
@@ -273,7 +272,7 @@ def _refine_scv(scenario: Scenario, subs: dict[float, Policy], tolerance: float,
 
 
 def _build_single(
-    scenario: Scenario,
+    scenario,
     *,
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -299,13 +298,13 @@ def _build_single(
     return pol
 
 
-def _check_build(scenario: Scenario, points: int, tolerance: float) -> None:
+def _check_build(scenario, points: int, tolerance: float) -> None:
     """Refuse constraints and bad ``points`` / ``tolerance``."""
     if getattr(scenario, "constraints", None) is not None and not scenario.constraints.empty:
         raise ScenarioError(
-            "policy: operator constraints ([constraints]) are not supported: interpolated "
-            "budgets could break a latency constraint between grid rates; remove the "
-            "[constraints] table"
+            "policy: operator constraints ([constraints], the tail SLO included) are not "
+            "supported: interpolated budgets could break a constraint between grid rates; "
+            "remove the [constraints] table, or solve at each rate (cvxalloc solve)"
         )
     if int(points) < 2:
         raise ScenarioError(f"policy: points must be >= 2 (got {int(points)})")
@@ -316,7 +315,7 @@ def _check_build(scenario: Scenario, points: int, tolerance: float) -> None:
 class _RateGrid:
     """The grid of one policy while it is built: solved rates and refined intervals."""
 
-    def __init__(self, sc: Scenario, method: str | None, tolerance: float) -> None:
+    def __init__(self, sc, method: str | None, tolerance: float) -> None:
         self.sc, self.method, self.tolerance = sc, method, tolerance
         self.integer = _is_integer(sc, method)
         self.top = highest_rate(sc)

@@ -36,7 +36,6 @@ import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
-from ..protocols import ScenarioLike
 from .batching import BatchingQueue
 from .compress import compress
 from .fifo import FIFOQueue
@@ -164,7 +163,7 @@ def _seconds(v: float) -> str:
 
 
 def system_time_quantiles(
-    scenario: ScenarioLike,
+    scenario,
     tokens,
     levels: Iterable[float] | None = None,
     *,

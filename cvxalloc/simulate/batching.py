@@ -46,7 +46,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -62,9 +62,6 @@ from .engine import (
     sample_service,
     service_distribution,
 )
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = ["system_times", "simulate_batching", "BatchingSimulation", "simulate_work"]
 
@@ -274,7 +271,7 @@ class BatchingSimulation:
 
 
 def simulate_batching(
-    scenario: Scenario,
+    scenario,
     tokens: Any,
     *,
     queries: int = 200_000,

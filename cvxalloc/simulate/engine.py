@@ -28,15 +28,12 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = [
     "service_distribution",
@@ -284,7 +281,7 @@ def _interval(mean: float, values: np.ndarray, confidence: float) -> tuple[float
     return (mean - half, mean + half)
 
 
-def _check_tokens(scenario: Scenario, tokens: Any) -> np.ndarray:
+def _check_tokens(scenario, tokens: Any) -> np.ndarray:
     t = np.asarray(getattr(tokens, "tokens", tokens), dtype=float)
     if t.shape != (scenario.n,):
         raise ScenarioError(
@@ -335,7 +332,7 @@ class _FifoServer:
         self.reset()
 
     @classmethod
-    def of(cls, scenario: Scenario, tokens: np.ndarray, deterministic: bool = False) -> _FifoServer:
+    def of(cls, scenario, tokens: np.ndarray, deterministic: bool = False) -> _FifoServer:
         """The scenario's server under ``tokens`` (every service its mean if ``deterministic``)."""
         zeros = np.zeros(scenario.n)
         return cls(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +34,6 @@ from .engine import (
     _mean_fields,
     _progress,
 )
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = ["SimulationResult", "simulate", "DEFAULT_QUERIES"]
 
@@ -216,7 +213,7 @@ class SimulationResult:
 
 
 def simulate(
-    scenario: Scenario,
+    scenario,
     tokens: Any,
     *,
     queries: int = DEFAULT_QUERIES,
@@ -309,13 +306,7 @@ def simulate(
 
 
 def _check_simulate(
-    sc: Scenario,
-    tokens: Any,
-    queries: int,
-    warmup: int | None,
-    batches: int,
-    confidence,
-    chunk_size,
+    sc, tokens: Any, queries: int, warmup: int | None, batches: int, confidence, chunk_size
 ) -> tuple[np.ndarray, int, int, int]:
     """:func:`simulate`'s arguments checked: tokens, queries, warm-up, batches."""
     if getattr(sc, "server", None) is not None:
@@ -342,7 +333,7 @@ def _check_simulate(
 
 def _poisson_chunks(
     rng: np.random.Generator,
-    sc: Scenario,
+    sc,
     server: _FifoServer,
     queries: int,
     chunk_size: int,

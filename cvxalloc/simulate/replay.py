@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +26,6 @@ from .engine import (
     _mean_fields,
 )
 from .poisson import SimulationResult
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = ["simulate_replay", "ReplayResult", "DEFAULT_REPLICATIONS", "REPLAY_SERVICES"]
 
@@ -133,7 +130,7 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def simulate_replay(
-    scenario: Scenario,
+    scenario,
     tokens: Any,
     arrival_times: Any,
     *,
@@ -284,7 +281,7 @@ def simulate_replay(
 
 
 def _replay_input(
-    sc: Scenario, tokens: Any, arrival_times: Any, types: Any, source: str | None
+    sc, tokens: Any, arrival_times: Any, types: Any, source: str | None
 ) -> tuple[np.ndarray, RequestLog]:
     """Checked tokens and the log (checked and time-ordered by :meth:`RequestLog.of`)."""
     if getattr(sc, "server", None) is not None:
@@ -360,7 +357,7 @@ def _replay_clock(
 
 
 def _replay_model(
-    sc: Scenario, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam: float
+    sc, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam: float
 ) -> tuple[float, float]:
     """Mean system time and utility the scenario's queue model predicts at the replay's rate.
 
@@ -385,7 +382,7 @@ def _replay_model(
 
 
 def _replay_predictions(
-    sc: Scenario, w_model: float, clock: dict[str, float], m1: float, m2: float
+    sc, w_model: float, clock: dict[str, float], m1: float, m2: float
 ) -> dict[str, Any]:
     """Mean system time at the replay's rate by the scenario's model, Pollaczek-Khinchine
     and Kingman at the measured arrival SCV (None where unstable), and their inputs."""

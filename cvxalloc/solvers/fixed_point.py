@@ -49,7 +49,7 @@ proven utilization cap, without a guarantee.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -70,9 +70,6 @@ from ._iterate import (
     utilization_halfspace,
     warm_tokens,
 )
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = ["solve_fixed_point", "contraction_bound", "fixed_point_map"]
 
@@ -137,7 +134,7 @@ def contraction_bound(obj: Objective, lower: np.ndarray, upper: np.ndarray) -> d
     return out
 
 
-def _norm_function(sc: Scenario, name: str):
+def _norm_function(sc, name: str):
     pb = sc.probability * sc.per_token
     if name == "mixture 1-norm":
         return lambda x: float(pb @ np.abs(x))
@@ -145,7 +142,7 @@ def _norm_function(sc: Scenario, name: str):
 
 
 def solve_fixed_point(
-    scenario: Scenario,
+    scenario,
     *,
     tol: float = 1e-9,
     max_iter: int = 10_000,
@@ -259,7 +256,7 @@ def solve_fixed_point(
 
 
 def _hand_over(
-    sc: Scenario,
+    sc,
     cb: dict[str, Any],
     rounds: int,
     diag: dict[str, Any],

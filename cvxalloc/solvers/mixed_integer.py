@@ -44,7 +44,7 @@ import importlib
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,10 +62,6 @@ from ..integer import (
 )
 from ..objective import Objective
 from ..result import Result
-from ..solve import METHODS, solve
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
 
 __all__ = ["solve_mixed_integer", "require_scip", "MixedIntegerModel"]
 
@@ -100,14 +96,7 @@ def require_scip() -> Any:
 
 
 def _chord_tables(
-    sc: Scenario,
-    i: int,
-    g0: np.ndarray,
-    g1: np.ndarray,
-    t0: float,
-    A0: float,
-    pw: float,
-    unit: float,
+    sc, i: int, g0: np.ndarray, g1: np.ndarray, t0: float, A0: float, pw: float, unit: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chords between levels ``g0`` and ``g1`` as ``alpha <= c + s * (t - t0)`` in units."""
     fam, j = sc.accuracy.family_of(i)
@@ -147,7 +136,7 @@ class MixedIntegerModel:
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario,
         grids: Grids,
         k0: np.ndarray,
         *,
@@ -397,7 +386,7 @@ def _run_scip(problem, start: dict[int, np.ndarray], params: dict[str, Any], ver
 
 
 def solve_mixed_integer(
-    scenario: Scenario,
+    scenario,
     *,
     continuous: Result | None = None,
     continuous_method: str | None = None,
@@ -471,6 +460,8 @@ def solve_mixed_integer(
             "from the command line use continuous_method instead"
         )
     if continuous_method is not None:
+        from ..solve import METHODS
+
         # any continuous method (the integer one would call itself)
         _opt.choice(
             "continuous_method", continuous_method, [m for m in METHODS if m != "mixed-integer"]
@@ -480,6 +471,8 @@ def solve_mixed_integer(
     refuse_constraints(sc)
     t_start = time.perf_counter()
     if continuous is None:
+        from ..solve import solve
+
         continuous = solve(sc, method=continuous_method)
     # build: the model around the rounded continuous optimum
     rounded = round_allocation(sc, continuous=continuous)
@@ -587,7 +580,7 @@ def _scip_bound_units(smodel, problem) -> float:
 
 
 def _assemble(
-    sc: Scenario,
+    sc,
     model: MixedIntegerModel,
     obj: Objective,
     rs: _Rounds,

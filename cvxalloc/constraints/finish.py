@@ -1,35 +1,29 @@
 """Finishing a solver's point: exact feasibility, then a polish that keeps its certificate honest.
 
-Layer: solvers. The polish of a constrained point is kept only when the
-certified gap shrinks.
+The polish of a constrained point is kept only when the certified gap shrinks.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import status as st
 from ..certificate import relative_scale
-from ..constraints.certificate import certify_constrained
-from ..constraints.feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
-from ..constraints.terms import Utilization
 from ..errors import ScenarioError
 from ..objective import Objective
 from ..polish import newton_direction, polish_fully
 from ..queue import Latency
 from ..result import Result
-from .constraint_rows import constraint_report
-
-if TYPE_CHECKING:
-    from ..scenario import Scenario
+from .certificate import certify_constrained
+from .conic import constraint_report
+from .feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
+from .terms import Utilization
 
 __all__ = ["finish", "single_point", "single_point_result"]
 
 
 def finish(
-    scenario: Scenario,
+    scenario,
     tokens: np.ndarray,
     objective=None,
     *,
@@ -89,7 +83,7 @@ def finish(
 
 
 def _constrained_polish(
-    sc: Scenario, t, obj, lo2, terms, rtol, max_steps, cert=None
+    sc, t, obj, lo2, terms, rtol, max_steps, cert=None
 ) -> tuple[np.ndarray, int]:
     """Active-set Newton steps for ``max U`` s.t. the active constraints as equalities.
 
@@ -117,10 +111,7 @@ def _constrained_polish(
         g = obj.gradient(t)
         grads = np.array([tm.gradient(sc, t) for tm in terms])
         slacks = slacks_of(sc, terms, t)
-        d, V, M = obj.hessian_parts(t)
-        if slo:
-            dW, _, MW = lat.hessian_parts(t)
-            d, M = d + mu[slo[0]] * dW, M + mu[slo[0]] * MW
+        d, V, M = _lagrangian_hessian(sc, t, obj, lat, [(terms[j], mu[j]) for j in slo])
         gl = g - mu @ grads
         # Bertsekas' epsilon-active set: near a bound with the Lagrangian gradient
         # pointing out, a variable is fixed and moved onto the bound.
@@ -183,7 +174,24 @@ def _constrained_polish(
     return t, steps
 
 
-def single_point(scenario: Scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
+def _lagrangian_hessian(sc, t, obj, lat, nonlinear) -> tuple[np.ndarray, ...]:
+    """``-Hess L = diag(d) + V M V^T``: ``-Hess U`` plus each nonlinear term's curvature times
+    its multiplier (``nonlinear``: pairs of term and multiplier).
+
+    The mean-latency SLO adds ``W``'s Hessian (same ``V``); a separable term (the tail
+    SLO's surrogate) its diagonal ``hessian_diag``.
+    """
+    d, V, M = obj.hessian_parts(t)
+    for term, mu in nonlinear:
+        if hasattr(term, "hessian_diag"):
+            d = d + mu * term.hessian_diag(sc, t)
+        else:
+            dW, _, MW = lat.hessian_parts(t)
+            d, M = d + mu * dW, M + mu * MW
+    return d, V, M
+
+
+def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     """Whether a scalar constraint is tight at ``lo'``, leaving ``lo'`` the only feasible point.
 
     Every scalar constraint has a positive gradient in every ``t_i``, so if one
@@ -200,7 +208,7 @@ def single_point(scenario: Scenario, lower: np.ndarray, rtol: float = 1e-12) -> 
     return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0) for tm in cons.terms())
 
 
-def single_point_result(scenario: Scenario, lower: np.ndarray, method: str = "conic"):
+def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
     """The result when :func:`single_point` holds: ``lo'``, certified, no shadow prices."""
 
     obj = Objective(scenario)

@@ -1,11 +1,5 @@
 """The constraints of a scenario: the :class:`Constraints` record and its file structure.
 
-Layer: scenario. What a constraint *is* (the data a scenario carries, its
-parsing and validation) lives here, beside the scenario model; the terms that
-evaluate it, its feasibility and its certificate are :mod:`cvxalloc.constraints`
-(numerics), and how solvers honour it (conic rows, multipliers, the finishing
-polish) is in :mod:`cvxalloc.solvers`.
-
 ``[constraints]`` holds the scalar limits; ``min_accuracy`` is set per task.
 """
 
@@ -14,19 +8,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._source import REPR_MAX, source
-from .certificate import Certificate
-from .constraints.certificate import certify_constrained
-from .constraints.terms import KINDS, TERMS, ConstraintError, Term
-from .errors import did_you_mean
-from .objective import Objective
-
-if TYPE_CHECKING:
-    from .scenario import Scenario
+from .._source import REPR_MAX, source
+from ..certificate import Certificate
+from ..errors import did_you_mean
+from ..objective import Objective
+from .certificate import certify_constrained
+from .tail import TailPercentile, TailSLO
+from .terms import KINDS, TERMS, ConstraintError, Term
 
 __all__ = ["Constraints", "constraints_from_file"]
 
@@ -57,14 +49,21 @@ class Constraints:
     min_accuracy : ndarray or None
         Per task, a lower bound on ``A_i(t_i)`` in ``[0, 1]``; ``NaN`` where
         the task has none.
+    tail : TailSLO or None
+        ``q_p(T) <= max_system_time``: a percentile of the system time
+        (``{"quantile": p, "max_system_time": T0}`` is accepted), held through
+        a convex conservative surrogate (:mod:`cvxalloc.constraints.tail`).
     """
 
     max_mean_system_time: float | None = None
     max_mean_tokens: float | None = None
     max_utilization: float | None = None
     min_accuracy: np.ndarray | None = None
+    tail: TailSLO | None = None
 
     def __post_init__(self) -> None:
+        if self.tail is not None:
+            self.tail = TailSLO.from_table(self.tail)
         for key in TERMS:
             setattr(self, key, _opt_number(key, getattr(self, key)))
         if self.max_mean_system_time is not None and self.max_mean_system_time <= 0:
@@ -117,6 +116,8 @@ class Constraints:
             )
         elif m is not None:
             args.append(f"min_accuracy={source(m)}")
+        if self.tail is not None:
+            args.append(f"tail={source(self.tail.to_table())}")
         return f"Constraints({', '.join(args)})"
 
     # --- structure ----------------------------------------------------------
@@ -131,17 +132,22 @@ class Constraints:
         out = [k for k in TERMS if getattr(self, k) is not None]
         if self.min_accuracy is not None:
             out.append("min_accuracy")
+        if self.tail is not None:
+            out.append("tail")
         return out
 
     def terms(self) -> list[Term]:
         """The scalar terms (SLO, token budget, utilization cap) that are set."""
-        return [cls(getattr(self, k)) for k, cls in TERMS.items() if getattr(self, k) is not None]
+        out = [cls(getattr(self, k)) for k, cls in TERMS.items() if getattr(self, k) is not None]
+        if self.tail is not None:
+            out.append(TailPercentile(self.tail))
+        return out
 
-    def certify(self, scenario: Scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+    def certify(self, scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
         """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
         return certify_constrained(scenario, tokens, objective)
 
-    def check(self, scenario: Scenario) -> None:
+    def check(self, scenario) -> None:
         """Validate against a scenario (one min_accuracy per task); errors name the task."""
         if self.min_accuracy is not None and self.min_accuracy.size != scenario.n:
             raise ConstraintError(
@@ -163,7 +169,12 @@ class Constraints:
     # --- file structure -------------------------------------------------------
     def to_table(self) -> dict[str, float]:
         """The ``[constraints]`` table (scalar constraints only)."""
-        return {k: float(getattr(self, k)) for k in TERMS if getattr(self, k) is not None}
+        table: dict[str, Any] = {
+            k: float(getattr(self, k)) for k in TERMS if getattr(self, k) is not None
+        }
+        if self.tail is not None:
+            table["tail"] = self.tail.to_table()
+        return table
 
     def write_dict(self, data: dict[str, Any]) -> dict[str, Any]:
         """Add the ``[constraints]`` table and per-task ``min_accuracy`` to a scenario dict."""
@@ -193,8 +204,8 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
     if not isinstance(table, Mapping):
         raise ConstraintError(f"constraints must be a table (got {type(table).__name__})")
     for key in table:
-        if key not in TERMS:
-            hint = did_you_mean(key, KINDS, TERMS)
+        if key not in TERMS and key != "tail":
+            hint = did_you_mean(key, KINDS, [*TERMS, "tail"])
             if key == "min_accuracy":
                 hint = "; min_accuracy is set per task ([[task]] min_accuracy = ...)"
             raise ConstraintError(f'constraints: unknown key "{key}"{hint}')
@@ -211,6 +222,8 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
             raise ConstraintError(f"{where}: min_accuracy must be in [0, 1] (got {val:g})")
         mins.append(float(val))
     cons = Constraints(
-        **{k: table.get(k) for k in TERMS}, min_accuracy=np.array(mins) if mins else None
+        **{k: table.get(k) for k in TERMS},
+        min_accuracy=np.array(mins) if mins else None,
+        tail=table.get("tail"),
     )
     return None if cons.empty else cons

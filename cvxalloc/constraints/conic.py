@@ -1,8 +1,4 @@
-"""The constraints in the conic problem; the report of slacks and shadow prices from its duals.
-
-Layer: solvers (how the conic reference honours a constraint; the terms are
-:mod:`cvxalloc.constraints`).
-"""
+"""The constraints in the conic problem; the report of slacks and shadow prices from its duals."""
 
 from __future__ import annotations
 
@@ -10,19 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..constraints.feasibility import constraints_of, required_tokens
-from ..constraints.terms import MeanSystemTime
+from .feasibility import constraints_of, required_tokens
+from .terms import MeanSystemTime
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
     import cvxpy as cp
-
-    from ..scenario import Scenario
 
 __all__ = ["conic_constraints", "constraint_report"]
 
 
 def conic_constraints(
-    scenario: Scenario,
+    scenario,
     tokens: cp.Expression,
     x: cp.Variable,
     time_unit: float,
@@ -66,7 +60,7 @@ def conic_constraints(
 
 
 def _min_accuracy_rows(
-    scenario: Scenario, box: tuple[np.ndarray, np.ndarray] | None
+    scenario, box: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tasks whose min_accuracy raises the lower bound of a non-degenerate box, with its
     lower end and width (the box ``x`` is normalized on; see :func:`conic_constraints`)."""
@@ -76,7 +70,7 @@ def _min_accuracy_rows(
 
 
 def constraint_report(
-    scenario: Scenario,
+    scenario,
     tokens: np.ndarray,
     compiled=(),
     objective_scale: float = 1.0,
@@ -132,6 +126,8 @@ def constraint_report(
             "unit": term.unit,
             "active": bool(slack <= 1e-6 * max(abs(term.limit), 1e-12)),
         }
+        if hasattr(term, "describe"):  # a term reported in other units than it is held in
+            out[term.kind].update(term.describe(sc, t, price))
     if cons.min_accuracy is not None:
         alpha = cons.min_accuracy
         acc = sc.accuracy.value(t)
