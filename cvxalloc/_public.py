@@ -174,6 +174,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "lindley_waits",
         "TypeSampler",
         "batch_means_interval",
+        "percentile_intervals",
         "DEFAULT_QUERIES",
         "DEFAULT_REPLICATIONS",
     ),

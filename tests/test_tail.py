@@ -273,3 +273,41 @@ def test_cli_bad_levels_exit_2_without_output(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--quantiles" in err and "0.99" in err and len(err.strip().splitlines()) == 1
     assert not target.exists()
+
+
+def test_sectioning_intervals_cover_the_true_percentiles():
+    from cvxalloc.simulate.engine import percentile_intervals
+
+    rng = np.random.default_rng(3)
+    exact = -np.log(1 - np.array([0.5, 0.9, 0.95, 0.99]))  # exponential(1) percentiles
+    hits = np.zeros(4)
+    trials = 120
+    for _ in range(trials):
+        points, cis = percentile_intervals(rng.exponential(size=30_000), 30, 0.99)
+        hits += [cis[k][0] <= e <= cis[k][1] for k, e in zip(points, exact)]
+    # 99% intervals: fewer than 114 of 120 covering has probability below 1e-3 each
+    assert np.all(hits >= 114), hits
+
+
+def test_simulators_report_percentiles_with_intervals(example):
+    from cvxalloc.simulate import simulate, simulate_replay
+    from cvxalloc.simulate.batching import simulate_batching
+
+    t = cvxalloc.solve(example).tokens
+    # four levels at once: Bonferroni, family-wise false-alarm rate 1%
+    sim = simulate(example, t, queries=400_000, seed=2, confidence=1 - 0.01 / 4)
+    out = sim.to_dict()
+    assert list(out["system_time_percentiles"]) == ["p50", "p90", "p95", "p99"]
+    for key, (lo, hi) in sim.percentiles_ci.items():
+        assert lo <= sim.percentiles[key] <= hi
+        assert lo <= sim.percentiles_model[key] <= hi, key  # the exact prediction inside
+    times = np.cumsum(np.random.default_rng(0).exponential(1.0, 5_000))
+    rep = simulate_replay(example, t, times, seed=1, target_utilization=0.4, replications=4)
+    assert set(rep.percentiles_ci) == {"p50", "p90", "p95", "p99"}
+    assert "kingman_measured_scv" in rep.predictions["system_time_percentiles"]
+    from importlib import resources
+
+    sb = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
+    bat = simulate_batching(sb, cvxalloc.solve(sb).tokens, queries=20_000, seed=1)
+    assert set(bat.to_dict()["system_time_percentiles_ci"]) == {"p50", "p90", "p95", "p99"}
+    assert bat.percentiles["p50"] <= bat.percentiles["p99"]

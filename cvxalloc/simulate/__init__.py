@@ -30,6 +30,7 @@ from .engine import (
     TypeSampler,
     batch_means_interval,
     lindley_waits,
+    percentile_intervals,
     sample_service,
     service_distribution,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "lindley_waits",
     "TypeSampler",
     "batch_means_interval",
+    "percentile_intervals",
     "DEFAULT_QUERIES",
     "DEFAULT_CHUNK",
     "simulate_replay",

@@ -59,6 +59,8 @@ from ..queue.batching import CapacityCurve, capacity_curve
 from .engine import (
     TypeSampler,
     batch_means_interval,
+    model_percentiles,
+    percentile_intervals,
     sample_service,
     service_distribution,
 )
@@ -196,6 +198,13 @@ class BatchingSimulation:
         Wall time of the simulation.
     extra : dict
         ``model_utility``: the model's utility at the simulated allocation.
+    percentiles, percentiles_ci : dict
+        p50, p90, p95, p99 of the system time after the warm-up and their
+        intervals at ``confidence`` (sectioning over the batches,
+        :func:`~cvxalloc.simulate.engine.percentile_intervals`).
+    percentiles_model : dict
+        The model's prediction of them (an approximation for this server,
+        docs/tail.md; processor sharing, whatever ``limit``).
 
     Notes
     -----
@@ -216,6 +225,9 @@ class BatchingSimulation:
     warmup: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    percentiles: dict[str, float] = field(default_factory=dict)
+    percentiles_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    percentiles_model: dict[str, float | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Python source that rebuilds the result (the class in scope).
@@ -225,7 +237,8 @@ class BatchingSimulation:
         BatchingSimulation(mean_system_time=1.5, mean_system_time_ci=(1.25, 1.75),
             model_mean_system_time=1.5, utilization=0.5, realized_accuracy=0.75,
             realized_accuracy_ci=(0.7, 0.8), realized_utility=0.7, realized_utility_ci=(0.6, 0.8),
-            limit=None, queries=1000, warmup=100, seconds=0.25, extra={})
+            limit=None, queries=1000, warmup=100, seconds=0.25, extra={}, percentiles={},
+            percentiles_ci={}, percentiles_model={})
         """
         return fields_source(self)
 
@@ -254,7 +267,16 @@ class BatchingSimulation:
             "queries": self.queries,
             "warmup": self.warmup,
             "seconds": self.seconds,
+            "system_time_percentiles": dict(self.percentiles),
+            "system_time_percentiles_ci": {k: list(v) for k, v in self.percentiles_ci.items()},
+            "system_time_percentiles_model": dict(self.percentiles_model),
         }
+
+    def _percentile_line(self, key: str, value: float) -> str:
+        lo, hi = self.percentiles_ci[key]
+        model = self.percentiles_model.get(key)
+        tail = "" if model is None else f"; model {model:.4g} s"
+        return f"\nsystem time {key} {value:.4g} s, 99% interval [{lo:.4g}, {hi:.4g}]{tail}"
 
     def summary(self) -> str:
         """A short plain-text report (what ``cvxalloc simulate`` prints for a batching server;
@@ -267,6 +289,7 @@ class BatchingSimulation:
             f"mean system time {self.mean_system_time:.6g} s, 99% interval [{lo:.6g}, "
             f"{hi:.6g}]; model {self.model_mean_system_time:.6g} s\n"
             f"realized utility {self.realized_utility:.6g}, accuracy {self.realized_accuracy:.6g}"
+            + "".join(self._percentile_line(k, v) for k, v in self.percentiles.items())
         )
 
 
@@ -342,6 +365,7 @@ def simulate_batching(
     correct = rng.random(queries) < acc[types]
     start = int(warmup * queries)
     mean_T, ci_T = batch_means_interval(T[start:], batches, confidence)
+    pct, pct_ci = percentile_intervals(T[start:], batches, confidence)
     score = np.where(correct, sc.weight[types], 0.0)[start:]
     mean_a = float(score.mean())
     z = float(special.ndtri(0.5 + confidence / 2))
@@ -364,4 +388,7 @@ def simulate_batching(
         warmup=start,
         seconds=time.perf_counter() - started,
         extra={"model_utility": Objective(sc.with_(server=curve)).value(t)},
+        percentiles=pct,
+        percentiles_ci=pct_ci,
+        percentiles_model=model_percentiles(sc.with_(server=curve), t),
     )

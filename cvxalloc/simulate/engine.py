@@ -34,6 +34,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
+from ..queue.tail import system_time_quantiles
 
 __all__ = [
     "service_distribution",
@@ -41,6 +42,9 @@ __all__ = [
     "lindley_waits",
     "TypeSampler",
     "batch_means_interval",
+    "percentile_intervals",
+    "model_percentiles",
+    "PERCENTILES",
     "DEFAULT_CHUNK",
 ]
 
@@ -270,6 +274,55 @@ class _Batches:
         return self.sums[key] / self.size
 
 
+#: The percentiles of the system time every simulator reports, with their intervals.
+PERCENTILES = (50, 90, 95, 99)
+
+
+def percentile_intervals(
+    values: np.ndarray, sections: int, confidence: float = 0.99, levels=PERCENTILES
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Percentiles of a correlated sequence and their intervals, by sectioning.
+
+    ``values`` is one run cut into ``sections`` consecutive sections of equal
+    length (the remainder at the end left out of the sections), or a 2-D array
+    of independent replications (one section each). The estimate is the
+    percentile of all the values; its interval is Student-t with
+    ``sections - 1`` degrees of freedom on the sections' percentiles, centred on
+    the estimate (sectioning, Asmussen and Glynn, *Stochastic Simulation*
+    IV.5: the sections' own small-sample bias does not move the centre).
+
+    Returns
+    -------
+    points : dict
+        ``{"p50": ..., "p90": ..., ...}``.
+    intervals : dict
+        ``{"p50": (low, high), ...}`` at ``confidence``.
+    """
+    values = np.asarray(values)
+    qs = np.asarray(levels, dtype=float)
+    if values.ndim == 2:
+        parts = values
+        flat = values.ravel()
+    else:
+        size = values.size // max(sections, 1)
+        parts = values[: size * sections].reshape(sections, size) if size else values[None, :]
+        flat = values
+    point = np.percentile(flat, qs)
+    by_part = np.percentile(parts, qs, axis=1)  # (levels, sections)
+    points, intervals = {}, {}
+    for q, est, row in zip(levels, point, by_part):
+        key = f"p{q:g}"
+        points[key] = float(est)
+        intervals[key] = _interval(float(est), row.astype(float), confidence)
+    return points, intervals
+
+
+def model_percentiles(scenario, tokens, levels=PERCENTILES) -> dict[str, float | None]:
+    """``{"p50": ..., ...}`` predicted by the scenario's queue model (None where unstable)."""
+    pred = system_time_quantiles(scenario, tokens, [q / 100 for q in levels])
+    return {f"p{q:g}": v for q, v in zip(levels, pred.as_dict().values())}
+
+
 def _interval(mean: float, values: np.ndarray, confidence: float) -> tuple[float, float]:
     """Student-t interval of the mean of ``values`` (batch means or draws)."""
     n = values.size
@@ -410,21 +463,26 @@ class _Kept:
         if self.scores is not None:
             self.scores[at : at + b - a] = kept
 
-    def fields(self, confidence: float) -> dict[str, Any]:
+    def fields(self, confidence: float, sections: int = 30) -> dict[str, Any]:
         """Result fields of the kept queries: mean wait, system-time percentiles, accuracy.
 
-        The accuracy's interval is that of independent draws (correctness is
-        independent across queries).
+        The percentiles' intervals are by sectioning (:func:`percentile_intervals`):
+        over the replications when there are two or more, else over ``sections``
+        consecutive sections of the one run. The accuracy's interval is that of
+        independent draws (correctness is independent across queries).
         """
         total = self.records.size
         a_mean = self.score / total
         a_var = max(self.score_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
         z = special.stdtrit(max(total - 1, 1), 0.5 + confidence / 2)
         a_half = z * math.sqrt(a_var / total)
-        p50, p95, p99 = np.percentile(self.records, [50, 95, 99])
+        reps = self.records.size // (self.end - self.warmup)
+        runs = self.records.reshape(reps, -1) if reps >= 2 else self.records
+        points, intervals = percentile_intervals(runs, sections, confidence)
         return {
             "mean_waiting_time": self.wait / total,
-            "percentiles": {"p50": float(p50), "p95": float(p95), "p99": float(p99)},
+            "percentiles": points,
+            "percentiles_ci": intervals,
             "accuracy": a_mean,
             "accuracy_ci": (a_mean - a_half, a_mean + a_half),
         }

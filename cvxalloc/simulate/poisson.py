@@ -33,6 +33,7 @@ from .engine import (
     _Kept,
     _mean_fields,
     _progress,
+    model_percentiles,
 )
 
 __all__ = ["SimulationResult", "simulate", "DEFAULT_QUERIES"]
@@ -67,7 +68,15 @@ class SimulationResult:
     mean_waiting_time : float
         Mean time in queue before service starts.
     percentiles : dict
-        ``{"p50": ..., "p95": ..., "p99": ...}`` of the system time, seconds.
+        ``{"p50": ..., "p90": ..., "p95": ..., "p99": ...}`` of the system time, seconds.
+    percentiles_ci : dict
+        Their intervals ``(low, high)`` at ``confidence``, by sectioning: the
+        spread of each percentile over the batches (or the replications of a
+        replay), :func:`~cvxalloc.simulate.engine.percentile_intervals`.
+    percentiles_model : dict
+        The same percentiles predicted by the model
+        (:func:`cvxalloc.queue.tail.system_time_quantiles`; exact for one FIFO
+        server with Poisson arrivals), ``None`` where there is no prediction.
     accuracy : float
         Realized weighted accuracy: mean of ``w_type x correct``.
     accuracy_ci : tuple of float
@@ -115,6 +124,8 @@ class SimulationResult:
     utilization_model: float
     elapsed: float = 0.0
     batch_means: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    percentiles_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    percentiles_model: dict[str, float | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Python source that rebuilds the result (``np`` and the class in scope).
@@ -167,6 +178,8 @@ class SimulationResult:
             "model_within_ci": self.model_within_ci(),
             "mean_waiting_time": self.mean_waiting_time,
             "system_time_percentiles": dict(self.percentiles),
+            "system_time_percentiles_ci": {k: list(v) for k, v in self.percentiles_ci.items()},
+            "system_time_percentiles_model": dict(self.percentiles_model),
             "accuracy": self.accuracy,
             "accuracy_ci": list(self.accuracy_ci),
             "accuracy_model": self.accuracy_model,
@@ -179,15 +192,25 @@ class SimulationResult:
             "queries_per_second": self.queries_per_second,
         }
 
+    def _percentile_lines(self, level: str) -> list[str]:
+        """One line per percentile of the system time, with its interval."""
+        out = []
+        for key, value in self.percentiles.items():
+            ci = self.percentiles_ci.get(key)
+            tail = f"   {level} CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+            model = self.percentiles_model.get(key)
+            if model is not None:
+                tail += f"   model {model:.4g} s"
+            out.append(f"system time {key:<6} {value:.4g} s{tail}")
+        return out
+
     def _tail_lines(self) -> list[str]:
         """The report's lines after the mean system time (percentiles to speed)."""
         alo, ahi = self.accuracy_ci
         ulo, uhi = self.utility_ci
-        pct = self.percentiles
         level = f"{100 * self.confidence:g}%"
         return [
-            f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
-            f"{pct['p99']:.3f} s",
+            *self._percentile_lines(level),
             f"mean waiting time  {self.mean_waiting_time:.4f} s",
             f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
             f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
@@ -295,7 +318,8 @@ def simulate(
         seed=seed,
         confidence=confidence,
         **_mean_fields(bm.means("system"), bm.means("score"), sc.latency_weight, confidence),
-        **kept.fields(confidence),
+        **kept.fields(confidence, batches),
+        percentiles_model=model_percentiles(poisson, t),
         utilization=server.utilization(span),
         mean_system_time_model=float(ev.mean_system_time),
         accuracy_model=float(ev.accuracy),

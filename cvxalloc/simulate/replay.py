@@ -24,6 +24,7 @@ from .engine import (
     _FifoServer,
     _Kept,
     _mean_fields,
+    model_percentiles,
 )
 from .poisson import SimulationResult
 
@@ -237,6 +238,9 @@ def simulate_replay(
     gaps, clock = _replay_clock(log, m1, target_utilization)
     lam = clock["rate"]
     w_model, u_model = _replay_model(sc, t, service, mix, type_idx is not None, lam)
+    pct_model, pct_pred = _replay_percentiles(
+        _replay_scenario(sc, t, service, mix, type_idx is not None, lam), clock["arrival_scv"]
+    )
 
     kept = _Kept(warmup, n, replications, scores=replications == 1)
     started = time.perf_counter()
@@ -260,7 +264,7 @@ def simulate_replay(
         seed=seed,
         confidence=confidence,
         **_replay_means(rep_sys, rep_score, kept, batches, sc.latency_weight, confidence),
-        **kept.fields(confidence),
+        **kept.fields(confidence, batches),
         utilization=utilization,
         mean_system_time_model=w_model,
         accuracy_model=float((mix * server.weight) @ server.accuracy),
@@ -276,7 +280,11 @@ def simulate_replay(
             "types": "drawn" if type_idx is None else "log",
             **_tokens_entry(log),
         },
-        predictions=_replay_predictions(sc, w_model, clock, m1, m2),
+        predictions={
+            **_replay_predictions(sc, w_model, clock, m1, m2),
+            "system_time_percentiles": pct_pred,
+        },
+        percentiles_model=pct_model,
     )
 
 
@@ -364,6 +372,15 @@ def _replay_model(
     With the log's types, over the types present in their measured mix;
     ``(inf, -inf)`` where the model has no steady state.
     """
+    model = _replay_scenario(sc, t, service, mix, log_types, lam)
+    if model is None:
+        return math.inf, -math.inf
+    ev = evaluate(*model)
+    return float(ev.mean_system_time), float(ev.objective)
+
+
+def _replay_scenario(sc, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam):
+    """The scenario (and tokens) the model sees at the replay's rate, or None (no steady state)."""
     kw: dict[str, Any] = {"arrival_rate": lam}
     if service == "deterministic":
         kw.update(scv=np.zeros(sc.n), variance=np.zeros(sc.n))
@@ -375,10 +392,22 @@ def _replay_model(
         if service == "deterministic":
             kw.update(scv=np.zeros(present.size), variance=np.zeros(present.size))
     try:
-        ev = evaluate(model_sc.with_(**kw), model_t)
+        model_sc = model_sc.with_(**kw)
     except ScenarioError:  # e.g. unstable even at the minimum budgets at this rate
-        return math.inf, -math.inf
-    return float(ev.mean_system_time), float(ev.objective)
+        return None
+    return model_sc, model_t
+
+
+def _replay_percentiles(model, ca2: float) -> tuple[dict, dict]:
+    """The model's percentiles at the replay's rate (its own ``arrival_scv``), and those of
+    Pollaczek-Khinchine and of the scaled-wait approximation at the measured one."""
+    if model is None:
+        return {}, {}
+    sc, t = model
+    return model_percentiles(sc, t), {
+        "pollaczek_khinchine": model_percentiles(sc.with_(arrival_scv=1.0), t),
+        "kingman_measured_scv": model_percentiles(sc.with_(arrival_scv=max(ca2, 0.0)), t),
+    }
 
 
 def _replay_predictions(
