@@ -27,8 +27,8 @@ import warnings
 import numpy as np
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.certificate import relative_scale
-from cvxalloc.constraints import Constraints
 from cvxalloc.testing import random_scenario
 
 

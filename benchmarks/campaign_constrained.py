@@ -32,8 +32,9 @@ import warnings
 import numpy as np
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.certificate import relative_scale
-from cvxalloc.constraints import Constraints, InfeasibleError
+from cvxalloc.constraints import InfeasibleError
 from cvxalloc.testing import random_scenario
 
 LOADS = ("light", "heavy", "saturated", "overloaded")

@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.certificate import relative_scale
-from cvxalloc.constraints import Constraints
 from cvxalloc.queue import Latency
 from cvxalloc.testing import random_scenario
 

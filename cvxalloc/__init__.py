@@ -13,6 +13,7 @@ Main entry points
 load_scenario      read a scenario (.toml or .json)
 example_scenario   the built-in example (five task types, published data)
 Scenario           the scenario model (also :meth:`Scenario.from_arrays`)
+Constraints        operator constraints a scenario may carry (SLO, token budget, ...)
 solve              one entry point for every solver (``method=``)
 Result             the result object of every solver
 certify            Frank-Wolfe certificate of any allocation
@@ -47,10 +48,12 @@ from .objective import Evaluation, evaluate
 from .policy import Policy, load_policy
 from .result import Result
 from .scenario import Scenario
+from .scenario_constraints import Constraints
 from .solve import METHODS, available_methods, solve
 
 __all__ = [
     "Certificate",
+    "Constraints",
     "CvxallocError",
     "Evaluation",
     "METHODS",

@@ -25,6 +25,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # the facade: what most users need
     "cvxalloc": (
         "Certificate",
+        "Constraints",
         "CvxallocError",
         "Evaluation",
         "METHODS",
@@ -75,6 +76,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "cvxalloc.queue": (
         "BatchingQueue",
+        "BatchingServer",
         "CapacityCurve",
         "FIFOQueue",
         "Latency",
@@ -85,6 +87,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "queue_model",
     ),
     "cvxalloc.queue.tail": ("SystemTimeQuantiles", "system_time_quantiles", "DEFAULT_QUANTILES"),
+    "cvxalloc.protocols": ("ScenarioLike",),
     "cvxalloc.requestlog": ("RequestLog", "read_request_log", "task_indices", "TIME_COLUMNS"),
     # numerics: the objective, the certificate, the polish, the result
     "cvxalloc.objective": ("Evaluation", "evaluate", "utility", "gradient", "Objective"),
@@ -98,7 +101,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "cvxalloc.polish": ("polish", "polish_fully", "newton_direction", "PolishInfo"),
     "cvxalloc.result": ("Result", "jsonable"),
     "cvxalloc.constraints": (
-        "Constraints",
         "ConstraintError",
         "InfeasibleError",
         "KINDS",
@@ -113,10 +115,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "effective_lower",
         "check_feasible",
         "certify_constrained",
-        "constraint_report",
     ),
     # the scenario and its files
     "cvxalloc.scenario": ("Scenario", "ARRAY_FIELDS"),
+    "cvxalloc.scenario_constraints": ("Constraints", "constraints_from_file"),
     "cvxalloc.io": ("load_scenario", "load_allocation", "example_scenario", "scenario_toml"),
     # solvers
     "cvxalloc.solve": (
@@ -246,10 +248,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.cli.sweep",
     "cvxalloc.cli.traffic",
     "cvxalloc.constraints.certificate",
-    "cvxalloc.constraints.conic",
     "cvxalloc.constraints.feasibility",
-    "cvxalloc.constraints.finish",
-    "cvxalloc.constraints.spec",
     "cvxalloc.constraints.tail",
     "cvxalloc.constraints.terms",
     "cvxalloc.controller.replay",
@@ -271,10 +270,13 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.policy.lookup",
     "cvxalloc.queue.batching",
     "cvxalloc.queue.compress",
+    "cvxalloc.queue.curve",
+    "cvxalloc.queue.cuts",
     "cvxalloc.queue.fifo",
     "cvxalloc.queue.inversion",
     "cvxalloc.queue.latency",
     "cvxalloc.queue.mg1",
+    "cvxalloc.queue.occupancy",
     "cvxalloc.queue.quantile",
     "cvxalloc.queue.service_law",
     "cvxalloc.simulate.batching",
@@ -284,7 +286,9 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.solvers",
     "cvxalloc.solvers.aggregate",
     "cvxalloc.solvers.constrained",
+    "cvxalloc.solvers.constraint_rows",
     "cvxalloc.solvers.curvature",
+    "cvxalloc.solvers.finish",
     "cvxalloc.solvers.fixed_point",
     "cvxalloc.solvers.gradient",
     "cvxalloc.solvers.mixed_integer",

@@ -26,15 +26,19 @@ wins.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import status as st
 from ._bisect import bisect
-from .constraints import check_feasible, constraint_report, constraints_of, slacks_of
+from .constraints import check_feasible, constraints_of, slacks_of
 from .objective import Objective
 from .result import Result
+from .solvers.constraint_rows import constraint_report
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = [
     "best_uniform",
@@ -50,7 +54,7 @@ __all__ = [
 OPTIMAL_RTOL = 1e-9
 
 
-def _violated(scenario, tokens: np.ndarray) -> list[str]:
+def _violated(scenario: Scenario, tokens: np.ndarray) -> list[str]:
     """Names of the constraints ``tokens`` breaks (``min_accuracy[task]`` per task)."""
     if constraints_of(scenario) is None:
         return []
@@ -58,7 +62,7 @@ def _violated(scenario, tokens: np.ndarray) -> list[str]:
     return [name for name, entry in report.items() if entry["slack"] < 0]
 
 
-def _result(scenario, t, name, obj, message="", **diagnostics) -> Result:
+def _result(scenario: Scenario, t, name, obj, message="", **diagnostics) -> Result:
     """A baseline's result: evaluated, certified, its status what the certificate proves."""
     res = Result.from_tokens(
         scenario,
@@ -79,7 +83,7 @@ def _result(scenario, t, name, obj, message="", **diagnostics) -> Result:
     return res
 
 
-def _best_on_box(sc, obj: Objective) -> float:
+def _best_on_box(sc: Scenario, obj: Objective) -> float:
     """The best ``T`` for ``U(clip(T, lo, hi))`` over the scenario's box (see the module)."""
     lo, hi = sc.min_tokens, sc.max_tokens
     lam = sc.arrival_rate
@@ -119,7 +123,7 @@ def _best_on_box(sc, obj: Objective) -> float:
     return best_T
 
 
-def _feasible_box(sc) -> Any:
+def _feasible_box(sc: Scenario) -> Any:
     """The scenario on the box of uniform budgets that meet its constraints (no constraints
     left: ``[lo', min(hi, max(lo', T_max))]``)."""
     cons = constraints_of(sc)
@@ -139,7 +143,7 @@ def _feasible_box(sc) -> Any:
     return sc.with_(min_tokens=lo2, max_tokens=hi, levels=[None] * sc.n, constraints=None)
 
 
-def best_uniform(scenario, objective: Objective | None = None) -> Result:
+def best_uniform(scenario: Scenario, objective: Objective | None = None) -> Result:
     """The best single budget ``T`` for every type that meets the scenario's constraints.
 
     ``T`` is clipped into each type's ``[lo'_i, hi_i]`` (``lo'`` raised by
@@ -180,19 +184,19 @@ def best_uniform(scenario, objective: Objective | None = None) -> Result:
     )
 
 
-def minimum_budgets(scenario, objective: Objective | None = None) -> Result:
+def minimum_budgets(scenario: Scenario, objective: Objective | None = None) -> Result:
     """Every type at its minimum budget (``"infeasible"`` where that breaks a constraint)."""
     return _result(scenario, scenario.min_tokens.copy(), "minimum", objective)
 
 
-def maximum_budgets(scenario, objective: Objective | None = None) -> Result | None:
+def maximum_budgets(scenario: Scenario, objective: Objective | None = None) -> Result | None:
     """Every type at its maximum budget, or None where that is unstable."""
     if scenario.utilization(scenario.max_tokens) >= 1:
         return None
     return _result(scenario, scenario.max_tokens.copy(), "maximum", objective)
 
 
-def baselines(scenario) -> dict[str, Result | None]:
+def baselines(scenario: Scenario) -> dict[str, Result | None]:
     """``{"uniform": ..., "minimum": ..., "maximum": ...}`` (maximum None if unstable)."""
     obj = Objective(scenario)
     return {

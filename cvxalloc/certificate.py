@@ -22,6 +22,7 @@ import numpy as np
 
 from ._source import source
 from .objective import Objective
+from .protocols import ScenarioLike
 
 __all__ = [
     "Certificate",
@@ -117,7 +118,9 @@ class Certificate:
         return out
 
 
-def certify(scenario, tokens: np.ndarray, objective: Objective | None = None) -> Certificate:
+def certify(
+    scenario: ScenarioLike, tokens: np.ndarray, objective: Objective | None = None
+) -> Certificate:
     """Frank-Wolfe certificate of an allocation.
 
     Parameters
@@ -152,7 +155,7 @@ def certify(scenario, tokens: np.ndarray, objective: Objective | None = None) ->
 
 
 def box_certificate(
-    scenario, tokens: np.ndarray, objective: Objective, value: float | None = None
+    scenario: ScenarioLike, tokens: np.ndarray, objective: Objective, value: float | None = None
 ) -> Certificate:
     """The Frank-Wolfe certificate over the box (no constraints), as :func:`certify` gives.
 
@@ -169,7 +172,7 @@ def box_certificate(
     return Certificate(objective=U, gap=gap, upper_bound=U + gap)
 
 
-def certificate_box(scenario) -> tuple[np.ndarray, np.ndarray]:
+def certificate_box(scenario: ScenarioLike) -> tuple[np.ndarray, np.ndarray]:
     """The box of the Frank-Wolfe bound: ``[lo, hi]`` clipped to where stable points lie.
 
     Any convex set that holds every feasible point gives a valid bound; the box

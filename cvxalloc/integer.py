@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,10 @@ from .constraints import ConstraintError, constraints_of
 from .errors import SolverError, UnstableError
 from .objective import Objective
 from .result import Result
+from .solve import solve
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = [
     "grid",
@@ -77,7 +82,7 @@ def _step_count(lo: np.ndarray, hi: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.clip(k, 0, _MAX_STEPS).astype(np.int64)
 
 
-def grid(scenario, i: int) -> np.ndarray:
+def grid(scenario: Scenario, i: int) -> np.ndarray:
     """The allowed budgets of task type ``i``, increasing.
 
     Parameters
@@ -122,7 +127,7 @@ class Grids:
     scenario : Scenario
     """
 
-    def __init__(self, scenario) -> None:
+    def __init__(self, scenario: Scenario) -> None:
         sc = scenario
         n = sc.n
         self.n = n
@@ -213,7 +218,12 @@ class LocalSearchInfo:
 
 
 def _move_gains(
-    sc, obj: Objective, t: np.ndarray, t_new: np.ndarray, ok: np.ndarray, acc_t: np.ndarray
+    sc: Scenario,
+    obj: Objective,
+    t: np.ndarray,
+    t_new: np.ndarray,
+    ok: np.ndarray,
+    acc_t: np.ndarray,
 ) -> np.ndarray:
     """``U`` after moving type ``i`` alone to ``t_new[i]`` minus ``U(t)``, for every i.
 
@@ -235,7 +245,7 @@ def _move_gains(
 
 
 def local_search(
-    scenario,
+    scenario: Scenario,
     k: np.ndarray,
     grids: Grids | None = None,
     *,
@@ -301,7 +311,10 @@ def local_search(
 
 
 def integer_certificate(
-    scenario, tokens: np.ndarray, continuous_tokens: np.ndarray, objective: Objective | None = None
+    scenario: Scenario,
+    tokens: np.ndarray,
+    continuous_tokens: np.ndarray,
+    objective: Objective | None = None,
 ) -> Certificate:
     """Certified gap of a grid allocation against the continuous bound.
 
@@ -343,7 +356,7 @@ def integer_certificate(
     )
 
 
-def refuse_constraints(sc) -> None:
+def refuse_constraints(sc: Scenario) -> None:
     """Integer budgets do not honour operator constraints yet: refuse, never ignore."""
     cons = constraints_of(sc)
     if cons is not None:
@@ -354,7 +367,7 @@ def refuse_constraints(sc) -> None:
         )
 
 
-def _stable_start(sc, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
+def _stable_start(sc: Scenario, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
     """Nearest grid point, or a stable fallback (floor, then the smallest levels)."""
     for how, k in (
         ("nearest", g.nearest(t_cont)),
@@ -372,7 +385,7 @@ def _stable_start(sc, g: Grids, t_cont: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def round_allocation(
-    scenario,
+    scenario: Scenario,
     continuous: Result | None = None,
     method: str | None = None,
     *,
@@ -412,8 +425,6 @@ def round_allocation(
     >>> bool((res.tokens == res.tokens.round()).all()), res.certificate.kind
     (True, 'integer')
     """
-    from .solve import solve
-
     sc = scenario
     refuse_constraints(sc)
     t0 = time.perf_counter()
@@ -471,7 +482,7 @@ def round_allocation(
 
 
 def solve_rounding(
-    scenario, *, continuous_method: str | None = None, max_moves: int | None = None
+    scenario: Scenario, *, continuous_method: str | None = None, max_moves: int | None = None
 ) -> Result:
     """``solve(scenario, method="rounding")``: :func:`round_allocation` as a method.
 

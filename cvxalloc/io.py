@@ -121,7 +121,7 @@ def example_scenario() -> Scenario:
     return Scenario.from_dict(tomllib.loads(text))
 
 
-def load_allocation(path: str | Path, scenario) -> np.ndarray:
+def load_allocation(path: str | Path, scenario: Scenario) -> np.ndarray:
     """Read an allocation file (task name -> tokens) into an array in task order.
 
     Accepts a flat table ``{name = tokens, ...}`` or the ``tokens`` object of a

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._reduce import dot
 from ._source import fields_source
+from .protocols import ScenarioLike
 from .queue import Latency
 
 __all__ = ["Evaluation", "evaluate", "utility", "gradient", "hessian_parts", "Objective"]
@@ -117,7 +118,7 @@ def _finite(x: float) -> float | None:
 class Objective:
     """``U`` of one scenario, with its terms built once (reuse inside solver loops)."""
 
-    def __init__(self, scenario) -> None:
+    def __init__(self, scenario: ScenarioLike) -> None:
         self.scenario = scenario
         self.latency = Latency(scenario)
         self.pw = scenario.probability * scenario.weight
@@ -167,21 +168,21 @@ class Objective:
         )
 
 
-def evaluate(scenario, tokens: np.ndarray) -> Evaluation:
+def evaluate(scenario: ScenarioLike, tokens: np.ndarray) -> Evaluation:
     """Evaluate an allocation: utility, accuracy, W, utilization, per-type figures."""
     return Objective(scenario).evaluate(np.asarray(tokens, dtype=float))
 
 
-def utility(scenario, tokens: np.ndarray) -> float:
+def utility(scenario: ScenarioLike, tokens: np.ndarray) -> float:
     """``U(t)`` of an allocation."""
     return Objective(scenario).value(np.asarray(tokens, dtype=float))
 
 
-def gradient(scenario, tokens: np.ndarray) -> np.ndarray:
+def gradient(scenario: ScenarioLike, tokens: np.ndarray) -> np.ndarray:
     """``grad U(t)``."""
     return Objective(scenario).gradient(np.asarray(tokens, dtype=float))
 
 
-def hessian_parts(scenario, tokens: np.ndarray):
+def hessian_parts(scenario: ScenarioLike, tokens: np.ndarray):
     """``-Hess U(t) = diag(d) + V M V^T``; see :meth:`Objective.hessian_parts`."""
     return Objective(scenario).hessian_parts(np.asarray(tokens, dtype=float))

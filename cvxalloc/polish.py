@@ -29,6 +29,7 @@ import numpy as np
 
 from .certificate import certificate_box, frank_wolfe_gap, relative_scale
 from .objective import Objective
+from .protocols import ScenarioLike
 
 __all__ = [
     "polish_fully",
@@ -75,7 +76,7 @@ def newton_direction(
 
 
 def polish(
-    scenario,
+    scenario: ScenarioLike,
     tokens: np.ndarray,
     rtol: float = 1e-10,
     max_steps: int = 50,
@@ -156,7 +157,7 @@ SNAP_WIDTH = 1e-6
 
 
 def snap_and_polish(
-    sc, tokens: np.ndarray, obj: Objective, polish_rtol: float, polish_steps: int
+    sc: ScenarioLike, tokens: np.ndarray, obj: Objective, polish_rtol: float, polish_steps: int
 ) -> tuple[np.ndarray, int]:
     """Snap near-bound types whose gradient points outward onto the bound and polish again.
 
@@ -204,7 +205,7 @@ def _rounding_of_sum(obj: Objective, t: np.ndarray) -> float:
 
 
 def finish_newton(
-    sc, tokens: np.ndarray, obj: Objective, polish_rtol: float, max_steps: int = 5
+    sc: ScenarioLike, tokens: np.ndarray, obj: Objective, polish_rtol: float, max_steps: int = 5
 ) -> tuple[np.ndarray, int]:
     """Newton steps accepted on a smaller certified gap with ``U`` unchanged to its rounding.
 
@@ -242,7 +243,7 @@ def finish_newton(
 
 
 def polish_fully(
-    sc, tokens: np.ndarray, obj: Objective, rtol: float, max_steps: int
+    sc: ScenarioLike, tokens: np.ndarray, obj: Objective, rtol: float, max_steps: int
 ) -> tuple[np.ndarray, dict[str, int]]:
     """The whole polish of a solver's point on the box: :func:`polish`, then, if needed,
     :func:`snap_and_polish` and :func:`finish_newton`.

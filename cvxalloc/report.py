@@ -36,9 +36,28 @@ def result_table(result, max_rows: int = 50, quantiles=None) -> str:
     figures = ev.summary().splitlines()  # W, utilization, accuracy, U
     if getattr(result, "scenario", None) is not None:
         figures.insert(1, f"system time          {result.quantiles(quantiles).summary()}")
+    at = next((i + 1 for i, f in enumerate(figures) if f.startswith("utilization")), 0)
+    figures[at:at] = _service_scv_lines(result)
     lines += figures
     lines.append(f"certified gap        {result.certificate.summary()}")
     return "\n".join(lines)
+
+
+def _service_scv_lines(result) -> list[str]:
+    """A batching server whose bursts or admission limit use ``service_scv``: the plan's own."""
+    sc = result.scenario
+    server = getattr(sc, "server", None)
+    if server is None or (sc.arrival_scv == 1.0 and server.max_running is None):
+        return []
+    ev = result.evaluation
+    own = ev.m2 / (ev.m1 * ev.m1) - 1.0
+    line = f"service scv (mix)    {own:.4g}"
+    if abs(own - server.service_scv) > 0.05 * max(own, server.service_scv, 0.1):
+        line += (
+            f"  (the model assumes {server.service_scv:g}: set [server] service_scv = "
+            f"{own:.3g} and solve again)"
+        )
+    return [line]
 
 
 def _num(x) -> str:
@@ -49,7 +68,7 @@ def constraint_table(constraints: dict) -> list[str]:
     """Lines listing each constraint: limit, value at the solution, slack, shadow price.
 
     ``constraints`` is ``Result.diagnostics["constraints"]`` (see
-    :func:`cvxalloc.constraints.constraint_report`); the shadow price is the
+    :func:`cvxalloc.solvers.constraint_rows.constraint_report`); the shadow price is the
     utility gained per unit of relaxation, ``-`` where no dual is known.
     """
     names = list(constraints)

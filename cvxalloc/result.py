@@ -14,6 +14,7 @@ from . import status as st
 from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
+from .protocols import ScenarioLike
 from .queue.tail import SystemTimeQuantiles, system_time_quantiles
 from .report import solve_report
 
@@ -80,7 +81,7 @@ class Result:
     @classmethod
     def from_tokens(
         cls,
-        scenario,
+        scenario: ScenarioLike,
         tokens: np.ndarray,
         *,
         method: str,
@@ -182,6 +183,8 @@ class Result:
             tail = self.quantiles(quantiles)
             out["system_time_quantiles"] = tail.as_dict()
             out["system_time_quantiles_model"] = jsonable(tail.to_dict())
+        if getattr(self.scenario, "server", None) is not None:  # what service_scv assumes
+            out["service_scv"] = ev.m2 / (ev.m1 * ev.m1) - 1.0
         if self.raw_certificate is not None:
             out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:

@@ -13,7 +13,6 @@ dict of the file format with :meth:`Scenario.from_dict`, or from arrays with
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,7 @@ from ._reduce import dot
 from ._source import source
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
-from .queue.batching import CapacityCurve, capacity_curve
-from .scenario_format import scenario_fields, scenario_structure, without_defaults
+from .scenario_format import scenario_fields, scenario_structure, server_model, without_defaults
 from .scenario_range import check_range, check_resolvable
 
 __all__ = ["Scenario", "PROBABILITY_TOL", "ARRAY_FIELDS"]
@@ -92,12 +90,13 @@ class Scenario:
         ``c_a^2 >= 0``, squared coefficient of variation of the inter-arrival
         gaps (default 1: Poisson arrivals, exact Pollaczek-Khinchine; otherwise
         the Kingman / Allen-Cunneen GI/G/1 approximation).
-    server : CapacityCurve or None
+    server : BatchingServer or None
         The server model: ``None`` for one query at a time, FIFO (``[server]
-        model = "single"``, the default), or the capacity curve of a
-        continuous-batching server (``model = "batching"``,
-        :class:`cvxalloc.queue.CapacityCurve`). A dict in the ``[server]``
-        file layout is accepted too.
+        model = "single"``, the default), or a continuous-batching server
+        (``model = "batching"``, :class:`cvxalloc.queue.BatchingServer`: the
+        capacity curve, ``max_running`` and ``service_scv``). A dict in the
+        ``[server]`` file layout, or a bare :class:`cvxalloc.queue.CapacityCurve`,
+        is accepted too.
     levels : list of (ndarray or None)
         Allowed integer budgets per type (``None``: not restricted to a menu).
     step : ndarray
@@ -119,7 +118,7 @@ class Scenario:
     latency_weight: float
     levels: list[np.ndarray | None] = field(default_factory=list)
     step: np.ndarray | None = None
-    #: Operator constraints (:class:`cvxalloc.constraints.Constraints`) or None.
+    #: Operator constraints (:class:`cvxalloc.scenario_constraints.Constraints`) or None.
     constraints: Any = None
     arrival_scv: float = 1.0
     server: Any = None
@@ -146,7 +145,7 @@ class Scenario:
         self.arrival_rate = float(self.arrival_rate)
         self.latency_weight = float(self.latency_weight)
         self.arrival_scv = float(self.arrival_scv)
-        self.server = _server(self.server)
+        self.server = server_model(self.server)
         self._validate()
         if self.constraints is not None:
             self.constraints.check(self)
@@ -323,9 +322,9 @@ class Scenario:
             Integer grids (see the scenario file format).
         arrival_scv : float, optional
             ``c_a^2`` of the inter-arrival gaps (default 1, Poisson).
-        server : CapacityCurve or dict, optional
-            A batching server's capacity curve, or the ``[server]`` table as a
-            dict (default None: one query at a time, FIFO).
+        server : BatchingServer, CapacityCurve or dict, optional
+            A batching server, its capacity curve, or the ``[server]`` table as
+            a dict (default None: one query at a time, FIFO).
 
         Examples
         --------
@@ -525,12 +524,6 @@ class Scenario:
 
     def _validate_stability(self) -> None:
         lam, cap = self.arrival_rate, self.capacity
-        if self.server is not None and self.arrival_scv != 1.0:
-            raise ScenarioError(
-                f"server: the batching model assumes Poisson arrivals (queue.arrival_scv = 1), "
-                f"got arrival_scv = {self.arrival_scv:g}; remove arrival_scv or use "
-                'model = "single"'
-            )
         m1_lo = float(self.probability @ self.service_time(self.min_tokens))
         if lam * m1_lo >= cap:
             raise UnstableError(
@@ -539,6 +532,8 @@ class Scenario:
                 "queries/s or the minimum budgets"
             )
         check_range(self)
+        if self.server is not None:
+            self.server.occupancy(self.arrival_scv)  # refuses what is not convex
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
         cons = self.constraints
         # An SLO or a utilization cap below 1 keeps the optimum away from saturation.
@@ -554,47 +549,3 @@ class Scenario:
             )
         if lam * m1_hi >= cap and not bounded and self.server is None:
             check_resolvable(self)
-
-
-#: Keys of [server]; ``None`` marks a key the batching model requires.
-SERVER_KEYS = {"model": "single", "concurrency": None, "speedup": None}
-SERVER_MODELS = ("single", "batching")
-
-
-def _server(value: Any):
-    """``None`` (one query at a time) or a validated :class:`CapacityCurve`."""
-    if value is None or isinstance(value, CapacityCurve):
-        return value
-    if not isinstance(value, Mapping):
-        raise ScenarioError(
-            f"server must be a table with model, concurrency and speedup (got {value!r})"
-        )
-    for key in value:
-        if key not in SERVER_KEYS:
-            close = difflib.get_close_matches(str(key), list(SERVER_KEYS), n=1)
-            hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(SERVER_KEYS)
-            raise ScenarioError(f'server: unknown key "{key}"; {hint}')
-    model = value.get("model", "single")
-    if model not in SERVER_MODELS:
-        raise ScenarioError(
-            f'server: unknown model {model!r}; use "single" (one query at a time, FIFO) or '
-            '"batching" (continuous batching, with concurrency and speedup)'
-        )
-    if model == "single":
-        extra = [k for k in ("concurrency", "speedup") if k in value]
-        if extra:
-            raise ScenarioError(
-                f'server: {" and ".join(extra)} apply to model = "batching" only; '
-                'set model = "batching" or remove them'
-            )
-        return None
-    for key, what in (
-        ("concurrency", "the numbers of queries decoding together, starting at 1"),
-        ("speedup", "total decode rate at each concurrency over the rate of one query alone"),
-    ):
-        if key not in value:
-            raise ScenarioError(
-                f'server: model = "batching" needs {key} (a list: {what}); '
-                "'cvxalloc fit' writes it from measured throughputs"
-            )
-    return capacity_curve(value["concurrency"], value["speedup"])

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .accuracy import FAMILIES, AccuracyCurves
-from .constraints import constraints_from_file
 from .errors import ScenarioError, did_you_mean
+from .queue.batching import BatchingServer, CapacityCurve, capacity_curve
+from .scenario_constraints import constraints_from_file
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = [
     "scenario_fields",
@@ -31,6 +35,8 @@ __all__ = [
     "unknown_key",
     "number",
     "table",
+    "server_model",
+    "SERVER_KEYS",
 ]
 
 #: Keys of [queue]; ``None`` marks a required key, anything else is its default.
@@ -78,6 +84,68 @@ def table(where: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ScenarioError(f"{where} must be a table (got {type(value).__name__})")
     return value
+
+
+#: Keys of [server]; ``None`` marks a key the batching model requires.
+SERVER_KEYS = {
+    "model": "single",
+    "concurrency": None,
+    "speedup": None,
+    "max_running": None,
+    "service_scv": 1.0,
+}
+SERVER_MODELS = ("single", "batching")
+#: Keys that only a batching server takes.
+_BATCHING_ONLY = ("concurrency", "speedup", "max_running", "service_scv")
+
+
+def server_model(value: Any) -> BatchingServer | None:
+    """The ``[server]`` table as ``None`` (one query at a time) or a :class:`BatchingServer`.
+
+    Also takes a :class:`BatchingServer` or a bare :class:`CapacityCurve` (the
+    curve of a server without an admission limit).
+    """
+    if value is None or isinstance(value, BatchingServer):
+        return value
+    if isinstance(value, CapacityCurve):
+        return BatchingServer(value)
+    if not isinstance(value, Mapping):
+        raise ScenarioError(
+            f"server must be a table with model, concurrency and speedup (got {value!r})"
+        )
+    for key in value:
+        if key not in SERVER_KEYS:
+            raise ScenarioError(
+                f'server: unknown key "{key}"' + did_you_mean(str(key), list(SERVER_KEYS))
+            )
+    model = value.get("model", "single")
+    if model not in SERVER_MODELS:
+        raise ScenarioError(
+            f'server: unknown model {model!r}; use "single" (one query at a time, FIFO) or '
+            '"batching" (continuous batching, with concurrency and speedup)'
+        )
+    if model == "single":
+        extra = [k for k in _BATCHING_ONLY if k in value]
+        if extra:
+            raise ScenarioError(
+                f'server: {" and ".join(extra)} apply to model = "batching" only; '
+                'set model = "batching" or remove them'
+            )
+        return None
+    for key, what in (
+        ("concurrency", "the numbers of queries decoding together, starting at 1"),
+        ("speedup", "total decode rate at each concurrency over the rate of one query alone"),
+    ):
+        if key not in value:
+            raise ScenarioError(
+                f'server: model = "batching" needs {key} (a list: {what}); '
+                "'cvxalloc fit' writes it from measured throughputs"
+            )
+    return BatchingServer(
+        capacity_curve(value["concurrency"], value["speedup"]),
+        value.get("max_running"),
+        value.get("service_scv", 1.0),
+    )
 
 
 def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,7 +287,7 @@ def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
     return model, values
 
 
-def scenario_structure(scenario) -> dict[str, Any]:
+def scenario_structure(scenario: Scenario) -> dict[str, Any]:
     """The scenario in the file structure (:func:`scenario_fields` reads it back)."""
     sc = scenario
     tasks = []

@@ -15,12 +15,16 @@ field and what to give instead; :meth:`Scenario._validate` calls them.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._reduce import dot
 from .errors import ScenarioError, UnstableError
 from .queue import Latency
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["MAX_SCV", "MAX_VARIANCE", "SLACK_RESOLVED", "check_range", "check_resolvable"]
 
@@ -36,7 +40,7 @@ MAX_VARIANCE = 1e24
 SLACK_RESOLVED = float(np.finfo(float).eps)
 
 
-def check_range(sc) -> None:
+def check_range(sc: Scenario) -> None:
     """Refuse values whose arithmetic leaves the doubles at the minimum budgets.
 
     In order: the spreads of the service and arrival processes (bounded by
@@ -50,7 +54,7 @@ def check_range(sc) -> None:
     _check_slopes(sc)
 
 
-def _check_spreads(sc) -> None:
+def _check_spreads(sc: Scenario) -> None:
     """Service ``scv``, ``variance`` and ``arrival_scv`` within their bounds."""
     for label, arr, bound, what in (
         ("service.scv", sc.scv, MAX_SCV, "a squared coefficient of variation: 1 for exponential"),
@@ -72,7 +76,7 @@ def _check_spreads(sc) -> None:
         )
 
 
-def _check_latency_price(sc) -> None:
+def _check_latency_price(sc: Scenario) -> None:
     """``gamma W`` and ``gamma dW/dt`` finite at the minimum budgets."""
     gamma = sc.latency_weight
     if gamma == 0:
@@ -92,7 +96,7 @@ def _check_latency_price(sc) -> None:
     )
 
 
-def _check_slopes(sc) -> None:
+def _check_slopes(sc: Scenario) -> None:
     """Slope and curvature of every accuracy curve (and weight x slope) finite at ``min_tokens``.
 
     The certificate needs the gradient there, the solvers' Newton steps the curvature.
@@ -122,7 +126,7 @@ def _check_slopes(sc) -> None:
     )
 
 
-def check_resolvable(sc) -> None:
+def check_resolvable(sc: Scenario) -> None:
     """Refuse a latency price so small that the optimum's slack ``1 - rho`` is below
     what doubles resolve (call it where the maximum budgets are unstable and nothing
     else caps the utilization; one server, FIFO).

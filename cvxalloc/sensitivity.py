@@ -31,7 +31,7 @@ one-sided derivatives; they are listed in :attr:`Sensitivity.kinks`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,10 @@ from .certificate import certify, relative_scale
 from .errors import CvxallocError
 from .objective import Objective
 from .polish import newton_direction, polish
+from .solve import solve
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["Sensitivity", "Derivative", "sensitivity", "MIX_MATRIX_MAX_TYPES", "OPTIMALITY_RTOL"]
 
@@ -305,7 +309,9 @@ class Sensitivity:
     report = summary
 
 
-def _partials(sc, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float, dscv: float = 0.0):
+def _partials(
+    sc: Scenario, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float, dscv: float = 0.0
+):
     """Partial derivatives at fixed ``t``: of grad U, U, W, rho and accuracy.
 
     Along ``(p, lam, c_a^2) + eps (dp, dlam, dscv)``. The queue model gives ``W``'s
@@ -341,7 +347,7 @@ def _partials(sc, obj: Objective, t: np.ndarray, dp: np.ndarray, dlam: float, ds
     return dg, dU, dW, drho, dacc
 
 
-def _derivative(sc, obj: Objective, t, free, dp, dlam, dscv: float = 0.0) -> Derivative:
+def _derivative(sc: Scenario, obj: Objective, t, free, dp, dlam, dscv: float = 0.0) -> Derivative:
     dg, dU, dW, drho, dacc = _partials(sc, obj, t, dp, dlam, dscv)
     d, V, M = obj.hessian_parts(t)
     dt = newton_direction(d, V, M, dg, free)
@@ -356,7 +362,7 @@ def _derivative(sc, obj: Objective, t, free, dp, dlam, dscv: float = 0.0) -> Der
     )
 
 
-def _active_range(sc, obj, t, free, g, dt_lam) -> tuple[float, float]:
+def _active_range(sc: Scenario, obj, t, free, g, dt_lam) -> tuple[float, float]:
     """Linearized interval of ``lam`` keeping the active set (free types inside, bound
     types' gradients of the same sign)."""
     lam = sc.arrival_rate
@@ -393,7 +399,7 @@ def _active_range(sc, obj, t, free, g, dt_lam) -> tuple[float, float]:
     return float(lam_lo), float(lam_hi)
 
 
-def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivity:
+def sensitivity(scenario: Scenario, result=None, *, mix: bool | None = None) -> Sensitivity:
     """Derivatives of the optimal budgets and utility w.r.t. arrival rate and mix.
 
     Parameters
@@ -430,8 +436,6 @@ def sensitivity(scenario, result=None, *, mix: bool | None = None) -> Sensitivit
             "box lo <= t <= hi); remove the constraints or use finite differences of re-solves"
         )
     if result is None:
-        from .solve import solve
-
         result = solve(sc, method="conic")
     t = np.asarray(getattr(result, "tokens", result), dtype=float)
     if t.shape != (sc.n,):

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .constraints import ConstraintError
 from .errors import OptionError
 from .result import Result
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = [
     "solve",
@@ -61,7 +64,7 @@ def available_methods() -> list[str]:
     return list(METHODS)
 
 
-def choose_method(scenario, method: str | None = None) -> str:
+def choose_method(scenario: Scenario, method: str | None = None) -> str:
     """The method :func:`solve` uses: ``method``, else :data:`DEFAULT_METHOD`, unless the
     scenario has constraints the default cannot honour: then the first method that can."""
     if method is not None:
@@ -84,7 +87,9 @@ def method_options(method: str) -> set[str]:
     return set(inspect.signature(_resolve(method)).parameters)
 
 
-def warm_options(scenario, warm: Result | None, method: str | None = None) -> dict[str, Any]:
+def warm_options(
+    scenario: Scenario, warm: Result | None, method: str | None = None
+) -> dict[str, Any]:
     """``{"warm_start": warm}`` where a warm start applies, else ``{}``: the options to pass
     :func:`solve` when re-solving ``scenario`` near a previous result.
 
@@ -103,7 +108,7 @@ def warm_options(scenario, warm: Result | None, method: str | None = None) -> di
     return {"warm_start": warm}
 
 
-def solve(scenario, method: str | None = None, **options: Any) -> Result:
+def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Result:
     """Find the allocation that maximizes ``U``, with a certificate.
 
     Parameters
@@ -160,7 +165,7 @@ def solve(scenario, method: str | None = None, **options: Any) -> Result:
     return func(scenario, **options)
 
 
-def _check_server(scenario, name: str) -> None:
+def _check_server(scenario: Scenario, name: str) -> None:
     """Refuse a batching server where the method (or a constraint) does not support it."""
     if getattr(scenario, "server", None) is None:
         return

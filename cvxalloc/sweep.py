@@ -40,17 +40,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import status as st
 from ._source import fields_source
 from .baselines import best_uniform
-from .constraints import Constraints, InfeasibleError, TailSLO, constraints_of
+from .constraints import InfeasibleError, TailSLO, constraints_of
 from .errors import CvxallocError, OptionError
 from .queue.tail import check_quantiles
 from .result import Result, jsonable
+from .scenario_constraints import Constraints
+from .solve import choose_method, solve, warm_options
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["SweepResult", "sweep_latency_weight", "sweep_slo", "sweep_tail"]
 
@@ -315,7 +320,7 @@ def _progress(values: np.ndarray, desc: str, progress: bool | None):
 
 
 def _run(
-    scenario,
+    scenario: Scenario,
     param: str,
     values: np.ndarray,
     method: str | None,
@@ -324,8 +329,6 @@ def _run(
     progress: bool | None = None,
     quantile: float | None = None,
 ) -> SweepResult:
-    from .solve import choose_method, solve, warm_options
-
     sc = scenario
     first = _point(sc, param, values[0], quantile) if param != "latency_weight" else sc
     name = choose_method(first, method)
@@ -401,7 +404,7 @@ def _run(
     )
 
 
-def _compiled(sc, param: str, values: np.ndarray):
+def _compiled(sc: Scenario, param: str, values: np.ndarray):
     """The conic problem with a CVXPY Parameter for the swept value, and that Parameter.
 
     ``(None, None)`` when the scenario cannot be compiled (each point then
@@ -445,7 +448,7 @@ def _record_uniform(uni: dict[str, np.ndarray], j: int, u: Result) -> None:
     uni["budget"][j] = u.diagnostics.get("budget", np.nan)
 
 
-def _point(sc, param: str, value: float, quantile: float | None = None):
+def _point(sc: Scenario, param: str, value: float, quantile: float | None = None):
     if param == "latency_weight":
         return sc.with_(latency_weight=float(value))
     cons = constraints_of(sc) or Constraints()
@@ -455,7 +458,7 @@ def _point(sc, param: str, value: float, quantile: float | None = None):
 
 
 def sweep_latency_weight(
-    scenario,
+    scenario: Scenario,
     weights: Any,
     method: str | None = None,
     uniform: bool = True,
@@ -503,7 +506,7 @@ def sweep_latency_weight(
 
 
 def sweep_slo(
-    scenario,
+    scenario: Scenario,
     slos: Any,
     method: str | None = None,
     uniform: bool = True,
@@ -526,7 +529,7 @@ def sweep_slo(
 
 
 def sweep_tail(
-    scenario,
+    scenario: Scenario,
     limits: Any,
     quantile: float = 0.99,
     method: str | None = None,

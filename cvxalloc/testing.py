@@ -36,6 +36,7 @@ from .accuracy import FAMILIES, AccuracyCurves, Exponential, Logarithmic, Power
 from .certificate import certify, relative_scale
 from .objective import Objective
 from .scenario import Scenario
+from .solve import solve
 
 __all__ = ["scenarios", "random_scenario", "assert_near_optimal", "flat_types", "LOADS"]
 
@@ -316,8 +317,6 @@ def assert_near_optimal(
     AssertionError
         With the objective shortfall and the types furthest from the reference.
     """
-    from .solve import solve
-
     t = np.asarray(tokens, dtype=float)
     if t.shape != (scenario.n,):
         raise AssertionError(f"tokens has shape {t.shape}, expected ({scenario.n},)")

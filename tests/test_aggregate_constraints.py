@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.certificate import relative_scale
-from cvxalloc.constraints import Constraints, InfeasibleError, check_feasible, constraints_of
+from cvxalloc.constraints import InfeasibleError, check_feasible, constraints_of
 from cvxalloc.solvers.multipliers import Multipliers, active_set, coordinate
 from cvxalloc.testing import scenarios
 

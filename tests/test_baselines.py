@@ -89,7 +89,7 @@ def test_optimum_beats_every_baseline(load):
 def _constrained(example):
     """The example with a compute budget the unconstrained uniform breaks and a floor the
     minimum budgets break."""
-    from cvxalloc.constraints import Constraints
+    from cvxalloc import Constraints
 
     floor = [0.56, np.nan, np.nan, np.nan, np.nan]
     cons = Constraints(max_mean_system_time=40.0, max_mean_tokens=1500.0, min_accuracy=floor)

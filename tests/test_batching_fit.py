@@ -67,7 +67,7 @@ def test_noisy_rows_are_projected_onto_a_valid_curve(noise, seed):
     )
     assert np.all(np.diff(slopes) <= 1e-9)
     # the TOML it writes loads back
-    server = cvxalloc.scenario._server(
+    server = cvxalloc.scenario_format.server_model(
         {
             "model": "batching",
             "concurrency": list(curve.concurrency),

@@ -213,12 +213,13 @@ def test_bad_server_tables(server, needle):
         _scenario(**server)
 
 
-def test_batching_needs_poisson_arrivals():
+def test_batching_takes_bursty_arrivals():
+    """arrival_scv enters the batching model (it was refused): W grows with the burstiness."""
     sc = cvxalloc.example_scenario()
-    with pytest.raises(ScenarioError, match="Poisson"):
-        sc.with_(
-            arrival_scv=2.0, server={"model": "batching", "concurrency": [1], "speedup": [1.0]}
-        )
+    server = {"model": "batching", "concurrency": PUBLISHED[0], "speedup": PUBLISHED[1]}
+    t = sc.min_tokens + 0.3 * (sc.max_tokens - sc.min_tokens)
+    w = [Latency(sc.with_(arrival_scv=c, server=server)).value(t) for c in (0.3, 1.0, 9.0, 173.0)]
+    assert w[0] < w[1] < w[2] < w[3]
 
 
 def test_stability_uses_capacity():

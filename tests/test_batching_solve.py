@@ -172,10 +172,15 @@ def test_bad_curve_no_traceback_from_the_console(tmp_path):
     assert "between concurrency 1 and 2" in out.stderr and len(out.stderr.splitlines()) == 1
 
 
-def test_sensitivity_refuses_a_batching_server_in_one_line(capsys):
-    assert main(["sensitivity", EXAMPLE]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "batching" in err[0]
+def test_sensitivity_to_the_arrival_rate_matches_re_solves(example):
+    """The queue's parameter partials carry sensitivity to a batching server (it was refused)."""
+    from cvxalloc.sensitivity import sensitivity
+
+    h = 1e-5
+    up = cvxalloc.solve(example.with_(arrival_rate=example.arrival_rate + h)).objective
+    down = cvxalloc.solve(example.with_(arrival_rate=example.arrival_rate - h)).objective
+    fd = (up - down) / (2 * h)
+    assert sensitivity(example).d_objective_d_arrival_rate == pytest.approx(fd, rel=1e-5)
 
 
 def test_sweep_of_the_latency_weight(example):

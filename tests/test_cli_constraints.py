@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.cli import main
-from cvxalloc.constraints import Constraints, effective_lower
+from cvxalloc.constraints import effective_lower
 from cvxalloc.report import result_table, solve_report
 
 SLO, BUDGET, FLOOR = 30.0, 1500.0, 0.82

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.accuracy import FAMILIES
-from cvxalloc.constraints import Constraints
 from cvxalloc.solvers.conic import _marginal_floor, optimum_box
 from cvxalloc.testing import random_scenario
 

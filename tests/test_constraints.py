@@ -9,9 +9,9 @@ from conftest import small_scenario
 from scipy.optimize import linprog
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.constraints import (
     ConstraintError,
-    Constraints,
     InfeasibleError,
     certify_constrained,
     effective_lower,

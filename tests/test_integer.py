@@ -327,7 +327,8 @@ def test_mixed_integer_without_pyscipopt(monkeypatch, example, example_optimum):
 
 
 def test_operator_constraints_are_refused_not_ignored(example):
-    from cvxalloc.constraints import ConstraintError, Constraints
+    from cvxalloc import Constraints
+    from cvxalloc.constraints import ConstraintError
 
     sc = example.with_(constraints=Constraints(max_utilization=0.3))
     with pytest.raises(ConstraintError, match="max_utilization"):

@@ -18,16 +18,19 @@ numerics
     the objective, the certificate, polish, the result object and its report,
     and the operator constraints (terms that evaluate, compile to CVXPY and
     certify themselves). They are written against any scenario-shaped object
-    and never import :mod:`cvxalloc.scenario`.
+    (:class:`cvxalloc.protocols.ScenarioLike`) and never import :mod:`cvxalloc.scenario`.
 scenario
     the scenario (which holds accuracy curves, a queue model and constraints),
-    its file structure (:mod:`cvxalloc.scenario_format`) and the files (:mod:`cvxalloc.io`).
+    its file structure (:mod:`cvxalloc.scenario_format`), the record of its
+    constraints and their ``[constraints]`` table
+    (:mod:`cvxalloc.scenario_constraints`) and the files (:mod:`cvxalloc.io`).
     It sits above the numerics because a scenario is built from all the parts,
-    constraints included; nothing below it needs it.
+    constraint terms included; nothing below it needs it.
 solvers
     ``solve`` and its registry (a dispatcher lives above what it dispatches to,
-    so it shares this layer with the solvers it loads by name), every method,
-    baselines and integer rounding.
+    so it shares this layer with the solvers it loads by name), every method
+    and how it honours constraints (conic rows, multipliers, the finishing
+    polish), baselines and integer rounding.
 workflows
     sweeps, sensitivity, calibration (fit), simulation, traffic, policies, the
     controller, plots, the testing helpers.
@@ -76,12 +79,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_roots",
         "_bisect",
         "_public",
+        "protocols",
         "accuracy",
         "queue",
         "requestlog",
     ),
     "numerics": ("objective", "certificate", "polish", "result", "report", "constraints"),
-    "scenario": ("scenario", "scenario_format", "scenario_range", "io"),
+    "scenario": ("scenario", "scenario_format", "scenario_range", "scenario_constraints", "io"),
     "solvers": ("solvers", "solve", "baselines", "integer"),
     "workflows": (
         "sweep",
@@ -105,33 +109,16 @@ HEAVY = ("cvxpy", "pyscipopt", "matplotlib", "tqdm", "scipy.optimize", "scipy.st
 #: Function-level imports of light modules that remain, (importer, imported) -> why.
 #: Remove an entry when its import moves to the top of its module.
 HIDDEN: dict[tuple[str, str], str] = {
-    # Upward, left for the modules' owners to mend:
     # Dispatchers that pick a solver at run time, resolved on use like solve's registry:
-    ("integer", "solve"): "rounding solves the relaxation through the registry",
-    ("solvers.mixed_integer", "solve"): "the fallback solves through the registry",
     ("solvers.fixed_point", "solvers.gradient"): "the fallback method, loaded when it runs",
-    ("sensitivity", "solve"): "re-solves through the registry",
-    ("testing", "solve"): "the reference solve, through the registry",
-    ("policy.build", "solve"): "plans through the registry",
-    ("controller.replay", "solve"): "plans through the registry",
-    ("sweep", "solve"): "each sweep point through the registry",
-    ("plots.frontier", "solve"): "figures solve through the registry",
-    # Workflows that lean on one another only on some paths:
-    ("policy.build", "integer"): "integer policies only",
-    ("controller.replay", "policy"): "policy-driven controllers only",
-    ("controller.replay", "simulate"): "replays only",
-    ("plots.frontier", "sweep"): "frontier figures only",
+    ("policy.build", "integer"): "integer policies only (import cvxalloc loads policy)",
     # Subcommands import their workflow when they run (keeps `cvxalloc --help` light):
     ("cli.control", "controller"): "subcommand loads its workflow on run",
     ("cli.control", "policy"): "subcommand loads its workflow on run",
-    ("cli.control", "io"): "subcommand loads its workflow on run",
-    ("cli.plot", "errors"): "subcommand loads its workflow on run",
     ("cli.policy", "policy"): "subcommand loads its workflow on run",
     ("cli.sensitivity", "sensitivity"): "subcommand loads its workflow on run",
     ("cli.solve", "integer"): "subcommand loads its workflow on run",
     ("cli.sweep", "sweep"): "subcommand loads its workflow on run",
-    ("cli.traffic", "io"): "subcommand loads its workflow on run",
-    ("cli.traffic", "scenario"): "subcommand loads its workflow on run",
 }
 
 
@@ -362,7 +349,7 @@ def test_certifying_a_constrained_scenario_does_not_load_cvxpy():
     """The constraint terms take a number or a CVXPY Parameter without importing CVXPY."""
     code = (
         "import sys, cvxalloc\n"
-        "from cvxalloc.constraints import Constraints\n"
+        "from cvxalloc import Constraints\n"
         "sc = cvxalloc.example_scenario()\n"
         "sc = sc.with_(constraints=Constraints(max_mean_system_time=30.0, max_mean_tokens=3000))\n"
         "cert = cvxalloc.certify(sc, sc.min_tokens)\n"

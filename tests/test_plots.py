@@ -143,7 +143,7 @@ def test_scenario_figure_shows_the_sweep_and_the_allocation(tmp_path):
 
 @pytest.mark.parametrize(("slo", "binds"), [(30.0, True), (10_000.0, False)])
 def test_an_slo_is_drawn_and_says_whether_it_binds(example, slo, binds):
-    from cvxalloc.constraints import Constraints
+    from cvxalloc import Constraints
 
     sc = example.with_(constraints=Constraints(max_mean_system_time=slo))
     res = cvxalloc.solve(sc)

@@ -190,7 +190,7 @@ def test_not_json_and_missing(tmp_path):
 
 def test_constraints_refused():
     sc = cvxalloc.example_scenario()
-    from cvxalloc.constraints import Constraints
+    from cvxalloc import Constraints
 
     cons = Constraints(max_mean_system_time=60.0)
     with pytest.raises(cvxalloc.ScenarioError, match="constraints"):

@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 
 import cvxalloc
-from cvxalloc import Evaluation, Scenario
+from cvxalloc import Constraints, Evaluation, Scenario
 from cvxalloc.accuracy import FAMILIES, AccuracyCurves
-from cvxalloc.constraints import Constraints
 from cvxalloc.queue import BatchingQueue, CapacityCurve, FIFOQueue, Latency, Moments
 from cvxalloc.scenario import REPR_MAX_TYPES
 from cvxalloc.sensitivity import Derivative, Sensitivity, sensitivity

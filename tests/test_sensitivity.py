@@ -170,7 +170,7 @@ def test_allocation_is_polished_and_certified(example, example_optimum):
 
 
 def test_refuses_constraints(example, example_optimum):
-    from cvxalloc.constraints import Constraints
+    from cvxalloc import Constraints
 
     cons = Constraints(max_mean_tokens=float(example.probability @ example_optimum.tokens))
     sc = example.with_(constraints=cons)

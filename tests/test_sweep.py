@@ -11,9 +11,9 @@ import pytest
 from conftest import small_scenario
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.baselines import best_uniform
 from cvxalloc.cli import main
-from cvxalloc.constraints import Constraints
 from cvxalloc.objective import Objective
 from cvxalloc.sweep import sweep_latency_weight, sweep_slo
 

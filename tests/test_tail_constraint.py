@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cvxalloc
-from cvxalloc.constraints import ConstraintError, Constraints, InfeasibleError
+from cvxalloc import Constraints
+from cvxalloc.constraints import ConstraintError, InfeasibleError
 from cvxalloc.constraints.tail import TailPercentile, TailSLO
 from cvxalloc.queue.service_law import ServiceLaw
 from cvxalloc.queue.tail import _mg1_quantiles, system_time_quantiles

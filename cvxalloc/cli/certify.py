@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..certificate import certify
-from ..constraints import constraint_report, constraints_of
+from ..constraints import constraints_of
 from ..io import load_allocation
 from ..objective import evaluate
 from ..queue.tail import system_time_quantiles
 from ..result import jsonable
 from ..solve import solve
+from ..solvers.constraint_rows import constraint_report
 from ._common import (
     add_json_option,
     add_output_option,

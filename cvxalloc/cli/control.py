@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import ScenarioError
+from ..io import example_scenario, load_scenario
 from ._common import (
     add_json_option,
     add_output_option,
@@ -79,7 +80,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..controller import replay_controller
-    from ..io import example_scenario, load_scenario
     from ..policy import load_policy
 
     u = args.utilization

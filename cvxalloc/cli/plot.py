@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ScenarioError
 from ._common import (
     add_method_option,
     add_output_option,
@@ -47,7 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ScenarioError
     from ..plots import default_latency_weights, frontier_sweep, save, scenario_figure
 
     if args.points < 2:

@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 
 from ..errors import ScenarioError
+from ..io import load_scenario
 from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
+from ..scenario import Scenario
 from ..traffic import measure_traffic
 from ._common import (
     add_json_option,
@@ -103,8 +105,6 @@ def _check_dir(option: str, path: str) -> None:
 
 def _updated_scenario(path: str, traffic) -> str:
     from ..fit import scenario_toml
-    from ..io import load_scenario
-    from ..scenario import Scenario
 
     sc = load_scenario(path)
     data = sc.to_dict()

@@ -49,21 +49,25 @@ constraints the minimum over ``mu`` is the Frank-Wolfe bound over the polytope
 ``box ∩ halfspaces`` (LP duality): ``kind = "frank-wolfe-polytope"``; with the
 SLO it is a Lagrangian (dual) bound: ``kind = "lagrangian-frank-wolfe"``.
 
-Modules
--------
+Where each part lives
+---------------------
 terms        the scalar terms (value, gradient, CVXPY form), KINDS and the errors
-spec         :class:`Constraints` and the ``[constraints]`` file structure
 tail         the tail SLO and its convex surrogate
 feasibility  min_accuracy as a token bound, the feasibility test, restoring a point
 certificate  Frank-Wolfe over the polytope / the Lagrangian bound
-conic        the CVXPY constraints and the slack / shadow-price report
-finish       exact feasibility and polish of a solver's point
+
+What a constraint *is* for a scenario, the :class:`~cvxalloc.scenario_constraints.Constraints`
+record with its ``[constraints]`` file structure, sits beside the scenario
+(:mod:`cvxalloc.scenario_constraints`, also ``cvxalloc.Constraints``); how the
+solvers honour it sits with them: the conic rows and the slack / shadow-price
+report (:mod:`cvxalloc.solvers.constraint_rows`), the outer multipliers
+(:mod:`cvxalloc.solvers.multipliers`) and the finishing polish
+(:mod:`cvxalloc.solvers.finish`).
 """
 
 from __future__ import annotations
 
 from .certificate import certify_constrained, lagrangian_bound
-from .conic import conic_constraints, constraint_report
 from .feasibility import (
     check_feasible,
     constraints_of,
@@ -72,8 +76,6 @@ from .feasibility import (
     restore_feasible,
     slacks_of,
 )
-from .finish import finish, single_point, single_point_result
-from .spec import Constraints, constraints_from_file
 from .tail import TailPercentile, TailSLO
 from .terms import (
     KINDS,
@@ -87,7 +89,6 @@ from .terms import (
 
 __all__ = [
     "KINDS",
-    "Constraints",
     "ConstraintError",
     "InfeasibleError",
     "Term",
@@ -104,10 +105,4 @@ __all__ = [
     "restore_feasible",
     "certify_constrained",
     "lagrangian_bound",
-    "constraints_from_file",
-    "conic_constraints",
-    "constraint_report",
-    "finish",
-    "single_point",
-    "single_point_result",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..certificate import Certificate, frank_wolfe_gap
 from ..objective import Objective
+from ..protocols import ScenarioLike
 from .feasibility import constraints_of, effective_lower, slacks_of
 
 __all__ = ["certify_constrained", "lagrangian_bound"]
@@ -114,7 +115,7 @@ def _lp_multipliers(g, grads, slacks, t, lo, hi) -> np.ndarray:
 
 
 def certify_constrained(
-    scenario,
+    scenario: ScenarioLike,
     tokens: np.ndarray,
     objective=None,
     multipliers: Sequence[float] | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._bisect import bisect, bisect_each
+from ..protocols import ScenarioLike
 from .terms import InfeasibleError, Term
 
 __all__ = [
@@ -27,8 +28,8 @@ __all__ = [
 ]
 
 
-def constraints_of(scenario) -> Any:
-    """The scenario's :class:`~cvxalloc.constraints.Constraints`, or None when it has none.
+def constraints_of(scenario: ScenarioLike) -> Any:
+    """The scenario's :class:`~cvxalloc.scenario_constraints.Constraints`, or None when it has none.
 
     An empty set of constraints counts as none.
     """
@@ -42,7 +43,7 @@ def constraints_of(scenario) -> Any:
 _REQUIRED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def required_tokens(scenario) -> np.ndarray:
+def required_tokens(scenario: ScenarioLike) -> np.ndarray:
     """Per task, the fewest tokens meeting its ``min_accuracy`` (see :func:`_required_tokens`).
 
     Remembered per scenario object (a copy is returned).
@@ -59,7 +60,7 @@ def required_tokens(scenario) -> np.ndarray:
     return hit[1].copy()
 
 
-def _required_tokens(scenario) -> np.ndarray:
+def _required_tokens(scenario: ScenarioLike) -> np.ndarray:
     """Per task, the fewest tokens meeting its ``min_accuracy`` (``lo`` where none).
 
     ``A_i`` is increasing, so the bound is ``A_i^{-1}(alpha_i)``, in closed form
@@ -94,17 +95,17 @@ def _required_tokens(scenario) -> np.ndarray:
     return out
 
 
-def effective_lower(scenario) -> np.ndarray:
+def effective_lower(scenario: ScenarioLike) -> np.ndarray:
     """``lo' = max(lo, A^{-1}(min_accuracy))``: the box lower bound the constraints imply."""
     return np.maximum(scenario.min_tokens, required_tokens(scenario))
 
 
-def _names(scenario, idx: np.ndarray, limit: int = 3) -> str:
+def _names(scenario: ScenarioLike, idx: np.ndarray, limit: int = 3) -> str:
     shown = ", ".join(f'"{scenario.names[i]}"' for i in idx[:limit])
     return shown + (f" and {idx.size - limit} more" if idx.size > limit else "")
 
 
-def check_feasible(scenario) -> np.ndarray:
+def check_feasible(scenario: ScenarioLike) -> np.ndarray:
     """Raise :class:`InfeasibleError` unless some allocation meets every constraint.
 
     Exact and cheap: every scalar constraint is increasing in every ``t_i``,
@@ -161,12 +162,16 @@ def check_feasible(scenario) -> np.ndarray:
     return lo2
 
 
-def slacks_of(scenario, terms: Sequence[Term], t: np.ndarray, ties: bool = False) -> np.ndarray:
+def slacks_of(
+    scenario: ScenarioLike, terms: Sequence[Term], t: np.ndarray, ties: bool = False
+) -> np.ndarray:
     """The slack of each term at ``t`` (>= 0 where satisfied; ``ties``: see :meth:`Term.slack`)."""
     return np.array([term.slack(scenario, t, ties) for term in terms])
 
 
-def restore_feasible(scenario, tokens: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:
+def restore_feasible(
+    scenario: ScenarioLike, tokens: np.ndarray, lower: np.ndarray | None = None
+) -> np.ndarray:
     """A feasible point on the segment from ``lo'`` to ``tokens``, as near ``tokens`` as it takes.
 
     A solver meets constraints only to its tolerance (~1e-9 for conic, rounding

@@ -38,6 +38,7 @@ import numpy as np
 
 from .._roots import brentq
 from ..errors import ScenarioError
+from ..protocols import ScenarioLike
 from ..queue.tail import system_time_quantiles
 from .feasibility import effective_lower
 from .terms import ConstraintError, Term
@@ -116,7 +117,7 @@ def eta_0(quantile: float, max_system_time: float, arrival_rate: float) -> float
     return brentq(h, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
 
 
-def surrogate_scv(scenario, lower: np.ndarray) -> np.ndarray:
+def surrogate_scv(scenario: ScenarioLike, lower: np.ndarray) -> np.ndarray:
     """Per type the scv of its law at its smallest budget, ``k_i + v_i / s_i(lo_i)^2``."""
     s = scenario.service_time(lower)
     v = np.asarray(scenario.variance, dtype=float)
@@ -156,7 +157,7 @@ class TailPercentile(Term):
         self.slo = slo
         self._key: tuple | None = None
 
-    def bind(self, scenario) -> TailPercentile:
+    def bind(self, scenario: ScenarioLike) -> TailPercentile:
         """Fix ``lam``, ``eta_0`` and the surrogate scv from ``scenario`` (once per scenario)."""
         key = (id(scenario), scenario.arrival_rate, id(scenario.scv), id(scenario.variance))
         if key == self._key:
@@ -210,7 +211,7 @@ class TailPercentile(Term):
             k2 = np.where(c > 0, r * r * c / (x * x), 0.0)  # d^2 log M / ds^2
             return np.where(np.isfinite(base), base * (k1 * k1 + k2), np.inf)
 
-    def domain_top(self, scenario) -> np.ndarray:
+    def domain_top(self, scenario: ScenarioLike) -> np.ndarray:
         """Per type the largest budget inside the bound's domain (``eta_0 c_i s_i < 1``)."""
         self.bind(scenario)
         with np.errstate(divide="ignore"):
@@ -218,26 +219,26 @@ class TailPercentile(Term):
         return (s_top - scenario.base) / scenario.per_token
 
     # --- the term ------------------------------------------------------------
-    def value(self, scenario, t):
+    def value(self, scenario: ScenarioLike, t):
         self.bind(scenario)
         s = scenario.service_time(np.asarray(t, dtype=float))
         m = float(scenario.probability @ self.mgf(s))
         return self.lam * (m - 1.0) / self.eta
 
-    def slack(self, scenario, t, ties: bool = False) -> float:
+    def slack(self, scenario: ScenarioLike, t, ties: bool = False) -> float:
         """``1 - load(t)``; ``-inf`` outside the bound's domain (no tie with infinity)."""
         value = self.value(scenario, t)
         if not np.isfinite(value):
             return -math.inf
         return super().slack(scenario, t, ties=ties)
 
-    def gradient(self, scenario, t):
+    def gradient(self, scenario: ScenarioLike, t):
         self.bind(scenario)
         s = scenario.service_time(np.asarray(t, dtype=float))
         p, b = scenario.probability, scenario.per_token
         return self.lam * p * b * self.mgf(s, order=1) / self.eta
 
-    def cvxpy(self, scenario, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
         import cvxpy as cp
 
         self.bind(scenario)
@@ -256,7 +257,7 @@ class TailPercentile(Term):
         total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         return total <= 1.0 + self.eta / self.lam, self.lam / self.eta
 
-    def hessian_diag(self, scenario, t) -> np.ndarray:
+    def hessian_diag(self, scenario: ScenarioLike, t) -> np.ndarray:
         """The Hessian of the load, diagonal: ``lam p_i b_i^2 M_i''(s_i) / eta_0``."""
         self.bind(scenario)
         s = scenario.service_time(np.asarray(t, dtype=float))
@@ -264,7 +265,7 @@ class TailPercentile(Term):
         return self.lam * p * b * b * self.mgf(s, order=2) / self.eta
 
     # --- in seconds ----------------------------------------------------------
-    def decay_rate(self, scenario, t) -> float:
+    def decay_rate(self, scenario: ScenarioLike, t) -> float:
         """``eta`` of the surrogate law at ``t``: the root of ``lam (M(eta) - 1) = eta``."""
         self.bind(scenario)
         s = scenario.service_time(np.asarray(t, dtype=float))
@@ -287,14 +288,14 @@ class TailPercentile(Term):
             lo *= 0.5
         return brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
 
-    def bound(self, scenario, t) -> float:
+    def bound(self, scenario: ScenarioLike, t) -> float:
         """The surrogate's percentile ``(L + log(1 + eta / lam)) / eta`` at ``t``, seconds."""
         eta = self.decay_rate(scenario, t)
         if not eta > 0:
             return math.inf
         return (-math.log1p(-self.slo.quantile) + math.log1p(eta / self.lam)) / eta
 
-    def seconds_per_load(self, scenario, t) -> float:
+    def seconds_per_load(self, scenario: ScenarioLike, t) -> float:
         """``d load / d T0`` at ``t`` (negative): converts a multiplier into utility per second.
 
         ``load = lam (M(eta_0) - 1) / eta_0`` depends on ``T0`` through ``eta_0``,
@@ -314,7 +315,7 @@ class TailPercentile(Term):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(c > 0, 1.0 / (1.0 - self.eta * c * s), 1.0)
 
-    def conflict(self, scenario, lower, at: str, blame: str) -> str:
+    def conflict(self, scenario: ScenarioLike, lower, at: str, blame: str) -> str:
         """The feasibility message: the bound at the smallest budgets, in seconds."""
         T0, p = self.slo.max_system_time, self.slo.quantile
         bound = self.bound(scenario, lower)
@@ -325,7 +326,7 @@ class TailPercentile(Term):
             f"{bound:.6g} s{blame}"
         )
 
-    def describe(self, scenario, t, multiplier: float | None) -> dict[str, Any]:
+    def describe(self, scenario: ScenarioLike, t, multiplier: float | None) -> dict[str, Any]:
         """Report fields in seconds: the SLO, the surrogate bound, the exact percentile.
 
         ``limit``, ``value`` and ``slack`` become seconds (``max_system_time``, the

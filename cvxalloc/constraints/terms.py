@@ -13,6 +13,7 @@ import numpy as np
 
 from .._reduce import dot
 from ..errors import ScenarioError
+from ..protocols import ScenarioLike
 from ..queue import Latency
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
@@ -70,16 +71,16 @@ class Term:
         """Key in reports (``diagnostics["constraints"]``)."""
         return self.kind
 
-    def value(self, scenario, t: np.ndarray) -> float:  # pragma: no cover - abstract
+    def value(self, scenario: ScenarioLike, t: np.ndarray) -> float:  # pragma: no cover - abstract
         """The constrained quantity at ``t``."""
         raise NotImplementedError
 
-    def gradient(self, scenario, t: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def gradient(self, scenario: ScenarioLike, t: np.ndarray) -> np.ndarray:  # pragma: no cover
         """``d value / dt`` (every entry >= 0)."""
         raise NotImplementedError
 
     def cvxpy(
-        self, scenario, tokens: cp.Expression, time_unit: float, token_unit: float
+        self, scenario: ScenarioLike, tokens: cp.Expression, time_unit: float, token_unit: float
     ) -> tuple[cp.Constraint | None, float]:  # pragma: no cover
         """The constraint in the conic problem's units, and that unit.
 
@@ -89,7 +90,7 @@ class Term:
         """
         raise NotImplementedError
 
-    def slack(self, scenario, t: np.ndarray, ties: bool = False) -> float:
+    def slack(self, scenario: ScenarioLike, t: np.ndarray, ties: bool = False) -> float:
         """``limit - value(t)`` (>= 0 when satisfied).
 
         With ``ties``, plus the rounding of the comparison: a value within
@@ -113,13 +114,13 @@ class MeanSystemTime(Term):
     what = "mean system time"
     linear = False
 
-    def value(self, scenario, t):
+    def value(self, scenario: ScenarioLike, t):
         return Latency(scenario).value(np.asarray(t, dtype=float))
 
-    def gradient(self, scenario, t):
+    def gradient(self, scenario: ScenarioLike, t):
         return Latency(scenario).gradient(np.asarray(t, dtype=float))
 
-    def cvxpy(self, scenario, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
         expr = Latency(scenario).cvxpy(tokens, time_unit=time_unit)
         return expr <= self.limit / time_unit, time_unit
 
@@ -131,17 +132,17 @@ class MeanTokens(Term):
     unit = "tokens"
     what = "mean tokens per query"
 
-    def coefficients(self, scenario) -> tuple[np.ndarray, float]:
+    def coefficients(self, scenario: ScenarioLike) -> tuple[np.ndarray, float]:
         """``(c, c0)`` with ``value = c . t + c0``."""
         return scenario.probability, 0.0
 
-    def value(self, scenario, t):
+    def value(self, scenario: ScenarioLike, t):
         return dot(scenario.probability, np.asarray(t, dtype=float))
 
-    def gradient(self, scenario, t):
+    def gradient(self, scenario: ScenarioLike, t):
         return np.array(scenario.probability, dtype=float)
 
-    def cvxpy(self, scenario, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
         return (scenario.probability @ tokens) / token_unit <= self.limit / token_unit, token_unit
 
 
@@ -152,18 +153,18 @@ class Utilization(Term):
     unit = ""
     what = "utilization"
 
-    def coefficients(self, scenario) -> tuple[np.ndarray, float]:
+    def coefficients(self, scenario: ScenarioLike) -> tuple[np.ndarray, float]:
         """``(c, c0)`` with ``value = c . t + c0``."""
         lam, p = scenario.arrival_rate, scenario.probability
         return lam * p * scenario.per_token, lam * float(p @ scenario.base)
 
-    def value(self, scenario, t):
+    def value(self, scenario: ScenarioLike, t):
         return scenario.utilization(np.asarray(t, dtype=float))
 
-    def gradient(self, scenario, t):
+    def gradient(self, scenario: ScenarioLike, t):
         return scenario.arrival_rate * scenario.probability * scenario.per_token
 
-    def cvxpy(self, scenario, tokens, time_unit, token_unit):
+    def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
         if scenario.arrival_rate == 0:
             return None, 1.0
         c, c0 = self.coefficients(scenario)

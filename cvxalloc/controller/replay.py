@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
@@ -16,8 +16,14 @@ from scipy import special
 from .._bisect import bisect
 from ..baselines import best_uniform
 from ..errors import ScenarioError
+from ..policy import build_policy, highest_rate
 from ..requestlog import RequestLog
+from ..simulate import TypeSampler, lindley_waits, service_distribution
+from ..solve import solve, warm_options
 from .results import ControlReplay, _Runs, _summaries
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["replay_controller", "plan_scenario", "STRATEGIES", "ESTIMATORS"]
 
@@ -33,7 +39,7 @@ DEFAULT_WINDOWS = 60
 MIN_FINISHED = 10
 
 
-def plan_scenario(sc, rate: float, mix=None, tokens=None):
+def plan_scenario(sc: Scenario, rate: float, mix=None, tokens=None):
     """The scenario a plan uses: rate, type mix, and answer-token moments ``(mean, var)``.
 
     A request's answer tokens ``x`` add ``b_i x`` to its service, so a plan that
@@ -50,19 +56,15 @@ def plan_scenario(sc, rate: float, mix=None, tokens=None):
     return sc.with_(**kw)
 
 
-def _top(sc) -> float:
-    from ..policy import highest_rate
-
+def _top(sc: Scenario) -> float:
     return highest_rate(sc)
 
 
-def _optimum(sc, warm=None):
-    from ..solve import solve, warm_options
-
+def _optimum(sc: Scenario, warm=None):
     return solve(sc, **warm_options(sc, warm))
 
 
-def _rate_for_utilization(sc, target: float) -> float:
+def _rate_for_utilization(sc: Scenario, target: float) -> float:
     """The arrival rate at which the scenario's optimum runs at utilization ``target``."""
     lo, hi = 0.0, _top(sc)
     res = _optimum(sc.with_(arrival_rate=hi))
@@ -91,7 +93,7 @@ def _mix(types: np.ndarray | None, n: int, prior: np.ndarray) -> np.ndarray | No
 
 
 def replay_controller(
-    scenario,
+    scenario: Scenario,
     log,
     *,
     target_utilization: float | None = 0.7,
@@ -152,9 +154,6 @@ def replay_controller(
         A batching scenario, fewer than two arrivals, a bad window, seeds or
         utilization, or types that are not tasks of the scenario.
     """
-    from ..policy import build_policy
-    from ..simulate import TypeSampler
-
     clock = time.perf_counter()
     sc0 = scenario
     names = _check_options(sc0, seeds, confidence, estimator, strategies)
@@ -220,7 +219,7 @@ def replay_controller(
     return ControlReplay(strategies=out, windows=windows, settings=settings)
 
 
-def _check_options(sc, seeds, confidence, estimator, strategies) -> list[str]:
+def _check_options(sc: Scenario, seeds, confidence, estimator, strategies) -> list[str]:
     """Validate the replay's options; the strategies to run (``static`` always)."""
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
@@ -282,7 +281,7 @@ class _World:
     window: float
 
     @classmethod
-    def of(cls, sc, log: RequestLog, target_utilization, window, use_tokens) -> _World:
+    def of(cls, sc: Scenario, log: RequestLog, target_utilization, window, use_tokens) -> _World:
         """Rescale the log's times (static plan at ``target_utilization``)."""
         times = log.times - log.times[0]
         types = log.task_indices(sc.names)
@@ -358,8 +357,6 @@ class _World:
 
     def service(self, d: _Draws, a: int, b: int, current: np.ndarray) -> np.ndarray:
         """Service times of queries ``a:b`` under budgets ``current`` (same uniforms)."""
-        from ..simulate import service_distribution
-
         sc = self.sc
         tyk = d.types[a:b]
         mean_k = sc.base[tyk] + sc.per_token[tyk] * current[tyk]
@@ -377,8 +374,6 @@ class _World:
 
     def replay(self, d: _Draws, plan) -> _Replication:
         """One strategy over the whole log: ``plan(k, rep)`` gives window ``k``'s budgets."""
-        from ..simulate import lindley_waits
-
         n, K, sc = self.n, self.K, self.sc
         rep = _Replication(
             tokens=np.empty(n),

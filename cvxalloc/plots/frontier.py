@@ -5,12 +5,19 @@ Layer: workflows (:mod:`cvxalloc.plots`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..baselines import best_uniform
 from ..objective import evaluate
+from ..solve import solve
+from ..sweep import sweep_latency_weight
 from .base import COLORS, LATENCY_WEIGHT_UNIT, UTILITY, W_LABEL, _figure, legend_below
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = [
     "default_latency_weights",
@@ -23,7 +30,9 @@ __all__ = [
 ]
 
 
-def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) -> np.ndarray:
+def default_latency_weights(
+    scenario: Scenario, points: int = 25, decades: float = 2.0
+) -> np.ndarray:
     """A geometric grid of latency weights around the scenario's own.
 
     ``gamma * 10^[-decades, decades]`` (``points`` values); where the
@@ -48,7 +57,7 @@ def default_latency_weights(scenario, points: int = 25, decades: float = 2.0) ->
 
 
 def frontier_sweep(
-    scenario,
+    scenario: Scenario,
     weights: np.ndarray | None = None,
     method: str | None = None,
     progress: bool | None = None,
@@ -59,8 +68,6 @@ def frontier_sweep(
     ``weights`` (default :func:`default_latency_weights`); ``progress`` as there
     (a bar on stderr, by default when it is a terminal).
     """
-    from ..sweep import sweep_latency_weight
-
     if weights is None:
         weights = default_latency_weights(scenario)
     return sweep_latency_weight(
@@ -203,7 +210,11 @@ def tail_frontier_axes(ax, sweep, title: str = "Accuracy against the tail", lege
 
 
 def allocation_axes(
-    ax, scenario, tokens: np.ndarray, uniform: np.ndarray | None = None, max_types: int = 40
+    ax,
+    scenario: Scenario,
+    tokens: np.ndarray,
+    uniform: np.ndarray | None = None,
+    max_types: int = 40,
 ) -> None:
     """Bars of the tokens per type, with each type's bounds as a grey range.
 
@@ -246,7 +257,7 @@ def allocation_axes(
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
+def _slo_of(scenario: Scenario, result) -> tuple[float | None, bool | None]:
     """The scenario's mean-latency SLO (seconds) and whether it binds at ``result``."""
     cons = getattr(scenario, "constraints", None)
     slo = getattr(cons, "max_mean_system_time", None) if cons is not None else None
@@ -260,7 +271,7 @@ def _slo_of(scenario, result) -> tuple[float | None, bool | None]:
 
 
 def scenario_figure(
-    scenario,
+    scenario: Scenario,
     result=None,
     sweep=None,
     points: int = 25,
@@ -283,8 +294,6 @@ def scenario_figure(
     A mean-latency SLO (``max_mean_system_time``) of the scenario is drawn on
     the frontier, and the legend says whether it binds at the optimum.
     """
-    from ..solve import solve
-
     if result is None:
         result = solve(scenario, method=method)
     if sweep is None:
@@ -313,7 +322,7 @@ def scenario_figure(
     return fig
 
 
-def sweep_figure(sweep, scenario=None) -> Figure:
+def sweep_figure(sweep, scenario: Scenario = None) -> Figure:
     """The frontier of a sweep's solved points (``cvxalloc sweep --plot``).
 
     Parameters

@@ -18,13 +18,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
+from ..solve import choose_method, solve, warm_options
 from .lookup import Policy, _answer, _d1_bounds, _scale, _scv_mid
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = [
     "build_policy",
@@ -61,7 +65,7 @@ MAX_SCV_POINTS = 33
 MAX_POINTS = 4097
 
 
-def _is_integer(scenario, method: str | None) -> bool:
+def _is_integer(scenario: Scenario, method: str | None) -> bool:
     """Integer budgets: asked for, or a menu / non-unit step in the scenario."""
     if method == "rounding":
         return True
@@ -69,7 +73,7 @@ def _is_integer(scenario, method: str | None) -> bool:
     return bool(has_menu or np.any(np.asarray(scenario.step) != 1))
 
 
-def highest_rate(scenario) -> float:
+def highest_rate(scenario: Scenario) -> float:
     """The highest rate the policy covers: :data:`TOP_FRACTION` of the highest stable rate.
 
     The highest stable rate is ``capacity / m1(lo)`` (above it no budgets are
@@ -89,10 +93,8 @@ def _grid_gap(res) -> float:
 
 # --------------------------------------------------------------------------
 # building
-def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
+def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer: bool):
     """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
-    from ..solve import choose_method, solve, warm_options
-
     sc = scenario.with_(arrival_rate=rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
@@ -110,13 +112,14 @@ def _solve_at(scenario, rate: float, method: str | None, warm, integer: bool):
             res = ref
     rounded = None
     if integer:
+        # integer policies only: import cvxalloc (which loads policy) leaves the rounding out
         from ..integer import round_allocation
 
         rounded = round_allocation(sc, continuous=res)
     return res, rounded
 
 
-def _active_set_changes(sc, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
+def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
     """Whether types that matter reach or leave a bound inside an interval.
 
     Types at a bound at one end and not at the other, weighted by the most utility they
@@ -134,7 +137,7 @@ def _active_set_changes(sc, t0: np.ndarray, t1: np.ndarray, scale: float) -> boo
     return bool(reach[changed].sum() > scale)
 
 
-def _probe_gap(scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
+def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
     """Relative proven gap of the continuous interpolation at one interior rate."""
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
     ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
@@ -142,7 +145,7 @@ def _probe_gap(scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> f
 
 
 def build_policy(
-    scenario,
+    scenario: Scenario,
     *,
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -222,7 +225,7 @@ def build_policy(
     )
 
 
-def _scv_grid_values(scenario, arrival_scv) -> list[float]:
+def _scv_grid_values(scenario: Scenario, arrival_scv) -> list[float]:
     """The requested ``arrival_scv`` values and the scenario's own, sorted, checked."""
     values = {float(scenario.arrival_scv)}
     for c in arrival_scv:
@@ -236,7 +239,7 @@ def _scv_grid_values(scenario, arrival_scv) -> list[float]:
     return sorted(values)
 
 
-def _refine_scv(scenario, subs: dict[float, Policy], tolerance: float, kw) -> float:
+def _refine_scv(scenario: Scenario, subs: dict[float, Policy], tolerance: float, kw) -> float:
     """Add log-scale midpoints of ``arrival_scv`` while a probe between two exceeds the
     tolerance (each neighbour's own rate interpolation is held to half of it; the
     interpolation in ``arrival_scv`` may add the other half). The largest probe left."""
@@ -272,7 +275,7 @@ def _refine_scv(scenario, subs: dict[float, Policy], tolerance: float, kw) -> fl
 
 
 def _build_single(
-    scenario,
+    scenario: Scenario,
     *,
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -298,7 +301,7 @@ def _build_single(
     return pol
 
 
-def _check_build(scenario, points: int, tolerance: float) -> None:
+def _check_build(scenario: Scenario, points: int, tolerance: float) -> None:
     """Refuse constraints and bad ``points`` / ``tolerance``."""
     if getattr(scenario, "constraints", None) is not None and not scenario.constraints.empty:
         raise ScenarioError(
@@ -315,7 +318,7 @@ def _check_build(scenario, points: int, tolerance: float) -> None:
 class _RateGrid:
     """The grid of one policy while it is built: solved rates and refined intervals."""
 
-    def __init__(self, sc, method: str | None, tolerance: float) -> None:
+    def __init__(self, sc: Scenario, method: str | None, tolerance: float) -> None:
         self.sc, self.method, self.tolerance = sc, method, tolerance
         self.integer = _is_integer(sc, method)
         self.top = highest_rate(sc)

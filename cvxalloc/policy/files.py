@@ -113,7 +113,7 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
     )
 
 
-def _scv_entries(data: Mapping[str, Any], source: str, sc, integer: bool) -> list[Policy]:
+def _scv_entries(data: Mapping[str, Any], source: str, sc: Scenario, integer: bool) -> list[Policy]:
     """The policies of ``by_arrival_scv`` (empty without it), validated like the top level."""
     if "by_arrival_scv" not in data:
         return []

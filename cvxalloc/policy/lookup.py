@@ -36,7 +36,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from ..certificate import frank_wolfe_gap, relative_scale
 from ..errors import CvxallocError, SolverError
 from ..objective import Objective
 from ..result import jsonable
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["Policy", "PolicyError", "Lookup", "FORMAT", "VERSION"]
 
@@ -175,7 +178,7 @@ def _scale(objective: float, accuracy: float) -> float:
     return max(abs(objective), acc, 1e-12)
 
 
-def _d1_bounds(sc) -> tuple[np.ndarray, np.ndarray]:
+def _d1_bounds(sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """``(A'(lo), A'(hi))`` per type: rate-independent, computed once per policy."""
     return sc.accuracy.d1(sc.min_tokens), sc.accuracy.d1(sc.max_tokens)
 
@@ -183,7 +186,7 @@ def _d1_bounds(sc) -> tuple[np.ndarray, np.ndarray]:
 class _AtRate:
     """Utility and Frank-Wolfe bound of allocations at one rate."""
 
-    def __init__(self, scenario, rate: float, d1_bounds=None) -> None:
+    def __init__(self, scenario: Scenario, rate: float, d1_bounds=None) -> None:
         # A copy with only the rate changed, not validated again: the rate is within
         # the policy's range, where the minimum budgets are stable (O(1), not O(N)).
         self.scenario = copy.copy(scenario)
@@ -245,7 +248,7 @@ class _AtRate:
 
 
 def _answer(
-    scenario,
+    scenario: Scenario,
     rate: float,
     rates: np.ndarray,
     cont: np.ndarray,
@@ -338,7 +341,7 @@ class Policy:
     def __init__(
         self,
         *,
-        scenario,
+        scenario: Scenario,
         rates: np.ndarray,
         continuous: np.ndarray,
         gaps: np.ndarray,

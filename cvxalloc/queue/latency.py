@@ -23,23 +23,26 @@ import numpy as np
 
 from .._reduce import dot
 from .._source import source
+from ..protocols import ScenarioLike
 from .batching import BatchingQueue
 from .fifo import FIFOQueue
 
 __all__ = ["Moments", "Latency", "queue_model"]
 
 
-def queue_model(scenario) -> FIFOQueue | BatchingQueue:
+def queue_model(scenario: ScenarioLike) -> FIFOQueue | BatchingQueue:
     """The queue model of a scenario.
 
     One FIFO server with its arrival process (``[server] model = "single"``, the
     default), or a continuous-batching server (``model = "batching"``:
-    :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's capacity curve).
+    :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's server, with
+    its arrival process).
     """
-    curve = getattr(scenario, "server", None)
-    if curve is not None:
-        return BatchingQueue(scenario.arrival_rate, curve=curve)
-    return FIFOQueue(scenario.arrival_rate, getattr(scenario, "arrival_scv", 1.0))
+    server = getattr(scenario, "server", None)
+    scv = getattr(scenario, "arrival_scv", 1.0)
+    if server is not None:
+        return BatchingQueue(scenario.arrival_rate, curve=server, arrival_scv=scv)
+    return FIFOQueue(scenario.arrival_rate, scv)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Latency:
         Supplies ``lam``, ``p``, ``a``, ``b``, ``k``, ``v`` and the queue model.
     """
 
-    def __init__(self, scenario) -> None:
+    def __init__(self, scenario: ScenarioLike) -> None:
         self.queue = queue_model(scenario)
         self.lam = scenario.arrival_rate
         self.p = scenario.probability

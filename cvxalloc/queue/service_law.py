@@ -27,6 +27,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
+from ..protocols import ScenarioLike
 
 __all__ = ["ServiceLaw"]
 
@@ -110,7 +111,7 @@ class ServiceLaw:
         return cls(p / p.sum(), s, var, exact=True, types=n)
 
     @classmethod
-    def of_scenario(cls, scenario, tokens) -> ServiceLaw:
+    def of_scenario(cls, scenario: ScenarioLike, tokens) -> ServiceLaw:
         """The service law of ``scenario`` under the allocation ``tokens``."""
         return cls.of(
             scenario.probability,

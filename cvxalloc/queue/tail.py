@@ -36,6 +36,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
+from ..protocols import ScenarioLike
 from .batching import BatchingQueue
 from .compress import compress
 from .fifo import FIFOQueue
@@ -163,7 +164,7 @@ def _seconds(v: float) -> str:
 
 
 def system_time_quantiles(
-    scenario,
+    scenario: ScenarioLike,
     tokens,
     levels: Iterable[float] | None = None,
     *,

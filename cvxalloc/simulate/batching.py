@@ -46,7 +46,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
@@ -64,6 +64,9 @@ from .engine import (
     sample_service,
     service_distribution,
 )
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["system_times", "simulate_batching", "BatchingSimulation", "simulate_work"]
 
@@ -294,7 +297,7 @@ class BatchingSimulation:
 
 
 def simulate_batching(
-    scenario,
+    scenario: Scenario,
     tokens: Any,
     *,
     queries: int = 200_000,

@@ -28,13 +28,16 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
 
 from ..errors import ScenarioError
 from ..queue.tail import system_time_quantiles
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = [
     "service_distribution",
@@ -317,7 +320,7 @@ def percentile_intervals(
     return points, intervals
 
 
-def model_percentiles(scenario, tokens, levels=PERCENTILES) -> dict[str, float | None]:
+def model_percentiles(scenario: Scenario, tokens, levels=PERCENTILES) -> dict[str, float | None]:
     """``{"p50": ..., ...}`` predicted by the scenario's queue model (None where unstable)."""
     pred = system_time_quantiles(scenario, tokens, [q / 100 for q in levels])
     return {f"p{q:g}": v for q, v in zip(levels, pred.as_dict().values())}
@@ -334,7 +337,7 @@ def _interval(mean: float, values: np.ndarray, confidence: float) -> tuple[float
     return (mean - half, mean + half)
 
 
-def _check_tokens(scenario, tokens: Any) -> np.ndarray:
+def _check_tokens(scenario: Scenario, tokens: Any) -> np.ndarray:
     t = np.asarray(getattr(tokens, "tokens", tokens), dtype=float)
     if t.shape != (scenario.n,):
         raise ScenarioError(
@@ -385,7 +388,7 @@ class _FifoServer:
         self.reset()
 
     @classmethod
-    def of(cls, scenario, tokens: np.ndarray, deterministic: bool = False) -> _FifoServer:
+    def of(cls, scenario: Scenario, tokens: np.ndarray, deterministic: bool = False) -> _FifoServer:
         """The scenario's server under ``tokens`` (every service its mean if ``deterministic``)."""
         zeros = np.zeros(scenario.n)
         return cls(

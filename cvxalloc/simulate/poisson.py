@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .engine import (
     _progress,
     model_percentiles,
 )
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["SimulationResult", "simulate", "DEFAULT_QUERIES"]
 
@@ -236,7 +239,7 @@ class SimulationResult:
 
 
 def simulate(
-    scenario,
+    scenario: Scenario,
     tokens: Any,
     *,
     queries: int = DEFAULT_QUERIES,
@@ -330,7 +333,13 @@ def simulate(
 
 
 def _check_simulate(
-    sc, tokens: Any, queries: int, warmup: int | None, batches: int, confidence, chunk_size
+    sc: Scenario,
+    tokens: Any,
+    queries: int,
+    warmup: int | None,
+    batches: int,
+    confidence,
+    chunk_size,
 ) -> tuple[np.ndarray, int, int, int]:
     """:func:`simulate`'s arguments checked: tokens, queries, warm-up, batches."""
     if getattr(sc, "server", None) is not None:
@@ -357,7 +366,7 @@ def _check_simulate(
 
 def _poisson_chunks(
     rng: np.random.Generator,
-    sc,
+    sc: Scenario,
     server: _FifoServer,
     queries: int,
     chunk_size: int,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .engine import (
     model_percentiles,
 )
 from .poisson import SimulationResult
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["simulate_replay", "ReplayResult", "DEFAULT_REPLICATIONS", "REPLAY_SERVICES"]
 
@@ -131,7 +134,7 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def simulate_replay(
-    scenario,
+    scenario: Scenario,
     tokens: Any,
     arrival_times: Any,
     *,
@@ -289,7 +292,7 @@ def simulate_replay(
 
 
 def _replay_input(
-    sc, tokens: Any, arrival_times: Any, types: Any, source: str | None
+    sc: Scenario, tokens: Any, arrival_times: Any, types: Any, source: str | None
 ) -> tuple[np.ndarray, RequestLog]:
     """Checked tokens and the log (checked and time-ordered by :meth:`RequestLog.of`)."""
     if getattr(sc, "server", None) is not None:
@@ -365,7 +368,7 @@ def _replay_clock(
 
 
 def _replay_model(
-    sc, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam: float
+    sc: Scenario, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam: float
 ) -> tuple[float, float]:
     """Mean system time and utility the scenario's queue model predicts at the replay's rate.
 
@@ -379,7 +382,9 @@ def _replay_model(
     return float(ev.mean_system_time), float(ev.objective)
 
 
-def _replay_scenario(sc, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam):
+def _replay_scenario(
+    sc: Scenario, t: np.ndarray, service: str, mix: np.ndarray, log_types: bool, lam
+):
     """The scenario (and tokens) the model sees at the replay's rate, or None (no steady state)."""
     kw: dict[str, Any] = {"arrival_rate": lam}
     if service == "deterministic":
@@ -411,7 +416,7 @@ def _replay_percentiles(model, ca2: float) -> tuple[dict, dict]:
 
 
 def _replay_predictions(
-    sc, w_model: float, clock: dict[str, float], m1: float, m2: float
+    sc: Scenario, w_model: float, clock: dict[str, float], m1: float, m2: float
 ) -> dict[str, Any]:
     """Mean system time at the replay's rate by the scenario's model, Pollaczek-Khinchine
     and Kingman at the measured arrival SCV (None where unstable), and their inputs."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from .._reduce import dot
 from ..certificate import certificate_box, frank_wolfe_gap, relative_scale
 from ..errors import OptionError, SolverError
 from ..objective import Objective
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = [
     "Loop",
@@ -49,7 +53,7 @@ __all__ = [
 ]
 
 
-def warm_tokens(scenario, warm_start) -> np.ndarray | None:
+def warm_tokens(scenario: Scenario, warm_start) -> np.ndarray | None:
     """Tokens of a warm start (a :class:`~cvxalloc.result.Result` or an array), clipped to the box.
 
     Raises ``ValueError`` naming the option when the length does not match.
@@ -521,7 +525,7 @@ def gap_box(
 
 # ------------------------------------------------------------------ projection
 def utilization_halfspace(
-    scenario, rho_cap: float, floor_point: np.ndarray
+    scenario: Scenario, rho_cap: float, floor_point: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """``(a, cap)`` with ``a . t <= cap`` the cap ``lam m1(t) <= rho_cap`` (``lam > 0``).
 

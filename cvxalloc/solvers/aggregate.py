@@ -34,7 +34,7 @@ with projected Newton steps (:mod:`cvxalloc.polish`) where the gap exceeds
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from ..queue import Latency
 from ..result import Result
 from .constrained import solve_constrained
 from .reduction import Reduced, sample
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["solve_aggregate"]
 
@@ -87,7 +90,7 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
 
 
 def solve_aggregate(
-    scenario,
+    scenario: Scenario,
     *,
     tol: float = 1e-9,
     max_iter: int = 50,
@@ -162,7 +165,7 @@ def solve_aggregate(
 
 
 def _start(
-    sc, red: Reduced, warm_start: Any, max_iter: int, sample_size: int, xtol: float
+    sc: Scenario, red: Reduced, warm_start: Any, max_iter: int, sample_size: int, xtol: float
 ) -> tuple[float, float, str, int]:
     """``(u0, m2_0, start, sample iterations)``: a warm start, or the solution of a
     probability-weighted sample (large N), or the middle of the brackets."""
@@ -189,7 +192,7 @@ def _start(
 
 
 def _reduce(
-    sc, warm_start: Any, max_iter: int, sample_size: int, xtol: float
+    sc: Scenario, warm_start: Any, max_iter: int, sample_size: int, xtol: float
 ) -> tuple[np.ndarray, int, str, str, dict[str, Any]]:
     """Solve the two-scalar outer system: Newton, then nested bracketing if it fails.
 
@@ -221,7 +224,7 @@ def _reduce(
 
 
 def _polish_and_certify(
-    sc,
+    sc: Scenario,
     tokens: np.ndarray,
     tol: float,
     polish_steps: int,

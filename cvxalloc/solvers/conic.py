@@ -32,7 +32,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
@@ -41,12 +41,17 @@ from .. import _options as _opt
 from .. import constraints as cons_mod
 from .. import status as st
 from ..certificate import relative_scale
-from ..constraints import ConstraintError, conic_constraints
+from ..constraints import ConstraintError
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish_fully
 from ..queue import FIFOQueue, Latency, queue_model
 from ..result import Result
+from .constraint_rows import conic_constraints, constraint_report
+from .finish import finish, single_point, single_point_result
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["build_problem", "solve_conic", "ConicProblem", "conic_solvers", "optimum_box"]
 
@@ -86,7 +91,7 @@ class ConicProblem:
 
     def __init__(
         self,
-        scenario,
+        scenario: Scenario,
         latency_weight: cp.Parameter | None = None,
         slo: cp.Parameter | None = None,
         scaled_logs: bool = False,
@@ -139,7 +144,7 @@ class ConicProblem:
         self.problem = cp.Problem(cp.Maximize(self.objective_scale * objective), constraints)
 
     def _latency(
-        self, sc, latency_weight: Any, has_slo: bool, constraints: list
+        self, sc: Scenario, latency_weight: Any, has_slo: bool, constraints: list
     ) -> cp.Expression | None:
         """``W / time_unit`` for the objective and the SLO (None if neither needs it).
 
@@ -186,7 +191,7 @@ class ConicProblem:
         return bool(self.scenario.utilization(self.lo + (self.hi - self.lo) * x) < 1.0)
 
 
-def optimum_box(sc, latency_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def optimum_box(sc: Scenario, latency_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, ub)``: a box that holds every optimal allocation, for the conic model.
 
     ``ub`` starts from :meth:`Scenario.stable_max_tokens`. With a fixed
@@ -244,7 +249,7 @@ def _marginal_floor(queue) -> float | None:
     return floor if floor > 0 else None
 
 
-def _min_slack(sc, queue, latency_weight) -> float | None:
+def _min_slack(sc: Scenario, queue, latency_weight) -> float | None:
     """A slack ``1 - rho`` the optimum provably keeps (None where none is known).
 
     ``1 - rho(hi)`` if the whole box is stable; else, with ``gamma > 0``,
@@ -264,13 +269,13 @@ def _min_slack(sc, queue, latency_weight) -> float | None:
     return queue.min_slack(wbar)
 
 
-def build_problem(scenario) -> ConicProblem:
+def build_problem(scenario: Scenario) -> ConicProblem:
     """The conic problem of ``scenario`` (not yet solved)."""
     return ConicProblem(scenario)
 
 
 def solve_conic(
-    scenario,
+    scenario: Scenario,
     *,
     problem: ConicProblem | None = None,
     solver: str = "CLARABEL",
@@ -340,8 +345,8 @@ def solve_conic(
     constrained = sc.constraints is not None and not sc.constraints.empty
     if constrained:
         lo2 = cons_mod.check_feasible(sc)  # exact: names the conflicting constraints
-        if cons_mod.single_point(sc, lo2):
-            return cons_mod.single_point_result(sc, lo2)
+        if single_point(sc, lo2):
+            return single_point_result(sc, lo2)
     # build (the other variant only if a retry needs it)
     first = ConicProblem(sc) if problem is None else problem
     models = {first.scaled_logs: first}
@@ -527,7 +532,7 @@ def _solve_with_retries(
 
 
 def _assemble(
-    sc,
+    sc: Scenario,
     cprob: ConicProblem,
     run: _Run,
     cut_details: dict[str, Any],
@@ -610,7 +615,7 @@ def _duality(cprob: ConicProblem, raw_solution: Any) -> dict[str, float]:
 
 
 def _polish(
-    sc,
+    sc: Scenario,
     cprob: ConicProblem,
     raw_tokens: np.ndarray,
     obj: Objective,
@@ -622,11 +627,11 @@ def _polish(
     """Polished tokens and the diagnostics (constraint report); fills ``solver_stats``."""
     diagnostics: dict[str, Any] = {}
     if constrained:
-        tokens, solver_stats["polish_steps"], note = cons_mod.finish(
+        tokens, solver_stats["polish_steps"], note = finish(
             sc, raw_tokens, obj, polish_rtol=polish_rtol, polish_steps=polish_steps
         )
         solver_stats["polish"] = note
-        diagnostics["constraints"] = cons_mod.constraint_report(
+        diagnostics["constraints"] = constraint_report(
             sc, tokens, cprob.operator_constraints, cprob.objective_scale, box=(cprob.lo, cprob.hi)
         )
     elif polish_steps > 0:
@@ -649,7 +654,7 @@ def _relaxed_bound(cprob: ConicProblem, raw_solution: Any) -> float:
 
 def _refine_cuts(
     cprob: ConicProblem,
-    sc,
+    sc: Scenario,
     name: str,
     opts: dict[str, Any],
     raw_solution: Any,

@@ -10,7 +10,7 @@ runs for a scenario with constraints:
    sample of the types when ``N`` is large, then on all of them;
 3. exact feasibility (:func:`cvxalloc.constraints.restore_feasible`), the
    constrained certificate started from the multipliers found, and the
-   constrained polish (:func:`cvxalloc.constraints.finish`) where the gap is
+   constrained polish (:func:`cvxalloc.solvers.finish.finish`) where the gap is
    above ``tol * |U|``.
 
 The multipliers are the shadow prices reported in ``diagnostics["constraints"]``
@@ -22,7 +22,7 @@ raised bound).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,15 +31,20 @@ from .. import status as st
 from ..errors import SolverError
 from ..objective import Objective
 from ..result import Result
+from .constraint_rows import constraint_report
+from .finish import finish, single_point, single_point_result
 from .multipliers import Multipliers, State, active_set, coordinate
 from .reduction import sample
 from .tail import solve_tail
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["solve_constrained"]
 
 
 def solve_constrained(
-    sc,
+    sc: Scenario,
     *,
     tol: float,
     max_iter: int,
@@ -58,8 +63,8 @@ def solve_constrained(
         return solve_tail(sc, tol=tol, warm=warm, xtol=xtol, **settings)
     t0 = time.perf_counter()
     lo2 = cons_mod.check_feasible(sc)
-    if cons_mod.single_point(sc, lo2):
-        return cons_mod.single_point_result(sc, lo2, method="aggregate")
+    if single_point(sc, lo2):
+        return single_point_result(sc, lo2, method="aggregate")
     terms = cons_mod.constraints_of(sc).terms()
     red = Multipliers.of(sc, lo=lo2).constrain(terms)
     z0, active, start, sample_iters = _start(
@@ -117,7 +122,7 @@ def solve_constrained(
 
 
 def _start(
-    sc, red: Multipliers, lo2, terms, warm, settings: tuple[int, int, float]
+    sc: Scenario, red: Multipliers, lo2, terms, warm, settings: tuple[int, int, float]
 ) -> tuple[np.ndarray, list[int], str, int]:
     """``(z0, active set, start, sample evaluations)``.
 
@@ -141,7 +146,9 @@ def _start(
     return z0, active, "sample", sub.evaluations
 
 
-def _certify_and_polish(sc, obj: Objective, state: State, lo2, mu, settings: tuple[float, int]):
+def _certify_and_polish(
+    sc: Scenario, obj: Objective, state: State, lo2, mu, settings: tuple[float, int]
+):
     """Exactly feasible tokens, their certificate, polish steps kept, and the raw certificate.
 
     ``settings`` is ``(tol, polish_steps)``.
@@ -153,20 +160,20 @@ def _certify_and_polish(sc, obj: Objective, state: State, lo2, mu, settings: tup
         cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu)
     if cert.within(tol) or polish_steps == 0 or not np.isfinite(cert.gap):
         return tokens, cert, 0, None
-    again, steps, _ = cons_mod.finish(sc, tokens, obj, polish_rtol=tol, polish_steps=polish_steps)
+    again, steps, _ = finish(sc, tokens, obj, polish_rtol=tol, polish_steps=polish_steps)
     cert2 = cons_mod.certify_constrained(sc, again, obj, multipliers=mu)
     if cert2.gap < cert.gap:
         return again, cert2, steps, cert
     return tokens, cert, 0, None
 
 
-def _report(sc, obj: Objective, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
+def _report(sc: Scenario, obj: Objective, tokens, terms, mu, lo2) -> dict[str, dict[str, Any]]:
     """Slack and shadow price of every constraint (the multipliers, and min_accuracy's).
 
     A floor's price is the Lagrangian's slope at its raised bound per unit of
     accuracy, ``max(-dL/dt_i, 0) / A_i'(lo'_i)``, where the task sits at that bound.
     """
-    report = cons_mod.constraint_report(sc, tokens)
+    report = constraint_report(sc, tokens)
     for term, price in zip(terms, mu):
         report[term.kind]["shadow_price"] = float(price)
     floors = [key for key in report if key.startswith("min_accuracy[")]

@@ -49,7 +49,7 @@ proven utilization cap, without a guarantee.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -70,6 +70,9 @@ from ._iterate import (
     utilization_halfspace,
     warm_tokens,
 )
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["solve_fixed_point", "contraction_bound", "fixed_point_map"]
 
@@ -134,7 +137,7 @@ def contraction_bound(obj: Objective, lower: np.ndarray, upper: np.ndarray) -> d
     return out
 
 
-def _norm_function(sc, name: str):
+def _norm_function(sc: Scenario, name: str):
     pb = sc.probability * sc.per_token
     if name == "mixture 1-norm":
         return lambda x: float(pb @ np.abs(x))
@@ -142,7 +145,7 @@ def _norm_function(sc, name: str):
 
 
 def solve_fixed_point(
-    scenario,
+    scenario: Scenario,
     *,
     tol: float = 1e-9,
     max_iter: int = 10_000,
@@ -256,7 +259,7 @@ def solve_fixed_point(
 
 
 def _hand_over(
-    sc,
+    sc: Scenario,
     cb: dict[str, Any],
     rounds: int,
     diag: dict[str, Any],

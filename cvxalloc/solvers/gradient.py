@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -96,6 +96,9 @@ from ._iterate import (
     warm_tokens,
 )
 from .curvature import curvature_bound
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["solve_gradient", "curvature_bound", "VARIANTS", "CHECK_EVERY", "CAP_EVERY"]
 
@@ -149,7 +152,7 @@ def _iteration_bound(L: float, mu: float, gap0: float, eps: float, diam: float) 
 
 
 def solve_gradient(
-    scenario,
+    scenario: Scenario,
     *,
     tol: float = 1e-9,
     max_iter: int = 10_000,

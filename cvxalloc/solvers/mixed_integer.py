@@ -44,7 +44,7 @@ import importlib
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,6 +62,10 @@ from ..integer import (
 )
 from ..objective import Objective
 from ..result import Result
+from ..solve import METHODS, solve
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["solve_mixed_integer", "require_scip", "MixedIntegerModel"]
 
@@ -96,7 +100,14 @@ def require_scip() -> Any:
 
 
 def _chord_tables(
-    sc, i: int, g0: np.ndarray, g1: np.ndarray, t0: float, A0: float, pw: float, unit: float
+    sc: Scenario,
+    i: int,
+    g0: np.ndarray,
+    g1: np.ndarray,
+    t0: float,
+    A0: float,
+    pw: float,
+    unit: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chords between levels ``g0`` and ``g1`` as ``alpha <= c + s * (t - t0)`` in units."""
     fam, j = sc.accuracy.family_of(i)
@@ -136,7 +147,7 @@ class MixedIntegerModel:
 
     def __init__(
         self,
-        scenario,
+        scenario: Scenario,
         grids: Grids,
         k0: np.ndarray,
         *,
@@ -386,7 +397,7 @@ def _run_scip(problem, start: dict[int, np.ndarray], params: dict[str, Any], ver
 
 
 def solve_mixed_integer(
-    scenario,
+    scenario: Scenario,
     *,
     continuous: Result | None = None,
     continuous_method: str | None = None,
@@ -460,8 +471,6 @@ def solve_mixed_integer(
             "from the command line use continuous_method instead"
         )
     if continuous_method is not None:
-        from ..solve import METHODS
-
         # any continuous method (the integer one would call itself)
         _opt.choice(
             "continuous_method", continuous_method, [m for m in METHODS if m != "mixed-integer"]
@@ -471,8 +480,6 @@ def solve_mixed_integer(
     refuse_constraints(sc)
     t_start = time.perf_counter()
     if continuous is None:
-        from ..solve import solve
-
         continuous = solve(sc, method=continuous_method)
     # build: the model around the rounded continuous optimum
     rounded = round_allocation(sc, continuous=continuous)
@@ -580,7 +587,7 @@ def _scip_bound_units(smodel, problem) -> float:
 
 
 def _assemble(
-    sc,
+    sc: Scenario,
     model: MixedIntegerModel,
     obj: Objective,
     rs: _Rounds,

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._reduce import dot
 from .._roots import brentq
 from ..queue import FIFOQueue, queue_model
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["Point", "Reduced", "decreasing_root", "sample"]
 
@@ -75,7 +78,7 @@ class Reduced:
     @classmethod
     def of(
         cls,
-        sc,
+        sc: Scenario,
         idx: np.ndarray | None = None,
         weights: np.ndarray | None = None,
         lo: np.ndarray | None = None,
@@ -319,7 +322,7 @@ def decreasing_root(h, lo: float, hi: float) -> float:
 _DECADES = 1e3
 
 
-def sample(sc, size: int) -> tuple[np.ndarray, np.ndarray]:
+def sample(sc: Scenario, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A systematic probability-weighted sample of the types: (indices, weights)."""
     cdf = np.cumsum(sc.probability)
     pos = (np.arange(size) + 0.5) / size * cdf[-1]

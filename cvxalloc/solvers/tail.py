@@ -21,7 +21,7 @@ made exactly feasible and certified against the scenario with every constraint
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +32,12 @@ from ..errors import SolverError
 from ..objective import Objective
 from ..queue import queue_model
 from ..result import Result
+from .constraint_rows import constraint_report
+from .finish import finish, single_point, single_point_result
 from .multipliers import Multipliers, active_set, coordinate, multiplier_root
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["PenalizedCurves", "solve_tail"]
 
@@ -139,7 +144,7 @@ class PenalizedCurves:
 
 
 def solve_tail(
-    sc,
+    sc: Scenario,
     *,
     tol: float,
     max_iter: int,
@@ -151,8 +156,8 @@ def solve_tail(
     """Solve a scenario whose constraints include a tail SLO (see the module docstring)."""
     t_start = time.perf_counter()
     lo2 = cons_mod.check_feasible(sc)
-    if cons_mod.single_point(sc, lo2):
-        return cons_mod.single_point_result(sc, lo2, method="aggregate")
+    if single_point(sc, lo2):
+        return single_point_result(sc, lo2, method="aggregate")
     terms = cons_mod.constraints_of(sc).terms()
     j_tail = next(j for j, tm in enumerate(terms) if tm.kind == "tail")
     tail = terms[j_tail].bind(sc)
@@ -174,7 +179,7 @@ def solve_tail(
     return _finish(sc, lo2, terms, mu, state.tokens, (tol, polish_steps), inner, t_start)
 
 
-def _reduced(sc, lo2, tail, others) -> tuple[Multipliers, PenalizedCurves]:
+def _reduced(sc: Scenario, lo2, tail, others) -> tuple[Multipliers, PenalizedCurves]:
     """The aggregate's outer system on ``[lo', hi']`` with penalized curves.
 
     ``hi'`` keeps every type inside the surrogate's domain (the feasible set is).
@@ -202,7 +207,7 @@ def _reduced(sc, lo2, tail, others) -> tuple[Multipliers, PenalizedCurves]:
 class _Inner:
     """The problem with the tail multiplier fixed: the aggregate with the other constraints."""
 
-    def __init__(self, red, pen, tail, sc, z0, settings):
+    def __init__(self, red, pen, tail, sc: Scenario, z0, settings):
         self.red, self.pen, self.tail, self.sc = red, pen, tail, sc
         self.z = z0
         self.max_iter, self.xtol = settings
@@ -253,7 +258,7 @@ def _slack_bracket(red, pen) -> tuple[float, float]:
     return min(u_cap, u_max), u_max
 
 
-def _tail_scale(sc, red, tail) -> float:
+def _tail_scale(sc: Scenario, red, tail) -> float:
     """A multiplier of the right order: the largest marginal value at ``lo'`` per unit of load."""
     s = sc.service_time(red.lo)
     per_unit = tail.lam * sc.per_token * tail.mgf(s, order=1) / tail.eta
@@ -264,7 +269,7 @@ def _tail_scale(sc, red, tail) -> float:
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 
 
-def _finish(sc, lo2, terms, mu, tokens, settings, inner, t_start) -> Result:
+def _finish(sc: Scenario, lo2, terms, mu, tokens, settings, inner, t_start) -> Result:
     """Exactly feasible tokens, their certificate (polished where above ``tol``), the result."""
     tol, polish_steps = settings
     obj = Objective(sc)
@@ -274,15 +279,13 @@ def _finish(sc, lo2, terms, mu, tokens, settings, inner, t_start) -> Result:
         cert = cons_mod.certify_constrained(sc, tokens, obj, multipliers=mu)
     raw, steps = None, 0
     if not cert.within(tol) and polish_steps > 0 and np.isfinite(cert.gap):
-        again, steps, _ = cons_mod.finish(
-            sc, tokens, obj, polish_rtol=tol, polish_steps=polish_steps
-        )
+        again, steps, _ = finish(sc, tokens, obj, polish_rtol=tol, polish_steps=polish_steps)
         cert2 = cons_mod.certify_constrained(sc, again, obj, multipliers=mu)
         if cert2.gap < cert.gap:
             tokens, cert, raw = again, cert2, cert
         else:
             steps = 0
-    report = cons_mod.constraint_report(sc, tokens)
+    report = constraint_report(sc, tokens)
     for term, price in zip(terms, mu):
         report[term.kind]["shadow_price"] = float(price)
     report["tail"].update(

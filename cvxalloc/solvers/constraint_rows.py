@@ -1,4 +1,8 @@
-"""The constraints in the conic problem; the report of slacks and shadow prices from its duals."""
+"""The constraints in the conic problem; the report of slacks and shadow prices from its duals.
+
+Layer: solvers (how the conic reference honours a constraint; the terms are
+:mod:`cvxalloc.constraints`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feasibility import constraints_of, required_tokens
-from .terms import MeanSystemTime
+from ..constraints.feasibility import constraints_of, required_tokens
+from ..constraints.terms import MeanSystemTime
 
 if TYPE_CHECKING:  # CVXPY is imported where the conic forms are built, not here.
     import cvxpy as cp
+
+    from ..scenario import Scenario
 
 __all__ = ["conic_constraints", "constraint_report"]
 
 
 def conic_constraints(
-    scenario,
+    scenario: Scenario,
     tokens: cp.Expression,
     x: cp.Variable,
     time_unit: float,
@@ -60,7 +66,7 @@ def conic_constraints(
 
 
 def _min_accuracy_rows(
-    scenario, box: tuple[np.ndarray, np.ndarray] | None
+    scenario: Scenario, box: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tasks whose min_accuracy raises the lower bound of a non-degenerate box, with its
     lower end and width (the box ``x`` is normalized on; see :func:`conic_constraints`)."""
@@ -70,7 +76,7 @@ def _min_accuracy_rows(
 
 
 def constraint_report(
-    scenario,
+    scenario: Scenario,
     tokens: np.ndarray,
     compiled=(),
     objective_scale: float = 1.0,

@@ -1,29 +1,35 @@
 """Finishing a solver's point: exact feasibility, then a polish that keeps its certificate honest.
 
-The polish of a constrained point is kept only when the certified gap shrinks.
+Layer: solvers. The polish of a constrained point is kept only when the
+certified gap shrinks.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import status as st
 from ..certificate import relative_scale
+from ..constraints.certificate import certify_constrained
+from ..constraints.feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
+from ..constraints.terms import Utilization
 from ..errors import ScenarioError
 from ..objective import Objective
 from ..polish import newton_direction, polish_fully
 from ..queue import Latency
 from ..result import Result
-from .certificate import certify_constrained
-from .conic import constraint_report
-from .feasibility import constraints_of, effective_lower, restore_feasible, slacks_of
-from .terms import Utilization
+from .constraint_rows import constraint_report
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 __all__ = ["finish", "single_point", "single_point_result"]
 
 
 def finish(
-    scenario,
+    scenario: Scenario,
     tokens: np.ndarray,
     objective=None,
     *,
@@ -83,7 +89,7 @@ def finish(
 
 
 def _constrained_polish(
-    sc, t, obj, lo2, terms, rtol, max_steps, cert=None
+    sc: Scenario, t, obj, lo2, terms, rtol, max_steps, cert=None
 ) -> tuple[np.ndarray, int]:
     """Active-set Newton steps for ``max U`` s.t. the active constraints as equalities.
 
@@ -174,7 +180,7 @@ def _constrained_polish(
     return t, steps
 
 
-def _lagrangian_hessian(sc, t, obj, lat, nonlinear) -> tuple[np.ndarray, ...]:
+def _lagrangian_hessian(sc: Scenario, t, obj, lat, nonlinear) -> tuple[np.ndarray, ...]:
     """``-Hess L = diag(d) + V M V^T``: ``-Hess U`` plus each nonlinear term's curvature times
     its multiplier (``nonlinear``: pairs of term and multiplier).
 
@@ -191,7 +197,7 @@ def _lagrangian_hessian(sc, t, obj, lat, nonlinear) -> tuple[np.ndarray, ...]:
     return d, V, M
 
 
-def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
+def single_point(scenario: Scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     """Whether a scalar constraint is tight at ``lo'``, leaving ``lo'`` the only feasible point.
 
     Every scalar constraint has a positive gradient in every ``t_i``, so if one
@@ -208,7 +214,7 @@ def single_point(scenario, lower: np.ndarray, rtol: float = 1e-12) -> bool:
     return any(tm.slack(scenario, lower) <= rtol * max(abs(tm.limit), 1.0) for tm in cons.terms())
 
 
-def single_point_result(scenario, lower: np.ndarray, method: str = "conic"):
+def single_point_result(scenario: Scenario, lower: np.ndarray, method: str = "conic"):
     """The result when :func:`single_point` holds: ``lo'``, certified, no shadow prices."""
 
     obj = Objective(scenario)

@@ -1,5 +1,11 @@
 """The constraints of a scenario: the :class:`Constraints` record and its file structure.
 
+Layer: scenario. What a constraint *is* (the data a scenario carries, its
+parsing and validation) lives here, beside the scenario model; the terms that
+evaluate it, its feasibility and its certificate are :mod:`cvxalloc.constraints`
+(numerics), and how solvers honour it (conic rows, multipliers, the finishing
+polish) is in :mod:`cvxalloc.solvers`.
+
 ``[constraints]`` holds the scalar limits; ``min_accuracy`` is set per task.
 """
 
@@ -8,17 +14,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._source import REPR_MAX, source
-from ..certificate import Certificate
-from ..errors import did_you_mean
-from ..objective import Objective
-from .certificate import certify_constrained
-from .tail import TailPercentile, TailSLO
-from .terms import KINDS, TERMS, ConstraintError, Term
+from ._source import REPR_MAX, source
+from .certificate import Certificate
+from .constraints.certificate import certify_constrained
+from .constraints.tail import TailPercentile, TailSLO
+from .constraints.terms import KINDS, TERMS, ConstraintError, Term
+from .errors import did_you_mean
+from .objective import Objective
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ["Constraints", "constraints_from_file"]
 
@@ -143,11 +152,11 @@ class Constraints:
             out.append(TailPercentile(self.tail))
         return out
 
-    def certify(self, scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+    def certify(self, scenario: Scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
         """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
         return certify_constrained(scenario, tokens, objective)
 
-    def check(self, scenario) -> None:
+    def check(self, scenario: Scenario) -> None:
         """Validate against a scenario (one min_accuracy per task); errors name the task."""
         if self.min_accuracy is not None and self.min_accuracy.size != scenario.n:
             raise ConstraintError(
