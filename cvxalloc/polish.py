@@ -12,7 +12,13 @@ the free variables costs O(N) through a 2x2 Woodbury solve. Variables at a
 bound whose gradient points out of the box are held fixed (Bertsekas'
 projected Newton). Steps are safeguarded: projected onto the box, kept stable,
 and accepted only when they do not lower ``U`` beyond rounding and improve
-either ``U`` or the certified gap. The best point seen is returned.
+either ``U`` or the certified gap. Where no halving of the Newton step is
+accepted, a damped one is tried, each type's curvature raised to at least
+``|g_i| / width_i`` (so no type's own step exceeds its box): on a batching server
+the latency adds no diagonal curvature, a type on the flat end of its accuracy
+curve has ``d_i`` near 1e-49, and the undamped Woodbury solve is no ascent
+direction (measured on c2_seed27: ``g . step = -1.6e27``). The best point seen
+is returned.
 
 Two finishing steps follow when the gap is still above the tolerance (the conic
 reference uses them): :func:`snap_and_polish` moves types left just inside a
@@ -126,25 +132,37 @@ def polish(
         at_hi = (hi - t <= eps_bound) & (g >= 0)
         free = ~(at_lo | at_hi) & (width > 0)
         d, V, M = obj.hessian_parts(t)
-        step = newton_direction(d, V, M, g, free)
-        alpha = 1.0
-        accepted = False
         slack = 8 * np.finfo(float).eps * terms
-        for _ in range(40):
-            cand = np.clip(t + alpha * step, lo, hi)
-            Uc = obj.value(cand)
-            if np.isfinite(Uc) and Uc >= U - slack:
-                gc = obj.gradient(cand)
-                gapc = frank_wolfe_gap(gc, cand, lo, hi)
-                if Uc > U or gapc < gap:
-                    t, U, g, gap = cand, Uc, gc, gapc
-                    accepted = True
-                    break
-            alpha *= 0.5
-        if not accepted:
+        found = None
+        for damped in (False, True):
+            if not damped and not np.all(d[free] > 0):
+                continue  # a flat type: the undamped system is singular
+            dd = np.maximum(d, np.abs(g) / np.where(width > 0, width, 1.0)) if damped else d
+            found = _line_search(obj, t, U, gap, newton_direction(dd, V, M, g, free), slack)
+            if found is not None:
+                break
+        if found is None:
             break
+        t, U, g, gap = found
         steps += 1
     return t, PolishInfo(steps, gap0, gap)
+
+
+def _line_search(obj: Objective, t, U, gap, step, slack):
+    """The first of ``t + step / 2^k`` (projected, ``k < 40``) that keeps ``U`` to its rounding
+    and raises ``U`` or lowers the certified gap: ``(t, U, g, gap)``, or None."""
+    lo, hi = certificate_box(obj.scenario)
+    alpha = 1.0
+    for _ in range(40):
+        cand = np.clip(t + alpha * step, lo, hi)
+        Uc = obj.value(cand)
+        if np.isfinite(Uc) and Uc >= U - slack:
+            gc = obj.gradient(cand)
+            gapc = frank_wolfe_gap(gc, cand, lo, hi)
+            if Uc > U or gapc < gap:
+                return cand, Uc, gc, gapc
+        alpha *= 0.5
+    return None
 
 
 #: Types this close to a bound (a fraction of their box width), with the gradient

@@ -106,6 +106,14 @@ class TangentCuts:
         self._publish()
         return True
 
+    def pop(self) -> None:
+        """Drop the cut added last (a re-solve with it failed)."""
+        if len(self.points) > 0:
+            self._slopes.pop()
+            self._icpts.pop()
+            self.points.pop()
+            self._publish()
+
     def gap(self, x: float) -> float:
         """``W(x) - w_cuts(x)``, seconds: how far the cuts are below ``W`` at ``x``."""
         q = self.queue
