@@ -323,5 +323,5 @@ def test_repr_rebuilds_the_batching_simulation(limit):
 
     sc = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
     sim = simulate_batching(sc, sc.min_tokens, queries=5_000, seed=2, limit=limit)
-    again = eval(repr(sim), {"BatchingSimulation": BatchingSimulation})
+    again = eval(repr(sim), {"np": np, "BatchingSimulation": BatchingSimulation})
     assert_same_fields(again, sim)

@@ -34,6 +34,7 @@ EXPERIMENTS = {
     "f": "traces",
     "g": "controller",
     "h": "batching",
+    "i": "batching_traffic",
 }
 
 

@@ -194,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
             tokens,
             queries=DEFAULT_QUERIES if args.queries is None else args.queries,
             seed=args.seed,
+            warmup=args.warmup,
             batches=args.batches,
+            progress=False if args.no_progress else None,
         )
     else:
         sim = simulate(

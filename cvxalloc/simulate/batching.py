@@ -2,30 +2,30 @@
 
 Layer: workflows (:mod:`cvxalloc.simulate`).
 
-The simulated server is the one :class:`cvxalloc.queue.BatchingQueue` models,
-or the real engine's admission rule:
+The simulated server is the one :class:`cvxalloc.queue.BatchingQueue` models, with the
+engine's admission rule:
 
-* queries arrive as a Poisson process of rate ``lam``; a query is of type
-  ``i`` with probability ``p_i`` and brings ``S`` seconds of work *alone*
-  (mean ``s_i = a_i + b_i t_i``, second moment ``(1 + k_i) s_i^2 + v_i``: a
-  gamma distribution with those moments, as in :mod:`cvxalloc.simulate.engine`);
-* with ``n`` queries decoding, each advances at ``c(n) / n`` seconds-alone per
-  second (``c`` the capacity curve, flat after its last point); a query leaves
-  when its work is done;
-* ``limit=None``: every query in the system decodes (processor sharing, the
-  model); ``limit=K``: at most ``K`` decode and the rest wait in FIFO order,
-  each admitted when a decoding query leaves (vLLM's ``max_num_seqs``).
+* queries arrive as a Poisson process, as a renewal process with gamma gaps of squared
+  coefficient of variation ``arrival_scv`` (the scenario's by default), or at given
+  times (a replayed log); a query is of type ``i`` with probability ``p_i`` and brings
+  ``S`` seconds of work *alone* (mean ``s_i = a_i + b_i t_i``, second moment
+  ``(1 + k_i) s_i^2 + v_i``: a gamma distribution with those moments, as in
+  :mod:`cvxalloc.simulate.engine`); its answer is correct with probability ``A_i(t_i)``;
+* with ``n`` queries decoding, each advances at ``c(n) / n`` seconds-alone per second
+  (``c`` the capacity curve, flat after its last point); a query leaves when its work
+  is done;
+* ``limit=K`` (the scenario's ``[server] max_running`` by default): at most ``K``
+  decode and the rest wait in FIFO order, each admitted when a decoding query leaves
+  (vLLM's ``max_num_seqs``); ``limit=None``: every query decodes (processor sharing).
 
-Implementation: a *virtual time* ``V`` with ``dV/dt = c(n) / n`` is the work
-each decoding query has received since any fixed instant, so a query admitted
-at virtual time ``V0`` with work ``S`` leaves when ``V = V0 + S``; a heap of
-those finishing virtual times gives the next departure in ``O(log n)``. One
-Python loop step per arrival and per departure (about 10^6 queries in a few
-seconds, :file:`benchmarks/bench_batching.py`).
-
-The mean system time gets a batch-means confidence interval after a warm-up
-(:func:`cvxalloc.simulate.engine.batch_means_interval`); realized accuracy counts
-correct answers drawn with probability ``A_i(t_i)``.
+Implementation: a *virtual time* ``V`` with ``dV/dt = c(n) / n`` is the work each
+decoding query has received since any fixed instant, so a query admitted at virtual
+time ``V0`` with work ``S`` leaves when ``V = V0 + S``; a heap of those finishing virtual
+times gives the next departure in ``O(log n)``. One Python loop step per arrival and per
+departure. Arrivals are drawn and served chunk by chunk and the statistics are streamed
+(batch sums by arrival index, a log-spaced histogram of system times for the
+percentiles), so memory does not grow with the number of queries; only the queries in
+the system are held.
 
 Examples
 --------
@@ -34,8 +34,7 @@ Examples
 >>> from cvxalloc.simulate import simulate_batching
 >>> sc = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
 >>> sim = simulate_batching(sc, cvxalloc.solve(sc).tokens, queries=100_000, seed=1)
->>> low, high = sim.mean_system_time_ci
->>> bool(low <= sim.model_mean_system_time <= high)
+>>> sim.model_within_ci()
 True
 """
 
@@ -53,32 +52,119 @@ from scipy import special
 
 from .._source import fields_source
 from ..errors import ScenarioError, UnstableError
-from ..objective import Objective
-from ..queue import BatchingQueue
-from ..queue.batching import CapacityCurve, capacity_curve
+from ..queue import BatchingQueue, BatchingServer
+from ..queue.curve import CapacityCurve, capacity_curve
 from .engine import (
+    DEFAULT_CHUNK,
+    PERCENTILES,
     TypeSampler,
+    _check_run,
+    _check_tokens,
+    _interval,
+    _progress,
     batch_means_interval,
     model_percentiles,
-    percentile_intervals,
     sample_service,
     service_distribution,
 )
+from .poisson import DEFAULT_QUERIES
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
 
 __all__ = ["system_times", "simulate_batching", "BatchingSimulation", "simulate_work"]
 
+#: The admission limit of the scenario's ``[server] max_running`` (the default of ``limit``).
+SCENARIO = "scenario"
+#: Histogram of system times for the percentiles: bins per doubling, and the range (seconds).
+_BINS_PER_OCTAVE = 256
+_LOG2_LO, _LOG2_HI = -40, 60
 
-def _rates(curve: CapacityCurve, n_max: int) -> list[float]:
-    """Per-query speed ``c(n) / n`` for ``n = 0..n_max`` (entry 0 unused)."""
-    n = np.arange(1, n_max + 1, dtype=float)
-    return [0.0, *(curve.rate(n) / n).tolist()]
+
+def _plain_curve(curve: Any) -> CapacityCurve:
+    if isinstance(curve, BatchingServer):
+        return curve.curve
+    if isinstance(curve, CapacityCurve):
+        return curve
+    return capacity_curve(curve["concurrency"], curve["speedup"])
+
+
+class _Engine:
+    """The server between chunks of arrivals: clock, virtual time, decoding heap, FIFO queue.
+
+    A heap entry is ``(finishing virtual time, index, arrival time, wait)`` and a
+    waiting one ``(index, work, arrival time)``: nothing else is held per query.
+    """
+
+    def __init__(self, curve: CapacityCurve, limit: int | None) -> None:
+        if limit is not None and (int(limit) != limit or limit < 1):
+            raise ScenarioError(f"limit must be a whole number >= 1 or None (got {limit!r})")
+        size = max(curve.concurrency[-1], limit or 0) + 1  # c is flat from here on
+        n = np.arange(1, size + 1, dtype=float)
+        self.rate = [0.0, *(curve.rate(n) / n).tolist()]
+        self.cap = curve.capacity
+        self.K = math.inf if limit is None else int(limit)
+        self.now = self.V = 0.0
+        self.n = 0
+        self.heap: list[tuple[float, int, float, float]] = []
+        self.waiting: deque[tuple[int, float, float]] = deque()
+
+    def serve(self, first: int, arrivals: list, work: list, out: tuple[list, list, list]) -> None:
+        """Queries ``first, ...`` arriving at ``arrivals`` with ``work``; departures in ``out``.
+
+        An arrival at ``inf`` (:meth:`drain`) serves everything left.
+        """
+        push, pop = heapq.heappush, heapq.heappop
+        record = out.rows.append
+        rate, cap, K, heap, waiting = self.rate, self.cap, self.K, self.heap, self.waiting
+        top, inf = len(rate), math.inf
+        now, V, n = self.now, self.V, self.n
+        for k, a in enumerate(arrivals):
+            while n:  # departures before this arrival
+                fv = heap[0][0]
+                t_done = now + (fv - V) / (rate[n] if n < top else cap / n)
+                if t_done > a:
+                    break
+                now, V = t_done, fv
+                _, j, arrived, waited = pop(heap)
+                record((j, t_done - arrived, waited))
+                if waiting:
+                    i, w, ai = waiting.popleft()
+                    push(heap, (fv + w, i, ai, t_done - ai))
+                else:
+                    n -= 1
+            if a == inf:
+                break
+            if n:
+                V += (a - now) * (rate[n] if n < top else cap / n)
+            now = a
+            if n < K:
+                push(heap, (V + work[k], first + k, a, 0.0))
+                n += 1
+            else:
+                waiting.append((first + k, work[k], a))
+        self.now, self.V, self.n = now, V, n
+
+    def drain(self, out) -> None:
+        """Serve every query still in the system."""
+        self.serve(0, [math.inf], [0.0], out)
+
+
+class _Out:
+    """Departures of one chunk: rows of (index, system time, wait before admission)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, float, float]] = []
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        a = np.array(self.rows)
+        return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
 
 
 def system_times(
-    gaps: np.ndarray, work: np.ndarray, curve: CapacityCurve, limit: int | None = None
+    gaps: np.ndarray, work: np.ndarray, curve: Any, limit: int | None = None
 ) -> np.ndarray:
     """System time of each query (arrival order), starting from an empty server.
 
@@ -88,7 +174,7 @@ def system_times(
         Inter-arrival times (the first from time 0), seconds.
     work : ndarray
         Each query's work, in seconds when it runs alone.
-    curve : CapacityCurve
+    curve : CapacityCurve or BatchingServer
         ``c(n)``.
     limit : int, optional
         At most this many decode together, the rest wait FIFO (None: all of
@@ -97,51 +183,18 @@ def system_times(
     Returns
     -------
     ndarray
-        Departure minus arrival time of every query.
+        Departure minus arrival time of every query (memory grows with their number;
+        :func:`simulate_batching` streams).
     """
-    if limit is not None and (int(limit) != limit or limit < 1):
-        raise ScenarioError(f"limit must be a whole number >= 1 or None (got {limit!r})")
-    arrivals = np.cumsum(np.asarray(gaps, dtype=float)).tolist()
-    w = np.asarray(work, dtype=float).tolist()
-    m = len(arrivals)
-    depart = [0.0] * m
-    cap_n = 1024 if limit is None else int(limit)
-    rate = _rates(curve, cap_n)
-    cmax = curve.capacity
-    heap: list[tuple[float, int]] = []
-    push, pop = heapq.heappush, heapq.heappop
-    waiting: deque[int] = deque()
-    now = V = 0.0
-    K = math.inf if limit is None else int(limit)
-    n = 0
-    for i in range(m + 1):
-        a = arrivals[i] if i < m else math.inf
-        # departures before the next arrival
-        while n:
-            fv = heap[0][0]
-            r = rate[n] if n < len(rate) else cmax / n
-            t_done = now + (fv - V) / r
-            if t_done > a:
-                break
-            now, V = t_done, fv
-            j = pop(heap)[1]
-            depart[j] = now
-            if waiting:
-                k = waiting.popleft()
-                push(heap, (V + w[k], k))
-            else:
-                n -= 1
-        if i == m:
-            break
-        if n:
-            V += (a - now) * (rate[n] if n < len(rate) else cmax / n)
-        now = a
-        if n < K:
-            push(heap, (V + w[i], i))
-            n += 1
-        else:
-            waiting.append(i)
-    return np.asarray(depart) - np.asarray(arrivals)
+    engine = _Engine(_plain_curve(curve), limit)
+    out = _Out()
+    arrivals = np.cumsum(np.asarray(gaps, dtype=float))
+    engine.serve(0, arrivals.tolist(), np.asarray(work, dtype=float).tolist(), out)
+    engine.drain(out)
+    idx, system, _ = out.arrays()
+    T = np.empty(arrivals.size)
+    T[idx] = system
+    return T
 
 
 def simulate_work(
@@ -155,11 +208,11 @@ def simulate_work(
     batches: int = 30,
     confidence: float = 0.99,
 ) -> tuple[float, tuple[float, float]]:
-    """Mean system time and its batch-means interval for given per-query work.
+    """Mean system time and its batch-means interval for given per-query work (Poisson arrivals).
 
     Parameters
     ----------
-    curve : CapacityCurve or (concurrency, speedup)
+    curve : CapacityCurve, BatchingServer or (concurrency, speedup)
     arrival_rate : float
         Poisson rate.
     work : ndarray
@@ -167,7 +220,7 @@ def simulate_work(
     warmup : float
         Fraction of queries discarded from the start.
     """
-    if not isinstance(curve, CapacityCurve):
+    if isinstance(curve, tuple):
         curve = capacity_curve(*curve)
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1.0 / arrival_rate, size=len(work))
@@ -176,73 +229,160 @@ def simulate_work(
     return batch_means_interval(T[start:], batches, confidence)
 
 
+class _Tally:
+    """Streaming statistics of the queries ``warmup .. end - 1``: batch sums, a histogram."""
+
+    def __init__(self, warmup: int, size: int, count: int) -> None:
+        self.warmup, self.size, self.count = warmup, size, count
+        self.end = warmup + size * count
+        self.system = np.zeros(count)
+        self.wait = np.zeros(count)
+        self.score = np.zeros(count)
+        self.score_sq = 0.0
+        bins = (_LOG2_HI - _LOG2_LO) * _BINS_PER_OCTAVE
+        # one histogram per batch (sectioning for the percentiles' intervals), with
+        # under- and overflow bins at the ends
+        self.hist = np.zeros((count, bins + 2), dtype=np.int64)
+
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = (idx >= self.warmup) & (idx < self.end)
+        return keep, (idx[keep] - self.warmup) // self.size
+
+    def departures(self, out: _Out) -> None:
+        idx, system, wait = out.arrays()
+        keep, b = self._batch(idx)
+        if not b.size:
+            return
+        T = system[keep]
+        self.system += np.bincount(b, T, self.count)
+        self.wait += np.bincount(b, wait[keep], self.count)
+        with np.errstate(divide="ignore"):
+            pos = np.floor((np.log2(T) - _LOG2_LO) * _BINS_PER_OCTAVE) + 1
+        width = self.hist.shape[1]
+        pos = np.clip(np.nan_to_num(pos, nan=0.0, neginf=0.0), 0, width - 1).astype(np.int64)
+        flat = np.bincount(b * width + pos, minlength=self.hist.size)
+        self.hist += flat.reshape(self.hist.shape)
+
+    def scores(self, first: int, score: np.ndarray) -> None:
+        keep, b = self._batch(np.arange(first, first + score.size))
+        kept = score[keep]
+        self.score += np.bincount(b, kept, self.count)
+        self.score_sq += float(kept @ kept)
+
+    @staticmethod
+    def _percentile(hist: np.ndarray, q: float) -> float:
+        """The ``q``-th percentile of a histogram's values, to its bins' 0.3%."""
+        cum = np.cumsum(hist)
+        k = int(np.searchsorted(cum, q / 100 * cum[-1]))
+        before = cum[k - 1] if k > 0 else 0
+        frac = (q / 100 * cum[-1] - before) / max(hist[k], 1)
+        return float(2.0 ** (_LOG2_LO + (k - 1 + frac) / _BINS_PER_OCTAVE))
+
+    def percentiles(self, confidence: float) -> tuple[dict, dict]:
+        """p50, p90, p95, p99 and their intervals by sectioning over the batches
+        (:func:`cvxalloc.simulate.engine.percentile_intervals`, from histograms)."""
+        whole = self.hist.sum(axis=0)
+        points, intervals = {}, {}
+        for q in PERCENTILES:
+            key = f"p{q:g}"
+            points[key] = self._percentile(whole, q)
+            parts = np.array([self._percentile(h, q) for h in self.hist])
+            intervals[key] = _interval(points[key], parts, confidence)
+        return points, intervals
+
+    def fields(self, gamma: float, confidence: float) -> dict[str, Any]:
+        n = self.size * self.count
+        system, score = self.system / self.size, self.score / self.size
+        utility = score - gamma * system
+        w, u, a = float(system.mean()), float(utility.mean()), float(score.mean())
+        a_var = max(self.score_sq / n - a * a, 0.0) * n / max(n - 1, 1)
+        a_half = special.stdtrit(max(n - 1, 1), 0.5 + confidence / 2) * math.sqrt(a_var / n)
+        points, intervals = self.percentiles(confidence)
+        return {
+            "mean_system_time": w,
+            "mean_system_time_ci": _interval(w, system, confidence),
+            "mean_waiting_time": float(self.wait.sum() / n),
+            "percentiles": points,
+            "percentiles_ci": intervals,
+            "accuracy": a,
+            "accuracy_ci": (a - a_half, a + a_half),
+            "utility": u,
+            "utility_ci": _interval(u, utility, confidence),
+            "batch_means": {"system": system, "score": score, "utility": utility},
+        }
+
+
 @dataclass
 class BatchingSimulation:
-    """What one simulation of the batching server measured.
+    """What one simulation of the batching server measured, beside the model.
+
+    The fields shared with :class:`~cvxalloc.simulate.SimulationResult` (the FIFO
+    simulator's) mean the same; ``utilization`` is the offered work of the run over
+    the server's capacity (``sum of work / (capacity x time of the last arrival)``),
+    ``mean_waiting_time`` the time before admission (0 with processor sharing), and the
+    percentiles come from a histogram with bins 0.3% wide.
 
     Attributes
     ----------
-    mean_system_time : float
-        After the warm-up, seconds.
-    mean_system_time_ci : (float, float)
-        Batch-means interval.
-    model_mean_system_time : float
-        ``g(lam m1) / lam`` (processor sharing) at the simulated allocation.
-    utilization : float
-        Offered load over capacity, ``lam m1 / c_max`` (the model's).
-    realized_accuracy, realized_accuracy_ci : float, (float, float)
-        Weighted share of correct answers ``mean(w_type * correct)``.
-    realized_utility, realized_utility_ci : float, (float, float)
-        ``realized_accuracy - gamma * mean_system_time`` (intervals added).
+    tokens : ndarray
+    names : list of str
+    queries, warmup, batches : int
+    seed : int
+    confidence : float
+    mean_system_time, mean_system_time_ci, mean_waiting_time
+    percentiles, percentiles_ci, percentiles_model : dict
+        p50, p90, p95, p99 of the system time, their intervals (sectioning over the
+        batches) and the model's prediction (an approximation for this server,
+        docs/tail.md; None where it has none).
+    accuracy, accuracy_ci, utility, utility_ci, utilization
+    mean_system_time_model, accuracy_model, utility_model, utilization_model : float
+        The batching model's ``W`` (with the run's arrival scv and limit), ``sum p_i w_i
+        A_i``, ``U`` and ``rho``.
     limit : int or None
-        Admission limit (None: processor sharing).
-    queries, warmup : int
-    seconds : float
-        Wall time of the simulation.
-    extra : dict
-        ``model_utility``: the model's utility at the simulated allocation.
-    percentiles, percentiles_ci : dict
-        p50, p90, p95, p99 of the system time after the warm-up and their
-        intervals at ``confidence`` (sectioning over the batches,
-        :func:`~cvxalloc.simulate.engine.percentile_intervals`).
-    percentiles_model : dict
-        The model's prediction of them (an approximation for this server,
-        docs/tail.md; processor sharing, whatever ``limit``).
+        The admission limit simulated (None: processor sharing).
+    arrivals : str
+        ``"poisson"``, ``"gamma gaps"`` or ``"replay"``.
+    arrival_scv : float
+        The gap scv drawn (renewal arrivals) or measured (replay).
+    elapsed : float
+        Wall-clock seconds.
+    batch_means : dict of ndarray
 
     Notes
     -----
-    ``repr`` is Python source that rebuilds the result (with the class in
-    scope), every float exact.
+    ``repr`` is Python source that rebuilds the result (``np`` and the class in scope).
     """
 
-    mean_system_time: float
-    mean_system_time_ci: tuple[float, float]
-    model_mean_system_time: float
-    utilization: float
-    realized_accuracy: float
-    realized_accuracy_ci: tuple[float, float]
-    realized_utility: float
-    realized_utility_ci: tuple[float, float]
-    limit: int | None
+    tokens: np.ndarray
+    names: list[str]
     queries: int
     warmup: int
-    seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-    percentiles: dict[str, float] = field(default_factory=dict)
+    batches: int
+    seed: int
+    confidence: float
+    mean_system_time: float
+    mean_system_time_ci: tuple[float, float]
+    mean_waiting_time: float
+    percentiles: dict[str, float]
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    utility: float
+    utility_ci: tuple[float, float]
+    utilization: float
+    mean_system_time_model: float
+    accuracy_model: float
+    utility_model: float
+    utilization_model: float
+    limit: int | None
+    arrivals: str
+    arrival_scv: float
+    elapsed: float = 0.0
+    batch_means: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     percentiles_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     percentiles_model: dict[str, float | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        """Python source that rebuilds the result (the class in scope).
-
-        >>> BatchingSimulation(1.5, (1.25, 1.75), 1.5, 0.5, 0.75, (0.7, 0.8), 0.7, (0.6, 0.8),
-        ...                    None, 1000, 100, 0.25)  # doctest: +NORMALIZE_WHITESPACE
-        BatchingSimulation(mean_system_time=1.5, mean_system_time_ci=(1.25, 1.75),
-            model_mean_system_time=1.5, utilization=0.5, realized_accuracy=0.75,
-            realized_accuracy_ci=(0.7, 0.8), realized_utility=0.7, realized_utility_ci=(0.6, 0.8),
-            limit=None, queries=1000, warmup=100, seconds=0.25, extra={}, percentiles={},
-            percentiles_ci={}, percentiles_model={})
-        """
+        """Python source that rebuilds the result (``np`` and the class in scope)."""
         return fields_source(self)
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -250,49 +390,91 @@ class BatchingSimulation:
         p.text(repr(self))
 
     @property
+    def queries_per_second(self) -> float:
+        """Simulated queries per wall-clock second."""
+        return self.queries / self.elapsed if self.elapsed > 0 else math.inf
+
+    @property
     def relative_error(self) -> float:
         """``(model - simulated) / simulated`` of the mean system time."""
-        return (self.model_mean_system_time - self.mean_system_time) / self.mean_system_time
+        return (self.mean_system_time_model - self.mean_system_time) / self.mean_system_time
+
+    def model_within_ci(self) -> bool:
+        """Whether the model's ``W`` lies inside the simulated interval."""
+        low, high = self.mean_system_time_ci
+        return bool(low <= self.mean_system_time_model <= high)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain numbers for JSON (``server`` is ``"batching"``: which simulator ran)."""
+        """JSON-ready dict: the FIFO simulator's keys, plus ``server``, ``limit``, ``arrivals``,
+        ``arrival_scv``."""
         return {
             "server": "batching",
-            "mean_system_time": self.mean_system_time,
-            "mean_system_time_ci": list(self.mean_system_time_ci),
-            "model_mean_system_time": self.model_mean_system_time,
-            "utilization": self.utilization,
-            "realized_accuracy": self.realized_accuracy,
-            "realized_accuracy_ci": list(self.realized_accuracy_ci),
-            "realized_utility": self.realized_utility,
-            "realized_utility_ci": list(self.realized_utility_ci),
-            "limit": self.limit,
+            "tokens": {n: float(x) for n, x in zip(self.names, self.tokens)},
             "queries": self.queries,
             "warmup": self.warmup,
-            "seconds": self.seconds,
+            "batches": self.batches,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "limit": self.limit,
+            "arrivals": self.arrivals,
+            "arrival_scv": self.arrival_scv,
+            "mean_system_time": self.mean_system_time,
+            "mean_system_time_ci": list(self.mean_system_time_ci),
+            "mean_system_time_model": self.mean_system_time_model,
+            "model_within_ci": self.model_within_ci(),
+            "mean_waiting_time": self.mean_waiting_time,
             "system_time_percentiles": dict(self.percentiles),
             "system_time_percentiles_ci": {k: list(v) for k, v in self.percentiles_ci.items()},
             "system_time_percentiles_model": dict(self.percentiles_model),
+            "accuracy": self.accuracy,
+            "accuracy_ci": list(self.accuracy_ci),
+            "accuracy_model": self.accuracy_model,
+            "utility": self.utility,
+            "utility_ci": list(self.utility_ci),
+            "utility_model": self.utility_model,
+            "utilization": self.utilization,
+            "utilization_model": self.utilization_model,
+            "elapsed_seconds": self.elapsed,
+            "queries_per_second": self.queries_per_second,
         }
 
-    def _percentile_line(self, key: str, value: float) -> str:
-        lo, hi = self.percentiles_ci[key]
-        model = self.percentiles_model.get(key)
-        tail = "" if model is None else f"; model {model:.4g} s"
-        return f"\nsystem time {key} {value:.4g} s, 99% interval [{lo:.4g}, {hi:.4g}]{tail}"
+    def _percentile_lines(self, level: str) -> list[str]:
+        """One line per percentile of the system time, with its interval and the model's."""
+        out = []
+        for key, value in self.percentiles.items():
+            ci = self.percentiles_ci.get(key)
+            tail = f"   {level} CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+            model = self.percentiles_model.get(key)
+            if model is not None:
+                tail += f"   model {model:.4g} s"
+            out.append(f"system time {key:<6} {value:.4g} s{tail}")
+        return out
 
     def summary(self) -> str:
-        """A short plain-text report (what ``cvxalloc simulate`` prints for a batching server;
-        its interval is at :func:`simulate_batching`'s default level, 99%)."""
+        """A short plain-text report (what ``cvxalloc simulate`` prints for a batching server)."""
         lo, hi = self.mean_system_time_ci
+        alo, ahi = self.accuracy_ci
+        ulo, uhi = self.utility_ci
+        level = f"{100 * self.confidence:g}%"
         rule = "processor sharing" if self.limit is None else f"at most {self.limit} decoding"
-        return (
-            f"batching server ({rule}), {self.queries:,} queries "
-            f"({self.warmup:,} warm-up), utilization {self.utilization:.4g} of capacity\n"
-            f"mean system time {self.mean_system_time:.6g} s, 99% interval [{lo:.6g}, "
-            f"{hi:.6g}]; model {self.model_mean_system_time:.6g} s\n"
-            f"realized utility {self.realized_utility:.6g}, accuracy {self.realized_accuracy:.6g}"
-            + "".join(self._percentile_line(k, v) for k, v in self.percentiles.items())
+        arrivals = self.arrivals + (
+            f", gap scv {self.arrival_scv:.4g}" if self.arrivals != "poisson" else ""
+        )
+        return "\n".join(
+            [
+                f"batching server ({rule}; {arrivals}): simulated {self.queries:,} queries "
+                f"(warm-up {self.warmup:,}, {self.batches} batches, seed {self.seed})",
+                f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
+                f"[{lo:.4f}, {hi:.4f}]   model {self.mean_system_time_model:.4f} s",
+                *self._percentile_lines(level),
+                f"mean waiting time  {self.mean_waiting_time:.4f} s (before admission)",
+                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
+                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
+                f"model {self.accuracy_model:.5f}",
+                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
+                f"model {self.utility_model:.5f}",
+                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
+            ]
         )
 
 
@@ -300,98 +482,236 @@ def simulate_batching(
     scenario: Scenario,
     tokens: Any,
     *,
-    queries: int = 200_000,
-    seed: int | None = 0,
-    warmup: float = 0.1,
-    limit: int | None = None,
+    queries: int = DEFAULT_QUERIES,
+    seed: int | None = None,
+    warmup: int | None = None,
     batches: int = 30,
     confidence: float = 0.99,
+    limit: Any = SCENARIO,
+    arrival_scv: float | None = None,
+    arrival_times: Any = None,
     curve: Any = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool | None = None,
 ) -> BatchingSimulation:
-    """Simulate the batching server of ``scenario`` under an allocation.
+    """Simulate the batching server of ``scenario`` under an allocation and measure it.
 
     Parameters
     ----------
     scenario : Scenario
-        With ``[server] model = "batching"`` (or pass ``curve``: then any
-        scenario's tasks and load are simulated on that curve, e.g. to see how
-        a batch-1 optimum fares on a batching server).
-    tokens : array_like
+        With ``[server] model = "batching"`` (or pass ``curve``: then any scenario's
+        tasks and load are simulated on that curve, e.g. to see how a batch-1 optimum
+        fares on a batching server).
+    tokens : array_like or Result
         Budgets, task order.
     queries : int
-        Queries simulated, warm-up included.
-    limit : int, optional
-        The engine's rule: at most ``limit`` decode, the rest wait FIFO.
-    warmup : float
-        Fraction of queries discarded from the start (the server starts empty).
+        Queries simulated, warm-up included (with ``arrival_times``: their number).
+    seed : int, optional
+        Seed of :func:`numpy.random.default_rng`; default: a fresh one, drawn here and
+        reported in the result (``seed``), so any run can be repeated (with the same
+        ``chunk_size``: draws are made chunk by chunk).
+    warmup : int, optional
+        Queries discarded from the start (the server starts empty); default
+        ``queries // 10``.
+    batches : int
+        Batches of the batch-means intervals (at least 2).
+    confidence : float
+        Level of every interval (default 0.99).
+    limit : int or None
+        At most ``limit`` decode, the rest wait FIFO (None: processor sharing);
+        default: the scenario's ``[server] max_running``.
+    arrival_scv : float, optional
+        Squared coefficient of variation of the gamma gaps (1: Poisson, 0: regular);
+        default: the scenario's ``arrival_scv``.
+    arrival_times : array_like, optional
+        Replay these arrival times (seconds, sorted) instead of drawing gaps; the model
+        column then takes their rate and gap scv.
+    curve : CapacityCurve, BatchingServer or dict, optional
+        The server to simulate instead of the scenario's.
+    chunk_size : int
+        Queries drawn per vectorized step.
+    progress : bool, optional
+        A tqdm bar on stderr; default: when stderr is a terminal and the run has more
+        than one chunk.
 
     Raises
     ------
     ScenarioError
-        No capacity curve, no arrivals, or too few queries.
+        No batching server, no arrivals, or inconsistent run parameters (each names
+        the argument).
     UnstableError
-        ``lam m1 >= c_max``: the simulation would not settle.
+        ``lam m1 >= capacity``: the simulation would not settle.
     """
     sc = scenario
-    if curve is None:
-        curve = sc.server
-    elif not isinstance(curve, CapacityCurve):
-        curve = capacity_curve(curve["concurrency"], curve["speedup"])
-    if curve is None:
+    server = sc.server if curve is None else curve
+    if server is None:
         raise ScenarioError(
             'simulate_batching: the scenario has no [server] model = "batching"; '
             "add one or pass curve="
         )
-    lam = sc.arrival_rate
-    if lam <= 0:
-        raise ScenarioError("queue: arrival_rate must be > 0 to simulate (no queries arrive)")
-    queries = int(queries)
-    if queries < 10 * batches:
-        raise ScenarioError(f"queries must be at least {10 * batches} (got {queries})")
-    t = np.clip(np.asarray(tokens, dtype=float), sc.min_tokens, sc.max_tokens)
+    if not isinstance(server, BatchingServer):
+        server = BatchingServer(_plain_curve(server))
+    if isinstance(limit, str) and limit == SCENARIO:
+        limit = server.max_running
+    elif limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
+    ):
+        raise ScenarioError(f"limit must be a whole number >= 1 or None (got {limit!r})")
+    t = _check_tokens(sc, tokens)
+    run = _Run.of(sc, queries, warmup, batches, confidence, chunk_size, arrival_scv, arrival_times)
+    if seed is None:  # drawn here and reported, so the run can be repeated
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    model = _model(sc, t, server, limit, run)
+    engine = _Engine(server.curve, limit)
+    tally = _Tally(run.warmup, (run.queries - run.warmup) // run.batches, run.batches)
+    rng = np.random.default_rng(seed)
+    with _progress(progress, run.queries, chunk_size) as bar:
+        clock = time.perf_counter()
+        offered, last = _stream(rng, sc, t, engine, tally, run, bar)
+    elapsed = time.perf_counter() - clock
+    return BatchingSimulation(
+        tokens=t,
+        names=list(sc.names),
+        queries=run.queries,
+        warmup=run.warmup,
+        batches=run.batches,
+        seed=seed,
+        confidence=confidence,
+        **tally.fields(sc.latency_weight, confidence),
+        utilization=offered / (engine.cap * last) if last > 0 else 0.0,
+        **model,
+        limit=limit,
+        arrivals=run.kind,
+        arrival_scv=run.scv,
+        elapsed=elapsed,
+    )
+
+
+@dataclass
+class _Run:
+    """The checked run parameters of :func:`simulate_batching`."""
+
+    queries: int
+    warmup: int
+    batches: int
+    chunk_size: int
+    kind: str
+    scv: float
+    rate: float
+    times: np.ndarray | None
+
+    @classmethod
+    def of(cls, sc, queries, warmup, batches, confidence, chunk_size, scv, times) -> _Run:
+        _check_run(confidence, chunk_size)
+        if times is not None:
+            times = np.asarray(times, dtype=float)
+            if times.ndim != 1 or times.size < 3 or not np.all(np.isfinite(times)):
+                raise ScenarioError("arrival_times must be at least 3 finite arrival times")
+            if np.any(np.diff(times) < 0):
+                raise ScenarioError("arrival_times must be sorted (non-decreasing)")
+            gaps = np.diff(times)
+            span = float(times[-1] - times[0])
+            if not span > 0:
+                raise ScenarioError("arrival_times must span a positive time")
+            queries, rate = times.size, (times.size - 1) / span
+            kind, scv = "replay", float(gaps.var() / gaps.mean() ** 2)
+        else:
+            rate = sc.arrival_rate
+            if not rate > 0:
+                raise ScenarioError(
+                    "queue: arrival_rate must be > 0 to simulate (no queries arrive)"
+                )
+            scv = float(sc.arrival_scv if scv is None else scv)
+            if not (math.isfinite(scv) and 0 <= scv <= 1e6):
+                raise ScenarioError(f"arrival_scv must be between 0 and 1e6 (got {scv})")
+            kind = "poisson" if scv == 1.0 else "gamma gaps"
+        queries, batches = int(queries), int(batches)
+        warmup = queries // 10 if warmup is None else int(warmup)
+        if batches < 2:
+            raise ScenarioError(f"batches must be >= 2 (got {batches})")
+        if warmup < 0 or queries - warmup < batches:
+            raise ScenarioError(
+                f"queries ({queries}) minus warmup ({warmup}) must leave at least one query per "
+                f"batch ({batches}); raise queries"
+            )
+        return cls(queries, warmup, batches, int(chunk_size), kind, scv, rate, times)
+
+
+def _model(sc, t, server: BatchingServer, limit, run: _Run) -> dict[str, float]:
+    """The batching model's figures for what is simulated (its arrivals and its limit)."""
+    lam = run.rate
     s = sc.service_time(t)
     m1 = float(sc.probability @ s)
-    rho = lam * m1 / curve.capacity
+    queue = BatchingQueue(
+        lam,
+        curve=server.curve,
+        arrival_scv=run.scv,
+        max_running=limit,
+        service_scv=server.service_scv,
+    )
+    rho = lam * m1 / queue.capacity
     if rho >= 1:
         raise UnstableError(
             f"allocation is unstable on this server (utilization {rho:.4g} >= 1): lower the "
             "budgets or the arrival rate"
         )
-    started = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    types = TypeSampler(sc.probability)(rng, queries)
-    shape, scale, det = service_distribution(s, sc.scv, sc.variance)
-    work = sample_service(rng, types, s, shape, scale, det)
-    gaps = rng.exponential(1.0 / lam, size=queries)
-    T = system_times(gaps, work, curve, limit)
-    acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
-    correct = rng.random(queries) < acc[types]
-    start = int(warmup * queries)
-    mean_T, ci_T = batch_means_interval(T[start:], batches, confidence)
-    pct, pct_ci = percentile_intervals(T[start:], batches, confidence)
-    score = np.where(correct, sc.weight[types], 0.0)[start:]
-    mean_a = float(score.mean())
-    z = float(special.ndtri(0.5 + confidence / 2))
-    half_a = z * float(score.std(ddof=1)) / math.sqrt(score.size)
-    gamma = sc.latency_weight
-    model = BatchingQueue(lam, curve=curve).value(m1)
-    u = mean_a - gamma * mean_T
-    half_u = half_a + gamma * 0.5 * (ci_T[1] - ci_T[0])
-    return BatchingSimulation(
-        mean_system_time=mean_T,
-        mean_system_time_ci=ci_T,
-        model_mean_system_time=float(model),
-        utilization=rho,
-        realized_accuracy=mean_a,
-        realized_accuracy_ci=(mean_a - half_a, mean_a + half_a),
-        realized_utility=u,
-        realized_utility_ci=(u - half_u, u + half_u),
-        limit=limit,
-        queries=queries,
-        warmup=start,
-        seconds=time.perf_counter() - started,
-        extra={"model_utility": Objective(sc.with_(server=curve)).value(t)},
-        percentiles=pct,
-        percentiles_ci=pct_ci,
-        percentiles_model=model_percentiles(sc.with_(server=curve), t),
+    acc = float(sc.probability @ (sc.weight * sc.accuracy.value(t)))
+    w = float(queue.value(m1))
+    simulated = sc.with_(
+        arrival_rate=lam,
+        arrival_scv=run.scv,
+        server=BatchingServer(server.curve, limit, server.service_scv),
     )
+    try:
+        pct = model_percentiles(simulated, t)
+    except ScenarioError:  # a service law the percentiles do not take: no prediction
+        pct = {f"p{q:g}": None for q in PERCENTILES}
+    return {
+        "mean_system_time_model": w,
+        "accuracy_model": acc,
+        "utility_model": acc - sc.latency_weight * w,
+        "utilization_model": rho,
+        "percentiles_model": pct,
+    }
+
+
+def _stream(rng, sc, t, engine: _Engine, tally: _Tally, run: _Run, bar) -> tuple[float, float]:
+    """Draw and serve the arrivals chunk by chunk; the offered work and the last arrival."""
+    draw_types = TypeSampler(sc.probability)
+    s = sc.service_time(t)
+    shape, scale, det = service_distribution(s, sc.scv, sc.variance)
+    acc = np.clip(sc.accuracy.value(t), 0.0, 1.0)
+    weight = np.asarray(sc.weight, dtype=float)
+    clock = offered = 0.0
+    t0 = None if run.times is None else float(run.times[0])
+    for start in range(0, run.queries, run.chunk_size):
+        m = min(run.chunk_size, run.queries - start)
+        types = draw_types(rng, m)
+        work = sample_service(rng, types, s, shape, scale, det)
+        tally.scores(start, np.where(rng.random(m) < acc[types], weight[types], 0.0))
+        if run.times is None:
+            gaps = _gaps(rng, m, run.scv, run.rate)
+            arrivals = clock + np.cumsum(gaps)
+            clock = float(arrivals[-1])
+        else:
+            arrivals = run.times[start : start + m] - t0
+            clock = float(arrivals[-1])
+        offered += float(work.sum())
+        out = _Out()
+        engine.serve(start, arrivals.tolist(), work.tolist(), out)
+        tally.departures(out)
+        if bar is not None:
+            bar.update(m)
+    out = _Out()
+    engine.drain(out)
+    tally.departures(out)
+    return offered, clock
+
+
+def _gaps(rng: np.random.Generator, m: int, scv: float, rate: float) -> np.ndarray:
+    """``m`` gaps of mean ``1 / rate``: exponential, gamma of scv ``scv``, or constant."""
+    if scv == 1.0:
+        return rng.standard_exponential(m) / rate
+    if scv == 0.0:
+        return np.full(m, 1.0 / rate)
+    return rng.gamma(1.0 / scv, scv / rate, m)
