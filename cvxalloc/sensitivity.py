@@ -270,11 +270,8 @@ class Sensitivity:
         order = np.argsort(-np.abs(d.tokens))[:top]
         lines.append(f"  {'task':<14} {'tokens':>10} {'change':>10} {'%':>8}  status")
         for i in order:
-            status = (
-                "free"
-                if self.free[i]
-                else ("at min" if self.tokens[i] <= sc.min_tokens[i] + 1e-9 else "at max")
-            )
+            nearer_min = self.tokens[i] - sc.min_tokens[i] <= sc.max_tokens[i] - self.tokens[i]
+            status = "free" if self.free[i] else ("at min" if nearer_min else "at max")
             if sc.names[i] in self.kinks:
                 status += " (kink: one-sided)"
             pct = 100 * dl * d.tokens[i] / self.tokens[i] if self.tokens[i] > 0 else 0.0
@@ -287,6 +284,7 @@ class Sensitivity:
         lines.append(
             f"  (same active set, to first order, for arrival rate in [{lo_r:.6g}, {hi_txt}])"
         )
+        lines += self._scv_lines(change, top=min(top, 5))
         if self.mix is not None and sc.n <= 12:
             lines.append("")
             lines.append("mix: move 1% of the traffic to type i (p -> 0.99 p + 0.01 e_i):")
@@ -307,6 +305,25 @@ class Sensitivity:
 
     #: The former name of :meth:`summary`.
     report = summary
+
+    def _scv_lines(self, change: float, top: int) -> list[str]:
+        """The burstiness block of :meth:`summary`: a relative change of ``arrival_scv``."""
+        d, c = self.arrival_scv, self.scenario.arrival_scv
+        if d is None or c <= 0:
+            return []
+        dc = change * c
+        moves = ", ".join(
+            f"{self.scenario.names[i]} {dc * d.tokens[i]:+.1f}"
+            for i in np.argsort(-np.abs(d.tokens))[:top]
+        )
+        return [
+            "",
+            f"arrival_scv {c:.6g}; if the gaps' variability changes by {change:+.0%} "
+            f"(to {c + dc:.6g}), to first order:",
+            f"  utility U*       {dc * d.objective:+.6g}   (dU*/dc_a^2 = {d.objective:.6g})",
+            f"  mean system time {dc * d.mean_system_time:+.6g} s",
+            f"  tokens           {moves}",
+        ]
 
 
 def _partials(
@@ -329,7 +346,7 @@ def _partials(
     m2_terms = k1 * s * s + sc.variance
     dm1 = float(dp @ s)
     dm2 = float(dp @ m2_terms)
-    drho = lam * dm1 + dlam * mo.m1
+    drho = (lam * dm1 + dlam * mo.m1) / sc.capacity  # rho = lam m1 / capacity
     A, B = queue.derivatives(mo.m1, mo.m2)
     H = queue.hessian(mo.m1, mo.m2)
     par = queue.parameter_partials(mo.m1, mo.m2)
@@ -357,7 +374,7 @@ def _derivative(sc: Scenario, obj: Objective, t, free, dp, dlam, dscv: float = 0
         tokens=dt,
         objective=dU,
         mean_system_time=dW + float(gW @ dt),
-        utilization=drho + sc.arrival_rate * float(p @ (sc.per_token * dt)),
+        utilization=drho + sc.arrival_rate / sc.capacity * float(p @ (sc.per_token * dt)),
         accuracy=dacc + float((p * sc.weight * sc.accuracy.d1(t)) @ dt),
     )
 

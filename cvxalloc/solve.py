@@ -174,9 +174,3 @@ def _check_server(scenario: Scenario, name: str) -> None:
             f"method {name!r} does not support a batching server ([server] model = "
             f'"batching"); use method {" or ".join(map(repr, BATCHING_SUPPORT))}'
         )
-    kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
-    if kinds:
-        raise ConstraintError(
-            f"constraints ({', '.join(kinds)}) are not supported with a batching server "
-            '([server] model = "batching") yet; remove them or use model = "single"'
-        )

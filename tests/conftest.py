@@ -23,6 +23,7 @@ import pytest
 from hypothesis import settings
 
 import cvxalloc
+from cvxalloc import Constraints
 from cvxalloc.accuracy import Exponential
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
@@ -84,3 +85,32 @@ def stable_point(sc, rng):
         if sc.utilization(t) < 0.95:
             return t
     return sc.min_tokens.copy()
+
+
+#: The operator constraints a random draw may combine.
+CONSTRAINT_KEYS = ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy")
+
+
+def random_constraints(sc, rng: np.random.Generator) -> Constraints:
+    """Limits drawn around the unconstrained optimum (binding or not), floors on some tasks."""
+    if sc.latency_weight > 0:
+        r0 = cvxalloc.solve(sc)
+        W0, T0, R0 = r0.mean_system_time, float(sc.probability @ r0.tokens), r0.utilization
+    else:  # the box is stable (the scenario says so): scale from its top
+        ev = cvxalloc.evaluate(sc, sc.max_tokens)
+        W0, T0, R0 = ev.mean_system_time, float(sc.probability @ sc.max_tokens), ev.utilization
+    lo_acc, hi_acc = sc.accuracy.value(sc.min_tokens), sc.accuracy.value(sc.max_tokens)
+    floors = np.where(
+        rng.uniform(size=sc.n) < 0.3,
+        lo_acc + rng.uniform(0.05, 0.7, sc.n) * (hi_acc - lo_acc),
+        np.nan,
+    )
+    cand = {
+        "max_mean_system_time": rng.uniform(0.5, 1.2) * W0,
+        "max_mean_tokens": rng.uniform(0.3, 1.2) * T0,
+        "max_utilization": min(rng.uniform(0.5, 1.2) * R0, 1.0),
+        "min_accuracy": floors,
+    }
+    keys = [k for k in CONSTRAINT_KEYS if rng.uniform() < 0.5]
+    keys = keys or [CONSTRAINT_KEYS[int(rng.integers(3))]]
+    return Constraints(**{k: cand[k] for k in keys})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import random_constraints
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,32 +20,6 @@ from cvxalloc.certificate import relative_scale
 from cvxalloc.constraints import InfeasibleError, check_feasible, constraints_of
 from cvxalloc.solvers.multipliers import Multipliers, active_set, coordinate
 from cvxalloc.testing import scenarios
-
-KEYS = ("max_mean_system_time", "max_mean_tokens", "max_utilization", "min_accuracy")
-
-
-def _constraints(sc, rng: np.random.Generator) -> Constraints:
-    """Limits drawn around the unconstrained optimum (binding or not), floors on some tasks."""
-    if sc.latency_weight > 0:
-        r0 = cvxalloc.solve(sc)
-        W0, T0, R0 = r0.mean_system_time, float(sc.probability @ r0.tokens), r0.utilization
-    else:  # the box is stable (the scenario says so): scale from its top
-        ev = cvxalloc.evaluate(sc, sc.max_tokens)
-        W0, T0, R0 = ev.mean_system_time, float(sc.probability @ sc.max_tokens), ev.utilization
-    lo_acc, hi_acc = sc.accuracy.value(sc.min_tokens), sc.accuracy.value(sc.max_tokens)
-    floors = np.where(
-        rng.uniform(size=sc.n) < 0.3,
-        lo_acc + rng.uniform(0.05, 0.7, sc.n) * (hi_acc - lo_acc),
-        np.nan,
-    )
-    cand = {
-        "max_mean_system_time": rng.uniform(0.5, 1.2) * W0,
-        "max_mean_tokens": rng.uniform(0.3, 1.2) * T0,
-        "max_utilization": min(rng.uniform(0.5, 1.2) * R0, 1.0),
-        "min_accuracy": floors,
-    }
-    keys = [k for k in KEYS if rng.uniform() < 0.5] or [KEYS[int(rng.integers(3))]]
-    return Constraints(**{k: cand[k] for k in keys})
 
 
 def _assert_agree(res, ref) -> None:
@@ -60,7 +35,7 @@ def _assert_agree(res, ref) -> None:
 @given(sc0=scenarios(max_n=12), seed=st.integers(0, 2**32 - 1), ca2=st.sampled_from([1.0, 0.3, 20]))
 def test_matches_conic_across_regimes(sc0, seed, ca2):
     sc0 = sc0.with_(arrival_scv=ca2)
-    sc = sc0.with_(constraints=_constraints(sc0, np.random.default_rng(seed)))
+    sc = sc0.with_(constraints=random_constraints(sc0, np.random.default_rng(seed)))
     try:
         check_feasible(sc)
     except InfeasibleError:

@@ -189,13 +189,3 @@ def test_sweep_of_the_latency_weight(example):
         sc = example.with_(latency_weight=gamma)
         a, c = cvxalloc.solve(sc), cvxalloc.solve(sc, method="conic")
         assert abs(a.objective - c.objective) <= 1e-7 * abs(a.objective)
-
-
-def test_conic_problem_refuses_constraints_with_a_batching_server(example):
-    # the sweep's SLO path builds the conic problem directly, without solve()
-    from cvxalloc.constraints import ConstraintError
-    from cvxalloc.solvers.conic import ConicProblem
-
-    cvxpy = pytest.importorskip("cvxpy")
-    with pytest.raises(ConstraintError, match="batching server"):
-        ConicProblem(example, slo=cvxpy.Parameter(nonneg=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..baselines import baseline_dict, baselines
 from ..solve import solve
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         from ..integer import round_allocation
 
         result = round_allocation(sc, continuous=result)
+    if result.method not in ("rounding", "mixed-integer"):
+        _warn_off_menu(sc)
     base = None
     if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
         base = baselines(sc)
@@ -72,3 +75,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(result.summary(base, levels), args.output)
     return 0
+
+
+def _warn_off_menu(sc) -> None:
+    """Say so when continuous budgets ignore the scenario's menus (levels) or grid steps."""
+    named = [
+        name
+        for name, levels, step in zip(sc.names, sc.levels, sc.step)
+        if levels is not None or step != 1.0
+    ]
+    if not named:
+        return
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    print(
+        f"cvxalloc solve: warning: {shown} allow only the budgets of their levels or step; "
+        "these continuous budgets are off them: add --integer (rounded, certified against "
+        "the continuous bound) or --method mixed-integer (exact)",
+        file=sys.stderr,
+    )

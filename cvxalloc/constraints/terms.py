@@ -147,7 +147,11 @@ class MeanTokens(Term):
 
 
 class Utilization(Term):
-    """Utilization cap ``lam sum_i p_i (a_i + b_i t_i) <= max_utilization`` (linear)."""
+    """Utilization cap ``lam sum_i p_i (a_i + b_i t_i) / capacity <= max_utilization`` (linear).
+
+    ``capacity`` is 1 for one query at a time and ``c_max`` for a batching server
+    (:attr:`Scenario.capacity`), so the cap is on the same utilization the scenario reports.
+    """
 
     kind = "max_utilization"
     unit = ""
@@ -155,14 +159,14 @@ class Utilization(Term):
 
     def coefficients(self, scenario: ScenarioLike) -> tuple[np.ndarray, float]:
         """``(c, c0)`` with ``value = c . t + c0``."""
-        lam, p = scenario.arrival_rate, scenario.probability
+        lam, p = scenario.arrival_rate / scenario.capacity, scenario.probability
         return lam * p * scenario.per_token, lam * float(p @ scenario.base)
 
     def value(self, scenario: ScenarioLike, t):
         return scenario.utilization(np.asarray(t, dtype=float))
 
     def gradient(self, scenario: ScenarioLike, t):
-        return scenario.arrival_rate * scenario.probability * scenario.per_token
+        return self.coefficients(scenario)[0]
 
     def cvxpy(self, scenario: ScenarioLike, tokens, time_unit, token_unit):
         if scenario.arrival_rate == 0:

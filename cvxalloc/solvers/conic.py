@@ -41,7 +41,6 @@ from .. import _options as _opt
 from .. import constraints as cons_mod
 from .. import status as st
 from ..certificate import relative_scale
-from ..constraints import ConstraintError
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish_fully
@@ -117,13 +116,6 @@ class ConicProblem:
         pw = sc.probability * sc.weight
         acc = sc.accuracy.weighted_cvxpy(self.tokens, pw, upper=hi if scaled_logs else None)
         constraints = [self.x >= 0, self.x <= 1]
-        has_constraints = slo is not None or not (sc.constraints is None or sc.constraints.empty)
-        if has_constraints and getattr(sc, "server", None) is not None:
-            raise ConstraintError(
-                "constraints (an SLO, a token or utilization cap, a minimum accuracy) are not "
-                'supported with a batching server ([server] model = "batching") yet; remove '
-                'them or use model = "single"'
-            )
         has_slo = slo is not None or (
             sc.constraints is not None and sc.constraints.max_mean_system_time is not None
         )

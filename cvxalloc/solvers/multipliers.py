@@ -1,22 +1,23 @@
 """Operator constraints in the aggregate method: one more outer unknown per active constraint.
 
 With multipliers ``mu_j >= 0`` on the scalar constraints (the token budget
-``sum_i p_i t_i <= B``, the utilization cap ``lam m1 <= rho_max`` and the
+``sum_i p_i t_i <= B``, the utilization cap ``lam m1 / c <= rho_max`` (``c`` the
+capacity: 1, or ``c_max`` for a batching server; ``lam_c = lam / c``) and the
 mean-latency SLO ``W <= L``, multiplier ``nu``), the Lagrangian's condition for
 type ``i`` keeps the aggregate method's form::
 
-    w_i A_i'(t_i) = (gamma + nu) b_i (A + B (1 + k_i) s_i) + mu_B + mu_rho lam b_i
+    w_i A_i'(t_i) = (gamma + nu) b_i (A + B (1 + k_i) s_i) + mu_B + mu_rho lam_c b_i
 
 so its tokens are again the root of ``A_i'(t) = alpha_i + beta_i t``, clipped
 to ``[lo'_i, hi_i]`` (``lo'`` the lower bounds min_accuracy raises), with::
 
-    alpha_i = ((gamma + nu) b_i (A + B (1 + k_i) a_i) + mu_B + mu_rho lam b_i) / w_i
+    alpha_i = ((gamma + nu) b_i (A + B (1 + k_i) a_i) + mu_B + mu_rho lam_c b_i) / w_i
     beta_i  = (gamma + nu) B (1 + k_i) b_i^2 / w_i
 
 The outer system gains one equation per *active* constraint, its relative
 slack::
 
-    (1 - lam m1(T) - u,  m2(T) - m2,  (limit_j - value_j(T)) / limit_j  for active j) = 0
+    (1 - lam_c m1(T) - u,  m2(T) - m2,  (limit_j - value_j(T)) / limit_j  for active j) = 0
 
 in the unknowns ``(u, m2, mu_j for active j)``. :meth:`Multipliers.newton`
 solves it with the exact Jacobian: implicit differentiation of the per-type
@@ -86,7 +87,7 @@ class Multipliers(Reduced):
         self._brackets: dict[tuple[int, ...], tuple[float, float]] = {}
         self.bw = self.b / self.w
         self.ca1, self.cb1 = self.bw * self.k1 * self.a, self.bw * self.b * self.k1
-        self.inv_w, self.lbw = 1.0 / self.w, self.lam * self.bw
+        self.inv_w, self.lbw = 1.0 / self.w, self.lam_c * self.bw  # d rho / d t_i over p_i w_i
         return self
 
     def multiplier(self, kind: str) -> float:
@@ -173,7 +174,7 @@ class Multipliers(Reduced):
             r = 1.0 / (G * B * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
         r[~np.isfinite(r)] = 0.0
         outputs = np.stack([p * b, 2.0 * p * b * ks, p]) * r
-        basis = np.stack([G * b, G * b * ks, np.ones_like(b), self.lam * b, b * (A + B * ks)])
+        basis = np.stack([G * b, G * b * ks, np.ones_like(b), self.lam_c * b, b * (A + B * ks)])
         P = outputs @ basis.T  # d(m1, m2, sum p t) / d(coefficient on each basis vector), negated
         coef = np.zeros((len(_BASIS), 2 + len(active)))
         if G > 0:  # else the tokens do not depend on (u, m2)
@@ -406,7 +407,7 @@ def _multiplier_scale(red: Multipliers, j: int, A: float) -> float:
     kind = red.kinds[j]
     per_unit = {
         "max_mean_tokens": np.ones_like(red.b),
-        "max_utilization": red.lam * red.b,
+        "max_utilization": red.lam_c * red.b,
         "max_mean_system_time": red.b * max(A, 1e-300),
     }[kind]
     with np.errstate(divide="ignore", invalid="ignore"):
