@@ -103,7 +103,7 @@ def _best_on_box(sc: Scenario, obj: Objective) -> float:
         rho_L = sc.utilization(clip(L))
         if rho_L >= 1:
             break
-        slope = lam * float(pb[free].sum())
+        slope = lam * float(pb[free].sum()) / sc.capacity  # d rho / dT (per replica, per c_max)
         R_eff = R
         open_right = False
         if slope > 0 and rho_L + slope * (R - L) >= 1:
