@@ -42,6 +42,9 @@ class ScenarioLike(Protocol):
         ``lam``, ``gamma`` and the ``c_a^2`` of the gaps.
     constraints, server : object or None
         Operator constraints and a batching server's capacity curve.
+    fleet : Fleet or None
+        Replicas behind a router (:mod:`cvxalloc.queue.fleet`); read with
+        ``getattr(scenario, "fleet", None)`` (None: one server).
     """
 
     names: Sequence[str]

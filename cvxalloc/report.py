@@ -34,6 +34,9 @@ def result_table(result, max_rows: int = 50, quantiles=None) -> str:
         lines.append(f"... {len(names) - max_rows} more task types (use --json for all)")
     lines.append("")
     figures = ev.summary().splitlines()  # W, utilization, accuracy, U
+    fleet = getattr(result.scenario, "fleet", None)
+    if fleet is not None:  # one replica's utilization
+        figures[1] += f" per replica ({fleet.describe()})"
     if getattr(result, "scenario", None) is not None:
         figures.insert(1, f"system time          {result.quantiles(quantiles).summary()}")
     at = next((i + 1 for i, f in enumerate(figures) if f.startswith("utilization")), 0)

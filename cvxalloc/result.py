@@ -15,6 +15,8 @@ from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
 from .protocols import ScenarioLike
+from .queue import queue_model
+from .queue.fleet import fleet_info
 from .queue.tail import SystemTimeQuantiles, system_time_quantiles
 from .report import solve_report
 
@@ -185,6 +187,8 @@ class Result:
             out["system_time_quantiles_model"] = jsonable(tail.to_dict())
         if getattr(self.scenario, "server", None) is not None:  # what service_scv assumes
             out["service_scv"] = ev.m2 / (ev.m1 * ev.m1) - 1.0
+        if getattr(self.scenario, "fleet", None) is not None:
+            out["fleet"] = jsonable(fleet_info(self.scenario, ev, queue_model(self.scenario)))
         if self.raw_certificate is not None:
             out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:

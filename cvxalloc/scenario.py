@@ -24,6 +24,8 @@ from ._reduce import dot
 from ._source import source
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
+from .queue import queue_model
+from .queue.fleet import fleet_from_table
 from .scenario_format import scenario_fields, scenario_structure, server_model, without_defaults
 from .scenario_range import check_range, check_resolvable
 
@@ -97,6 +99,11 @@ class Scenario:
         capacity curve, ``max_running`` and ``service_scv``). A dict in the
         ``[server]`` file layout, or a bare :class:`cvxalloc.queue.CapacityCurve`,
         is accepted too.
+    fleet : Fleet or None
+        ``k`` identical replicas of the server behind a router
+        (:class:`cvxalloc.queue.fleet.Fleet`; a dict in the ``[fleet]`` layout is
+        accepted too); None is one server. ``arrival_rate`` and ``arrival_scv``
+        are then the whole fleet's, and utilization is one replica's.
     levels : list of (ndarray or None)
         Allowed integer budgets per type (``None``: not restricted to a menu).
     step : ndarray
@@ -122,6 +129,7 @@ class Scenario:
     constraints: Any = None
     arrival_scv: float = 1.0
     server: Any = None
+    fleet: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -146,6 +154,7 @@ class Scenario:
         self.latency_weight = float(self.latency_weight)
         self.arrival_scv = float(self.arrival_scv)
         self.server = server_model(self.server)
+        self.fleet = fleet_from_table(self.fleet)
         self._validate()
         if self.constraints is not None:
             self.constraints.check(self)
@@ -189,6 +198,8 @@ class Scenario:
         if self.n <= REPR_MAX_TYPES:
             return f"Scenario.from_dict({source(without_defaults(self.to_dict()))})"
         server = "" if self.server is None else ", batching server"
+        if self.fleet is not None:
+            server += f", {self.fleet.describe()}"
         return (
             f"<Scenario of {self.n:,} types (a summary, not source; sc.to_dict() serializes "
             f"it): arrival_rate={source(self.arrival_rate)}, "
@@ -198,8 +209,15 @@ class Scenario:
 
     @property
     def capacity(self) -> float:
-        """Total service capacity in seconds-alone per second: 1, or ``c_max`` when batching."""
-        return 1.0 if self.server is None else self.server.capacity
+        """Total service capacity in seconds-alone per second: 1, or ``c_max`` when batching,
+        times the replicas of a ``[fleet]``."""
+        one = 1.0 if self.server is None else self.server.capacity
+        return one if self.fleet is None else one * self.fleet.replicas
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of the server (1 without a ``[fleet]``)."""
+        return 1 if self.fleet is None else self.fleet.replicas
 
     @property
     def lo(self) -> np.ndarray:
@@ -216,9 +234,11 @@ class Scenario:
         return self.base + self.per_token * np.asarray(tokens, dtype=float)
 
     def utilization(self, tokens: np.ndarray) -> float:
-        """``rho = lam * sum_i p_i s_i(t_i) / capacity`` (capacity 1 for one query at a time)."""
+        """``rho = lam * sum_i p_i s_i(t_i) / capacity`` (capacity 1 for one query at a time):
+        one replica's utilization in a fleet."""
         rho = self.arrival_rate * dot(self.probability, self.service_time(tokens))
-        return rho if self.server is None else rho / self.server.capacity
+        cap = self.capacity
+        return rho if cap == 1.0 else rho / cap
 
     def stable_max_tokens(self) -> np.ndarray:
         """``max_tokens`` clipped where the stability limit leaves no stable point.
@@ -256,6 +276,7 @@ class Scenario:
                 "constraints",
                 "arrival_scv",
                 "server",
+                "fleet",
             )
         }
         kw.update(changes)
@@ -274,6 +295,7 @@ class Scenario:
             latency_weight=self.latency_weight,
             arrival_scv=self.arrival_scv,
             server=self.server,
+            fleet=self.fleet,
             levels=[self.levels[i] for i in idx],
             step=self.step[idx],
             constraints=None if self.constraints is None else self.constraints.take(idx),
@@ -300,6 +322,7 @@ class Scenario:
         step: Any = None,
         arrival_scv: float = 1.0,
         server: Any = None,
+        fleet: Any = None,
     ) -> Scenario:
         """Build a scenario from arrays (scalars broadcast to every type).
 
@@ -325,6 +348,9 @@ class Scenario:
         server : BatchingServer, CapacityCurve or dict, optional
             A batching server, its capacity curve, or the ``[server]`` table as
             a dict (default None: one query at a time, FIFO).
+        fleet : Fleet or dict, optional
+            Replicas behind a router, or the ``[fleet]`` table as a dict
+            (default None: one server).
 
         Examples
         --------
@@ -371,6 +397,7 @@ class Scenario:
             step=step,
             arrival_scv=arrival_scv,
             server=server,
+            fleet=fleet,
         )
 
     @classmethod
@@ -475,6 +502,8 @@ class Scenario:
         self._validate_accuracy()
         self._validate_grids()
         self._validate_stability()
+        if self.fleet is not None and self.fleet.replicas > 1:
+            queue_model(self)  # a router the replica's model cannot take is refused here
 
     def _validate_accuracy(self) -> None:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -529,7 +558,8 @@ class Scenario:
             raise UnstableError(
                 f"queue: unstable even at the minimum budgets (utilization "
                 f"{lam * m1_lo / cap:.4g} >= 1); lower arrival_rate below {cap / m1_lo:.6g} "
-                "queries/s or the minimum budgets"
+                "queries/s or the minimum budgets, or add replicas ([fleet] replicas; "
+                "'cvxalloc plan --max-replicas K' finds how many)"
             )
         check_range(self)
         if self.server is not None:

@@ -4,7 +4,7 @@ Layer: scenario.
 
 The structure is the contract of ``docs/scenario.md``::
 
-    {"queue": {...}, "server": {...}, "constraints": {...}, "task": [{...}, ...]}
+    {"queue": {...}, "server": {...}, "fleet": {...}, "constraints": {...}, "task": [{...}, ...]}
 
 :func:`scenario_fields` checks a parsed structure and turns it into the fields
 of :class:`~cvxalloc.scenario.Scenario` (every error names the field and the
@@ -55,7 +55,7 @@ _TASK_KEYS = {
 }
 _SERVICE_KEYS = {"base": 0.0, "per_token": None, "scv": 0.0, "variance": 0.0}
 #: Top-level tables a scenario may hold besides queue and task.
-_EXTRA_TOP_LEVEL: set[str] = {"constraints", "server"}
+_EXTRA_TOP_LEVEL: set[str] = {"constraints", "server", "fleet"}
 #: Per-task numbers, in the columns :func:`scenario_fields` collects.
 _COLUMNS = ("probability", "weight", "min_tokens", "max_tokens", *_SERVICE_KEYS, "step")
 
@@ -159,6 +159,9 @@ def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     server = data.get("server")
     if server is not None:
         server = table("server", server)
+    fleet = data.get("fleet")  # checked by Scenario (cvxalloc.queue.fleet.fleet_from_table)
+    if fleet is not None:
+        fleet = table("fleet", fleet)
     tasks = data.get("task")
     if tasks is None or (isinstance(tasks, list) and len(tasks) == 0):
         raise ScenarioError("scenario has no tasks: add at least one [[task]] table")
@@ -196,6 +199,7 @@ def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         accuracy=AccuracyCurves(blocks, len(names)),
         **queue,
         server=server,
+        fleet=fleet,
         levels=levels,
         constraints=constraints_from_file(data, tasks),
     )
@@ -321,6 +325,8 @@ def scenario_structure(scenario: Scenario) -> dict[str, Any]:
     }
     if sc.server is not None:
         out["server"] = sc.server.to_dict()
+    if getattr(sc, "fleet", None) is not None:
+        out["fleet"] = sc.fleet.to_dict()
     return out if sc.constraints is None else sc.constraints.write_dict(out)
 
 

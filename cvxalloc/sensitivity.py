@@ -40,6 +40,7 @@ from .certificate import certify, relative_scale
 from .errors import CvxallocError
 from .objective import Objective
 from .polish import newton_direction, polish
+from .queue.fleet import scenario_partials
 from .solve import solve
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ def _partials(
     drho = (lam * dm1 + dlam * mo.m1) / sc.capacity  # rho = lam m1 / capacity
     A, B = queue.derivatives(mo.m1, mo.m2)
     H = queue.hessian(mo.m1, mo.m2)
-    par = queue.parameter_partials(mo.m1, mo.m2)
+    par = scenario_partials(sc, queue, mo.m1, mo.m2)  # in the fleet's rate and scv
     W_l, A_l, B_l = par["arrival_rate"]
     W_c, A_c, B_c = par["arrival_scv"]
     dA = H[0, 0] * dm1 + H[0, 1] * dm2 + A_l * dlam + A_c * dscv

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .constraints import ConstraintError
 from .errors import OptionError
+from .queue import queue_model
 from .result import Result
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ CONSTRAINT_SUPPORT: dict[str, tuple[str, ...]] = {
 #: Methods that take a batching server (``[server] model = "batching"``); the
 #: others rely on the FIFO queue's structure and refuse it.
 BATCHING_SUPPORT: tuple[str, ...] = ("aggregate", "conic", "rounding")
+
+#: Methods that take a fleet whose router is approximated over the replica's queue
+#: (``[fleet]`` round-robin or shortest-queue, :class:`cvxalloc.queue.fleet.FleetQueue`);
+#: a random router is exactly one replica's queue, which every method takes.
+FLEET_SUPPORT: tuple[str, ...] = ("aggregate", "conic", "rounding")
 
 
 def available_methods() -> list[str]:
@@ -143,6 +149,7 @@ def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Resu
             f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"
         )
     _check_server(scenario, name)
+    _check_fleet(scenario, name)
     func = _resolve(name)
     params = inspect.signature(func).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -173,4 +180,25 @@ def _check_server(scenario: Scenario, name: str) -> None:
         raise OptionError(
             f"method {name!r} does not support a batching server ([server] model = "
             f'"batching"); use method {" or ".join(map(repr, BATCHING_SUPPORT))}'
+        )
+
+
+def _check_fleet(scenario, name: str) -> None:
+    """Refuse a fleet's approximate router where the method (or a constraint) cannot take it."""
+    fleet = getattr(scenario, "fleet", None)
+    if fleet is None or fleet.replicas == 1:
+        return
+    if getattr(queue_model(scenario), "name", "single") != "fleet":
+        return  # one replica's own queue model: as without a fleet
+    if name not in FLEET_SUPPORT:
+        raise OptionError(
+            f"method {name!r} does not support {fleet.router} routing ([fleet] router = "
+            f'"{fleet.router}"); use method {" or ".join(map(repr, FLEET_SUPPORT))}, or '
+            'router = "random"'
+        )
+    kinds = getattr(getattr(scenario, "constraints", None), "kinds", None) or []
+    if kinds:
+        raise ConstraintError(
+            f"constraints ({', '.join(kinds)}) are not supported with {fleet.router} routing "
+            '([fleet] router = "' + fleet.router + '") yet; remove them or use router = "random"'
         )

@@ -26,18 +26,49 @@ from .._source import source
 from ..protocols import ScenarioLike
 from .batching import BatchingQueue
 from .fifo import FIFOQueue
+from .fleet import FleetQueue, fleet_queue
 
 __all__ = ["Moments", "Latency", "queue_model"]
 
 
-def queue_model(scenario: ScenarioLike) -> FIFOQueue | BatchingQueue:
+def queue_model(scenario: ScenarioLike) -> FIFOQueue | BatchingQueue | FleetQueue:
     """The queue model of a scenario.
 
     One FIFO server with its arrival process (``[server] model = "single"``, the
     default), or a continuous-batching server (``model = "batching"``:
     :class:`~cvxalloc.queue.batching.BatchingQueue` on the scenario's server, with
     its arrival process).
+    A ``[fleet]`` of more than one replica is a layer over that model
+    (:func:`~cvxalloc.queue.fleet.fleet_queue`): one replica's model at its share
+    of the traffic, or a :class:`~cvxalloc.queue.fleet.FleetQueue` over it.
     """
+    fleet = getattr(scenario, "fleet", None)
+    if fleet is not None and fleet.replicas > 1:
+        return fleet_queue(
+            fleet,
+            scenario.arrival_rate,
+            getattr(scenario, "arrival_scv", 1.0),
+            lambda rate, scv, server=None: _single_queue(_Replica(scenario, rate, scv, server)),
+        )
+    return _single_queue(scenario)
+
+
+class _Replica:
+    """The scenario as one replica sees it: its share of the rate, its gaps' scv (and,
+    for a fleet pooled as one server, that server)."""
+
+    def __init__(self, scenario, arrival_rate: float, arrival_scv: float, server=None) -> None:
+        self._scenario = scenario
+        self.arrival_rate, self.arrival_scv = arrival_rate, arrival_scv
+        if server is not None:
+            self.server = server
+
+    def __getattr__(self, name: str):
+        return getattr(self._scenario, name)
+
+
+def _single_queue(scenario) -> FIFOQueue | BatchingQueue:
+    """One server's queue model (the scenario's ``[server]``, at its ``[queue]``)."""
     server = getattr(scenario, "server", None)
     scv = getattr(scenario, "arrival_scv", 1.0)
     if server is not None:
@@ -77,7 +108,7 @@ class Latency:
 
     def __init__(self, scenario: ScenarioLike) -> None:
         self.queue = queue_model(scenario)
-        self.lam = scenario.arrival_rate
+        self.lam = self.queue.arrival_rate  # one replica's share in a fleet
         self.p = scenario.probability
         self.a = scenario.base
         self.b = scenario.per_token

@@ -239,7 +239,7 @@ def utilization_cap(obj: Objective, feasible: list[np.ndarray] | None = None) ->
         when ``lam = 0``).
     """
     sc = obj.scenario
-    lam, gamma = sc.arrival_rate, sc.latency_weight
+    lam, gamma = obj.latency.lam, sc.latency_weight  # one replica's rate in a fleet
     if lam == 0:
         return 0.0
     if gamma == 0:
@@ -321,7 +321,7 @@ def marginal_bounds(obj: Objective, u: np.ndarray, rho_cap: float) -> dict[str, 
     """
     sc = obj.scenario
     lat = obj.latency
-    lam = sc.arrival_rate
+    lam = lat.lam  # one replica's rate in a fleet
     s = sc.service_time(u)
     mo = lat.moments(u)
     rc = min(mo.rho, rho_cap)
@@ -428,7 +428,7 @@ def optimum_box(
     """
     sc = obj.scenario
     lo, hi = sc.min_tokens, sc.max_tokens
-    lam = sc.arrival_rate
+    lam = obj.latency.lam  # one replica's rate in a fleet
     lw, u = lo.copy(), hi.copy()
     pb = sc.probability * sc.per_token
     k = 0
@@ -536,7 +536,7 @@ def utilization_halfspace(
     """
     sc = scenario
     a = sc.probability * sc.per_token
-    cap = rho_cap / sc.arrival_rate - dot(sc.probability, sc.base)
+    cap = rho_cap * sc.capacity / sc.arrival_rate - dot(sc.probability, sc.base)
     return a, max(cap, dot(a, floor_point))
 
 

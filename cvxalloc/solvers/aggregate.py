@@ -68,8 +68,9 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
             X, Y = float(diag["X"]), float(diag["Y"])
         elif warm_start.scenario is not None and warm_start.scenario.arrival_rate > 0:
             # any other method's result: the queue scalars of its allocation
-            mo = Latency(warm_start.scenario).moments(warm_start.tokens)
-            X = warm_start.scenario.arrival_rate / (1.0 - mo.rho) if mo.rho < 1 else 0.0
+            lat = Latency(warm_start.scenario)
+            mo = lat.moments(warm_start.tokens)
+            X = lat.lam / (1.0 - mo.rho) if mo.rho < 1 else 0.0
             Y = 0.5 * X * X * mo.m2
         else:
             raise OptionError(
@@ -137,12 +138,13 @@ def solve_aggregate(
     sample_size = _opt.count("sample_size", sample_size, minimum=2)
     xtol = _opt.positive("xtol", xtol)
     sc = scenario
+    lam = Latency(sc).lam  # the queue's rate: one replica's share in a fleet
     if constraints_of(sc) is not None:
-        warm = _warm(warm_start, sc.arrival_rate)
+        warm = _warm(warm_start, lam)
         settings = dict(max_iter=max_iter, polish_steps=polish_steps, sample_size=sample_size)
         return solve_constrained(sc, tol=tol, warm=warm, xtol=xtol, **settings)
     t_start = time.perf_counter()
-    lam, gamma = sc.arrival_rate, sc.latency_weight
+    gamma = sc.latency_weight
     lo, hi = sc.min_tokens, sc.max_tokens
     diag: dict[str, Any] = {}
     start = "closed-form"
@@ -169,7 +171,7 @@ def _start(
 ) -> tuple[float, float, str, int]:
     """``(u0, m2_0, start, sample iterations)``: a warm start, or the solution of a
     probability-weighted sample (large N), or the middle of the brackets."""
-    warm = _warm(warm_start, sc.arrival_rate)
+    warm = _warm(warm_start, red.lam)
     if warm is not None:
         return warm[0], warm[1], "warm", 0
     if sc.n > sample_size:
@@ -236,8 +238,8 @@ def _polish_and_certify(
     t_reduce: float,
 ) -> Result:
     """Certify ``tokens``, polish them if the gap is above ``tol``, and wrap them."""
-    lam = sc.arrival_rate
     obj = Objective(sc)
+    lam = obj.latency.lam
     ev = obj.evaluate(tokens)
     cert = box_certificate(sc, ev.tokens, obj, ev.objective)
     raw_cert = None

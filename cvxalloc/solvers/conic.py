@@ -152,7 +152,8 @@ class ConicProblem:
         self.cuts = None
         if sc.arrival_rate > 0:
             m1 = sc.probability @ (sc.base + cp.multiply(sc.per_token, self.tokens))
-            constraints.append(sc.arrival_rate * m1 <= latency.queue.capacity)
+            # one replica's rate and capacity (the scenario's in one server)
+            constraints.append(latency.queue.arrival_rate * m1 <= latency.queue.capacity)
         if not (sc.latency_weight > 0 or latency_weight is not None or has_slo):
             return None
         extra = {}
@@ -204,10 +205,12 @@ def optimum_box(sc: Scenario, latency_weight: Any = None) -> tuple[np.ndarray, n
     accuracy of the solver's point, never the honesty of the certificate.
     """
     lo, hi = sc.min_tokens, sc.stable_max_tokens()
-    gamma, lam = sc.latency_weight, sc.arrival_rate
+    gamma = sc.latency_weight
     if latency_weight is not None or not gamma > 0:
         return lo, hi
-    floor = _marginal_floor(queue_model(sc))
+    queue = queue_model(sc)
+    lam = queue.arrival_rate  # one replica's share in a fleet
+    floor = _marginal_floor(queue)
     if floor is None:
         return lo, hi
     k1, a, b, w = 1.0 + sc.scv, sc.base, sc.per_token, sc.weight
@@ -248,7 +251,7 @@ def _min_slack(sc: Scenario, queue, latency_weight) -> float | None:
     ``U(t*) >= U(lo)`` bounds ``W(t*)`` by ``W(lo) + (Acc_max - Acc(lo)) / gamma``
     and the queue's ``min_slack`` turns that into a slack.
     """
-    lam, cap = sc.arrival_rate, queue.capacity
+    lam, cap = queue.arrival_rate, queue.capacity
     m1_lo = float(sc.probability @ sc.service_time(sc.min_tokens))
     m1_hi = float(sc.probability @ sc.service_time(sc.max_tokens))
     if lam * m1_hi < cap:
@@ -669,7 +672,7 @@ def _refine_cuts(
     cuts = cprob.cuts
     obj = Objective(sc)
     lo, hi = cprob.lo, cprob.hi
-    lam, p = sc.arrival_rate, sc.probability
+    lam = obj.latency.queue.arrival_rate
     t_solve = 0.0
     added = 0
     converged = False
@@ -682,7 +685,9 @@ def _refine_cuts(
         t = lo + (hi - lo) * x
         lower = obj.value(t)
         bound = _relaxed_bound(cprob, raw_solution)
-        load = lam * float(p @ sc.service_time(t))
+        # where the cuts are refined: the load (batching), or the moments (a fleet's router)
+        mo = obj.latency.moments(t)
+        load = cuts.locate(mo) if hasattr(cuts, "locate") else lam * mo.m1
         cut_error = sc.latency_weight * cuts.gap(load)
         if np.isfinite(lower) and cut_error <= cut_rtol * relative_scale(lower):
             converged = True
@@ -705,7 +710,7 @@ def _refine_cuts(
         last = best
         raw_solution = best[0]
     details = {
-        "relaxation": "tangent cuts (outer approximation of the batching latency)",
+        "relaxation": "tangent cuts (outer approximation of the latency)",
         "cuts": len(cuts.points),
         "cuts_added": added,
         "relaxation_upper_bound": bound,

@@ -284,7 +284,7 @@ class MixedIntegerModel:
         import cvxpy as cp
 
         sc = self.sc
-        gamma, lam = sc.latency_weight, sc.arrival_rate
+        gamma, lam = sc.latency_weight, self.obj.latency.lam  # one replica's rate in a fleet
         if gamma <= 0:
             return [], []
         gW = self.obj.latency.gradient(self.t0)

@@ -62,7 +62,7 @@ class Reduced:
         self.cap = float(queue.capacity)
         self.lam_c = self.lam if self.cap == 1.0 else self.lam / self.cap
         # a queue whose W ignores m2 (batching: B = 0) has a one-dimensional outer system
-        self.uses_m2 = getattr(queue, "name", "single") != "batching"
+        self.uses_m2 = getattr(queue, "uses_m2", getattr(queue, "name", "single") != "batching")
         with np.errstate(over="ignore"):  # inf for a weight of 5e-324: that type stays at lo
             self.gb_w = gamma * b / w
             # alpha = gb_w A + B ca, beta = B cb (fewer passes over N per evaluation)
@@ -181,7 +181,8 @@ class Reduced:
         gives ``(A, B)`` and their partials in ``(u, m2)``.
         """
         t, u = pt.tokens, pt.u
-        _, B, dA_du, dA_dm2, dB_du = self.queue.scalars(u, pt.m2)
+        _, B, dA_du, dA_dm2, dB_du, *rest = self.queue.scalars(u, pt.m2)
+        dB_dm2 = rest[0] if rest else 0.0  # 0 for one server (a fleet's router may not be)
         fi = np.flatnonzero((t > self.lo) & (t < self.hi))
         b, k1 = self.b[fi], self.k1[fi]
         ks = k1 * (self.a[fi] + b * t[fi])
@@ -194,9 +195,9 @@ class Reduced:
         c2 = 2.0 * c1 * ks
         A1, B1 = dot(c1, ks), float(c1.sum())
         A2, B2 = dot(c2, ks), float(c2.sum())
-        # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi dA/dm2
-        m1u, m1m = -(dA_du * B1 + dB_du * A1), -dA_dm2 * B1
-        m2u, m2m = -(dA_du * B2 + dB_du * A2), -dA_dm2 * B2
+        # dt/du = -psi (dA/du + k1 s dB/du) ; dt/dm2 = -psi (dA/dm2 + k1 s dB/dm2)
+        m1u, m1m = -(dA_du * B1 + dB_du * A1), -(dA_dm2 * B1 + dB_dm2 * A1)
+        m2u, m2m = -(dA_du * B2 + dB_du * A2), -(dA_dm2 * B2 + dB_dm2 * A2)
         return np.array([[-self.lam_c * m1u - 1.0, -self.lam_c * m1m], [m2u, m2m - 1.0]])
 
     # --- the two outer methods ----------------------------------------------
@@ -249,6 +250,8 @@ class Reduced:
         cache: dict[str, Any] = {}
         if not self.uses_m2:
             return self._nested_1d(u_lo, u_hi)
+        if not isinstance(self.queue, FIFOQueue):
+            return self._nested_m2(u_lo, u_hi)
 
         def inner(u: float) -> float:
             X = lam / u
@@ -280,6 +283,36 @@ class Reduced:
         X = lam / u
         m2 = 2.0 * cache["Y"] / (X * X)
         return self.point(u, m2, cache["t"]), outer
+
+    def _nested_m2(self, u_lo: float, u_hi: float) -> tuple[Point, int]:
+        """Brent on ``u``, Brent on ``m2`` inside, for any queue whose ``(A, B)`` grow with
+        ``m2`` (a fleet's router): then ``m2(T(u, m2)) - m2`` decreases in ``m2``."""
+        outer = 0
+        cache: dict[str, Any] = {}
+
+        def inner(u: float) -> float:
+            def k(m2: float) -> float:
+                pt = self.point(u, m2, cache.get("t"))
+                cache["t"] = pt.tokens
+                return pt.r2
+
+            m_lo, m_hi = self.m2_lo, self.m2_hi
+            if m_hi > m_lo and k(m_lo) > 0 and k(m_hi) < 0:
+                m2 = brentq(k, m_lo, m_hi, xtol=1e-300, rtol=4 * _EPS, maxiter=200)
+            else:
+                m2 = m_lo if k(m_lo) <= 0 else m_hi
+            pt = self.point(u, m2, cache.get("t"))
+            cache["t"], cache["m2"] = pt.tokens, m2
+            return pt.r1
+
+        def h(u: float) -> float:
+            nonlocal outer
+            outer += 1
+            return inner(u)
+
+        u = decreasing_root(h, u_lo, u_hi)
+        h(u)
+        return self.point(u, cache["m2"], cache["t"]), outer
 
     def _nested_1d(self, u_lo: float, u_hi: float) -> tuple[Point, int]:
         """Brent on ``u`` alone: the queue's scalars do not depend on ``m2``."""
