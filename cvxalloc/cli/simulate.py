@@ -10,11 +10,13 @@ import numpy as np
 from ..errors import ScenarioError
 from ..io import load_allocation
 from ..simulate import (
+    DEFAULT_FLEET_QUERIES,
     DEFAULT_QUERIES,
     DEFAULT_REPLICATIONS,
     REPLAY_SERVICES,
     simulate,
     simulate_batching,
+    simulate_fleet,
     simulate_replay,
 )
 from ..solve import DEFAULT_METHOD, solve
@@ -51,7 +53,10 @@ _DESCRIPTION = (
     "allocation. Without SCENARIO, the built-in example. With --arrivals LOG, replay "
     "the arrival times of a request log instead of Poisson arrivals (optionally "
     "rescaled to --target-utilization), beside the model, Pollaczek-Khinchine and "
-    "Kingman with the log's measured arrival SCV."
+    "Kingman with the log's measured arrival SCV. A scenario with a [fleet] of more than one "
+    "replica is simulated as that fleet: every replica (batch-1 or batching) behind its "
+    "router, Poisson or replayed arrivals, each replica's utilization and the fleet's mean "
+    "system time with its interval, beside the fleet's model."
 )
 
 
@@ -176,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = solve(sc, method=args.method)
         tokens, source = res.tokens, f"optimal allocation ({res.method}, {res.status})"
-    if log is not None:
+    if sc.replicas > 1:
+        sim = _simulate_fleet(sc, tokens, log, args)
+    elif log is not None:
         sim = simulate_replay(
             sc,
             tokens,
@@ -215,3 +222,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(f"{source}\n{sim.summary()}", args.output)
     return 0
+
+
+def _simulate_fleet(sc, tokens, log, args: argparse.Namespace):
+    """``simulate`` on a fleet: Poisson arrivals or the log's, through every replica."""
+    if args.service not in (None, "gamma"):
+        raise ScenarioError("--service deterministic is not supported for a fleet; omit it")
+    if log is None:
+        return simulate_fleet(
+            sc,
+            tokens,
+            queries=DEFAULT_FLEET_QUERIES if args.queries is None else args.queries,
+            seed=args.seed,
+            warmup=args.warmup,
+            batches=args.batches,
+        )
+    return simulate_fleet(
+        sc,
+        tokens,
+        arrival_times=log,
+        target_utilization=args.target_utilization,
+        replications=args.replications or DEFAULT_REPLICATIONS,
+        seed=args.seed,
+        warmup=args.warmup or 0,
+        batches=args.batches,
+    )

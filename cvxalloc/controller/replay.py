@@ -221,6 +221,11 @@ def replay_controller(
 
 def _check_options(sc: Scenario, seeds, confidence, estimator, strategies) -> list[str]:
     """Validate the replay's options; the strategies to run (``static`` always)."""
+    if getattr(sc, "replicas", 1) > 1:
+        raise ScenarioError(
+            f"control: the replay simulates one server; a [fleet] of {sc.replicas} replicas "
+            "is not supported yet: remove [fleet] (or set replicas = 1)"
+        )
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "control: the replay simulates one FIFO server (one query at a time); a batching "

@@ -9,7 +9,9 @@ Layer: workflows. One module per stage, every public name re-exported here:
 * :mod:`cvxalloc.simulate.replay`: :func:`simulate_replay`, a request log's
   arrival times through the same server, beside three predictions;
 * :mod:`cvxalloc.simulate.batching`: :func:`simulate_batching`, an
-  event-driven continuous-batching server.
+  event-driven continuous-batching server;
+* :mod:`cvxalloc.simulate.fleet`: :func:`simulate_fleet`, ``k`` replicas
+  (batch-1 or batching) behind a router, Poisson or replayed arrivals.
 
 Examples
 --------
@@ -34,6 +36,7 @@ from .engine import (
     sample_service,
     service_distribution,
 )
+from .fleet import DEFAULT_FLEET_QUERIES, FleetSimulation, simulate_fleet
 from .poisson import DEFAULT_QUERIES, SimulationResult, simulate
 from .replay import (
     DEFAULT_REPLICATIONS,
@@ -61,4 +64,7 @@ __all__ = [
     "BatchingSimulation",
     "system_times",
     "simulate_work",
+    "simulate_fleet",
+    "FleetSimulation",
+    "DEFAULT_FLEET_QUERIES",
 ]

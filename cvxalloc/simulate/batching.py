@@ -543,6 +543,11 @@ def simulate_batching(
         ``lam m1 >= capacity``: the simulation would not settle.
     """
     sc = scenario
+    if getattr(sc, "replicas", 1) > 1:
+        raise ScenarioError(
+            f"simulate_batching: the scenario has a [fleet] of {sc.replicas} replicas and this "
+            "simulates one server; use cvxalloc.simulate.simulate_fleet (the CLI does)"
+        )
     server = sc.server if curve is None else curve
     if server is None:
         raise ScenarioError(

@@ -342,6 +342,11 @@ def _check_simulate(
     chunk_size,
 ) -> tuple[np.ndarray, int, int, int]:
     """:func:`simulate`'s arguments checked: tokens, queries, warm-up, batches."""
+    if getattr(sc, "replicas", 1) > 1:
+        raise ScenarioError(
+            f"simulate: the scenario has a [fleet] of {sc.replicas} replicas and this simulates "
+            "one server; use cvxalloc.simulate.simulate_fleet (the CLI does)"
+        )
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "simulate: this simulator serves one query at a time (FIFO) and the scenario has "

@@ -295,6 +295,11 @@ def _replay_input(
     sc: Scenario, tokens: Any, arrival_times: Any, types: Any, source: str | None
 ) -> tuple[np.ndarray, RequestLog]:
     """Checked tokens and the log (checked and time-ordered by :meth:`RequestLog.of`)."""
+    if getattr(sc, "replicas", 1) > 1:
+        raise ScenarioError(
+            f"replay: the scenario has a [fleet] of {sc.replicas} replicas and this simulates "
+            "one server; use cvxalloc.simulate.simulate_fleet (the CLI does)"
+        )
     if getattr(sc, "server", None) is not None:
         raise ScenarioError(
             "the replay simulates one FIFO server serving one query at a time; this scenario's "
