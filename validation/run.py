@@ -35,6 +35,7 @@ EXPERIMENTS = {
     "g": "controller",
     "h": "batching",
     "i": "batching_traffic",
+    "j": "fleet",
 }
 
 
