@@ -89,6 +89,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "solvers": ("solvers", "solve", "baselines", "integer"),
     "workflows": (
         "sweep",
+        "plan",
         "sensitivity",
         "fit",
         "simulate",

@@ -23,6 +23,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 #: Subcommand modules (``cvxalloc.cli.<name>``), in help order.
 SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep", "traffic"]
 SUBCOMMANDS += ["policy", "control"]  # budget policies over load, controller replay
+SUBCOMMANDS += ["plan"]  # replicas and budgets of a fleet
 
 
 class _Parser(argparse.ArgumentParser):

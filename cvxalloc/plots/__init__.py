@@ -13,6 +13,7 @@ scripts in ``validation/`` use these; no other module draws.
 * :mod:`cvxalloc.plots.traffic`: :func:`traffic_figure`, a log's rate over time;
 * :mod:`cvxalloc.plots.control`: :func:`control_figure`, a controller replay, and
   :func:`control_comparison_figure`, several side by side;
+* :mod:`cvxalloc.plots.fleet`: :func:`plan_figure`, a fleet plan against the replicas;
 * :mod:`cvxalloc.plots.validation`: the figures of ``validation/``.
 
 Conventions: every axis label names its unit (utility is per query, the
@@ -42,6 +43,7 @@ from .base import (
     save,
 )
 from .control import control_comparison_figure, control_figure
+from .fleet import plan_figure
 from .frontier import (
     allocation_axes,
     default_latency_weights,
@@ -68,6 +70,7 @@ __all__ = [
     "plot_traffic",
     "control_figure",
     "control_comparison_figure",
+    "plan_figure",
     "load_figure",
     "convergence_figure",
     "rounding_figure",

@@ -1,0 +1,97 @@
+"""``cvxalloc plan``: how many replicas, and which budgets, certified together."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from ..errors import ScenarioError
+from ..io import read_structured_file
+from ..plan import plan_fleet
+from ..queue.fleet import ROUTERS
+from ..solve import DEFAULT_METHOD, available_methods
+from ._common import dumps, emit
+
+_DESCRIPTION = (
+    "For every number of replicas k = 1..K of the scenario's server behind its router "
+    "([fleet] router; [queue] is the whole fleet's traffic), the certified optimum of the "
+    "budgets, or why there is none (unstable, infeasible); then the k that maximizes "
+    "U - k x C with --replica-cost C, or else the fewest replicas with an allocation. Every k "
+    "is enumerated and each optimum certified, so the joint choice is certified: its gap is "
+    "printed. C is utility per query per replica: from P dollars per replica-hour, V dollars "
+    "per correct answer and lam queries/s, C = P / (3600 lam V) (docs/fleet.md). A scenario "
+    "that one replica cannot serve (e.g. written by 'cvxalloc traffic' from a busy log) is "
+    "accepted."
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="choose the number of replicas and the budgets together, certified",
+        description=_DESCRIPTION,
+    )
+    p.add_argument("scenario", metavar="SCENARIO", help="scenario file (.toml or .json)")
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        required=True,
+        metavar="K",
+        help="try k = 1..K replicas",
+    )
+    p.add_argument(
+        "--replica-cost",
+        type=float,
+        metavar="C",
+        help="utility per query per replica; the plan maximizes U - k C (default: the fewest "
+        "replicas with an allocation)",
+    )
+    p.add_argument(
+        "--router",
+        choices=list(ROUTERS),
+        help="replace the scenario's [fleet] router (default: the scenario's, else random)",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=available_methods(),
+        help=f"solver at each k (default: {DEFAULT_METHOD})",
+    )
+    p.add_argument("--uniform", action="store_true", help="also the best uniform budget at each k")
+    p.add_argument("--json", action="store_true", help="print one JSON object (docs/cli.md)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the output to FILE instead of stdout (written only on success)",
+    )
+    p.add_argument("--plot", metavar="FILE.png", help="draw utility, W and tokens against k")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_replicas < 1:
+        raise ScenarioError(f"--max-replicas must be >= 1 (got {args.max_replicas})")
+    cost = args.replica_cost
+    if cost is not None and not (math.isfinite(cost) and cost >= 0):
+        raise ScenarioError(f"--replica-cost must be a finite number >= 0 (got {cost:g})")
+    if args.plot is not None and not str(args.plot).lower().endswith(".png"):
+        raise ScenarioError(f"--plot {args.plot!r}: the figure is a PNG; name it *.png")
+    data = read_structured_file(args.scenario)
+    plan = plan_fleet(
+        data,
+        args.max_replicas,
+        replica_cost=cost,
+        router=args.router,
+        method=args.method,
+        uniform=args.uniform,
+    )
+    if args.plot is not None:
+        from ..plots import plan_figure, save
+
+        save(plan_figure(plan), args.plot)
+    text = dumps(plan.to_dict()) if args.json else plan.summary()
+    emit(text, args.output)
+    if args.plot is not None:
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
