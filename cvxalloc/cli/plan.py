@@ -10,8 +10,15 @@ from ..errors import ScenarioError
 from ..io import read_structured_file
 from ..plan import plan_fleet
 from ..queue.fleet import ROUTERS
-from ..solve import DEFAULT_METHOD, available_methods
-from ._common import dumps, emit
+from ..solve import DEFAULT_METHOD
+from ._common import (
+    add_json_option,
+    add_method_option,
+    add_output_option,
+    add_plot_option,
+    dumps,
+    emit,
+)
 
 _DESCRIPTION = (
     "For every number of replicas k = 1..K of the scenario's server behind its router "
@@ -52,21 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=list(ROUTERS),
         help="replace the scenario's [fleet] router (default: the scenario's, else random)",
     )
+    add_method_option(p, help=f"solver at each k (default: {DEFAULT_METHOD})")
     p.add_argument(
-        "--method",
-        default=None,
-        choices=available_methods(),
-        help=f"solver at each k (default: {DEFAULT_METHOD})",
+        "--uniform", action="store_true", help="also the best uniform budget at each k"
     )
-    p.add_argument("--uniform", action="store_true", help="also the best uniform budget at each k")
-    p.add_argument("--json", action="store_true", help="print one JSON object (docs/cli.md)")
-    p.add_argument(
-        "--output",
-        "-o",
-        metavar="FILE",
-        help="write the output to FILE instead of stdout (written only on success)",
-    )
-    p.add_argument("--plot", metavar="FILE.png", help="draw utility, W and tokens against k")
+    add_json_option(p, help="print one JSON object (keys in docs/cli.md)")
+    add_output_option(p)
+    add_plot_option(p, help="draw utility, W and tokens against k")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ..plots import plan_figure, save
 
-        save(plan_figure(plan), args.plot)
+        save(plan_figure(plan), args.plot, what="--plot")
     text = dumps(plan.to_dict()) if args.json else plan.summary()
     emit(text, args.output)
     if args.plot is not None:

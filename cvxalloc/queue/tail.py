@@ -151,6 +151,8 @@ class SystemTimeQuantiles:
 
     def summary(self) -> str:
         """One line: ``p50 20.1 s, p90 139 s, ... (exact)``."""
+        if np.all(np.isnan(self.seconds)):
+            return self.model
         parts = [f"p{_percent(p)} {_seconds(v)}" for p, v in zip(self.levels, self.seconds)]
         return ", ".join(parts) + f" ({self.method})"
 
@@ -206,6 +208,11 @@ def system_time_quantiles(
         return _batching(queue, law, levels, max_components)
     if isinstance(queue, FIFOQueue):
         return _fifo(queue, law, levels, max_components)
+    if getattr(queue, "name", "") == "fleet":  # round-robin or shortest-queue, batch-1
+        nan = np.full(probs.size, np.nan)
+        return SystemTimeQuantiles(
+            levels, nan, "approximation", f"not modelled for {queue.router} routing yet", nan
+        )
     raise ScenarioError(f"no system-time percentiles for the queue model {type(queue).__name__}")
 
 
