@@ -288,6 +288,7 @@ def plan_fleet(
     router: str | None = None,
     method: str | None = None,
     uniform: bool = False,
+    warm: bool = True,
 ) -> Plan:
     """The certified choice of replica count and budgets for ``k = 1..max_replicas``.
 
@@ -312,6 +313,9 @@ def plan_fleet(
         is warm-started from the neighbouring ``k``.
     uniform : bool
         Also find the best uniform budget at every ``k``.
+    warm : bool
+        Start each ``k`` from its neighbour's optimum (default; ``False`` solves each
+        from scratch, for comparison).
 
     Raises
     ------
@@ -323,9 +327,9 @@ def plan_fleet(
     top, data, router = _top_scenario(scenario, k_max, router)
     name = choose_method(top, method) if top is not None else (method or "aggregate")
     entries: list[PlanEntry] = []
-    warm = None
+    prev = None
     for k in range(k_max, 0, -1):  # from the most replicas: the first is stable if any is
-        entry, warm = _solve_k(top, data, k, router, method, warm, uniform)
+        entry, prev = _solve_k(top, data, k, router, method, prev if warm else None, uniform)
         entries.append(entry)
     entries.reverse()
     chosen = _choose(entries, cost)
@@ -358,20 +362,30 @@ def _check_args(max_replicas: Any, replica_cost: Any) -> tuple[int, float | None
 
 
 def _top_scenario(scenario, k_max: int, router: str | None):
-    """The scenario at ``k_max`` replicas (None if unstable there), its file structure and
-    the router."""
-    data = dict(scenario.to_dict() if isinstance(scenario, Scenario) else scenario)
-    fleet = data.get("fleet") or {}
-    if not isinstance(fleet, Mapping):
-        raise ScenarioError(f"fleet must be a table (got {type(fleet).__name__})")
-    router = router or fleet.get("router", "random")
+    """The scenario at ``k_max`` replicas (None if unstable there), its file structure
+    (None when a Scenario was given) and the router."""
+    fleet = getattr(scenario, "fleet", None)
+    if isinstance(scenario, Scenario):
+        data = None
+        router = router or (fleet.router if fleet is not None else "random")
+    else:
+        data = dict(scenario)
+        fleet = data.get("fleet") or {}
+        if not isinstance(fleet, Mapping):
+            raise ScenarioError(f"fleet must be a table (got {type(fleet).__name__})")
+        router = router or fleet.get("router", "random")
     if router not in ROUTERS:
         Fleet(1, router)  # the error names the routers
-    data["fleet"] = {"replicas": k_max, "router": router}
+    top_fleet = Fleet(k_max, router)
     try:
-        top = Scenario.from_dict(data)
-    except UnstableError:
+        if data is None:
+            top = scenario.with_fleet(top_fleet)
+        else:
+            data["fleet"] = top_fleet.to_dict()
+            top = Scenario.from_dict(data)
+    except UnstableError:  # every k is unstable: each says so through the file structure
         top = None
+        data = scenario.to_dict() if data is None else data
     return top, data, router
 
 
@@ -403,7 +417,7 @@ def _solve_k(top, data, k: int, router: str, method, warm, uniform: bool):
 def _at(top, data, k: int, router: str) -> Scenario:
     """The scenario at ``k`` replicas (raises UnstableError when no allocation is stable)."""
     if top is not None:
-        return top.with_(fleet=Fleet(k, router))
+        return top.with_fleet(Fleet(k, router))
     data = dict(data)
     data["fleet"] = {"replicas": k, "router": router}
     return Scenario.from_dict(data)

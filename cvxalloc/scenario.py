@@ -13,6 +13,7 @@ dict of the file format with :meth:`Scenario.from_dict`, or from arrays with
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,8 @@ class Scenario:
         self.server = server_model(self.server)
         self.fleet = fleet_from_table(self.fleet)
         self._validate()
+        if self.fleet is not None and self.fleet.replicas > 1:
+            queue_model(self)  # a router the replica's model cannot take is refused here
         if self.constraints is not None:
             self.constraints.check(self)
 
@@ -281,6 +284,28 @@ class Scenario:
         }
         kw.update(changes)
         return Scenario(**kw)
+
+    def with_fleet(self, fleet: Any) -> Scenario:
+        """A copy with another ``[fleet]`` (a :class:`~cvxalloc.queue.fleet.Fleet`, a
+        table or None), checked again where the fleet enters: stability and the router.
+
+        The tasks, queue and server are those of this (valid) scenario, shared, not
+        copied or validated again: a plan over many replica counts at N = 10^4 types
+        pays O(N) once per count, not a full validation.
+
+        Raises
+        ------
+        UnstableError
+            If the fleet cannot be stable even at the minimum budgets.
+        """
+        new = copy.copy(self)
+        new.fleet = fleet_from_table(fleet)
+        new._validate_stability()
+        if new.constraints is not None:
+            new.constraints.check(new)
+        if new.fleet is not None and new.fleet.replicas > 1:
+            queue_model(new)
+        return new
 
     def take(self, idx: Sequence[int] | np.ndarray) -> Scenario:
         """The types ``idx`` only, probabilities renormalized to sum to 1."""
@@ -502,8 +527,6 @@ class Scenario:
         self._validate_accuracy()
         self._validate_grids()
         self._validate_stability()
-        if self.fleet is not None and self.fleet.replicas > 1:
-            queue_model(self)  # a router the replica's model cannot take is refused here
 
     def _validate_accuracy(self) -> None:
         with np.errstate(over="ignore", invalid="ignore"):

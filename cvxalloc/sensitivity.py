@@ -37,7 +37,7 @@ import numpy as np
 
 from ._source import fields_source
 from .certificate import certify, relative_scale
-from .errors import CvxallocError
+from .errors import CvxallocError, UnstableError
 from .objective import Objective
 from .polish import newton_direction, polish
 from .queue.fleet import scenario_partials
@@ -119,6 +119,13 @@ class Sensitivity:
     mix : list of Derivative or None
         ``mix[i]``: derivatives along the direction toward type ``i``
         (``dp = e_i - p``); None above :data:`MIX_MATRIX_MAX_TYPES` types.
+    replicas : dict or None
+        A fleet's replica count is whole, so its "derivative" is a finite
+        difference of certified optima: ``replicas`` (``k``), ``objective``
+        (``U*`` at ``k``), ``one_fewer`` and ``one_more`` (``U*`` at ``k - 1`` and
+        ``k + 1``, None where no allocation is stable), ``backward`` and
+        ``forward`` (``U*(k) - U*(k - 1)`` and ``U*(k + 1) - U*(k)``, each exact up
+        to the certified gaps, ``gap``). None without a ``[fleet]``.
     """
 
     scenario: Any
@@ -129,6 +136,7 @@ class Sensitivity:
     arrival_rate_range: tuple[float, float]
     arrival_scv: Derivative | None = None
     mix: list[Derivative] | None = None
+    replicas: dict[str, Any] | None = None
     _objective: Objective | None = field(default=None, repr=False)
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -244,6 +252,8 @@ class Sensitivity:
             "mix_direction": "toward type i: p(eps) = (1 - eps) p + eps e_i",
             "d_mix": None if self.mix is None else {n: der(m) for n, m in zip(names, self.mix)},
         }
+        if self.replicas is not None:
+            out["replicas"] = dict(self.replicas)
         return out
 
     def summary(self, change: float = 0.10, top: int = 20) -> str:
@@ -302,6 +312,8 @@ class Sensitivity:
                     + " ".join(f"{0.01 * x:>+9.1f}" for x in m.tokens)
                 )
             lines.append("  (columns: change of each type's budget, tokens)")
+        if self.replicas is not None:
+            lines += _replica_lines(self.replicas)
         return "\n".join(lines)
 
     #: The former name of :meth:`summary`.
@@ -506,5 +518,47 @@ def sensitivity(scenario: Scenario, result=None, *, mix: bool | None = None) -> 
         arrival_rate_range=rng,
         arrival_scv=d_scv,
         mix=mixes,
+        replicas=_replica_differences(sc, obj.value(t), cert.gap),
         _objective=obj,
     )
+
+
+def _replica_differences(sc, U: float, gap: float) -> dict[str, Any] | None:
+    """``U*`` at one replica fewer and one more, and the differences (None without a fleet)."""
+    fleet = getattr(sc, "fleet", None)
+    if fleet is None:
+        return None
+    from .solve import solve
+
+    k = fleet.replicas
+    out: dict[str, Any] = {"replicas": k, "objective": U}
+    gaps = [gap]
+    for key, kk in (("one_fewer", k - 1), ("one_more", k + 1)):
+        value = None
+        if kk >= 1:
+            try:
+                res = solve(sc.with_fleet(type(fleet)(kk, fleet.router)))
+                value = res.objective
+                gaps.append(res.certificate.gap)
+            except UnstableError:
+                pass
+        out[key] = value
+    out["backward"] = None if out["one_fewer"] is None else U - out["one_fewer"]
+    out["forward"] = None if out["one_more"] is None else out["one_more"] - U
+    out["gap"] = float(sum(gaps))
+    return out
+
+
+def _replica_lines(rep: dict[str, Any]) -> list[str]:
+    """The summary's lines on one replica more or fewer."""
+    k = rep["replicas"]
+
+    def txt(x):
+        return "no stable allocation" if x is None else f"{x:+.6g}"
+
+    return [
+        "",
+        f"replicas (whole numbers: differences of certified optima, within {rep['gap']:.1e}):",
+        f"  one more ({k + 1}):  U* {txt(rep['forward'])}",
+        f"  one fewer ({k - 1}): U* {txt(None if rep['backward'] is None else -rep['backward'])}",
+    ]

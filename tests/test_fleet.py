@@ -315,3 +315,14 @@ def test_sensitivity_of_a_fleet_matches_re_solves(example, router):
         assert d.utilization == pytest.approx(
             (up.utilization - dn.utilization) / (2 * h * scale), rel=1e-5
         )
+
+
+def test_sensitivity_to_replicas_is_the_difference_of_certified_optima(example):
+    sc = fleet_of(example, 3, "shortest-queue", load=2.5)
+    rep = sensitivity(sc, cvxalloc.solve(sc)).replicas
+    assert rep["replicas"] == 3
+    for key, k in (("one_more", 4), ("one_fewer", 2)):
+        ref = cvxalloc.solve(sc.with_fleet(Fleet(k, "shortest-queue")), method="conic")
+        assert ref.status == "optimal"
+        assert rep[key] == pytest.approx(ref.objective, rel=1e-8)
+    assert rep["forward"] > 0 > -rep["backward"]  # a replica more helps, one fewer hurts

@@ -12,7 +12,9 @@ system time held against the model:
 * random routing (exact): the model must lie inside the simulation's interval;
 * round-robin and shortest-queue (approximate): within 10% of the simulation at
   utilization <= 0.9, judged against the interval (a point fails only when the whole
-  interval lies outside ``[W_model / 1.1, W_model / 0.9]``); at 0.95 reported only.
+  interval lies outside ``[W_model / 1.1, W_model / 0.9]``); at 0.95 reported only. The
+  high-variance batch-1 variant (mixture service scv 7.4) is a stress test outside that
+  promise: reported only (docs/fleet.md says where the approximations stop).
 
 Every interval is at level ``1 - 0.01 / m`` for the ``m`` checked points (Bonferroni): if
 the model were right everywhere, the chance that any check fails is at most 1%.
@@ -35,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 import cvxalloc
+from cvxalloc.queue import FIFOQueue, queue_model
+from cvxalloc.queue.fleet import FleetQueue
 from cvxalloc.requestlog import read_request_log
 from cvxalloc.simulate import simulate_fleet
 
@@ -49,6 +53,8 @@ ALPHA = 0.01
 BAND = 0.10
 TRACES = ("AzureLLMInferenceTrace_conv.csv", "AzureLLMInferenceTrace_code.csv")
 TRACE_UTILIZATIONS = (0.5, 0.8)
+#: Servers outside the approximate routers' promise: reported, their random routing checked.
+STRESS = ("batch-1, scv 2",)
 
 
 def servers() -> dict[str, tuple]:
@@ -91,8 +97,23 @@ def _points(srv):
             for router in routers if k > 1 else ("random",):
                 for rho in UTILIZATIONS:
                     exact = router == "random"
-                    out.append((label, k, router, rho, exact or rho <= 0.9))
+                    promised = rho <= 0.9 and label not in STRESS
+                    out.append((label, k, router, rho, exact or promised))
     return out
+
+
+def alternative(f, t) -> tuple[str, float]:
+    """What the chosen approximation improves on, at the same point: Kingman alone for
+    round-robin (no correction for smooth arrivals), Nelson-Philips' own (non-convex) form
+    for shortest-queue over batch-1 replicas; nothing otherwise."""
+    q = queue_model(f)
+    ev = cvxalloc.evaluate(f, t)
+    if isinstance(q, FleetQueue) and f.fleet.router == "round-robin":
+        return "Kingman", float(FIFOQueue(q.arrival_rate, q.arrival_scv).value(ev.m1, ev.m2))
+    if isinstance(q, FleetQueue):
+        y = (float(q.base.value(ev.m1, ev.m2)) - ev.m1) / ev.m1
+        return "Nelson-Philips", ev.m1 * float(q.transform._np_jet(np.array([y]))[0][0])
+    return "", float("nan")
 
 
 def part1(quick: bool):
@@ -110,6 +131,7 @@ def part1(quick: bool):
         sim = simulate_fleet(f, t, queries=n, seed=1000 + j, confidence=level)
         lo, hi = sim.mean_system_time_ci
         w = sim.mean_system_time_model
+        alt_name, alt = alternative(f, t)
         if router == "random":
             ok = lo <= w <= hi
         else:
@@ -126,6 +148,8 @@ def part1(quick: bool):
                 "simulated": sim.mean_system_time,
                 "ci": [lo, hi],
                 "relative_error": sim.relative_error,
+                "alternative": alt_name,
+                "alternative_error": (alt - sim.mean_system_time) / sim.mean_system_time,
                 "checked": check,
                 "ok": ok,
                 "queries_per_second": sim.queries_per_second,
@@ -141,6 +165,9 @@ def part1(quick: bool):
                 f"{sim.mean_system_time:.3f} [{lo:.3f}, {hi:.3f}]",
                 f"{sim.relative_error:+.1%}",
                 ("yes" if ok else "**no**") if check else "(reported)",
+                f"{alt_name} {(alt - sim.mean_system_time) / sim.mean_system_time:+.1%}"
+                if alt_name
+                else "",
             ]
         )
     return records, rows, fails, checked, level
@@ -266,6 +293,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
             f"simulated W [{level:.5f} CI]",
             "error",
             "check",
+            "instead",
         ],
         rows1,
     )

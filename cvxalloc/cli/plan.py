@@ -60,9 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="replace the scenario's [fleet] router (default: the scenario's, else random)",
     )
     add_method_option(p, help=f"solver at each k (default: {DEFAULT_METHOD})")
-    p.add_argument(
-        "--uniform", action="store_true", help="also the best uniform budget at each k"
-    )
+    p.add_argument("--uniform", action="store_true", help="also the best uniform budget at each k")
     add_json_option(p, help="print one JSON object (keys in docs/cli.md)")
     add_output_option(p)
     add_plot_option(p, help="draw utility, W and tokens against k")

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, UnstableError
 from ..io import load_scenario
 from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
 from ..scenario import Scenario
@@ -103,26 +103,40 @@ def _check_dir(option: str, path: str) -> None:
         raise ScenarioError(f"{option} {path!r}: directory {str(parent)!r} does not exist")
 
 
-def _updated_scenario(path: str, traffic) -> str:
+def _updated_scenario(path: str, traffic) -> tuple[str, str | None]:
+    """The scenario at ``path`` with the log's rate and gap scv, as TOML, and a note when
+    one replica (or the scenario's fleet) cannot carry that rate: then it is written with
+    the fewest replicas that can, at the minimum budgets (``cvxalloc plan`` chooses)."""
     from ..fit import scenario_toml
 
     sc = load_scenario(path)
     data = sc.to_dict()
     data["queue"]["arrival_rate"] = traffic.arrival_rate
     data["queue"]["arrival_scv"] = traffic.arrival_scv
-    new = Scenario.from_dict(data)
-    if getattr(new, "arrival_scv", None) is None:  # pragma: no cover - schema without the key
-        raise ScenarioError(
-            "this version of cvxalloc has no [queue] arrival_scv; cannot write it to the scenario"
+    header = [
+        f"{path} with [queue] arrival_rate and arrival_scv measured by cvxalloc traffic",
+        f"from {traffic.source}: {traffic.requests:,} requests over "
+        f"{traffic.duration_seconds:.6g} s",
+    ]
+    note = None
+    try:
+        new = Scenario.from_dict(data)
+    except UnstableError:
+        one = sc.capacity / sc.replicas  # one replica's capacity
+        m1_lo = float(sc.probability @ sc.service_time(sc.min_tokens))
+        k = int(math.floor(traffic.arrival_rate * m1_lo / one)) + 1
+        if k <= sc.replicas:
+            raise
+        router = sc.fleet.router if sc.fleet is not None else "random"
+        data["fleet"] = {"replicas": k, "router": router}
+        new = Scenario.from_dict(data)
+        note = (
+            f"{sc.replicas} replica(s) cannot carry {traffic.arrival_rate:.6g} queries/s even at "
+            f"the minimum budgets; written with [fleet] replicas = {k}, the fewest that can: "
+            f"'cvxalloc plan OUT --max-replicas K' chooses how many"
         )
-    return scenario_toml(
-        new,
-        header=[
-            f"{path} with [queue] arrival_rate and arrival_scv measured by cvxalloc traffic",
-            f"from {traffic.source}: {traffic.requests:,} requests over "
-            f"{traffic.duration_seconds:.6g} s",
-        ],
-    )
+        header.append(note.replace("OUT", "this file"))
+    return scenario_toml(new, header=header), note
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         _check_dir("--output", args.output)
     log = read_log_from_args(args.log, args)
     traffic = measure_traffic(log, window=args.window)
-    scenario_text = None if args.scenario is None else _updated_scenario(args.scenario, traffic)
+    scenario_text, note = (None, None)
+    if args.scenario is not None:
+        scenario_text, note = _updated_scenario(args.scenario, traffic)
     if args.plot is not None:
         from ..plots import plot_traffic
 
@@ -154,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
             out["plot"] = args.plot
         if args.output is not None:
             out["scenario_written"] = args.output
+        if note is not None:
+            out["scenario_note"] = note
         emit(dumps(out), None)
     else:
         text = traffic.summary()
@@ -161,5 +179,7 @@ def run(args: argparse.Namespace) -> int:
             text += f"\nplot              {args.plot}"
         if args.output is not None:
             text += f"\nscenario written  {args.output} (from {args.scenario})"
+        if note is not None:
+            text += f"\n                  {note.replace('OUT', args.output)}"
         emit(text, None)
     return 0
