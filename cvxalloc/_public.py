@@ -88,6 +88,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "cvxalloc.queue.tail": ("SystemTimeQuantiles", "system_time_quantiles", "DEFAULT_QUANTILES"),
     "cvxalloc.protocols": ("ScenarioLike",),
+    "cvxalloc.queue.fleet": ("Fleet", "FleetQueue", "ROUTERS", "fleet_queue", "pooled_curve"),
     "cvxalloc.requestlog": ("RequestLog", "read_request_log", "task_indices", "TIME_COLUMNS"),
     # numerics: the objective, the certificate, the polish, the result
     "cvxalloc.objective": ("Evaluation", "evaluate", "utility", "gradient", "Objective"),
@@ -143,6 +144,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # workflows
     "cvxalloc.sweep": ("SweepResult", "sweep_latency_weight", "sweep_slo", "sweep_tail"),
     "cvxalloc.sensitivity": ("Sensitivity", "Derivative", "sensitivity"),
+    "cvxalloc.plan": ("Plan", "PlanEntry", "plan_fleet"),
     "cvxalloc.fit": (
         "MeasurementError",
         "Calibration",
@@ -179,6 +181,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "percentile_intervals",
         "DEFAULT_QUERIES",
         "DEFAULT_REPLICATIONS",
+        "FleetSimulation",
+        "simulate_fleet",
+        "DEFAULT_FLEET_QUERIES",
     ),
     # the batching simulator under its former path (a re-export of cvxalloc.simulate's)
     "cvxalloc.simulate_batching": (
@@ -225,6 +230,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "convergence_figure",
         "rounding_figure",
         "pk_figure",
+        "plan_figure",
     ),
     "cvxalloc.testing": ("scenarios", "random_scenario", "assert_near_optimal", "flat_types"),
     # the command line
@@ -240,6 +246,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.cli.certify",
     "cvxalloc.cli.control",
     "cvxalloc.cli.fit",
+    "cvxalloc.cli.plan",
     "cvxalloc.cli.plot",
     "cvxalloc.cli.policy",
     "cvxalloc.cli.sensitivity",
@@ -262,6 +269,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.fit.service",
     "cvxalloc.plots.base",
     "cvxalloc.plots.control",
+    "cvxalloc.plots.fleet",
     "cvxalloc.plots.frontier",
     "cvxalloc.plots.traffic",
     "cvxalloc.plots.validation",
@@ -278,9 +286,11 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.queue.mg1",
     "cvxalloc.queue.occupancy",
     "cvxalloc.queue.quantile",
+    "cvxalloc.queue.routing",
     "cvxalloc.queue.service_law",
     "cvxalloc.simulate.batching",
     "cvxalloc.simulate.engine",
+    "cvxalloc.simulate.fleet",
     "cvxalloc.simulate.poisson",
     "cvxalloc.simulate.replay",
     "cvxalloc.solvers",

@@ -17,13 +17,12 @@ import cvxalloc
 from cvxalloc.constraints import ConstraintError
 from cvxalloc.errors import OptionError, ScenarioError
 from cvxalloc.objective import Objective
-from cvxalloc.queue import FIFOQueue, queue_model
+from cvxalloc.queue import BatchingQueue, FIFOQueue, queue_model
 from cvxalloc.queue.fleet import Fleet, FleetQueue, fleet_queue
 from cvxalloc.queue.routing import RoundRobin, shortest_queue
 from cvxalloc.sensitivity import sensitivity
 
 ROUTERS = ("random", "round-robin", "shortest-queue")
-CURVE = ((1, 4, 8, 16, 32, 48), (1.0, 3.82, 6.85, 11.7, 17.7, 21.6))
 BATCHING = Path(cvxalloc.__file__).parent / "data" / "example_batching.toml"
 
 
@@ -113,12 +112,26 @@ def test_random_routing_of_batching_replicas_is_one_replica_at_its_share():
     )
 
 
-def test_round_robin_to_a_poisson_only_batching_replica_is_refused():
+@pytest.mark.parametrize("scv, replica_scv", [(2.0, 1.0), (12.0, 3.0)])
+def test_round_robin_of_batching_replicas_is_one_replica_at_poisson_or_bursty_gaps(
+    scv, replica_scv
+):
+    # smooth gaps (c_a^2 / k < 1) are taken as Poisson at a batching replica; bursty ones kept
     sc = cvxalloc.load_scenario(BATCHING)
-    if hasattr(queue_model(sc), "arrival_scv"):
-        pytest.skip("the batching model takes arrival_scv: round-robin is supported")
-    with pytest.raises(ScenarioError, match="round-robin routing gives each replica gaps"):
-        fleet_of(sc, 4, "round-robin")
+    fleet = fleet_of(sc, 4, "round-robin", load=3.0, arrival_scv=scv)
+    q = queue_model(fleet)
+    assert isinstance(q, BatchingQueue) and q.arrival_scv == replica_scv
+    replica = sc.with_(arrival_rate=fleet.arrival_rate / 4, arrival_scv=replica_scv)
+    t = sc.min_tokens + 300.0
+    assert Objective(fleet).latency.value(t) == Objective(replica).latency.value(t)
+
+
+def test_shortest_queue_of_batching_replicas_pools_the_admission_limit():
+    data = cvxalloc.load_scenario(BATCHING).to_dict()
+    data["server"]["max_running"] = 16
+    sc = fleet_of(cvxalloc.Scenario.from_dict(data), 3, "shortest-queue", load=2.0)
+    q = queue_model(sc)
+    assert q.max_running == 48 and q.capacity == pytest.approx(3 * sc.server.capacity)
 
 
 # --- the approximate routers: derivatives, convexity ---------------------------------

@@ -372,7 +372,7 @@ def _jsq_batching(
 def _serve(sc, arrivals, work, rng, router: str, limit) -> tuple[np.ndarray, np.ndarray]:
     """System times of the fleet's queries (arrival order) and their replicas."""
     k = sc.replicas
-    curve = sc.server
+    curve = getattr(sc.server, "curve", sc.server)  # the capacity curve of a BatchingServer
     if router == "shortest-queue":
         if curve is None:
             return _jsq_fifo(arrivals, work, k)
@@ -428,7 +428,8 @@ def simulate_fleet(
     confidence : float
         Level of the intervals (default 0.99).
     limit : int, optional
-        Batching replicas: at most this many decode at once, the rest wait FIFO.
+        Batching replicas: at most this many decode at once, the rest wait FIFO
+        (default: the server's ``max_running``; without one, every query decodes).
 
     Raises
     ------
@@ -460,8 +461,9 @@ def simulate_fleet(
 
 
 def _check_limit(sc, limit) -> int | None:
+    """The admission limit: the one given, else the server's ``max_running`` (None: all)."""
     if limit is None:
-        return None
+        return getattr(sc.server, "max_running", None)
     if sc.server is None:
         raise ScenarioError('limit applies to batching replicas ([server] model = "batching")')
     if isinstance(limit, bool) or int(limit) != limit or limit < 1:
