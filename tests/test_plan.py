@@ -132,16 +132,21 @@ def test_bad_arguments_are_refused(example, kwargs, words):
         plan_fleet(_data(example, 1.0), **kwargs)
 
 
-def test_the_operator_path_from_a_busy_log_to_a_plan_needs_no_hand_edit(tmp_path, capsys):
+@pytest.mark.parametrize("example, k_max", [("example.toml", 30), ("example_batching.toml", 6)])
+def test_the_operator_path_from_a_busy_log_to_a_plan_needs_no_hand_edit(
+    tmp_path, capsys, example, k_max
+):
     # one server cannot carry the conversation log (5.53 queries/s): traffic writes a
     # scenario with the fewest replicas that can, and plan runs on it as written
     out = tmp_path / "conv.toml"
-    example = Path(cvxalloc.__file__).parent / "data" / "example.toml"
+    example = Path(cvxalloc.__file__).parent / "data" / example
     assert main(["traffic", str(CONV), "--scenario", str(example), "--output", str(out)]) == 0
     assert "cannot carry" in capsys.readouterr().out
     sc = cvxalloc.load_scenario(out)
     assert sc.arrival_rate == pytest.approx(5.53, abs=0.01) and sc.replicas > 1
-    code = main(["plan", str(out), "--max-replicas", "30", "--replica-cost", "0.002", "--json"])
+    assert sc.arrival_scv == pytest.approx(1.197, abs=1e-3)
+    argv = ["plan", str(out), "--max-replicas", str(k_max), "--replica-cost", "0.002", "--json"]
+    code = main(argv)
     assert code == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["replicas"] >= sc.replicas and plan["certificate"]["gap"] <= 1e-9
