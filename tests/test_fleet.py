@@ -339,3 +339,14 @@ def test_sensitivity_to_replicas_is_the_difference_of_certified_optima(example):
         assert ref.status == "optimal"
         assert rep[key] == pytest.approx(ref.objective, rel=1e-8)
     assert rep["forward"] > 0 > -rep["backward"]  # a replica more helps, one fewer hurts
+
+
+def test_a_tail_slo_on_a_random_fleet_is_one_replicas(example):
+    # the tail constraint's Kingman bound takes the replica's rate, not the fleet's
+    data = example.to_dict()
+    data["constraints"] = {"tail": {"quantile": 0.99, "max_system_time": 250.0}}
+    one = cvxalloc.Scenario.from_dict(data)
+    fleet = fleet_of(one, 3, "random")
+    a, b = cvxalloc.solve(fleet), cvxalloc.solve(one)
+    assert a.status == b.status == "optimal"
+    np.testing.assert_allclose(a.tokens, b.tokens, rtol=1e-9, atol=1e-6)

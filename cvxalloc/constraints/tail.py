@@ -39,6 +39,7 @@ import numpy as np
 from .._roots import brentq
 from ..errors import ScenarioError
 from ..protocols import ScenarioLike
+from ..queue import queue_model
 from ..queue.tail import system_time_quantiles
 from .feasibility import effective_lower
 from .terms import ConstraintError, Term
@@ -162,7 +163,9 @@ class TailPercentile(Term):
         key = (id(scenario), scenario.arrival_rate, id(scenario.scv), id(scenario.variance))
         if key == self._key:
             return self
-        lam = float(scenario.arrival_rate)
+        # the queue's rate: one replica's share in a fleet with random routing (the
+        # approximate routers take no constraints)
+        lam = float(queue_model(scenario).arrival_rate)
         if getattr(scenario, "arrival_scv", 1.0) != 1.0:
             raise ConstraintError(
                 "constraints: tail is held through Kingman's bound for Poisson arrivals; "

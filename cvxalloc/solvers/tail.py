@@ -186,7 +186,7 @@ def _reduced(sc: Scenario, lo2, tail, others) -> tuple[Multipliers, PenalizedCur
     """
     top = tail.domain_top(sc)
     hi = np.minimum(sc.max_tokens, lo2 + (top - lo2) * (1.0 - 1e-9))
-    pen = PenalizedCurves(sc.accuracy, tail, sc.base, sc.per_token, sc.weight, sc.arrival_rate)
+    pen = PenalizedCurves(sc.accuracy, tail, sc.base, sc.per_token, sc.weight, tail.lam)
     p = sc.probability
     red = Multipliers(
         p,
