@@ -528,8 +528,6 @@ def _replica_differences(sc, U: float, gap: float) -> dict[str, Any] | None:
     fleet = getattr(sc, "fleet", None)
     if fleet is None:
         return None
-    from .solve import solve
-
     k = fleet.replicas
     out: dict[str, Any] = {"replicas": k, "objective": U}
     gaps = [gap]
