@@ -1,4 +1,4 @@
-"""(i) A fleet behind a router: the model against the fleet simulator, and traces replayed.
+"""(j) A fleet behind a router: the model against the fleet simulator, and traces replayed.
 
 Run alone: ``python -m validation.fleet --out validation/output [--quick]``.
 
@@ -135,7 +135,7 @@ def part1(quick: bool):
     level = 1 - ALPHA / checked
     base_queries = 100_000 if quick else 1_000_000
     rows, records, fails = [], [], 0
-    for j, (label, k, router, rho, check) in enumerate(progress(points, "(i) fleet vs model")):
+    for j, (label, k, router, rho, check) in enumerate(progress(points, "(j) fleet vs model")):
         sc, t = srv[label]
         m1 = float(sc.probability @ sc.service_time(t))
         f = fleet(sc, k, router, rho * k * sc.capacity / m1)
@@ -199,7 +199,7 @@ def part2(quick: bool):
         if modelled(srv[label][0], router)
     ]
     logs = {}
-    for j, (trace, label, k, router, rho) in enumerate(progress(cases, "(i) traces at a fleet")):
+    for j, (trace, label, k, router, rho) in enumerate(progress(cases, "(j) traces at a fleet")):
         if trace not in logs:
             logs[trace] = read_request_log(Path(__file__).parent / "data" / "traces" / trace)
         sc, t = srv[label]
@@ -353,7 +353,7 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     records, rows1, fails, checked, level = part1(quick)
     traces, rows2 = part2(quick)
     plans, rows3 = part3(quick)
-    fig = "i_fleet.png"
+    fig = "j_fleet.png"
     figure(records, out_dir / fig)
     approx = [r for r in records if r["router"] != "random" and r["checked"]]
     worst = max(approx, key=lambda r: abs(r["relative_error"]))
@@ -412,8 +412,8 @@ def run(out_dir: Path, quick: bool = False) -> Section:
         )
     )
     return Section(
-        key="i-fleet",
-        title="(i) fleets: routers against the fleet simulator, traces replayed",
+        key="j-fleet",
+        title="(j) fleets: routers against the fleet simulator, traces replayed",
         figures=[fig],
         text=text,
         numbers={
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sec = run(Path(args.out), quick=args.quick)
     print(sec.text)
-    Path(args.out, "i_fleet.json").write_text(json.dumps(sec.numbers, indent=1, default=str))
+    Path(args.out, "j_fleet.json").write_text(json.dumps(sec.numbers, indent=1, default=str))
     return 0 if sec.ok else 1
 
 
