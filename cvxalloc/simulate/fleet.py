@@ -51,7 +51,7 @@ from ..errors import ScenarioError, UnstableError
 from ..objective import Objective
 from ..queue.batching import CapacityCurve
 from ..requestlog import RequestLog
-from .batching import _rates, system_times
+from .batching import system_times
 from .engine import (
     TypeSampler,
     _check_tokens,
@@ -302,6 +302,14 @@ def _jsq_fifo(arrivals: np.ndarray, work: np.ndarray, k: int) -> tuple[np.ndarra
     return np.asarray(system), np.asarray(where)
 
 
+def _speeds(curve: CapacityCurve, limit: int | None) -> list[float]:
+    """Per-query speed ``c(n) / n`` for ``n = 0..`` the curve's last point or the limit
+    (entry 0 unused); beyond it the speed is ``c_max / n``."""
+    size = max(curve.concurrency[-1], limit or 0) + 1
+    n = np.arange(1, size + 1, dtype=float)
+    return [0.0, *(curve.rate(n) / n).tolist()]
+
+
 class _PSReplica:
     """One batching replica's state: virtual time, finishing heap, waiting line."""
 
@@ -321,8 +329,7 @@ def _jsq_batching(
     concurrency, at most ``limit`` decoding): system times and replicas."""
     arr, w = arrivals.tolist(), work.tolist()
     n = len(arr)
-    cap_n = 1024 if limit is None else int(limit)
-    rate = _rates(curve, cap_n)
+    rate = _speeds(curve, limit)
     cmax = curve.capacity
     K = math.inf if limit is None else int(limit)
     reps = [_PSReplica() for _ in range(k)]
