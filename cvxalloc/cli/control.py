@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "control",
         help="replay a request log under an adaptive budget controller, static plans, an oracle",
         description=(
-            "Replay a request log's arrival times through one FIFO server while a controller "
+            "Replay a request log's arrival times through the scenario's server (one FIFO server, "
+            "or a batching [server] with its max_running) while a controller "
             "re-plans the budgets at window boundaries from what it has seen (the rate of "
             "the last window, never below the long-run average the static plan is for, plus "
             "the queue's backlog / window; with --type-column or --tokens-column also the "

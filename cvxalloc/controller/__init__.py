@@ -4,7 +4,8 @@ Layer: workflows. :func:`replay_controller` (:mod:`cvxalloc.controller.replay`)
 returns a :class:`ControlReplay` (:mod:`cvxalloc.controller.results`); the
 figure is :func:`cvxalloc.plots.control_figure`.
 
-The log's arrival times (rescaled to a target load) go through one FIFO server.
+The log's arrival times (rescaled to a target load) go through the scenario's server:
+one FIFO server, or a continuous-batching server with its ``max_running``.
 Time is cut into windows of ``window`` seconds; budgets change only at window
 boundaries, and a query is served with the budgets in force when it arrives.
 Every strategy sees the same replay: the same arrivals, and per seed the same

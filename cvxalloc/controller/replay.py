@@ -1,4 +1,9 @@
-"""The replay itself: the log's arrivals through one FIFO server under each strategy.
+"""The replay itself: the log's arrivals through the scenario's server under each strategy.
+
+The server is one FIFO server (Lindley's recursion, carried from window to window)
+or a continuous-batching server (:class:`cvxalloc.simulate.batching.BatchingEngine`,
+its clock moved to each window's start before the window is planned, so what a
+controller sees of the past is what had happened by then).
 
 Layer: workflows (:mod:`cvxalloc.controller`; the strategies are described there).
 """
@@ -19,6 +24,7 @@ from ..errors import ScenarioError
 from ..policy import build_policy, highest_rate
 from ..requestlog import RequestLog
 from ..simulate import TypeSampler, lindley_waits, service_distribution
+from ..simulate.batching import BatchingEngine, Departures
 from ..solve import solve, warm_options
 from .results import ControlReplay, _Runs, _summaries
 
@@ -226,11 +232,6 @@ def _check_options(sc: Scenario, seeds, confidence, estimator, strategies) -> li
             f"control: the replay simulates one server; a [fleet] of {sc.replicas} replicas "
             "is not supported yet: remove [fleet] (or set replicas = 1)"
         )
-    if getattr(sc, "server", None) is not None:
-        raise ScenarioError(
-            "control: the replay simulates one FIFO server (one query at a time); a batching "
-            '[server] is not supported yet: use model = "single"'
-        )
     if int(seeds) < 1:
         raise ScenarioError(f"control: seeds must be >= 1 (got {seeds})")
     if not 0 < confidence < 1:
@@ -263,8 +264,8 @@ class _Replication:
 
     tokens: np.ndarray
     accuracy: np.ndarray  # A_type(budget) per query
-    service: np.ndarray
-    waits: np.ndarray
+    service: np.ndarray  # work alone, seconds
+    depart: np.ndarray  # departure time per query (inf while it is still in the system)
     window_tokens: np.ndarray
     window_system: np.ndarray
     end: float  # the last departure's delay after the last arrival
@@ -325,6 +326,7 @@ class _World:
         self.bounds = np.searchsorted(widx, np.arange(K + 1))
         self.lengths = np.minimum(self.starts + window, max(self.span, window * K)) - self.starts
         self.counts = np.diff(self.bounds)
+        self.window_of = widx
         self.true_rate = self.counts / window
         self.gaps = np.diff(t, prepend=0.0)
 
@@ -384,14 +386,15 @@ class _World:
             tokens=np.empty(n),
             accuracy=np.empty(n),
             service=np.empty(n),
-            waits=np.empty(n),
+            depart=np.full(n, np.inf),
             window_tokens=np.zeros(K),
             window_system=np.zeros(K),
             end=0.0,
         )
-        prev_w = prev_s = 0.0
+        line = _BatchingLine(sc) if sc.server is not None else _FifoLine()
         for k in range(K):
             a, b = self.bounds[k], self.bounds[k + 1]
+            line.tick(self, rep, float(self.starts[k]))
             current = plan(k, rep)
             rep.window_tokens[k] = float(sc.probability @ current)
             if b <= a:
@@ -399,14 +402,58 @@ class _World:
             tyk = d.types[a:b]
             rep.tokens[a:b] = current[tyk]
             rep.accuracy[a:b] = np.clip(sc.accuracy.value(current), 0.0, 1.0)[tyk]
-            srv = self.service(d, a, b, current)
-            rep.service[a:b] = srv
-            wk = lindley_waits(self.gaps[a:b], srv, prev_w, prev_s)
-            rep.waits[a:b] = wk
-            prev_w, prev_s = float(wk[-1]), float(srv[-1])
-            rep.window_system[k] = float((wk + srv).mean())
-        rep.end = prev_w + prev_s
+            rep.service[a:b] = self.service(d, a, b, current)
+            line.serve(self, rep, a, b)
+        line.finish(self, rep)
+        system = rep.depart - self.t
+        rep.window_system = np.bincount(self.window_of, system, K) / np.maximum(self.counts, 1)
+        rep.end = float(rep.depart.max()) - float(self.t[-1])
         return rep
+
+
+class _FifoLine:
+    """One FIFO server from window to window: a query's departure is known at its arrival."""
+
+    def __init__(self) -> None:
+        self.prev_w = self.prev_s = 0.0
+
+    def tick(self, world: _World, rep: _Replication, until: float) -> None:
+        """Nothing to do: every departure was set when its query arrived."""
+
+    def serve(self, world: _World, rep: _Replication, a: int, b: int) -> None:
+        srv = rep.service[a:b]
+        waits = lindley_waits(world.gaps[a:b], srv, self.prev_w, self.prev_s)
+        rep.depart[a:b] = world.t[a:b] + waits + srv
+        self.prev_w, self.prev_s = float(waits[-1]), float(srv[-1])
+
+    def finish(self, world: _World, rep: _Replication) -> None:
+        """Nothing to do."""
+
+
+class _BatchingLine:
+    """The scenario's batching server (its max_running too): departures as they happen."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.engine = BatchingEngine(sc.server.curve, sc.server.max_running)
+        self.out = Departures()
+
+    def _record(self, world: _World, rep: _Replication) -> None:
+        idx, system, _ = self.out.arrays()
+        self.out.rows.clear()
+        rep.depart[idx] = world.t[idx] + system
+
+    def tick(self, world: _World, rep: _Replication, until: float) -> None:
+        """Move the clock to ``until``: the departures before it become known."""
+        self.engine.advance(until, self.out)
+        self._record(world, rep)
+
+    def serve(self, world: _World, rep: _Replication, a: int, b: int) -> None:
+        self.engine.serve(a, world.t[a:b].tolist(), rep.service[a:b].tolist(), self.out)
+        self._record(world, rep)
+
+    def finish(self, world: _World, rep: _Replication) -> None:
+        self.engine.drain(self.out)
+        self._record(world, rep)
 
 
 class _Fixed:
@@ -441,8 +488,7 @@ class _Controller:
         q = 0
         if self.backlog:
             done = w.bounds[k]
-            depart = w.t[:done] + rep.waits[:done] + rep.service[:done]
-            q = int(np.count_nonzero(depart > w.starts[k]))
+            q = int(np.count_nonzero(rep.depart[:done] > w.starts[k]))
         return lam_hat + q / w.window
 
     def __call__(self, k: int, rep: _Replication) -> np.ndarray:
@@ -457,8 +503,7 @@ class _Controller:
             return self.current
         pa, pb = w.bounds[k - 1], w.bounds[k]
         if pb > pa:  # the last window's mix, and answer lengths of its finished queries
-            dep = w.t[pa:pb] + rep.waits[pa:pb] + rep.service[pa:pb]
-            fin = np.flatnonzero(dep <= w.starts[k]) + pa
+            fin = np.flatnonzero(rep.depart[pa:pb] <= w.starts[k]) + pa
             if w.types is not None:
                 self.mix = _mix(self.draws.types[pa:pb], w.sc.n, w.sc.probability)
             if w.x is not None and fin.size >= MIN_FINISHED:
@@ -472,7 +517,7 @@ class _Controller:
 def _figures(world: _World, d: _Draws, rep: _Replication) -> dict[str, float]:
     """Per-replication figures: accuracy, mean/p95/p99 system time, utility, budget, load."""
     sc = world.sc
-    system = rep.waits + rep.service
+    system = rep.depart - world.t
     score = np.asarray(sc.weight, dtype=float)[d.types] * (d.u_correct < rep.accuracy)
     p95, p99 = np.percentile(system, [95, 99])
     acc, W = float(score.mean()), float(system.mean())
@@ -483,5 +528,5 @@ def _figures(world: _World, d: _Draws, rep: _Replication) -> dict[str, float]:
         "p99": float(p99),
         "U": acc - sc.latency_weight * W,
         "tok": float(rep.tokens.mean()),
-        "busy": float(rep.service.sum()) / (world.span + rep.end),
+        "busy": float(rep.service.sum()) / (sc.capacity * (world.span + rep.end)),
     }

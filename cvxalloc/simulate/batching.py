@@ -72,7 +72,14 @@ from .poisson import DEFAULT_QUERIES
 if TYPE_CHECKING:
     from ..scenario import Scenario
 
-__all__ = ["system_times", "simulate_batching", "BatchingSimulation", "simulate_work"]
+__all__ = [
+    "system_times",
+    "simulate_batching",
+    "BatchingSimulation",
+    "simulate_work",
+    "BatchingEngine",
+    "Departures",
+]
 
 #: The admission limit of the scenario's ``[server] max_running`` (the default of ``limit``).
 SCENARIO = "scenario"
@@ -89,11 +96,14 @@ def _plain_curve(curve: Any) -> CapacityCurve:
     return capacity_curve(curve["concurrency"], curve["speedup"])
 
 
-class _Engine:
+class BatchingEngine:
     """The server between chunks of arrivals: clock, virtual time, decoding heap, FIFO queue.
 
     A heap entry is ``(finishing virtual time, index, arrival time, wait)`` and a
     waiting one ``(index, work, arrival time)``: nothing else is held per query.
+    Arrivals come in chunks (:meth:`serve`) with the clock moved in between
+    (:meth:`advance`), so a caller that changes the budgets as time goes on (the
+    controller replay) serves each window's queries with that window's work.
     """
 
     def __init__(self, curve: CapacityCurve, limit: int | None) -> None:
@@ -120,7 +130,7 @@ class _Engine:
         top, inf = len(rate), math.inf
         now, V, n = self.now, self.V, self.n
         for k, a in enumerate(arrivals):
-            while n:  # departures before this arrival
+            while n:  # departures before this arrival (or clock tick)
                 fv = heap[0][0]
                 t_done = now + (fv - V) / (rate[n] if n < top else cap / n)
                 if t_done > a:
@@ -138,6 +148,8 @@ class _Engine:
             if n:
                 V += (a - now) * (rate[n] if n < top else cap / n)
             now = a
+            if work[k] is None:  # a clock tick (:meth:`advance`), not an arrival
+                continue
             if n < K:
                 push(heap, (V + work[k], first + k, a, 0.0))
                 n += 1
@@ -149,8 +161,18 @@ class _Engine:
         """Serve every query still in the system."""
         self.serve(0, [math.inf], [0.0], out)
 
+    def advance(self, until: float, out) -> None:
+        """Serve the departures up to time ``until`` and move the clock there."""
+        if until > self.now:
+            self.serve(0, [float(until)], [None], out)
 
-class _Out:
+    @property
+    def in_system(self) -> int:
+        """Queries decoding or waiting for admission now."""
+        return self.n + len(self.waiting)
+
+
+class Departures:
     """Departures of one chunk: rows of (index, system time, wait before admission)."""
 
     def __init__(self) -> None:
@@ -186,8 +208,8 @@ def system_times(
         Departure minus arrival time of every query (memory grows with their number;
         :func:`simulate_batching` streams).
     """
-    engine = _Engine(_plain_curve(curve), limit)
-    out = _Out()
+    engine = BatchingEngine(_plain_curve(curve), limit)
+    out = Departures()
     arrivals = np.cumsum(np.asarray(gaps, dtype=float))
     engine.serve(0, arrivals.tolist(), np.asarray(work, dtype=float).tolist(), out)
     engine.drain(out)
@@ -248,7 +270,7 @@ class _Tally:
         keep = (idx >= self.warmup) & (idx < self.end)
         return keep, (idx[keep] - self.warmup) // self.size
 
-    def departures(self, out: _Out) -> None:
+    def departures(self, out: Departures) -> None:
         idx, system, wait = out.arrays()
         keep, b = self._batch(idx)
         if not b.size:
@@ -567,7 +589,7 @@ def simulate_batching(
     if seed is None:  # drawn here and reported, so the run can be repeated
         seed = int(np.random.SeedSequence().entropy % 2**32)
     model = _model(sc, t, server, limit, run)
-    engine = _Engine(server.curve, limit)
+    engine = BatchingEngine(server.curve, limit)
     tally = _Tally(run.warmup, (run.queries - run.warmup) // run.batches, run.batches)
     rng = np.random.default_rng(seed)
     with _progress(progress, run.queries, chunk_size) as bar:
@@ -680,7 +702,9 @@ def _model(sc, t, server: BatchingServer, limit, run: _Run) -> dict[str, float]:
     }
 
 
-def _stream(rng, sc, t, engine: _Engine, tally: _Tally, run: _Run, bar) -> tuple[float, float]:
+def _stream(
+    rng, sc, t, engine: BatchingEngine, tally: _Tally, run: _Run, bar
+) -> tuple[float, float]:
     """Draw and serve the arrivals chunk by chunk; the offered work and the last arrival."""
     draw_types = TypeSampler(sc.probability)
     s = sc.service_time(t)
@@ -702,12 +726,12 @@ def _stream(rng, sc, t, engine: _Engine, tally: _Tally, run: _Run, bar) -> tuple
             arrivals = run.times[start : start + m] - t0
             clock = float(arrivals[-1])
         offered += float(work.sum())
-        out = _Out()
+        out = Departures()
         engine.serve(start, arrivals.tolist(), work.tolist(), out)
         tally.departures(out)
         if bar is not None:
             bar.update(m)
-    out = _Out()
+    out = Departures()
     engine.drain(out)
     tally.departures(out)
     return offered, clock
