@@ -95,6 +95,10 @@ def test_random_routing_agrees_with_the_exact_model_within_its_interval(example)
     assert sim.model == "exact" and sim.utilization_model == pytest.approx(0.7, rel=1e-12)
     assert sim.model_within_ci(), (sim.mean_system_time_ci, sim.mean_system_time_model)
     assert np.allclose(sim.replica_utilization, 0.7, atol=0.02)
+    # the replica's exact percentiles (Pollaczek-Khinchine transform) inside their intervals
+    for key in ("p50", "p90", "p99"):
+        lo, hi = sim.percentiles_ci[key]
+        assert lo <= sim.percentiles_model[key] <= hi, key
 
 
 def test_random_routing_of_batching_replicas_agrees_with_the_model():

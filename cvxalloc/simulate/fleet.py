@@ -53,11 +53,14 @@ from ..queue.batching import CapacityCurve
 from ..requestlog import RequestLog
 from .batching import system_times
 from .engine import (
+    PERCENTILES,
     TypeSampler,
     _check_tokens,
     _interval,
     batch_means_interval,
     lindley_waits,
+    model_percentiles,
+    percentile_intervals,
     sample_service,
     service_distribution,
 )
@@ -94,8 +97,12 @@ class FleetSimulation:
     confidence : float
     mean_system_time, mean_system_time_ci : float, (float, float)
         The fleet's, seconds.
-    percentiles : dict
-        ``p50``, ``p95``, ``p99`` of the system time (one replication).
+    percentiles, percentiles_ci : dict
+        ``p50``, ``p90``, ``p95``, ``p99`` of the system time and their intervals
+        (sectioning over the batches, or over a replay's replications).
+    percentiles_model : dict
+        The same percentiles by the scenario's model at the simulated rate (None
+        where it has none: unstable, or a router it does not model).
     replica_utilization : list of float
         Each replica's work over the span, per unit of capacity (the model's
         utilization is their common expected value).
@@ -126,6 +133,8 @@ class FleetSimulation:
     mean_system_time: float
     mean_system_time_ci: tuple[float, float]
     percentiles: dict[str, float]
+    percentiles_ci: dict[str, tuple[float, float]]
+    percentiles_model: dict[str, float | None]
     replica_utilization: list[float]
     replica_mean_system_time: list[float]
     accuracy: float
@@ -188,6 +197,8 @@ class FleetSimulation:
             "model_within_ci": self.model_within_ci(),
             "relative_error": self.relative_error if math.isfinite(w) else None,
             "system_time_percentiles": dict(self.percentiles),
+            "system_time_percentiles_ci": {k: list(v) for k, v in self.percentiles_ci.items()},
+            "system_time_percentiles_model": dict(self.percentiles_model),
             "utilization": self.utilization,
             "replica_utilization": list(self.replica_utilization),
             "replica_mean_system_time": list(self.replica_mean_system_time),
@@ -201,6 +212,19 @@ class FleetSimulation:
             "elapsed_seconds": self.elapsed,
             "queries_per_second": self.queries_per_second,
         }
+
+    def _percentile_lines(self, level: str) -> list[str]:
+        """One line per percentile: simulated, its interval, the model's."""
+        out = []
+        for key, value in self.percentiles.items():
+            lo, hi = self.percentiles_ci[key]
+            model = self.percentiles_model.get(key)
+            shown = "not modelled" if model is None else f"{model:.4g} s"
+            out.append(
+                f"system time {key:<4}   {value:.4g} s   {level} CI [{lo:.4g}, {hi:.4g}]   "
+                f"model {shown}"
+            )
+        return out
 
     def summary(self) -> str:
         """A short plain-text report."""
@@ -217,7 +241,6 @@ class FleetSimulation:
             if self.interval == "replications"
             else f"batch means, warm-up {self.warmup:,}"
         )
-        pct = self.percentiles
         return "\n".join(
             [
                 f"fleet of {self.replicas} {self.server} replicas, {self.router} routing; "
@@ -225,8 +248,7 @@ class FleetSimulation:
                 f"{self.queries:,} queries ({how}, seed {self.seed})",
                 f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
                 f"[{lo:.4f}, {hi:.4f}]   model {model}",
-                f"system time p50 / p95 / p99   {pct['p50']:.3f} / {pct['p95']:.3f} / "
-                f"{pct['p99']:.3f} s",
+                *self._percentile_lines(level),
                 f"utilization per replica  {util}{more}   model {self.utilization_model:.4f}",
                 f"weighted accuracy  {self.accuracy:.5f}   utility {self.utility:.5f}   "
                 f"model {self.utility_model:.5f}",
@@ -581,7 +603,10 @@ def _result(sc, t, m1, info, stats, warm, batches, confidence, seed, limit, elap
     if info["kind"] == "replay":  # the model as planned (the scenario's scv), and Poisson
         extra["model_scenario_scv"] = _model(sc, t, info["rate"], sc.arrival_scv)[0]
         extra["model_poisson"] = _model(sc, t, info["rate"], 1.0)[0]
-    p50, p95, p99 = np.percentile(first["system"], [50, 95, 99])
+    if len(stats) >= 2:
+        pct, pct_ci = percentile_intervals(np.array([r["system"] for r in stats]), 0, confidence)
+    else:
+        pct, pct_ci = percentile_intervals(first["system"], batches, confidence)
     return FleetSimulation(
         replicas=sc.replicas,
         router="random" if sc.fleet is None else sc.fleet.router,
@@ -596,7 +621,9 @@ def _result(sc, t, m1, info, stats, warm, batches, confidence, seed, limit, elap
         confidence=confidence,
         mean_system_time=w,
         mean_system_time_ci=w_ci,
-        percentiles={"p50": float(p50), "p95": float(p95), "p99": float(p99)},
+        percentiles=pct,
+        percentiles_ci=pct_ci,
+        percentiles_model=_model_percentiles(sc, t, info["rate"], scv),
         replica_utilization=np.mean([r["busy"] for r in stats], axis=0).tolist(),
         replica_mean_system_time=first["replica_w"].tolist(),
         accuracy=acc,
@@ -610,6 +637,14 @@ def _result(sc, t, m1, info, stats, warm, batches, confidence, seed, limit, elap
         elapsed=elapsed,
         extra=extra,
     )
+
+
+def _model_percentiles(sc, t, rate: float, scv: float) -> dict[str, float | None]:
+    """The model's percentiles at ``rate`` and ``scv`` (None where it has none)."""
+    try:
+        return model_percentiles(sc.with_(arrival_rate=rate, arrival_scv=scv), t)
+    except ScenarioError:
+        return {f"p{q:g}": None for q in PERCENTILES}
 
 
 def _model(sc, t, rate: float, scv: float) -> tuple[float, float]:
