@@ -295,11 +295,32 @@ def test_other_methods_refuse_an_approximate_router_but_take_random(example, met
     assert res.objective >= ref.objective - 1e-6 * abs(ref.objective)
 
 
-def test_constraints_with_an_approximate_router_are_refused(example):
-    data = fleet_of(example, 3, "round-robin").to_dict()
-    data["constraints"] = {"max_mean_system_time": 100.0}
+@pytest.mark.parametrize("router", ["round-robin", "shortest-queue"])
+@pytest.mark.parametrize(
+    "cons",
+    [
+        {"max_mean_system_time": 14.0},
+        {"max_mean_system_time": 16.0, "max_mean_tokens": 900.0},
+        {"max_utilization": 0.7},
+    ],
+)
+def test_constraints_with_an_approximate_router_agree_with_conic(example, router, cons):
+    data = fleet_of(example, 3, router, load=10.0 / 3).to_dict()
+    data["constraints"] = cons
     sc = cvxalloc.Scenario.from_dict(data)
-    with pytest.raises(ConstraintError, match="round-robin routing"):
+    ref = cvxalloc.solve(sc, method="conic")
+    res = cvxalloc.solve(sc)
+    assert ref.status == res.status == "optimal"
+    assert abs(res.objective - ref.objective) <= 1e-8 * abs(ref.objective)
+    if "max_mean_system_time" in cons:
+        assert res.mean_system_time <= cons["max_mean_system_time"] * (1 + 1e-9)
+
+
+def test_a_tail_slo_with_an_approximate_router_is_refused(example):
+    data = fleet_of(example, 3, "shortest-queue").to_dict()
+    data["constraints"] = {"tail": {"quantile": 0.99, "max_system_time": 100.0}}
+    sc = cvxalloc.Scenario.from_dict(data)
+    with pytest.raises(ConstraintError, match="tail constraint is not supported"):
         cvxalloc.solve(sc)
 
 

@@ -80,8 +80,9 @@ def test_plan_picks_the_k_and_budgets_of_brute_enumeration_with_the_conic_refere
         assert (e.status == UNSTABLE) == (e.replicas not in nets)
 
 
-def test_without_a_cost_the_fewest_replicas_meeting_the_slo(example):
-    data = _data(example, 1.0)
+@pytest.mark.parametrize("router", ["random", "shortest-queue"])
+def test_without_a_cost_the_fewest_replicas_meeting_the_slo(example, router):
+    data = _data(example, 1.0, router)
     data["constraints"] = {"max_mean_system_time": 12.0}
     plan = plan_fleet(data, 12)
     assert plan.criterion == "fewest replicas"
@@ -93,7 +94,7 @@ def test_without_a_cost_the_fewest_replicas_meeting_the_slo(example):
     assert ref.status == "optimal"
     assert abs(chosen.result.objective - ref.objective) <= 1e-8 * abs(ref.objective)
     # one fewer replica cannot meet the SLO whatever the budgets: the conic reference agrees
-    fewer = Scenario.from_dict(dict(data, fleet={"replicas": plan.chosen - 1, "router": "random"}))
+    fewer = Scenario.from_dict(dict(data, fleet={"replicas": plan.chosen - 1, "router": router}))
     with pytest.raises(cvxalloc.ScenarioError):
         cvxalloc.solve(fewer, method="conic")
 

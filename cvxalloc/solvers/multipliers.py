@@ -166,7 +166,8 @@ class Multipliers(Reduced):
         """The outer map's Jacobian in ``z`` by implicit differentiation (O(N))."""
         t, u, m2, G = st.tokens, st.z[0], st.z[1], self.G
         with np.errstate(over="ignore"):
-            A, B, dA_du, dA_dm2, dB_du = self.queue.scalars(u, m2)
+            A, B, dA_du, dA_dm2, dB_du, *rest = self.queue.scalars(u, m2)
+            dB_dm2 = rest[0] if rest else 0.0  # 0 for one server (a fleet's router may not be)
         fi = np.flatnonzero((t > self.lo) & (t < self.hi))
         b, k1, p = self.b[fi], self.k1[fi], self.p[fi]
         ks = k1 * (self.a[fi] + b * t[fi])
@@ -178,7 +179,7 @@ class Multipliers(Reduced):
         P = outputs @ basis.T  # d(m1, m2, sum p t) / d(coefficient on each basis vector), negated
         coef = np.zeros((len(_BASIS), 2 + len(active)))
         if G > 0:  # else the tokens do not depend on (u, m2)
-            coef[0, 0], coef[1, 0], coef[0, 1] = dA_du, dB_du, dA_dm2
+            coef[0, 0], coef[1, 0], coef[0, 1], coef[1, 1] = dA_du, dB_du, dA_dm2, dB_dm2
         for col, j in enumerate(active):
             coef[_BASIS.index(self.kinds[j]), 2 + col] = 1.0
         D = -P @ coef  # rows: d m1, d m2, d sum p t
