@@ -303,6 +303,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.solvers.gradient",
     "cvxalloc.solvers.mixed_integer",
     "cvxalloc.solvers.multipliers",
+    "cvxalloc.solvers.packed",
     "cvxalloc.solvers.tail",
     "cvxalloc.solvers.reduction",
 )

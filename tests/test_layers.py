@@ -78,6 +78,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_reduce",
         "_roots",
         "_bisect",
+        "_wright",
         "_public",
         "protocols",
         "accuracy",

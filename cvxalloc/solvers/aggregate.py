@@ -19,28 +19,33 @@ the slack and second moment of the allocation they induce::
 Every root gives an allocation that satisfies the first-order conditions of
 the strictly concave problem, so the root is unique and is the optimum.
 
-It is solved by Newton's method on ``F`` with the exact 2x2 Jacobian (implicit
-differentiation of the per-type equations, O(N)), a backtracking line search
-and the box ``[u_min, 1 - lam m1(lo)] x [m2(lo), m2(hi)]`` that provably holds
-the root (``u_min`` from the utilization cap of the model). If Newton fails the
-solver falls back to nested bracketing (Brent on ``u``, Brent on ``Y`` inside),
-which converges on that box by monotonicity. A cold start first solves the
-problem on a probability-weighted sample of the types, so the full-size Newton
-starts close. The answer is then certified by the Frank-Wolfe gap and polished
-with projected Newton steps (:mod:`cvxalloc.polish`) where the gap exceeds
-``tol * |U|``; the status is ``optimal`` only when the certificate says so.
+Up to ``sample_size`` types it is solved over whole arrays (:class:`Reduced`) by
+Newton's method on ``F`` with the exact 2x2 Jacobian (implicit differentiation of
+the per-type equations, O(N)), a backtracking line search and the box
+``[u_min, 1 - lam m1(lo)] x [m2(lo), m2(hi)]`` that provably holds the root
+(``u_min`` from the utilization cap of the model). If Newton fails the solver
+falls back to nested bracketing (Brent on ``u``, Brent on ``Y`` inside), which
+converges on that box by monotonicity. Above ``sample_size`` types the problem is
+first solved on an importance sample of the types, and from there Newton's method
+runs on the tokens and the two scalars together, in chunked sweeps that also
+certify (:class:`~cvxalloc.solvers.packed.Packed`); if it gives up, the
+whole-array method takes over from its last point. The answer is certified by the
+Frank-Wolfe gap and polished with projected Newton steps (:mod:`cvxalloc.polish`)
+where the gap exceeds ``tol * |U|``; the status is ``optimal`` only when the
+certificate says so.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _options as _opt
 from .. import status as st
-from ..certificate import box_certificate
+from ..certificate import Certificate, box_certificate
 from ..constraints import constraints_of
 from ..errors import OptionError, SolverError
 from ..objective import Objective
@@ -48,7 +53,8 @@ from ..polish import polish
 from ..queue import Latency
 from ..result import Result
 from .constrained import solve_constrained
-from .reduction import Reduced, sample
+from .packed import Packed
+from .reduction import Reduced
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
@@ -149,6 +155,7 @@ def solve_aggregate(
     diag: dict[str, Any] = {}
     start = "closed-form"
     iters = 0
+    pre = None
     if gamma == 0:
         # Accuracy is increasing and the scenario guarantees hi is stable.
         tokens = hi.copy()
@@ -159,49 +166,105 @@ def solve_aggregate(
         iters = red.evaluations
         path = "lam=0: no queueing" if lam == 0 else "lo == hi"
     else:
-        tokens, iters, path, start, diag = _reduce(sc, warm_start, max_iter, sample_size, xtol)
+        warm = _warm(warm_start, lam)
+        big = sc.n > sample_size
+        done = _reduce_packed(sc, warm, max_iter, sample_size, xtol, tol) if big else None
+        if isinstance(done, _Packed):
+            tokens, iters, path, start, diag = (
+                done.tokens,
+                done.iters,
+                "newton",
+                done.start,
+                done.diag,
+            )
+            pre = (done.evaluation, done.certificate)
+        else:
+            # small N, or the full-size Newton gave up: whole arrays from its last point
+            begin = (warm, "warm") if done is None else (done, "sample")
+            tokens, iters, path, start, diag = _reduce(sc, *begin, max_iter, xtol)
     t_reduce = time.perf_counter() - t_start
     return _polish_and_certify(
-        sc, tokens, tol, polish_steps, diag, path, start, iters, t_start, t_reduce
+        sc, tokens, tol, polish_steps, diag, path, start, iters, t_start, t_reduce, pre
     )
 
 
-def _start(
-    sc: Scenario, red: Reduced, warm_start: Any, max_iter: int, sample_size: int, xtol: float
-) -> tuple[float, float, str, int]:
-    """``(u0, m2_0, start, sample iterations)``: a warm start, or the solution of a
-    probability-weighted sample (large N), or the middle of the brackets."""
-    warm = _warm(warm_start, red.lam)
+@dataclass
+class _Packed:
+    """What the full-size Newton of :class:`Packed` hands to the certification."""
+
+    tokens: np.ndarray
+    iters: int
+    start: str
+    diag: dict[str, Any]
+    evaluation: Any
+    certificate: Certificate
+
+
+def _reduce_packed(
+    sc: Scenario,
+    warm: tuple[float, float] | None,
+    max_iter: int,
+    sample_size: int,
+    xtol: float,
+    tol: float,
+) -> _Packed | tuple[float, float]:
+    """Large N: a start (warm, or the sample's solution), the cold roots at it, then
+    Newton on tokens and scalars together over chunked sweeps (:class:`Packed`).
+
+    Returns the certified result, or the start ``(u, m2)`` for :func:`_reduce` when
+    the full-size Newton does not converge.
+    """
+    pk = Packed(sc)
     if warm is not None:
-        return warm[0], warm[1], "warm", 0
-    if sc.n > sample_size:
-        idx, wts = sample(sc, sample_size)
-        sub = Reduced.of(sc, idx, wts)
-        start = "sample"
+        (u0, m20), start, sample_iters = warm, "warm", 0
     else:
-        sub, start = red, "cold"
-    try:
-        pt, _, ok = sub.newton(*sub.middle(), max_iter, xtol)
-        if not ok:
-            pt, _ = sub.nested()
-        u0, m20 = pt.u, pt.m2
-    except (ValueError, ZeroDivisionError, FloatingPointError):
-        u0, m20 = red.middle()
-    sample_iters = sub.evaluations if sub is not red else 0
-    if sub is red:
-        sample_iters, red.evaluations = red.evaluations, 0
-    return u0, m20, start, sample_iters
+        sub = pk.sample(sample_size)
+        (u0, m20), start = sub.solve(max_iter, xtol), "sample"
+        sample_iters = sub.evaluations
+    state = pk.newton(u0, m20, max_iter)
+    if not state.converged:
+        return state.u, state.m2
+    ev, cert = pk.finish(state)
+    for _ in range(2):
+        if cert.within(tol):
+            break
+        if Certificate(cert.objective, cert.gap - pk.certificate_slack, 0.0).within(tol):
+            cert = pk.certify(ev)  # the bound's slack is all that is missing
+        else:  # the stopping rule guessed short: sweep on
+            state = pk.refine(state)
+            ev, cert = pk.finish(state)
+    # the queue scalars of the tokens themselves (a warm start from them is exact)
+    u = 1.0 - ev.utilization
+    X = pk.lam / u
+    diag = {
+        "X": X,
+        "Y": 0.5 * X * X * ev.m2,
+        "u": u,
+        "m2": ev.m2,
+        "residual": [u - state.u, ev.m2 - state.m2],
+        "newton_iterations": state.sweeps,
+        "sample_iterations": sample_iters,
+        "certificate_slack": pk.certificate_slack,
+    }
+    iters = state.sweeps + sample_iters
+    return _Packed(ev.tokens, iters, start, diag, ev, cert)
 
 
 def _reduce(
-    sc: Scenario, warm_start: Any, max_iter: int, sample_size: int, xtol: float
+    sc: Scenario, start_at: tuple[float, float] | None, label: str, max_iter: int, xtol: float
 ) -> tuple[np.ndarray, int, str, str, dict[str, Any]]:
-    """Solve the two-scalar outer system: Newton, then nested bracketing if it fails.
+    """Solve the two-scalar outer system over whole arrays (:class:`Reduced`): Newton
+    from ``start_at`` (whose kind ``label`` names), or from the solution of Newton
+    from the middle of the brackets; then nested bracketing if it fails.
 
     Returns ``(tokens, iterations, path, start, diagnostics)``.
     """
     red = Reduced.of(sc)
-    u0, m20, start, sample_iters = _start(sc, red, warm_start, max_iter, sample_size, xtol)
+    if start_at is not None:
+        (u0, m20), start, sample_iters = start_at, label, 0
+    else:
+        (u0, m20), start = red.solve(max_iter, xtol), "cold"
+        sample_iters, red.evaluations = red.evaluations, 0
     pt, newton_iters, ok = red.newton(u0, m20, max_iter, xtol)
     path = "newton"
     if not ok:
@@ -236,12 +299,20 @@ def _polish_and_certify(
     iters: int,
     t_start: float,
     t_reduce: float,
+    pre: tuple[Any, Certificate] | None = None,
 ) -> Result:
-    """Certify ``tokens``, polish them if the gap is above ``tol``, and wrap them."""
+    """Certify ``tokens``, polish them if the gap is above ``tol``, and wrap them.
+
+    ``pre``, the evaluation and certificate of ``tokens`` when the solver computed
+    them already (:meth:`Packed.finish`).
+    """
     obj = Objective(sc)
     lam = obj.latency.lam
-    ev = obj.evaluate(tokens)
-    cert = box_certificate(sc, ev.tokens, obj, ev.objective)
+    if pre is None:
+        ev = obj.evaluate(tokens)
+        cert = box_certificate(sc, ev.tokens, obj, ev.objective)
+    else:
+        ev, cert = pre
     raw_cert = None
     polished = 0
     if not cert.within(tol) and polish_steps > 0 and np.isfinite(cert.gap):

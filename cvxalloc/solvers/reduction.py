@@ -201,6 +201,17 @@ class Reduced:
         return np.array([[-self.lam_c * m1u - 1.0, -self.lam_c * m1m], [m2u, m2m - 1.0]])
 
     # --- the two outer methods ----------------------------------------------
+    def solve(self, max_iter: int, xtol: float) -> tuple[float, float]:
+        """``(u, m2)`` solving the outer system: Newton from :meth:`middle`, else nested
+        bracketing; the middle itself when both fail (a start, not an answer)."""
+        try:
+            pt, _, ok = self.newton(*self.middle(), max_iter, xtol)
+            if not ok:
+                pt, _ = self.nested()
+            return pt.u, pt.m2
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return self.middle()
+
     def newton(self, u0: float, m20: float, max_iter: int, xtol: float) -> tuple[Point, int, bool]:
         """Damped Newton on ``F``; returns (last point, iterations, converged)."""
         u_lo, u_hi = self.u_bracket()
