@@ -231,6 +231,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "rounding_figure",
         "pk_figure",
         "plan_figure",
+        "tail_validation_figure",
+        "tail_frontier_figure",
+        "tail_frontier_axes",
     ),
     "cvxalloc.testing": ("scenarios", "random_scenario", "assert_near_optimal", "flat_types"),
     # the command line

@@ -36,6 +36,7 @@ EXPERIMENTS = {
     "h": "batching",
     "i": "batching_traffic",
     "j": "fleet",
+    "t": "tail",
 }
 
 

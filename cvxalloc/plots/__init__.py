@@ -54,7 +54,14 @@ from .frontier import (
     tail_frontier_axes,
 )
 from .traffic import plot_traffic, traffic_figure
-from .validation import convergence_figure, load_figure, pk_figure, rounding_figure
+from .validation import (
+    convergence_figure,
+    load_figure,
+    pk_figure,
+    rounding_figure,
+    tail_frontier_figure,
+    tail_validation_figure,
+)
 
 __all__ = [
     "save",
@@ -75,6 +82,8 @@ __all__ = [
     "convergence_figure",
     "rounding_figure",
     "pk_figure",
+    "tail_validation_figure",
+    "tail_frontier_figure",
     "COLORS",
     "MARKERS",
     "UTILITY",

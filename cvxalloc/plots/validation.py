@@ -13,7 +13,14 @@ from matplotlib.figure import Figure
 
 from .base import COLORS, MARKERS, UTILITY, _figure, _finish, legend_below
 
-__all__ = ["load_figure", "convergence_figure", "rounding_figure", "pk_figure"]
+__all__ = [
+    "load_figure",
+    "convergence_figure",
+    "rounding_figure",
+    "pk_figure",
+    "tail_validation_figure",
+    "tail_frontier_figure",
+]
 
 
 def load_figure(
@@ -302,4 +309,125 @@ def pk_figure(
     ax2.set_title(f"Relative difference with {level} interval")
     ax2.grid(True, alpha=0.3)
     legend_below(ax2, fontsize=7)
+    return fig
+
+
+def tail_validation_figure(points: Sequence[Mapping], approx: Sequence[Mapping]) -> Figure:
+    """Predicted against simulated percentiles of the system time.
+
+    Parameters
+    ----------
+    points : sequence of mapping
+        The exact method's comparisons: ``utilization``, ``level`` (``"p99"``...),
+        ``predicted``, ``simulated``, ``low``, ``high``, ``scv``, ``mix``.
+    approx : sequence of mapping
+        The approximations': ``model``, ``utilization``, ``level``, ``error``
+        (predicted over simulated, minus 1).
+
+    Left: ``simulated / predicted - 1`` of the exact method's p99 with the
+    simulated interval, by utilization, one series per service scv. Right: the
+    approximations' relative errors by utilization.
+    """
+    fig, (ax1, ax2) = _figure(2, 12.5, 5.6)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    p99 = [d for d in points if d["level"] == "p99"]
+    for j, scv in enumerate(sorted({d["scv"] for d in p99})):
+        sel = [d for d in p99 if d["scv"] == scv]
+        u = np.array([d["utilization"] for d in sel]) + 0.006 * (j - 1.5)
+        pred = np.array([d["predicted"] for d in sel])
+        sim = np.array([d["simulated"] for d in sel])
+        lo, hi = np.array([d["low"] for d in sel]), np.array([d["high"] for d in sel])
+        ax1.errorbar(
+            u,
+            100 * (sim / pred - 1),
+            yerr=[100 * (sim - lo) / pred, 100 * (hi - sim) / pred],
+            fmt=MARKERS[j % len(MARKERS)],
+            ms=4,
+            mfc="none",
+            color=colors[j % len(colors)],
+            capsize=2,
+            label=f"service scv {scv:g}",
+        )
+    ax1.axhline(0, color="black", lw=0.8)
+    ax1.set_xlabel("utilization")
+    ax1.set_ylabel("simulated p99 / predicted - 1, % (99% interval)")
+    ax1.set_title("One FIFO server, Poisson: exact p99 against simulation")
+    ax1.grid(alpha=0.3)
+    legend_below(ax1)
+    models = list(dict.fromkeys(d["model"] for d in approx))
+    for j, model in enumerate(models):
+        for k, level in enumerate(("p50", "p99")):
+            sel = [d for d in approx if d["model"] == model and d["level"] == level]
+            if not sel:
+                continue
+            ax2.plot(
+                [d["utilization"] for d in sel],
+                [100 * d["error"] for d in sel],
+                ("o-", "s--")[k],
+                color=colors[j % len(colors)],
+                ms=4,
+                label=f"{model.replace(' (example_batching.toml)', '')}: {level}",
+            )
+    ax2.axhspan(-15, 15, color="0.9", zorder=0, label="within 15%")
+    ax2.axhline(0, color="black", lw=0.8)
+    ax2.set_xlabel("utilization")
+    ax2.set_ylabel("predicted / simulated - 1, %")
+    ax2.set_title("Approximations against simulation")
+    ax2.grid(alpha=0.3)
+    legend_below(ax2)
+    return fig
+
+
+def tail_frontier_figure(weight_sweep, tail_sweep) -> Figure:
+    """Accuracy against the mean system time and against p99 (two panels).
+
+    ``weight_sweep`` is a latency-weight sweep that recorded the p99
+    (:func:`cvxalloc.sweep.sweep_latency_weight` with ``quantile=0.99``);
+    ``tail_sweep`` a tail-SLO sweep (:func:`cvxalloc.sweep.sweep_tail`). Left:
+    the mean-W frontier. Right: accuracy against p99 along both: the p99 of the
+    mean-optimal allocations, and under each tail SLO the exact p99 and the
+    surrogate's bound.
+    """
+    fig, (ax1, ax2) = _figure(2, 12.5, 5.6)
+    w = np.asarray(weight_sweep.mean_system_time)
+    a = np.asarray(weight_sweep.accuracy)
+    o = np.argsort(w)
+    ax1.plot(w[o], a[o], "o-", color=COLORS["optimal"], ms=3.5, label="latency-weight sweep")
+    wt, at = np.asarray(tail_sweep.mean_system_time), np.asarray(tail_sweep.accuracy)
+    ok = np.isfinite(at)
+    o = np.argsort(wt[ok])
+    ax1.plot(wt[ok][o], at[ok][o], "^:", color=COLORS["maximum"], ms=3.5, label="tail-SLO sweep")
+    ax1.set_xlabel("mean system time W, s")
+    ax1.set_ylabel("weighted accuracy")
+    ax1.set_title("Accuracy against the mean")
+    ax1.grid(alpha=0.3)
+    legend_below(ax1)
+    q = np.asarray(weight_sweep.system_time_quantile)
+    o = np.argsort(q)
+    ax2.plot(
+        q[o],
+        a[o],
+        "o-",
+        color=COLORS["optimal"],
+        ms=3.5,
+        label="latency-weight sweep: p99 of its optima",
+    )
+    qt, bt = np.asarray(tail_sweep.system_time_quantile)[ok], np.asarray(tail_sweep.tail_bound)[ok]
+    o = np.argsort(qt)
+    ax2.plot(
+        qt[o], at[ok][o], "^-", color=COLORS["maximum"], ms=3.5, label="tail-SLO sweep: exact p99"
+    )
+    ax2.plot(
+        bt[o],
+        at[ok][o],
+        "v:",
+        color=COLORS["uniform"],
+        ms=3,
+        label="tail-SLO sweep: surrogate bound (= SLO where it binds)",
+    )
+    ax2.set_xlabel("p99 of the system time, s")
+    ax2.set_ylabel("weighted accuracy")
+    ax2.set_title("Accuracy against p99")
+    ax2.grid(alpha=0.3)
+    legend_below(ax2)
     return fig

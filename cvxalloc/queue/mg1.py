@@ -52,6 +52,10 @@ class MG1:
         ``kappa``: the distribution of ``T = kappa W + S`` instead (1, the
         default, is the M/G/1 system time; see :mod:`.tail` for its use as an
         approximation of bursty arrivals).
+    wait_probability : float, optional
+        ``sigma``: the probability of a wait, in place of ``rho``: ``T = S`` with
+        probability ``1 - sigma``, else ``kappa W+ + S`` with ``W+`` the M/G/1 wait
+        given that it is positive (default ``rho``: the M/G/1 system time).
     service : ServiceLaw, optional
         The law of the ``(1 - rho) P(S <= x)`` term (default ``law``): with
         ``law`` a compression of ``service``, every jump and every sharp
@@ -71,6 +75,7 @@ class MG1:
         tol: float = 1e-9,
         wait_scale: float = 1.0,
         service: ServiceLaw | None = None,
+        wait_probability: float | None = None,
     ) -> None:
         self.law = law
         self.service = law if service is None else service
@@ -86,7 +91,10 @@ class MG1:
         atoms = law.deterministic
         self.waits = self.rho > 0 and self.kappa > 0
         #: ``P(W > 0)`` as the distribution sees it (0 when waits are scaled away).
-        self.p_wait = self.rho if self.waits else 0.0
+        sigma = self.rho if wait_probability is None else float(wait_probability)
+        self.p_wait = sigma if self.waits else 0.0
+        #: The waiting part's weight over the M/G/1's (1 unless ``wait_probability``).
+        self.share = sigma / self.rho if self.waits else 0.0
         self.atoms = law.take(atoms) if atoms.any() and self.waits else None
         self.gammas = law.take(~atoms) if (~atoms).any() else None
         self.mass_atoms = float(law.weight[atoms].sum())
@@ -99,19 +107,21 @@ class MG1:
     @property
     def mean(self) -> float:
         """``E[T] = m1 + kappa lam m2 / (2 (1 - rho))`` (Pollaczek-Khinchine)."""
-        return self.m1 + self.kappa * self.lam * self.law.moment(2) / (2.0 * (1.0 - self.rho))
+        w = self.lam * self.law.moment(2) / (2.0 * (1.0 - self.rho))
+        return self.m1 + self.kappa * self.share * w
 
     @property
     def variance(self) -> float:
         """``Var T = kappa^2 Var W + Var S`` with ``E[W^2] = 2 E[W]^2 + lam m3 / (3 (1 - rho))``."""
         w = self.lam * self.law.moment(2) / (2.0 * (1.0 - self.rho))
         w2 = 2.0 * w * w + self.lam * self.law.moment(3) / (3.0 * (1.0 - self.rho))
-        return self.kappa**2 * (w2 - w * w) + (self.law.moment(2) - self.m1**2)
+        f = self.share
+        return self.kappa**2 * (f * w2 - (f * w) ** 2) + (self.law.moment(2) - self.m1**2)
 
     @property
     def wait_probability(self) -> float:
-        """``P(W > 0) = rho``."""
-        return self.rho
+        """``P(W > 0)``: ``rho`` for the M/G/1 queue."""
+        return self.p_wait
 
     # --- the inverted part ------------------------------------------------------
     def _transform(self, z: np.ndarray) -> np.ndarray:
@@ -152,16 +162,16 @@ class MG1:
             y = (x[:, None] - self.atoms.mean[None, :]) / k
             fy = self.law.mean_min(y) / self.m1
             dens = np.where(y > 0, self.law.ccdf(np.maximum(y, 0.0)), 0.0) / (self.m1 * k)
-            w = (1 - r) * r * self.atoms.weight
+            w = (1 - self.rho) * self.rho * self.share * self.atoms.weight
             ccdf += (1.0 - fy) @ w
             pdf += dens @ w
         if self.waits:
             pos = x > 0
             inv = self._numeric(x[pos])
-            ccdf[pos] += inv.values[0]
-            pdf[pos] += inv.values[1]
-            err[pos] = inv.error[0]
-            ccdf[~pos] += self.mass_r
+            ccdf[pos] += self.share * inv.values[0]
+            pdf[pos] += self.share * inv.values[1]
+            err[pos] = self.share * inv.error[0]
+            ccdf[~pos] += self.share * self.mass_r
         return np.clip(ccdf, 0.0, 1.0), np.maximum(pdf, 0.0), err
 
     def ccdf(self, x) -> np.ndarray:

@@ -316,7 +316,11 @@ def percentile_intervals(
     for q, est, row in zip(levels, point, by_part):
         key = f"p{q:g}"
         points[key] = float(est)
-        intervals[key] = _interval(float(est), row.astype(float), confidence)
+        lo, hi = _interval(float(est), row.astype(float), confidence)
+        # values stored in single precision (the simulators' records) are rounded:
+        # widen by that rounding (matters at an atom, where every section agrees)
+        pad = float(np.spacing(np.abs(est).astype(flat.dtype))) if flat.dtype.itemsize < 8 else 0.0
+        intervals[key] = (lo - pad, hi + pad)
     return points, intervals
 
 
