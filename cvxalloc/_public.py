@@ -246,6 +246,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.report",
     "cvxalloc.scenario_format",
     "cvxalloc.scenario_range",
+    "cvxalloc.tables",
     "cvxalloc.cli.certify",
     "cvxalloc.cli.control",
     "cvxalloc.cli.fit",

@@ -42,7 +42,8 @@ import numpy as np
 
 from .errors import ScenarioError
 from .scenario import Scenario
-from .scenario_format import number, unknown_key
+from .scenario_format import number, scenario_fields, unknown_key
+from .tables import read_task_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,6 +113,9 @@ def load_scenario(path: str | Path, *, server: Mapping[str, Any] | None = None) 
     data = read_structured_file(path)
     if server is not None:
         data = {**data, "server": {**data.get("server", {}), **server}}
+    if isinstance(data.get("tasks"), str):  # a task table, relative to the scenario file
+        cols = read_task_table(Path(path).parent / data["tasks"])
+        return Scenario(**scenario_fields(data, cols))
     return Scenario.from_dict(data)
 
 

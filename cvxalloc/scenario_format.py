@@ -24,6 +24,7 @@ from .accuracy import FAMILIES, AccuracyCurves
 from .errors import ScenarioError, did_you_mean
 from .queue.batching import BatchingServer, CapacityCurve, capacity_curve
 from .scenario_constraints import constraints_from_file
+from .tables import table_fields
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -148,9 +149,18 @@ def server_model(value: Any) -> BatchingServer | None:
     )
 
 
-def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the nested file structure; the keyword arguments of ``Scenario(...)``."""
+def scenario_fields(
+    data: Mapping[str, Any], task_table: Mapping[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Validate the nested file structure; the keyword arguments of ``Scenario(...)``.
+
+    ``task_table``: the columns of the file that ``tasks = "..."`` names
+    (:func:`cvxalloc.tables.read_task_table`; :func:`cvxalloc.io.load_scenario` reads it,
+    relative to the scenario file), in place of ``[[task]]`` tables.
+    """
     data = table("scenario", data)
+    if "tasks" in data:
+        return _table_scenario(data, task_table)
     allowed_top = {"queue", "task", *_EXTRA_TOP_LEVEL}
     for key in data:
         if key not in allowed_top:
@@ -202,6 +212,36 @@ def scenario_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         fleet=fleet,
         levels=levels,
         constraints=constraints_from_file(data, tasks),
+    )
+
+
+def _table_scenario(data: Mapping[str, Any], cols: Mapping[str, np.ndarray] | None) -> dict:
+    """:func:`scenario_fields` of a scenario whose tasks are a table (``tasks = "file"``)."""
+    allowed_top = {"queue", "tasks", *_EXTRA_TOP_LEVEL}
+    for key in data:
+        if key not in allowed_top:
+            hint = '; give either tasks = "file" or [[task]] tables' if key == "task" else ""
+            if hint:
+                raise ScenarioError(f"scenario: both tasks and task{hint}")
+            raise unknown_key("scenario", key, allowed_top)
+    where = data["tasks"]
+    if not isinstance(where, str) or not where:
+        raise ScenarioError(
+            f'scenario: tasks must be the path of a task table, e.g. tasks = "tasks.csv" '
+            f"(got {where!r})"
+        )
+    if cols is None:
+        raise ScenarioError(
+            f"scenario: tasks = {where!r} names a file relative to the scenario file; "
+            "load the scenario with cvxalloc.load_scenario(path)"
+        )
+    server, fleet = data.get("server"), data.get("fleet")
+    return dict(
+        **table_fields(dict(cols), f"task table {where!r}"),
+        **_queue(data),
+        server=None if server is None else table("server", server),
+        fleet=None if fleet is None else table("fleet", fleet),
+        constraints=constraints_from_file(data, ()),
     )
 
 

@@ -43,7 +43,8 @@ Function-level imports are allowed only for what is *heavy* to import and
 needed by a few paths: CVXPY and SCIP (the conic and mixed-integer paths
 only), matplotlib (figures only), tqdm (progress bars, on a terminal only),
 ``scipy.optimize`` and ``scipy.stats`` (each ~0.1-0.3 s at start-up, for
-fallbacks and fits), hypothesis (optional, for the testing helpers only), and
+fallbacks and fits), hypothesis (optional, for the testing helpers only), pyarrow
+(optional, Parquet task tables only), and
 modules of cvxalloc that import one of those at module level (e.g.
 :mod:`cvxalloc.solvers.conic`, :mod:`cvxalloc.plots`, :mod:`cvxalloc.fit`).
 Deferring them is what keeps ``import cvxalloc`` and ``cvxalloc solve`` free of
@@ -86,7 +87,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "requestlog",
     ),
     "numerics": ("objective", "certificate", "polish", "result", "report", "constraints"),
-    "scenario": ("scenario", "scenario_format", "scenario_range", "scenario_constraints", "io"),
+    "scenario": (
+        "scenario",
+        "scenario_format",
+        "scenario_range",
+        "scenario_constraints",
+        "tables",
+        "io",
+    ),
     "solvers": ("solvers", "solve", "baselines", "integer"),
     "workflows": (
         "sweep",
@@ -106,7 +114,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 #: Heavy third-party imports a function may defer (see the module docstring).
-HEAVY = ("cvxpy", "pyscipopt", "matplotlib", "tqdm", "scipy.optimize", "scipy.stats", "hypothesis")
+HEAVY = (
+    "cvxpy",
+    "pyscipopt",
+    "matplotlib",
+    "tqdm",
+    "scipy.optimize",
+    "scipy.stats",
+    "hypothesis",
+    "pyarrow",  # optional: Parquet task tables only
+)
 
 #: Function-level imports of light modules that remain, (importer, imported) -> why.
 #: Remove an entry when its import moves to the top of its module.
