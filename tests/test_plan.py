@@ -161,3 +161,22 @@ def test_cli_plan_errors_exit_2_without_a_traceback(example, tmp_path, capsys):
     assert main(["plan", str(path), "--max-replicas", "3", "--replica-cost", "nan"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--max-replicas must be >= 1" in err
+
+
+def test_cli_plan_reads_a_task_table_beside_the_scenario(tmp_path, capsys):
+    (tmp_path / "tasks.csv").write_text(
+        "name,probability,max_tokens,service.base,service.per_token,accuracy.model,"
+        "accuracy.floor,accuracy.ceiling,accuracy.scale\n"
+        "math,0.3,8192,0.4,0.02,exponential,0.35,0.82,2500\n"
+        "chat,0.7,2048,0.2,0.01,exponential,0.5,0.6,400\n"
+    )
+    # m1 at the minimum budgets is 0.26 s: at 4 queries/s one replica is at 1.04, two at 0.52
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'tasks = "tasks.csv"\n[queue]\narrival_rate = 4.0\nlatency_weight = 0.02\n'
+        '[fleet]\nrouter = "shortest-queue"\n'
+    )
+    assert main(["plan", str(path), "--max-replicas", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [e["status"] for e in out["per_replicas"]][0] == "unstable"
+    assert out["replicas"] == 2 and out["router"] == "shortest-queue"

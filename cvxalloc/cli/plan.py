@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, UnstableError
 from ..io import read_structured_file
 from ..plan import plan_fleet
 from ..queue.fleet import ROUTERS
+from ..scenario import Scenario
+from ..scenario_format import scenario_fields
 from ..solve import DEFAULT_METHOD
+from ..tables import read_task_table
 from ._common import (
     add_json_option,
     add_method_option,
@@ -66,6 +71,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_plot_option(p, help="draw utility, W and tokens against k")
 
 
+def _scenario(path: str, k_max: int, router: str | None) -> Scenario | dict:
+    """The file's structure, or, when its tasks are a table (``tasks = "file.csv"``, read
+    relative to the file), its scenario at ``k_max`` replicas (the most stable count; the
+    plan changes only the replicas)."""
+    data = read_structured_file(path)
+    if not isinstance(data.get("tasks"), str):
+        return data  # plan_fleet reads it, also when one replica cannot carry the load
+    fleet = data.get("fleet") or {}
+    if not isinstance(fleet, Mapping):
+        raise ScenarioError(f"fleet must be a table (got {type(fleet).__name__})")
+    fleet = {**fleet, "replicas": k_max, **({"router": router} if router else {})}
+    cols = read_task_table(Path(path).parent / data["tasks"])
+    try:
+        return Scenario(**scenario_fields({**data, "fleet": fleet}, cols))
+    except UnstableError as exc:
+        raise UnstableError(
+            f"{exc}; even {k_max} replicas cannot carry it: raise --max-replicas"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_replicas < 1:
         raise ScenarioError(f"--max-replicas must be >= 1 (got {args.max_replicas})")
@@ -74,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--replica-cost must be a finite number >= 0 (got {cost:g})")
     if args.plot is not None and not str(args.plot).lower().endswith(".png"):
         raise ScenarioError(f"--plot {args.plot!r}: the figure is a PNG; name it *.png")
-    data = read_structured_file(args.scenario)
     plan = plan_fleet(
-        data,
+        _scenario(args.scenario, args.max_replicas, args.router),
         args.max_replicas,
         replica_cost=cost,
         router=args.router,
