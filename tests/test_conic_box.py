@@ -38,21 +38,30 @@ def test_optimum_box_leaves_a_swept_gamma_alone():
 
 
 def test_marginal_floor_is_a_lower_bound_of_dW_dm1():
-    """``A = dW/dm1`` never drops below the floor over stable (m1, m2 >= m1^2)."""
-    from cvxalloc.queue import FIFOQueue
+    """``A = dW/dm1`` and ``B`` never drop below the floors over stable points above lo.
+
+    The points: ``m1 >= m1(lo)``, ``m2 >= max(m2(lo), m1^2)`` (moments grow with tokens).
+    """
+    from cvxalloc.queue import FIFOQueue, Moments
 
     rng = np.random.default_rng(0)
     for c in (0.28, 0.3, 0.6, 1.0, 20.0):
         queue = FIFOQueue(2.0, arrival_scv=c)
-        floor = _marginal_floor(queue)
-        assert floor is not None and floor > 0
-        m1 = rng.uniform(0, 0.5, 20000)  # rho = 2 m1 < 1
-        m2 = m1**2 * (1 + rng.exponential(1.0, m1.size) * (rng.random(m1.size) < 0.5))
-        A = np.array([queue.derivatives(a, b)[0] for a, b in zip(m1, m2, strict=True)])
-        assert A.min() >= floor - 1e-12
-        if c < 1:  # the bound is attained near z = d / c with m2 = m1^2
-            assert A.min() <= floor + 0.05
-    assert _marginal_floor(FIFOQueue(2.0, arrival_scv=0.26)) is None
+        for m1_lo in (0.0, 0.2, 0.45):
+            at_lo = Moments(m1_lo, 1.3 * m1_lo**2, 2.0 * m1_lo)
+            floor = _marginal_floor(queue, at_lo)
+            assert floor is not None and floor[0] > 0 and floor[1] >= 2.0
+            m1 = rng.uniform(m1_lo, 0.5, 20000)  # rho = 2 m1 < 1
+            m2 = np.maximum(at_lo.m2, m1**2) * (
+                1 + rng.exponential(1.0, m1.size) * (rng.random(m1.size) < 0.5)
+            )
+            AB = np.array([queue.derivatives(a, b) for a, b in zip(m1, m2, strict=True)])
+            assert AB[:, 0].min() >= floor[0] - 1e-12 and AB[:, 1].min() >= floor[1] - 1e-12
+            if c < 1 and m1_lo == 0.0:  # the bound is attained near z = d / c with m2 = m1^2
+                assert AB[:, 0].min() <= floor[0] + 0.05
+            if c >= 1 and m1_lo == 0.45:  # loaded: the floor is far above 1 (the old one)
+                assert floor[0] > 50
+    assert _marginal_floor(FIFOQueue(2.0, arrival_scv=0.26), Moments(0.0, 0.0, 0.0)) is None
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

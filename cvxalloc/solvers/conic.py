@@ -193,12 +193,15 @@ def optimum_box(sc: Scenario, latency_weight: Any = None) -> tuple[np.ndarray, n
     ``w_i A_i'(t_i*) >= gamma b_i D_i`` with ``D_i = A + B (1 + k_i) s_i``
     (:meth:`Latency.marginal`); every constraint (a token or utilization cap,
     the SLO) only adds non-negative costs to the right side, so the same holds
-    with them. With ``D_i >= D_min + lam (1 + k_i) s_i`` (:func:`_marginal_floor`,
-    and ``B = lam / (1 - rho) >= lam``) and ``A_i'`` decreasing,
-    ``t_i* <= max(lo_i', r_i)`` where ``r_i`` solves
-    ``w_i A_i'(r) = gamma b_i (D_min + lam (1 + k_i) (a_i + b_i r))``
+    with them. With ``D_i >= A_min + B_min (1 + k_i) s_i`` (:func:`_marginal_floor`)
+    and ``A_i'`` decreasing, ``t_i* <= max(lo_i', r_i)`` where ``r_i`` solves
+    ``w_i A_i'(r) = gamma b_i (A_min + B_min (1 + k_i) (a_i + b_i r))``
     (:meth:`AccuracyCurves.solve_marginal`), and ``lo_i'`` is the lower bound
-    raised by a min_accuracy constraint.
+    raised by a min_accuracy constraint. Where the queue is already loaded at
+    the minimum budgets, ``A`` and ``B`` there are the floors (they grow with the
+    moments for ``c_a^2 >= 1``): at ``arrival_scv = 50`` and utilization 0.988
+    at ``lo`` the optimum is ``lo`` itself, which this box says, where Clarabel
+    stopped with InsufficientProgress on the model over the stable box.
 
     Only the model uses it: the polish and the certificate keep
     :func:`cvxalloc.certificate.certificate_box`, so a wrong bound could cost
@@ -208,15 +211,15 @@ def optimum_box(sc: Scenario, latency_weight: Any = None) -> tuple[np.ndarray, n
     gamma = sc.latency_weight
     if latency_weight is not None or not gamma > 0:
         return lo, hi
-    queue = queue_model(sc)
-    lam = queue.arrival_rate  # one replica's share in a fleet
-    floor = _marginal_floor(queue)
+    queue = queue_model(sc)  # (in a fleet: one replica's share of the arrivals)
+    floor = _marginal_floor(queue, Latency(sc).moments(lo))
     if floor is None:
         return lo, hi
+    a_min, b_min = floor
     k1, a, b, w = 1.0 + sc.scv, sc.base, sc.per_token, sc.weight
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        alpha = gamma * b * (floor + lam * k1 * a) / w
-        beta = gamma * lam * k1 * b * b / w
+        alpha = gamma * b * (a_min + b_min * k1 * a) / w
+        beta = gamma * b_min * k1 * b * b / w
     root = sc.accuracy.solve_marginal(alpha, beta, lo=lo, hi=hi)
     # a margin for the root's rounding; a type held at lo keeps a zero width (a
     # width of 1e-6 of its box would put entries of 1e-13 in the model)
@@ -226,22 +229,31 @@ def optimum_box(sc: Scenario, latency_weight: Any = None) -> tuple[np.ndarray, n
     return lo, np.where(np.isfinite(ub), np.maximum(ub, lo), hi)
 
 
-def _marginal_floor(queue) -> float | None:
-    """A lower bound ``D_min > 0`` of ``A = dW/dm1`` at every stable point (None if none).
+def _marginal_floor(queue, at_lo) -> tuple[float, float] | None:
+    """Lower bounds ``(A_min, B_min)`` of ``A = dW/dm1`` and ``B = 2 dW/dm2`` at every
+    stable allocation above the minimum budgets (None if none is known).
 
-    FIFO (:meth:`FIFOQueue.scalars`): ``A = 1 + lam^2 N / (2 u^2) - d lam m1 / u``
-    with ``N = m2 - d m1^2 >= c m1^2`` (``m2 >= m1^2``), ``c = c_a^2`` and
-    ``d = 1 - c``; with ``z = lam m1 / u``, ``A >= 1 - d z + c z^2 / 2``, which is
-    at least 1 for ``c >= 1`` and ``1 - d^2 / (2 c)`` for ``c < 1`` (positive for
-    ``c > 2 - sqrt(3) ~ 0.27``). A batching server: None (not derived).
+    FIFO (:meth:`FIFOQueue.scalars`): ``B = lam / u >= lam``, and
+    ``A = 1 + lam^2 N / (2 u^2) - d lam m1 / u`` with ``N = m2 - d m1^2 >= c m1^2``
+    (``m2 >= m1^2``), ``c = c_a^2`` and ``d = 1 - c``; with ``z = lam m1 / u``,
+    ``A >= 1 - d z + c z^2 / 2``, which is at least 1 for ``c >= 1`` and
+    ``1 - d^2 / (2 c)`` for ``c < 1`` (positive for ``c > 2 - sqrt(3) ~ 0.27``).
+    For ``c >= 1`` both grow with ``m1`` and ``m2`` (:attr:`FIFOQueue.monotone`),
+    which only grow with the tokens, so their values at the minimum budgets
+    (``at_lo``, the moments there) are floors too, and the larger ones are used.
+    A batching server: None (not derived).
     """
     if not isinstance(queue, FIFOQueue):
         return None
-    if queue.arrival_rate == 0 or queue.arrival_scv >= 1.0:
-        return 1.0
+    lam = queue.arrival_rate
+    if lam == 0:
+        return 1.0, 0.0
+    if queue.monotone:
+        A_lo, B_lo = queue.derivatives(at_lo.m1, at_lo.m2)
+        return (max(1.0, A_lo), max(lam, B_lo)) if np.isfinite(A_lo) else (1.0, lam)
     c = queue.arrival_scv
     floor = 1.0 - (1.0 - c) ** 2 / (2.0 * c) if c > 0 else -1.0
-    return floor if floor > 0 else None
+    return (floor, lam) if floor > 0 else None
 
 
 def _min_slack(sc: Scenario, queue, latency_weight) -> float | None:
@@ -281,6 +293,7 @@ def solve_conic(
     solver_options: dict[str, Any] | None = None,
     cut_rtol: float = 1e-9,
     max_cuts: int = 60,
+    fallback_time_limit: float = 60.0,
 ) -> Result:
     """Solve with the conic reference and certify the answer.
 
@@ -306,13 +319,18 @@ def solve_conic(
     verbose : bool
         Print the solver's log.
     solver_options : dict, optional
-        Passed to the solver.
+        Passed to ``solver`` (not to the fallback, whose settings differ).
     cut_rtol : float
         Batching server only: add tangent cuts until their error at the
         solver's point, ``gamma (W - w)``, is within ``cut_rtol * |U|`` (the
         relaxation's bound is then as tight as the solver's own gap allows).
     max_cuts : int
         Batching server only: cuts added at most (re-solves).
+    fallback_time_limit : float
+        Seconds the fallback may run (default 60; SCS's ``time_limit_secs``). When it
+        stops there, ``solver_stats["time_limit_reached"]`` is True and, unless the
+        polished point is certified within ``polish_rtol``, the status is
+        ``"iteration_limit"``, the message naming the limit.
 
     Returns
     -------
@@ -327,6 +345,7 @@ def solve_conic(
     polish_steps = _opt.count("polish_steps", polish_steps)
     cut_rtol = _opt.positive("cut_rtol", cut_rtol)
     max_cuts = _opt.count("max_cuts", max_cuts)
+    fallback_time_limit = _opt.positive("fallback_time_limit", fallback_time_limit)
     solver_options = _opt.mapping("solver_options", solver_options)
     verbose = _opt.flag("verbose", verbose)
     solver, fallback = _check_solver_names(solver, fallback)
@@ -344,6 +363,8 @@ def solve_conic(
             return single_point_result(sc, lo2)
     # build (the other variant only if a retry needs it)
     first = ConicProblem(sc) if problem is None else problem
+    if first.cuts is None and np.all(first.hi <= first.lo):
+        return _box_point(sc, first, constrained, polish_rtol, t0)
     models = {first.scaled_logs: first}
     t_build = time.perf_counter() - t0
 
@@ -353,7 +374,7 @@ def solve_conic(
         return models[scaled]
 
     # solve, retrying and falling back
-    attempts = _attempts(solver, fallback, solver_options)
+    attempts = _attempts(solver, fallback, solver_options, fallback_time_limit)
     run = _solve_with_retries(model, attempts, solver_options, verbose)
     run.times["build_time"] = t_build
     cprob = run.cprob
@@ -367,6 +388,38 @@ def solve_conic(
     # polish and assemble
     res = _assemble(sc, cprob, run, cut_details, constrained, polish_rtol, polish_steps)
     res.fallback = run.name if run.name != solver else None
+    return res
+
+
+def _box_point(sc, cprob: ConicProblem, constrained: bool, polish_rtol: float, t0: float):
+    """The result when :func:`optimum_box` is one point: no solve, the certificate decides.
+
+    Every type's marginal accuracy at its minimum is below what its marginal
+    latency costs at least (measured: arrival_scv 50 and 173, utilization 0.988
+    and 0.992 at the minimum budgets, N = 200 and 2000), so the optimum is the
+    minimum budgets. Clarabel, given that model (every width 0, a latency term of
+    1e9 in its units), stopped with InsufficientProgress on every setting and
+    SCS ran for minutes; the answer is known exactly and certified here.
+    """
+    obj = Objective(sc)
+    tokens = np.array(cprob.lo, dtype=float)
+    res = Result.from_tokens(
+        sc,
+        tokens,
+        method="conic",
+        status=st.OPTIMAL,
+        objective=obj,
+        solver_stats={"solver": "none (the optimum box is one point)"},
+        diagnostics={"constraints": cons_mod.constraint_report(sc, tokens)} if constrained else {},
+    )
+    res.status = st.OPTIMAL if res.certificate.within(polish_rtol) else st.OPTIMAL_INACCURATE
+    res.raw_certificate = res.certificate  # no solver point: the box's point is the raw one
+    res.solver_stats["total_time"] = time.perf_counter() - t0
+    res.message = (
+        "the box that holds the optimum is the minimum budgets alone (no type's marginal "
+        "accuracy pays its marginal latency there): no solve needed; Frank-Wolfe gap "
+        f"{res.certificate.relative_gap:.2e} of |U|"
+    )
     return res
 
 
@@ -418,8 +471,12 @@ CLARABEL_RETRIES: tuple[dict[str, Any], ...] = (
 )
 
 
+#: The time-limit setting of each fallback solver that has one (seconds).
+_TIME_LIMIT_OPTION = {"SCS": "time_limit_secs"}
+
+
 def _attempts(
-    solver: str, fallback: str | None, solver_options: dict[str, Any]
+    solver: str, fallback: str | None, solver_options: dict[str, Any], time_limit: float = 60.0
 ) -> list[tuple[str, dict[str, Any], bool]]:
     """The solves to try, in order: ``(solver name, settings added, scaled_logs)``.
 
@@ -427,7 +484,9 @@ def _attempts(
     scaled log cones (:class:`ConicProblem`, ``scaled_logs=True``), then with
     each setting of :data:`CLARABEL_RETRIES` the caller did not set, on both
     models. The fallback comes last, and a result it produced says so
-    (``result.fallback``). Measured on the 500-instance campaign
+    (``result.fallback``), with ``time_limit`` seconds where the solver takes a
+    limit (:data:`_TIME_LIMIT_OPTION`: SCS ran 146 s and 307 s on two campaign
+    instances before its limit existed). Measured on the 500-instance campaign
     (docs/solvers.md): Clarabel's first solve ended optimal on 441 with the
     unscaled model first, 366 with the scaled one first; 500 either way in the end.
     """
@@ -438,7 +497,8 @@ def _attempts(
             if not set(extra) & set(solver_options):
                 attempts += [(solver, extra, False), (solver, extra, True)]
     if fallback and fallback != solver:
-        attempts.append((fallback, {}, False))
+        key = _TIME_LIMIT_OPTION.get(fallback)
+        attempts.append((fallback, {key: float(time_limit)} if key else {}, False))
     return attempts
 
 
@@ -491,7 +551,8 @@ def _solve_with_retries(
     times = {"compile_time": 0.0, "solve_time": 0.0}
     kept = used = None
     for k, (name, extra, scaled) in enumerate(attempts):
-        opts = {**_DEFAULT_OPTIONS.get(name, {}), **solver_options, **extra}
+        own = solver_options if name == attempts[0][0] else {}  # the fallback's differ
+        opts = {**_DEFAULT_OPTIONS.get(name, {}), **own, **extra}
         label = name + (" (scaled log cones)" if scaled else "")
         label += "".join(f" {key}={val}" for key, val in extra.items())
         same_next = k + 1 < len(attempts) and attempts[k + 1][0] == name
@@ -590,12 +651,27 @@ def _assemble(
             + ("within" if res.status == st.OPTIMAL else "above")
             + f" polish_rtol {polish_rtol:g}"
         )
+    limit = _time_limit_reached(run)
+    if limit is not None:
+        solver_stats["time_limit_reached"] = True
+        res.message = f"{run.name} stopped at its time limit of {limit:g} s; " + res.message
+        if res.status != st.OPTIMAL:
+            res.status = st.ITERATION_LIMIT
     details = {"solver": used, "solver_status": raw_status, **_duality(cprob, run.raw_solution)}
     details.update(cut_details)
     res.certificate.details.update(details)
     if res.raw_certificate is not None:
         res.raw_certificate.details.update(details)
     return res
+
+
+def _time_limit_reached(run: _Run) -> float | None:
+    """The time limit the solve of ``run`` stopped at, or None (SCS says so in its status)."""
+    key = _TIME_LIMIT_OPTION.get(run.name)
+    info = run.raw_solution.get("info", {}) if isinstance(run.raw_solution, dict) else {}
+    if key is None or key not in run.opts or "time_limit" not in str(info.get("status", "")):
+        return None
+    return float(run.opts[key])
 
 
 def _duality(cprob: ConicProblem, raw_solution: Any) -> dict[str, float]:
