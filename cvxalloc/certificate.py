@@ -41,7 +41,8 @@ def relative_scale(objective: float) -> float:
 
 def frank_wolfe_gap(g: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     """``sum_i max(g_i (hi_i - t_i), g_i (lo_i - t_i))`` (>= 0 for ``lo <= t <= hi``)."""
-    return float(np.sum(np.where(g > 0, g * (hi - t), g * (lo - t))))
+    with np.errstate(over="ignore", invalid="ignore"):  # the branch not taken may overflow
+        return float(np.sum(np.where(g > 0, g * (hi - t), g * (lo - t))))
 
 
 @dataclass

@@ -37,7 +37,13 @@ def _opt_number(key: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ConstraintError(f"constraints: {key} must be a number (got {value!r})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond a double
+        raise ConstraintError(
+            f"constraints: {key} is beyond the range of a float (an integer of "
+            f"{len(str(abs(int(value))))} digits); give a realistic value"
+        ) from None
     if not math.isfinite(value):
         raise ConstraintError(f"constraints: {key} must be a finite number (got {value})")
     return value
@@ -227,8 +233,9 @@ def constraints_from_file(data: Mapping[str, Any], tasks: Sequence[Any]) -> Cons
         where = f'task "{task.get("name", i + 1)}"'
         if isinstance(val, bool) or not isinstance(val, (int, float)):
             raise ConstraintError(f"{where}: min_accuracy must be a number (got {val!r})")
-        if not 0 <= val <= 1:
-            raise ConstraintError(f"{where}: min_accuracy must be in [0, 1] (got {val:g})")
+        if not 0 <= val <= 1:  # (an integer beyond a double is shown by its size)
+            got = f"{val:g}" if isinstance(val, float) or abs(val) < 2**53 else "a huge integer"
+            raise ConstraintError(f"{where}: min_accuracy must be in [0, 1] (got {got})")
         mins.append(float(val))
     cons = Constraints(
         **{k: table.get(k) for k in TERMS},

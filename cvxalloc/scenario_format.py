@@ -309,7 +309,7 @@ def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
     """The task's accuracy family and its parameters (defaults filled in, checked)."""
     acc = table(f"{where}: accuracy", raw)
     model = acc.get("model")
-    if model not in FAMILIES:
+    if not isinstance(model, str) or model not in FAMILIES:
         raise ScenarioError(
             f"{where}: unknown accuracy.model {model!r}; use one of "
             + ", ".join(f'"{m}"' for m in FAMILIES)

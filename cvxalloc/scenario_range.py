@@ -82,10 +82,12 @@ def _check_latency_price(sc: Scenario) -> None:
     if gamma == 0:
         return
     lat = Latency(sc)
+    width = sc.max_tokens - sc.min_tokens
     with np.errstate(over="ignore", invalid="ignore"):
         w_lo = float(lat.value(sc.min_tokens))
         price = gamma * w_lo
-        slope = gamma * np.max(lat.gradient(sc.min_tokens))
+        # the certificate multiplies the slope by the box's width
+        slope = gamma * np.max(lat.gradient(sc.min_tokens) * np.maximum(width, 1.0))
     if math.isfinite(price) and math.isfinite(slope):
         return
     raise ScenarioError(
@@ -97,14 +99,16 @@ def _check_latency_price(sc: Scenario) -> None:
 
 
 def _check_slopes(sc: Scenario) -> None:
-    """Slope and curvature of every accuracy curve (and weight x slope) finite at ``min_tokens``.
+    """Slope and curvature of every accuracy curve finite at ``min_tokens``, and weight x
+    slope x the box's width (a term of the certificate).
 
     The certificate needs the gradient there, the solvers' Newton steps the curvature.
     """
     lo = sc.min_tokens
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         d1, d2 = sc.accuracy.d1(lo), sc.accuracy.d2(lo)
-        wd1 = sc.weight * d1
+        # the certificate multiplies the slope by the box's width
+        wd1 = sc.weight * d1 * np.maximum(sc.max_tokens - lo, 1.0)
     bad = np.flatnonzero(~(np.isfinite(wd1) & np.isfinite(d2)))
     if not bad.size:
         return
@@ -112,9 +116,9 @@ def _check_slopes(sc: Scenario) -> None:
     where = f'task "{sc.names[i]}"'
     if np.isfinite(d1[i]) and np.isfinite(d2[i]):
         raise ScenarioError(
-            f"{where}: weight {sc.weight[i]:g} times the slope of its accuracy curve overflows "
-            "a double; give smaller weights and latency_weight together (only their ratio "
-            "matters)"
+            f"{where}: weight {sc.weight[i]:g} times the slope of its accuracy curve over its "
+            "token range overflows a double; give smaller weights and latency_weight together "
+            "(only their ratio matters)"
         )
     params = sc.accuracy.param_dict(i)
     shape = ", ".join(f"{k} {params[k]:g}" for k in ("scale", "exponent") if k in params)

@@ -83,10 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _message(exc: Exception, command: str) -> str:
-    """The error's text without a leading ``<command>:`` (the line already names it)."""
+    """The error's text without a leading ``<command>:`` (the line already names it).
+
+    One line whatever it quotes: the line breaks a task name or a key may hold
+    (``\n``, ``\x85``, ``\u2028``, ...) are shown escaped.
+    """
     text = str(exc)
     prefix = f"{command}:"
-    return text[len(prefix) :].lstrip() if text.startswith(prefix) else text
+    text = text[len(prefix) :].lstrip() if text.startswith(prefix) else text
+    return "".join(repr(ch)[1:-1] if ch in _LINE_BREAKS else ch for ch in text)
+
+
+#: The characters str.splitlines breaks at.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,15 +174,17 @@ class Multipliers(Reduced):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r = 1.0 / (G * B * k1 * b * b - self.w[fi] * self.curves.d2(t)[fi])
         r[~np.isfinite(r)] = 0.0
-        outputs = np.stack([p * b, 2.0 * p * b * ks, p]) * r
-        basis = np.stack([G * b, G * b * ks, np.ones_like(b), self.lam_c * b, b * (A + B * ks)])
-        P = outputs @ basis.T  # d(m1, m2, sum p t) / d(coefficient on each basis vector), negated
-        coef = np.zeros((len(_BASIS), 2 + len(active)))
-        if G > 0:  # else the tokens do not depend on (u, m2)
-            coef[0, 0], coef[1, 0], coef[0, 1], coef[1, 1] = dA_du, dB_du, dA_dm2, dB_dm2
-        for col, j in enumerate(active):
-            coef[_BASIS.index(self.kinds[j]), 2 + col] = 1.0
-        D = -P @ coef  # rows: d m1, d m2, d sum p t
+        # (with extreme weights an entry may overflow: a non-finite Newton step is refused)
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = np.stack([p * b, 2.0 * p * b * ks, p]) * r
+            basis = np.stack([G * b, G * b * ks, np.ones_like(b), self.lam_c * b, b * (A + B * ks)])
+            P = outputs @ basis.T  # d(m1, m2, sum p t) / d(coefficient on each basis), negated
+            coef = np.zeros((len(_BASIS), 2 + len(active)))
+            if G > 0:  # else the tokens do not depend on (u, m2)
+                coef[0, 0], coef[1, 0], coef[0, 1], coef[1, 1] = dA_du, dB_du, dA_dm2, dB_dm2
+            for col, j in enumerate(active):
+                coef[_BASIS.index(self.kinds[j]), 2 + col] = 1.0
+            D = -P @ coef  # rows: d m1, d m2, d sum p t
         J = np.zeros((2 + len(active), 2 + len(active)))
         J[0], J[1] = -self.lam_c * D[0], D[1]
         J[0, 0] -= 1.0
