@@ -64,18 +64,26 @@ def newton_direction(
 
     Uses ``x = D^{-1}(g - V z)`` with ``(I + M V^T D^{-1} V) z = M V^T D^{-1} g``,
     which needs no inverse of ``M`` (so ``gamma = 0`` or ``lam = 0`` are fine).
+    A coordinate whose curvature ``d`` is too small for ``g / d`` and ``V / d`` to be
+    finite (an accuracy curve flat to double precision, with no latency price) has
+    no Newton step: it is held.
     """
     x = np.zeros_like(g)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        Dg_all = g / d
+        DV_all = V / d[:, None]
+    free = free & (d > 0) & np.isfinite(Dg_all) & np.all(np.isfinite(DV_all), axis=1)
     if not free.any():
         return x
-    df, Vf, gf = d[free], V[free], g[free]
-    Dg = gf / df
-    DV = Vf / df[:, None]
-    lhs = np.eye(2) + M @ (Vf.T @ DV)
-    rhs = M @ (Vf.T @ Dg)
+    Vf, Dg, DV = V[free], Dg_all[free], DV_all[free]
+    with np.errstate(over="ignore", invalid="ignore"):
+        lhs = np.eye(2) + M @ (Vf.T @ DV)
+        rhs = M @ (Vf.T @ Dg)
     try:
         z = np.linalg.solve(lhs, rhs)
     except np.linalg.LinAlgError:
+        z = np.zeros(2)
+    if not np.all(np.isfinite(z)):  # the rank-2 part overflowed: the diagonal step alone
         z = np.zeros(2)
     x[free] = Dg - DV @ z
     return x

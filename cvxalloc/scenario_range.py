@@ -135,13 +135,17 @@ def check_resolvable(sc: Scenario) -> None:
     what doubles resolve (call it where the maximum budgets are unstable and nothing
     else caps the utilization; one server, FIFO).
 
-    At the optimum some type ``j`` is below ``max_tokens`` (they are unstable
-    together), so ``w_j A_j'(hi_j) <= gamma b_j D_j``, and for a slack ``u <= 1``
-    ``D_j <= K_j / u^2`` with ``K_j = 1 + lam (1 + k_j) s_j(hi) + lam^2 m2(hi) / 2
-    + 1.5 max(c_a^2 - 1, 0)``: the slack is at most
-    ``max_j sqrt(gamma b_j K_j / (w_j A_j'(hi_j)))``. Below :data:`SLACK_RESOLVED`
-    no allocation's utilization can be told from 1 (measured on the example: the
-    bound is 13 times the solved slack, from latency_weight 1e-4 to 1e-60).
+    A type ``j`` below ``max_tokens`` at the optimum has ``w_j A_j'(hi_j) <= gamma
+    b_j D_j``, and for a slack ``u <= 1`` ``D_j <= K_j / u^2`` with ``K_j = 1 + lam
+    (1 + k_j) s_j(hi) + lam^2 m2(hi) / 2 + 1.5 max(c_a^2 - 1, 0)``, so
+    ``u <= u_j = sqrt(gamma b_j K_j / (w_j A_j'(hi_j)))``. Take the types in
+    increasing ``u_j``, up to the first set ``J`` whose maximum budgets (the others
+    at their minimum) are already unstable: some type of ``J`` is below its maximum
+    at the optimum, so the slack is at most the largest ``u_j`` in ``J``. (All types
+    would do; the prefix keeps the bound tight when a type whose curve is flat would
+    sit at its minimum anyway.) Below :data:`SLACK_RESOLVED` no allocation's
+    utilization can be told from 1 (measured on the example: the bound is 13 times
+    the solved slack, from latency_weight 1e-4 to 1e-60).
     """
     lam, gamma = sc.arrival_rate, sc.latency_weight
     s_hi = sc.service_time(sc.max_tokens)
@@ -150,7 +154,13 @@ def check_resolvable(sc: Scenario) -> None:
         k = 1.0 + lam * (1.0 + sc.scv) * s_hi + 0.5 * lam * lam * m2_hi
         k += 1.5 * max(sc.arrival_scv - 1.0, 0.0)
         ratio = sc.per_token * k / (sc.weight * sc.accuracy.d1(sc.max_tokens))
-        u_max = float(np.max(math.sqrt(gamma) * np.sqrt(ratio)))
+        u_j = math.sqrt(gamma) * np.sqrt(ratio)
+    u_j = np.where(np.isnan(u_j), np.inf, u_j)
+    order = np.argsort(u_j, kind="stable")
+    grow = (sc.probability * sc.per_token * (sc.max_tokens - sc.min_tokens))[order]
+    m1 = dot(sc.probability, sc.service_time(sc.min_tokens)) + np.cumsum(grow)
+    first = np.flatnonzero(lam * m1 >= sc.capacity)
+    u_max = float(u_j[order[first[0]]]) if first.size else float(np.max(u_j))
     if not u_max < SLACK_RESOLVED:
         return
     # the bound grows with sqrt(gamma): the price that lifts it to a slack of 1e-6

@@ -167,3 +167,18 @@ def test_decreasing_root_across_three_hundred_decades():
     for root in (1e-290, 3.7e-150, 1e-20, 0.3):
         u = decreasing_root(lambda x, r=root: math.log(r) - math.log(x), 1e-300, 1.0)
         assert u == pytest.approx(root, rel=1e-13)
+
+
+def test_a_flat_curve_does_not_hide_an_unresolvable_optimum():
+    # math's curve flat (scale 1e300): it stays at its minimum, the other four saturate
+    # the server; the bound takes the types that saturate it, not the flat one
+    data = _example_with(("task", 2, "accuracy", "scale"), 1e300)
+    data["queue"]["latency_weight"] = 1e-16
+    ref = cvxalloc.solve(cvxalloc.Scenario.from_dict(data))
+    assert ref.status == "optimal" and ref.tokens[2] == 0.0
+    slack = 1.0 - ref.utilization
+    for gamma in (1e-40, 1e-300, 5e-324):
+        data["queue"]["latency_weight"] = gamma
+        assert slack * math.sqrt(gamma / 1e-16) < SLACK_RESOLVED
+        with pytest.raises(ScenarioError, match="too small against the accuracy at stake"):
+            cvxalloc.Scenario.from_dict(data)

@@ -208,7 +208,11 @@ def run_cli(argv: list[str]) -> tuple[Any, str, str, list[str]]:
                 code = exc.code
             except Exception as exc:  # noqa: BLE001 - the test is that none escapes
                 code = exc
-    runtime = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    runtime = [
+        f"{w.message} ({w.filename}:{w.lineno})"
+        for w in caught
+        if issubclass(w.category, RuntimeWarning)
+    ]
     return code, out.getvalue(), err.getvalue(), runtime
 
 
@@ -267,5 +271,20 @@ def _pinned(*changes: tuple[tuple, str, Any]) -> dict:
 )
 # latency_weight 3.8e307 (RuntimeWarning in the Frank-Wolfe gap's unused branch)
 @example(_pinned((("queue",), "latency_weight", 3.779684399432059e307)), "json", "solve-text")
+# latency_weight 5e-324 with a flat curve (scale 1e300): Newton divided by zero curvature
+@example(
+    _pinned((("queue",), "latency_weight", 5e-324), (("task", 2, "accuracy"), "scale", 1e300)),
+    "toml",
+    "certify",
+)
+# limits of 1e308 and 1e300 (linprog refused an infinite right-hand side: ValueError)
+@example(
+    _pinned(
+        (("constraints",), "max_mean_system_time", 1.1632192613501422e308),
+        (("constraints",), "max_mean_tokens", 1e300),
+    ),
+    "json",
+    "solve-text",
+)
 def test_no_input_file_gives_a_traceback(data, fmt, command):
     check_command(data, fmt, command)

@@ -102,10 +102,14 @@ def _lp_multipliers(g, grads, slacks, t, lo, hi) -> np.ndarray:
     g_scale = float(np.max(np.abs(g))) or 1.0
     rows = np.linalg.norm(grads, axis=1)
     rows[rows == 0] = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        A_ub, b_ub = grads / rows[:, None], slacks / rows
+    if not (np.all(np.isfinite(A_ub)) and np.all(np.isfinite(b_ub)) and np.isfinite(g_scale)):
+        return np.zeros(grads.shape[0])  # a limit like 1e308: no LP to pose, the search stays
     res = linprog(
         -g / g_scale,
-        A_ub=grads / rows[:, None],
-        b_ub=slacks / rows,
+        A_ub=A_ub,
+        b_ub=b_ub,
         bounds=np.column_stack([lo - t, hi - t]),
         method="highs",
     )

@@ -410,7 +410,7 @@ def _box_point(sc, cprob: ConicProblem, constrained: bool, polish_rtol: float, t
         status=st.OPTIMAL,
         objective=obj,
         solver_stats={"solver": "none (the optimum box is one point)"},
-        diagnostics={"constraints": cons_mod.constraint_report(sc, tokens)} if constrained else {},
+        diagnostics={"constraints": constraint_report(sc, tokens)} if constrained else {},
     )
     res.status = st.OPTIMAL if res.certificate.within(polish_rtol) else st.OPTIMAL_INACCURATE
     res.raw_certificate = res.certificate  # no solver point: the box's point is the raw one
