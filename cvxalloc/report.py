@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["constraint_table", "result_table", "solve_report"]
+__all__ = ["budget_notes", "constraint_table", "result_table", "solve_report"]
 
 
 def _fmt_tokens(x: float) -> str:
@@ -113,6 +113,8 @@ def solve_report(result, baselines: dict | None = None, quantiles=None) -> str:
     if result.solver_stats.get("solver"):
         head += f" ({result.solver_stats['solver']})"
     out = [head, *_hand_over(result), "", result_table(result, quantiles=quantiles)]
+    if result.scenario is not None:
+        out += [f"note: {line}" for line in budget_notes(result.scenario)]
     constraints = (result.diagnostics or {}).get("constraints")
     if constraints:
         out += ["", *constraint_table(constraints)]
@@ -152,3 +154,30 @@ def _hand_over(result) -> list[str]:
     if getattr(result, "fallback", None):
         notes.append(f"fell back to solver {result.fallback} (attempts: see the solver above)")
     return notes
+
+
+def budget_notes(sc, limit: int = 5) -> list[str]:
+    """What a budget range of less than one token means, one line per task (``limit`` shown).
+
+    ``min_tokens = max_tokens`` fixes a type's budget (no thinking at all when both
+    are 0); a range narrower than one token (``max_tokens = 5e-324``) leaves nothing
+    to allocate either: the type's budget is its minimum in effect. The solve
+    report prints these, so such a type is not mistaken for one the optimum chose
+    to starve.
+    """
+    width = sc.max_tokens - sc.min_tokens
+    notes = []
+    for i in np.flatnonzero(width < 1.0)[:limit]:
+        lo, hi = float(sc.min_tokens[i]), float(sc.max_tokens[i])
+        what = (
+            f"min_tokens = max_tokens = {lo:g}: its budget is fixed"
+            + (" (no thinking tokens)" if hi == 0 else "")
+            if width[i] == 0
+            else f"max_tokens - min_tokens = {width[i]:.3g} is less than one token: its budget "
+            f"is {lo:g} tokens in effect"
+        )
+        notes.append(f'task "{sc.names[i]}": {what}')
+    more = int(np.count_nonzero(width < 1.0)) - len(notes)
+    return notes + (
+        [f"... and {more} more tasks with less than one token to allocate"] if more > 0 else []
+    )

@@ -26,7 +26,13 @@ from .queue import Latency
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-__all__ = ["MAX_SCV", "MAX_VARIANCE", "SLACK_RESOLVED", "check_range", "check_resolvable"]
+__all__ = [
+    "MAX_SCV",
+    "MAX_VARIANCE",
+    "SLACK_RESOLVED",
+    "check_range",
+    "check_resolvable",
+]
 
 #: Largest squared coefficient of variation accepted (service ``scv`` and
 #: ``arrival_scv``): a standard deviation 1000 times the mean is beyond any measured

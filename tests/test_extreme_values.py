@@ -182,3 +182,14 @@ def test_a_flat_curve_does_not_hide_an_unresolvable_optimum():
         assert slack * math.sqrt(gamma / 1e-16) < SLACK_RESOLVED
         with pytest.raises(ScenarioError, match="too small against the accuracy at stake"):
             cvxalloc.Scenario.from_dict(data)
+
+
+def test_a_budget_range_below_one_token_is_said_for_what_it_is(capsys):
+    # max_tokens = 5e-324 or 0 solved silently: the report now says what that means
+    data = _example_with(("task", 0, "max_tokens"), 5e-324)
+    data["task"][2]["max_tokens"] = 0.0
+    sc = cvxalloc.Scenario.from_dict(data)
+    text = cvxalloc.solve(sc).summary()
+    assert 'note: task "chat": max_tokens - min_tokens = 4.94e-324 is less than one token' in text
+    assert 'note: task "math": min_tokens = max_tokens = 0: its budget is fixed' in text
+    assert "note:" not in cvxalloc.solve(cvxalloc.example_scenario()).summary()
