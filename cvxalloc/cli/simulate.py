@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         tokens, source = res.tokens, f"optimal allocation ({res.method}, {res.status})"
     if sc.replicas > 1:
         sim = _simulate_fleet(sc, tokens, log, args)
+    elif sc.server is not None:
+        sim = _simulate_batching(sc, tokens, log, args)
     elif log is not None:
         sim = simulate_replay(
             sc,
@@ -194,16 +196,6 @@ def run(args: argparse.Namespace) -> int:
             service=args.service or "gamma",
             replications=args.replications or DEFAULT_REPLICATIONS,
             batches=args.batches,
-        )
-    elif sc.server is not None:
-        sim = simulate_batching(
-            sc,
-            tokens,
-            queries=DEFAULT_QUERIES if args.queries is None else args.queries,
-            seed=args.seed,
-            warmup=args.warmup,
-            batches=args.batches,
-            progress=False if args.no_progress else None,
         )
     else:
         sim = simulate(
@@ -222,6 +214,39 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(f"{source}\n{sim.summary()}", args.output)
     return 0
+
+
+def _simulate_batching(sc, tokens, log, args: argparse.Namespace):
+    """``simulate`` on a batching server: its arrivals (gamma gaps) or the log's, replayed."""
+    if log is None:
+        return simulate_batching(
+            sc,
+            tokens,
+            queries=DEFAULT_QUERIES if args.queries is None else args.queries,
+            seed=args.seed,
+            warmup=args.warmup,
+            batches=args.batches,
+            progress=False if args.no_progress else None,
+        )
+    if args.replications not in (None, 1):
+        raise ScenarioError(
+            "--replications: a batching replay is one pass through the log, with batch-means "
+            "intervals; omit --replications (or give 1)"
+        )
+    if args.service not in (None, "gamma"):
+        raise ScenarioError(
+            "--service deterministic is not supported on a batching server; omit it"
+        )
+    return simulate_batching(
+        sc,
+        tokens,
+        arrival_times=log,
+        target_utilization=args.target_utilization,
+        seed=args.seed,
+        warmup=args.warmup or 0,
+        batches=args.batches,
+        progress=False if args.no_progress else None,
+    )
 
 
 def _simulate_fleet(sc, tokens, log, args: argparse.Namespace):

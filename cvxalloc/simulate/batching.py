@@ -54,6 +54,7 @@ from .._source import fields_source
 from ..errors import ScenarioError, UnstableError
 from ..queue import BatchingQueue, BatchingServer
 from ..queue.curve import CapacityCurve, capacity_curve
+from ..requestlog import RequestLog
 from .engine import (
     DEFAULT_CHUNK,
     PERCENTILES,
@@ -68,6 +69,7 @@ from .engine import (
     service_distribution,
 )
 from .poisson import DEFAULT_QUERIES
+from .replay import replay_clock
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
@@ -512,6 +514,7 @@ def simulate_batching(
     limit: Any = SCENARIO,
     arrival_scv: float | None = None,
     arrival_times: Any = None,
+    target_utilization: float | None = None,
     curve: Any = None,
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool | None = None,
@@ -545,9 +548,13 @@ def simulate_batching(
     arrival_scv : float, optional
         Squared coefficient of variation of the gamma gaps (1: Poisson, 0: regular);
         default: the scenario's ``arrival_scv``.
-    arrival_times : array_like, optional
+    arrival_times : array_like or RequestLog, optional
         Replay these arrival times (seconds, sorted) instead of drawing gaps; the model
         column then takes their rate and gap scv.
+    target_utilization : float, optional
+        With ``arrival_times``: rescale time so that the replay's utilization
+        ``rate x m1 / c_max`` equals this (the gaps' scv does not change); default:
+        the times as they are.
     curve : CapacityCurve, BatchingServer or dict, optional
         The server to simulate instead of the scenario's.
     chunk_size : int
@@ -585,6 +592,10 @@ def simulate_batching(
     ):
         raise ScenarioError(f"limit must be a whole number >= 1 or None (got {limit!r})")
     t = _check_tokens(sc, tokens)
+    if arrival_times is not None:
+        arrival_times = _replayed_times(sc, t, server, arrival_times, target_utilization)
+    elif target_utilization is not None:
+        raise ScenarioError("target_utilization applies to a replay: give arrival_times too")
     run = _Run.of(sc, queries, warmup, batches, confidence, chunk_size, arrival_scv, arrival_times)
     if seed is None:  # drawn here and reported, so the run can be repeated
         seed = int(np.random.SeedSequence().entropy % 2**32)
@@ -612,6 +623,18 @@ def simulate_batching(
         arrival_scv=run.scv,
         elapsed=elapsed,
     )
+
+
+def _replayed_times(sc, t, server: BatchingServer, times: Any, target: float | None):
+    """The replayed arrival times, rescaled to ``target`` utilization of ``server`` if given."""
+    if isinstance(times, RequestLog):
+        times = times.times
+    if target is None:
+        return times
+    log = RequestLog.of(times)
+    m1 = float(sc.probability @ sc.service_time(t))
+    gaps, _ = replay_clock(log, m1 / server.capacity, target)
+    return np.cumsum(gaps)
 
 
 @dataclass

@@ -238,7 +238,7 @@ def simulate_replay(
     mix = sc.probability if type_idx is None else np.bincount(type_idx, minlength=sc.n) / n
     mix = np.asarray(mix, dtype=float)
     m1, m2 = server.moments(mix)
-    gaps, clock = _replay_clock(log, m1, target_utilization)
+    gaps, clock = replay_clock(log, m1, target_utilization)
     lam = clock["rate"]
     w_model, u_model = _replay_model(sc, t, service, mix, type_idx is not None, lam)
     pct_model, pct_pred = _replay_percentiles(
@@ -341,7 +341,7 @@ def _check_replay(
     return replications, batches, warmup
 
 
-def _replay_clock(
+def replay_clock(
     log: RequestLog, m1: float, target_utilization: float | None
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Gaps of the replayed times and their ``rate``, ``arrival_scv``, ``rescale``, ``log_rate``.
