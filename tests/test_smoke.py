@@ -70,6 +70,18 @@ def test_validation_run_shows_progress_on_a_terminal_only(tmp_path, capsys, monk
     assert "validation:" not in err and "[c]" in err
 
 
+def test_every_validation_experiment_imports(monkeypatch):
+    # an experiment that cannot be imported fails only when validation runs (hours later)
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from validation import run
+
+    for name in run.EXPERIMENTS.values():
+        importlib.import_module(f"validation.{name}")
+
+
 def test_sweep_repr_rebuilds_the_sweep(example):
     import numpy as np
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import special
 
 import cvxalloc
-from cvxalloc.constraints import Constraints
+from cvxalloc import Constraints
 from cvxalloc.plots import save, tail_frontier_figure, tail_validation_figure
 from cvxalloc.queue.tail import system_time_quantiles
 from cvxalloc.simulate import simulate, simulate_batching, simulate_fleet, simulate_replay
@@ -238,6 +238,23 @@ def run(out_dir: Path, quick: bool = False) -> Section:
     )
 
 
+def approx_table(approx) -> str:
+    """The approximations' worst relative error by model (rows) and utilization (columns)."""
+    worst: dict = {}
+    for d in approx:
+        cell = worst.setdefault(d["model"], {})
+        rho = d["utilization"]
+        if rho not in cell or abs(d["error"]) > abs(cell[rho]["error"]):
+            cell[rho] = d
+    rhos = sorted({d["utilization"] for d in approx})
+    head = ["model", *(f"rho {r:g}" for r in rhos)]
+    body = [
+        [m, *(f"{100 * c[r]['error']:+.1f}% ({c[r]['level']})" if r in c else "" for r in rhos)]
+        for m, c in worst.items()
+    ]
+    return table(head, body)
+
+
 def _text(rows, fifo, in99, inb, approx, worst, top, slo, sw_w, sw_t, ok_approx) -> str:
     pts, m = fifo["points"], fifo["comparisons"]
     rel = max(abs(d["predicted"] / d["simulated"] - 1) for d in pts)
@@ -254,7 +271,9 @@ def _text(rows, fifo, in99, inb, approx, worst, top, slo, sw_w, sw_t, ok_approx)
         rows,
     )
     top_rows = "; ".join(
-        f"{d['model'].split(' (')[0]} {d['level']} {100 * d['error']:+.1f}%" for d in top
+        f"{d['model']} {d['level']} {100 * d['error']:+.1f}%"
+        for d in top
+        if d is max((e for e in top if e["model"] == d["model"]), key=lambda e: abs(e["error"]))
     )
     worst_txt = (
         f"{worst['model']}, {worst['level']} at utilization {worst['utilization']:.2f}: "
@@ -271,7 +290,11 @@ alone). Largest relative difference {100 * rel:.2f}%.
 {tab}
 
 **Approximations** (no error estimate; measured here): the worst point at utilization 0.9
-or below is {worst_txt} ({"within" if ok_approx else "**beyond**"} 15%). At 0.95: {top_rows}.
+or below is {worst_txt} ({"within" if ok_approx else "**beyond**"} 15%). At 0.95, the worst
+of each: {top_rows}. The largest relative error of p50/p90/p95/p99 by model and utilization
+(the level where it is):
+
+{approx_table(approx)}
 
 **Optimum under a p99 SLO of {slo["slo"]:g} s** (the example): default method
 {slo["status"]}, conic {slo["conic_status"]}, agreement {slo["agreement"]:.1e} of |U|,

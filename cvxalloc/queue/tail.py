@@ -373,7 +373,7 @@ def erlang_c(servers: int, load: float) -> float:
     if a <= 0:
         return 0.0
     b = math.exp(k * math.log(a) - a - math.lgamma(k + 1.0)) / special.pdtr(k, a)
-    return min(b / (1.0 - (a / k) * (1.0 - b)), 1.0)
+    return float(min(b / (1.0 - (a / k) * (1.0 - b)), 1.0))
 
 
 def _shortest_queue(queue: FleetQueue, law: ServiceLaw, levels, max_components: int):
