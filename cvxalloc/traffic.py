@@ -54,7 +54,9 @@ from .requestlog import RequestLog
 
 __all__ = [
     "TrafficSummary",
+    "Quantization",
     "measure_traffic",
+    "quantization",
     "dispersion_of_counts",
     "window_rates",
     "DISPERSION_WINDOWS",
@@ -65,6 +67,108 @@ __all__ = [
 DISPERSION_WINDOWS = (1.0, 10.0, 60.0)
 #: Largest number of windows :func:`window_rates` accepts (memory guard).
 MAX_WINDOWS = 10_000_000
+
+
+#: Relative tolerance of "a gap is a whole number of grid steps" (stamps written as
+#: decimals carry rounding of this order, not more).
+_GRID_RTOL = 1e-6
+#: The grid is reported as distorting the gaps when at least this share of them is 0 ...
+_ZERO_SHARE_WARN = 0.01
+#: ... or when one grid step is at least this share of the mean gap.
+_STEP_WARN = 0.1
+#: Positive gaps needed before a common step counts as a grid.
+_GRID_EVIDENCE = 3
+#: Seed of the de-quantized estimate's jitter (so a report is reproducible).
+DEQUANTIZE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Time stamps on a grid: how coarse it is against the gaps, and what it does.
+
+    Attributes
+    ----------
+    step_seconds : float
+        The grid step ``h``: every positive gap is a whole number of steps.
+    zero_gap_share : float
+        Share of the gaps that are exactly 0 (arrivals in the same grid step).
+    distorts : bool
+        Whether the grid distorts the gap statistics: at least 1% of the gaps are 0,
+        or ``h`` is at least a tenth of the mean gap.
+    arrival_scv_dequantized : float
+        The gap SCV after spreading each arrival uniformly over its grid step
+        (``T + U h``, ``U`` uniform on ``[0, 1)`` drawn with seed
+        :data:`DEQUANTIZE_SEED``): given the counts per step, the arrival times of
+        a Poisson process in a step are independent and uniform on it, so this is
+        the estimate that assumes nothing finer than the grid.
+    """
+
+    step_seconds: float
+    zero_gap_share: float
+    distorts: bool
+    arrival_scv_dequantized: float
+
+    def warning(self, arrival_scv: float) -> str | None:
+        """One sentence for the report when the grid distorts the gaps, else None."""
+        if not self.distorts:
+            return None
+        return (
+            f"time stamps are on a {self.step_seconds:g} s grid and "
+            f"{100 * self.zero_gap_share:.0f}% of the gaps are 0: the gap SCV "
+            f"{arrival_scv:.4g} measures the grid, not the traffic; spreading each arrival "
+            f"over its {self.step_seconds:g} s step gives {self.arrival_scv_dequantized:.4g} "
+            "(--dequantize uses it)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``quantization`` of ``cvxalloc traffic --json``)."""
+        return {
+            "step_seconds": self.step_seconds,
+            "zero_gap_share": self.zero_gap_share,
+            "distorts": self.distorts,
+            "arrival_scv_dequantized": self.arrival_scv_dequantized,
+        }
+
+
+def quantization(times: np.ndarray) -> Quantization | None:
+    """The time grid of sorted arrival times, or None when the gaps are on none.
+
+    The step is the smallest positive gap when every positive gap is a whole
+    number of it (to a relative 1e-6), from three positive gaps on; a log whose
+    stamps are continuous has no such step. See :class:`Quantization` for the
+    de-quantized estimate.
+
+    Examples
+    --------
+    A Poisson log of 3 arrivals a second written to the nearest 3 s below:
+
+    >>> rng = np.random.default_rng(1)
+    >>> t = np.cumsum(rng.exponential(1 / 3.0, 20_000))
+    >>> q = quantization(3.0 * np.floor(t / 3.0))
+    >>> q.step_seconds, round(q.zero_gap_share, 2), q.distorts
+    (3.0, 0.89, True)
+    >>> bool(abs(q.arrival_scv_dequantized - 1.0) < 0.05)
+    True
+    """
+    t = np.asarray(times, dtype=float)
+    gaps = np.diff(t)
+    positive = gaps[gaps > 0]
+    if positive.size < _GRID_EVIDENCE:  # one or two gaps are "a grid" whatever the stamps
+        return None
+    h = float(positive.min())
+    ratio = positive / h
+    if np.any(np.abs(ratio - np.round(ratio)) > _GRID_RTOL * np.maximum(ratio, 1.0)):
+        return None
+    zero_share = float(np.count_nonzero(gaps == 0) / gaps.size)
+    mean_gap = float(t[-1] - t[0]) / gaps.size
+    spread = np.sort(t + h * np.random.default_rng(DEQUANTIZE_SEED).random(t.size))
+    g = np.diff(spread)
+    return Quantization(
+        step_seconds=h,
+        zero_gap_share=zero_share,
+        distorts=bool(zero_share >= _ZERO_SHARE_WARN or h >= _STEP_WARN * mean_gap),
+        arrival_scv_dequantized=float(g.var() / g.mean() ** 2),
+    )
 
 
 def _label(seconds: float) -> str:
@@ -177,6 +281,9 @@ class TrafficSummary:
         Where the log came from and how its times were read.
     sorted : bool
         Whether the file was in time order.
+    quantization : Quantization or None
+        The grid of the time stamps (None when they are on none); its
+        :meth:`~Quantization.warning` says when it distorts ``arrival_scv``.
 
     Notes
     -----
@@ -201,6 +308,12 @@ class TrafficSummary:
     time_column: str
     time_unit: str
     sorted: bool = True
+    quantization: Quantization | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """The grid's warning (:meth:`Quantization.warning`), or None."""
+        return None if self.quantization is None else self.quantization.warning(self.arrival_scv)
 
     def __repr__(self) -> str:
         """Python source that rebuilds the summary (see the class notes).
@@ -237,6 +350,8 @@ class TrafficSummary:
             "time_column": self.time_column,
             "time_unit": self.time_unit,
             "sorted": self.sorted,
+            "quantization": None if self.quantization is None else self.quantization.to_dict(),
+            "warning": self.warning,
         }
 
     def summary(self) -> str:
@@ -252,6 +367,15 @@ class TrafficSummary:
             f"arrival rate      {self.arrival_rate:.6g} requests/s   ((n - 1) / (last - first))",
             f"arrival SCV       {self.arrival_scv:.6g}   (var / mean^2 of the gaps; Poisson 1)",
             f"zero gaps         {self.zero_gaps:,}   (simultaneous arrivals)",
+            *(
+                [
+                    f"time grid         {self.quantization.step_seconds:g} s   "
+                    f"({100 * self.quantization.zero_gap_share:.1f}% of the gaps are 0; "
+                    f"de-quantized SCV {self.quantization.arrival_scv_dequantized:.6g})"
+                ]
+                if self.quantization is not None
+                else []
+            ),
             "dispersion        "
             + "   ".join(
                 f"{k} {'-' if v is None else f'{v:.4g}'}" for k, v in self.dispersion.items()
@@ -274,6 +398,8 @@ class TrafficSummary:
                 f"tokens            {tk['column']}: mean {tk['mean']:.6g}   scv {scv}   "
                 f"min {tk['min']:g}   max {tk['max']:g}"
             )
+        if self.warning is not None:
+            lines.append(f"warning: {self.warning}")
         return "\n".join(lines)
 
 
@@ -320,4 +446,5 @@ def measure_traffic(log: RequestLog, window: float = 60.0) -> TrafficSummary:
         time_column=log.time_column,
         time_unit=log.time_unit,
         sorted=log.sorted,
+        quantization=quantization(t),
     )

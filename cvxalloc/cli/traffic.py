@@ -72,8 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "arrival rate (n - 1) / (last - first), the squared coefficient of variation of "
             "the gaps (var / mean^2), the index of dispersion of counts over 1 s, 10 s and "
             "60 s windows, the rate per window over time, and the type mix and token "
-            "statistics when the log has those columns. With --scenario IN --output OUT, "
-            "write a copy of the scenario with the measured arrival_rate and arrival_scv."
+            "statistics when the log has those columns. Time stamps on a coarse grid "
+            "(many simultaneous arrivals) are reported with the grid step and a de-quantized "
+            "gap SCV. With --scenario IN --output OUT, write a copy of the scenario with the "
+            "measured arrival_rate and arrival_scv (--keep-rate: arrival_scv only; "
+            "--dequantize: the de-quantized arrival_scv)."
         ),
     )
     p.add_argument("log", metavar="LOG", help="request log (.csv or JSON lines)")
@@ -92,6 +95,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="IN",
         help="scenario whose [queue] arrival_rate and arrival_scv to replace (needs --output)",
     )
+    p.add_argument(
+        "--keep-rate",
+        action="store_true",
+        help="with --scenario: write only the burstiness (arrival_scv), keeping the "
+        "scenario's arrival_rate (a server that takes a different rate)",
+    )
+    p.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="use the de-quantized gap SCV (each arrival spread over its time stamp's grid "
+        "step) for arrival_scv in the scenario written and the JSON's arrival_scv_used",
+    )
     add_output_option(
         p, help="where to write the updated scenario (TOML; needs --scenario)", metavar="OUT"
     )
@@ -103,20 +118,42 @@ def _check_dir(option: str, path: str) -> None:
         raise ScenarioError(f"{option} {path!r}: directory {str(parent)!r} does not exist")
 
 
-def _updated_scenario(path: str, traffic) -> tuple[str, str | None]:
-    """The scenario at ``path`` with the log's rate and gap scv, as TOML, and a note when
-    one replica (or the scenario's fleet) cannot carry that rate: then it is written with
-    the fewest replicas that can, at the minimum budgets (``cvxalloc plan`` chooses)."""
+def _scv_used(traffic, dequantize: bool) -> tuple[float, str]:
+    """The arrival_scv to write, and where it comes from (for the file's header)."""
+    q = traffic.quantization
+    if dequantize and q is not None:
+        return q.arrival_scv_dequantized, (
+            f"arrival_scv de-quantized (arrivals spread over their {q.step_seconds:g} s "
+            f"time-stamp grid; the raw gap SCV is {traffic.arrival_scv:.6g})"
+        )
+    if dequantize:
+        return traffic.arrival_scv, "arrival_scv as measured (the time stamps are on no grid)"
+    if traffic.warning is not None:
+        return traffic.arrival_scv, f"arrival_scv as measured; warning: {traffic.warning}"
+    return traffic.arrival_scv, "arrival_scv as measured"
+
+
+def _updated_scenario(
+    path: str, traffic, keep_rate: bool = False, dequantize: bool = False
+) -> tuple[str, str | None]:
+    """The scenario at ``path`` with the log's rate (unless ``keep_rate``) and gap scv, as
+    TOML, and a note when one replica (or the scenario's fleet) cannot carry that rate:
+    then it is written with the fewest replicas that can, at the minimum budgets
+    (``cvxalloc plan`` chooses)."""
     from ..fit import scenario_toml
 
     sc = load_scenario(path)
     data = sc.to_dict()
-    data["queue"]["arrival_rate"] = traffic.arrival_rate
-    data["queue"]["arrival_scv"] = traffic.arrival_scv
+    scv, how = _scv_used(traffic, dequantize)
+    if not keep_rate:
+        data["queue"]["arrival_rate"] = traffic.arrival_rate
+    data["queue"]["arrival_scv"] = scv
     header = [
-        f"{path} with [queue] arrival_rate and arrival_scv measured by cvxalloc traffic",
+        f"{path} with [queue] "
+        + ("arrival_scv" if keep_rate else "arrival_rate and arrival_scv")
+        + " measured by cvxalloc traffic",
         f"from {traffic.source}: {traffic.requests:,} requests over "
-        f"{traffic.duration_seconds:.6g} s",
+        f"{traffic.duration_seconds:.6g} s; {how}",
     ]
     note = None
     try:
@@ -147,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
             "--scenario IN and --output OUT go together: OUT is the copy of IN with the "
             "measured arrival_rate and arrival_scv"
         )
+    if args.keep_rate and args.scenario is None:
+        raise ScenarioError(
+            "--keep-rate applies to the scenario written: give --scenario IN --output OUT"
+        )
     if args.plot is not None:
         if not str(args.plot).lower().endswith(".png"):
             raise ScenarioError(f"--plot {args.plot!r}: the figure is a PNG; name it *.png")
@@ -157,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
     traffic = measure_traffic(log, window=args.window)
     scenario_text, note = (None, None)
     if args.scenario is not None:
-        scenario_text, note = _updated_scenario(args.scenario, traffic)
+        scenario_text, note = _updated_scenario(
+            args.scenario, traffic, keep_rate=args.keep_rate, dequantize=args.dequantize
+        )
     if args.plot is not None:
         from ..plots import plot_traffic
 
@@ -166,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         emit(scenario_text, args.output)
     if args.json:
         out = traffic.to_dict()
+        out["arrival_scv_used"] = _scv_used(traffic, args.dequantize)[0]
         if args.plot is not None:
             out["plot"] = args.plot
         if args.output is not None:
