@@ -35,6 +35,7 @@ from ._bisect import bisect
 from .constraints import check_feasible, constraints_of, slacks_of
 from .objective import Objective
 from .result import Result
+from .solve import fixed_service_scv
 from .solvers.constraint_rows import constraint_report
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def best_uniform(scenario: Scenario, objective: Objective | None = None) -> Resu
     >>> uni.status, round(uni.diagnostics["budget"], 1)
     ('feasible', 1970.8)
     """
-    sc = scenario
+    sc = fixed_service_scv(scenario)  # a batching "auto": the model the optimum fixes
     box = _feasible_box(sc)
     obj = objective or Objective(sc)
     T = _best_on_box(box, obj if box is sc else Objective(box))
@@ -197,7 +198,12 @@ def maximum_budgets(scenario: Scenario, objective: Objective | None = None) -> R
 
 
 def baselines(scenario: Scenario) -> dict[str, Result | None]:
-    """``{"uniform": ..., "minimum": ..., "maximum": ...}`` (maximum None if unstable)."""
+    """``{"uniform": ..., "minimum": ..., "maximum": ...}`` (maximum None if unstable).
+
+    Evaluated on ``scenario``'s model; a batching ``service_scv = "auto"`` is fixed
+    at its optimum's own first (pass the optimum's ``result.scenario`` to skip the solve).
+    """
+    scenario = fixed_service_scv(scenario)
     obj = Objective(scenario)
     return {
         "uniform": best_uniform(scenario, obj),

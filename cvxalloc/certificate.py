@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._source import source
-from .objective import Objective
+from .objective import Objective, at_allocation
 from .protocols import ScenarioLike
 
 __all__ = [
@@ -145,8 +145,10 @@ def certify(
     >>> cert.upper_bound >= cvxalloc.solve(sc, method="conic").objective
     True
     """
-    obj = objective or Objective(scenario)
     t = np.asarray(tokens, dtype=float)
+    if objective is None:  # a batching service_scv = "auto" is the allocation's own
+        scenario = at_allocation(scenario, t)
+    obj = objective or Objective(scenario)
     cons = getattr(scenario, "constraints", None)
     if cons is not None and not cons.empty:
         # Constrained: the constraints certify themselves (Frank-Wolfe over the

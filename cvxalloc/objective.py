@@ -168,21 +168,33 @@ class Objective:
         )
 
 
+def at_allocation(scenario: ScenarioLike, tokens: np.ndarray) -> ScenarioLike:
+    """The model an allocation is judged by: a batching server's ``service_scv = "auto"``
+    fixed to the allocation's own (unchanged otherwise; see
+    :meth:`cvxalloc.scenario.Scenario.with_service_scv_at`)."""
+    fix = getattr(scenario, "with_service_scv_at", None)
+    return scenario if fix is None else fix(tokens)
+
+
 def evaluate(scenario: ScenarioLike, tokens: np.ndarray) -> Evaluation:
     """Evaluate an allocation: utility, accuracy, W, utilization, per-type figures."""
-    return Objective(scenario).evaluate(np.asarray(tokens, dtype=float))
+    t = np.asarray(tokens, dtype=float)
+    return Objective(at_allocation(scenario, t)).evaluate(t)
 
 
 def utility(scenario: ScenarioLike, tokens: np.ndarray) -> float:
     """``U(t)`` of an allocation."""
-    return Objective(scenario).value(np.asarray(tokens, dtype=float))
+    t = np.asarray(tokens, dtype=float)
+    return Objective(at_allocation(scenario, t)).value(t)
 
 
 def gradient(scenario: ScenarioLike, tokens: np.ndarray) -> np.ndarray:
     """``grad U(t)``."""
-    return Objective(scenario).gradient(np.asarray(tokens, dtype=float))
+    t = np.asarray(tokens, dtype=float)
+    return Objective(at_allocation(scenario, t)).gradient(t)
 
 
 def hessian_parts(scenario: ScenarioLike, tokens: np.ndarray):
     """``-Hess U(t) = diag(d) + V M V^T``; see :meth:`Objective.hessian_parts`."""
-    return Objective(scenario).hessian_parts(np.asarray(tokens, dtype=float))
+    t = np.asarray(tokens, dtype=float)
+    return Objective(at_allocation(scenario, t)).hessian_parts(t)

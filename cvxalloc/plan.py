@@ -43,6 +43,7 @@ import numpy as np
 from . import status as st
 from .baselines import best_uniform
 from .errors import CvxallocError, ScenarioError, UnstableError
+from .objective import at_allocation
 from .queue import Latency
 from .queue.fleet import ROUTERS, Fleet
 from .result import Result, jsonable
@@ -428,7 +429,7 @@ def _warm_start(sc, prev: Result) -> tuple[float, float]:
     lat_prev = Latency(prev.scenario)
     mo = lat_prev.moments(prev.tokens)
     u = max(1.0 - mo.rho, 1e-12)
-    X = Latency(sc).lam / u
+    X = Latency(at_allocation(sc, prev.tokens)).lam / u
     return X, 0.5 * X * X * mo.m2
 
 

@@ -14,6 +14,7 @@ dict of the file format with :meth:`Scenario.from_dict`, or from arrays with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ._source import source
 from .accuracy import AccuracyCurves, AccuracyFamily
 from .errors import ScenarioError, UnstableError
 from .queue import queue_model
+from .queue.batching import MAX_SERVICE_SCV
 from .queue.fleet import fleet_from_table
 from .scenario_format import scenario_fields, scenario_structure, server_model, without_defaults
 from .scenario_range import check_range, check_resolvable
@@ -157,7 +159,7 @@ class Scenario:
         self.server = server_model(self.server)
         self.fleet = fleet_from_table(self.fleet)
         self._validate()
-        if self.fleet is not None and self.fleet.replicas > 1:
+        if self.fleet is not None and self.fleet.replicas > 1 and not self.auto_service_scv:
             queue_model(self)  # a router the replica's model cannot take is refused here
         if self.constraints is not None:
             self.constraints.check(self)
@@ -285,6 +287,51 @@ class Scenario:
         kw.update(changes)
         return Scenario(**kw)
 
+    @property
+    def auto_service_scv(self) -> bool:
+        """``[server] service_scv = "auto"`` where the model may depend on it, not yet fixed
+        (a fleet's router can make a replica's arrivals non-Poisson)."""
+        server = self.server
+        if server is None or not server.auto:
+            return False
+        return server.uses_service_scv(self.arrival_scv) or self.replicas > 1
+
+    def service_scv_at(self, tokens: Any) -> float:
+        """The mix's own service scv at ``tokens``: ``m2 / m1^2 - 1`` (0 without service)."""
+        s = self.service_time(tokens)
+        p = self.probability
+        m1 = dot(p, s)
+        m2 = dot(p, (1.0 + self.scv) * s * s + self.variance)
+        return max(m2 / (m1 * m1) - 1.0, 0.0) if m1 > 0 else 0.0
+
+    def with_service_scv_at(self, tokens: Any) -> Scenario:
+        """This scenario with ``service_scv = "auto"`` fixed to the mix's own at ``tokens``.
+
+        The batching model's burst and admission terms take the service scv as a
+        constant (so ``W`` stays convex in the budgets); ``"auto"`` means the one the
+        allocation itself has. Unchanged where the model does not use it.
+
+        Examples
+        --------
+        >>> from importlib import resources
+        >>> import cvxalloc
+        >>> sc = cvxalloc.load_scenario(
+        ...     resources.files("cvxalloc") / "data/example_batching.toml"
+        ... ).with_(arrival_scv=9.0, server={"model": "batching", "concurrency": [1, 8],
+        ...     "speedup": [1.0, 6.0], "service_scv": "auto"})
+        >>> fixed = sc.with_service_scv_at(sc.max_tokens)
+        >>> round(fixed.server.service_scv, 3) == round(sc.service_scv_at(sc.max_tokens), 3)
+        True
+        """
+        if not self.auto_service_scv:
+            return self
+        return self.with_service_scv(self.service_scv_at(tokens))
+
+    def with_service_scv(self, scv: float) -> Scenario:
+        """A copy whose batching server assumes the service scv ``scv`` (validated again)."""
+        scv = min(float(scv), MAX_SERVICE_SCV)
+        return self.with_(server=dataclasses.replace(self.server, service_scv=scv))
+
     def with_fleet(self, fleet: Any) -> Scenario:
         """A copy with another ``[fleet]`` (a :class:`~cvxalloc.queue.fleet.Fleet`, a
         table or None), checked again where the fleet enters: stability and the router.
@@ -303,7 +350,7 @@ class Scenario:
         new._validate_stability()
         if new.constraints is not None:
             new.constraints.check(new)
-        if new.fleet is not None and new.fleet.replicas > 1:
+        if new.fleet is not None and new.fleet.replicas > 1 and not new.auto_service_scv:
             queue_model(new)
         return new
 
@@ -585,8 +632,9 @@ class Scenario:
                 "'cvxalloc plan --max-replicas K' finds how many)"
             )
         check_range(self)
-        if self.server is not None:
-            self.server.occupancy(self.arrival_scv)  # refuses what is not convex
+        if self.server is not None and not self.auto_service_scv:
+            # refuses what is not convex ("auto": checked where it is fixed, at an allocation)
+            self.server.occupancy(self.arrival_scv)
         m1_hi = float(self.probability @ self.service_time(self.max_tokens))
         cons = self.constraints
         # An SLO or a utilization cap below 1 keeps the optimum away from saturation.

@@ -87,7 +87,8 @@ def _check_latency_price(sc: Scenario) -> None:
     gamma = sc.latency_weight
     if gamma == 0:
         return
-    lat = Latency(sc)
+    # service_scv = "auto": the model at the minimum budgets' own, where it is evaluated
+    lat = Latency(sc.with_service_scv_at(sc.min_tokens))
     width = sc.max_tokens - sc.min_tokens
     with np.errstate(over="ignore", invalid="ignore"):
         w_lo = float(lat.value(sc.min_tokens))

@@ -41,7 +41,7 @@ from .errors import CvxallocError, UnstableError
 from .objective import Objective
 from .polish import newton_direction, polish
 from .queue.fleet import scenario_partials
-from .solve import solve
+from .solve import fixed_service_scv, solve
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -458,7 +458,7 @@ def sensitivity(scenario: Scenario, result=None, *, mix: bool | None = None) -> 
     >>> bool(s.d_objective_d_arrival_rate < 0)   # more traffic, more queueing
     True
     """
-    sc = scenario
+    sc = fixed_service_scv(scenario)  # a batching "auto": at the optimum's own
     cons = getattr(sc, "constraints", None)
     if cons is not None and not getattr(cons, "empty", True):
         raise CvxallocError(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from typing import TYPE_CHECKING, Any
 
 from .constraints import ConstraintError
-from .errors import OptionError
+from .errors import OptionError, SolverError
 from .queue import queue_model
 from .result import Result
 
@@ -25,6 +26,7 @@ __all__ = [
     "choose_method",
     "method_options",
     "warm_options",
+    "fixed_service_scv",
     "CONSTRAINT_SUPPORT",
 ]
 
@@ -148,6 +150,8 @@ def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Resu
         raise OptionError(
             f"unknown method {name!r}; choose one of: {', '.join(available_methods())}"
         )
+    if getattr(scenario, "auto_service_scv", False):
+        return _solve_at_own_service_scv(scenario, name, options)
     _check_server(scenario, name)
     _check_fleet(scenario, name)
     func = _resolve(name)
@@ -170,6 +174,65 @@ def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Resu
             f"use method {' or '.join(map(repr, able)) or '(none)'}, or remove the constraint"
         )
     return func(scenario, **options)
+
+
+#: ``[server] service_scv = "auto"``: the plan's own service scv and the one its model
+#: assumed agree to this relative distance (the model's constant, not the certificate).
+SERVICE_SCV_RTOL = 1e-4
+#: Solves allowed before "auto" is declared unsettled.
+SERVICE_SCV_MAX_SOLVES = 30
+
+
+def _solve_at_own_service_scv(scenario: Scenario, method: str, options: dict) -> Result:
+    """Solve a batching scenario whose ``service_scv`` is ``"auto"``: the plan's own.
+
+    The batching model's burst and admission terms take the mix's service scv
+    ``c`` as a constant, so that ``W`` is convex in the budgets; ``"auto"`` asks
+    for the ``c`` the optimum itself has. Each solve is at a fixed ``c`` and
+    certified for that model; ``c`` is moved to the plan's own, ``m2 / m1^2 - 1``
+    (secant steps on ``own(t*(c)) - c`` after the first plain one, from the
+    minimum budgets' own), until the two agree to :data:`SERVICE_SCV_RTOL`. The
+    result is the last solve: its scenario has ``c`` fixed, and
+    ``diagnostics["service_scv"]`` says how it was found.
+    """
+    res: Result | None = None
+    c, previous = scenario.service_scv_at(scenario.min_tokens), None
+    for solves in range(1, SERVICE_SCV_MAX_SOLVES + 1):
+        fixed = scenario.with_service_scv(c)
+        warm = {} if "warm_start" in options else warm_options(fixed, res, method)
+        res = solve(fixed, method, **options, **warm)
+        own = scenario.service_scv_at(res.tokens)
+        gap = own - c
+        if abs(gap) <= SERVICE_SCV_RTOL * max(1.0, c):
+            res.diagnostics["service_scv"] = {"auto": True, "value": c, "own": own,
+                                              "solves": solves}  # fmt: skip
+            res.message += (
+                f'; service_scv "auto" fixed at {c:.4g} (the plan\'s own, {solves} solves)'
+            )
+            return res
+        step = own
+        if previous is not None and gap != previous[1]:  # secant on own(t*(c)) - c
+            secant = c - gap * (c - previous[0]) / (gap - previous[1])
+            step = secant if math.isfinite(secant) and secant >= 0 else own
+        previous, c = (c, gap), step
+    raise SolverError(
+        f'server: service_scv = "auto" did not settle in {SERVICE_SCV_MAX_SOLVES} solves (the '
+        f"model assumed {previous[0]:.6g}, the plan had {previous[0] + previous[1]:.6g}); give "
+        "service_scv a number"
+    )
+
+
+def fixed_service_scv(scenario: Scenario, method: str | None = None) -> Scenario:
+    """``scenario`` with a batching ``service_scv = "auto"`` fixed at its own optimum's.
+
+    What :func:`solve` finds; workflows that solve many nearby scenarios (policies
+    over rates, sweeps, fleet plans, the controller, sensitivity) take the model
+    fixed once, at the scenario's own rate, and keep it across their grid.
+    Unchanged where ``service_scv`` is a number or the model does not use it.
+    """
+    if not getattr(scenario, "auto_service_scv", False):
+        return scenario
+    return solve(scenario, method).scenario
 
 
 def _check_server(scenario: Scenario, name: str) -> None:

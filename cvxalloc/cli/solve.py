@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         _warn_off_menu(sc)
     base = None
     if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
-        base = baselines(sc)
+        base = baselines(result.scenario)  # the model the optimum was certified on
     if args.json:
         out = result.to_dict(quantiles=levels)
         if base is not None:

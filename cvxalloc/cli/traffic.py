@@ -155,6 +155,11 @@ def _updated_scenario(
         f"from {traffic.source}: {traffic.requests:,} requests over "
         f"{traffic.duration_seconds:.6g} s; {how}",
     ]
+    server = data.get("server")
+    if server is not None and "service_scv" not in server and traffic.arrival_scv != 1.0:
+        # a batching server's burst model depends on the mix's service scv: the plan's own
+        server["service_scv"] = "auto"
+        header.append('[server] service_scv = "auto": the plan\'s own (docs/batching.md)')
     note = None
     try:
         new = Scenario.from_dict(data)

@@ -25,7 +25,7 @@ from ..policy import build_policy, highest_rate
 from ..requestlog import RequestLog
 from ..simulate import TypeSampler, lindley_waits, service_distribution
 from ..simulate.batching import BatchingEngine, Departures
-from ..solve import solve, warm_options
+from ..solve import fixed_service_scv, solve, warm_options
 from .results import ControlReplay, _Runs, _summaries
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def replay_controller(
         utilization, or types that are not tasks of the scenario.
     """
     clock = time.perf_counter()
-    sc0 = scenario
+    sc0 = fixed_service_scv(scenario)  # a batching "auto": fixed once, at its own optimum
     names = _check_options(sc0, seeds, confidence, estimator, strategies)
     log = RequestLog.of(log)
     world = _World.of(sc0, log, target_utilization, window, use_tokens)

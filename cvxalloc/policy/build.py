@@ -24,7 +24,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
-from ..solve import choose_method, solve, warm_options
+from ..solve import choose_method, fixed_service_scv, solve, warm_options
 from .lookup import Policy, _answer, _d1_bounds, _scale, _scv_mid
 
 if TYPE_CHECKING:
@@ -192,6 +192,8 @@ def build_policy(
         A grid point that cannot be certified to 1e-9 of ``max(|U|, weighted accuracy)``.
     """
     kw = dict(points=points, tolerance=tolerance, method=method, max_points=max_points)
+    # a batching service_scv = "auto": fixed once, at the scenario's own optimum
+    scenario = fixed_service_scv(scenario, method)
     if arrival_scv is None or isinstance(arrival_scv, (int, float)):
         return _build_single(scenario, arrival_scv=arrival_scv, **kw)
     clock = time.perf_counter()

@@ -36,10 +36,20 @@ from .curve import MAX_CONCURRENCY, CapacityCurve, capacity_curve
 from .cuts import TangentCuts
 from .occupancy import Occupancy, occupancy
 
-__all__ = ["BatchingQueue", "BatchingServer", "CapacityCurve", "TangentCuts", "capacity_curve"]
+__all__ = [
+    "AUTO",
+    "BatchingQueue",
+    "BatchingServer",
+    "CapacityCurve",
+    "TangentCuts",
+    "capacity_curve",
+]
 
 #: Largest ``service_scv`` accepted (as for the tasks' ``service.scv``).
 MAX_SERVICE_SCV = 1e6
+#: ``[server] service_scv = "auto"``: the mix's own service scv at the plan, found by
+#: :func:`cvxalloc.solve` as a fixed point (see :meth:`Scenario.with_service_scv_at`).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,13 @@ class BatchingServer:
     max_running : int, optional
         The engine's admission limit (vLLM's ``max_num_seqs``): at most this many
         decode together, the rest wait FIFO. None: every query decodes.
-    service_scv : float
+    service_scv : float or "auto"
         The squared coefficient of variation of the whole mix's service time that
         the bursty-arrival and admission terms assume (default 1: exponential).
-        Without bursts or a limit the model does not depend on it.
+        Without bursts or a limit the model does not depend on it. ``"auto"``: the
+        mix's own at the allocation, ``m2 / m1^2 - 1``; a model with it is only
+        evaluated once it is fixed (:meth:`Scenario.with_service_scv_at`; ``solve``
+        fixes it at its own optimum).
 
     Examples
     --------
@@ -67,7 +80,7 @@ class BatchingServer:
 
     curve: CapacityCurve
     max_running: int | None = None
-    service_scv: float = 1.0
+    service_scv: float | str = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.curve, CapacityCurve):
@@ -95,9 +108,34 @@ class BatchingServer:
         n = np.asarray(n, dtype=float)
         return self.curve.rate(n if self.max_running is None else np.minimum(n, self.max_running))
 
+    def uses_service_scv(self, arrival_scv: float) -> bool:
+        """Whether the model depends on ``service_scv``: bursty or smooth arrivals, or a limit."""
+        return arrival_scv != 1.0 or self.max_running is not None
+
+    @property
+    def auto(self) -> bool:
+        """``service_scv = "auto"``, not yet fixed to an allocation's own."""
+        return self.service_scv == AUTO
+
     def occupancy(self, arrival_scv: float = 1.0) -> Occupancy:
-        """The checked ``G`` of this server under arrivals of gap scv ``arrival_scv``."""
-        return occupancy(self.curve, arrival_scv, self.max_running, self.service_scv)
+        """The checked ``G`` of this server under arrivals of gap scv ``arrival_scv``.
+
+        Raises
+        ------
+        ScenarioError
+            ``service_scv = "auto"`` where the model depends on it: the value comes
+            from an allocation (:meth:`Scenario.with_service_scv_at`).
+        """
+        scv = self.service_scv
+        if scv == AUTO:
+            if self.uses_service_scv(arrival_scv):
+                raise ScenarioError(
+                    'server: service_scv = "auto" is the mix\'s own service scv at an '
+                    "allocation, and this analysis has none: solve the scenario first (solve "
+                    "fixes it at the optimum) or give service_scv a number"
+                )
+            scv = 1.0  # Poisson arrivals, every query decoding: the model does not use it
+        return occupancy(self.curve, arrival_scv, self.max_running, scv)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``[server]`` table (keys at their defaults left out)."""
@@ -127,9 +165,11 @@ def _max_running(value: Any) -> int | None:
     return int(value)
 
 
-def _service_scv(value: Any) -> float:
+def _service_scv(value: Any) -> float | str:
+    if isinstance(value, str) and value == AUTO:
+        return AUTO
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ScenarioError(f"server: service_scv must be a number (got {value!r})")
+        raise ScenarioError(f'server: service_scv must be a number or "auto" (got {value!r})')
     v = float(value)
     if not math.isfinite(v) or v < 0 or v > MAX_SERVICE_SCV:
         raise ScenarioError(
@@ -179,7 +219,7 @@ class BatchingQueue:
     name: str = "batching"
     arrival_scv: float = 1.0
     max_running: int | None = None
-    service_scv: float = 1.0
+    service_scv: float | str = 1.0
 
     def __post_init__(self) -> None:
         curve = self.curve or capacity_curve(self.concurrency, self.speedup)

@@ -40,6 +40,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import time
@@ -592,6 +593,9 @@ def simulate_batching(
     ):
         raise ScenarioError(f"limit must be a whole number >= 1 or None (got {limit!r})")
     t = _check_tokens(sc, tokens)
+    if curve is None and sc.auto_service_scv:  # the model column: the allocation's own
+        sc = sc.with_service_scv_at(t)
+        server = dataclasses.replace(sc.server, max_running=server.max_running)
     if arrival_times is not None:
         arrival_times = _replayed_times(sc, t, server, arrival_times, target_utilization)
     elif target_utilization is not None:

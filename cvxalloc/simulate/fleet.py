@@ -48,7 +48,7 @@ import numpy as np
 
 from .._source import fields_source
 from ..errors import ScenarioError, UnstableError
-from ..objective import Objective
+from ..objective import Objective, at_allocation
 from ..queue.batching import CapacityCurve
 from ..requestlog import RequestLog
 from .batching import system_times
@@ -651,7 +651,7 @@ def _model(sc, t, rate: float, scv: float) -> tuple[float, float]:
     """The model's ``W`` and ``U`` at ``rate`` and gap ``scv`` (``inf``, ``-inf`` where
     unstable or where the model does not take that scv)."""
     try:
-        ev = Objective(sc.with_(arrival_rate=rate, arrival_scv=scv)).evaluate(t)
+        ev = Objective(at_allocation(sc.with_(arrival_rate=rate, arrival_scv=scv), t)).evaluate(t)
     except ScenarioError:
         return math.inf, -math.inf
     return float(ev.mean_system_time), float(ev.objective)
