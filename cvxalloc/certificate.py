@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._source import source
-from .objective import Objective, at_allocation
+from .objective import Objective, allocation_array, at_allocation
 from .protocols import ScenarioLike
 
 __all__ = [
@@ -127,8 +127,9 @@ def certify(
     Parameters
     ----------
     scenario : Scenario
-    tokens : array_like
-        A feasible allocation (within bounds, stable).
+    tokens : array_like or dict
+        A feasible allocation (within bounds, stable): one number per task in task
+        order, or a mapping task name -> tokens (:func:`cvxalloc.objective.allocation_array`).
     objective : Objective, optional
         Reuse an already built objective.
 
@@ -145,7 +146,7 @@ def certify(
     >>> cert.upper_bound >= cvxalloc.solve(sc, method="conic").objective
     True
     """
-    t = np.asarray(tokens, dtype=float)
+    t = allocation_array(scenario, tokens, finite=False)  # a wrong shape: a clear error
     if objective is None:  # a batching service_scv = "auto" is the allocation's own
         scenario = at_allocation(scenario, t)
     obj = objective or Objective(scenario)

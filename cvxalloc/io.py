@@ -32,6 +32,7 @@ The structure itself (checks, defaults, conversion both ways) is
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -52,7 +53,10 @@ else:  # pragma: no cover
 
 __all__ = [
     "load_scenario",
+    "as_scenario",
     "load_allocation",
+    "output_format",
+    "scenario_text",
     "example_scenario",
     "read_structured_file",
     "scenario_toml",
@@ -207,3 +211,58 @@ def scenario_toml(scenario: Scenario, header: Sequence[str] = ()) -> str:
             out.append(f"[task.{sub}]")
             out += [f"{k} = {_toml_value(v)}" for k, v in task[sub].items()]
     return "\n".join(out) + "\n"
+
+
+#: Extensions a scenario file may be written with, and the format each means.
+OUTPUT_FORMATS = {".toml": "toml", ".json": "json"}
+
+
+def output_format(path: str | Path, option: str = "--output") -> str:
+    """``"toml"`` or ``"json"``, by the file name's extension; anything else refused.
+
+    A scenario written where its name says another format would be read back
+    as that format and refused (``x.json`` holding TOML is "not valid JSON").
+    Check it before any work, so a refused name writes nothing.
+    """
+    ext = Path(path).suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ScenarioError(
+            f"{option} {str(path)!r}: a scenario is written as .toml or .json, by the file "
+            f"name's extension (got {ext or 'none'}); name it *.toml or *.json"
+        )
+    return OUTPUT_FORMATS[ext]
+
+
+def scenario_text(
+    data: Scenario | Mapping[str, Any], path: str | Path, header: Sequence[str] = ()
+) -> str:
+    """A scenario (or a structure of the file format) as the text of ``path``'s format.
+
+    TOML with ``header`` as comment lines, or JSON (indented; JSON holds no
+    comments, so the header is left out). Both read back with :func:`load_scenario`.
+    """
+    if output_format(path) == "json":
+        d = data.to_dict() if isinstance(data, Scenario) else dict(data)
+        return json.dumps(d, indent=2, allow_nan=False) + "\n"
+    if isinstance(data, Scenario):
+        return scenario_toml(data, header)
+    raise TypeError("scenario_text writes a structure other than a Scenario as JSON only")
+
+
+def as_scenario(scenario: Any) -> Scenario:
+    """A :class:`Scenario`: the one given, read from a path, or built from the file's structure.
+
+    Where the Python API expects a scenario it takes a ``Scenario``, a path to a
+    ``.toml`` or ``.json`` scenario file (``str`` or ``pathlib.Path``), or the
+    file's structure as a dict; anything else is a :class:`ScenarioError` saying so.
+    """
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, (str, os.PathLike)):
+        return load_scenario(scenario)
+    if isinstance(scenario, Mapping):
+        return Scenario.from_dict(scenario)
+    raise ScenarioError(
+        f"scenario must be a Scenario, a path to a .toml or .json scenario file, or the "
+        f"file's structure as a dict (got {type(scenario).__name__})"
+    )

@@ -10,7 +10,8 @@ gives every figure of an allocation at once; :func:`utility`,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from ._reduce import dot
 from ._source import fields_source
+from .errors import ScenarioError
 from .protocols import ScenarioLike
 from .queue import Latency
 
@@ -168,6 +170,57 @@ class Objective:
         )
 
 
+def allocation_array(scenario: ScenarioLike, tokens: Any, finite: bool = True) -> np.ndarray:
+    """An allocation as one float per task, in task order, checked.
+
+    ``tokens`` is an array-like with one number per task, or a mapping task name
+    -> tokens naming every task. Anything else (a wrong length, a nested list, a
+    mapping with a name missing or unknown, a value that is not a finite number)
+    is a :class:`~cvxalloc.errors.ScenarioError` saying what is wrong and what to
+    give (``finite=False`` lets non-finite values through, for a certificate that
+    then proves nothing). The scenario itself must be a scenario object: a path is
+    read with :func:`cvxalloc.load_scenario` first.
+
+    >>> import cvxalloc
+    >>> sc = cvxalloc.example_scenario()
+    >>> allocation_array(sc, {n: 2048.0 for n in sc.names}).tolist()
+    [2048.0, 2048.0, 2048.0, 2048.0, 2048.0]
+    """
+    if isinstance(scenario, (str, os.PathLike, Mapping)):
+        raise ScenarioError(
+            f"scenario must be a Scenario (got {type(scenario).__name__}); read a file with "
+            "cvxalloc.load_scenario(path)"
+        )
+    n, names = len(scenario.names), list(scenario.names)
+    if isinstance(tokens, Mapping):
+        missing = [name for name in names if name not in tokens]
+        unknown = [str(k) for k in tokens if k not in set(names)]
+        if missing or unknown:
+            raise ScenarioError(
+                "allocation: a mapping task name -> tokens must name every task"
+                + (f"; missing: {', '.join(missing[:5])}" if missing else "")
+                + (f"; unknown: {', '.join(unknown[:5])}" if unknown else "")
+            )
+        tokens = [tokens[name] for name in names]
+    try:
+        t = np.asarray(tokens, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(
+            f"allocation: one number per task expected ({n}, in task order), or a mapping "
+            f"task name -> tokens ({exc})"
+        ) from None
+    if t.shape != (n,):
+        raise ScenarioError(
+            f"allocation: one number per task expected ({n}, in task order: "
+            f"{', '.join(names[:5])}{', ...' if n > 5 else ''}), got shape {t.shape}"
+        )
+    bad = np.flatnonzero(~np.isfinite(t)) if finite else np.zeros(0, dtype=int)
+    if bad.size:
+        i = int(bad[0])
+        raise ScenarioError(f'allocation: task "{names[i]}": tokens must be finite (got {t[i]})')
+    return t
+
+
 def at_allocation(scenario: ScenarioLike, tokens: np.ndarray) -> ScenarioLike:
     """The model an allocation is judged by: a batching server's ``service_scv = "auto"``
     fixed to the allocation's own (unchanged otherwise; see
@@ -176,21 +229,25 @@ def at_allocation(scenario: ScenarioLike, tokens: np.ndarray) -> ScenarioLike:
     return scenario if fix is None else fix(tokens)
 
 
-def evaluate(scenario: ScenarioLike, tokens: np.ndarray) -> Evaluation:
-    """Evaluate an allocation: utility, accuracy, W, utilization, per-type figures."""
-    t = np.asarray(tokens, dtype=float)
+def evaluate(scenario: ScenarioLike, tokens: Any) -> Evaluation:
+    """Evaluate an allocation: utility, accuracy, W, utilization, per-type figures.
+
+    ``tokens``: one number per task in task order, or a mapping task name -> tokens
+    (:func:`allocation_array` checks it).
+    """
+    t = allocation_array(scenario, tokens)
     return Objective(at_allocation(scenario, t)).evaluate(t)
 
 
-def utility(scenario: ScenarioLike, tokens: np.ndarray) -> float:
-    """``U(t)`` of an allocation."""
-    t = np.asarray(tokens, dtype=float)
+def utility(scenario: ScenarioLike, tokens: Any) -> float:
+    """``U(t)`` of an allocation (``tokens`` as in :func:`evaluate`)."""
+    t = allocation_array(scenario, tokens)
     return Objective(at_allocation(scenario, t)).value(t)
 
 
-def gradient(scenario: ScenarioLike, tokens: np.ndarray) -> np.ndarray:
-    """``grad U(t)``."""
-    t = np.asarray(tokens, dtype=float)
+def gradient(scenario: ScenarioLike, tokens: Any) -> np.ndarray:
+    """``grad U(t)`` (``tokens`` as in :func:`evaluate`)."""
+    t = allocation_array(scenario, tokens)
     return Objective(at_allocation(scenario, t)).gradient(t)
 
 

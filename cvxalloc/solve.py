@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .constraints import ConstraintError
 from .errors import OptionError, SolverError
+from .io import as_scenario
 from .queue import queue_model
 from .result import Result
 
@@ -121,8 +122,9 @@ def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Resu
 
     Parameters
     ----------
-    scenario : Scenario
-        From :func:`cvxalloc.load_scenario`, :meth:`Scenario.from_arrays`, ...
+    scenario : Scenario, path or dict
+        From :func:`cvxalloc.load_scenario`, :meth:`Scenario.from_arrays`, ...; or a
+        path to a ``.toml`` / ``.json`` scenario file, or the file's structure.
     method : str, optional
         One of :data:`METHODS` (default :data:`DEFAULT_METHOD`; for a scenario
         with constraints it does not support, the first method that does, see
@@ -144,7 +146,11 @@ def solve(scenario: Scenario, method: str | None = None, **options: Any) -> Resu
     >>> res = cvxalloc.solve(cvxalloc.example_scenario(), method="conic")
     >>> res.status, res.certificate.relative_gap < 1e-6
     ('optimal', True)
+
+    A path to a scenario file, or the file's structure as a dict, is read first
+    (:func:`cvxalloc.io.as_scenario`): ``cvxalloc.solve("scenario.toml")``.
     """
+    scenario = as_scenario(scenario)
     name = choose_method(scenario, method)
     if name not in METHODS:
         raise OptionError(

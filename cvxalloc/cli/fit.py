@@ -18,7 +18,7 @@ from ..fit import (
     read_throughput,
     server_toml,
 )
-from ..io import load_scenario, scenario_toml
+from ..io import load_scenario, output_format, scenario_text
 from ._common import (
     add_json_option,
     add_output_option,
@@ -143,8 +143,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     """Where the scenario goes, how the report is printed, and the progress bar."""
     add_output_option(
         p,
-        help="write the fitted scenario TOML here (only on success); without it "
-        "only the fit report is printed",
+        help="write the fitted scenario here, TOML or JSON by the extension (.toml, .json; "
+        "only on success); without it only the fit report is printed",
     )
     add_json_option(p, help="print the report as one JSON object")
     add_progress_option(
@@ -210,6 +210,8 @@ def _fixed(items: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        output_format(args.output)  # .toml or .json, refused before any work
     capacity = None
     if args.throughput is not None or args.accuracy_csv is None:
         capacity = _capacity(args)  # None: done (no ACCURACY_CSV)
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             )
             header.append(f"{name}: {f.family} ({tf.criterion}; {f.n_points} points): {ps}")
         header += cal.notes
-        emit(scenario_toml(cal.scenario, header), args.output)
+        emit(scenario_text(cal.scenario, args.output, header), args.output)
     if args.json:
         out = cal.to_dict()
         if capacity is not None:
@@ -310,7 +312,9 @@ def _capacity(args: argparse.Namespace) -> CapacityFit | None:
             if note is not None:
                 fit.notes.append(note)
                 header.append(note)
-            text = scenario_toml(scenario, header)
+            text = scenario_text(scenario, args.output, header)
+        elif output_format(args.output) == "json":
+            text = scenario_text({"server": fit.curve.to_dict()}, args.output)
         else:
             text = "\n".join(f"# {line}".rstrip() for line in header) + "\n\n"
             text += server_toml(fit.curve)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import ScenarioError, UnstableError
-from ..io import load_scenario
+from ..io import load_scenario, output_format, scenario_text
 from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
 from ..scenario import Scenario
 from ..traffic import measure_traffic
@@ -108,7 +108,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "step) for arrival_scv in the scenario written and the JSON's arrival_scv_used",
     )
     add_output_option(
-        p, help="where to write the updated scenario (TOML; needs --scenario)", metavar="OUT"
+        p,
+        help="where to write the updated scenario (.toml or .json, by the extension; needs "
+        "--scenario)",
+        metavar="OUT",
     )
 
 
@@ -134,14 +137,12 @@ def _scv_used(traffic, dequantize: bool) -> tuple[float, str]:
 
 
 def _updated_scenario(
-    path: str, traffic, keep_rate: bool = False, dequantize: bool = False
+    path: str, traffic, output: str, keep_rate: bool = False, dequantize: bool = False
 ) -> tuple[str, str | None]:
     """The scenario at ``path`` with the log's rate (unless ``keep_rate``) and gap scv, as
-    TOML, and a note when one replica (or the scenario's fleet) cannot carry that rate:
-    then it is written with the fewest replicas that can, at the minimum budgets
-    (``cvxalloc plan`` chooses)."""
-    from ..fit import scenario_toml
-
+    the text of ``output`` (TOML or JSON by its extension), and a note when one replica
+    (or the scenario's fleet) cannot carry that rate: then it is written with the fewest
+    replicas that can, at the minimum budgets (``cvxalloc plan`` chooses)."""
     sc = load_scenario(path)
     data = sc.to_dict()
     scv, how = _scv_used(traffic, dequantize)
@@ -178,7 +179,7 @@ def _updated_scenario(
             f"'cvxalloc plan OUT --max-replicas K' chooses how many"
         )
         header.append(note.replace("OUT", "this file"))
-    return scenario_toml(new, header=header), note
+    return scenario_text(new, output, header=header), note
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,20 +199,25 @@ def run(args: argparse.Namespace) -> int:
             raise ScenarioError(f"--plot {args.plot!r}: the figure is a PNG; name it *.png")
         _check_dir("--plot", args.plot)
     if args.output is not None:
+        output_format(args.output)  # .toml or .json, refused before any work
         _check_dir("--output", args.output)
     log = read_log_from_args(args.log, args)
     traffic = measure_traffic(log, window=args.window)
-    scenario_text, note = (None, None)
+    text_out, note = (None, None)
     if args.scenario is not None:
-        scenario_text, note = _updated_scenario(
-            args.scenario, traffic, keep_rate=args.keep_rate, dequantize=args.dequantize
+        text_out, note = _updated_scenario(
+            args.scenario,
+            traffic,
+            args.output,
+            keep_rate=args.keep_rate,
+            dequantize=args.dequantize,
         )
     if args.plot is not None:
         from ..plots import plot_traffic
 
         plot_traffic(traffic, args.plot)
-    if scenario_text is not None:
-        emit(scenario_text, args.output)
+    if text_out is not None:
+        emit(text_out, args.output)
     if args.json:
         out = traffic.to_dict()
         out["arrival_scv_used"] = _scv_used(traffic, args.dequantize)[0]
