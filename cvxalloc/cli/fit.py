@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "(tokens, accuracy) measurements by weighted least squares, report parameters "
             "with standard errors and AIC / AICc / leave-one-out error, fit the service line "
             "base + per_token * tokens (and scv) to (tokens, seconds) measurements, and write "
-            "a scenario TOML that 'cvxalloc solve' reads. File formats: docs/calibration.md."
+            "a scenario that 'cvxalloc solve' reads (TOML or JSON by the --output extension). "
+            "File formats: docs/calibration.md."
         ),
     )
     _add_inputs(p)
