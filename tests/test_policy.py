@@ -266,9 +266,19 @@ def test_route_request_example_runs(policy_file):
         argv + ["--type", "math", "--rate", "0.05"], capture_output=True, text=True, check=True
     ).stdout
     pol = load_policy(policy_file)
-    assert f"thinking budget {int(pol.budget('math', 0.05))} tokens" in out
-    body = json.loads(out.strip().splitlines()[-1])
-    assert body["thinking"]["budget_tokens"] == int(pol.budget("math", 0.05))
+    budget = int(pol.budget("math", 0.05))
+    assert f"thinking budget {budget} tokens" in out
+    body = json.loads(out.strip().splitlines()[-1])  # vLLM's request (the default format)
+    assert body["thinking_token_budget"] == budget and body["max_tokens"] > budget
+    # the Messages API takes no budget in (0, 1024): refused, pointing to a menu policy
+    assert 0 < budget < 1024
+    bad = subprocess.run(
+        argv + ["--type", "math", "--rate", "0.05", "--format", "anthropic"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "below the Messages API's smallest thinking budget (1,024)" in bad.stderr
     out = subprocess.run(
         argv + ["--text", "Prove this AIME problem", "--rate", "5", "--queue", "3"],
         capture_output=True,
@@ -276,6 +286,28 @@ def test_route_request_example_runs(policy_file):
         check=True,
     ).stdout
     assert "task olympiad" in out and "held at the policy's top" in out
+
+
+def test_route_request_with_the_menu_policy_sends_valid_budgets(tmp_path, capsys):
+    # the menu scenario's budgets are 0 or >= 1,024: every request it answers is valid
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    menu = build_policy(cvxalloc.load_scenario(root / "docs" / "examples" / "example_menu.toml"))
+    path = tmp_path / "menu.json"
+    path.write_text(json.dumps(menu.to_dict()))
+    spec = importlib.util.spec_from_file_location(
+        "route_request", root / "docs" / "examples" / "route_request.py"
+    )
+    router = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(router)
+    for task in menu.names:
+        for rate in ("0", "0.05", "0.2"):
+            argv = ["--policy", str(path), "--type", task, "--rate", rate, "--format", "anthropic"]
+            assert router.main(argv) == 0
+            out = capsys.readouterr().out
+            thinking = json.loads(out.strip().splitlines()[-1])["thinking"]
+            assert thinking["type"] == "disabled" or thinking["budget_tokens"] >= 1024
 
 
 @settings(max_examples=4, deadline=None)

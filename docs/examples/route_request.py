@@ -8,8 +8,17 @@ Run::
         --rate 0.12 --queue 4
     python docs/examples/route_request.py --type olympiad --rate 0.02   # builds the policy
 
-It prints the budget, the proven gap at that rate, and the request a router would send. The
-pieces are small on purpose: a router replaces ``classify`` with its own classifier and
+    # Anthropic's Messages API takes no thinking budget below 1,024 tokens: a menu policy
+    cvxalloc policy docs/examples/example_menu.toml --output policy_menu.json
+    python docs/examples/route_request.py --policy policy_menu.json --type math --rate 0.05 \\
+        --format anthropic
+
+It prints the budget, the proven gap at that rate, and the request a router would send:
+``--format vllm`` (the default) for a self-hosted model behind vLLM's OpenAI-compatible
+server (``thinking_token_budget``, any whole number of tokens), ``--format anthropic`` for
+the Messages API (``thinking.budget_tokens``: 0 means thinking off, else at least 1,024; a
+budget in between cannot be sent, and the script says to build the policy from a menu).
+The pieces are small on purpose: a router replaces ``classify`` with its own classifier and
 ``RateMeter`` with its own counters; the policy look-up is the part cvxalloc provides
 (see docs/deploy.md).
 """
@@ -21,6 +30,7 @@ import json
 import math
 import sys
 from collections import deque
+from pathlib import Path
 
 import cvxalloc
 
@@ -77,14 +87,64 @@ def lookup(policy, task: str, rate: float):
     return math.floor(ans.tokens[policy.names.index(task)]), ans, r
 
 
-def request_body(text: str, budget: int) -> dict:
-    """An illustrative request: the budget as the request's thinking budget.
+#: The smallest thinking budget Anthropic's Messages API accepts (``budget_tokens``).
+ANTHROPIC_MIN_BUDGET = 1024
+#: Where the example's menu scenario is (budgets 0 or >= 1,024), beside this script.
+MENU_SCENARIO = Path(__file__).resolve().parent / "example_menu.toml"
 
-    Serving stacks name it differently (see docs/deploy.md); a budget of 0 means "do not
-    think" (turn thinking off where the stack allows it).
+
+class BudgetError(ValueError):
+    """A budget the request format cannot carry."""
+
+
+def request_body(text: str, budget: int, fmt: str = "vllm", answer_tokens: int = 1024) -> dict:
+    """The request a router sends: the budget as the request's thinking budget.
+
+    ``vllm``: a self-hosted reasoning model behind vLLM's OpenAI-compatible server,
+    started with ``--reasoning-parser`` and ``--reasoning-config`` (docs/deploy.md);
+    ``thinking_token_budget`` caps the thinking, and 0 turns thinking off through the
+    chat template (``enable_thinking``, as Qwen3's). ``anthropic``: the Messages API;
+    0 is thinking disabled, any other budget must be at least
+    :data:`ANTHROPIC_MIN_BUDGET`. Thinking counts against ``max_tokens`` in both, so
+    ``max_tokens`` is the budget plus the answer's allowance.
     """
-    thinking = {"type": "enabled", "budget_tokens": budget} if budget > 0 else {"type": "disabled"}
-    return {"messages": [{"role": "user", "content": text}], "thinking": thinking}
+    messages = [{"role": "user", "content": text}]
+    if fmt == "vllm":
+        if budget == 0:
+            return {
+                "messages": messages,
+                "max_tokens": answer_tokens,
+                "chat_template_kwargs": {"enable_thinking": False},
+            }
+        return {
+            "messages": messages,
+            "max_tokens": budget + answer_tokens,
+            "thinking_token_budget": budget,
+        }
+    if budget == 0:
+        return {"messages": messages, "max_tokens": answer_tokens, "thinking": {"type": "disabled"}}
+    if budget < ANTHROPIC_MIN_BUDGET:
+        raise BudgetError(
+            f"budget {budget} tokens is below the Messages API's smallest thinking budget "
+            f"({ANTHROPIC_MIN_BUDGET:,}): build the policy from a scenario whose budgets are 0 "
+            f"or at least {ANTHROPIC_MIN_BUDGET:,} (cvxalloc policy docs/examples/"
+            f"{MENU_SCENARIO.name} --output ...), or serve with --format vllm"
+        )
+    return {
+        "messages": messages,
+        "max_tokens": budget + answer_tokens,
+        "thinking": {"type": "enabled", "budget_tokens": budget},
+    }
+
+
+def _policy(path: str | None, fmt: str):
+    """The policy file, or one built from the built-in example (its menu for anthropic)."""
+    if path:
+        return cvxalloc.load_policy(path)
+    from cvxalloc.policy import build_policy
+
+    sc = cvxalloc.load_scenario(MENU_SCENARIO) if fmt == "anthropic" else None
+    return build_policy(sc or cvxalloc.example_scenario())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,13 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor", type=float, default=0.0, help="long-run rate planned for, queries/s"
     )
+    parser.add_argument(
+        "--format",
+        choices=("vllm", "anthropic"),
+        default="vllm",
+        help="the request to print: vLLM's OpenAI-compatible server (default) or Anthropic's "
+        "Messages API",
+    )
+    parser.add_argument(
+        "--answer-tokens", type=int, default=1024, help="the answer's allowance in max_tokens"
+    )
     args = parser.parse_args(argv)
-    if args.policy:
-        policy = cvxalloc.load_policy(args.policy)
-    else:
-        from cvxalloc.policy import build_policy
-
-        policy = build_policy(cvxalloc.example_scenario())
+    policy = _policy(args.policy, args.format)
     task = args.task or classify(args.text, policy.names)
     if task not in policy.names:
         print(
@@ -113,13 +178,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rate = planning_rate(args.rate, args.queue, args.window, args.floor)
     budget, ans, used = lookup(policy, task, rate)
+    try:
+        body = request_body(args.text, budget, args.format, args.answer_tokens)
+    except BudgetError as exc:
+        print(f"route_request: {exc}", file=sys.stderr)
+        return 2
     held = "" if used == rate else f" (held at the policy's top {used:.6g})"
     print(f"task {task}: plan for {rate:.6g} queries/s{held}")
     print(
         f"thinking budget {budget} tokens; proven gap {ans.gap:.3g} ({ans.relative_gap:.1e} "
         f"of |U|) at that rate"
     )
-    print(json.dumps(request_body(args.text, budget)))
+    print(json.dumps(body))
     return 0
 
 
