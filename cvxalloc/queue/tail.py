@@ -27,7 +27,9 @@ with its own method:
 * a continuous-batching server: **approximation**, ``T ~ S R`` with ``R`` the
   slowdown a query meets at arrival, ``(N + 1) / c(N + 1)`` for ``N`` the
   stationary number in system (its mean is the model's exact mean slowdown
-  ``W / m1``; exact for small queries).
+  ``W / m1``; exact for small queries). With ``max_running = K``, a query that
+  finds ``K`` or more waits first (:func:`admission_wait`); ``K = 1`` is one FIFO
+  server (the methods above).
 
 Levels are probabilities in ``(0, 1)``; JSON keys are their shortest decimal
 spelling (``"0.99"``).
@@ -469,27 +471,92 @@ class _GammaWait:
 
 # --- continuous batching ---------------------------------------------------------
 def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int):
-    """``T ~ S R``: the service law scaled by the slowdown met at arrival."""
+    """``T ~ S R``: the service law scaled by the slowdown met at arrival; with an
+    admission limit ``K``, a query that finds ``K`` or more waits (exponentially) first.
+    ``K = 1`` is one FIFO server of speed ``c(1)``: the M/G/1 (exact) or bursty method."""
+    if queue.max_running == 1:
+        one = float(queue.curve.rate(np.array([1]))[0])
+        fifo = FIFOQueue(queue.arrival_rate, queue.arrival_scv)
+        res = _fifo(fifo, _scaled(law, 1.0 / one), levels, max_components)
+        model = f"continuous batching with max_running = 1: one FIFO server; {res.model}"
+        return SystemTimeQuantiles(
+            res.levels, res.seconds, res.method, model, res.error, res.details
+        )
     used = compress(law, max_components)
-    rate, weight = slowdown_distribution(queue, law.moment(1))
+    m1 = law.moment(1)
+    rate, weight = slowdown_distribution(queue, m1)
+    p_wait, full, mean_wait = admission_wait(queue, m1, law.moment(2) / (m1 * m1) - 1.0)
     probs = np.asarray(levels, dtype=float)
+    waiting = None
+    if p_wait > 0:  # S K / c(K) after an exponential wait
+        waiting = _GammaWait(_scaled(used, full), 1.0, mean_wait, 1.0, service=_scaled(law, full))
 
     def evaluate(x):
         x = np.atleast_1d(np.asarray(x, dtype=float))
         y = x[:, None] / rate[None, :]
         ccdf = used.ccdf(y) @ weight
         pdf = (used.pdf(y) / rate[None, :]) @ weight
-        return ccdf, pdf, np.zeros_like(x)
+        err = np.zeros_like(x)
+        if waiting is not None:
+            c, f, e = waiting.evaluate(x)
+            ccdf, pdf, err = ccdf + p_wait * c, pdf + p_wait * f, p_wait * e
+        return ccdf, pdf, err
 
-    mean = law.moment(1) * float(weight @ rate)
+    slow = float(weight @ rate)
+    mean = m1 * slow + p_wait * (m1 * full + mean_wait)
     var = law.moment(2) * float(weight @ rate**2) - mean * mean
+    if waiting is not None:
+        var += p_wait * (law.moment(2) * full**2 + 2 * m1 * full * mean_wait + 2 * mean_wait**2)
     q, _, _ = solve_quantiles(evaluate, probs, _gamma_guess(mean, var, probs))
     model = (
         "continuous batching approximation: service time times the slowdown "
         "(N + 1) / c(N + 1) met at arrival"
     )
-    details = {"components": used.size, "types": law.types, "mean_slowdown": float(weight @ rate)}
+    details = {"components": used.size, "types": law.types, "mean_slowdown": mean / m1}
+    if queue.max_running is not None:
+        model += (
+            f"; at or above max_running = {queue.max_running} in system, an exponential wait "
+            f"(probability {p_wait:.4g}, mean {mean_wait:.4g} s) then the full batch's slowdown"
+        )
+        details.update(wait_probability=p_wait, mean_wait=mean_wait)
     return SystemTimeQuantiles(tuple(levels), q, "approximation", model, q * np.nan, details)
+
+
+def _scaled(law: ServiceLaw, factor: float) -> ServiceLaw:
+    """The law of ``factor S``."""
+    return ServiceLaw(law.weight, law.mean * factor, law.variance * factor**2, law.exact, law.types)
+
+
+def _state_logs(queue: BatchingQueue, m1: float, top: int) -> np.ndarray:
+    """``log pi(n)`` unnormalized for ``n = 0..top``: ``pi(n) ∝ x^n / (c(1) ... c(n))``."""
+    x = queue.arrival_rate * m1
+    n = np.arange(0, top + 1)
+    logc = np.concatenate([[0.0], np.cumsum(np.log(queue.curve.rate(n[1:])))])
+    with np.errstate(divide="ignore"):
+        logp = n * (math.log(x) if x > 0 else -np.inf) - logc
+    return np.where(n == 0, 0.0, logp)
+
+
+def admission_wait(queue: BatchingQueue, m1: float, cs2: float = 1.0) -> tuple[float, float, float]:
+    """With an admission limit ``K``: ``P(N >= K)``, the slowdown ``K / c(K)`` and the mean wait.
+
+    Below ``K`` every query decodes (the product form above); from ``K`` on the
+    total rate is ``c(K)``, so ``N`` is geometric of ratio ``r = lam m1 / c(K)``
+    beyond ``K``, and with departures taken as memoryless (rate ``c(K) / m1``) a
+    query that finds ``K`` or more waits an exponential time of mean
+    ``m1 / (c(K) (1 - r))`` (the M/M/c argument). ``(0, 1, 0)`` without a limit.
+    """
+    k = queue.max_running
+    if k is None or queue.arrival_rate <= 0:
+        return 0.0, 1.0, 0.0
+    allen_cunneen = (queue.arrival_scv + cs2) / 2.0
+    ck = float(queue.curve.rate(np.array([k]))[0])
+    r = queue.arrival_rate * m1 / ck
+    logp = _state_logs(queue, m1, k)
+    top = logp.max()
+    below = float(np.exp(logp[:-1] - top).sum())
+    at_k = float(np.exp(logp[-1] - top)) / (1.0 - r)
+    return at_k / (below + at_k), k / ck, allen_cunneen * m1 / (ck * (1.0 - r))
 
 
 def slowdown_distribution(queue: BatchingQueue, m1: float, states: int = 64):
@@ -499,24 +566,26 @@ def slowdown_distribution(queue: BatchingQueue, m1: float, states: int = 64):
     geometric with ratio ``x / c_max`` beyond the last concurrency point; the
     states are summed until the tail is below 1e-12 and grouped into at most
     ``states`` groups of neighbouring states (weight and mean slowdown kept).
+    With an admission limit ``K`` only the states below ``K`` (their weights sum
+    to ``1 - P(N >= K)``, :func:`admission_wait`).
     """
     curve = queue.curve
-    x = queue.arrival_rate * m1
-    cmax = curve.capacity
-    ratio = x / cmax
+    k = queue.max_running
+    ratio = queue.arrival_rate * m1 / curve.capacity
     last = curve.concurrency[-1]
     tail_terms = 0 if ratio <= 0 else int(math.ceil(math.log(1e-12) / math.log(ratio)))
-    n = np.arange(0, last + 2 + min(max(tail_terms, 0), 200_000))
-    c = curve.rate(n + 1)
-    logc = np.concatenate([[0.0], np.cumsum(np.log(curve.rate(n[1:])))])
-    with np.errstate(divide="ignore"):
-        logp = n * (math.log(x) if x > 0 else -np.inf) - logc
-    logp = np.where(n == 0, 0.0, logp)
+    top = last + 1 + min(max(tail_terms, 0), 200_000)
+    logp = _state_logs(queue, m1, top if k is None else k)
     p = np.exp(logp - logp.max())
-    p /= p.sum()
-    slow = (n + 1) / c
+    if k is None:
+        p /= p.sum()
+    else:
+        p_wait = admission_wait(queue, m1)[0]
+        p = p[:-1] * (1.0 - p_wait) / p[:-1].sum()
+    n = np.arange(p.size)
+    slow = (n + 1) / curve.rate(n + 1)
     if slow.size > states:
-        groups = np.minimum((np.cumsum(p) * states).astype(int), states - 1)
+        groups = np.minimum((np.cumsum(p) / p.sum() * states).astype(int), states - 1)
         w = np.bincount(groups, p, states)
         s = np.bincount(groups, p * slow, states)
         keep = w > 0
