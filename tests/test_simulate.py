@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dataclasses
 import math
 
@@ -325,3 +327,22 @@ def test_repr_rebuilds_the_batching_simulation(limit):
     sim = simulate_batching(sc, sc.min_tokens, queries=5_000, seed=2, limit=limit)
     again = eval(repr(sim), {"np": np, "BatchingSimulation": BatchingSimulation})
     assert_same_fields(again, sim)
+
+
+def test_huge_weights_do_not_overflow_the_accuracy_interval(example):
+    # issue 22: a weight of 1e300 squared overflowed the accuracy's variance (a traceback
+    # from cvxalloc simulate); the sums are kept in units of the largest score
+    w = example.weight.copy()
+    w[0] = 1e300
+    lo = example.min_tokens.copy()
+    lo[0] = 1.0
+    sc = example.with_(weight=w, min_tokens=lo)
+    tokens = cvxalloc.solve(sc).tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way either
+        sim = simulate(sc, tokens, queries=20_000, seed=1)
+    low, high = sim.accuracy_ci
+    assert np.isfinite(sim.accuracy) and low < sim.accuracy < high
+    assert np.all(np.isfinite(sim.utility_ci))
+    assert sim.accuracy == pytest.approx(sim.accuracy_model, rel=0.1)
+    assert "2.4" in sim.summary() and "e+299" in sim.summary()  # 6 significant digits

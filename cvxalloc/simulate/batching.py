@@ -65,6 +65,7 @@ from .engine import (
     _interval,
     _progress,
     batch_means_interval,
+    figure_lines,
     model_percentiles,
     sample_service,
     service_distribution,
@@ -463,23 +464,9 @@ class BatchingSimulation:
             "queries_per_second": self.queries_per_second,
         }
 
-    def _percentile_lines(self, level: str) -> list[str]:
-        """One line per percentile of the system time, with its interval and the model's."""
-        out = []
-        for key, value in self.percentiles.items():
-            ci = self.percentiles_ci.get(key)
-            tail = f"   {level} CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
-            model = self.percentiles_model.get(key)
-            if model is not None:
-                tail += f"   model {model:.4g} s"
-            out.append(f"system time {key:<6} {value:.4g} s{tail}")
-        return out
-
     def summary(self) -> str:
         """A short plain-text report (what ``cvxalloc simulate`` prints for a batching server)."""
         lo, hi = self.mean_system_time_ci
-        alo, ahi = self.accuracy_ci
-        ulo, uhi = self.utility_ci
         level = f"{100 * self.confidence:g}%"
         rule = "processor sharing" if self.limit is None else f"at most {self.limit} decoding"
         arrivals = self.arrivals + (
@@ -491,14 +478,7 @@ class BatchingSimulation:
                 f"(warm-up {self.warmup:,}, {self.batches} batches, seed {self.seed})",
                 f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
                 f"[{lo:.4f}, {hi:.4f}]   model {self.mean_system_time_model:.4f} s",
-                *self._percentile_lines(level),
-                f"mean waiting time  {self.mean_waiting_time:.4f} s (before admission)",
-                f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
-                f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
-                f"model {self.accuracy_model:.5f}",
-                f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
-                f"model {self.utility_model:.5f}",
-                f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
+                *figure_lines(self, level, " (before admission)"),
             ]
         )
 

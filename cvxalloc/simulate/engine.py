@@ -331,13 +331,19 @@ def model_percentiles(scenario: Scenario, tokens, levels=PERCENTILES) -> dict[st
 
 
 def _interval(mean: float, values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (batch means or draws)."""
+    """Student-t interval of the mean of ``values`` (batch means or draws).
+
+    The spread is taken in units of the largest ``|value|``, so values up to the
+    largest doubles (weights of 1e300) do not overflow when squared.
+    """
     n = values.size
     if n < 2:
         return (-math.inf, math.inf)
-    half = (
-        special.stdtrit(n - 1, 0.5 + confidence / 2) * float(np.std(values, ddof=1)) / math.sqrt(n)
-    )
+    unit = float(np.max(np.abs(values))) or 1.0
+    if not math.isfinite(unit):
+        return (-math.inf, math.inf)
+    sd = float(np.std(values / unit, ddof=1)) * unit
+    half = special.stdtrit(n - 1, 0.5 + confidence / 2) * sd / math.sqrt(n)
     return (mean - half, mean + half)
 
 
@@ -430,6 +436,40 @@ class _FifoServer:
         return m1, m2
 
 
+def figure(x: float) -> str:
+    """A realized accuracy or utility: 5 decimals, or 6 significant digits when huge."""
+    return f"{x:.5f}" if not math.isfinite(x) or abs(x) < 1e6 else f"{x:.6g}"
+
+
+def percentile_lines(result: Any, level: str) -> list[str]:
+    """One report line per percentile of a simulation result: simulated, interval, model."""
+    out = []
+    for key, value in result.percentiles.items():
+        ci = result.percentiles_ci.get(key)
+        tail = f"   {level} CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+        model = result.percentiles_model.get(key)
+        tail += "   model not modelled" if model is None else f"   model {model:.4g} s"
+        out.append(f"system time {key:<6} {value:.4g} s{tail}")
+    return out
+
+
+def figure_lines(result: Any, level: str, wait: str = "") -> list[str]:
+    """The report lines every single-server simulator shares, after the mean system time:
+    percentiles, mean wait (``wait`` says which), utilization, accuracy, utility, speed."""
+    alo, ahi = result.accuracy_ci
+    ulo, uhi = result.utility_ci
+    return [
+        *percentile_lines(result, level),
+        f"mean waiting time  {result.mean_waiting_time:.4f} s{wait}",
+        f"utilization        {result.utilization:.4f}   model {result.utilization_model:.4f}",
+        f"weighted accuracy  {figure(result.accuracy)}   {level} CI [{figure(alo)}, "
+        f"{figure(ahi)}]   model {figure(result.accuracy_model)}",
+        f"utility            {figure(result.utility)}   {level} CI [{figure(ulo)}, "
+        f"{figure(uhi)}]   model {figure(result.utility_model)}",
+        f"{result.elapsed:.2f} s wall ({result.queries_per_second:,.0f} queries/s)",
+    ]
+
+
 class _Kept:
     """What the statistics keep of the queries ``warmup .. end - 1`` of each replication.
 
@@ -437,6 +477,8 @@ class _Kept:
     percentiles); waits, scores and squared scores are summed over the run,
     system times and scores also per replication (``rep_system``,
     ``rep_score``); with ``scores``, one replication's scores are recorded too.
+    The run's score sums are kept in units of ``unit``, a power of two at least
+    the largest score seen, so that squares of weights up to 1e308 do not overflow.
     """
 
     def __init__(self, warmup: int, end: int, replications: int = 1, scores: bool = False):
@@ -444,6 +486,7 @@ class _Kept:
         self.records = np.empty(replications * (end - warmup), dtype=np.float32)
         self.scores = np.empty(end - warmup) if scores else None
         self.wait = self.score = self.score_sq = 0.0
+        self.unit = 1.0
         self.replication(0)
 
     def replication(self, r: int) -> None:
@@ -463,10 +506,19 @@ class _Kept:
         self.rep_system += float(system.sum())
         self.wait += float(wait[a:b].sum())
         kept = score[a:b]
-        s = float(kept.sum())
-        self.rep_score += s
-        self.score += s
-        self.score_sq += float(kept @ kept)
+        self.rep_score += float(kept.sum())
+        top = float(np.max(np.abs(kept)))
+        if top > self.unit:  # rescale the sums to a unit at least the largest score
+            unit = 2.0 ** math.ceil(math.log2(top))
+            ratio = self.unit / unit
+            self.score, self.score_sq, self.unit = (
+                self.score * ratio,
+                self.score_sq * ratio**2,
+                unit,
+            )
+        scaled = kept / self.unit
+        self.score += float(scaled.sum())
+        self.score_sq += float(scaled @ scaled)
         if self.scores is not None:
             self.scores[at : at + b - a] = kept
 
@@ -479,10 +531,11 @@ class _Kept:
         independent draws (correctness is independent across queries).
         """
         total = self.records.size
-        a_mean = self.score / total
-        a_var = max(self.score_sq / total - a_mean**2, 0.0) * total / max(total - 1, 1)
+        mean_u = self.score / total  # in units of self.unit
+        var_u = max(self.score_sq / total - mean_u**2, 0.0) * total / max(total - 1, 1)
         z = special.stdtrit(max(total - 1, 1), 0.5 + confidence / 2)
-        a_half = z * math.sqrt(a_var / total)
+        a_mean = mean_u * self.unit
+        a_half = z * math.sqrt(var_u / total) * self.unit
         reps = self.records.size // (self.end - self.warmup)
         runs = self.records.reshape(reps, -1) if reps >= 2 else self.records
         points, intervals = percentile_intervals(runs, sections, confidence)

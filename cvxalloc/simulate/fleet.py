@@ -58,9 +58,11 @@ from .engine import (
     _check_tokens,
     _interval,
     batch_means_interval,
+    figure,
     lindley_waits,
     model_percentiles,
     percentile_intervals,
+    percentile_lines,
     sample_service,
     service_distribution,
 )
@@ -213,19 +215,6 @@ class FleetSimulation:
             "queries_per_second": self.queries_per_second,
         }
 
-    def _percentile_lines(self, level: str) -> list[str]:
-        """One line per percentile: simulated, its interval, the model's."""
-        out = []
-        for key, value in self.percentiles.items():
-            lo, hi = self.percentiles_ci[key]
-            model = self.percentiles_model.get(key)
-            shown = "not modelled" if model is None else f"{model:.4g} s"
-            out.append(
-                f"system time {key:<4}   {value:.4g} s   {level} CI [{lo:.4g}, {hi:.4g}]   "
-                f"model {shown}"
-            )
-        return out
-
     def summary(self) -> str:
         """A short plain-text report."""
         lo, hi = self.mean_system_time_ci
@@ -248,10 +237,10 @@ class FleetSimulation:
                 f"{self.queries:,} queries ({how}, seed {self.seed})",
                 f"mean system time   {self.mean_system_time:.4f} s   {level} CI "
                 f"[{lo:.4f}, {hi:.4f}]   model {model}",
-                *self._percentile_lines(level),
+                *percentile_lines(self, level),
                 f"utilization per replica  {util}{more}   model {self.utilization_model:.4f}",
-                f"weighted accuracy  {self.accuracy:.5f}   utility {self.utility:.5f}   "
-                f"model {self.utility_model:.5f}",
+                f"weighted accuracy  {figure(self.accuracy)}   utility {figure(self.utility)}   "
+                f"model {figure(self.utility_model)}",
                 f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
             ]
         )

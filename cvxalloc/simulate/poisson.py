@@ -33,6 +33,7 @@ from .engine import (
     _Kept,
     _mean_fields,
     _progress,
+    figure_lines,
     model_percentiles,
 )
 
@@ -195,33 +196,9 @@ class SimulationResult:
             "queries_per_second": self.queries_per_second,
         }
 
-    def _percentile_lines(self, level: str) -> list[str]:
-        """One line per percentile of the system time, with its interval."""
-        out = []
-        for key, value in self.percentiles.items():
-            ci = self.percentiles_ci.get(key)
-            tail = f"   {level} CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
-            model = self.percentiles_model.get(key)
-            if model is not None:
-                tail += f"   model {model:.4g} s"
-            out.append(f"system time {key:<6} {value:.4g} s{tail}")
-        return out
-
     def _tail_lines(self) -> list[str]:
         """The report's lines after the mean system time (percentiles to speed)."""
-        alo, ahi = self.accuracy_ci
-        ulo, uhi = self.utility_ci
-        level = f"{100 * self.confidence:g}%"
-        return [
-            *self._percentile_lines(level),
-            f"mean waiting time  {self.mean_waiting_time:.4f} s",
-            f"utilization        {self.utilization:.4f}   model {self.utilization_model:.4f}",
-            f"weighted accuracy  {self.accuracy:.5f}   {level} CI [{alo:.5f}, {ahi:.5f}]   "
-            f"model {self.accuracy_model:.5f}",
-            f"utility            {self.utility:.5f}   {level} CI [{ulo:.5f}, {uhi:.5f}]   "
-            f"model {self.utility_model:.5f}",
-            f"{self.elapsed:.2f} s wall ({self.queries_per_second:,.0f} queries/s)",
-        ]
+        return figure_lines(self, f"{100 * self.confidence:g}%")
 
     def summary(self) -> str:
         """A short plain-text report."""
