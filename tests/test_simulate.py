@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
