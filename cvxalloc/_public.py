@@ -120,7 +120,13 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # the scenario and its files
     "cvxalloc.scenario": ("Scenario", "ARRAY_FIELDS"),
     "cvxalloc.scenario_constraints": ("Constraints", "constraints_from_file"),
-    "cvxalloc.io": ("load_scenario", "load_allocation", "example_scenario", "scenario_toml"),
+    "cvxalloc.io": (
+        "load_scenario",
+        "load_allocation",
+        "example_scenario",
+        "scenario_toml",
+        "write_scenario",
+    ),
     # solvers
     "cvxalloc.solve": (
         "solve",
@@ -249,6 +255,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.tables",
     "cvxalloc.cli.certify",
     "cvxalloc.cli.control",
+    "cvxalloc.cli.convert",
     "cvxalloc.cli.fit",
     "cvxalloc.cli.plan",
     "cvxalloc.cli.plot",

@@ -41,10 +41,13 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_text
+from ._output import json_text, toml_string, toml_text
+from ._output import output_format as file_format
 from .errors import ScenarioError
 from .scenario import Scenario
-from .scenario_format import number, scenario_fields, unknown_key
-from .tables import read_task_table
+from .scenario_format import number, scenario_fields, scenario_structure, unknown_key
+from .tables import read_allocation_table, read_task_table, write_task_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +63,7 @@ __all__ = [
     "example_scenario",
     "read_structured_file",
     "scenario_toml",
+    "write_scenario",
     "EXAMPLE_PATH",
 ]
 
@@ -133,11 +137,24 @@ def load_allocation(path: str | Path, scenario: Scenario) -> np.ndarray:
     """Read an allocation file (task name -> tokens) into an array in task order.
 
     Accepts a flat table ``{name = tokens, ...}`` or the ``tokens`` object of a
-    ``cvxalloc solve --json`` output.
+    ``cvxalloc solve --json`` output (``.toml`` or ``.json``), or a table
+    (``.csv`` or ``.parquet``) with columns ``name`` and ``tokens``, such as
+    ``cvxalloc solve --output tokens.csv`` writes.
     """
+    if Path(path).suffix.lower() in (".csv", ".parquet"):
+        cols = read_allocation_table(path)
+        names, values = cols["name"].tolist(), np.asarray(cols["tokens"], dtype=float)
+        if names != list(scenario.names):
+            values = _by_name(dict(zip(names, values.tolist())), scenario, table=True)
+        return _checked_allocation(values, scenario)
     data = read_structured_file(path, what="allocation")
     if "tokens" in data and isinstance(data["tokens"], Mapping):
         data = data["tokens"]
+    return _checked_allocation(_by_name(data, scenario), scenario)
+
+
+def _by_name(data: Mapping[str, Any], scenario: Scenario, table: bool = False) -> np.ndarray:
+    """The tokens of ``data`` (task name -> tokens) in the scenario's task order."""
     known = set(scenario.names)
     for key in data:
         if key not in known:
@@ -146,16 +163,28 @@ def load_allocation(path: str | Path, scenario: Scenario) -> np.ndarray:
     for i, name in enumerate(scenario.names):
         if name not in data:
             raise ScenarioError(f'allocation: missing tokens for task "{name}"')
-        val = number(f'allocation: task "{name}"', "tokens", data[name])
-        if not np.isfinite(val):
-            raise ScenarioError(f'allocation: task "{name}": tokens must be finite (got {val})')
-        if not scenario.min_tokens[i] - 1e-9 <= val <= scenario.max_tokens[i] + 1e-9:
-            raise ScenarioError(
-                f'allocation: task "{name}": tokens {val:g} outside '
-                f"[min_tokens, max_tokens] = [{scenario.min_tokens[i]:g}, "
-                f"{scenario.max_tokens[i]:g}]"
-            )
-        out[i] = min(max(val, scenario.min_tokens[i]), scenario.max_tokens[i])
+        val = data[name]
+        out[i] = val if table else number(f'allocation: task "{name}"', "tokens", val)
+    return out
+
+
+def _checked_allocation(values: np.ndarray, scenario: Scenario) -> np.ndarray:
+    """The tokens inside their bounds (clipped within 1e-9) and stable, or a clear error."""
+    lo, hi = scenario.min_tokens, scenario.max_tokens
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = int(bad[0])
+        raise ScenarioError(
+            f'allocation: task "{scenario.names[i]}": tokens must be finite (got {values[i]})'
+        )
+    bad = np.flatnonzero((values < lo - 1e-9) | (values > hi + 1e-9))
+    if bad.size:
+        i = int(bad[0])
+        raise ScenarioError(
+            f'allocation: task "{scenario.names[i]}": tokens {values[i]:g} outside '
+            f"[min_tokens, max_tokens] = [{lo[i]:g}, {hi[i]:g}]"
+        )
+    out = np.minimum(np.maximum(values, lo), hi)
     if scenario.utilization(out) >= 1:
         raise ScenarioError(
             f"allocation: unstable (utilization {scenario.utilization(out):.4g} >= 1); "
@@ -173,7 +202,7 @@ def _toml_value(v: Any) -> str:
             return str(int(f)) if isinstance(v, int) else f"{int(f)}"
         return repr(f)
     if isinstance(v, str):
-        return json.dumps(v)
+        return toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):  # an inline table, e.g. [constraints] tail = { ... }
@@ -242,8 +271,9 @@ def scenario_text(
     comments, so the header is left out). Both read back with :func:`load_scenario`.
     """
     if output_format(path) == "json":
-        d = data.to_dict() if isinstance(data, Scenario) else dict(data)
-        return json.dumps(d, indent=2, allow_nan=False) + "\n"
+        if isinstance(data, Scenario):
+            return _scenario_json(data)
+        return json_text(dict(data)) + "\n"
     if isinstance(data, Scenario):
         return scenario_toml(data, header)
     raise TypeError("scenario_text writes a structure other than a Scenario as JSON only")
@@ -266,3 +296,68 @@ def as_scenario(scenario: Any) -> Scenario:
         f"scenario must be a Scenario, a path to a .toml or .json scenario file, or the "
         f"file's structure as a dict (got {type(scenario).__name__})"
     )
+
+
+#: Above this many tasks a JSON scenario is written one compact task per line (json's
+#: indented writer is pure Python: minutes at 10^6 tasks).
+COMPACT_JSON_TASKS = 10_000
+
+
+def write_scenario(
+    scenario: Scenario,
+    path: str | Path,
+    *,
+    tasks: str | Path | None = None,
+    header: Sequence[str] = (),
+    what: str = "output",
+) -> list[Path]:
+    """Write a scenario file, ``.toml`` or ``.json``, all or nothing per file.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    path : str or Path
+        The scenario file.
+    tasks : str or Path, optional
+        A task table (``.csv``, or ``.parquet`` with pyarrow), relative to the
+        scenario file's directory as the ``tasks`` key reads it: the tasks go
+        there, and the scenario file holds ``tasks = "..."`` beside its
+        ``[queue]``, ``[server]``, ``[fleet]`` and ``[constraints]``. Without it
+        the file holds ``[[task]]`` tables.
+    header : sequence of str
+        Comment lines at the top of a TOML file.
+
+    Returns
+    -------
+    list of Path
+        The files written (the table first).
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt not in ("toml", "json"):
+        raise ScenarioError(f"{what} {str(path)!r}: a scenario file is .toml or .json")
+    if tasks is None:
+        if fmt == "toml":
+            return [write_text(path, scenario_toml(scenario, header), what)]
+        return [write_text(path, _scenario_json(scenario), what)]
+    tasks = Path(tasks)
+    if file_format(tasks) not in ("csv", "parquet"):
+        raise ScenarioError(f"--tasks {str(tasks)!r}: a task table is .csv or .parquet")
+    data = {"tasks": tasks.as_posix(), **scenario_structure(scenario, tasks=False)}
+    table = write_task_table(path.parent / tasks, scenario, what="--tasks")
+    text = toml_text(data) if fmt == "toml" else json_text(data)
+    if fmt == "toml" and header:
+        text = "\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + text
+    return [table, write_text(path, text, what)]
+
+
+def _scenario_json(scenario: Scenario) -> str:
+    """A scenario as JSON: indented, or beyond :data:`COMPACT_JSON_TASKS` tasks one
+    compact task per line."""
+    data = scenario.to_dict()
+    if scenario.n <= COMPACT_JSON_TASKS:
+        return json_text(data)
+    tasks = data.pop("task")
+    head = json.dumps(data, allow_nan=False)[:-1]
+    lines = ",\n".join(map(json.dumps, tasks))
+    return f'{head}, "task": [\n{lines}\n]}}'

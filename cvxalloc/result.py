@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import status as st
+from ._output import PerTask
 from ._source import source
 from .certificate import Certificate, certify
 from .objective import Evaluation, Objective
@@ -159,7 +160,7 @@ class Result:
         return list(self.scenario.names) if self.scenario is not None else []
 
     # --- output -----------------------------------------------------------------
-    def to_dict(self, per_type: bool = True, quantiles=None) -> dict[str, Any]:
+    def to_dict(self, per_type: bool = True, quantiles=None, bulk: bool = False) -> dict[str, Any]:
         """JSON-ready dict with the stable keys of the interface contract.
 
         ``status``, ``method``, ``tokens`` (name -> tokens), ``objective``,
@@ -168,13 +169,18 @@ class Result:
         levels ``quantiles``, default p50, p90, p95, p99; how they were
         computed in ``system_time_quantiles_model``), plus extras
         (``handed_over_to`` and ``fallback`` only when set).
+
+        With ``bulk``, ``tokens`` and ``per_type`` are :class:`cvxalloc._output.PerTask`
+        mappings (columns, not one dict per task), which the command line's writers
+        format in bulk: what ``cvxalloc solve --json`` uses at 10^6 types.
         """
         ev = self.evaluation
         names = self.names or [str(i) for i in range(len(self.tokens))]
+        tokens = PerTask(names, np.asarray(self.tokens, dtype=float))
         out: dict[str, Any] = {
             "status": self.status,
             "method": self.method,
-            "tokens": {n: float(x) for n, x in zip(names, self.tokens)},
+            "tokens": tokens if bulk else tokens.to_dict(),
             "objective": _num(ev.objective),
             "accuracy": ev.accuracy,
             "mean_system_time": _num(ev.mean_system_time),
@@ -192,14 +198,10 @@ class Result:
         if self.raw_certificate is not None:
             out["raw_certificate"] = jsonable(self.raw_certificate.to_dict())
         if per_type:
-            out["per_type"] = {
-                n: {
-                    "tokens": float(t),
-                    "accuracy": float(a),
-                    "service_time": float(s),
-                }
-                for n, t, a, s in zip(names, self.tokens, ev.type_accuracy, ev.service_time)
-            }
+            table = self.to_table()
+            del table["name"]
+            rows = PerTask(names, table)
+            out["per_type"] = rows if bulk else rows.to_dict()
         out["iterations"] = self.iterations
         out["message"] = self.message
         if self.handed_over_to is not None:
@@ -211,6 +213,19 @@ class Result:
         if self.diagnostics:
             out["diagnostics"] = jsonable(self.diagnostics)
         return out
+
+    def to_table(self) -> dict[str, np.ndarray]:
+        """One row per task: ``name``, ``tokens``, ``accuracy`` (of the task's answer at
+        its tokens) and ``service_time`` (its mean, seconds), as columns: what
+        ``cvxalloc solve --output tokens.csv`` writes."""
+        ev = self.evaluation
+        names = self.names or [str(i) for i in range(len(self.tokens))]
+        return {
+            "name": np.asarray(names, dtype=object),
+            "tokens": np.asarray(self.tokens, dtype=float),
+            "accuracy": np.asarray(ev.type_accuracy, dtype=float),
+            "service_time": np.asarray(ev.service_time, dtype=float),
+        }
 
     def summary(self, baselines: dict | None = None, quantiles=None) -> str:
         """What ``cvxalloc solve`` prints: method and status, the per-type table (tokens,

@@ -331,43 +331,62 @@ def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
     return model, values
 
 
-def scenario_structure(scenario: Scenario) -> dict[str, Any]:
-    """The scenario in the file structure (:func:`scenario_fields` reads it back)."""
+def scenario_structure(scenario: Scenario, tasks: bool = True) -> dict[str, Any]:
+    """The scenario in the file structure (:func:`scenario_fields` reads it back);
+    without ``tasks``, all but the ``task`` list (what a file whose tasks are a table
+    holds beside ``tasks = "..."``)."""
     sc = scenario
-    tasks = []
-    for i, name in enumerate(sc.names):
-        task: dict[str, Any] = {
-            "name": name,
-            "probability": float(sc.probability[i]),
-            "weight": float(sc.weight[i]),
-            "min_tokens": float(sc.min_tokens[i]),
-            "max_tokens": float(sc.max_tokens[i]),
-        }
-        if sc.levels[i] is not None:
-            task["levels"] = [float(x) for x in sc.levels[i]]
-        elif sc.step[i] != 1:
-            task["step"] = float(sc.step[i])
-        task["service"] = {
-            "base": float(sc.base[i]),
-            "per_token": float(sc.per_token[i]),
-            "scv": float(sc.scv[i]),
-            "variance": float(sc.variance[i]),
-        }
-        task["accuracy"] = sc.accuracy.param_dict(i)
-        tasks.append(task)
-    out = {
+    out: dict[str, Any] = {
         "queue": {
             "arrival_rate": sc.arrival_rate,
             "latency_weight": sc.latency_weight,
             "arrival_scv": sc.arrival_scv,
         },
-        "task": tasks,
+        "task": _task_dicts(sc) if tasks else [],
     }
     if sc.server is not None:
         out["server"] = sc.server.to_dict()
     if getattr(sc, "fleet", None) is not None:
         out["fleet"] = sc.fleet.to_dict()
-    return out if sc.constraints is None else sc.constraints.write_dict(out)
+    out = out if sc.constraints is None else sc.constraints.write_dict(out)
+    if not tasks:
+        del out["task"]
+    return out
+
+
+def _accuracy_dicts(curves: AccuracyCurves, n: int) -> list[dict[str, Any]]:
+    """The ``[task.accuracy]`` table of every type, block by block (linear in n)."""
+    out: list[dict[str, Any]] = [{}] * n
+    positions = np.arange(n)
+    for fam, idx in curves.blocks:
+        members = positions[idx].tolist()
+        values = {
+            key: np.broadcast_to(getattr(fam, attr), (len(members),)).tolist()
+            for key, attr in fam.params.items()
+        }
+        for j, i in enumerate(members):
+            out[i] = {"model": fam.name, **{key: v[j] for key, v in values.items()}}
+    return out
+
+
+def _task_dicts(sc: Scenario) -> list[dict[str, Any]]:
+    """The ``[[task]]`` tables of the scenario."""
+    accuracy = _accuracy_dicts(sc.accuracy, sc.n)
+    keys = ("probability", "weight", "min_tokens", "max_tokens")
+    per = {k: np.asarray(getattr(sc, k), dtype=float).tolist() for k in keys}
+    service = {k: np.asarray(getattr(sc, k), dtype=float).tolist() for k in _SERVICE_KEYS}
+    step = np.asarray(sc.step, dtype=float).tolist()
+    tasks = []
+    for i, name in enumerate(sc.names):
+        task: dict[str, Any] = {"name": name, **{k: per[k][i] for k in keys}}
+        if sc.levels[i] is not None:
+            task["levels"] = [float(x) for x in sc.levels[i]]
+        elif step[i] != 1:
+            task["step"] = step[i]
+        task["service"] = {k: service[k][i] for k in _SERVICE_KEYS}
+        task["accuracy"] = accuracy[i]
+        tasks.append(task)
+    return tasks
 
 
 def without_defaults(data: Mapping[str, Any]) -> dict[str, Any]:

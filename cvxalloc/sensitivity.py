@@ -222,6 +222,21 @@ class Sensitivity:
         return self._objective
 
     # --- output ----------------------------------------------------------
+    def to_table(self) -> dict[str, np.ndarray]:
+        """One row per task (``cvxalloc sensitivity --output FILE.csv``): ``name``,
+        ``tokens``, ``free`` (strictly inside its bounds), ``d_tokens_d_arrival_rate``,
+        ``elasticity_arrival_rate`` and, where defined, ``d_tokens_d_arrival_scv``."""
+        out = {
+            "name": np.asarray(self.scenario.names, dtype=object),
+            "tokens": np.asarray(self.tokens, dtype=float),
+            "free": np.asarray(self.free, dtype=bool),
+            "d_tokens_d_arrival_rate": np.asarray(self.arrival_rate.tokens, dtype=float),
+            "elasticity_arrival_rate": np.asarray(self.elasticity_arrival_rate, dtype=float),
+        }
+        if self.arrival_scv is not None:
+            out["d_tokens_d_arrival_scv"] = np.asarray(self.arrival_scv.tokens, dtype=float)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (per-type values keyed by task name)."""
         names = self.scenario.names

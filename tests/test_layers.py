@@ -74,6 +74,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "status",
         "_options",
         "_files",
+        "_output",
         "_version",
         "_source",
         "_reduce",

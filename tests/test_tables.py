@@ -3,6 +3,8 @@ every error naming the row, the column and the fix."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,17 @@ import cvxalloc
 from cvxalloc.errors import ScenarioError
 from cvxalloc.tables import COLUMNS
 from cvxalloc.testing import random_scenario
+
+
+@pytest.fixture(params=["numpy", "pyarrow"])
+def csv_reader(request, monkeypatch):
+    """CSV tables read by numpy's parser (pyarrow hidden) and by pyarrow's, where installed."""
+    if request.param == "numpy":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+    else:
+        pytest.importorskip("pyarrow")
+    return request.param
+
 
 CELLS = {
     "probability": ("probability",),
@@ -54,14 +67,14 @@ def _write(tmp_path, sc, columns=None, edit=None, queue_extra=""):
     return path
 
 
-def test_a_table_is_the_same_scenario_as_its_task_tables(tmp_path):
+def test_a_table_is_the_same_scenario_as_its_task_tables(tmp_path, csv_reader):
     sc = random_scenario(np.random.default_rng(3), 40, load="heavy")  # every family
     loaded = cvxalloc.load_scenario(_write(tmp_path, sc))
     assert loaded.to_dict() == sc.to_dict()
     assert cvxalloc.solve(loaded).objective == cvxalloc.solve(sc).objective
 
 
-def test_optional_columns_and_empty_cells_take_their_defaults(tmp_path):
+def test_optional_columns_and_empty_cells_take_their_defaults(tmp_path, csv_reader):
     sc = random_scenario(np.random.default_rng(4), 12, load="light", scv=False, variance=False)
     sc = sc.with_(weight=np.ones(sc.n), min_tokens=np.zeros(sc.n))
     cols = ["name", "probability", "max_tokens", "service.base", "service.per_token"]
@@ -91,7 +104,7 @@ def _one_row(rows, col, value, row=3):
         (lambda r: [r[0].replace(",service.per_token", ""), *r[1:]], "missing column"),
     ],
 )
-def test_errors_name_the_row_and_the_column(tmp_path, edit, words):
+def test_errors_name_the_row_and_the_column(tmp_path, edit, words, csv_reader):
     sc = random_scenario(np.random.default_rng(5), 6, load="heavy", families=["exponential"])
     path = _write(tmp_path, sc, edit=edit)
     with pytest.raises(ScenarioError, match=words.replace("(", r"\(").replace(")", r"\)")):

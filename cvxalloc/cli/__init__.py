@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import CvxallocError
+from ._common import check_output
 
 __all__ = ["main", "SUBCOMMANDS"]
 
@@ -24,6 +25,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 SUBCOMMANDS = ["solve", "certify", "simulate", "plot", "fit", "sensitivity", "sweep", "traffic"]
 SUBCOMMANDS += ["policy", "control"]  # budget policies over load, controller replay
 SUBCOMMANDS += ["plan"]  # replicas and budgets of a fleet
+SUBCOMMANDS += ["convert"]  # scenario files between [[task]] tables and a task table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(f"{__name__}.{args.command}")
     try:
+        check_output(args)  # --output's extension and directory, before any work
         return int(module.run(args) or 0)
     except CvxallocError as exc:
         print(f"cvxalloc {args.command}: error: {_message(exc, args.command)}", file=sys.stderr)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .._files import write_text
+from .._output import json_text, output_format, toml_text, write_table
 from ..errors import ScenarioError
 from ..io import example_scenario, load_scenario
 from ..queue.tail import check_quantiles
@@ -26,6 +29,12 @@ __all__ = [
     "add_solver_options",
     "add_json_option",
     "add_output_option",
+    "check_output",
+    "check_path",
+    "write_output",
+    "REPORT",
+    "PER_TASK",
+    "SCENARIO",
     "add_progress_option",
     "add_plot_option",
     "scenario_from_args",
@@ -37,7 +46,20 @@ __all__ = [
 ]
 
 #: ``--output``'s help where it takes what the command prints.
-OUTPUT_HELP = "write the output to FILE instead of stdout (written only on success)"
+OUTPUT_HELP = (
+    "write the output to FILE instead of stdout, in the format its extension names: "
+    ".json, .toml or .txt (the text printed); written only on success"
+)
+#: ``--output``'s help where the output is per task (also a table, one row per task).
+PER_TASK_HELP = (
+    "write the output to FILE instead of stdout, in the format its extension names: "
+    ".json, .toml, .txt (the text printed), or .csv / .parquet (one row per task: name, "
+    "tokens, ...); written only on success"
+)
+#: What ``--output`` may be, by kind of output (extensions, the first the usual one).
+REPORT = (".json", ".toml", ".txt")
+PER_TASK = (*REPORT, ".csv", ".parquet")
+SCENARIO = (".toml", ".json")
 #: ``--no-progress``'s help.
 PROGRESS_HELP = "never show a progress bar (default: shown on stderr when it is a terminal)"
 
@@ -72,12 +94,91 @@ def add_json_option(parser: argparse.ArgumentParser, help: str = "print one JSON
 
 def add_output_option(
     parser: argparse.ArgumentParser,
-    help: str = OUTPUT_HELP,
+    help: str | None = None,
     metavar: str = "FILE",
     default: str | None = None,
+    formats: Sequence[str] = REPORT,
 ) -> None:
-    """``--output FILE`` / ``-o FILE``: where the command writes (all or nothing, :func:`emit`)."""
+    """``--output FILE`` / ``-o FILE``: where the command writes (all or nothing,
+    :func:`write_output`), in one of ``formats`` (extensions), which the command line
+    checks before the command runs (:func:`check_output`)."""
+    if help is None:
+        help = PER_TASK_HELP if ".csv" in formats else OUTPUT_HELP
     parser.add_argument("--output", "-o", metavar=metavar, default=default, help=help)
+    parser.set_defaults(output_formats=tuple(formats))
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse an ``--output`` whose extension the command does not write, or whose
+    directory does not exist, before the command runs (so no work is lost).
+
+    Raises
+    ------
+    ScenarioError
+        One line naming the extensions the command writes.
+    """
+    path, formats = getattr(args, "output", None), getattr(args, "output_formats", None)
+    if path is None or formats is None:
+        return
+    check_path("--output", path, formats, args.command)
+
+
+def check_path(label: str, path: str, formats: Sequence[str], command: str) -> None:
+    """Refuse a file name whose extension is not one of ``formats``, or whose directory
+    does not exist, in one line naming ``label`` and what ``command`` writes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        names = [f"*{e}" for e in formats]
+        shown = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        got = f"extension {suffix!r}" if suffix else "no extension"
+        raise ScenarioError(
+            f"{label} {path!r}: {got}; {command} writes {_kinds(formats)}: name it {shown}"
+        )
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ScenarioError(f"{label} {path!r}: directory {str(parent)!r} does not exist")
+
+
+def _kinds(formats: Sequence[str]) -> str:
+    what = {".json": "JSON", ".toml": "TOML", ".txt": "text", ".png": "a PNG figure"}
+    if ".csv" in formats:
+        what[".csv"], what[".parquet"] = "a table (one row per task)", ""
+    words = [w for e in formats if (w := what.get(e, e))]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+
+
+def write_output(
+    args: argparse.Namespace,
+    *,
+    text: Callable[[], str],
+    data: Callable[[], Mapping[str, Any]],
+    table: Callable[[], Mapping[str, Any]] | None = None,
+    toml: Callable[[], str] | None = None,
+) -> None:
+    """Print the command's output, or write it to ``args.output`` as its extension says.
+
+    Each form is a callable, so only the one asked for is built: ``text`` the report
+    (printed, and ``.txt``), ``data`` the structure (printed with ``--json``, and
+    ``.json``, ``.toml``), ``table`` the per-task columns (``.csv``, ``.parquet``),
+    ``toml`` the TOML text where it is more than ``data`` written as TOML (a scenario
+    with its comments). ``.txt`` holds what would be printed (JSON with ``--json``).
+    """
+    as_json = bool(getattr(args, "json", False))
+    path = args.output
+    if path is None:
+        emit(json_text(data()) if as_json else text(), None)
+        return
+    fmt = output_format(path)
+    if fmt in ("csv", "parquet"):
+        if table is None:  # (check_output refuses it first)
+            raise ScenarioError(f"--output {path!r}: this output is not per task")
+        write_table(path, table())
+    elif fmt == "json":
+        write_text(path, json_text(data()))
+    elif fmt == "toml":
+        write_text(path, toml() if toml is not None else toml_text(data()))
+    else:
+        write_text(path, json_text(data()) if as_json else text())
 
 
 def add_progress_option(parser: argparse.ArgumentParser, help: str = PROGRESS_HELP) -> None:

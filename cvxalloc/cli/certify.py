@@ -29,10 +29,9 @@ from ._common import (
     add_output_option,
     add_quantiles_argument,
     add_scenario_argument,
-    dumps,
-    emit,
     quantiles_from_args,
     scenario_from_args,
+    write_output,
 )
 
 
@@ -51,7 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_scenario_argument(p)
-    p.add_argument("allocation", metavar="ALLOCATION", help="allocation file (.toml or .json)")
+    p.add_argument(
+        "allocation",
+        metavar="ALLOCATION",
+        help="allocation file (.toml or .json; or a table, .csv or .parquet, with columns "
+        "name and tokens)",
+    )
     add_json_option(p)
     add_output_option(p)
     add_quantiles_argument(p)
@@ -140,32 +144,29 @@ def run(args: argparse.Namespace) -> int:
         shortfall: list[float] | None = [low, high]
     else:
         shortfall = None
-    if args.json:
-        out = {
-            "tokens": dict(zip(sc.names, map(float, tokens))),
-            "objective": ev.objective,
-            "accuracy": ev.accuracy,
-            "mean_system_time": ev.mean_system_time,
-            "system_time_quantiles": tail.as_dict(),
-            "system_time_quantiles_model": jsonable(tail.to_dict()),
-            "utilization": ev.utilization,
-            "feasible": feasible,
-            "violations": viol,
-            "certificate": jsonable(cert.to_dict()),
-            "optimum": {
-                "objective": ref.objective,
-                "upper_bound": ref.certificate.upper_bound,
-                "status": ref.status,
-            },
-            "shortfall": shortfall,
-        }
-        if constrained:
-            out["constraints"] = jsonable(report)
-        emit(dumps(out), args.output)
-        return 0
     lines = _text(ev, cert, ref, viol, report, constrained, shortfall)
     lines.insert(3, f"system time          {tail.summary()}")
-    emit("\n".join(lines), args.output)
+    out = {
+        "tokens": dict(zip(sc.names, map(float, tokens))),
+        "objective": ev.objective,
+        "accuracy": ev.accuracy,
+        "mean_system_time": ev.mean_system_time,
+        "system_time_quantiles": tail.as_dict(),
+        "system_time_quantiles_model": jsonable(tail.to_dict()),
+        "utilization": ev.utilization,
+        "feasible": feasible,
+        "violations": viol,
+        "certificate": jsonable(cert.to_dict()),
+        "optimum": {
+            "objective": ref.objective,
+            "upper_bound": ref.certificate.upper_bound,
+            "status": ref.status,
+        },
+        "shortfall": shortfall,
+    }
+    if constrained:
+        out["constraints"] = jsonable(report)
+    write_output(args, text=lambda: "\n".join(lines), data=lambda: out)
     return 0
 
 

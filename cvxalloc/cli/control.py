@@ -12,8 +12,7 @@ from ._common import (
     add_json_option,
     add_output_option,
     add_plot_option,
-    dumps,
-    emit,
+    write_output,
 )
 from .traffic import add_log_arguments, read_log_from_args
 
@@ -118,6 +117,5 @@ def run(args: argparse.Namespace) -> int:
         from .. import plots
 
         plots.save(plots.control_figure(rep, title=Path(args.log).name), args.plot, 110, "--plot")
-    text = dumps(rep.to_dict()) if args.json else rep.summary()
-    emit(text, args.output)
+    write_output(args, text=rep.summary, data=rep.to_dict)
     return 0

@@ -20,6 +20,7 @@ from ..fit import (
 )
 from ..io import load_scenario, output_format, scenario_text
 from ._common import (
+    SCENARIO,
     add_json_option,
     add_output_option,
     add_progress_option,
@@ -146,6 +147,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         p,
         help="write the fitted scenario here, TOML or JSON by the extension (.toml, .json; "
         "only on success); without it only the fit report is printed",
+        formats=SCENARIO,
     )
     add_json_option(p, help="print the report as one JSON object")
     add_progress_option(

@@ -17,12 +17,12 @@ from ..scenario_format import scenario_fields
 from ..solve import DEFAULT_METHOD
 from ..tables import read_task_table
 from ._common import (
+    PER_TASK,
     add_json_option,
     add_method_option,
     add_output_option,
     add_plot_option,
-    dumps,
-    emit,
+    write_output,
 )
 
 _DESCRIPTION = (
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_method_option(p, help=f"solver at each k (default: {DEFAULT_METHOD})")
     p.add_argument("--uniform", action="store_true", help="also the best uniform budget at each k")
     add_json_option(p, help="print one JSON object (keys in docs/cli.md)")
-    add_output_option(p)
+    add_output_option(p, formats=PER_TASK)
     add_plot_option(p, help="draw utility, W and tokens against k")
 
 
@@ -111,8 +111,15 @@ def run(args: argparse.Namespace) -> int:
         from ..plots import plan_figure, save
 
         save(plan_figure(plan), args.plot, what="--plot")
-    text = dumps(plan.to_dict()) if args.json else plan.summary()
-    emit(text, args.output)
+    write_output(args, text=plan.summary, data=plan.to_dict, table=lambda: _table(plan))
     if args.plot is not None:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _table(plan) -> dict:
+    """The chosen replica count's budgets, one row per task (``--output FILE.csv``)."""
+    best = plan.best
+    if best is None or best.result is None:
+        raise ScenarioError("no replica count has an allocation: there is no table to write")
+    return best.result.to_table()

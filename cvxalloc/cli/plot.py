@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="PNG file to write (default: cvxalloc_frontier.png)",
         metavar="PNG",
         default="cvxalloc_frontier.png",
+        formats=(".png",),
     )
     p.add_argument(
         "--points", type=int, default=25, help="latency weights in the sweep (default: 25)"

@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SCENARIO",
         help="scenario file (.toml or .json); default: the built-in example",
     )
-    add_output_option(p, help="where to write the policy (JSON)")
+    add_output_option(p, help="where to write the policy (.json)", formats=(".json",))
     p.add_argument(
         "--points",
         type=int,

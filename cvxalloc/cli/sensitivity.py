@@ -7,12 +7,12 @@ import math
 
 from ..errors import ScenarioError
 from ._common import (
+    PER_TASK,
     add_json_option,
     add_output_option,
     add_scenario_argument,
-    dumps,
-    emit,
     scenario_from_args,
+    write_output,
 )
 
 
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="relative traffic change shown in the report (default 0.10 = +10%%)",
     )
     add_json_option(p)
-    add_output_option(p)
+    add_output_option(p, formats=PER_TASK)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         )
     sc = scenario_from_args(args)
     sens = sensitivity(sc)
-    if args.json:
-        emit(dumps(sens.to_dict()), args.output)
-    else:
-        emit(sens.summary(change=args.change), args.output)
+    write_output(
+        args,
+        text=lambda: sens.summary(change=args.change),
+        data=sens.to_dict,
+        table=sens.to_table,
+    )
     return 0

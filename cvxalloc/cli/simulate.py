@@ -26,9 +26,8 @@ from ._common import (
     add_output_option,
     add_progress_option,
     add_scenario_argument,
-    dumps,
-    emit,
     scenario_from_args,
+    write_output,
 )
 from .traffic import add_log_arguments, read_log_from_args
 
@@ -207,12 +206,11 @@ def run(args: argparse.Namespace) -> int:
             batches=args.batches,
             progress=False if args.no_progress else None,
         )
-    if args.json:
-        out = sim.to_dict()
-        out["allocation"] = source
-        emit(dumps(out), args.output)
-    else:
-        emit(f"{source}\n{sim.summary()}", args.output)
+    write_output(
+        args,
+        text=lambda: f"{source}\n{sim.summary()}",
+        data=lambda: {**sim.to_dict(), "allocation": source},
+    )
     return 0
 
 

@@ -8,17 +8,17 @@ import sys
 from ..baselines import baseline_dict, baselines
 from ..solve import solve
 from ._common import (
+    PER_TASK,
     add_json_option,
     add_method_option,
     add_output_option,
     add_quantiles_argument,
     add_scenario_argument,
     add_solver_options,
-    dumps,
-    emit,
     parse_options,
     quantiles_from_args,
     scenario_from_args,
+    write_output,
 )
 
 #: Above this many types the baselines (uniform budget search) are skipped.
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_scenario_argument(p, optional=True)
     add_method_option(p)
     add_json_option(p, help="print the result as one JSON object (keys in docs/cli.md)")
-    add_output_option(p)
+    add_output_option(p, formats=PER_TASK)
     add_solver_options(p)
     p.add_argument(
         "--no-baselines", action="store_true", help="skip the uniform/minimum/maximum comparison"
@@ -67,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
     base = None
     if not args.no_baselines and sc.n <= BASELINE_MAX_TYPES:
         base = baselines(result.scenario)  # the model the optimum was certified on
-    if args.json:
-        out = result.to_dict(quantiles=levels)
+
+    def data() -> dict:
+        out = result.to_dict(quantiles=levels, bulk=True)
         if base is not None:
             out["baselines"] = {name: baseline_dict(b) for name, b in base.items()}
-        emit(dumps(out), args.output)
-    else:
-        emit(result.summary(base, levels), args.output)
+        return out
+
+    write_output(args, text=lambda: result.summary(base, levels), data=data, table=result.to_table)
     return 0
 
 

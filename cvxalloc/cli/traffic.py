@@ -12,6 +12,7 @@ from ..requestlog import TIME_COLUMNS, TIME_UNITS, read_request_log
 from ..scenario import Scenario
 from ..traffic import measure_traffic
 from ._common import (
+    SCENARIO,
     add_json_option,
     add_output_option,
     add_plot_option,
@@ -112,6 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="where to write the updated scenario (.toml or .json, by the extension; needs "
         "--scenario)",
         metavar="OUT",
+        formats=SCENARIO,
     )
 
 
