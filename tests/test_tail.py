@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, getcontext
 
 import numpy as np
@@ -335,6 +336,20 @@ def test_batching_limit_against_simulation():
 def test_unstable_allocation_reports_no_quantiles(example):
     q = system_time_quantiles(example, example.max_tokens)
     assert all(v is None for v in q.as_dict().values())
+
+
+def test_a_law_without_percentiles_does_not_fail_a_solve(capsys):
+    # task 4 has mean service 0 and variance > 0: no service law; the solve still reports
+    from pathlib import Path
+
+    from cvxalloc.cli import main
+
+    case = Path(__file__).parent / "data" / "cases" / "c2_seed69_batching.json"
+    assert main(["solve", str(case), "--json", "--no-baselines"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["system_time_quantiles"].values()) == {None}
+    assert out["system_time_quantiles_model"]["method"] == "n/a"
+    assert "mean service time is 0" in out["system_time_quantiles_model"]["model"]
 
 
 def test_levels_are_checked():

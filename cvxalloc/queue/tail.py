@@ -117,8 +117,9 @@ class SystemTimeQuantiles:
     seconds : ndarray
         ``q_p``: the smallest ``x`` with ``P(T <= x) >= p`` (``inf`` when unstable).
     method : str
-        ``"exact"``, ``"compressed"`` (exact on a compressed service law) or
-        ``"approximation"``.
+        ``"exact"``, ``"compressed"`` (exact on a compressed service law),
+        ``"approximation"``, or ``"n/a"`` (none: ``model`` says why, e.g. a type with
+        mean service time 0 but positive variance, which no service law has).
     model : str
         What was computed, in words.
     error : ndarray
@@ -210,9 +211,13 @@ def system_time_quantiles(
     ('exact', 338.9)
     """
     levels = DEFAULT_QUANTILES if levels is None else check_quantiles(levels)
-    law = ServiceLaw.of_scenario(scenario, tokens)
-    queue = queue_model(scenario)
     probs = np.asarray(levels, dtype=float)
+    try:
+        law = ServiceLaw.of_scenario(scenario, tokens)
+    except ScenarioError as exc:  # a report must not fail a solve: say why there are none
+        nan = np.full(probs.size, np.nan)
+        return SystemTimeQuantiles(levels, nan, "n/a", f"no percentiles: {exc}", nan)
+    queue = queue_model(scenario)
     if scenario.utilization(np.asarray(tokens, dtype=float)) >= 1:
         inf = np.full(probs.size, np.inf)
         nan = np.full(probs.size, np.nan)
@@ -223,7 +228,9 @@ def system_time_quantiles(
         return _fifo(queue, law, levels, max_components)
     if isinstance(queue, FleetQueue):  # round-robin or shortest-queue over batch-1 replicas
         return _fleet(queue, law, levels, max_components)
-    raise ScenarioError(f"no system-time percentiles for the queue model {type(queue).__name__}")
+    nan = np.full(probs.size, np.nan)
+    why = f"no percentiles for the queue model {type(queue).__name__} yet"
+    return SystemTimeQuantiles(levels, nan, "n/a", why, nan)
 
 
 # --- one FIFO server -------------------------------------------------------------
@@ -513,6 +520,11 @@ def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int
         "(N + 1) / c(N + 1) met at arrival"
     )
     details = {"components": used.size, "types": law.types, "mean_slowdown": mean / m1}
+    if queue.arrival_scv != 1.0:
+        model += (
+            f" (arrival_scv {queue.arrival_scv:g}: the states of Poisson arrivals; within 8% "
+            "of simulation for gaps of scv 4 at utilization <= 0.9 without max_running)"
+        )
     if queue.max_running is not None:
         model += (
             f"; at or above max_running = {queue.max_running} in system, an exponential wait "
