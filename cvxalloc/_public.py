@@ -274,6 +274,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.fit.assemble",
     "cvxalloc.fit.capacity",
     "cvxalloc.fit.compare",
+    "cvxalloc.fit.criteria",
     "cvxalloc.fit.families",
     "cvxalloc.fit.measurements",
     "cvxalloc.fit.pipeline",

@@ -103,3 +103,24 @@ def test_the_guard_catches_an_import():
     )
     assert proc.returncode != 0
     assert "cvxpy imported from" in proc.stderr and "conic.py" in proc.stderr
+
+
+def test_import_and_help_do_not_import_scipy_special():
+    # scipy.special is about 0.1 s of start-up (with SciPy's array-API layer and
+    # numpy.f2py); cvxalloc reads it through cvxalloc._lazy.special, on first use
+    proc = _run(
+        """
+        import contextlib, io
+        import cvxalloc, cvxalloc.cli
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cvxalloc.cli.main(["--help"])
+            except SystemExit:
+                pass
+        loaded = sorted(m for m in sys.modules if m.startswith("scipy.special"))
+        assert not loaded, loaded
+        from cvxalloc._lazy import special
+        assert special.ndtri(0.5) == 0.0 and "scipy.special" in sys.modules
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -80,6 +80,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_reduce",
         "_roots",
         "_bisect",
+        "_lazy",
         "_wright",
         "_public",
         "protocols",

@@ -7,17 +7,15 @@ import shlex
 import sys
 
 from ..accuracy import FAMILIES
-from ..fit import (
-    CRITERIA,
-    POOLED,
+from ..fit.capacity import (
     CapacityFit,
-    MeasurementError,
-    calibrate,
     fit_capacity,
     per_token_note,
     read_throughput,
     server_toml,
 )
+from ..fit.criteria import CRITERIA
+from ..fit.measurements import POOLED, MeasurementError
 from ..io import load_scenario, output_format, scenario_text
 from ._common import (
     SCENARIO,
@@ -213,6 +211,8 @@ def _fixed(items: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fit.pipeline import calibrate  # scipy.optimize: loaded when fit runs
+
     if args.output is not None:
         output_format(args.output)  # .toml or .json, refused before any work
     capacity = None

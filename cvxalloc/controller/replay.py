@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import special
 
 from .._bisect import bisect
+from .._lazy import special
 from ..baselines import best_uniform
 from ..errors import ScenarioError
 from ..policy import build_policy, highest_rate

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from .._source import fields_source, source
 from ..result import jsonable
 

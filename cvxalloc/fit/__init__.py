@@ -39,21 +39,52 @@ capacity      a batching server's capacity curve from measured throughputs
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ..io import scenario_toml
-from .assemble import build_scenario
-from .capacity import CapacityFit, fit_capacity, per_token_note, read_throughput, server_toml
-from .compare import CRITERIA, TaskFit, fit_task
-from .families import FamilyFit, fit_family
-from .measurements import (
-    POOLED,
-    AccuracyData,
-    MeasurementError,
-    ServiceData,
-    read_accuracy_csv,
-    read_service_csv,
-)
-from .pipeline import Calibration, calibrate
-from .service import ServiceFit, fit_service
+
+#: Public name -> the submodule that defines it. The submodules are imported on first
+#: use (PEP 562): the fits need scipy.optimize, about 0.15 s that every other command
+#: (whose argument parser builds `fit`'s) would pay at start-up.
+_WHERE = {
+    "build_scenario": "assemble",
+    "CapacityFit": "capacity",
+    "fit_capacity": "capacity",
+    "per_token_note": "capacity",
+    "read_throughput": "capacity",
+    "server_toml": "capacity",
+    "CRITERIA": "criteria",
+    "TaskFit": "compare",
+    "fit_task": "compare",
+    "FamilyFit": "families",
+    "fit_family": "families",
+    "POOLED": "measurements",
+    "AccuracyData": "measurements",
+    "MeasurementError": "measurements",
+    "ServiceData": "measurements",
+    "read_accuracy_csv": "measurements",
+    "read_service_csv": "measurements",
+    "Calibration": "pipeline",
+    "calibrate": "pipeline",
+    "ServiceFit": "service",
+    "fit_service": "service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = [
     "MeasurementError",

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._source import fields_source
 from ..accuracy import FAMILIES
+from .criteria import CRITERIA
 from .families import FamilyFit, fit_family
 from .measurements import AccuracyData, MeasurementError
 
@@ -17,7 +18,6 @@ __all__ = ["CRITERIA", "TaskFit", "fit_task"]
 
 
 #: Family-selection criteria accepted by :func:`fit_task`.
-CRITERIA = ("aic", "aicc", "loo")
 
 
 @dataclass

@@ -42,8 +42,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from .._roots import brentq
 from ..errors import ScenarioError
 

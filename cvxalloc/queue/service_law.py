@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from ..errors import ScenarioError
 from ..protocols import ScenarioLike
 

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from .._roots import brentq
 from ..errors import ScenarioError
 from ..protocols import ScenarioLike

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from .._source import fields_source
 from ..errors import ScenarioError, UnstableError
 from ..queue import BatchingQueue, BatchingServer

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import special
 
+from .._lazy import special
 from ..errors import ScenarioError
 from ..queue.tail import system_time_quantiles
 
