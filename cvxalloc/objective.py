@@ -138,6 +138,17 @@ class Objective:
         """``dU/dt_i = p_i (w_i A_i'(t_i) - gamma b_i D_i(t))``."""
         return self.pw * self.scenario.accuracy.d1(t) - self.gamma * self.latency.gradient(t)
 
+    def value_gradient(self, t: np.ndarray) -> tuple[float, np.ndarray | None, float]:
+        """``(U(t), grad U(t), weighted accuracy)`` from one pass of the moments and one of
+        the curves (what a Frank-Wolfe certificate needs); ``(-inf, None, accuracy)``
+        where the queue is unstable."""
+        a, d1 = self.scenario.accuracy.value_d1(t)
+        acc = dot(self.pw, a)
+        W, dW, _ = self.latency.value_gradient(t)
+        if dW is None:
+            return -np.inf, None, acc
+        return acc - self.gamma * W, self.pw * d1 - self.gamma * dW, acc
+
     def hessian_parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``-Hess U = diag(d) + V M V^T`` with ``d > 0``.
 

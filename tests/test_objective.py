@@ -102,3 +102,17 @@ def test_frank_wolfe_gap_is_an_upper_bound(rng, example, example_optimum):
         cert = cvxalloc.certify(example, t)
         assert cert.upper_bound >= example_optimum.objective - 1e-12
         assert cert.gap >= 0
+
+
+def test_value_gradient_in_one_pass_agrees(rng):
+    # what certificates use: U, grad U and the weighted accuracy from one pass
+    sc = random_scenario(rng, 12, load="heavy", scv=True, variance=True)
+    t = stable_point(sc, rng)
+    obj = Objective(sc)
+    U, g, acc = obj.value_gradient(t)
+    assert U == pytest.approx(obj.value(t), rel=1e-14)
+    np.testing.assert_allclose(g, obj.gradient(t), rtol=1e-12, atol=1e-18)
+    assert acc == pytest.approx(evaluate(sc, t).accuracy, rel=1e-14)
+    over = random_scenario(np.random.default_rng(1), 5, load="overloaded")
+    U, g, _ = Objective(over).value_gradient(over.max_tokens)
+    assert U == -np.inf and g is None

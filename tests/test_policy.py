@@ -410,3 +410,22 @@ def test_lookup_repr_rebuilds_it(example_policy):
         for f in fields(ans):
             np.testing.assert_equal(getattr(again, f.name), getattr(ans, f.name), f.name)
         assert again.tokens.dtype == ans.tokens.dtype and repr(again) == repr(ans)
+
+
+def test_reported_interpolation_gap_is_the_largest_answer_gap_at_the_probes(rng):
+    # probes are first bounded by the interpolated budgets' certificate; the gap the
+    # policy reports must still be the largest gap of the answers themselves there
+    from cvxalloc.policy.build import _CHECK_PROBES, _REFINE_PROBES
+
+    sc = random_scenario(rng, 40, load="heavy")
+    pol = build_policy(sc, points=5)
+    info = pol.info
+    assert pol.lookup(info["interpolation_worst_rate"]).scaled_gap == pytest.approx(
+        info["interpolation_max_relative_gap"], rel=1e-12
+    )
+    r = pol.rates
+    for j in range(r.size - 1):
+        for th in _REFINE_PROBES + _CHECK_PROBES:  # probed in every interval
+            ans = pol.lookup(r[j] + th * (r[j + 1] - r[j]))
+            assert ans.scaled_gap <= info["interpolation_max_relative_gap"] * (1 + 1e-12)
+    assert info["tolerance_met"]

@@ -15,6 +15,7 @@ are probed closer to their ends. The answers between grid rates are those of
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
 from ..solve import choose_method, fixed_service_scv, solve, warm_options
-from .lookup import Policy, _answer, _d1_bounds, _scale, _scv_mid
+from .lookup import Policy, _answer, _AtRate, _d1_bounds, _interpolated, _scale, _scv_mid
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
@@ -142,6 +143,19 @@ def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
     ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
     return ans.scaled_gap
+
+
+def _interpolated_gap(
+    scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None
+) -> float:
+    """An upper bound of :func:`_probe_gap` from one candidate: the proven gap of the
+    plain interpolated budgets (the answer is the best of candidates that include
+    them, and its bound the least of theirs, so its gap is at most theirs). One
+    certificate evaluation (a few passes over the types); ``inf`` where unstable.
+    """
+    ev = _AtRate(scenario, rates[j] + theta * (rates[j + 1] - rates[j]), d1_bounds)
+    U, ub, acc = ev.certify(_interpolated(ev, rates, cont, j))
+    return (ub - U) / _scale(U, acc) if math.isfinite(U) else math.inf
 
 
 def build_policy(
@@ -328,8 +342,9 @@ class _RateGrid:
             raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
         self.solved: dict[float, tuple[Any, Any]] = {}
         self.d1 = _d1_bounds(sc)
-        # interval -> (largest scaled gap at its probes, where), once it met the target
-        self.passed: dict[tuple[float, float], tuple[float, float]] = {}
+        # interval -> its probes (scaled gap or its bound, theta, whether the answer's own
+        # gap), once it met the target
+        self.probed: dict[tuple[float, float], list[tuple[float, float, bool]]] = {}
 
     def solve(self, rate: float) -> None:
         """Certified optimum at ``rate``, warm-started from the nearest solved rate."""
@@ -342,23 +357,56 @@ class _RateGrid:
         return rates, np.array([self.solved[r][0].tokens for r in rates])
 
     def probe(self, rates, cont, j: int) -> tuple[float, float]:
-        """Largest scaled gap at the probes of interval ``j`` (stops once over target)."""
+        """Largest scaled gap at the probes of interval ``j`` (stops once over target).
+
+        Each probe is first bounded by the certificate of the interpolated budgets
+        alone (:func:`_interpolated_gap`); only where that bound is over target is the
+        full answer (with its best-response candidates) computed. Every probe's value is
+        kept (``self.probed``) with whether it is the answer's own gap or that bound.
+        """
         target = _REFINE_MARGIN * self.tolerance
         lo, hi = float(rates[j]), float(rates[j + 1])
-        worst, at = 0.0, lo
         # quick probes first; an interval that passes them is probed in between too
         stages = [_REFINE_PROBES, _CHECK_PROBES]
         scale = target * abs(self.solved[hi][0].objective)
         if _active_set_changes(self.sc, cont[j], cont[j + 1], scale):
             stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
+        entries: list[tuple[float, float, bool]] = []
         for probes in stages:
-            for th in probes:
-                g = _probe_gap(self.sc, rates, cont, j, th, self.d1)
-                if g > worst:
-                    worst, at = g, lo + th * (hi - lo)
-            if worst > target:
-                break
-        return worst, at
+            bounds = [
+                (_interpolated_gap(self.sc, rates, cont, j, th, self.d1), th) for th in probes
+            ]
+            # the largest bounds first: an interval that fails fails at its first full answer
+            for g, th in sorted(bounds, reverse=True):
+                exact = g > target
+                if exact:
+                    g = _probe_gap(self.sc, rates, cont, j, th, self.d1)
+                entries.append((g, th, exact))
+                if g > target:
+                    return g, lo + th * (hi - lo)
+        self.probed[(lo, hi)] = entries
+        g, th, _ = max(entries)
+        return g, lo + th * (hi - lo)
+
+    def worst_probe(self, rates, cont) -> tuple[float, float]:
+        """The largest scaled gap of the answers at the probes of the final grid, and where.
+
+        The probes whose value is the interpolated budgets' bound are replaced by the
+        answer's own gap, largest first, until the largest value left is an answer's.
+        """
+        heap = []
+        for j in range(rates.size - 1):
+            key = (float(rates[j]), float(rates[j + 1]))
+            for g, th, exact in self.probed[key]:
+                heap.append((-g, j, th, exact))
+        heapq.heapify(heap)
+        while heap and not heap[0][3]:
+            _, j, th, _ = heapq.heappop(heap)
+            heapq.heappush(heap, (-_probe_gap(self.sc, rates, cont, j, th, self.d1), j, th, True))
+        if not heap:  # pragma: no cover - a grid has at least one interval
+            return 0.0, float(rates[0])
+        g, j, th, _ = heap[0]
+        return -g, float(rates[j] + th * (rates[j + 1] - rates[j]))
 
     def refine(self, max_points: int) -> int:
         """Split intervals at their midpoints until every probe meets the target."""
@@ -368,13 +416,11 @@ class _RateGrid:
             split = []
             for j in range(rates.size - 1):
                 key = (float(rates[j]), float(rates[j + 1]))
-                if key in self.passed:
+                if key in self.probed:
                     continue
-                worst, at = self.probe(rates, cont, j)
+                worst, _ = self.probe(rates, cont, j)
                 if worst > _REFINE_MARGIN * self.tolerance:
                     split.append(0.5 * (key[0] + key[1]))
-                else:
-                    self.passed[key] = (worst, at)
             if not split or rates.size + len(split) > max_points:
                 return rounds
             rounds += 1
@@ -396,19 +442,14 @@ class _RateGrid:
                 f"{GRID_CERTIFICATE_TOL:g}); try another --method"
             )
         # the largest gap found at the probes of the final grid
-        worst, at = 0.0, float(rates[0])
         for j in range(rates.size - 1):
             key = (float(rates[j]), float(rates[j + 1]))
-            if key not in self.passed:  # only when max_points stopped the refinement
-                self.passed[key] = max(
-                    (
-                        _probe_gap(self.sc, rates, cont, j, th, self.d1),
-                        key[0] + th * (key[1] - key[0]),
-                    )
+            if key not in self.probed:  # only when max_points stopped the refinement
+                self.probed[key] = [
+                    (_probe_gap(self.sc, rates, cont, j, th, self.d1), th, True)
                     for th in _REFINE_PROBES + _CHECK_PROBES + _KINK_PROBES
-                )
-            if self.passed[key][0] > worst:
-                worst, at = self.passed[key]
+                ]
+        worst, at = self.worst_probe(rates, cont)
         info = {
             "created_by": f"cvxalloc {__version__}",
             "method": results[0][0].method if not self.integer else "rounding",

@@ -226,9 +226,14 @@ class _AtRate:
         x = sc.accuracy.solve_marginal(alpha, beta, t, self.lo, self.hi, self.d1_bounds)
         return np.clip(x, self.lo, self.hi) if np.all(np.isfinite(x)) else None
 
-    def lookup(self, source: str, tokens: np.ndarray, U: float, ub: float) -> Lookup:
-        """The answer ``tokens`` (of utility ``U``) with its gap to the proven bound ``ub``."""
+    def lookup(
+        self, source: str, tokens: np.ndarray, U: float, ub: float, acc: float | None = None
+    ) -> Lookup:
+        """The answer ``tokens`` (of utility ``U``, weighted accuracy ``acc`` when known)
+        with its gap to the proven bound ``ub``."""
         gap = max(ub - U, 0.0)
+        if acc is None:
+            acc = self.obj.pw @ self.scenario.accuracy.value(tokens)
         return Lookup(
             rate=float(self.scenario.arrival_rate),
             tokens=np.array(tokens, dtype=float),
@@ -236,15 +241,27 @@ class _AtRate:
             gap=float(gap),
             upper_bound=float(U + gap),
             source=source,
-            accuracy=float(self.obj.pw @ self.scenario.accuracy.value(tokens)),
+            accuracy=float(acc),
         )
+
+    def certify(self, t: np.ndarray) -> tuple[float, float, float]:
+        """``(U(t), U(t) + FWgap(t), weighted accuracy)`` in one pass over the types
+        (:meth:`Objective.value_gradient`); ``(-inf, inf, nan)`` where unstable."""
+        U, g, acc = self.obj.value_gradient(t)
+        if g is None or not math.isfinite(U):
+            return -math.inf, math.inf, math.nan
+        return U, U + frank_wolfe_gap(g, t, self.lo, self.hi), acc
 
     def bound(self, t: np.ndarray) -> tuple[float, float]:
         """``(U(t), U(t) + FWgap(t))``; ``(-inf, inf)`` where unstable."""
-        U = self.value(t)
-        if not math.isfinite(U):
-            return -math.inf, math.inf
-        return U, U + frank_wolfe_gap(self.obj.gradient(t), t, self.lo, self.hi)
+        return self.certify(t)[:2]
+
+
+def _interpolated(ev: _AtRate, rates: np.ndarray, cont: np.ndarray, j: int) -> np.ndarray:
+    """The linear interpolation of the grid budgets ``j`` and ``j + 1`` at ``ev``'s rate."""
+    rate = ev.scenario.arrival_rate
+    theta = (rate - rates[j]) / (rates[j + 1] - rates[j])
+    return np.clip((1.0 - theta) * cont[j] + theta * cont[j + 1], ev.lo, ev.hi)
 
 
 def _answer(
@@ -263,9 +280,7 @@ def _answer(
         cands = [("grid", cont[j])]
         ints = None if integer is None else [("grid", integer[j])]
     else:
-        theta = (rate - rates[j]) / (rates[j + 1] - rates[j])
-        interp = (1.0 - theta) * cont[j] + theta * cont[j + 1]
-        interp = np.clip(interp, ev.lo, ev.hi)
+        interp = _interpolated(ev, rates, cont, j)
         cands = [("interpolated", interp), ("upper", cont[j + 1]), ("lower", cont[j])]
         step = interp
         for k in range(_RESPONSE_STEPS):
@@ -274,21 +289,21 @@ def _answer(
                 break
             cands.append((f"interpolated+{k + 1} response", step))
         ints = None if integer is None else [("upper", integer[j + 1]), ("lower", integer[j])]
-    bounds = [ev.bound(t) for _, t in cands]
-    ub = min(b for _, b in bounds)
+    bounds = [ev.certify(t) for _, t in cands]
+    ub = min(b for _, b, _ in bounds)
     if not math.isfinite(ub):  # pragma: no cover - the upper neighbour is always stable
         raise SolverError(f"no stable budgets at rate {rate:g} in the policy")
+    acc = None
     if ints is None:
-        vals = [U for U, _ in bounds]
-        best = int(np.argmax(vals))
-        src, tokens, U = cands[best][0], cands[best][1], vals[best]
+        best = int(np.argmax([U for U, _, _ in bounds]))
+        src, tokens, (U, _, acc) = cands[best][0], cands[best][1], bounds[best]
     else:
         vals = [ev.value(t) for _, t in ints]
         best = int(np.argmax(vals))
         src, tokens, U = ints[best][0], ints[best][1], vals[best]
     if not math.isfinite(U):
         raise SolverError(f"no stable integer budgets at rate {rate:g} in the policy")
-    return ev.lookup(src, tokens, U, ub)
+    return ev.lookup(src, tokens, U, ub, acc)
 
 
 # --------------------------------------------------------------------------
@@ -480,13 +495,13 @@ class Policy:
                 if step is None:
                     break
                 cands.append((f"{name}+{i + 1} response", step))
-        bounds = [ev.bound(t) for _, t in cands]
-        best = int(np.argmax([U for U, _ in bounds]))
-        U = bounds[best][0]
-        ub = min(u for _, u in bounds)
+        bounds = [ev.certify(t) for _, t in cands]
+        best = int(np.argmax([U for U, _, _ in bounds]))
+        U, _, acc = bounds[best]
+        ub = min(u for _, u, _ in bounds)
         if not math.isfinite(U):  # pragma: no cover - grid answers are stable at r
             raise SolverError(f"no stable budgets at rate {r:g}, arrival_scv {c:g}")
-        return ev.lookup(cands[best][0], cands[best][1], U, ub)
+        return ev.lookup(cands[best][0], cands[best][1], U, ub, acc)
 
     def budgets(self, rate: float, arrival_scv: float | None = None) -> np.ndarray:
         """Budgets per type at ``rate`` (numpy array, task order), stable at that rate."""

@@ -146,6 +146,16 @@ class Latency:
         """``dW/dt``."""
         return self.p * self.b * self.marginal(t)
 
+    def value_gradient(self, t: np.ndarray) -> tuple[float, np.ndarray | None, Moments]:
+        """``(W(t), dW/dt, moments)`` from one pass of the moments; ``(inf, None, moments)``
+        where the queue is unstable."""
+        mo = self.moments(t)
+        if mo.rho >= 1:
+            return np.inf, None, mo
+        A, B = self.queue.derivatives(mo.m1, mo.m2)
+        s = self.a + self.b * t
+        return self.queue.value(mo.m1, mo.m2), self.p * self.b * (A + B * self.k1 * s), mo
+
     def hessian_parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Hessian of ``W`` as ``diag(d) + V M V^T`` (rank-2 update).
 
