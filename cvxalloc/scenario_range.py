@@ -163,6 +163,8 @@ def check_resolvable(sc: Scenario) -> None:
         ratio = sc.per_token * k / (sc.weight * sc.accuracy.d1(sc.max_tokens))
         u_j = math.sqrt(gamma) * np.sqrt(ratio)
     u_j = np.where(np.isnan(u_j), np.inf, u_j)
+    if not np.min(u_j) < SLACK_RESOLVED:
+        return  # the bound is one of the u_j: no need to order them (O(N), not a sort)
     order = np.argsort(u_j, kind="stable")
     grow = (sc.probability * sc.per_token * (sc.max_tokens - sc.min_tokens))[order]
     m1 = dot(sc.probability, sc.service_time(sc.min_tokens)) + np.cumsum(grow)

@@ -26,6 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
 from ..solve import choose_method, fixed_service_scv, solve, warm_options
+from ..solvers.aggregate import predicted_start, scalars_at
 from .lookup import Policy, _answer, _AtRate, _d1_bounds, _interpolated, _scale, _scv_mid
 
 if TYPE_CHECKING:
@@ -94,12 +95,19 @@ def _grid_gap(res) -> float:
 
 # --------------------------------------------------------------------------
 # building
-def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer: bool):
-    """Certified optimum at ``rate`` (and its rounding for an integer policy)."""
+def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer: bool, start=None):
+    """Certified optimum at ``rate`` (and its rounding for an integer policy).
+
+    ``warm`` is the nearest solved rate's result; ``start``, the aggregate method's queue
+    scalars ``(u, m2)`` predicted at ``rate`` from the solved rates around it
+    (:func:`~cvxalloc.solvers.aggregate.predicted_start`), replaces it where both apply.
+    """
     sc = scenario.with_arrival_rate(rate)
     cont_method = None if method == "rounding" else method
     name = choose_method(sc, cont_method)
     kw = warm_options(sc, warm, name)
+    if kw and start is not None and name == "aggregate":
+        kw = {"warm_start": scalars_at(sc, *start)}
     res = solve(sc, method=name, **kw)
     if _grid_gap(res) > GRID_CERTIFICATE_TOL and kw:
         res = solve(sc, method=name)  # retry cold
@@ -347,14 +355,17 @@ class _RateGrid:
         self.probed: dict[tuple[float, float], list[tuple[float, float, bool]]] = {}
 
     def solve(self, rate: float) -> None:
-        """Certified optimum at ``rate``, warm-started from the nearest solved rate."""
-        near = min(self.solved, key=lambda r: abs(r - rate)) if self.solved else None
-        warm = self.solved[near][0] if near is not None else None
-        self.solved[rate] = _solve_at(self.sc, rate, self.method, warm, self.integer)
+        """Certified optimum at ``rate``, warm-started from the solved rates around it."""
+        near = sorted(self.solved, key=lambda r: abs(r - rate))[:3]
+        warm = self.solved[near[0]][0] if near else None
+        start = predicted_start([(r, self.solved[r][0]) for r in near], rate)
+        self.solved[rate] = _solve_at(self.sc, rate, self.method, warm, self.integer, start)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The solved rates, sorted, and their continuous optima (rows, not stacked:
+        refinement reads two at a time, and stacking R x N each round costs more)."""
         rates = np.array(sorted(self.solved))
-        return rates, np.array([self.solved[r][0].tokens for r in rates])
+        return rates, [self.solved[r][0].tokens for r in rates]
 
     def probe(self, rates, cont, j: int) -> tuple[float, float]:
         """Largest scaled gap at the probes of interval ``j`` (stops once over target).
@@ -429,9 +440,10 @@ class _RateGrid:
 
     def policy(self) -> Policy:
         """The finished policy, after checking every grid point's certificate."""
-        rates, cont = self.arrays()
+        rates, rows = self.arrays()
+        cont = np.stack(rows)
         results = [self.solved[r] for r in rates]
-        ints = np.array([r.tokens for _, r in results]) if self.integer else None
+        ints = np.stack([r.tokens for _, r in results]) if self.integer else None
         gaps = np.array([(r if self.integer else c).certificate.gap for c, r in results])
         rel = np.array([_grid_gap(c) for c, _ in results])
         worst_grid = float(rel.max())
