@@ -351,6 +351,25 @@ def test_warm_start_same_answer_fewer_iterations():
     assert abs(swept.objective - fresh.objective) <= 1e-9 * relative_scale(fresh.objective)
 
 
+def test_predicted_start_between_solved_rates():
+    """The start a policy's grid takes: fitted through neighbouring optima (exact at
+    their rates), and from it the same optimum as a cold solve."""
+    from cvxalloc.solvers.aggregate import predicted_start, scalars_at
+
+    sc = random_scenario(np.random.default_rng(5), 300, load="heavy")
+    rates = [0.8 * sc.arrival_rate, sc.arrival_rate, 1.3 * sc.arrival_rate]
+    known = [(r, solve_agg(sc.with_arrival_rate(r))) for r in rates]
+    u, m2 = predicted_start(known, rates[1])
+    assert u == pytest.approx(known[1][1].diagnostics["u"], rel=1e-10)
+    assert m2 == pytest.approx(known[1][1].diagnostics["m2"], rel=1e-10)
+    assert predicted_start(known[:1], rates[1]) is None
+    mid = sc.with_arrival_rate(1.1 * sc.arrival_rate)
+    warm = solve_agg(mid, warm_start=scalars_at(mid, *predicted_start(known, 1.1 * rates[1])))
+    cold = solve_agg(mid)
+    assert warm.status == cold.status == st.OPTIMAL and warm.diagnostics["start"] == "warm"
+    np.testing.assert_allclose(warm.tokens, cold.tokens, rtol=1e-9, atol=1e-9 * sc.max_tokens.max())
+
+
 def test_warm_options_is_the_one_rule_for_a_warm_start():
     """Policies, controllers and sweeps pass a warm start only where it applies."""
     from cvxalloc.solve import warm_options

@@ -429,3 +429,22 @@ def test_reported_interpolation_gap_is_the_largest_answer_gap_at_the_probes(rng)
             ans = pol.lookup(r[j] + th * (r[j + 1] - r[j]))
             assert ans.scaled_gap <= info["interpolation_max_relative_gap"] * (1 + 1e-12)
     assert info["tolerance_met"]
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_warm_started_grid_is_the_cold_optimum(seed):
+    # grid solves start from scalars predicted off their neighbours; each grid point must
+    # be what a cold solve at its rate finds, and certified on its own (recomputed here)
+    sc = random_scenario(np.random.default_rng(seed), 60, load="heavy")
+    pol = build_policy(sc, points=9)
+    for rate, tokens in zip(pol.rates, pol.continuous_budgets):
+        at = sc.with_arrival_rate(float(rate))
+        cold = cvxalloc.solve(at)
+        assert cold.status == "optimal" and cold.diagnostics.get("start") != "warm"
+        cert = cvxalloc.certify(at, tokens)
+        acc = float(at.probability * at.weight @ at.accuracy.value(tokens))
+        assert cert.gap <= GRID_CERTIFICATE_TOL * max(abs(cert.objective), acc)
+        # both proven within their gaps of the same optimum
+        assert abs(cert.objective - cold.objective) <= cert.gap + cold.certificate.gap + 1e-14
+        span = at.max_tokens - at.min_tokens
+        np.testing.assert_allclose(tokens, cold.tokens, rtol=0, atol=1e-9 * span.max())
