@@ -301,6 +301,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.queue.routing",
     "cvxalloc.queue.service_law",
     "cvxalloc.simulate.batching",
+    "cvxalloc.simulate.batching_engine",
     "cvxalloc.simulate.engine",
     "cvxalloc.simulate.fleet",
     "cvxalloc.simulate.poisson",

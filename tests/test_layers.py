@@ -307,6 +307,21 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
+#: The largest module the workflows layer may hold (issue 23: rooms small enough to read).
+MAX_WORKFLOW_LINES = 700
+
+
+def test_workflow_modules_stay_small():
+    workflows = list(LAYERS).index("workflows")
+    lines = {m: len(path.read_text().splitlines()) for m, path in MODULES.items()}
+    big = {
+        _label(m): n
+        for m, n in lines.items()
+        if layer_of(m) == workflows and n > MAX_WORKFLOW_LINES
+    }
+    assert not big, f"workflow modules over {MAX_WORKFLOW_LINES} lines (split them by job): {big}"
+
+
 def test_no_import_cycles():
     cycles = _cycles(module_graph())
     assert not cycles, "module-level import circles: " + "; ".join(
