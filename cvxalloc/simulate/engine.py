@@ -470,6 +470,43 @@ def figure_lines(result: Any, level: str, wait: str = "") -> list[str]:
     ]
 
 
+def run_fields(result: Any) -> dict[str, Any]:
+    """The JSON keys every single-server simulator shares that say what was run."""
+    return {
+        "tokens": {n: float(x) for n, x in zip(result.names, result.tokens)},
+        "queries": result.queries,
+        "warmup": result.warmup,
+        "batches": result.batches,
+        "seed": result.seed,
+        "confidence": result.confidence,
+    }
+
+
+def figure_fields(result: Any) -> dict[str, Any]:
+    """The JSON keys every single-server simulator shares for what it measured (the
+    figures of :func:`figure_lines`, each beside its interval and the model's value)."""
+    return {
+        "mean_system_time": result.mean_system_time,
+        "mean_system_time_ci": list(result.mean_system_time_ci),
+        "mean_system_time_model": result.mean_system_time_model,
+        "model_within_ci": result.model_within_ci(),
+        "mean_waiting_time": result.mean_waiting_time,
+        "system_time_percentiles": dict(result.percentiles),
+        "system_time_percentiles_ci": {k: list(v) for k, v in result.percentiles_ci.items()},
+        "system_time_percentiles_model": dict(result.percentiles_model),
+        "accuracy": result.accuracy,
+        "accuracy_ci": list(result.accuracy_ci),
+        "accuracy_model": result.accuracy_model,
+        "utility": result.utility,
+        "utility_ci": list(result.utility_ci),
+        "utility_model": result.utility_model,
+        "utilization": result.utilization,
+        "utilization_model": result.utilization_model,
+        "elapsed_seconds": result.elapsed,
+        "queries_per_second": result.queries_per_second,
+    }
+
+
 class _Kept:
     """What the statistics keep of the queries ``warmup .. end - 1`` of each replication.
 

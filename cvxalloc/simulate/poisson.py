@@ -33,8 +33,10 @@ from .engine import (
     _Kept,
     _mean_fields,
     _progress,
+    figure_fields,
     figure_lines,
     model_percentiles,
+    run_fields,
 )
 
 if TYPE_CHECKING:
@@ -169,32 +171,7 @@ class SimulationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``tokens`` as task name -> tokens)."""
-        return {
-            "tokens": {n: float(x) for n, x in zip(self.names, self.tokens)},
-            "queries": self.queries,
-            "warmup": self.warmup,
-            "batches": self.batches,
-            "seed": self.seed,
-            "confidence": self.confidence,
-            "mean_system_time": self.mean_system_time,
-            "mean_system_time_ci": list(self.mean_system_time_ci),
-            "mean_system_time_model": self.mean_system_time_model,
-            "model_within_ci": self.model_within_ci(),
-            "mean_waiting_time": self.mean_waiting_time,
-            "system_time_percentiles": dict(self.percentiles),
-            "system_time_percentiles_ci": {k: list(v) for k, v in self.percentiles_ci.items()},
-            "system_time_percentiles_model": dict(self.percentiles_model),
-            "accuracy": self.accuracy,
-            "accuracy_ci": list(self.accuracy_ci),
-            "accuracy_model": self.accuracy_model,
-            "utility": self.utility,
-            "utility_ci": list(self.utility_ci),
-            "utility_model": self.utility_model,
-            "utilization": self.utilization,
-            "utilization_model": self.utilization_model,
-            "elapsed_seconds": self.elapsed,
-            "queries_per_second": self.queries_per_second,
-        }
+        return {**run_fields(self), **figure_fields(self)}
 
     def _tail_lines(self) -> list[str]:
         """The report's lines after the mean system time (percentiles to speed)."""
