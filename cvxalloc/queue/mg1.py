@@ -180,14 +180,8 @@ class MG1:
 
     def jump(self, x) -> np.ndarray:
         """``P(T = x)``: the atoms of ``S`` met with no wait (``(1 - rho) P(S = x)``)."""
-        x = np.atleast_1d(np.asarray(x, dtype=float))
-        det = self.service.deterministic
-        if not det.any():
-            return np.zeros_like(x)
-        hit = self.service.mean[det][None, :] == x[:, None]
-        return (1 - self.p_wait) * (hit @ self.service.weight[det])
+        return (1 - self.p_wait) * self.service.atoms(x)
 
     def atom_points(self) -> np.ndarray:
         """Where the distribution of ``T`` jumps (sorted)."""
-        det = self.service.deterministic
-        return np.sort(self.service.mean[det]) if det.any() else np.zeros(0)
+        return self.service.atom_points()

@@ -147,6 +147,19 @@ class ServiceLaw:
         """``P(S <= x)`` elementwise on ``x`` (atoms included at their point)."""
         return 1.0 - self.ccdf(x)
 
+    def atoms(self, x) -> np.ndarray:
+        """``P(S = x)``: the mass of the deterministic services at each ``x``."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        det = self.deterministic
+        if not det.any():
+            return np.zeros_like(x)
+        return (self.mean[det][None, :] == x[:, None]) @ self.weight[det]
+
+    def atom_points(self) -> np.ndarray:
+        """Where the service distribution jumps (the deterministic services, sorted)."""
+        det = self.deterministic
+        return np.sort(self.mean[det]) if det.any() else np.zeros(0)
+
     def ccdf(self, x) -> np.ndarray:
         """``P(S > x)`` elementwise on ``x``.
 

@@ -464,16 +464,10 @@ class _GammaWait:
         return np.clip(ccdf, 0.0, 1.0), np.maximum(pdf, 0.0), err
 
     def jump(self, x) -> np.ndarray:
-        x = np.atleast_1d(np.asarray(x, dtype=float))
-        det = self.service.deterministic
-        if not det.any():
-            return np.zeros_like(x)
-        hit = self.service.mean[det][None, :] == x[:, None]
-        return (1 - self.sigma) * (hit @ self.service.weight[det])
+        return (1 - self.sigma) * self.service.atoms(x)
 
     def atom_points(self) -> np.ndarray:
-        det = self.service.deterministic
-        return np.sort(self.service.mean[det]) if det.any() else np.zeros(0)
+        return self.service.atom_points()
 
 
 # --- continuous batching ---------------------------------------------------------
