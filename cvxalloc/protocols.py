@@ -40,6 +40,10 @@ class ScenarioLike(Protocol):
         ``A_i`` with its derivatives and inverse.
     arrival_rate, latency_weight, arrival_scv : float
         ``lam``, ``gamma`` and the ``c_a^2`` of the gaps.
+    levels : sequence of (ndarray or None)
+        Each type's menu of allowed budgets (None: any on its grid).
+    step : ndarray
+        Each type's grid step for integer budgets.
     constraints, server : object or None
         Operator constraints and a batching server's capacity curve.
     fleet : Fleet or None
@@ -60,6 +64,8 @@ class ScenarioLike(Protocol):
     arrival_rate: float
     latency_weight: float
     arrival_scv: float
+    levels: Sequence[Any]
+    step: np.ndarray
     constraints: Any
     server: Any
 

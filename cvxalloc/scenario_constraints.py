@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +25,7 @@ from .constraints.tail import TailPercentile, TailSLO
 from .constraints.terms import KINDS, TERMS, ConstraintError, Term
 from .errors import did_you_mean
 from .objective import Objective
-
-if TYPE_CHECKING:
-    from .scenario import Scenario
+from .protocols import ScenarioLike
 
 __all__ = ["Constraints", "constraints_from_file"]
 
@@ -158,11 +156,13 @@ class Constraints:
             out.append(TailPercentile(self.tail))
         return out
 
-    def certify(self, scenario: Scenario, tokens: np.ndarray, objective: Objective) -> Certificate:
+    def certify(
+        self, scenario: ScenarioLike, tokens: np.ndarray, objective: Objective
+    ) -> Certificate:
         """Certificate of an allocation under these constraints (:func:`certify_constrained`)."""
         return certify_constrained(scenario, tokens, objective)
 
-    def check(self, scenario: Scenario) -> None:
+    def check(self, scenario: ScenarioLike) -> None:
         """Validate against a scenario (one min_accuracy per task); errors name the task."""
         if self.min_accuracy is not None and self.min_accuracy.size != scenario.n:
             raise ConstraintError(

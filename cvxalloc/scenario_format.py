@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .accuracy import FAMILIES, AccuracyCurves
 from .errors import ScenarioError, did_you_mean
+from .protocols import ScenarioLike
 from .queue.batching import BatchingServer, CapacityCurve, capacity_curve
 from .scenario_constraints import constraints_from_file
 from .tables import table_fields
-
-if TYPE_CHECKING:
-    from .scenario import Scenario
 
 __all__ = [
     "scenario_fields",
@@ -331,7 +329,7 @@ def _accuracy(where: str, raw: Any) -> tuple[str, dict[str, float]]:
     return model, values
 
 
-def scenario_structure(scenario: Scenario, tasks: bool = True) -> dict[str, Any]:
+def scenario_structure(scenario: ScenarioLike, tasks: bool = True) -> dict[str, Any]:
     """The scenario in the file structure (:func:`scenario_fields` reads it back);
     without ``tasks``, all but the ``task`` list (what a file whose tasks are a table
     holds beside ``tasks = "..."``)."""
@@ -369,7 +367,7 @@ def _accuracy_dicts(curves: AccuracyCurves, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _task_dicts(sc: Scenario) -> list[dict[str, Any]]:
+def _task_dicts(sc: ScenarioLike) -> list[dict[str, Any]]:
     """The ``[[task]]`` tables of the scenario."""
     accuracy = _accuracy_dicts(sc.accuracy, sc.n)
     keys = ("probability", "weight", "min_tokens", "max_tokens")

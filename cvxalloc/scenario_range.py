@@ -15,16 +15,13 @@ field and what to give instead; :meth:`Scenario._validate` calls them.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._reduce import dot
 from .errors import ScenarioError, UnstableError
+from .protocols import ScenarioLike
 from .queue import Latency
-
-if TYPE_CHECKING:
-    from .scenario import Scenario
 
 __all__ = [
     "MAX_SCV",
@@ -46,7 +43,7 @@ MAX_VARIANCE = 1e24
 SLACK_RESOLVED = float(np.finfo(float).eps)
 
 
-def check_range(sc: Scenario) -> None:
+def check_range(sc: ScenarioLike) -> None:
     """Refuse values whose arithmetic leaves the doubles at the minimum budgets.
 
     In order: the spreads of the service and arrival processes (bounded by
@@ -60,7 +57,7 @@ def check_range(sc: Scenario) -> None:
     _check_slopes(sc)
 
 
-def _check_spreads(sc: Scenario) -> None:
+def _check_spreads(sc: ScenarioLike) -> None:
     """Service ``scv``, ``variance`` and ``arrival_scv`` within their bounds."""
     for label, arr, bound, what in (
         ("service.scv", sc.scv, MAX_SCV, "a squared coefficient of variation: 1 for exponential"),
@@ -82,7 +79,7 @@ def _check_spreads(sc: Scenario) -> None:
         )
 
 
-def _check_latency_price(sc: Scenario) -> None:
+def _check_latency_price(sc: ScenarioLike) -> None:
     """``gamma W`` and ``gamma dW/dt`` finite at the minimum budgets."""
     gamma = sc.latency_weight
     if gamma == 0:
@@ -105,7 +102,7 @@ def _check_latency_price(sc: Scenario) -> None:
     )
 
 
-def _check_slopes(sc: Scenario) -> None:
+def _check_slopes(sc: ScenarioLike) -> None:
     """Slope and curvature of every accuracy curve finite at ``min_tokens``, and weight x
     slope x the box's width (a term of the certificate).
 
@@ -137,7 +134,7 @@ def _check_slopes(sc: Scenario) -> None:
     )
 
 
-def check_resolvable(sc: Scenario) -> None:
+def check_resolvable(sc: ScenarioLike) -> None:
     """Refuse a latency price so small that the optimum's slack ``1 - rho`` is below
     what doubles resolve (call it where the maximum budgets are unstable and nothing
     else caps the utilization; one server, FIFO).
