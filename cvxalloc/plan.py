@@ -256,7 +256,7 @@ class Plan:
             )
         else:
             out.append("not certified: a replica count failed to solve (see its status)")
-        out.append(f"{self.elapsed:.2f} s")
+        out.append(f"{self.elapsed:.2f} s wall")
         return out
 
 
