@@ -66,19 +66,21 @@ _EPS = np.finfo(float).eps
 
 
 def _warm(warm_start, lam: float) -> tuple[float, float] | None:
-    """``(u, m2)`` from a previous Result or an ``(X, Y)`` pair."""
+    """``(u, m2)`` from a previous Result (its optimum's slack ``1 - rho`` and second
+    moment, held: at a nearby rate the slack moves less than ``X = lam / u``, measured
+    4.9 against 5.4 outer evaluations between grid rates) or an ``(X, Y)`` pair."""
     if warm_start is None:
         return None
     if isinstance(warm_start, Result):
         diag = warm_start.diagnostics
-        if "X" in diag and "Y" in diag:
-            X, Y = float(diag["X"]), float(diag["Y"])
-        elif warm_start.scenario is not None and warm_start.scenario.arrival_rate > 0:
+        if _held(diag.get("u"), diag.get("m2")):
+            return float(diag["u"]), float(diag["m2"])
+        if warm_start.scenario is not None and warm_start.scenario.arrival_rate > 0:
             # any other method's result: the queue scalars of its allocation
-            lat = Latency(warm_start.scenario)
-            mo = lat.moments(warm_start.tokens)
-            X = lat.lam / (1.0 - mo.rho) if mo.rho < 1 else 0.0
-            Y = 0.5 * X * X * mo.m2
+            mo = Latency(warm_start.scenario).moments(warm_start.tokens)
+            if _held(1.0 - mo.rho, mo.m2):
+                return 1.0 - mo.rho, mo.m2
+            X, Y = 0.0, 0.0  # refused below
         else:
             raise OptionError(
                 "option warm_start: the Result has no diagnostics X and Y and no "
@@ -95,6 +97,11 @@ def _warm(warm_start, lam: float) -> tuple[float, float] | None:
     if not (np.isfinite(X) and np.isfinite(Y) and X > 0 and Y >= 0):
         raise OptionError(f"option warm_start: X must be > 0 and Y >= 0, finite (got {X}, {Y})")
     return lam / X, 2.0 * Y / (X * X)
+
+
+def _held(u, m2) -> bool:
+    """Whether a previous slack and second moment can start the outer system."""
+    return u is not None and m2 is not None and 0 < u <= 1 and 0 <= m2 < np.inf
 
 
 def predicted_start(
@@ -158,9 +165,10 @@ def solve_aggregate(
         Newton iterations on the outer system at most (then the nested
         bracketing fallback runs).
     warm_start : Result or (X, Y), optional
-        A previous result (an aggregate one's ``diagnostics["X"]``, ``["Y"]``, or
-        the queue scalars of any other result's allocation) or the pair
-        itself, e.g. from the previous point of a sweep.
+        A previous result, whose slack ``1 - rho`` and second moment are held (an
+        aggregate one's ``diagnostics["u"]``, ``["m2"]``, or those of any other
+        result's allocation), or the queue scalars ``(X, Y)`` themselves, e.g.
+        predicted by :func:`predicted_start` and :func:`scalars_at`.
     polish_steps : int
         Projected Newton steps at most when polishing.
     sample_size : int
