@@ -146,24 +146,29 @@ def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: flo
     return bool(reach[changed].sum() > scale)
 
 
-def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
-    """Relative proven gap of the continuous interpolation at one interior rate."""
+def _probe_gap(
+    scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None, known=None
+) -> float:
+    """Relative proven gap of the continuous interpolation at one interior rate
+    (``known``: the interpolated budgets' certificate there, already computed)."""
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
-    ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
+    ans = _answer(scenario, rate, rates, cont, None, d1_bounds, known)
     return ans.scaled_gap
 
 
 def _interpolated_gap(
     scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None
-) -> float:
+) -> tuple[float, tuple[float, float, float]]:
     """An upper bound of :func:`_probe_gap` from one candidate: the proven gap of the
     plain interpolated budgets (the answer is the best of candidates that include
-    them, and its bound the least of theirs, so its gap is at most theirs). One
+    them, and its bound the least of theirs, so its gap is at most that). One
     certificate evaluation (a few passes over the types); ``inf`` where unstable.
+    Also returns the certificate, ``(U, U + FW gap, weighted accuracy)``.
     """
     ev = _AtRate(scenario, rates[j] + theta * (rates[j + 1] - rates[j]), d1_bounds)
-    U, ub, acc = ev.certify(_interpolated(ev, rates, cont, j))
-    return (ub - U) / _scale(U, acc) if math.isfinite(U) else math.inf
+    found = ev.certify(_interpolated(ev, rates, cont, j))
+    U, ub, acc = found
+    return ((ub - U) / _scale(U, acc) if math.isfinite(U) else math.inf), found
 
 
 def build_policy(
@@ -384,14 +389,12 @@ class _RateGrid:
             stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
         entries: list[tuple[float, float, bool]] = []
         for probes in stages:
-            bounds = [
-                (_interpolated_gap(self.sc, rates, cont, j, th, self.d1), th) for th in probes
-            ]
-            # the largest bounds first: an interval that fails fails at its first full answer
-            for g, th in sorted(bounds, reverse=True):
+            # the middle first: where an interval that fails usually fails
+            for th in sorted(probes, key=lambda x: abs(x - 0.5)):
+                g, found = _interpolated_gap(self.sc, rates, cont, j, th, self.d1)
                 exact = g > target
                 if exact:
-                    g = _probe_gap(self.sc, rates, cont, j, th, self.d1)
+                    g = _probe_gap(self.sc, rates, cont, j, th, self.d1, found)
                 entries.append((g, th, exact))
                 if g > target:
                     return g, lo + th * (hi - lo)
