@@ -47,11 +47,17 @@ def _best(fn, repeat: int) -> float:
     return out
 
 
-def _timed_build(sc) -> tuple[float, dict[str, float], object]:
-    """CPU seconds of ``build_policy(sc)`` and of its grid solves and probes."""
+def _timed_build(sc) -> tuple[float, dict[str, float], object, dict]:
+    """CPU seconds of ``build_policy(sc)`` and of its grid solves and probes, the policy,
+    and the results of its grid solves by rate."""
     parts = {"grid solves": 0.0, "probes": 0.0}
     grid = build._RateGrid
-    solve, probe = grid.solve, grid.probe
+    solve, probe, make = grid.solve, grid.probe, grid.policy
+    solved: dict = {}
+
+    def policy(self):
+        solved.update(self.solved)
+        return make(self)
 
     def timed(name, fn):
         def inner(*a, **k):
@@ -64,13 +70,14 @@ def _timed_build(sc) -> tuple[float, dict[str, float], object]:
         return inner
 
     grid.solve, grid.probe = timed("grid solves", solve), timed("probes", probe)
+    grid.policy = policy
     try:
         t = time.process_time()
         pol = build_policy(sc)
         total = time.process_time() - t
     finally:
-        grid.solve, grid.probe = solve, probe
-    return total, parts, pol
+        grid.solve, grid.probe, grid.policy = solve, probe, make
+    return total, parts, pol, solved
 
 
 def main() -> None:
@@ -86,14 +93,17 @@ def main() -> None:
     for _ in range(args.repeat):
         cold = min(cold, _best(lambda: cvxalloc.solve(sc), 20))
         warm = min(warm, _best(lambda: cvxalloc.solve(near, warm_start=start), 20))
-        total, parts, pol = _timed_build(sc)
-        if best is None or total < best[0]:
-            best = (total, parts, pol)
-    total, parts, pol = best
+        timed = _timed_build(sc)
+        if best is None or timed[0] < best[0]:
+            best = timed
+    total, parts, pol, _ = best
     rates = pol.rates.size
     picked = pol.rates[np.linspace(0, rates - 1, 17).round().astype(int)]
     at = [sc.with_arrival_rate(float(r)) for r in picked]
     grid_cold = min(_best(lambda: [cvxalloc.solve(s) for s in at], 1) for _ in range(3)) / 17
+    # outer evaluations (per-type solves of the aggregate method) of each kind of solve
+    evals_grid = [cvxalloc.solve(s).iterations for s in at if s.arrival_rate > 0]
+    evals_warm = [pol_res.iterations for r, (pol_res, _) in best[3].items() if r > 0]
     print(f"N = {args.n:,} (seed {args.seed}): cold solve {cold * 1e3:.2f} ms CPU, warm solve")
     print(f"  {warm * 1e3:.2f} ms ({warm / cold:.2f} cold); policy {total:.2f} s CPU over {rates}")
     print(f"  grid rates: {total / rates / cold:.2f} cold solves per grid rate")
@@ -105,6 +115,11 @@ def main() -> None:
         f"  a cold solve at the grid's rates: {grid_cold * 1e3:.2f} ms ({grid_cold / cold:.2f} "
         f"at the scenario's rate); the policy: {total / rates / grid_cold:.2f} of those per "
         "grid rate"
+    )
+    print(
+        f"  outer evaluations: cold {start.iterations} at the scenario's rate, "
+        f"{min(evals_grid)}-{max(evals_grid)} (mean {np.mean(evals_grid):.1f}) at the grid's "
+        f"rates; the policy's warm-started grid solves {np.mean(evals_warm):.1f} on average"
     )
     info = pol.info
     print(
