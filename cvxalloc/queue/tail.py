@@ -28,8 +28,9 @@ with its own method:
   slowdown a query meets at arrival, ``(N + 1) / c(N + 1)`` for ``N`` the
   stationary number in system (its mean is the model's exact mean slowdown
   ``W / m1``; exact for small queries). With ``max_running = K``, a query that
-  finds ``K`` or more waits first (:func:`admission_wait`); ``K = 1`` is one FIFO
-  server (the methods above).
+  finds ``K`` or more waits first (:func:`admission_wait`; under bursty arrivals the
+  states are the product form's at the load :func:`admission_load`); ``K = 1`` is one
+  FIFO server (the methods above).
 
 Levels are probabilities in ``(0, 1)``; JSON keys are their shortest decimal
 spelling (``"0.99"``).
@@ -329,20 +330,35 @@ def _bursty_wait(lam: float, law: ServiceLaw, ca2: float) -> tuple[float, float 
     kappa_k = (ca2 + cs2) / (1.0 + cs2)
     if kappa_k <= 0:
         return 0.0, None
+    sigma = gi_m1_wait_probability(rho, ca2)
+    return kappa_k * math.sqrt(rho / sigma), sigma
 
-    def gap_transform(s: float) -> float:
-        return math.exp(-s / lam) if ca2 <= 0 else (1.0 + s * ca2 / lam) ** (-1.0 / ca2)
+
+def gi_m1_wait_probability(load: float, ca2: float) -> float:
+    """The probability of a wait in the GI/M/1 queue with gamma gaps of scv ``ca2``.
+
+    The root in ``(0, 1)`` of ``sigma = A((1 - sigma) mu)``, ``A(s) = (1 + s ca2 /
+    lam)^(-1/ca2)`` the gaps' transform (``exp(-s / lam)`` for ``ca2 = 0``), at
+    ``load = lam / mu < 1``; ``load`` itself for Poisson arrivals.
+
+    >>> round(gi_m1_wait_probability(0.5, 1.0), 12)
+    0.5
+    """
+    if load <= 0:
+        return 0.0
+    if ca2 == 1.0:
+        return float(load)
 
     def g(sig: float) -> float:
-        return gap_transform((1.0 - sig) / m1) - sig
+        s = (1.0 - sig) / load  # the transform's argument over the arrival rate
+        return (math.exp(-s) if ca2 <= 0 else (1.0 + s * ca2) ** (-1.0 / ca2)) - sig
 
     top = 1.0 - 1e-12
     if g(top) >= 0:  # no root below 1 to rounding: (nearly) every query waits
         sigma = top
     else:
         sigma = brentq(g, 0.0, top, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200)
-    sigma = min(max(sigma, 1e-12), 1.0)
-    return kappa_k * math.sqrt(rho / sigma), sigma
+    return min(max(sigma, 1e-12), 1.0)
 
 
 def _gamma_guess(mean: float, variance: float, probs: np.ndarray) -> np.ndarray:
@@ -473,7 +489,7 @@ class _GammaWait:
 # --- continuous batching ---------------------------------------------------------
 def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int):
     """``T ~ S R``: the service law scaled by the slowdown met at arrival; with an
-    admission limit ``K``, a query that finds ``K`` or more waits (exponentially) first.
+    admission limit ``K``, a query that finds ``K`` or more waits (a gamma time) first.
     ``K = 1`` is one FIFO server of speed ``c(1)``: the M/G/1 (exact) or bursty method."""
     if queue.max_running == 1:
         one = float(queue.curve.rate(np.array([1]))[0])
@@ -486,11 +502,13 @@ def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int
     used = compress(law, max_components)
     m1 = law.moment(1)
     rate, weight = slowdown_distribution(queue, m1)
-    p_wait, full, mean_wait = admission_wait(queue, m1, law.moment(2) / (m1 * m1) - 1.0)
+    p_wait, full, mean_wait, wait_scv = admission_wait(queue, m1, law.moment(2) / (m1 * m1) - 1.0)
     probs = np.asarray(levels, dtype=float)
     waiting = None
-    if p_wait > 0:  # S K / c(K) after an exponential wait
-        waiting = _GammaWait(_scaled(used, full), 1.0, mean_wait, 1.0, service=_scaled(law, full))
+    if p_wait > 0:  # S K / c(K) after a gamma wait
+        waiting = _GammaWait(
+            _scaled(used, full), 1.0, mean_wait, wait_scv, service=_scaled(law, full)
+        )
 
     def evaluate(x):
         x = np.atleast_1d(np.asarray(x, dtype=float))
@@ -507,24 +525,32 @@ def _batching(queue: BatchingQueue, law: ServiceLaw, levels, max_components: int
     mean = m1 * slow + p_wait * (m1 * full + mean_wait)
     var = law.moment(2) * float(weight @ rate**2) - mean * mean
     if waiting is not None:
-        var += p_wait * (law.moment(2) * full**2 + 2 * m1 * full * mean_wait + 2 * mean_wait**2)
+        var += p_wait * (
+            law.moment(2) * full**2 + 2 * m1 * full * mean_wait + (1 + wait_scv) * mean_wait**2
+        )
     q, _, _ = solve_quantiles(evaluate, probs, _gamma_guess(mean, var, probs))
     model = (
         "continuous batching approximation: service time times the slowdown "
         "(N + 1) / c(N + 1) met at arrival"
     )
     details = {"components": used.size, "types": law.types, "mean_slowdown": mean / m1}
-    if queue.arrival_scv != 1.0:
+    if queue.arrival_scv != 1.0 and queue.max_running is None:
         model += (
             f" (arrival_scv {queue.arrival_scv:g}: the states of Poisson arrivals; within 8% "
             "of simulation for gaps of scv 4 at utilization <= 0.9 without max_running)"
         )
     if queue.max_running is not None:
+        if queue.arrival_scv != 1.0:
+            model += (
+                f" (arrival_scv {queue.arrival_scv:g}: the states of the product form at the "
+                f"admission rule's load, gap scv {admission_load(queue, m1)[1]:.3g})"
+            )
         model += (
-            f"; at or above max_running = {queue.max_running} in system, an exponential wait "
-            f"(probability {p_wait:.4g}, mean {mean_wait:.4g} s) then the full batch's slowdown"
+            f"; at or above max_running = {queue.max_running} in system, a gamma wait "
+            f"(probability {p_wait:.4g}, mean {mean_wait:.4g} s, scv {wait_scv:.3g}) then the "
+            "full batch's slowdown"
         )
-        details.update(wait_probability=p_wait, mean_wait=mean_wait)
+        details.update(wait_probability=p_wait, mean_wait=mean_wait, wait_scv=wait_scv)
     return SystemTimeQuantiles(tuple(levels), q, "approximation", model, q * np.nan, details)
 
 
@@ -533,9 +559,12 @@ def _scaled(law: ServiceLaw, factor: float) -> ServiceLaw:
     return ServiceLaw(law.weight, law.mean * factor, law.variance * factor**2, law.exact, law.types)
 
 
-def _state_logs(queue: BatchingQueue, m1: float, top: int) -> np.ndarray:
+#: The admission rule's gaps: scv ``1 + (c_a^2 - 1) SHRINK K^-SHRINK_POWER`` (fitted).
+ADMISSION_SHRINK, ADMISSION_SHRINK_POWER = 0.72, 0.2
+
+
+def _state_logs(queue: BatchingQueue, x: float, top: int) -> np.ndarray:
     """``log pi(n)`` unnormalized for ``n = 0..top``: ``pi(n) ∝ x^n / (c(1) ... c(n))``."""
-    x = queue.arrival_rate * m1
     n = np.arange(0, top + 1)
     logc = np.concatenate([[0.0], np.cumsum(np.log(queue.curve.rate(n[1:])))])
     with np.errstate(divide="ignore"):
@@ -543,26 +572,55 @@ def _state_logs(queue: BatchingQueue, m1: float, top: int) -> np.ndarray:
     return np.where(n == 0, 0.0, logp)
 
 
-def admission_wait(queue: BatchingQueue, m1: float, cs2: float = 1.0) -> tuple[float, float, float]:
-    """With an admission limit ``K``: ``P(N >= K)``, the slowdown ``K / c(K)`` and the mean wait.
+def admission_load(queue: BatchingQueue, m1: float) -> tuple[float, float]:
+    """The load ``x`` of the product form that admission-limited states take, and its scv.
 
-    Below ``K`` every query decodes (the product form above); from ``K`` on the
-    total rate is ``c(K)``, so ``N`` is geometric of ratio ``r = lam m1 / c(K)``
-    beyond ``K``, and with departures taken as memoryless (rate ``c(K) / m1``) a
-    query that finds ``K`` or more waits an exponential time of mean
-    ``m1 / (c(K) (1 - r))`` (the M/M/c argument). ``(0, 1, 0)`` without a limit.
+    ``x = lam m1`` for Poisson arrivals. With gamma gaps of scv ``c_a^2`` and the
+    limit ``K``, ``x = sigma c(K)`` with ``sigma`` the GI/M/1 probability of a wait
+    (:func:`gi_m1_wait_probability`) at load ``r = lam m1 / c(K)`` for gaps of scv
+    ``c_e^2 = 1 + (c_a^2 - 1) 0.72 K^-0.2``: the gaps' scv shrunk toward 1 as ``K``
+    grows. An empirical rule: in simulation (docs/tail.md) the scv that makes the
+    product form's ``P(N >= K)`` the measured one was nearly constant in the load
+    for each ``K`` and ``c_a^2``, and little moved by the service law.
+    """
+    k = queue.max_running
+    x = queue.arrival_rate * m1
+    ca2 = queue.arrival_scv
+    if k is None or ca2 == 1.0 or x <= 0:
+        return x, ca2
+    ce = 1.0 + (ca2 - 1.0) * ADMISSION_SHRINK * k ** (-ADMISSION_SHRINK_POWER)
+    ck = float(queue.curve.rate(np.array([k]))[0])
+    return gi_m1_wait_probability(x / ck, ce) * ck, ce
+
+
+def admission_wait(
+    queue: BatchingQueue, m1: float, cs2: float = 1.0
+) -> tuple[float, float, float, float]:
+    """With an admission limit ``K``: ``P(N >= K)``, the slowdown ``K / c(K)``, the mean
+    and the scv of a positive wait.
+
+    Below ``K`` every query decodes (the product form above, at the load
+    :func:`admission_load`); from ``K`` on the total rate is ``c(K)``, so ``N`` is
+    geometric of ratio ``x / c(K)`` beyond ``K``. A query that finds ``K`` or more
+    waits a gamma time of mean ``(c_e^2 + c_s^2) / 2 x m1 / (c(K) (1 - r))``
+    (``r = lam m1 / c(K)``: the M/M/c wait with Allen and Cunneen's factor, on the
+    admission rule's gap scv ``c_e^2``) and scv ``2 - sigma`` (``sigma = x / c(K)``,
+    ``r`` for Poisson): in simulation a positive wait's scv fell from about 2 at
+    light load toward 1 (exponential) in heavy traffic. ``(0, 1, 0, 1)`` without a limit.
     """
     k = queue.max_running
     if k is None or queue.arrival_rate <= 0:
-        return 0.0, 1.0, 0.0
-    allen_cunneen = (queue.arrival_scv + cs2) / 2.0
+        return 0.0, 1.0, 0.0, 1.0
+    x, ce = admission_load(queue, m1)
     ck = float(queue.curve.rate(np.array([k]))[0])
     r = queue.arrival_rate * m1 / ck
-    logp = _state_logs(queue, m1, k)
+    sigma = x / ck
+    logp = _state_logs(queue, x, k)
     top = logp.max()
     below = float(np.exp(logp[:-1] - top).sum())
-    at_k = float(np.exp(logp[-1] - top)) / (1.0 - r)
-    return at_k / (below + at_k), k / ck, allen_cunneen * m1 / (ck * (1.0 - r))
+    at_k = float(np.exp(logp[-1] - top)) / (1.0 - sigma)
+    mean = (ce + cs2) / 2.0 * m1 / (ck * (1.0 - r))
+    return at_k / (below + at_k), k / ck, mean, 2.0 - sigma
 
 
 def slowdown_distribution(queue: BatchingQueue, m1: float, states: int = 64):
@@ -581,7 +639,8 @@ def slowdown_distribution(queue: BatchingQueue, m1: float, states: int = 64):
     last = curve.concurrency[-1]
     tail_terms = 0 if ratio <= 0 else int(math.ceil(math.log(1e-12) / math.log(ratio)))
     top = last + 1 + min(max(tail_terms, 0), 200_000)
-    logp = _state_logs(queue, m1, top if k is None else k)
+    x = admission_load(queue, m1)[0]
+    logp = _state_logs(queue, x, top if k is None else k)
     p = np.exp(logp - logp.max())
     if k is None:
         p /= p.sum()
