@@ -27,7 +27,16 @@ from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
 from ..solve import choose_method, fixed_service_scv, solve, warm_options
 from ..solvers.aggregate import predicted_start, scalars_at
-from .lookup import Policy, _answer, _AtRate, _d1_bounds, _interpolated, _scale, _scv_mid
+from .lookup import (
+    Policy,
+    _answer,
+    _AtRate,
+    _candidates,
+    _d1_bounds,
+    _interpolated,
+    _scale,
+    _scv_mid,
+)
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
@@ -154,6 +163,28 @@ def _probe_gap(
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
     ans = _answer(scenario, rate, rates, cont, None, d1_bounds, known)
     return ans.scaled_gap
+
+
+def _bounded_gap(
+    scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds, known, target: float
+) -> tuple[float, bool]:
+    """The answer's scaled gap at one interior rate, or a bound of it at most ``target``.
+
+    The candidates of :func:`~cvxalloc.policy.lookup._answer` are certified cheapest
+    first (``known``: the interpolated budgets' certificate); after each, the least
+    upper bound so far less the largest utility so far bounds the answer's gap (more
+    candidates only lower the one and raise the other). It stops once that is within
+    ``target``: ``(bound, False)``; else all are certified: ``(the answer's gap, True)``.
+    """
+    ev = _AtRate(scenario, rates[j] + theta * (rates[j + 1] - rates[j]), d1_bounds)
+    best, ub = (-math.inf, math.inf, math.nan), math.inf
+    for src, t in _candidates(ev, rates, cont, j):
+        found = known if src == "interpolated" else ev.certify(t)
+        best, ub = max(best, found, key=lambda f: f[0]), min(ub, found[1])
+        g = max(ub - best[0], 0.0) / _scale(best[0], best[2]) if best[0] > -math.inf else math.inf
+        if g <= target:
+            return g, False
+    return g, True
 
 
 def _interpolated_gap(
@@ -392,9 +423,9 @@ class _RateGrid:
             # the middle first: where an interval that fails usually fails
             for th in sorted(probes, key=lambda x: abs(x - 0.5)):
                 g, found = _interpolated_gap(self.sc, rates, cont, j, th, self.d1)
-                exact = g > target
-                if exact:
-                    g = _probe_gap(self.sc, rates, cont, j, th, self.d1, found)
+                exact = False
+                if g > target:
+                    g, exact = _bounded_gap(self.sc, rates, cont, j, th, self.d1, found, target)
                 entries.append((g, th, exact))
                 if g > target:
                     return g, lo + th * (hi - lo)

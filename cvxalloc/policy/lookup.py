@@ -264,6 +264,21 @@ def _interpolated(ev: _AtRate, rates: np.ndarray, cont: np.ndarray, j: int) -> n
     return np.clip((1.0 - theta) * cont[j] + theta * cont[j + 1], ev.lo, ev.hi)
 
 
+def _candidates(ev: _AtRate, rates: np.ndarray, cont, j: int):
+    """The continuous candidates at ``ev``'s rate inside interval ``j``, cheapest first:
+    ``(source, tokens)`` (the best responses are computed only when reached)."""
+    interp = _interpolated(ev, rates, cont, j)
+    yield "interpolated", interp
+    yield "upper", cont[j + 1]
+    yield "lower", cont[j]
+    step = interp
+    for k in range(_RESPONSE_STEPS):
+        step = ev.response(step)
+        if step is None:
+            return
+        yield f"interpolated+{k + 1} response", step
+
+
 def _answer(
     scenario: Scenario,
     rate: float,
@@ -285,14 +300,7 @@ def _answer(
         cands = [("grid", cont[j])]
         ints = None if integer is None else [("grid", integer[j])]
     else:
-        interp = _interpolated(ev, rates, cont, j)
-        cands = [("interpolated", interp), ("upper", cont[j + 1]), ("lower", cont[j])]
-        step = interp
-        for k in range(_RESPONSE_STEPS):
-            step = ev.response(step)
-            if step is None:
-                break
-            cands.append((f"interpolated+{k + 1} response", step))
+        cands = list(_candidates(ev, rates, cont, j))
         ints = None if integer is None else [("upper", integer[j + 1]), ("lower", integer[j])]
     bounds = [
         known if known is not None and src == "interpolated" else ev.certify(t) for src, t in cands
