@@ -155,13 +155,10 @@ def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: flo
     return bool(reach[changed].sum() > scale)
 
 
-def _probe_gap(
-    scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None, known=None
-) -> float:
-    """Relative proven gap of the continuous interpolation at one interior rate
-    (``known``: the interpolated budgets' certificate there, already computed)."""
+def _probe_gap(scenario: Scenario, rates, cont, j: int, theta: float, d1_bounds=None) -> float:
+    """Relative proven gap of the continuous interpolation at one interior rate."""
     rate = rates[j] + theta * (rates[j + 1] - rates[j])
-    ans = _answer(scenario, rate, rates, cont, None, d1_bounds, known)
+    ans = _answer(scenario, rate, rates, cont, None, d1_bounds)
     return ans.scaled_gap
 
 
@@ -407,9 +404,10 @@ class _RateGrid:
         """Largest scaled gap at the probes of interval ``j`` (stops once over target).
 
         Each probe is first bounded by the certificate of the interpolated budgets
-        alone (:func:`_interpolated_gap`); only where that bound is over target is the
-        full answer (with its best-response candidates) computed. Every probe's value is
-        kept (``self.probed``) with whether it is the answer's own gap or that bound.
+        alone (:func:`_interpolated_gap`); only where that bound is over target are the
+        answer's other candidates certified, cheapest first, until they prove the target
+        or all are in (:func:`_bounded_gap`). Every probe's value is kept
+        (``self.probed``) with whether it is the answer's own gap or a bound of it.
         """
         target = _REFINE_MARGIN * self.tolerance
         lo, hi = float(rates[j]), float(rates[j + 1])

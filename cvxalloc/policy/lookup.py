@@ -286,13 +286,8 @@ def _answer(
     cont: np.ndarray,
     integer: np.ndarray | None,
     d1_bounds=None,
-    known: tuple[float, float, float] | None = None,
 ) -> Lookup:
-    """Budgets and proven gap at ``rate`` from the grid (see the module docstring).
-
-    ``known``, optional: :meth:`_AtRate.certify` of the interpolated budgets at ``rate``
-    (a policy's build computed it first), not computed again.
-    """
+    """Budgets and proven gap at ``rate`` from the grid (see the module docstring)."""
     ev = _AtRate(scenario, rate, d1_bounds)
     j = int(np.searchsorted(rates, rate, side="right")) - 1
     j = min(max(j, 0), rates.size - 1)
@@ -302,9 +297,7 @@ def _answer(
     else:
         cands = list(_candidates(ev, rates, cont, j))
         ints = None if integer is None else [("upper", integer[j + 1]), ("lower", integer[j])]
-    bounds = [
-        known if known is not None and src == "interpolated" else ev.certify(t) for src, t in cands
-    ]
+    bounds = [ev.certify(t) for _, t in cands]
     ub = min(b for _, b, _ in bounds)
     if not math.isfinite(ub):  # pragma: no cover - the upper neighbour is always stable
         raise SolverError(f"no stable budgets at rate {rate:g} in the policy")
