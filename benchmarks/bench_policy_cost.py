@@ -14,7 +14,8 @@ family) it measures, in this process and alternating so that load is shared fair
 * ``build_policy`` (default grid and tolerance), with the CPU time of its two parts:
   the grid solves (``_RateGrid.solve``: certified optimum at each grid rate, warm-started
   from the nearest solved rate) and the interpolation probes (``_RateGrid.probe``: the
-  proven gap of the interpolated answer at interior rates, which decides refinement).
+  proven gap of the interpolated answer at interior rates, which decides refinement;
+  how many were bounded by one certificate and how many needed the answer's candidates).
 
 It prints the policy's CPU time per grid rate divided by a cold solve's (issue 24: at
 most 0.5 wanted; about 11 when the issue was filed), each part the same way, and the
@@ -59,6 +60,16 @@ def _timed_build(sc) -> tuple[float, dict[str, float], object, dict]:
         solved.update(self.solved)
         return make(self)
 
+    counts = {"bounds": 0, "answers": 0}
+    bound, answer = build._interpolated_gap, build._bounded_gap
+
+    def counted(name, fn):
+        def inner(*a, **k):
+            counts[name] += 1
+            return fn(*a, **k)
+
+        return inner
+
     def timed(name, fn):
         def inner(*a, **k):
             t = time.process_time()
@@ -71,12 +82,16 @@ def _timed_build(sc) -> tuple[float, dict[str, float], object, dict]:
 
     grid.solve, grid.probe = timed("grid solves", solve), timed("probes", probe)
     grid.policy = policy
+    build._interpolated_gap = counted("bounds", bound)
+    build._bounded_gap = counted("answers", answer)
     try:
         t = time.process_time()
         pol = build_policy(sc)
         total = time.process_time() - t
     finally:
         grid.solve, grid.probe, grid.policy = solve, probe, make
+        build._interpolated_gap, build._bounded_gap = bound, answer
+    pol.info["probe_counts"] = counts
     return total, parts, pol, solved
 
 
@@ -111,6 +126,11 @@ def main() -> None:
         print(f"    {name:<12} {sec / rates / cold:6.2f} cold solves per grid rate ({sec:.2f} s)")
     rest = total - sum(parts.values())
     print(f"    {'the rest':<12} {rest / rates / cold:6.2f} cold solves per grid rate")
+    n = pol.info["probe_counts"]
+    print(
+        f"  probes: {n['bounds']:,} bounded by the interpolated budgets' certificate, "
+        f"{n['answers']:,} of them over target and settled by the answer's candidates"
+    )
     print(
         f"  a cold solve at the grid's rates: {grid_cold * 1e3:.2f} ms ({grid_cold / cold:.2f} "
         f"at the scenario's rate); the policy: {total / rates / grid_cold:.2f} of those per "
