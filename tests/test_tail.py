@@ -494,3 +494,31 @@ def test_simulators_report_percentiles_with_intervals(example):
     bat = simulate_batching(sb, cvxalloc.solve(sb).tokens, queries=20_000, seed=1)
     assert set(bat.to_dict()["system_time_percentiles_ci"]) == {"p50", "p90", "p95", "p99"}
     assert bat.percentiles["p50"] <= bat.percentiles["p99"]
+
+
+@pytest.mark.parametrize("seed, load", [(0, "heavy"), (1, "light"), (2, "heavy")])
+def test_very_many_types_compress_the_no_wait_law_within_the_stated_error(monkeypatch, seed, load):
+    """Above EXACT_SERVICE_MAX distinct laws the no-wait term takes a compressed law too:
+    its percentiles stay within their stated error of those with the exact law."""
+    from cvxalloc.queue import tail
+
+    sc = cvxalloc.testing.random_scenario(seed, 3000, load=load)
+    tokens = cvxalloc.solve(sc).tokens
+    exact = system_time_quantiles(sc, tokens, max_components=256)
+    monkeypatch.setattr(tail, "EXACT_SERVICE_MAX", 512)
+    fast = system_time_quantiles(sc, tokens, max_components=256)
+    assert fast.method == "compressed" and "first compressed" in fast.model
+    assert fast.details["types"] == 3000 and fast.details["service_components"] == 512
+    assert np.all(np.isfinite(fast.error))
+    assert np.all(np.abs(fast.seconds - exact.seconds) <= fast.error)
+
+
+def test_cell_count_without_sorting_matches_the_cells():
+    from cvxalloc.queue import compress as cz
+
+    rng = np.random.default_rng(3)
+    for n in (5, 1000, 20000):
+        mean = np.exp(rng.normal(0, 3, n))
+        law = ServiceLaw(np.full(n, 1.0 / n), mean, mean**2 * np.exp(rng.normal(0, 2, n)))
+        for step in (0.01, 0.2, 3.0, 100.0):
+            assert cz._count_cells(law, step) == int(cz._gamma_cells(law, step).max()) + 1

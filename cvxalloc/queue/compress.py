@@ -55,15 +55,32 @@ def _gauss2(x: np.ndarray, w: np.ndarray, cell: np.ndarray, cells: int):
     return mean, d1, d2, W * w1, W * (1.0 - w1), dev, var
 
 
-def _gamma_cells(law: ServiceLaw, step: float) -> np.ndarray:
-    """Cell index of each component on the ``(log s, log c)`` grid of step ``step``."""
+def _cell_keys(law: ServiceLaw, step: float) -> np.ndarray:
+    """A whole-number key (as float, from 0) of each component's cell on the
+    ``(log s, log c)`` grid of step ``step``."""
     u = np.log(law.mean)
     c = np.maximum(law.variance / law.mean**2, 1e-8)
     row = np.floor(np.log(c) / step)
     width = step * np.sqrt(np.exp((row + 0.5) * step))
     col = np.floor(u / width)
-    key = (row - row.min()) * (col.max() - col.min() + 1.0) + (col - col.min())
-    return np.unique(key, return_inverse=True)[1].ravel()
+    return (row - row.min()) * (col.max() - col.min() + 1.0) + (col - col.min())
+
+
+def _gamma_cells(law: ServiceLaw, step: float) -> np.ndarray:
+    """Cell index of each component on the ``(log s, log c)`` grid of step ``step``."""
+    return np.unique(_cell_keys(law, step), return_inverse=True)[1].ravel()
+
+
+def _count_cells(law: ServiceLaw, step: float) -> int:
+    """How many cells :func:`_gamma_cells` has, without sorting when the keys are few
+    (a mark per key: the step search counts cells several times over 10^6 components)."""
+    key = _cell_keys(law, step)
+    top = float(key.max()) + 1.0
+    if top > 4.0 * key.size + 1024:
+        return int(np.unique(key).size)
+    marks = np.zeros(int(top), dtype=bool)
+    marks[key.astype(np.int64)] = True
+    return int(np.count_nonzero(marks))
 
 
 def _merge_gammas(law: ServiceLaw, cell: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -133,6 +150,15 @@ def compress(law: ServiceLaw, max_components: int) -> ServiceLaw:
     """
     if law.size <= max_components:
         return law
+    # a law is immutable: its compressions are kept with it (the percentiles of 10^6
+    # types ask for the same ones several times, at 0.3 s each)
+    memo = law.__dict__.setdefault("_compressions", {})
+    if max_components not in memo:
+        memo[max_components] = _compress(law, max_components)
+    return memo[max_components]
+
+
+def _compress(law: ServiceLaw, max_components: int) -> ServiceLaw:
     atoms = law.deterministic
     n_atoms = int(atoms.sum())
     budget_atoms = 0 if n_atoms == 0 else max(2, round(max_components * n_atoms / law.size))
@@ -145,7 +171,7 @@ def compress(law: ServiceLaw, max_components: int) -> ServiceLaw:
     if n_atoms < law.size:
         part = law.take(~atoms)
         budget = max((max_components - budget_atoms) // 2, 1)
-        step = _fit_step(lambda h: int(_gamma_cells(part, h).max()) + 1, budget, 2)
+        step = _fit_step(lambda h: _count_cells(part, h), budget, 2)
         parts.append(_merge_gammas(part, _gamma_cells(part, step)))
     weight, mean, variance = (np.concatenate(col) for col in zip(*parts))
     keep = weight > 0
