@@ -364,10 +364,11 @@ def _cells(x, default, where: str, col: str, idx: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_family(fam, values: dict[str, np.ndarray], where: str, idx: np.ndarray) -> None:
-    """The family's own checks (:meth:`AccuracyFamily.check`) on the first row that fails
-    the same rules screened over the whole column."""
-    bad = np.zeros(idx.size, dtype=bool)
+def invalid_rows(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Where one family's parameter columns fail :meth:`AccuracyFamily.check`, screened
+    over whole columns: the same rules (non-finite, ``scale <= 0``, ``ceiling > 1``,
+    ``floor >= ceiling``, ``floor < 0``, ``exponent <= 0``, ``gain <= 0``), as a mask."""
+    bad = np.zeros(len(values["scale"]), dtype=bool)
     for x in values.values():
         bad |= ~np.isfinite(x)
     bad |= values["scale"] <= 0
@@ -378,6 +379,13 @@ def _check_family(fam, values: dict[str, np.ndarray], where: str, idx: np.ndarra
     for key in ("exponent", "gain"):
         if key in values:
             bad |= values[key] <= 0
+    return bad
+
+
+def _check_family(fam, values: dict[str, np.ndarray], where: str, idx: np.ndarray) -> None:
+    """The family's own checks (:meth:`AccuracyFamily.check`) on the first row that fails
+    the same rules screened over the whole column (:func:`invalid_rows`)."""
+    bad = invalid_rows(values)
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
         fam.check(f"{where}, row {idx[j] + 1}", {k: float(v[j]) for k, v in values.items()})
