@@ -65,12 +65,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _run(argv: list[str], env=None) -> tuple[float, float, float, str]:
-    """Run ``argv``; (CPU seconds, wall seconds, peak RSS in MB, stdout) of that process
-    (``os.wait4`` reaps it and returns its own resource usage)."""
+def _run(argv: list[str], env=None, cwd: Path = ROOT) -> tuple[float, float, float, str]:
+    """Run ``argv`` in ``cwd``; (CPU seconds, wall seconds, peak RSS in MB, stdout) of that
+    process (``os.wait4`` reaps it and returns its own resource usage)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
     )
     out = proc.stdout.read()
     err = proc.stderr.read()
@@ -108,30 +108,40 @@ def _files(n: int, where: Path) -> dict[str, Path]:
     return out
 
 
-def _commands(files, where: Path, baseline: Path | None) -> dict[str, tuple[list[str], dict]]:
+def _commands(files, where: Path, baseline: Path | None) -> dict[str, tuple[list[str], dict, Path]]:
+    """Each measured command: its argv, its environment and its working directory."""
     py = sys.executable
     env = dict(os.environ)
     runs = {
-        "solve alone": ([py, "-c", SOLVE_ALONE, str(files["csv"])], env),
+        "solve alone": ([py, "-c", SOLVE_ALONE, str(files["csv"])], env, ROOT),
         "CLI csv -> csv": (
             [py, "-m", "cvxalloc", "solve", str(files["csv"]), "-o", str(where / "t.csv")],
             env,
+            ROOT,
         ),
     }
     if "parquet" in files:
         runs["CLI csv -> csv, numpy only"] = (
             [py, "-c", NO_ARROW, "solve", str(files["csv"]), "-o", str(where / "t2.csv")],
             env,
+            ROOT,
         )
         runs["CLI parquet -> parquet"] = (
             [py, "-m", "cvxalloc", "solve", str(files["parquet"]), "-o", str(where / "t.parquet")],
             env,
+            ROOT,
         )
     json_cmd = ["solve", str(files["json"]), "--json", "-o", str(where / "out.json")]
-    runs["CLI json -> json"] = ([py, "-m", "cvxalloc", *json_cmd], env)
+    runs["CLI json -> json"] = ([py, "-m", "cvxalloc", *json_cmd], env, ROOT)
     if baseline is not None:
+        # run in the baseline tree: ``python -m`` puts the working directory first on
+        # sys.path, so from ROOT it would import this tree's cvxalloc, PYTHONPATH or not
+        baseline = baseline.resolve()
         old = {**env, "PYTHONPATH": str(baseline)}
-        runs["CLI json -> json, baseline tree"] = ([py, "-m", "cvxalloc", *json_cmd], old)
+        found = _run([py, "-c", "import cvxalloc; print(cvxalloc.__file__)"], old, baseline)[3]
+        if not Path(found.strip()).is_relative_to(baseline):
+            raise SystemExit(f"--baseline-tree: cvxalloc imports from {found.strip()}")
+        runs["CLI json -> json, baseline tree"] = ([py, "-m", "cvxalloc", *json_cmd], old, baseline)
     return runs
 
 
@@ -196,8 +206,8 @@ def main() -> None:
             runs = {k: v for k, v in runs.items() if "json" not in k}
         best: dict[str, list[float]] = {k: [np.inf, np.inf, 0.0] for k in runs}
         for _ in range(args.repeat):
-            for name, (argv, env) in runs.items():
-                cpu, wall, rss, out = _run(argv, env)
+            for name, (argv, env, cwd) in runs.items():
+                cpu, wall, rss, out = _run(argv, env, cwd)
                 if name == "solve alone":
                     cpu = float(out.strip())
                 best[name][0] = min(best[name][0], cpu)
