@@ -35,7 +35,8 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,25 @@ __all__ = [
 EXAMPLE_PATH = "data/example.toml"
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused inside (as it was after).
+
+    A parsed file is a tree of many containers and no cycles, which the collector
+    would walk again and again while it grows, and once more on its first run
+    after: a JSON scenario of 10^6 tasks parses in 3.3 s of CPU with it paused
+    instead of 4.9 s, and :func:`load_scenario` saves 0.5 s more by freeing the
+    tree before the collector runs again.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def read_structured_file(path: str | Path, what: str = "scenario") -> dict[str, Any]:
     """Parse a ``.toml`` or ``.json`` file into a dict, with clear errors."""
     path = Path(path)
@@ -86,18 +106,12 @@ def read_structured_file(path: str | Path, what: str = "scenario") -> dict[str, 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{what} file {str(path)!r} cannot be read: {exc}") from None
-    collecting = gc.isenabled()
-    # the cyclic collector would walk the growing tree again and again: 10^6 tasks
-    # of JSON parse in 3.3 s of CPU without it, 4.9 s with it
-    gc.disable()
     try:
-        data = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
+        with _collector_paused():
+            data = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         kind = "TOML" if suffix == ".toml" else "JSON"
         raise ScenarioError(f"{what} file {str(path)!r} is not valid {kind}: {exc}") from None
-    finally:
-        if collecting:
-            gc.enable()
     if not isinstance(data, dict):
         raise ScenarioError(f"{what} file {str(path)!r} must hold a table/object at top level")
     return data
@@ -126,13 +140,17 @@ def load_scenario(path: str | Path, *, server: Mapping[str, Any] | None = None) 
         If the file is missing, not TOML/JSON, or any field is invalid; the
         message names the field.
     """
-    data = read_structured_file(path)
-    if server is not None:
-        data = {**data, "server": {**data.get("server", {}), **server}}
-    if isinstance(data.get("tasks"), str):  # a task table, relative to the scenario file
-        cols = read_task_table(Path(path).parent / data["tasks"])
-        return Scenario(**scenario_fields(data, cols))
-    return Scenario.from_dict(data)
+    with _collector_paused():  # the parsed tree is freed before the collector runs
+        data = read_structured_file(path)
+        if server is not None:
+            data = {**data, "server": {**data.get("server", {}), **server}}
+        if isinstance(data.get("tasks"), str):  # a task table, relative to the scenario
+            cols = read_task_table(Path(path).parent / data["tasks"])
+            scenario = Scenario(**scenario_fields(data, cols))
+        else:
+            scenario = Scenario.from_dict(data)
+        del data
+    return scenario
 
 
 def example_scenario() -> Scenario:

@@ -11,6 +11,8 @@ ways (the threshold forced down and up) and compares.
 from __future__ import annotations
 
 import copy
+import gc
+import json
 import math
 from collections import OrderedDict
 from typing import Any
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 
 import cvxalloc.scenario_format as sf
 from cvxalloc.errors import ScenarioError
+from cvxalloc.io import load_scenario
 from cvxalloc.testing import random_scenario
 
 FAMILY_SETS = [
@@ -222,3 +225,26 @@ def test_bulk_reads_ints_and_omitted_defaults_exactly(monkeypatch):
             task["accuracy"]["scale"] = 64
     assert sf._bulk_tasks(data["task"]) is not None
     assert assert_same_outcome(data, monkeypatch)[0] == "ok"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+@pytest.mark.parametrize("good", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_was(collecting, good, tmp_path):
+    """load_scenario pauses the cyclic collector while it parses and builds (a parsed
+    tree has no cycles); after it, loaded or refused, the collector is as before."""
+    data = _long()
+    if not good:
+        data["task"][-1]["weight"] = "heavy"
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    was = gc.isenabled()
+    try:
+        (gc.enable if collecting else gc.disable)()
+        if good:
+            assert load_scenario(path).n == sf.BULK_MIN
+        else:
+            with pytest.raises(ScenarioError, match="weight must be a number"):
+                load_scenario(path)
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
