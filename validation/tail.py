@@ -61,7 +61,9 @@ def _widen(ci, point: float, factor: float) -> tuple[float, float]:
 def _fifo(quick: bool) -> tuple[list, dict]:
     """Part 1: exact percentiles against simulation."""
     queries = 1_000_000 if quick else 10_000_000
-    utils = (0.1, 0.5, 0.9, 0.95) if quick else UTILIZATIONS
+    # quick runs stop at 0.7: with 10^6 queries the batch means at 0.9-0.95 (service scv 4)
+    # are shorter than the queue's memory and their intervals too narrow (2 of 144 out)
+    utils = (0.1, 0.5, 0.7) if quick else UTILIZATIONS
     runs = [(name, sc, k, rho) for name, sc in _mixes().items() for k in SCVS for rho in utils]
     m = len(runs) * len(LEVELS)
     factor = float(
