@@ -307,12 +307,15 @@ def _reduce(
     Returns ``(tokens, iterations, path, start, diagnostics)``.
     """
     red = Reduced.of(sc)
-    if start_at is not None:
-        (u0, m20), start, sample_iters = start_at, label, 0
+    cold, newton_iters, sample_iters, start = None, 0, 0, label
+    if start_at is None:
+        cold, newton_iters = red.solve_point(max_iter, xtol)
+        start_at, start = ((cold.u, cold.m2) if cold else red.middle()), "cold"
+    if newton_iters:  # the cold Newton converged: its point is the answer
+        pt, ok = cold, True
     else:
-        (u0, m20), start = red.solve(max_iter, xtol), "cold"
         sample_iters, red.evaluations = red.evaluations, 0
-    pt, newton_iters, ok = red.newton(u0, m20, max_iter, xtol)
+        pt, newton_iters, ok = red.newton(*start_at, max_iter, xtol)
     path = "newton"
     if not ok:
         try:

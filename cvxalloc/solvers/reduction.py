@@ -204,13 +204,21 @@ class Reduced:
     def solve(self, max_iter: int, xtol: float) -> tuple[float, float]:
         """``(u, m2)`` solving the outer system: Newton from :meth:`middle`, else nested
         bracketing; the middle itself when both fail (a start, not an answer)."""
+        pt, _ = self.solve_point(max_iter, xtol)
+        return (pt.u, pt.m2) if pt is not None else self.middle()
+
+    def solve_point(self, max_iter: int, xtol: float) -> tuple[Point | None, int]:
+        """What :meth:`solve` finds, as its :class:`Point` (None when both methods fail),
+        and Newton's iterations when Newton converged (0 otherwise): a caller that
+        would start Newton again from a converged point need not evaluate it again."""
         try:
-            pt, _, ok = self.newton(*self.middle(), max_iter, xtol)
+            pt, iters, ok = self.newton(*self.middle(), max_iter, xtol)
             if not ok:
                 pt, _ = self.nested()
-            return pt.u, pt.m2
+                iters = 0
+            return pt, iters
         except (ValueError, ZeroDivisionError, FloatingPointError):
-            return self.middle()
+            return None, 0
 
     def newton(self, u0: float, m20: float, max_iter: int, xtol: float) -> tuple[Point, int, bool]:
         """Damped Newton on ``F``; returns (last point, iterations, converged)."""
