@@ -60,6 +60,7 @@ from .batching_engine import (
 from .engine import (
     DEFAULT_CHUNK,
     PERCENTILES,
+    MeanAgainstModel,
     TypeSampler,
     _check_run,
     _check_tokens,
@@ -178,7 +179,7 @@ class _Tally:
 
 
 @dataclass
-class BatchingSimulation:
+class BatchingSimulation(MeanAgainstModel):
     """What one simulation of the batching server measured, beside the model.
 
     The fields shared with :class:`~cvxalloc.simulate.SimulationResult` (the FIFO
@@ -258,16 +259,6 @@ class BatchingSimulation:
     def queries_per_second(self) -> float:
         """Simulated queries per wall-clock second."""
         return self.queries / self.elapsed if self.elapsed > 0 else math.inf
-
-    @property
-    def relative_error(self) -> float:
-        """``(model - simulated) / simulated`` of the mean system time."""
-        return (self.mean_system_time_model - self.mean_system_time) / self.mean_system_time
-
-    def model_within_ci(self) -> bool:
-        """Whether the model's ``W`` lies inside the simulated interval."""
-        low, high = self.mean_system_time_ci
-        return bool(low <= self.mean_system_time_model <= high)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the FIFO simulator's keys, plus ``server``, ``limit``, ``arrivals``,

@@ -470,6 +470,27 @@ def figure_lines(result: Any, level: str, wait: str = "") -> list[str]:
     ]
 
 
+class MeanAgainstModel:
+    """What every simulation result says of the model's mean system time beside its own:
+    its relative error and whether it lies inside the simulated interval (a mixin of the
+    result classes, which hold ``mean_system_time``, ``mean_system_time_ci`` and
+    ``mean_system_time_model``)."""
+
+    mean_system_time: float
+    mean_system_time_ci: tuple[float, float]
+    mean_system_time_model: float
+
+    @property
+    def relative_error(self) -> float:
+        """``(model - simulated) / simulated`` of the mean system time."""
+        return (self.mean_system_time_model - self.mean_system_time) / self.mean_system_time
+
+    def model_within_ci(self) -> bool:
+        """Whether the model's ``W`` lies inside the simulated interval."""
+        low, high = self.mean_system_time_ci
+        return bool(low <= self.mean_system_time_model <= high)
+
+
 def run_fields(result: Any) -> dict[str, Any]:
     """The JSON keys every single-server simulator shares that say what was run."""
     return {

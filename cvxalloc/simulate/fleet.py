@@ -54,6 +54,7 @@ from ..requestlog import RequestLog
 from .batching import system_times
 from .engine import (
     PERCENTILES,
+    MeanAgainstModel,
     TypeSampler,
     _check_tokens,
     _interval,
@@ -74,7 +75,7 @@ DEFAULT_FLEET_QUERIES = 1_000_000
 
 
 @dataclass
-class FleetSimulation:
+class FleetSimulation(MeanAgainstModel):
     """What one simulation of a fleet measured, beside the model.
 
     Attributes
@@ -168,16 +169,6 @@ class FleetSimulation:
         """Simulated queries (all replications) per wall-clock second."""
         total = self.queries * self.replications
         return total / self.elapsed if self.elapsed > 0 else math.inf
-
-    @property
-    def relative_error(self) -> float:
-        """``(model - simulated) / simulated`` of the mean system time."""
-        return (self.mean_system_time_model - self.mean_system_time) / self.mean_system_time
-
-    def model_within_ci(self) -> bool:
-        """Whether the model's ``W`` lies inside the simulated interval."""
-        low, high = self.mean_system_time_ci
-        return bool(low <= self.mean_system_time_model <= high)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the keys of ``simulate --json`` where they apply)."""

@@ -25,6 +25,7 @@ from ..errors import ScenarioError, UnstableError
 from ..objective import Objective
 from .engine import (
     DEFAULT_CHUNK,
+    MeanAgainstModel,
     TypeSampler,
     _Batches,
     _check_run,
@@ -51,7 +52,7 @@ DEFAULT_QUERIES = 2_000_000
 # --------------------------------------------------------------------------
 # result
 @dataclass
-class SimulationResult:
+class SimulationResult(MeanAgainstModel):
     """What one simulation run measured, beside what the model predicts.
 
     Attributes
@@ -158,11 +159,6 @@ class SimulationResult:
     def queries_per_second(self) -> float:
         """Simulated queries per wall-clock second."""
         return self.queries / self.elapsed if self.elapsed > 0 else math.inf
-
-    def model_within_ci(self) -> bool:
-        """Whether the Pollaczek-Khinchine ``W`` lies inside the simulated interval."""
-        low, high = self.mean_system_time_ci
-        return bool(low <= self.mean_system_time_model <= high)
 
     def accuracy_within_ci(self) -> bool:
         """Whether the model's weighted accuracy lies inside the realized interval."""
