@@ -301,8 +301,9 @@ def _reduce(
     sc: Scenario, start_at: tuple[float, float] | None, label: str, max_iter: int, xtol: float
 ) -> tuple[np.ndarray, int, str, str, dict[str, Any]]:
     """Solve the two-scalar outer system over whole arrays (:class:`Reduced`): Newton
-    from ``start_at`` (whose kind ``label`` names), or from the solution of Newton
-    from the middle of the brackets; then nested bracketing if it fails.
+    from ``start_at`` (whose kind ``label`` names); without one, Newton from the middle
+    of the brackets, whose point is the answer when it converged (else where a second
+    Newton starts); then nested bracketing if Newton fails.
 
     Returns ``(tokens, iterations, path, start, diagnostics)``.
     """
