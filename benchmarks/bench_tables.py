@@ -19,6 +19,10 @@ fairly), it measures:
   with pyarrow hidden), and ``cvxalloc solve big.json --json -o out.json``: the whole
   process, interpreter start and imports included, CPU time and peak resident memory
   (``os.wait4``'s rusage of that child);
+* the floor under the CSV command, each in a fresh process: pyarrow's parse of
+  ``tasks.csv`` alone (in-process CPU, the options cvxalloc reads it with) and the
+  start-up with the CLI's and pyarrow's imports; their sum with the solve alone is the
+  least any CSV command could take, whatever it did besides;
 * with ``--baseline-tree DIR`` (a copy of an older ``cvxalloc/`` package, e.g.
   ``git archive 183cd1c cvxalloc | tar -x -C DIR``) the same JSON command run by it.
 
@@ -55,6 +59,24 @@ r1 = resource.getrusage(resource.RUSAGE_SELF)
 assert res.status == "optimal", res.status
 print(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
 """
+
+#: pyarrow's CSV parser alone on the task table (one thread, as cvxalloc reads it): the
+#: in-process CPU seconds of reading every column as numbers or text, nothing else.
+PARSE_ALONE = """
+import resource, sys
+import pyarrow as pa, pyarrow.csv as pacsv
+from cvxalloc.tables import ARROW_THREADS
+header = open(sys.argv[1], encoding="utf-8").readline().strip().split(",")
+types = {c: pa.string() if c in ("name", "accuracy.model") else pa.float64() for c in header}
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+pacsv.read_csv(sys.argv[1], read_options=pacsv.ReadOptions(use_threads=ARROW_THREADS),
+               convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""]))
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+"""
+
+#: The command line's imports alone: a whole process that imports the CLI and pyarrow.
+IMPORTS_ALONE = "import cvxalloc.cli, pyarrow.csv"
 
 #: The command line with pyarrow hidden (numpy's CSV parser and Python's writer).
 NO_ARROW = """
@@ -121,6 +143,10 @@ def _commands(files, where: Path, baseline: Path | None) -> dict[str, tuple[list
         ),
     }
     if "parquet" in files:
+        # the floor under the CSV command: what it cannot avoid besides the solve
+        parse = [py, "-c", PARSE_ALONE, str(where / "tasks.csv")]
+        runs["floor: parse tasks.csv (pyarrow)"] = (parse, env, ROOT)
+        runs["floor: start-up and imports"] = ([py, "-c", IMPORTS_ALONE], env, ROOT)
         runs["CLI csv -> csv, numpy only"] = (
             [py, "-c", NO_ARROW, "solve", str(files["csv"]), "-o", str(where / "t2.csv")],
             env,
@@ -208,7 +234,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, (argv, env, cwd) in runs.items():
                 cpu, wall, rss, out = _run(argv, env, cwd)
-                if name == "solve alone":
+                if name == "solve alone" or name.startswith("floor: parse"):
                     cpu = float(out.strip())
                 best[name][0] = min(best[name][0], cpu)
                 best[name][1] = min(best[name][1], wall)
@@ -220,6 +246,10 @@ def main() -> None:
                 print(f"{name:34} {cpu:8.3f} {1.0:8.2f} {'-':>8} {'-':>8}")
                 continue
             print(f"{name:34} {cpu:8.3f} {cpu / base:8.2f} {wall:8.2f} {rss:8.0f}")
+        floor = [v[0] for k, v in best.items() if k.startswith("floor:")]
+        if floor:
+            total = base + sum(floor)
+            print(f"{'floor: solve + parse + imports':34} {total:8.3f} {total / base:8.2f}")
         if args.baseline_tree is not None and "CLI json -> json" in best:
             new, old = best["CLI json -> json"][0], best["CLI json -> json, baseline tree"][0]
             print(f"JSON now / baseline tree: {new / old:.3f} (CPU)")
