@@ -427,3 +427,27 @@ def test_optimum_on_the_edge_of_the_slack_bracket(load):
             latency_weight=float(np.exp(rng.uniform(-18, -4))),
         )
         check_against_conic(sc, solve_agg(sc))
+
+
+@pytest.mark.parametrize("seed", [5, 8])
+def test_solve_near_reuses_the_types_and_finds_the_optimum(seed):
+    # a sweep over rates builds the per-type parts once (Reduced.of) and re-targets only
+    # the queue; each answer must be the certified optimum at its own rate
+    from cvxalloc.solvers.aggregate import predicted_start, solve_near
+    from cvxalloc.solvers.reduction import Reduced
+
+    sc = random_scenario(np.random.default_rng(seed), 300, load="heavy")
+    top = 0.999 * sc.max_stable_arrival_rate(sc.min_tokens)
+    red = Reduced.of(sc)
+    solved = [(r, cvxalloc.solve(sc.with_arrival_rate(r))) for r in (0.2 * top, 0.6 * top)]
+    for rate in (0.3 * top, 0.5 * top, 0.9 * top):
+        at = sc.with_arrival_rate(rate)
+        res = solve_near(at, red, predicted_start(solved, rate))
+        ref = cvxalloc.solve(at)
+        assert res is not None and res.status == st.OPTIMAL and ref.status == st.OPTIMAL
+        assert res.certificate.within(1e-9)
+        assert abs(res.objective - ref.objective) <= res.certificate.gap + ref.certificate.gap
+        np.testing.assert_allclose(res.tokens, ref.tokens, rtol=1e-7, atol=1e-6)
+    # where it does not apply, None (the caller solves from scratch)
+    flat = sc.with_(latency_weight=0.0, arrival_rate=0.0)
+    assert solve_near(flat, Reduced.of(flat), (0.5, 1.0)) is None

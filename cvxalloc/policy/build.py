@@ -15,6 +15,7 @@ are probed closer to their ends. The answers between grid rates are those of
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 import time
@@ -26,7 +27,8 @@ import numpy as np
 from .._version import __version__
 from ..errors import CvxallocError, ScenarioError, SolverError
 from ..solve import choose_method, fixed_service_scv, solve, warm_options
-from ..solvers.aggregate import predicted_start, scalars_at
+from ..solvers.aggregate import predicted_start, scalars_at, solve_near
+from ..solvers.reduction import Reduced
 from .lookup import (
     Policy,
     _answer,
@@ -383,6 +385,7 @@ class _RateGrid:
             raise ScenarioError("policy: the scenario has no stable arrival rate above 0")
         self.solved: dict[float, tuple[Any, Any]] = {}
         self.d1 = _d1_bounds(sc)
+        self.reduced: Reduced | None = None  # the aggregate method's per-type parts
         # interval -> its probes (scaled gap or its bound, theta, whether the answer's own
         # gap), once it met the target
         self.probed: dict[tuple[float, float], list[tuple[float, float, bool]]] = {}
@@ -392,7 +395,27 @@ class _RateGrid:
         near = sorted(self.solved, key=lambda r: abs(r - rate))[:3]
         warm = self.solved[near[0]][0] if near else None
         start = predicted_start([(r, self.solved[r][0]) for r in near], rate)
+        if start is not None and rate < max(self.solved):
+            res = self._near(rate, start)
+            if res is not None:
+                self.solved[rate] = res, None
+                return
         self.solved[rate] = _solve_at(self.sc, rate, self.method, warm, self.integer, start)
+
+    def _near(self, rate: float, start: tuple[float, float]):
+        """The aggregate method's Newton from ``start`` on parts built once per policy
+        (:func:`~cvxalloc.solvers.aggregate.solve_near`), for a continuous policy at a
+        rate between two solved ones (so within the range the scenario was validated
+        over, at the solved rates around it); None where it does not apply or does not
+        certify the grid's tolerance (then :func:`_solve_at` does)."""
+        if self.integer or choose_method(self.sc, self.method) != "aggregate":
+            return None
+        if self.reduced is None:
+            self.reduced = Reduced.of(self.sc)
+        sc = copy.copy(self.sc)
+        sc.arrival_rate = float(rate)
+        res = solve_near(sc, self.reduced, start, tol=GRID_CERTIFICATE_TOL)
+        return res if res is not None and _grid_gap(res) <= GRID_CERTIFICATE_TOL else None
 
     def arrays(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """The solved rates, sorted, and their continuous optima (rows, not stacked:

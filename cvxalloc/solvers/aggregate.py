@@ -51,7 +51,7 @@ from ..constraints import constraints_of
 from ..errors import OptionError, SolverError
 from ..objective import Objective
 from ..polish import polish
-from ..queue import Latency
+from ..queue import Latency, queue_model
 from ..result import Result
 from .constrained import solve_constrained
 from .packed import Packed
@@ -60,7 +60,7 @@ from .reduction import Reduced
 if TYPE_CHECKING:
     from ..scenario import Scenario
 
-__all__ = ["solve_aggregate"]
+__all__ = ["solve_aggregate", "solve_near"]
 
 _EPS = np.finfo(float).eps
 
@@ -140,6 +140,50 @@ def scalars_at(scenario: Scenario, u: float, m2: float) -> tuple[float, float]:
     at the slack ``u`` and second moment ``m2``."""
     X = Latency(scenario).lam / u
     return X, 0.5 * X * X * m2
+
+
+def solve_near(
+    scenario: Scenario,
+    reduced: Reduced,
+    start: tuple[float, float],
+    *,
+    tol: float = 1e-9,
+    max_iter: int = 50,
+    xtol: float = 1e-14,
+) -> Result | None:
+    """Re-solve a scenario close to a solved one: Newton on the outer system from
+    ``start = (u, m2)`` (e.g. :func:`predicted_start`), certified, not polished.
+
+    ``reduced`` holds the per-type parts of the scenario's types (``Reduced.of`` of any
+    scenario with the same tasks, built once); only the queue is the scenario's. A
+    sweep over arrival rates (a policy's grid) builds them once instead of per rate.
+    The scenario is taken as valid at its rate (not validated again). None where
+    this does not apply (constraints, ``latency_weight = 0``, no arrivals, a fixed
+    box) or Newton does not converge: then :func:`solve_aggregate` is the way.
+    """
+    t_start = time.perf_counter()
+    lo, hi = scenario.min_tokens, scenario.max_tokens
+    if constraints_of(scenario) is not None or scenario.latency_weight <= 0 or np.all(hi == lo):
+        return None
+    red = reduced.with_queue(queue_model(scenario))
+    if not red.lam > 0:
+        return None
+    pt, newton_iters, ok = red.newton(*start, max_iter, xtol)
+    if not ok:
+        return None
+    diag = {
+        "X": pt.X,
+        "Y": pt.Y,
+        "u": pt.u,
+        "m2": pt.m2,
+        "residual": [pt.r1, pt.r2],
+        "newton_iterations": newton_iters,
+        "sample_iterations": 0,
+    }
+    t_reduce = time.perf_counter() - t_start
+    return _polish_and_certify(
+        scenario, pt.tokens, tol, 0, diag, "newton", "warm", red.evaluations, t_start, t_reduce
+    )
 
 
 def solve_aggregate(

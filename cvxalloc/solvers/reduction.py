@@ -12,6 +12,7 @@ The derivation is in :mod:`cvxalloc.solvers.aggregate`.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ class Reduced:
         self.m1_hi, self.m2_hi = self.moments(hi)
         self.evaluations = 0
         self._u_bracket: tuple[float, float] | None = None
+        self._acc_ends: tuple[float, float] | None = None
         self.d1_bounds = (curves.d1(lo), curves.d1(hi))
 
     @classmethod
@@ -118,6 +120,20 @@ class Reduced:
             sc.latency_weight,
         )
 
+    def with_queue(self, queue: FIFOQueue) -> Reduced:
+        """The same types under another queue (e.g. the scenario at another arrival rate).
+
+        What does not depend on the queue (the per-type coefficients, the moments and
+        slopes at the box's ends) is shared, not recomputed: re-solving one scenario over
+        many rates (a policy's grid) builds it once.
+        """
+        new = copy.copy(self)
+        new.queue, new.lam, new.cap = queue, float(queue.arrival_rate), float(queue.capacity)
+        new.lam_c = new.lam if new.cap == 1.0 else new.lam / new.cap
+        new.uses_m2 = getattr(queue, "uses_m2", getattr(queue, "name", "single") != "batching")
+        new.evaluations, new._u_bracket = 0, None
+        return new
+
     # --- pieces -------------------------------------------------------------
     def moments(self, t: np.ndarray) -> tuple[float, float]:
         s = self.a + self.b * t
@@ -151,8 +167,12 @@ class Reduced:
             # the whole box is stable: 1 - lam m1(hi) / c bounds the slack already
             self._u_bracket = (1.0 - lam_c * self.m1_hi, u_max)
             return self._u_bracket
-        acc_max = dot(pw, self.curves.value(self.hi))
-        acc_lo = dot(pw, self.curves.value(self.lo))
+        if self._acc_ends is None:  # independent of the queue: kept by with_queue
+            self._acc_ends = (
+                dot(pw, self.curves.value(self.hi)),
+                dot(pw, self.curves.value(self.lo)),
+            )
+        acc_max, acc_lo = self._acc_ends
         w_lo = self.queue.value(self.m1_lo, self.m2_lo)
         wbar = max(acc_max - acc_lo, 0.0) / self.gamma + w_lo
         u_cap = self.queue.min_slack(wbar, float(np.sum(self.p / self.k1)), self.pv)
