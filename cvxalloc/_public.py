@@ -294,6 +294,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.queue.cuts",
     "cvxalloc.queue.fifo",
     "cvxalloc.queue.inversion",
+    "cvxalloc.queue.ladder",
     "cvxalloc.queue.latency",
     "cvxalloc.queue.mg1",
     "cvxalloc.queue.occupancy",

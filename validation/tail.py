@@ -4,7 +4,7 @@
    long simulations (10^7 queries a point), utilization 0.1 to 0.95, service scv 0, 0.3,
    1 and 4 (every type's), on the example and on two random mixes of 12 types.
 2. The approximations: bursty arrivals (renewal arrivals with gamma gaps of scv 0.25 and
-   4, the scaled-wait approximation) and the continuous-batching server
+   4: the scaled M/G/1 wait and the ladder-height wait) and the continuous-batching server
    (``example_batching.toml``, also with ``max_running = 8``), and round-robin and
    shortest-queue over 4 batch-1 replicas (the fleet simulator), p50 to p99, utilization
    0.3 to 0.95.

@@ -35,6 +35,7 @@ import numpy as np
 
 import cvxalloc
 from cvxalloc.queue import tail
+from cvxalloc.queue.ladder import fractional_moment
 from cvxalloc.queue.tail import system_time_quantiles
 from cvxalloc.simulate import simulate_batching, simulate_fleet, simulate_replay
 from cvxalloc.testing import random_scenario
@@ -104,6 +105,27 @@ def fifo_points(quick: bool = False) -> list[dict]:
                 sc = mix.with_(arrival_scv=ca2)
                 sim = simulate_replay(
                     sc, t, np.cumsum(gaps), seed=9500 + len(out), target_utilization=rho,
+                    replications=4 if quick else 10, warmup=n // 10,
+                )  # fmt: skip
+                sc = sc.with_(arrival_rate=rho / float(mix.probability @ mix.service_time(t)))
+                out.append(_point(name, sc, t, 1, ca2, rho, sim))
+                print(_describe(out[-1]), flush=True)
+    return out
+
+
+def bursty_points(quick: bool = False) -> list[dict]:
+    """Gaps of scv 2 and 9 on the mixes of :func:`fifo_points` (added with the ladder-height
+    rule, so that it is not judged at scv 4 alone; 10^6 gaps a replay, seeds of their own)."""
+    n = 100_000 if quick else 1_000_000
+    out = []
+    for name, mix in _fifo_mixes(quick).items():
+        t = cvxalloc.solve(mix).tokens
+        for ca2 in (2.0, 9.0):
+            for rho in UTILIZATIONS:
+                gaps = np.random.default_rng(9300 + len(out)).gamma(1 / ca2, ca2, size=n)
+                sc = mix.with_(arrival_scv=ca2)
+                sim = simulate_replay(
+                    sc, t, np.cumsum(gaps), seed=9400 + len(out), target_utilization=rho,
                     replications=4 if quick else 10, warmup=n // 10,
                 )  # fmt: skip
                 sc = sc.with_(arrival_rate=rho / float(mix.probability @ mix.service_time(t)))
@@ -247,7 +269,7 @@ def _fifo_groups():
     groups = [
         (f"{where}, ca2 {ca2:g}", _group(where, ca2))
         for where in ("in sample", "out of sample", "constant services")
-        for ca2 in (0.25, 4.0)
+        for ca2 in (0.25, 2.0, 4.0, 9.0)
     ]
     for mix in ("example", "random 1 (out of sample)"):
         label = f"round-robin, {mix}"
@@ -291,18 +313,58 @@ def _fifo(power: float, bursty: float) -> dict:
         a = power if ca2 < 1 else bursty
         return 1.0 + (ca2 - 1.0) * min(1.0, 2.0 / (1.0 + cs2)) ** a
 
-    return {"_smooth_gaps": gaps}
+    return {"_smooth_gaps": gaps, "_ladder_rule": _scaled_mg1}
 
 
-#: The bursty FIFO rule's probability of a wait: GI/M/1 on the gaps' own scv (the rule
-#: before), the scv moved toward 1 for variable service, and the rule chosen (None).
+def _scaled_mg1(lam, law, ca2):
+    """No ladder rule: bursty gaps take the scaled M/G/1 wait (the rule before 9020748's
+    successor; :func:`cvxalloc.queue.tail._bursty_wait`)."""
+    return None
+
+
+#: The FIFO rule's probability of a wait under the scaled M/G/1 wait: GI/M/1 on the gaps'
+#: own scv (the rule before), the scv moved toward 1 for variable service, and the rule
+#: chosen (the last; bursty gaps have taken the ladder-height wait since, below).
 FIFO_CANDIDATES: dict[str, dict | None] = {
     "GI/M/1 on ca2": _fifo(0.0, 0.0),
     "a 1/4": _fifo(0.25, 0.25),
     "a 1/2": _fifo(0.5, 0.5),
     "a 1": _fifo(1.0, 1.0),
     "a 1/2, ca2>1 1/4": _fifo(0.5, 0.25),
-    "a 1/2, ca2 < 1": None,
+    "a 1/2, ca2 < 1": _fifo(0.5, 0.0),
+}
+
+
+def _ladder(fix_sigma: bool, scale: str) -> dict:
+    """A candidate for :func:`cvxalloc.queue.tail._ladder_rule` (gaps of scv above 1): the
+    ladder-height wait with the GI/M/1 ``sigma_0`` (times ``r^(1 - sigma_0)`` if
+    ``fix_sigma``) and the scale ``"1"``, ``"cK"`` or ``"cK^rho"``."""
+
+    def rule(lam, law, ca2):
+        parts = tail.ladder_parts(lam, law, ca2)
+        if parts is None:
+            return None
+        rho, sigma0, c_k = parts
+        m1, alpha = law.moment(1), 1.0 / ca2
+        r = float(law.weight @ fractional_moment(law, alpha)) / (m1**alpha * math.gamma(1 + alpha))
+        sigma = sigma0 * r ** (1.0 - sigma0) if fix_sigma else sigma0
+        return sigma, {"1": 1.0, "cK": c_k, "cK^rho": c_k**rho, "cK^sig": c_k**sigma0}[scale]
+
+    return {"_ladder_rule": rule}
+
+
+#: The bursty FIFO wait (gaps of scv above 1): the scaled M/G/1 wait of 9020748, and the
+#: ladder-height wait with the GI/M/1 probability of a wait or its light-traffic
+#: correction, and three scales.
+LADDER_CANDIDATES: dict[str, dict | None] = {
+    "9020748": {"_ladder_rule": _scaled_mg1},
+    "sig0, c 1": _ladder(False, "1"),
+    "sig0, cK": _ladder(False, "cK"),
+    "sig, c 1": _ladder(True, "1"),
+    "sig, cK": _ladder(True, "cK"),
+    "sig, cK^rho": _ladder(True, "cK^rho"),
+    "sig0, cK^sig": _ladder(False, "cK^sig"),
+    "sig0, cK^rho": None,
 }
 
 
@@ -315,8 +377,10 @@ def main(argv=None) -> None:
         pts = batching_points(args.quick)
         report(pts, BATCHING_CANDIDATES, _batching_groups())
     if args.part in ("fifo", "both"):
-        pts = fifo_points(args.quick) + fleet_points(args.quick)
+        pts = fifo_points(args.quick) + bursty_points(args.quick) + fleet_points(args.quick)
         report(pts, FIFO_CANDIDATES, _fifo_groups())
+        print()
+        report(pts, LADDER_CANDIDATES, _fifo_groups())
 
 
 if __name__ == "__main__":

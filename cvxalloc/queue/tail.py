@@ -12,12 +12,15 @@ with its own method:
   the law is first compressed (:mod:`.compress`): the result is then labelled
   ``compressed`` with an error estimate (twice the change from a compression
   with half as many components; the error falls about as one over their number).
-* one FIFO server, bursty arrivals (``arrival_scv != 1``): **approximation**:
+* one FIFO server, renewal arrivals (``arrival_scv != 1``): **approximation**:
   a wait with the probability of the GI/M/1 queue with gamma gaps of that scv
   (``rho`` for Poisson arrivals; regular gaps' scv moved toward 1 when the service is
-  more variable than exponential), the positive wait of the M/G/1 shape scaled
-  by Kingman's factor times ``sqrt(rho / P(wait))`` (exact for Poisson
-  arrivals; the rule matched simulation best of five, see :func:`_bursty_wait`).
+  more variable than exponential). Bursty gaps (``arrival_scv > 1``): the positive
+  wait is a geometric sum of the light-traffic ladder heights of gamma gaps, scaled
+  toward Kingman's mean in heavy traffic (:mod:`.ladder`, :func:`_ladder_rule`);
+  smoother gaps: the M/G/1 wait's shape scaled by Kingman's factor times
+  ``sqrt(rho / P(wait))`` (:func:`_bursty_wait`). Both exact for Poisson arrivals
+  and chosen on simulation.
 * a fleet of batch-1 replicas (:mod:`.fleet`): random routing is one
   replica's queue (exact for Poisson arrivals); round-robin feeds each replica
   every ``k``-th arrival, which the bursty-arrivals approximation takes as gaps
@@ -56,6 +59,7 @@ from .compress import compress
 from .fifo import FIFOQueue
 from .fleet import FleetQueue
 from .inversion import invert
+from .ladder import LadderWait, ladder_moments
 from .latency import queue_model
 from .mg1 import MG1
 from .quantile import solve_quantiles
@@ -274,11 +278,16 @@ GUESS_COMPONENTS = 64
 
 def _fifo(queue: FIFOQueue, law: ServiceLaw, levels: Sequence[float], max_components: int,
           service: ServiceLaw | None = None):  # fmt: skip
-    """M/G/1 (exact, or exact on a compressed law) or the scaled-wait approximation."""
+    """M/G/1 (exact, or exact on a compressed law); renewal arrivals: the ladder-height
+    wait for bursty gaps, the scaled M/G/1 wait for smoother ones."""
     service = law if service is None else service
     lam = queue.arrival_rate
     probs = np.asarray(levels, dtype=float)
     kappa, sigma = 1.0, None
+    if queue.arrival_scv > 1.0:
+        rule = _ladder_rule(lam, law, queue.arrival_scv)
+        if rule is not None:
+            return _ladder_fifo(queue, law, levels, max_components, service, rule)
     if not queue.poisson:
         kappa, sigma = _bursty_wait(lam, law, queue.arrival_scv)
     used = compress(law, max_components)
@@ -342,6 +351,62 @@ def _mg1_quantiles(
     return q, err, dist
 
 
+def _ladder_rule(lam: float, law: ServiceLaw, ca2: float) -> tuple[float, float] | None:
+    """``(sigma, c)`` of the ladder-height wait for gaps of scv ``ca2 > 1`` (:mod:`.ladder`).
+
+    ``sigma`` is the GI/M/1 probability of a wait (:func:`gi_m1_wait_probability`);
+    ``c`` scales the ladder heights, ``c_K^rho`` with ``c_K = m1 (ca2 + cs2) / ((1 + ca2)
+    E[H_alpha])`` the scale whose mean wait in heavy traffic is Kingman's (1 for a
+    single gamma law and for exponential or Poisson cases): the light-traffic ladder law
+    at light load, Kingman's mean in heavy traffic. Chosen on simulation among six rules
+    (``python -m validation.tail_search --part fifo``, docs/tail.md). None: no work or
+    no arrivals (the caller's M/G/1 path).
+    """
+    parts = ladder_parts(lam, law, ca2)
+    if parts is None:
+        return None
+    rho, sigma0, c_k = parts
+    return sigma0, c_k**rho
+
+
+def ladder_parts(lam: float, law: ServiceLaw, ca2: float) -> tuple[float, float, float] | None:
+    """``(rho, sigma_0, c_K)`` of :func:`_ladder_rule` (None without arrivals or work)."""
+    m1 = law.moment(1)
+    rho = lam * m1
+    if not (m1 > 0 and rho > 0):
+        return None
+    cs2 = law.moment(2) / (m1 * m1) - 1.0
+    sigma0 = gi_m1_wait_probability(rho, ca2)
+    c_k = m1 * (ca2 + cs2) / ((1.0 + ca2) * ladder_moments(law, 1.0 / ca2)[0])
+    return rho, sigma0, c_k
+
+
+def _ladder_fifo(queue, law, levels, max_components, service, rule):
+    """The bursty FIFO percentiles by the ladder-height wait (:mod:`.ladder`)."""
+    sigma, c = rule
+    alpha = 1.0 / queue.arrival_scv
+    used = compress(law, max_components)
+    probs = np.asarray(levels, dtype=float)
+
+    def quantiles(dist: LadderWait, guess=None) -> np.ndarray:
+        if guess is None:
+            guess = _gamma_guess(dist.mean, dist.variance, probs)
+        return solve_quantiles(dist.evaluate, probs, guess, dist.atom_points(), dist.jump)[0]
+
+    guess = None
+    if used.size > GUESS_COMPONENTS:  # a cheap first answer, refined by a few exact steps
+        guess = quantiles(LadderWait(compress(law, GUESS_COMPONENTS), sigma, alpha, c))
+    q = quantiles(LadderWait(used, sigma, alpha, c, service=service), guess)
+    model = (
+        "GI/G/1 FIFO approximation: a wait with probability P(wait), then a geometric sum "
+        "of the light-traffic ladder heights of gamma gaps, scaled "
+        f"(arrival_scv {queue.arrival_scv:g}, P(wait) {sigma:.4g}, scale {c:.4g})"
+    )
+    details = {"components": used.size, "types": law.types, "wait_probability": sigma,
+               "ladder_scale": c}  # fmt: skip
+    return SystemTimeQuantiles(tuple(levels), q, "approximation", model, q * np.nan, details)
+
+
 def _bursty_wait(lam: float, law: ServiceLaw, ca2: float) -> tuple[float, float | None]:
     """``(kappa, sigma)`` of the bursty-arrivals approximation ``T ~ S + [wait] kappa W+``.
 
@@ -357,7 +422,10 @@ def _bursty_wait(lam: float, law: ServiceLaw, ca2: float) -> tuple[float, float 
     scale that makes the mean wait Kingman's (``kappa_K rho / sigma``). Both limits
     agree for Poisson arrivals (exact) and in heavy traffic; of five such rules
     this one matched simulation best (docs/tail.md: chosen on the example, an
-    empirical interpolation).
+    empirical interpolation). Used for gaps smoother than Poisson (``ca2 < 1``);
+    bursty gaps take the ladder-height wait (:func:`_ladder_rule`), which put the
+    light-load median of a mix of very different services right where this shape
+    had it 31% high.
     """
     m1, m2 = law.moment(1), law.moment(2)
     rho = lam * m1
