@@ -448,3 +448,31 @@ def test_warm_started_grid_is_the_cold_optimum(seed):
         assert abs(cert.objective - cold.objective) <= cert.gap + cold.certificate.gap + 1e-14
         span = at.max_tokens - at.min_tokens
         np.testing.assert_allclose(tokens, cold.tokens, rtol=0, atol=1e-9 * span.max())
+
+
+@pytest.mark.parametrize("seed", [2, 9])
+def test_probe_bounds_never_below_the_answers_gap(seed):
+    # refinement settles a probe by certifying the answer's candidates one by one (the
+    # interpolation, its responses, then the neighbours) and stops once the target is
+    # proven: whatever it stops with must bound the gap of the answer a lookup gives,
+    # and when it certifies them all it must be that gap
+    from cvxalloc.policy import build
+    from cvxalloc.policy.lookup import _d1_bounds
+
+    sc = random_scenario(np.random.default_rng(seed), 30, load="heavy")
+    pol = build_policy(sc, points=4, max_points=4)  # coarse on purpose: probes over target
+    rates, cont, d1 = pol.rates, pol.continuous_budgets, _d1_bounds(sc)
+    seen = {True: 0, False: 0}
+    for j in range(rates.size - 1):
+        for th in (0.1, 0.5, 0.9):
+            g0, found = build._interpolated_gap(sc, rates, cont, j, th, d1)
+            ans = pol.lookup(rates[j] + th * (rates[j + 1] - rates[j]))
+            assert g0 >= ans.scaled_gap * (1 - 1e-12)
+            for target in (0.0, 0.5 * g0):
+                g, exact = build._bounded_gap(sc, rates, cont, j, th, d1, found, target)
+                seen[exact] += 1
+                if exact:
+                    assert g == pytest.approx(ans.scaled_gap, rel=1e-12, abs=1e-300)
+                else:
+                    assert g <= target and g >= ans.scaled_gap * (1 - 1e-12)
+    assert seen[True] > 0 and seen[False] > 0, seen

@@ -139,11 +139,20 @@ def _solve_at(scenario: Scenario, rate: float, method: str | None, warm, integer
     return res, rounded
 
 
-def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: float) -> bool:
+def _reach(sc: Scenario) -> np.ndarray:
+    """The most utility each type can move, ``p_i w_i (A_i(hi_i) - A_i(lo_i))`` (rate-independent:
+    computed once per policy)."""
+    lo, hi = sc.min_tokens, sc.max_tokens
+    return sc.probability * sc.weight * (sc.accuracy.value(hi) - sc.accuracy.value(lo))
+
+
+def _active_set_changes(
+    sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: float, reach: np.ndarray | None = None
+) -> bool:
     """Whether types that matter reach or leave a bound inside an interval.
 
     Types at a bound at one end and not at the other, weighted by the most utility they
-    can move (``p_i w_i (A_i(hi_i) - A_i(lo_i))``): a kink of a type whose share is
+    can move (:func:`_reach`, or ``reach`` computed by it): a kink of a type whose share is
     below ``scale`` cannot raise the gap much (with 10^4 types almost every interval
     has some kink of a tiny type; probing them all would double the build time).
     """
@@ -153,7 +162,7 @@ def _active_set_changes(sc: Scenario, t0: np.ndarray, t1: np.ndarray, scale: flo
     changed = at0 != at1
     if not changed.any():
         return False
-    reach = sc.probability * sc.weight * (sc.accuracy.value(hi) - sc.accuracy.value(lo))
+    reach = _reach(sc) if reach is None else reach
     return bool(reach[changed].sum() > scale)
 
 
@@ -169,15 +178,18 @@ def _bounded_gap(
 ) -> tuple[float, bool]:
     """The answer's scaled gap at one interior rate, or a bound of it at most ``target``.
 
-    The candidates of :func:`~cvxalloc.policy.lookup._answer` are certified cheapest
-    first (``known``: the interpolated budgets' certificate); after each, the least
+    The candidates of :func:`~cvxalloc.policy.lookup._answer` are certified in the order
+    that settles most probes soonest: the interpolated budgets (``known``: their
+    certificate), the two best responses (what rescues an interpolation over the
+    target, measured on 10^4 types: 230 of 238 such probes), then the two neighbours
+    (one certificate each, which the responses' gap makes useless there); after each, the least
     upper bound so far less the largest utility so far bounds the answer's gap (more
     candidates only lower the one and raise the other). It stops once that is within
     ``target``: ``(bound, False)``; else all are certified: ``(the answer's gap, True)``.
     """
     ev = _AtRate(scenario, rates[j] + theta * (rates[j + 1] - rates[j]), d1_bounds)
     best, ub = (-math.inf, math.inf, math.nan), math.inf
-    for src, t in _candidates(ev, rates, cont, j):
+    for src, t in _candidates(ev, rates, cont, j, neighbours_last=True):
         found = known if src == "interpolated" else ev.certify(t)
         best, ub = max(best, found, key=lambda f: f[0]), min(ub, found[1])
         g = max(ub - best[0], 0.0) / _scale(best[0], best[2]) if best[0] > -math.inf else math.inf
@@ -386,6 +398,7 @@ class _RateGrid:
         self.solved: dict[float, tuple[Any, Any]] = {}
         self.d1 = _d1_bounds(sc)
         self.reduced: Reduced | None = None  # the aggregate method's per-type parts
+        self.reach = _reach(sc)
         # interval -> its probes (scaled gap or its bound, theta, whether the answer's own
         # gap), once it met the target
         self.probed: dict[tuple[float, float], list[tuple[float, float, bool]]] = {}
@@ -428,8 +441,8 @@ class _RateGrid:
 
         Each probe is first bounded by the certificate of the interpolated budgets
         alone (:func:`_interpolated_gap`); only where that bound is over target are the
-        answer's other candidates certified, cheapest first, until they prove the target
-        or all are in (:func:`_bounded_gap`). Every probe's value is kept
+        answer's other candidates certified, the best responses first, until they prove
+        the target or all are in (:func:`_bounded_gap`). Every probe's value is kept
         (``self.probed``) with whether it is the answer's own gap or a bound of it.
         """
         target = _REFINE_MARGIN * self.tolerance
@@ -437,7 +450,7 @@ class _RateGrid:
         # quick probes first; an interval that passes them is probed in between too
         stages = [_REFINE_PROBES, _CHECK_PROBES]
         scale = target * abs(self.solved[hi][0].objective)
-        if _active_set_changes(self.sc, cont[j], cont[j + 1], scale):
+        if _active_set_changes(self.sc, cont[j], cont[j + 1], scale, self.reach):
             stages.append(_KINK_PROBES)  # a budget leaves a bound inside: look closer
         entries: list[tuple[float, float, bool]] = []
         for probes in stages:

@@ -264,19 +264,24 @@ def _interpolated(ev: _AtRate, rates: np.ndarray, cont: np.ndarray, j: int) -> n
     return np.clip((1.0 - theta) * cont[j] + theta * cont[j + 1], ev.lo, ev.hi)
 
 
-def _candidates(ev: _AtRate, rates: np.ndarray, cont, j: int):
-    """The continuous candidates at ``ev``'s rate inside interval ``j``, cheapest first:
-    ``(source, tokens)`` (the best responses are computed only when reached)."""
+def _candidates(ev: _AtRate, rates: np.ndarray, cont, j: int, neighbours_last: bool = False):
+    """The continuous candidates at ``ev``'s rate inside interval ``j``: ``(source, tokens)``
+    (the best responses are computed only when reached), cheapest first, or with
+    ``neighbours_last`` the interpolation, its responses, then the neighbours."""
     interp = _interpolated(ev, rates, cont, j)
     yield "interpolated", interp
-    yield "upper", cont[j + 1]
-    yield "lower", cont[j]
+    if not neighbours_last:
+        yield "upper", cont[j + 1]
+        yield "lower", cont[j]
     step = interp
     for k in range(_RESPONSE_STEPS):
         step = ev.response(step)
         if step is None:
-            return
+            break
         yield f"interpolated+{k + 1} response", step
+    if neighbours_last:
+        yield "upper", cont[j + 1]
+        yield "lower", cont[j]
 
 
 def _answer(
