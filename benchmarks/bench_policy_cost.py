@@ -12,8 +12,9 @@ family) it measures, in this process and alternating so that load is shared fair
 * a warm solve: the same scenario at a 3% lower rate, started from the optimum at the
   scenario's rate (``solve.warm_options``: the aggregate method's two queue scalars);
 * ``build_policy`` (default grid and tolerance), with the CPU time of its two parts:
-  the grid solves (``_RateGrid.solve``: certified optimum at each grid rate, warm-started
-  from the nearest solved rate) and the interpolation probes (``_RateGrid.probe``: the
+  the grid solves (``_RateGrid.solve``: certified optimum at each grid rate, from the queue
+  scalars predicted off the solved rates around it; between two solved rates on per-type
+  parts built once, ``aggregate.solve_near``) and the interpolation probes (``_RateGrid.probe``: the
   proven gap of the interpolated answer at interior rates, which decides refinement;
   how many were bounded by one certificate and how many needed the answer's candidates).
 
@@ -24,7 +25,7 @@ the policy's range) is cheaper than at most grid rates, so the cost is also give
 cold solves at the grid's own rates (the mean over 17 of them, evenly picked): what
 solving every grid rate from scratch would cost. CPU time of this process
 (``time.process_time``): the machine may be shared, only ratios measured in the same run
-mean anything.
+mean anything. ``bench_policy_floor.py`` measures why the grid solves cost what they do.
 """
 
 from __future__ import annotations
