@@ -228,6 +228,18 @@ def candidates(r, curve):
         out["mx"] = gq / lam
         # M^X for the running part, Kingman factor for the FIFO part
         out["mx_fifo"] = (gq - Qq) / lam + (m2 - (1 - ca2) * m1 * m1) / (2 * m1 * m1) * Qq / lam
+    if ca2 >= 1 and K:
+        # the shipped M^X chain (batches of mean (c_a^2 + c_s^2) / (1 + c_s^2)) with the
+        # Lee-Longton term on the bursts' excess waiting count damped by rho^a: a burst
+        # meeting an emptier system waits on fresh services, short ones leaving first
+        qb = (ca2 - 1) / (ca2 + cs2)
+        gb, Qb = chain(curve, x, qb, K)
+        _, Qp = chain(curve, x, 0.0, K)
+        rho = x / float(curve.rate(min(K, curve.concurrency[-1])))
+        weights = {"undamped": 1.0, "sqrt_r": rho**0.5, "r": rho, "1-(1-r)^2": 1 - (1 - rho) ** 2}
+        for name, weight in weights.items():
+            damped = Qp + weight * (Qb - Qp)
+            out[name] = (gb + 0.5 * (cs2 - 1) * damped) / lam
     out["cvxalloc_1"] = shipped(r, curve, 1.0)  # default service_scv = 1
     out["cvxalloc_cs2"] = shipped(r, curve, None)  # service_scv = the mix's own
     return out
@@ -240,7 +252,7 @@ def cmd_compare(out: Path) -> None:
     for r in rows:
         c = candidates(r, sc.server)
         if names is None:
-            names = list(candidates({**r, "ca2": 2.0}, sc.server))
+            names = list(candidates({**r, "ca2": 2.0, "limit": LIMIT}, sc.server))
             print(
                 f"{'kind':18} {'ca2':>6} {'scv':>4} {'rho':>5} {'K':>4} {'sim W':>9} "
                 + " ".join(f"{k:>10}" for k in names)

@@ -19,7 +19,16 @@ exact for any service distribution. This module generalizes ``G`` to
   and the rest wait FIFO. With exponential work this is the same chain on the curve
   capped at ``K``, ``c(min(n, K))``; service variability lengthens the FIFO wait by
   the M/G/c factor ``(1 + c_s^2) / 2`` (Lee and Longton), so the waiting count
-  ``E[(N - K)^+]`` is weighted by ``(c_s^2 - 1) / 2`` on top of ``E[N]``;
+  ``E[(N - K)^+]`` is weighted by ``(c_s^2 - 1) / 2`` on top of ``E[N]``. With bursts
+  that weight is damped on the bursts' excess, ``D = E[(N - K)^+] - E_P[(N - K)^+]`` over
+  the Poisson chain's, by the utilization ``r = x / capacity``: the weight there is
+  ``(1 - (1 - r)^2) (c_s^2 - 1) / 2`` (chosen on simulation, docs/batching.md).
+  Lee-Longton's factor is the stationary residual service a waiting query meets; a
+  burst at light load meets a system that has just admitted fresh queries, whose short
+  ones leave first, so its wait before admission is closer to the exponential-work
+  chain's. In heavy traffic the full
+  weight returns (Allen-Cunneen's ``(c_a^2 + c_s^2) / 2``); Poisson arrivals (``D = 0``),
+  exponential work (weight 0) and processor sharing are unchanged;
 * **smooth arrivals** (``c_a^2 < 1``): the Poisson chain, with the part of ``E[N]``
   above the offered work (running queries) scaled by the same heavy-traffic factor
   ``h = (c_a^2 + c_s^2) / (1 + c_s^2) < 1`` and the waiting count by ``(c_a^2 + c_s^2) / 2``.
@@ -36,7 +45,7 @@ capacity curve.
 
 In every case::
 
-    G(x) = alpha x + E[w1 N + w2 (N - K)^+]      (expectation under the chain above)
+    G(x) = alpha x + E[w1 N + w2 (N - K)^+] - w2 (1 - r)^2 D      (D = 0 but for bursts)
 
 ``c_a^2 = 1`` gives ``q = 0``, ``alpha = 0``, ``w1 = 1``, ``w2 = (c_s^2 - 1) / 2``; without
 an admission limit that is today's processor-sharing model exactly (the same code path).
@@ -165,7 +174,30 @@ class Occupancy:
         out = self._moments(u, x, self._w1, self._w2, self._p, scale=scale)
         out[0] = out[0] + self._alpha * x
         out[1] = out[1] + self._alpha
+        if self._damped:
+            self._damp(u, x, out, scale)
         return tuple(out) if scale else tuple(out[:3])
+
+    @property
+    def _damped(self) -> bool:
+        """Whether the bursts' excess waiting count takes a damped Lee-Longton weight."""
+        return self._p < 1.0 and self.max_running is not None and self._w2 != 0.0
+
+    def _damp(self, u, x, out: list, scale: bool) -> None:
+        """Take ``w2 u^2 D`` off ``G`` (and its derivatives off ``G'``, ``G''``), ``D`` the
+        bursts' excess waiting count ``E_b[(N - K)^+] - E_P[(N - K)^+]`` and ``u`` the
+        slack: the Lee-Longton weight applies in full in heavy traffic only."""
+        qb = self._moments(u, x, 0.0, 1.0, self._p, scale=scale)
+        qp = self._moments(u, x, 0.0, 1.0, 1.0, scale=scale)
+        d = [b - q for b, q in zip(qb[:3], qp[:3])]
+        g, g1, g2, rest = _damping(u, self._cap)
+        w2 = self._w2
+        out[0] -= w2 * rest * d[0]
+        out[1] -= w2 * (rest * d[1] - g1 * d[0])
+        out[2] -= w2 * (rest * d[2] - 2.0 * g1 * d[1] - g2 * d[0])
+        if scale:
+            terms = rest * (qb[3] + qp[3]) + np.abs(2.0 * g1 * d[1]) + np.abs(g2 * d[0])
+            out[3] += abs(w2) * terms
 
     def g(self, x: float) -> float:
         """``G(x)`` (``inf`` for ``x >= capacity``)."""
@@ -180,6 +212,11 @@ class Occupancy:
         if ca >= 1.0:
             dq = (1.0 + cs) / (ca + cs) ** 2  # dq/dc_a^2, q = (c_a^2 - 1) / (c_a^2 + c_s^2)
             g_q, g1_q = self._moments(u, x, self._w1, self._w2, self._p, dq=True)
+            if self._damped:  # the Poisson chain's part does not depend on c_a^2
+                b_q, b1_q = self._moments(u, x, 0.0, 1.0, self._p, dq=True)
+                _, d1, _, rest = _damping(u, self._cap)
+                g_q = g_q - self._w2 * rest * b_q
+                g1_q = g1_q - self._w2 * (rest * b1_q - d1 * b_q)
             return dq * g_q, dq * g1_q
         g, g1, _ = self._moments(u, x, 1.0, 0.0, 1.0)
         w2 = 0.0 if self.max_running is None else 1.0
@@ -341,6 +378,13 @@ class Occupancy:
             f"load (G''(x) = {g2[i]:.3g} < 0 at offered work x = {x:.4g}, utilization "
             f"{x / self._cap:.3g}); cvxalloc certifies only convex problems: " + _fix(self)
         )
+
+
+def _damping(u, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The weight ``1 - u^2`` of the bursts' excess (``u = 1 - r`` the slack, ``r`` the
+    utilization), its first two derivatives in ``x = r cap``, and ``u^2``, its complement."""
+    u = np.asarray(u, dtype=float)
+    return 1.0 - u * u, 2.0 * u / cap, np.full_like(u, -2.0 / (cap * cap)), u * u
 
 
 def _tail_ratio(x, u, p, cap):
