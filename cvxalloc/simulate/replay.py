@@ -410,7 +410,8 @@ def _replay_scenario(
 
 def _replay_percentiles(model, ca2: float) -> tuple[dict, dict]:
     """The model's percentiles at the replay's rate (its own ``arrival_scv``), and those of
-    Pollaczek-Khinchine and of the scaled-wait approximation at the measured one."""
+    Pollaczek-Khinchine and of the bursty-arrivals approximation at the measured one
+    (docs/tail.md; the JSON key keeps its first name, ``kingman_measured_scv``)."""
     if model is None:
         return {}, {}
     sc, t = model
