@@ -3,7 +3,8 @@
 Run: ``python -m validation.batching_research simulate --out validation/output`` (caches the
 simulated and replayed mean system times in ``batching_research.json``), then
 ``python -m validation.batching_research compare --out validation/output`` (prints each
-candidate's relative error against every measured point).
+candidate's relative error against every measured point); ``... limit`` checks the
+admission limit under Poisson arrivals for one service law of scv 0 to 4 (about a minute).
 
 Measured points (the batching example's optimal budgets held fixed, the arrival rate set by
 the utilization ``lam m1 / c_max``):
@@ -266,14 +267,39 @@ def cmd_compare(out: Path) -> None:
         )
 
 
+def cmd_limit() -> None:
+    """Issue 19's check of the admission limit: Poisson arrivals, at most 48 decoding, one
+    gamma service law of scv 0 to 4 (mean 20 s alone) on the published curve, utilization
+    0.8 and 0.9 (4 and 8 x 10^6 queries): the model against the simulation."""
+    from cvxalloc.queue import BatchingQueue, capacity_curve
+
+    curve = capacity_curve([1, 4, 8, 16, 32, 48], [1.0, 3.82, 6.85, 11.7, 17.7, 21.6])
+    m1 = 20.0
+    for scv in (0.0, 1.0, 2.0, 4.0):
+        for rho, n in ((0.8, 4_000_000), (0.9, 8_000_000)):
+            rng = np.random.default_rng(17)
+            lam = rho * curve.capacity / m1
+            work = np.full(n, m1) if scv == 0 else rng.gamma(1 / scv, scv * m1, n)
+            gaps = rng.exponential(1 / lam, n)
+            T = system_times(gaps, work, curve, LIMIT)
+            mean, (lo, hi) = batch_means_interval(T[n // 10 :], 30, 0.99)
+            model = BatchingQueue(lam, curve=curve, max_running=LIMIT, service_scv=scv).value(m1)
+            print(
+                f"service scv {scv:g}, utilization {rho}: simulated {mean:.2f} [{lo:.2f}, "
+                f"{hi:.2f}], model {model:.2f} ({model / mean - 1:+.1%})"
+            )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=("simulate", "compare"))
+    ap.add_argument("cmd", choices=("simulate", "compare", "limit"))
     ap.add_argument("--out", default="validation/output")
     ap.add_argument("--queries", type=int, default=1_000_000)
     a = ap.parse_args(argv)
     if a.cmd == "simulate":
         cmd_simulate(Path(a.out), a.queries)
+    elif a.cmd == "limit":
+        cmd_limit()
     else:
         cmd_compare(Path(a.out))
     return 0
