@@ -22,6 +22,12 @@ On a random scenario (``cvxalloc.testing.random_scenario``, heavy load) it measu
    predicted off a coarse grid (``cvxalloc.solvers.aggregate.solve_near``): its CPU time,
    outer evaluations and gaps at random rates, against the refined policy's look-up.
 
+4. **How far a failed interval ends up split** (``--splits``). With halvings only (the
+   refinement's quarters and eighths switched off): for each interval whose midpoint
+   failed, the answer's gap there over the target and how many intervals of the final grid
+   it ended in; then, on 25 random scenarios (2 to 2,000 types, light and heavy) and the
+   built-in example, the grid with and without splitting in four or eight at once.
+
 CPU time of this process (``time.process_time``); only ratios in one run mean anything.
 """
 
@@ -156,10 +162,72 @@ def policy_lookup_ms(sc, queries: int = 200) -> tuple[float, float]:
     return 1e3 * float(np.mean(times)), float(np.max(gaps))
 
 
+def _halvings_only(fn, *args):
+    """``fn(*args)`` with the refinement's quarters and eighths switched off."""
+    depth = build._split_depth
+    build._split_depth = lambda ratio: 1
+    try:
+        return fn(*args)
+    finally:
+        build._split_depth = depth
+
+
+def split_outcomes(sc) -> np.ndarray:
+    """``(gap / target at the failed midpoint, final intervals inside)`` per split, halving."""
+    fails = []
+    probe = build._RateGrid.probe
+
+    def recorded(self, rates, cont, j):
+        g, at = probe(self, rates, cont, j)
+        lo, hi, target = float(rates[j]), float(rates[j + 1]), 0.5 * self.tolerance
+        if g > target and abs((at - lo) / (hi - lo) - 0.5) < 1e-9:
+            fails.append((lo, hi, g / target))
+        return g, at
+
+    build._RateGrid.probe = recorded
+    try:
+        rates = _halvings_only(build_policy, sc).rates
+    finally:
+        build._RateGrid.probe = probe
+    return np.array([(r, np.sum((rates > lo) & (rates < hi)) + 1) for lo, hi, r in fails])
+
+
+def grid_sizes() -> list[tuple[int, int]]:
+    """Grid rates with and without the quarters and eighths on 25 scenarios."""
+    rng = np.random.default_rng(42)
+    cases = [cvxalloc.example_scenario()]
+    for i in range(24):
+        n = int(rng.choice([2, 5, 20, 100, 500, 2000]))
+        cases.append(
+            random_scenario(np.random.default_rng(100 + i), n, load=("heavy", "light")[i % 2])
+        )
+    return [(build_policy(c).rates.size, _halvings_only(build_policy, c).rates.size) for c in cases]
+
+
+def print_splits(sc) -> None:
+    rows = split_outcomes(sc)
+    print("4. midpoints that failed (halvings only): gap / target -> intervals they ended in:")
+    for a, b in ((1, 4), (4, 16), (16, 64), (64, np.inf)):
+        m = (rows[:, 0] >= a) & (rows[:, 0] < b)
+        if m.any():
+            print(
+                f"   [{a:g}, {b:g}): {m.sum()} splits, median {np.median(rows[m, 1]):g}, "
+                f"least {rows[m, 1].min():g}"
+            )
+    sizes = grid_sizes()
+    same = sum(a == b for a, b in sizes)
+    more = [(a, b) for a, b in sizes if a != b]
+    print(
+        f"   grid rates on 25 scenarios: the same in {same}; "
+        f"with quarters/eighths vs halvings only: {more}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--splits", action="store_true", help="also measure the refinement's splits")
     args = ap.parse_args()
     sc = random_scenario(np.random.default_rng(args.seed), args.n, load="heavy")
     print(f"N = {args.n:,} (seed {args.seed})")
@@ -181,6 +249,8 @@ def main() -> None:
         f"largest gap {alt['max_gap']:.1e}; the refined policy's look-up {ms:.2f} ms mean, "
         f"largest gap {worst:.1e}"
     )
+    if args.splits:
+        print_splits(sc)
 
 
 if __name__ == "__main__":

@@ -476,3 +476,24 @@ def test_probe_bounds_never_below_the_answers_gap(seed):
                 else:
                     assert g <= target and g >= ans.scaled_gap * (1 - 1e-12)
     assert seen[True] > 0 and seen[False] > 0, seen
+
+
+def test_far_failed_intervals_split_on_the_halving_lattice():
+    # an interval failed by far at its midpoint is split at its quarters or eighths at once:
+    # the very floats successive halvings give, so the grid stays on the same lattice
+    from cvxalloc.policy.build import _EIGHTHS_AT, _QUARTERS_AT, _dyadic, _split_depth
+
+    lo, hi = 0.1, 0.7
+    mid = 0.5 * (lo + hi)
+    assert _dyadic(lo, hi, 1) == [mid]
+    assert _dyadic(lo, hi, 2) == [0.5 * (lo + mid), mid, 0.5 * (mid + hi)]
+    assert _dyadic(lo, hi, 3)[1::2] == _dyadic(lo, hi, 2)
+    assert [_split_depth(r) for r in (1.0, _QUARTERS_AT, _EIGHTHS_AT, 1e9)] == [1, 2, 3, 3]
+    sc = random_scenario(np.random.default_rng(4), 200, load="heavy")
+    pol = build_policy(sc, points=3)
+    top = pol.rates[-1]
+    # every rate is k / 2^d of the way along one of the two initial intervals
+    for r in pol.rates:
+        x = r / (0.5 * top)
+        assert any(abs(x * 2**d - round(x * 2**d)) < 1e-9 for d in range(20))
+    assert pol.info["tolerance_met"] and pol.info["max_grid_relative_gap"] <= GRID_CERTIFICATE_TOL
