@@ -497,3 +497,28 @@ def test_far_failed_intervals_split_on_the_halving_lattice():
         x = r / (0.5 * top)
         assert any(abs(x * 2**d - round(x * 2**d)) < 1e-9 for d in range(20))
     assert pol.info["tolerance_met"] and pol.info["max_grid_relative_gap"] <= GRID_CERTIFICATE_TOL
+
+
+@pytest.mark.parametrize("kind", ["batching", "fleet"])
+def test_rates_added_between_solved_ones_are_the_cold_optimum_for_other_queues(kind):
+    # the refinement re-solves a rate between two solved ones on per-type parts built once
+    # and only the queue re-targeted (Reduced.with_queue): a batching server (no m2 in W)
+    # and a fleet's router must come out as a cold solve at that rate does
+    from cvxalloc.queue.fleet import Fleet
+
+    if kind == "batching":
+        sc = cvxalloc.load_scenario(
+            Path(cvxalloc.__file__).parent / "data" / "example_batching.toml"
+        )
+    else:
+        sc = random_scenario(np.random.default_rng(3), 40, load="heavy")
+        sc = sc.with_fleet(Fleet(3, "shortest-queue"))
+    pol = build_policy(sc, points=5)
+    assert pol.rates.size > 9  # refined: most rates were added between solved ones
+    for rate, tokens in zip(pol.rates, pol.continuous_budgets):
+        at = sc.with_arrival_rate(float(rate))
+        cold = cvxalloc.solve(at)
+        assert cold.status == "optimal"
+        span = (at.max_tokens - at.min_tokens).max()
+        np.testing.assert_allclose(tokens, cold.tokens, rtol=0, atol=1e-9 * span)
+    assert pol.info["tolerance_met"] and pol.info["max_grid_relative_gap"] <= GRID_CERTIFICATE_TOL
