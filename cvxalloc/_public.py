@@ -299,6 +299,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.queue.mg1",
     "cvxalloc.queue.occupancy",
     "cvxalloc.queue.quantile",
+    "cvxalloc.queue.residual",
     "cvxalloc.queue.routing",
     "cvxalloc.queue.service_law",
     "cvxalloc.simulate.batching",

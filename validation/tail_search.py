@@ -6,6 +6,8 @@ is changed::
     python -m validation.tail_search --part batching      # about 15 minutes on 2 busy cores
     python -m validation.tail_search --part fifo          # about a minute
     python -m validation.tail_search --quick              # smoke run (fewer points, queries)
+    python -m validation.tail_search --part batching --save pts.pkl   # keep the simulations
+    python -m validation.tail_search --part batching --load pts.pkl   # judge candidates again
 
 Each point is simulated once with a fixed seed (``numpy.random.default_rng(seed)`` inside
 the simulators, the seed a function of the point's index), then every candidate rule
@@ -18,6 +20,8 @@ largest relative half-width is printed beside, so an error is judged against the
   Poisson and gamma gaps of scv 0.25 and 4, on ``example_batching.toml`` and on it with
   every type's service scv 0 and 1 (in sample); out of sample, two random mixes of 12
   types (``random_scenario(seed, 12, load="heavy", variance=False)``) on the same curve.
+  Two tables: the bursty shift under Allen and Cunneen's factor at every load
+  (:data:`BATCHING_CANDIDATES`), then the light-traffic start (:data:`LIGHT_CANDIDATES`).
 * ``fifo``: one FIFO server with gamma gaps of scv 0.25 and 4 (replays of drawn gaps), on
   the example and its service scv 0 and 1 variants (in sample), two random mixes out of
   sample; and round-robin over 2 and 4 batch-1 replicas (the fleet simulator), whose
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import pickle
 from collections.abc import Callable
 from importlib import resources
 
@@ -289,11 +294,28 @@ def _admission(gaps: str, power: Callable[[float, float], float]) -> dict:
         shift = (sigma / r) ** power(c, cs2)
         return 0.5 * (c + cs2) / shift, shift
 
-    return {"_bursty_admission": factor}
+    return {"_bursty_admission": factor, "_admission_shape": _allen_cunneen_shape}
+
+
+def _a26edab(r: float, sigma: float, ce: float, ca2: float, cs2: float):
+    """The bursty shift of a26edab (power ``2 c_s^2 / (c_a^2 + c_s^2)``)."""
+    if not sigma > r > 0:
+        return 0.5 * (ce + cs2), 1.0
+    shift = (sigma / r) ** (2.0 * cs2 / (ca2 + cs2))
+    return 0.5 * (ca2 + cs2) / shift, shift
+
+
+def _allen_cunneen_shape(r, sigma, ce, ca2, cs2, light):
+    """The admission wait's factor and scv before the light-traffic interpolation (a26edab):
+    Allen-Cunneen's factor at every load (shifted under bursty gaps), scv ``2 - sigma``."""
+    factor, shift = tail._bursty_admission(r, sigma, ce, ca2, cs2)
+    return factor, (2.0 - sigma) * shift
 
 
 #: The admission wait under bursty gaps: the rule of 74bc56b (the shrunk scv, no shift),
-#: the shift on it, the gaps' own scv with and without shifts, and the rule chosen (None).
+#: the shift on it, the gaps' own scv with and without shifts, and the rule a26edab chose
+#: (the last), all with Allen-Cunneen's factor at every load (before the light-traffic
+#: interpolation, :data:`LIGHT_CANDIDATES`).
 BATCHING_CANDIDATES: dict[str, dict | None] = {
     "74bc56b": _admission("ce", lambda c, cs2: 0.0),
     "ce, w=cs/(c+cs)": _admission("ce", lambda c, cs2: cs2 / (c + cs2)),
@@ -301,7 +323,70 @@ BATCHING_CANDIDATES: dict[str, dict | None] = {
     "ca2, w=0": _admission("ca2", lambda c, cs2: 0.0),
     "ca2, w=cs/(c+cs)": _admission("ca2", lambda c, cs2: cs2 / (c + cs2)),
     "ca2, w=1": _admission("ca2", lambda c, cs2: 1.0),
-    "ca2,w=2cs/(c+cs)": None,
+    "ca2,w=2cs/(c+cs)": _admission("ca2", lambda c, cs2: 2.0 * cs2 / (c + cs2)),
+}
+
+
+def _light(
+    h: Callable[[float], float],
+    scv: str = "light",
+    bursty: float | str = 1.0,
+    smooth: float | str = "light",
+    scv_shift: float | None = None,
+) -> dict:
+    """A candidate for :func:`cvxalloc.queue.tail._admission_shape`: Allen-Cunneen's factor
+    times ``g = (f_0 + (f_1 - f_0) h(r)) / f_1``, ``f_1 = (1 + c_s^2) / 2`` its M/G/c value
+    and ``f_0`` the light-traffic one (the least of ``K`` residuals); scv ``"light"``:
+    ``1 + (v_0 - 1)(1 - sigma)`` (``v_0`` the least residual's scv), ``"2-s"``: ``2 - sigma``.
+    Bursty gaps (``sigma > r``): both times the shift ``(r / sigma)^w`` (its inverse on the
+    scv), ``w = bursty 2 c_s^2 / (c_a^2 + c_s^2)`` (a26edab's ``w`` at ``bursty = 1``; 0:
+    ``g`` alone), or ``bursty = "old"``: the rule of a26edab without ``g``. Smoother gaps
+    (``c_a^2 < 1``): ``"light"`` as Poisson, ``"old"`` the rule of a26edab, a number ``p``:
+    ``g`` and the scv moved back toward a26edab's by ``1 - c_a^(2p)``. ``scv_shift``: the
+    scv's shift with this multiplier of ``w`` instead of ``bursty``'s."""
+
+    def shape(r, sigma, ce, ca2, cs2, light):
+        factor, shift = _a26edab(r, sigma, ce, ca2, cs2)
+        old = factor, (2.0 - sigma) * shift
+        if light is None or (ca2 < 1 and smooth == "old"):
+            return old
+        if sigma > r > 0 and bursty == "old":
+            return old
+        f0, v0 = light
+        base = (1.0 + (v0 - 1.0) * (1.0 - sigma)) if scv == "light" else 2.0 - sigma
+        f1 = 0.5 * (1.0 + cs2)
+        g = (f0 + (f1 - f0) * h(r)) / f1
+        if ca2 < 1 and smooth != "light":
+            weight = ca2 ** (2 * smooth)
+            g = 1.0 + (g - 1.0) * weight
+            base = 2.0 - sigma + (base - 2.0 + sigma) * weight
+        if sigma > r > 0:
+            w = 2.0 * cs2 / (ca2 + cs2)
+            shift = (sigma / r) ** (bursty * w)
+            factor = 0.5 * (ca2 + cs2) / shift
+            base *= (sigma / r) ** ((bursty if scv_shift is None else scv_shift) * w) / shift
+        return factor * g, base * shift
+
+    return {"_admission_shape": shape}
+
+
+#: The admission wait's M/G/c factor and scv: Allen-Cunneen's factor at every load and
+#: the scv 2 - sigma (a26edab), and interpolations from the light-traffic wait (the
+#: least of ``K`` residuals) to it; the rule chosen (None) is the last.
+LIGHT_CANDIDATES: dict[str, dict | None] = {
+    "a26edab": {"_admission_shape": _allen_cunneen_shape, "_bursty_admission": _a26edab},
+    "lt r": _light(lambda r: r),
+    "lt r, scv 2-s": _light(lambda r: r, "2-s"),
+    "lt r^2": _light(lambda r: r * r),
+    "lt sqrt r": _light(math.sqrt),
+    "lt r, bursty old": _light(lambda r: r, bursty="old"),
+    "lt r, no shift": _light(lambda r: r, bursty=0.0),
+    "lt r, w/2": _light(lambda r: r, bursty=0.5),
+    "lt r, 3w/4": _light(lambda r: r, bursty=0.75),
+    "lt r,3w/4,scv 3w/2": _light(lambda r: r, bursty=0.75, scv_shift=1.5),
+    "lt r,3w/4,sm old": _light(lambda r: r, bursty=0.75, smooth="old"),
+    "lt r,3w/4,sm ca2": _light(lambda r: r, bursty=0.75, smooth=0.5),
+    "lt r,3w/4,sm ca4": None,
 }
 
 
@@ -368,16 +453,37 @@ LADDER_CANDIDATES: dict[str, dict | None] = {
 }
 
 
+def _points(args, simulate: Callable[[], list[dict]]) -> list[dict]:
+    """The points of one part: simulated (and pickled with ``--save``) or ``--load``-ed."""
+    if args.load:
+        with open(args.load, "rb") as f:
+            return pickle.load(f)
+    pts = simulate()
+    if args.save:
+        with open(args.save, "wb") as f:
+            pickle.dump(pts, f)
+    return pts
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("batching", "fifo", "both"), default="both")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--save", help="pickle the simulated points to this file")
+    ap.add_argument("--load", help="judge the candidates on points pickled by --save")
     args = ap.parse_args(argv)
+    if args.load and args.part == "both":
+        ap.error("--load needs --part batching or --part fifo (the points of one part)")
     if args.part in ("batching", "both"):
-        pts = batching_points(args.quick)
+        pts = _points(args, lambda: batching_points(args.quick))
         report(pts, BATCHING_CANDIDATES, _batching_groups())
+        print()
+        report(pts, LIGHT_CANDIDATES, _batching_groups())
     if args.part in ("fifo", "both"):
-        pts = fifo_points(args.quick) + bursty_points(args.quick) + fleet_points(args.quick)
+        pts = _points(
+            args,
+            lambda: fifo_points(args.quick) + bursty_points(args.quick) + fleet_points(args.quick),
+        )
         report(pts, FIFO_CANDIDATES, _fifo_groups())
         print()
         report(pts, LADDER_CANDIDATES, _fifo_groups())
