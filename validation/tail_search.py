@@ -305,7 +305,7 @@ def _a26edab(r: float, sigma: float, ce: float, ca2: float, cs2: float):
     return 0.5 * (ca2 + cs2) / shift, shift
 
 
-def _allen_cunneen_shape(r, sigma, ce, ca2, cs2, light):
+def _allen_cunneen_shape(r, sigma, ce, ca2, cs2, light, k=2):
     """The admission wait's factor and scv before the light-traffic interpolation (a26edab):
     Allen-Cunneen's factor at every load (shifted under bursty gaps), scv ``2 - sigma``."""
     factor, shift = tail._bursty_admission(r, sigma, ce, ca2, cs2)
@@ -333,6 +333,7 @@ def _light(
     bursty: float | str = 1.0,
     smooth: float | str = "light",
     scv_shift: float | None = None,
+    spread: float = 0.0,
 ) -> dict:
     """A candidate for :func:`cvxalloc.queue.tail._admission_shape`: Allen-Cunneen's factor
     times ``g = (f_0 + (f_1 - f_0) h(r)) / f_1``, ``f_1 = (1 + c_s^2) / 2`` its M/G/c value
@@ -343,9 +344,10 @@ def _light(
     ``g`` alone), or ``bursty = "old"``: the rule of a26edab without ``g``. Smoother gaps
     (``c_a^2 < 1``): ``"light"`` as Poisson, ``"old"`` the rule of a26edab, a number ``p``:
     ``g`` and the scv moved back toward a26edab's by ``1 - c_a^(2p)``. ``scv_shift``: the
-    scv's shift with this multiplier of ``w`` instead of ``bursty``'s."""
+    scv's shift with this multiplier of ``w`` instead of ``bursty``'s; ``spread``: bursty
+    gaps' scv times ``(K / 2)^(spread (1 - 1 / c_a^2))``."""
 
-    def shape(r, sigma, ce, ca2, cs2, light):
+    def shape(r, sigma, ce, ca2, cs2, light, k=2):
         factor, shift = _a26edab(r, sigma, ce, ca2, cs2)
         old = factor, (2.0 - sigma) * shift
         if light is None or (ca2 < 1 and smooth == "old"):
@@ -365,6 +367,7 @@ def _light(
             shift = (sigma / r) ** (bursty * w)
             factor = 0.5 * (ca2 + cs2) / shift
             base *= (sigma / r) ** ((bursty if scv_shift is None else scv_shift) * w) / shift
+            base *= (k / 2.0) ** (spread * (1.0 - 1.0 / ca2))
         return factor * g, base * shift
 
     return {"_admission_shape": shape}
@@ -386,7 +389,10 @@ LIGHT_CANDIDATES: dict[str, dict | None] = {
     "lt r,3w/4,scv 3w/2": _light(lambda r: r, bursty=0.75, scv_shift=1.5),
     "lt r,3w/4,sm old": _light(lambda r: r, bursty=0.75, smooth="old"),
     "lt r,3w/4,sm ca2": _light(lambda r: r, bursty=0.75, smooth=0.5),
-    "lt r,3w/4,sm ca4": None,
+    "lt r,3w/4,sm ca4": _light(lambda r: r, bursty=0.75, smooth=1.0),
+    "... spread .05": _light(lambda r: r, bursty=0.75, smooth=1.0, spread=0.05),
+    "... spread .15": _light(lambda r: r, bursty=0.75, smooth=1.0, spread=0.15),
+    "... spread .1": None,
 }
 
 

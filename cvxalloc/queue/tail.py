@@ -752,13 +752,19 @@ def admission_wait(
     if law is not None:
         least, least_scv = least_residual(law, k)
         light = (k * least / m1, least_scv)
-    factor, scv = _admission_shape(r, sigma, ce, queue.arrival_scv, cs2, light)
+    factor, scv = _admission_shape(r, sigma, ce, queue.arrival_scv, cs2, light, k)
     mean = factor * m1 / (ck * (1.0 - r))
     return at_k / (below + at_k), k / ck, mean, scv
 
 
 def _admission_shape(
-    r: float, sigma: float, ce: float, ca2: float, cs2: float, light: tuple[float, float] | None
+    r: float,
+    sigma: float,
+    ce: float,
+    ca2: float,
+    cs2: float,
+    light: tuple[float, float] | None,
+    k: int = 2,
 ) -> tuple[float, float]:
     """The admission wait's factor on ``m1 / (c(K) (1 - r))`` and its scv.
 
@@ -778,8 +784,12 @@ def _admission_shape(
     ``K = 1`` (``f_0 = f_1``). Gaps smoother than Poisson take ``g`` and the scv moved
     back toward Allen and Cunneen's factor and ``2 - sigma`` by ``1 - c_a^4`` (with gaps
     of scv 0.25 the full move put ``p50`` up to 23% low, where the rule before had 15%).
-    Without ``light``: Allen and Cunneen's factor and the scv ``2 - sigma``. Chosen on
-    simulation (``python -m validation.tail_search --part batching``, docs/tail.md).
+    Bursty gaps spread the wait more at a larger limit ``K``: their scv is multiplied by
+    ``(min(K, 16) / 2)^(0.1 (1 - 1 / c_a^2))`` (1 at ``K = 2`` and for Poisson arrivals;
+    fitted on ``K`` = 2-16, not extrapolated beyond; it does not vanish in heavy
+    traffic). Without ``light``: Allen and Cunneen's factor and the scv ``2 - sigma``.
+    Chosen on simulation (``python -m validation.tail_search --part batching``,
+    docs/tail.md).
     """
     factor, shift = _bursty_admission(r, sigma, ce, ca2, cs2)
     if light is None:
@@ -792,7 +802,14 @@ def _admission_shape(
         weight = ca2 * ca2
         g = 1.0 + (g - 1.0) * weight
         scv = 2.0 - sigma + (scv - 2.0 + sigma) * weight
+    if sigma > r > 0:
+        scv *= (min(k, SPREAD_LIMIT) / 2.0) ** (SPREAD * (1.0 - 1.0 / ca2))
     return factor * g, scv * shift
+
+
+#: Under bursty gaps the wait's scv grows with the limit as ``(min(K, 16) / 2)^(0.1 (1 - 1 /
+#: c_a^2))`` (fitted on ``K`` = 2-16).
+SPREAD, SPREAD_LIMIT = 0.1, 16
 
 
 #: The bursty shift's power is ``BURSTY_SHIFT c_s^2 / (c_a^2 + c_s^2)`` (fitted).
