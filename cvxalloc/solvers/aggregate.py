@@ -171,15 +171,7 @@ def solve_near(
     pt, newton_iters, ok = red.newton(*start, max_iter, xtol)
     if not ok:
         return None
-    diag = {
-        "X": pt.X,
-        "Y": pt.Y,
-        "u": pt.u,
-        "m2": pt.m2,
-        "residual": [pt.r1, pt.r2],
-        "newton_iterations": newton_iters,
-        "sample_iterations": 0,
-    }
+    diag = _diagnostics(pt, newton_iters, 0)
     t_reduce = time.perf_counter() - t_start
     return _polish_and_certify(
         scenario, pt.tokens, tol, 0, diag, "newton", "warm", red.evaluations, t_start, t_reduce
@@ -371,7 +363,13 @@ def _reduce(
                 f"failed: {exc}); use method='conic'"
             ) from exc
         path = "nested (after Newton failed)"
-    diag = {
+    diag = _diagnostics(pt, newton_iters, sample_iters)
+    return pt.tokens, red.evaluations + sample_iters, path, start, diag
+
+
+def _diagnostics(pt: Any, newton_iters: int, sample_iters: int) -> dict[str, Any]:
+    """The outer system's point and work, as ``Result.info`` reports them."""
+    return {
         "X": pt.X,
         "Y": pt.Y,
         "u": pt.u,
@@ -380,7 +378,6 @@ def _reduce(
         "newton_iterations": newton_iters,
         "sample_iterations": sample_iters,
     }
-    return pt.tokens, red.evaluations + sample_iters, path, start, diag
 
 
 def _polish_and_certify(
