@@ -302,6 +302,7 @@ INTERNAL: tuple[str, ...] = (
     "cvxalloc.queue.residual",
     "cvxalloc.queue.routing",
     "cvxalloc.queue.service_law",
+    "cvxalloc.queue.waiting",
     "cvxalloc.simulate.batching",
     "cvxalloc.simulate.batching_engine",
     "cvxalloc.simulate.engine",

@@ -99,38 +99,28 @@ def _fifo_mixes(quick: bool) -> dict:
 
 
 def fifo_points(quick: bool = False) -> list[dict]:
-    """Replay drawn gamma gaps through one FIFO server at each point (fixed seeds)."""
-    n = 100_000 if quick else 400_000
-    out = []
-    for name, mix in _fifo_mixes(quick).items():
-        t = cvxalloc.solve(mix).tokens
-        for ca2 in (0.25, 4.0):
-            for rho in UTILIZATIONS:
-                gaps = np.random.default_rng(9000 + len(out)).gamma(1 / ca2, ca2, size=n)
-                sc = mix.with_(arrival_scv=ca2)
-                sim = simulate_replay(
-                    sc, t, np.cumsum(gaps), seed=9500 + len(out), target_utilization=rho,
-                    replications=4 if quick else 10, warmup=n // 10,
-                )  # fmt: skip
-                sc = sc.with_(arrival_rate=rho / float(mix.probability @ mix.service_time(t)))
-                out.append(_point(name, sc, t, 1, ca2, rho, sim))
-                print(_describe(out[-1]), flush=True)
-    return out
+    """Replay drawn gamma gaps of scv 0.25 and 4 through one FIFO server at each point."""
+    return _replayed_points((0.25, 4.0), 100_000 if quick else 400_000, (9000, 9500), quick)
 
 
 def bursty_points(quick: bool = False) -> list[dict]:
     """Gaps of scv 2 and 9 on the mixes of :func:`fifo_points` (added with the ladder-height
     rule, so that it is not judged at scv 4 alone; 10^6 gaps a replay, seeds of their own)."""
-    n = 100_000 if quick else 1_000_000
+    return _replayed_points((2.0, 9.0), 100_000 if quick else 1_000_000, (9300, 9400), quick)
+
+
+def _replayed_points(scvs, n: int, seeds: tuple[int, int], quick: bool) -> list[dict]:
+    """On each mix of :func:`_fifo_mixes`, ``n`` gamma gaps of each scv replayed at each
+    utilization (fixed seeds: ``seeds`` are the gaps' and the replays' first)."""
     out = []
     for name, mix in _fifo_mixes(quick).items():
         t = cvxalloc.solve(mix).tokens
-        for ca2 in (2.0, 9.0):
+        for ca2 in scvs:
             for rho in UTILIZATIONS:
-                gaps = np.random.default_rng(9300 + len(out)).gamma(1 / ca2, ca2, size=n)
+                gaps = np.random.default_rng(seeds[0] + len(out)).gamma(1 / ca2, ca2, size=n)
                 sc = mix.with_(arrival_scv=ca2)
                 sim = simulate_replay(
-                    sc, t, np.cumsum(gaps), seed=9400 + len(out), target_utilization=rho,
+                    sc, t, np.cumsum(gaps), seed=seeds[1] + len(out), target_utilization=rho,
                     replications=4 if quick else 10, warmup=n // 10,
                 )  # fmt: skip
                 sc = sc.with_(arrival_rate=rho / float(mix.probability @ mix.service_time(t)))

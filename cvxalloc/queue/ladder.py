@@ -36,8 +36,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._lazy import special
-from .inversion import invert
 from .service_law import ServiceLaw, _exp_pair
+from .waiting import MaybeWait
 
 __all__ = ["LadderWait", "fractional_moment", "ladder_moments"]
 
@@ -75,7 +75,7 @@ def ladder_moments(law: ServiceLaw, alpha: float) -> tuple[float, float]:
     return m1 / (1.0 + alpha), 2.0 * m2 / ((1.0 + alpha) * (2.0 + alpha))
 
 
-class LadderWait:
+class LadderWait(MaybeWait):
     """``T = S`` with probability ``1 - sigma``, else ``S + c (H_1 + ... + H_N)``,
     ``N >= 1`` geometric (``P(N > n) = sigma^n``), ``H`` the ladder law of gaps of
     shape ``alpha`` (module docstring).
@@ -137,30 +137,6 @@ class LadderWait:
         w = (1.0 - self.sigma) * h / den
         w1 = h1 / den
         return np.stack([(s1 + s * w1) / z, s * w])
-
-    def evaluate(self, x):
-        """``P(T > x)``, the density of its continuous part and the inversion's error."""
-        x = np.atleast_1d(np.asarray(x, dtype=float))
-        r = self.sigma
-        ccdf = (1 - r) * self.service.ccdf(x)
-        pdf = (1 - r) * self.service.pdf(x)
-        err = np.zeros_like(x)
-        if r > 0:
-            pos = x > 0
-            inv = invert(self._transform, x[pos])
-            ccdf[pos] += r * inv.values[0]
-            pdf[pos] += r * inv.values[1]
-            err[pos] = r * inv.error[0]
-            ccdf[~pos] += r
-        return np.clip(ccdf, 0.0, 1.0), np.maximum(pdf, 0.0), err
-
-    def jump(self, x) -> np.ndarray:
-        """``P(T = x)``: the atoms of ``S`` met with no wait."""
-        return (1 - self.sigma) * self.service.atoms(x)
-
-    def atom_points(self) -> np.ndarray:
-        """Where the distribution of ``T`` jumps."""
-        return self.service.atom_points()
 
 
 def _rest_moments(alpha: float) -> tuple[float, float]:

@@ -59,13 +59,13 @@ from .batching import BatchingQueue
 from .compress import compress
 from .fifo import FIFOQueue
 from .fleet import FleetQueue
-from .inversion import invert
 from .ladder import LadderWait, ladder_moments
 from .latency import queue_model
 from .mg1 import MG1
 from .quantile import solve_quantiles
 from .residual import least_residual
 from .service_law import ServiceLaw
+from .waiting import MaybeWait
 
 __all__ = [
     "DEFAULT_QUANTILES",
@@ -567,7 +567,7 @@ def _shortest_queue(queue: FleetQueue, law: ServiceLaw, levels, max_components: 
     return SystemTimeQuantiles(tuple(levels), q, "approximation", model, q * np.nan, details)
 
 
-class _GammaWait:
+class _GammaWait(MaybeWait):
     """``T = S + G`` with probability ``sigma`` (else ``S``): ``G`` gamma, mean ``g``, scv ``c``.
 
     ``service`` is the exact law of the no-wait term, ``law`` (perhaps its
@@ -587,27 +587,6 @@ class _GammaWait:
         s, s1 = self.law.transform(z)
         w, w1 = self.wait.transform(z)
         return np.stack([(s1 + s * w1) / z, s * w])  # P(S + G > x) and its density
-
-    def evaluate(self, x):
-        x = np.atleast_1d(np.asarray(x, dtype=float))
-        r = self.sigma
-        ccdf = (1 - r) * self.service.ccdf(x)
-        pdf = (1 - r) * self.service.pdf(x)
-        err = np.zeros_like(x)
-        if r > 0:
-            pos = x > 0
-            inv = invert(self._transform, x[pos])
-            ccdf[pos] += r * inv.values[0]
-            pdf[pos] += r * inv.values[1]
-            err[pos] = r * inv.error[0]
-            ccdf[~pos] += r
-        return np.clip(ccdf, 0.0, 1.0), np.maximum(pdf, 0.0), err
-
-    def jump(self, x) -> np.ndarray:
-        return (1 - self.sigma) * self.service.atoms(x)
-
-    def atom_points(self) -> np.ndarray:
-        return self.service.atom_points()
 
 
 # --- continuous batching ---------------------------------------------------------
