@@ -61,8 +61,9 @@ def cli_time(sc) -> float:
         return time.perf_counter() - t0
 
 
-def row(n: int, seed: int, repeat: int, exact: bool, cli: bool) -> None:
+def row(n: int, seed: int, repeat: int, exact: bool, cli: bool, arrival_scv: float) -> None:
     sc = random_scenario(np.random.default_rng(seed), n, load="heavy")
+    sc = sc.with_(arrival_scv=arrival_scv)
     cvxalloc.solve(sc)  # warm up
     t_solve, res = best(lambda: cvxalloc.solve(sc), repeat)
     t_q, q = best(lambda: system_time_quantiles(sc, res.tokens), repeat)
@@ -97,6 +98,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--exact", action="store_true", help="also the uncompressed computation")
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI timing")
+    ap.add_argument(
+        "--arrival-scv", type=float, default=1.0, help="gaps' scv (1: Poisson, exact method)"
+    )
     args = ap.parse_args()
     print(
         f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
@@ -104,7 +108,7 @@ def main() -> None:
     )
     for n in args.n:
         for seed in range(args.seeds):
-            row(n, seed, args.repeat, args.exact, not args.no_cli)
+            row(n, seed, args.repeat, args.exact, not args.no_cli, args.arrival_scv)
 
 
 if __name__ == "__main__":
