@@ -81,6 +81,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_roots",
         "_bisect",
         "_lazy",
+        "_malloc",
         "_wright",
         "_public",
         "protocols",

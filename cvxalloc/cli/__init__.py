@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .._malloc import keep_freed_memory
 from ..errors import CvxallocError
 from ._common import check_output
 
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"{__name__}.{args.command}")
+    keep_freed_memory()  # the command's large temporaries reuse their pages (_malloc.py)
     try:
         check_output(args)  # --output's extension and directory, before any work
         return int(module.run(args) or 0)

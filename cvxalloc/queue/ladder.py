@@ -92,11 +92,15 @@ class LadderWait(MaybeWait):
         ``c``: the ladder heights' scale (1: the light-traffic law).
     service : ServiceLaw, optional
         The exact law of the no-wait term (default ``law``).
+    tol : float, optional
+        Target absolute error of ``P(T > x)`` in the inversion (default ``MaybeWait.tol``).
     """
 
     def __init__(self, law: ServiceLaw, sigma: float, alpha: float, scale: float = 1.0,
-                 service: ServiceLaw | None = None) -> None:  # fmt: skip
+                 service: ServiceLaw | None = None, tol: float | None = None) -> None:  # fmt: skip
         self.law, self.service = law, law if service is None else service
+        if tol is not None:
+            self.tol = tol
         self.sigma, self.alpha, self.c = float(sigma), float(alpha), float(scale)
         tilt = law.weight * fractional_moment(law, alpha)
         tilt = tilt / tilt.sum()
