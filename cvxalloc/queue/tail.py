@@ -11,7 +11,8 @@ with its own method:
   1e-9 in probability). Above :data:`MAX_COMPONENTS` distinct service laws,
   the law is first compressed (:mod:`.compress`): the result is then labelled
   ``compressed`` with an error estimate (twice the change from a compression
-  with half as many components; the error falls about as one over their number).
+  with half as many components; the error falls about as one over their number),
+  and the inversion aims at :data:`COMPRESSED_TOL` (1e-7), far below that error.
 * one FIFO server, renewal arrivals (``arrival_scv != 1``): **approximation**:
   a wait with the probability of the GI/M/1 queue with gamma gaps of that scv
   (``rho`` for Poisson arrivals; regular gaps' scv moved toward 1 when the service is
