@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
@@ -159,16 +159,22 @@ def _replace_nonfinite(texts: list[str], x: np.ndarray, nonfinite) -> list[str]:
 _JSON_NONFINITE = {"nan": "null", "inf": "null", "-inf": "null"}
 
 
-def _json_values(x: Any) -> list[str]:
-    """JSON texts of a column: numbers (non-finite as null), booleans, strings."""
+def _column_texts(x: Any, strings: Callable[[list[str]], list[str]], nonfinite) -> list[str]:
+    """Texts of a column's values: booleans ``true``/``false``, integers, ``strings`` of
+    its text values, exact floats (``nonfinite`` maps ``nan``, ``inf``, ``-inf``)."""
     x = np.asarray(x)
     if x.dtype == bool:
         return ["true" if v else "false" for v in x.tolist()]
     if x.dtype.kind in "iu":
         return list(map(str, x.tolist()))
     if x.dtype.kind in "OUS":
-        return [encode_basestring_ascii(str(v)) for v in x.tolist()]
-    return float_texts(x, _JSON_NONFINITE)
+        return strings([str(v) for v in x.tolist()])
+    return float_texts(x, nonfinite)
+
+
+def _json_values(x: Any) -> list[str]:
+    """JSON texts of a column: numbers (non-finite as null), booleans, strings."""
+    return _column_texts(x, lambda t: list(map(encode_basestring_ascii, t)), _JSON_NONFINITE)
 
 
 # --- JSON -----------------------------------------------------------------------------
@@ -286,17 +292,14 @@ _NEEDS_QUOTES = re.compile(r'[",\r\n]')
 
 def _cell_texts(x: Any) -> list[str]:
     """CSV cells of a column: numbers exact (NaN an empty cell), text quoted where needed."""
-    x = np.asarray(x)
-    if x.dtype == bool:
-        return ["true" if v else "false" for v in x.tolist()]
-    if x.dtype.kind in "iu":
-        return list(map(str, x.tolist()))
-    if x.dtype.kind in "OUS":
-        texts = [str(v) for v in x.tolist()]
-        if _NEEDS_QUOTES.search("\x1f".join(texts)):
-            texts = [_quote(s) for s in texts]
-        return texts
-    return float_texts(x, _CSV_NONFINITE)
+    return _column_texts(x, _quoted_where_needed, _CSV_NONFINITE)
+
+
+def _quoted_where_needed(texts: list[str]) -> list[str]:
+    """The texts, each quoted if any needs it (one search over all of them)."""
+    if _NEEDS_QUOTES.search("\x1f".join(texts)):
+        return [_quote(s) for s in texts]
+    return texts
 
 
 def _quote(s: str) -> str:
