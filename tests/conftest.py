@@ -17,6 +17,7 @@ A draw that fails is pinned with ``@example`` beside its test and its cause fixe
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -114,3 +115,13 @@ def random_constraints(sc, rng: np.random.Generator) -> Constraints:
     keys = [k for k in CONSTRAINT_KEYS if rng.uniform() < 0.5]
     keys = keys or [CONSTRAINT_KEYS[int(rng.integers(3))]]
     return Constraints(**{k: cand[k] for k in keys})
+
+
+@pytest.fixture(params=["numpy", "pyarrow"])
+def csv_reader(request, monkeypatch):
+    """CSV tables read by numpy's parser (pyarrow hidden) and by pyarrow's, where installed."""
+    if request.param == "numpy":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+    else:
+        pytest.importorskip("pyarrow")
+    return request.param

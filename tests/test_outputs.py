@@ -34,16 +34,6 @@ ACC_CSV = str(ROOT / "docs" / "examples" / "accuracy_measurements.csv")
 SERVICE_CSV = str(ROOT / "docs" / "examples" / "service_times.csv")
 
 
-@pytest.fixture(params=["numpy", "pyarrow"])
-def csv_reader(request, monkeypatch):
-    """CSV tables read by numpy's parser (pyarrow hidden) and by pyarrow's, where installed."""
-    if request.param == "numpy":
-        monkeypatch.setitem(sys.modules, "pyarrow", None)
-    else:
-        pytest.importorskip("pyarrow")
-    return request.param
-
-
 def _log(tmp_path: Path) -> str:
     times = np.cumsum(np.random.default_rng(0).exponential(1.0, 2000))
     path = tmp_path / "log.csv"

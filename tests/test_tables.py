@@ -3,8 +3,6 @@ every error naming the row, the column and the fix."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -12,17 +10,6 @@ import cvxalloc
 from cvxalloc.errors import ScenarioError
 from cvxalloc.tables import COLUMNS
 from cvxalloc.testing import random_scenario
-
-
-@pytest.fixture(params=["numpy", "pyarrow"])
-def csv_reader(request, monkeypatch):
-    """CSV tables read by numpy's parser (pyarrow hidden) and by pyarrow's, where installed."""
-    if request.param == "numpy":
-        monkeypatch.setitem(sys.modules, "pyarrow", None)
-    else:
-        pytest.importorskip("pyarrow")
-    return request.param
-
 
 CELLS = {
     "probability": ("probability",),
