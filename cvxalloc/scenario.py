@@ -350,11 +350,7 @@ class Scenario:
             raise ScenarioError(f"queue: arrival_rate must be a finite number >= 0 (got {rate})")
         new = copy.copy(self)
         new.arrival_rate = rate
-        new._validate_stability()
-        if new.constraints is not None:
-            new.constraints.check(new)
-        if new.fleet is not None and new.fleet.replicas > 1 and not new.auto_service_scv:
-            queue_model(new)
+        new._check_queue_parts()
         return new
 
     def with_fleet(self, fleet: Any) -> Scenario:
@@ -372,12 +368,17 @@ class Scenario:
         """
         new = copy.copy(self)
         new.fleet = fleet_from_table(fleet)
-        new._validate_stability()
-        if new.constraints is not None:
-            new.constraints.check(new)
-        if new.fleet is not None and new.fleet.replicas > 1 and not new.auto_service_scv:
-            queue_model(new)
+        new._check_queue_parts()
         return new
+
+    def _check_queue_parts(self) -> None:
+        """What a copy with another rate or fleet checks again (its tasks are valid):
+        stability, the constraints and the fleet's router."""
+        self._validate_stability()
+        if self.constraints is not None:
+            self.constraints.check(self)
+        if self.fleet is not None and self.fleet.replicas > 1 and not self.auto_service_scv:
+            queue_model(self)
 
     def take(self, idx: Sequence[int] | np.ndarray) -> Scenario:
         """The types ``idx`` only, probabilities renormalized to sum to 1."""
