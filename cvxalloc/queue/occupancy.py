@@ -190,7 +190,7 @@ class Occupancy:
         qb = self._moments(u, x, 0.0, 1.0, self._p, scale=scale)
         qp = self._moments(u, x, 0.0, 1.0, 1.0, scale=scale)
         d = [b - q for b, q in zip(qb[:3], qp[:3])]
-        g, g1, g2, rest = _damping(u, self._cap)
+        g1, g2, rest = _damping(u, self._cap)
         w2 = self._w2
         out[0] -= w2 * rest * d[0]
         out[1] -= w2 * (rest * d[1] - g1 * d[0])
@@ -214,7 +214,7 @@ class Occupancy:
             g_q, g1_q = self._moments(u, x, self._w1, self._w2, self._p, dq=True)
             if self._damped:  # the Poisson chain's part does not depend on c_a^2
                 b_q, b1_q = self._moments(u, x, 0.0, 1.0, self._p, dq=True)
-                _, d1, _, rest = _damping(u, self._cap)
+                d1, _, rest = _damping(u, self._cap)
                 g_q = g_q - self._w2 * rest * b_q
                 g1_q = g1_q - self._w2 * (rest * b1_q - d1 * b_q)
             return dq * g_q, dq * g1_q
@@ -380,11 +380,11 @@ class Occupancy:
         )
 
 
-def _damping(u, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The weight ``1 - u^2`` of the bursts' excess (``u = 1 - r`` the slack, ``r`` the
-    utilization), its first two derivatives in ``x = r cap``, and ``u^2``, its complement."""
+def _damping(u, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first two derivatives in ``x = r cap`` of the weight ``1 - u^2`` of the bursts'
+    excess (``u = 1 - r`` the slack, ``r`` the utilization), and ``u^2``, its complement."""
     u = np.asarray(u, dtype=float)
-    return 1.0 - u * u, 2.0 * u / cap, np.full_like(u, -2.0 / (cap * cap)), u * u
+    return 2.0 * u / cap, np.full_like(u, -2.0 / (cap * cap)), u * u
 
 
 def _tail_ratio(x, u, p, cap):
