@@ -52,6 +52,12 @@ UTILIZATIONS = (0.3, 0.5, 0.7, 0.9)
 # --- the points ----------------------------------------------------------------------
 def _batching_mixes(quick: bool) -> dict:
     base = cvxalloc.load_scenario(resources.files("cvxalloc") / "data/example_batching.toml")
+    return _mixes(base, quick, server=base.server.to_dict())
+
+
+def _mixes(base, quick: bool, **same) -> dict:
+    """``base``, it with every type's scv 0 and 1, and (unless ``quick``) two random mixes
+    of 12 types out of sample, given ``same`` (e.g. the base's server)."""
     mixes = {
         "example": base,
         "scv 0": base.with_(scv=np.zeros(base.n)),
@@ -60,7 +66,7 @@ def _batching_mixes(quick: bool) -> dict:
     if not quick:
         for seed in (1, 2):
             sc = random_scenario(seed, 12, load="heavy", variance=False)
-            mixes[f"random {seed} (out of sample)"] = sc.with_(server=base.server.to_dict())
+            mixes[f"random {seed} (out of sample)"] = sc.with_(**same) if same else sc
     return mixes
 
 
@@ -84,18 +90,7 @@ def batching_points(quick: bool = False) -> list[dict]:
 
 
 def _fifo_mixes(quick: bool) -> dict:
-    ex = cvxalloc.example_scenario()
-    mixes = {
-        "example": ex,
-        "scv 0": ex.with_(scv=np.zeros(ex.n)),
-        "scv 1": ex.with_(scv=np.ones(ex.n)),
-    }
-    if not quick:
-        for seed in (1, 2):
-            mixes[f"random {seed} (out of sample)"] = random_scenario(
-                seed, 12, load="heavy", variance=False
-            )
-    return mixes
+    return _mixes(cvxalloc.example_scenario(), quick)
 
 
 def fifo_points(quick: bool = False) -> list[dict]:
